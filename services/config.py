@@ -1,0 +1,199 @@
+"""Where the target database and the snapshot directory come from.
+
+Layering, first match wins (each source is documented where it is read):
+  database:  --db-url  >  SUPABASE_DB_URL  >  DATABASE_URL  >  libpq's PG* variables (PGHOST, PGPORT, ...)
+  directory: --dir     >  DBSAGE_SNAPSHOT_DIR  >  config file ``snapshot_dir``  >  ./supabase/snapshots
+The config file is ``$XDG_CONFIG_HOME/dbsage-tui/config.yaml`` (or DBSAGE_CONFIG); it never holds passwords.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+import yaml
+
+from .errors import BadInput
+
+DEFAULT_SNAPSHOT_DIR = Path("supabase/snapshots")
+#: Seconds to wait for a connection before giving up (libpq's connect_timeout, asyncpg's timeout).
+DEFAULT_CONNECT_TIMEOUT = 10
+
+_LIBPQ_ENV = {
+    "host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE",
+    "password": "PGPASSWORD", "sslmode": "PGSSLMODE", "connect_timeout": "PGCONNECT_TIMEOUT",
+    "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+    "options": "PGOPTIONS", "application_name": "PGAPPNAME", "target_session_attrs": "PGTARGETSESSIONATTRS",
+}
+
+
+@dataclass(frozen=True)
+class ConnInfo:
+    """One PostgreSQL connection target. ``password`` never leaves this object except into a child's
+    environment or asyncpg's connect call; ``display`` and ``masked_url`` are what may be shown."""
+
+    host: str = "localhost"
+    port: int = 5432
+    user: str = "postgres"
+    dbname: str = "postgres"
+    password: str | None = field(default=None, repr=False)
+    params: tuple[tuple[str, str], ...] = ()
+    source: str = "default"
+
+    @property
+    def sslmode(self) -> str:
+        return dict(self.params).get("sslmode", "prefer")
+
+    @property
+    def connect_timeout(self) -> int:
+        try:
+            return int(dict(self.params).get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+        except ValueError:
+            return DEFAULT_CONNECT_TIMEOUT
+
+    @property
+    def display(self) -> str:
+        """``user@host:port/dbname`` — safe to print anywhere."""
+        return f"{self.user}@{self.host}:{self.port}/{self.dbname}"
+
+    def masked_url(self) -> str:
+        pw = ":****" if self.password else ""
+        host = self.host if not self.host.startswith("/") else ""
+        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in self.params)
+        if self.host.startswith("/"):
+            query = "&".join(filter(None, [f"host={quote(self.host, safe='')}", query]))
+        url = f"postgresql://{quote(self.user, safe='')}{pw}@{host}:{self.port}/{quote(self.dbname, safe='')}"
+        return f"{url}?{query}" if query else url
+
+    def with_dbname(self, dbname: str) -> ConnInfo:
+        return replace(self, dbname=dbname)
+
+    def child_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment for pg_dump/psql: every connection setting as a PG* variable, so that argv (which
+        ``ps`` shows to every user) carries none of it, the password least of all."""
+        env = dict(os.environ if base is None else base)
+        for key in list(env):
+            if key.startswith("PG") and key not in ("PGTZ",):
+                del env[key]
+        env.update({"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user, "PGDATABASE": self.dbname})
+        if self.password is not None:
+            env["PGPASSWORD"] = self.password
+        params = dict(self.params)
+        params.setdefault("connect_timeout", str(DEFAULT_CONNECT_TIMEOUT))
+        params.setdefault("application_name", "dbsage-tui")
+        for key, value in params.items():
+            if key in _LIBPQ_ENV:
+                env[_LIBPQ_ENV[key]] = value
+        return env
+
+    def asyncpg_kwargs(self) -> dict:
+        params = dict(self.params)
+        kwargs: dict = {
+            "host": self.host, "port": self.port, "user": self.user, "database": self.dbname,
+            "password": self.password, "timeout": self.connect_timeout,
+            "server_settings": {"application_name": params.get("application_name", "dbsage-tui")},
+        }
+        sslmode = params.get("sslmode")
+        if sslmode:
+            kwargs["ssl"] = sslmode
+        else:
+            kwargs["ssl"] = "prefer"
+        return kwargs
+
+
+def parse_url(url: str, source: str = "--db-url") -> ConnInfo:
+    """Parse a ``postgresql://`` URL (percent-encoded user and password, ``?sslmode=...`` and friends)."""
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise BadInput(f"The database URL from {source} is not a postgresql:// URL.",
+                       "Use the form postgresql://user:password@host:5432/dbname.")
+    if "," in parts.netloc:
+        raise BadInput(f"The database URL from {source} names several hosts.", "Give a single host.")
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        raise BadInput(f"The database URL from {source} has an invalid port.", "Use a number such as 5432.") from None
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    host = params.pop("host", None) or (unquote(parts.hostname) if parts.hostname else "localhost")
+    if "port" in params:
+        try:
+            port = int(params.pop("port"))
+        except ValueError:
+            raise BadInput(f"The database URL from {source} has an invalid port.", "Use a number.") from None
+    user = unquote(parts.username) if parts.username else params.pop("user", None) or os.environ.get("USER", "postgres")
+    password = unquote(parts.password) if parts.password is not None else params.pop("password", None)
+    dbname = unquote(parts.path.lstrip("/")) or params.pop("dbname", None) or user
+    return ConnInfo(host=host, port=port, user=user, dbname=dbname, password=password,
+                    params=tuple(sorted(params.items())), source=source)
+
+
+def from_pg_env(env: dict[str, str]) -> ConnInfo:
+    """libpq's own variables, as psql would read them."""
+    user = env.get("PGUSER") or env.get("USER") or "postgres"
+    try:
+        port = int(env.get("PGPORT", "5432"))
+    except ValueError:
+        raise BadInput("PGPORT is not a number.", "Set PGPORT to the server's port, e.g. 5432.") from None
+    params = {k: env[v] for k, v in _LIBPQ_ENV.items()
+              if k not in ("host", "port", "user", "dbname", "password") and v in env}
+    return ConnInfo(host=env.get("PGHOST", "localhost"), port=port, user=user,
+                    dbname=env.get("PGDATABASE", user), password=env.get("PGPASSWORD"),
+                    params=tuple(sorted(params.items())), source="PG* environment")
+
+
+def resolve_target(db_url: str | None, env: dict[str, str] | None = None) -> ConnInfo | None:
+    """The database to work on, by the layering above; None when nothing at all is configured."""
+    env = dict(os.environ if env is None else env)
+    if db_url:
+        return parse_url(db_url, "--db-url")
+    for name in ("SUPABASE_DB_URL", "DATABASE_URL"):
+        if env.get(name):
+            return parse_url(env[name], name)
+    if any(env.get(v) for v in ("PGHOST", "PGDATABASE", "PGUSER", "PGPORT", "PGSERVICE")):
+        return from_pg_env(env)
+    return None
+
+
+def config_file(env: dict[str, str] | None = None) -> Path:
+    env = dict(os.environ if env is None else env)
+    if env.get("DBSAGE_CONFIG"):
+        return Path(env["DBSAGE_CONFIG"])
+    base = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "dbsage-tui" / "config.yaml"
+
+
+def load_config(env: dict[str, str] | None = None) -> dict:
+    """The config file's mapping, or {} when there is none. A broken file is bad input, not a traceback."""
+    path = config_file(env)
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise BadInput(f"The config file {path} cannot be read: {exc.__class__.__name__}.",
+                       "Fix or remove it.") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"The config file {path} is not a mapping.", "Fix or remove it.")
+    return data
+
+
+def resolve_snapshot_dir(cli_dir: str | None, env: dict[str, str] | None = None) -> Path:
+    env = dict(os.environ if env is None else env)
+    if cli_dir:
+        return Path(cli_dir)
+    if env.get("DBSAGE_SNAPSHOT_DIR"):
+        return Path(env["DBSAGE_SNAPSHOT_DIR"])
+    cfg = load_config(env).get("snapshot_dir")
+    return Path(cfg) if cfg else DEFAULT_SNAPSHOT_DIR
+
+
+def data_dir(env: dict[str, str] | None = None) -> Path:
+    """Per-user data directory (the demo server and its snapshots live here)."""
+    env = dict(os.environ if env is None else env)
+    if env.get("DBSAGE_DATA_DIR"):
+        return Path(env["DBSAGE_DATA_DIR"])
+    base = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "dbsage-tui"

@@ -1,0 +1,264 @@
+"""Taking a snapshot: pg_dump streamed through our process into ``NAME.partial``, then renamed.
+
+pg_dump's stdout is read in 1 MiB chunks; each chunk is written, hashed and scanned (COPY row counts,
+trailer) as it passes, so memory stays flat whatever the database size. Only a dump that pg_dump finished
+with exit 0 *and* whose trailer is present becomes ``NAME.sql``; its metadata is written after the rename.
+Any failure or cancellation kills pg_dump and removes what was written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from . import __version__, inspect
+from .config import ConnInfo
+from .errors import DbsageError, LockHeld, OperationFailed, explain_tool_failure
+from .events import Log, Progress, Reporter, null_reporter
+from .pgtools import PgTools, find_tools
+from .scanner import DumpScanner
+from .store import (PARTIAL_SUFFIX, TS_FORMAT, Snapshot, SnapshotStore, check_label, format_ts, fsync_dir,
+                    human_size, utcnow)
+
+CHUNK = 1 << 20
+#: How often progress events are emitted while bytes stream (seconds).
+PROGRESS_EVERY = 0.1
+#: A key for pg_try_advisory_lock: one dbsage-tui operation per database at a time, whatever the directory.
+ADVISORY_KEY = 0x6462736167  # "dbsag"
+
+
+@dataclass
+class Target:
+    """An open connection to the database being worked on, with what we learned about it."""
+
+    conn: ConnInfo
+    con: asyncpg.Connection
+    info: inspect.ServerInfo
+    tools: PgTools
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.con.close(), 5)
+
+
+async def open_target(conn: ConnInfo) -> Target:
+    con = await inspect.connect(conn)
+    try:
+        info = await inspect.server_info(con)
+        tools = find_tools(info.major, need_ssl=conn.sslmode in ("require", "verify-ca", "verify-full"))
+    except BaseException:
+        await con.close()
+        raise
+    return Target(conn=conn, con=con, info=info, tools=tools)
+
+
+@contextlib.asynccontextmanager
+async def database_lock(target: Target, operation: str):
+    """Session advisory lock: a second dbsage-tui working on the same database is refused at once."""
+    got = await target.con.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_KEY)
+    if not got:
+        holder = await target.con.fetchval(
+            """SELECT format('pid %s (%s, from %s) since %s', a.pid, a.application_name,
+                             coalesce(a.client_addr::text, 'local'), to_char(a.backend_start, 'HH24:MI:SS'))
+               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+               WHERE l.locktype = 'advisory' AND l.objid = $1 AND l.granted LIMIT 1""", ADVISORY_KEY & 0xFFFFFFFF)
+        raise LockHeld(f"Another dbsage-tui is working on database {target.conn.dbname}: backend {holder}.",
+                       "Wait for it to finish, then try again.")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await target.con.execute("SELECT pg_advisory_unlock($1)", ADVISORY_KEY)
+
+
+def restore_instructions(filename: str) -> str:
+    return (f"dbsage-tui restore {filename}\n"
+            f"# or by hand (does not drop objects created after the snapshot):\n"
+            f"psql \"$SUPABASE_DB_URL\" --single-transaction -v ON_ERROR_STOP=1 -f {filename}\n")
+
+
+def _free_name(directory: Path, label: str) -> tuple[dt.datetime, Path]:
+    """Timestamp and file name; if the name is taken (two snapshots of one label in a second), use the
+    next second so that the name and the metadata timestamp stay the same instant."""
+    ts = utcnow()
+    while True:
+        path = directory / f"{ts.strftime(TS_FORMAT)}_{label}.sql"
+        if not path.exists() and not path.with_name(path.name + PARTIAL_SUFFIX).exists():
+            return ts, path
+        ts += dt.timedelta(seconds=1)
+
+
+async def kill_process(proc: asyncio.subprocess.Process) -> None:
+    """Stop a child: SIGTERM, then SIGKILL after 3 s. Used on cancel and on failure."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), 3)
+    except (TimeoutError, asyncio.TimeoutError):
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+async def pump_stderr(stream: asyncio.StreamReader, source: str, report: Reporter, keep: list[str]) -> None:
+    """Forward a child's stderr line by line to the reporter; keep the lines for error messages."""
+    while True:
+        line = await stream.readline()
+        if not line:
+            return
+        text = line.decode("utf-8", "replace").rstrip()
+        keep.append(text)
+        if len(keep) > 400:
+            del keep[:100]
+        level = "error" if ("error:" in text or "ERROR:" in text or "FATAL:" in text) else "info"
+        report(Log(text, source=source, level=level))
+
+
+async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, schema_only: bool = False,
+                          purpose: str = "", notes: str = "", schemas: list[str] | None = None,
+                          protected: bool = False, report: Reporter = null_reporter) -> Snapshot:
+    """Dump ``target`` into a new snapshot. The caller holds the locks (see ``snapshot`` for the
+    standalone operation)."""
+    check_label(label)
+    store.ensure_dir()
+    started = time.monotonic()
+    info = target.info
+    scope = await inspect.resolve_scope(target.con, info.supabase, schemas)
+    if not scope.schemas:
+        raise OperationFailed("There is nothing to snapshot: no schema in scope.",
+                              "Check the connection's role can use the schemas, or name them with --schema.")
+    tables = await inspect.tables_count(target.con, scope.schemas)
+    estimate = await inspect.estimate_dump_bytes(target.con, scope.schemas, schema_only)
+    ts, final = _free_name(store.directory, label)
+    partial = final.with_name(final.name + PARTIAL_SUFFIX)
+    kind = "schema-only" if schema_only else "full"
+    args = [target.tools.pg_dump, "--clean", "--if-exists", "--no-owner", "--verbose", "--no-password",
+            *(["--schema-only"] if schema_only else []), *scope.pg_dump_args(target.tools.major)]
+    report(Log(f"Taking a {kind} snapshot of {target.conn.display} with pg_dump {target.tools.version}"
+               + (f" (about {human_size(estimate)} of table data)" if estimate else "")))
+    report(Log("scope: " + ", ".join(scope.schemas)
+               + (f" (excluded: {', '.join(scope.excluded)})" if scope.excluded else "")))
+
+    digest = hashlib.sha256()
+    scanner = DumpScanner()
+    written = 0
+    stderr_lines: list[str] = []
+    renamed = False
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    proc = None
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=target.conn.child_env(), limit=CHUNK, start_new_session=True)
+        err_task = asyncio.create_task(pump_stderr(proc.stderr, "pg_dump", report, stderr_lines))
+        last = 0.0
+        report(Progress("dump", 0, estimate, 0.0))
+        while True:
+            chunk = await proc.stdout.read(CHUNK)
+            if not chunk:
+                break
+            view = memoryview(chunk)
+            while view:
+                try:
+                    n = os.write(fd, view)
+                except OSError as exc:
+                    raise explain_tool_failure(f"{exc.strerror}", "Writing the snapshot") from None
+                view = view[n:]
+            digest.update(chunk)
+            scanner.feed(chunk)
+            written += len(chunk)
+            now = time.monotonic()
+            if now - last >= PROGRESS_EVERY:
+                last = now
+                report(Progress("dump", written, estimate, now - started))
+        rc = await proc.wait()
+        await err_task
+        if rc != 0:
+            raise explain_tool_failure("\n".join(stderr_lines), "pg_dump")
+        result = scanner.finish()
+        if not result.complete:
+            raise OperationFailed("pg_dump's output is incomplete (no dump-complete trailer).",
+                                  "Check the server log; nothing was saved.")
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.rename(partial, final)
+        renamed = True
+        fsync_dir(store.directory)
+        duration = round(time.monotonic() - started, 3)
+        meta = {
+            "label": label,
+            "purpose": purpose or "",
+            "timestamp": format_ts(ts),
+            "database_version": info.version,
+            "supabase_version": info.supabase_version,
+            "type": kind,
+            "size_bytes": written,
+            "size_human": human_size(written),
+            "tables_count": tables,
+            "restore_instructions": restore_instructions(final.name),
+            "notes": notes or "",
+            "filename": final.name,
+            "sha256": digest.hexdigest(),
+            "pg_dump_version": target.tools.version,
+            "database": info.database,
+            "host": f"{target.conn.host}:{target.conn.port}",
+            "schemas": scope.schemas,
+            "scope": scope.to_meta(),
+            "row_counts": None if schema_only else dict(sorted(result.row_counts.items())),
+            "duration_seconds": duration,
+            "tool_version": __version__,
+            "protected": bool(protected),
+            "created_by": f"{_os_user()}@{socket.gethostname()}",
+        }
+        store.write_meta(final, meta)
+        report(Progress("dump", written, written, time.monotonic() - started))
+        report(Log(f"Saved {final.name} ({human_size(written)}, {tables} tables, {duration:.1f}s)"))
+        snap = Snapshot(path=final, label=label, timestamp=ts, meta=meta, file_size=written)
+        store.audit("snapshot", "ok", snapshot=final.name, type=kind, target=target.conn.display,
+                    size_bytes=written, duration_seconds=duration)
+        return snap
+    except BaseException as exc:
+        if proc is not None:
+            await kill_process(proc)
+        if fd >= 0:
+            os.close(fd)
+        partial.unlink(missing_ok=True)
+        if renamed:
+            final.unlink(missing_ok=True)
+            final.with_name(final.name + ".meta.yaml").unlink(missing_ok=True)
+        outcome = "cancelled" if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)) else "failed"
+        msg = exc.one_line() if isinstance(exc, DbsageError) else exc.__class__.__name__
+        store.audit("snapshot", outcome, snapshot=final.name, type=kind, target=target.conn.display, error=msg)
+        if isinstance(exc, OSError):
+            raise explain_tool_failure(str(exc), "Writing the snapshot") from None
+        raise
+
+
+def _os_user() -> str:
+    from .store import _os_user as u
+    return u()
+
+
+async def snapshot(conn: ConnInfo, store: SnapshotStore, label: str, **kwargs) -> Snapshot:
+    """The standalone operation: connect, take both locks, dump."""
+    check_label(label)
+    with store.lock("snapshot", conn.display):
+        target = await open_target(conn)
+        try:
+            async with database_lock(target, "snapshot"):
+                return await create_snapshot(target, store, label, **kwargs)
+        finally:
+            await target.close()

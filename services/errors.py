@@ -1,0 +1,107 @@
+"""Errors users see: one sentence of what happened, one of what to do next, and an exit code.
+
+Exit codes are part of the CLI contract: 0 ok, 1 operation failed (database left unchanged),
+2 bad input, 3 invalid snapshot.
+"""
+
+from __future__ import annotations
+
+import re
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INVALID_SNAPSHOT = 3
+
+
+class DbsageError(Exception):
+    """A failure with a message fit for a user; ``detail`` holds raw tool output for the log pane."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, hint: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.detail = detail
+
+    def one_line(self) -> str:
+        """The message and the hint as the single line the CLI prints and the TUI notifies."""
+        return f"{self.message} {self.hint}" if self.hint else self.message
+
+
+class BadInput(DbsageError):
+    exit_code = EXIT_BAD_INPUT
+
+
+class InvalidSnapshot(DbsageError):
+    exit_code = EXIT_INVALID_SNAPSHOT
+
+
+class OperationFailed(DbsageError):
+    exit_code = EXIT_FAILED
+
+
+class LockHeld(OperationFailed):
+    """Another dbsage-tui process holds the directory or database lock."""
+
+
+# What pg_dump / psql / the server say, mapped to what to do next (the seed story's error table, extended).
+_KNOWN_ERRORS: list[tuple[re.Pattern[str], str, str]] = [
+    (re.compile(r"password authentication failed|no password supplied|authentication failed"),
+     "Authentication failed for the database user.",
+     "Check the password in SUPABASE_DB_URL / DATABASE_URL (percent-encode special characters)."),
+    (re.compile(r"database \"([^\"]+)\" does not exist"),
+     "The database {0} does not exist on the server.",
+     "Check the database name in the connection URL."),
+    (re.compile(r"server does not support SSL|SSL is not enabled on the server"),
+     "The server does not support SSL but the connection requires it.",
+     "Use sslmode=prefer or disable, or enable SSL on the server."),
+    (re.compile(r"timeout expired|timed out"),
+     "Timed out connecting to the database server.",
+     "Check the host and port, and that the server is running and reachable."),
+    (re.compile(r"connection to server .* failed|could not connect|Connection refused|could not translate host"
+                r"|Name or service not known|server closed the connection unexpectedly|terminating connection"
+                r"|no connection to the server|connection to server was lost"),
+     "Connection to the database server failed.",
+     "Check the database is running and SUPABASE_DB_URL is set; test with: psql \"$SUPABASE_DB_URL\" -c 'SELECT 1'."),
+    (re.compile(r"permission denied for (schema|table|sequence|function|database|relation) ([^\s]+)"),
+     "Permission denied for {0} {1}.",
+     "Use a role that owns the objects (on Supabase: the postgres / service role), or GRANT the access."),
+    (re.compile(r"No space left on device|could not write .*: No space"),
+     "No space left on device.",
+     "Free up disk space, use a schema-only snapshot, or delete old snapshots with `dbsage-tui cleanup`."),
+    (re.compile(r"File too large"),
+     "The snapshot file hit the file size limit.",
+     "Raise the limit (ulimit -f) or use a schema-only snapshot."),
+    (re.compile(r"role \"([^\"]+)\" does not exist"),
+     "Role {0} does not exist on this server.",
+     "Create the role first, or restore into a database that has it."),
+    (re.compile(r"must be owner of (\w+) ([^\s]+)"),
+     "The restoring user must own {0} {1}.",
+     "Restore as the owner of the objects (on Supabase: the postgres role)."),
+    (re.compile(r"relation \"([^\"]+)\" already exists"),
+     "Relation {0} already exists.",
+     "The snapshot was not made with --clean; restore it with dbsage-tui, which drops the objects first."),
+    (re.compile(r"server version mismatch"),
+     "pg_dump is older than the server.",
+     "Install a pg_dump whose major version is at least the server's."),
+]
+
+
+def explain_tool_failure(stderr: str, action: str) -> OperationFailed:
+    """Turn a pg_dump/psql failure into one clear sentence; the raw stderr stays in ``detail``."""
+    for pattern, message, hint in _KNOWN_ERRORS:
+        m = pattern.search(stderr)
+        if m:
+            return OperationFailed(f"{action} failed: {message.format(*m.groups())}", hint, detail=stderr)
+    last = first_error_line(stderr) or "the tool exited with an error"
+    return OperationFailed(f"{action} failed: {last}", "See the log for the full output.", detail=stderr)
+
+
+def first_error_line(stderr: str) -> str | None:
+    """The first line that reads like an error, without the tool-name prefix."""
+    for line in stderr.splitlines():
+        if "ERROR:" in line or "error:" in line or "FATAL:" in line:
+            return re.sub(r"^(pg_dump|psql|pg_restore)(:[^:]*:\d+)?: (error: )?", "", line).strip()
+    return None

