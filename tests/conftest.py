@@ -1,0 +1,149 @@
+"""Shared fixtures: real PostgreSQL servers (embedded 18, plus the system's 15 when installed), a fresh
+database per test, hermetic settings. Nothing here fakes pg_dump, psql or the server."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from services.config import ConnInfo
+from services.sandbox import LocalServer
+
+#: ../shared/fixtures beside the repository (CI clones main next to a copy of shared/).
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+SQL = Path(__file__).parent / "sql"
+SYSTEM_PG15 = Path("/usr/lib/postgresql/15/bin")
+
+_counter = itertools.count(1)
+
+
+def server_versions() -> list[str]:
+    versions = ["18"]
+    if (SYSTEM_PG15 / "postgres").exists() and os.environ.get("DBSAGE_TEST_PG15", "1") != "0":
+        versions.append("15")
+    return versions
+
+
+@pytest.fixture(scope="session")
+def server_root():
+    root = Path(tempfile.mkdtemp(prefix="dbsage-test-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+_servers: dict[str, LocalServer] = {}
+
+
+def _server(version: str, root: Path) -> LocalServer:
+    if version not in _servers:
+        bindir = None if version == "18" else SYSTEM_PG15
+        srv = LocalServer(root / f"pg{version}", bindir=bindir, password="s3cr3t-Test-pw-7Q")
+        srv.ensure_running()
+        # Roles a Supabase project has; cluster-wide, so created once per server.
+        srv.psql("""
+            DO $$ BEGIN
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
+                CREATE ROLE anon NOLOGIN; CREATE ROLE authenticated NOLOGIN;
+                CREATE ROLE service_role NOLOGIN BYPASSRLS; CREATE ROLE supabase_auth_admin NOLOGIN;
+                CREATE ROLE app_reader NOLOGIN;
+              END IF;
+            END $$;""")
+        _servers[version] = srv
+    return _servers[version]
+
+
+@pytest.fixture(scope="session", params=server_versions(), ids=lambda v: f"pg{v}")
+def pg(request, server_root) -> LocalServer:
+    """Each server version in turn (tests using it run once per version)."""
+    return _server(request.param, server_root)
+
+
+@pytest.fixture(scope="session")
+def pg18(server_root) -> LocalServer:
+    return _server("18", server_root)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for srv in _servers.values():
+        srv.stop("immediate")
+
+
+def _new_db(server: LocalServer) -> ConnInfo:
+    name = f"t{os.getpid()}_{next(_counter)}"
+    server.psql(f'CREATE DATABASE "{name}"')
+    return server.conninfo(name)
+
+
+@pytest.fixture
+def db(pg) -> ConnInfo:
+    """A fresh empty database on each server version."""
+    conn = _new_db(pg)
+    yield conn
+    _drop(pg, conn.dbname)
+
+
+@pytest.fixture
+def db18(pg18) -> ConnInfo:
+    conn = _new_db(pg18)
+    yield conn
+    _drop(pg18, conn.dbname)
+
+
+def _drop(server: LocalServer, name: str) -> None:
+    try:
+        server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except Exception:  # noqa: BLE001 - a stopped server in a fault test; the session cleans up
+        pass
+
+
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path, monkeypatch):
+    """No user configuration leaks in: connection variables unset, config and data dirs in tmp."""
+    for var in list(os.environ):
+        if var.startswith("PG") or var in ("SUPABASE_DB_URL", "DATABASE_URL", "DBSAGE_SNAPSHOT_DIR",
+                                           "DBSAGE_PG_BINDIR", "DBSAGE_CONFIG"):
+            monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("DBSAGE_DATA_DIR", str(tmp_path / "data"))
+
+
+@pytest.fixture
+def snapdir(tmp_path) -> Path:
+    return tmp_path / "snapshots"
+
+
+def load_sql(server: LocalServer, conn: ConnInfo, path: Path) -> None:
+    """Load a SQL file the way the fixtures' README says: psql -v ON_ERROR_STOP=1 -f FILE."""
+    res = subprocess.run([str(server.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path)],
+                         env=conn.child_env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+def full_dump(conn: ConnInfo, bindir: Path | None = None) -> str:
+    """A pg_dump of the whole database *with* owners and privileges, minus the random \\restrict keys:
+    what "the database is exactly as before" is measured by."""
+    from services.pgtools import embedded_bindir
+    tool = str((bindir or embedded_bindir()) / "pg_dump")
+    res = subprocess.run([tool, "--no-password"], env=conn.child_env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return "\n".join(ln for ln in res.stdout.splitlines() if not ln.startswith(("\\restrict", "\\unrestrict")))
+
+
+def has_extension(server: LocalServer, name: str) -> bool:
+    return server.psql(f"SELECT count(*) FROM pg_available_extensions WHERE name = '{name}'").strip() == "1"
+
+
+def run_cli(*args: str, env: dict | None = None, input: str | None = None, timeout: float = 300):
+    """Run the installed ``dbsage-tui`` console script as a user would (a real process)."""
+    exe = shutil.which("dbsage-tui")
+    assert exe, "dbsage-tui is not installed (pip install -e .)"
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([exe, *args], env=full_env, capture_output=True, text=True, input=input,
+                          timeout=timeout)
