@@ -54,7 +54,8 @@ def validate_or_refuse(store: SnapshotStore, snap: Snapshot, report: Reporter) -
     report(Step("validate", "running", snap.filename))
     v = store.validate(snap)
     for name, ok, detail in v.checks:
-        report(Log(f"{'ok' if ok else 'FAILED'}: {name}: {detail}", level="info" if ok else "error"))
+        report(Log(f"{'ok' if ok else 'FAILED'}: {name}: {detail}", source="check",
+                   level="info" if ok else "error"))
     if not v.ok:
         report(Step("validate", "failed", v.reason or ""))
         raise InvalidSnapshot(f"Snapshot {snap.filename} is invalid: {v.reason}.",
@@ -209,7 +210,8 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
     report(Step("smoke test", "running", ""))
     result.checks = await smoke_test(target, snap)
     for c in result.checks:
-        report(Log(f"{'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}", level="info" if c.ok else "error"))
+        report(Log(f"{'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}", source="check",
+                   level="info" if c.ok else "error"))
     report(Step("smoke test", "ok" if result.smoke_ok else "failed",
                 "all checks passed" if result.smoke_ok else "some checks failed"))
     result.duration = round(time.monotonic() - started, 3)
@@ -221,10 +223,13 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
     return result
 
 
-async def restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, **kwargs) -> RestoreResult:
-    """The standalone operation: validate, lock, (pre-snapshot), replay, smoke test, audit."""
+async def restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *, validated: bool = False,
+                  **kwargs) -> RestoreResult:
+    """The standalone operation: validate, lock, (pre-snapshot), replay, smoke test, audit.
+    ``validated``: the caller has just run ``validate_or_refuse`` (the CLI does, before asking)."""
     # Refuse an invalid snapshot before even connecting.
-    validate_or_refuse(store, snap, kwargs.get("report", null_reporter))
+    if not validated:
+        validate_or_refuse(store, snap, kwargs.get("report", null_reporter))
     with store.lock(kwargs.get("action", "restore"), conn.display):
         target = await open_target(conn)
         try:
@@ -254,6 +259,6 @@ async def emergency_rollback(conn: ConnInfo, store: SnapshotStore, report: Repor
     snap, why = emergency_candidate(store)
     report(Log(f"EMERGENCY ROLLBACK to {snap.filename}: {why}", level="warning"))
     return await restore(conn, store, snap, pre_snapshot=True, pre_timeout=pre_timeout, report=report,
-                         action="rollback")
+                         action="rollback", validated=True)
 
 
