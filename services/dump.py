@@ -81,10 +81,16 @@ async def database_lock(target: Target, operation: str):
             await target.con.execute("SELECT pg_advisory_unlock($1)", ADVISORY_KEY)
 
 
-def restore_instructions(filename: str) -> str:
+def restore_instructions(filename: str, server_major: int, tools_major: int) -> str:
+    """How to restore, for the metadata: our exact restore first, then plain psql (no secrets: the URL stays
+    in the environment variable)."""
+    by_hand = f"psql \"$SUPABASE_DB_URL\" --single-transaction -v ON_ERROR_STOP=1 -f {filename}"
+    if server_major < 17 <= tools_major:
+        # pg_dump 17+ writes SET transaction_timeout, which servers before 17 reject.
+        by_hand = (f"sed '/^SET transaction_timeout = 0;$/d' {filename} | "
+                   f"psql \"$SUPABASE_DB_URL\" --single-transaction -v ON_ERROR_STOP=1 -f -")
     return (f"dbsage-tui restore {filename}\n"
-            f"# or by hand (does not drop objects created after the snapshot):\n"
-            f"psql \"$SUPABASE_DB_URL\" --single-transaction -v ON_ERROR_STOP=1 -f {filename}\n")
+            f"# or by hand (does not drop objects created after the snapshot):\n{by_hand}\n")
 
 
 def _free_name(directory: Path, label: str) -> tuple[dt.datetime, Path]:
@@ -208,7 +214,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
             "size_bytes": written,
             "size_human": human_size(written),
             "tables_count": tables,
-            "restore_instructions": restore_instructions(final.name),
+            "restore_instructions": restore_instructions(final.name, info.major, target.tools.major),
             "notes": notes or "",
             "filename": final.name,
             "sha256": digest.hexdigest(),

@@ -376,6 +376,8 @@ async def _empty_public(con: asyncpg.Connection) -> list[str]:
                               AND objoid = n.oid AND objsubid = 0),
                              acldefault('n', n.nspowner))) a) AS grants
            FROM pg_namespace n WHERE n.nspname = 'public'""")
+    # pg_dump omits public's comment when it is initdb's; it emits COMMENT ... IS NULL when there is none.
+    sql.append("COMMENT ON SCHEMA public IS 'standard public schema';")
     if acl is not None:
         sql += [f"REVOKE ALL ON SCHEMA public FROM {g} CASCADE;" for g in acl["grantees"]]
         sql += [g + ";" for g in acl["grants"]]

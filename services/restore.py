@@ -85,8 +85,8 @@ async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, repor
             proc.stdin.write(prelude)
             await proc.stdin.drain()
             last = 0.0
-            for chunk in iter_file(snap.path, CHUNK):
-                proc.stdin.write(chunk)
+            for i, chunk in enumerate(iter_file(snap.path, CHUNK)):
+                proc.stdin.write(_compatible_header(chunk, target.info.major) if i == 0 else chunk)
                 await proc.stdin.drain()
                 sent += len(chunk)
                 now = time.monotonic()
@@ -106,6 +106,16 @@ async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, repor
     report(Progress("restore", sent, total, time.monotonic() - started))
     if rc != 0:
         raise _restore_failure("\n".join(lines), prelude_lines, snap)
+
+
+def _compatible_header(chunk: bytes, server_major: int) -> bytes:
+    """pg_dump 17+ always writes ``SET transaction_timeout = 0;`` in its header; servers before 17 do not
+    know the setting and the single transaction would abort on it. Drop that one header line for them."""
+    if server_major >= 17:
+        return chunk
+    line = b"\nSET transaction_timeout = 0;\n"
+    idx = chunk.find(line, 0, 4096)
+    return chunk if idx < 0 else chunk[:idx + 1] + chunk[idx + len(line):]
 
 
 def _restore_failure(stderr: str, prelude_lines: int, snap: Snapshot) -> OperationFailed:
