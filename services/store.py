@@ -28,7 +28,9 @@ import yaml
 from .errors import BadInput, InvalidSnapshot, LockHeld, OperationFailed
 from .scanner import HEADER, DumpScanner, iter_file, trailer_ok
 
-LABEL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: 1-64 letters, digits, '.', '_' or '-', not starting with '-' or '.' (no option look-alikes, no hidden
+#: or parent-directory names). Used for new snapshots; FILENAME_RE accepts what is already on disk.
+LABEL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
 FILENAME_RE = re.compile(r"^(\d{14})_([A-Za-z0-9._-]{1,64})\.sql$")
 META_SUFFIX = ".meta.yaml"
 PARTIAL_SUFFIX = ".partial"
@@ -49,8 +51,9 @@ def suggest_label(label: str) -> str:
 
 
 def check_label(label: str) -> str:
-    if not LABEL_RE.match(label or "") or label in (".", ".."):
-        raise BadInput(f"Invalid label {label!r}: use 1-64 letters, digits, '.', '_' or '-'.",
+    if not LABEL_RE.match(label or ""):
+        raise BadInput(f"Invalid label {label!r}: use 1-64 letters, digits, '.', '_' or '-', "
+                       "starting with a letter, digit or '_'.",
                        f"Try: {suggest_label(label or '')}")
     return label
 

@@ -51,12 +51,29 @@ PAGILA_MUTATIONS = """
 """
 
 
-async def test_pagila_schema_restores_exactly(pg, db, snapdir):
+def pagila_for(server, tmp_path):
+    """Pagila as shipped; on a server without pgvector (Debian's PostgreSQL 15) its one vector column
+    becomes real[], the hnsw index goes and PostgreSQL 18's uuidv7() and VIRTUAL columns become 15's equivalents, so
+    partitions, domains and triggers are still covered there."""
+    src = FIXTURES / "pagila-schema.sql"
+    if has_extension(server, "vector") and server.version_major() >= 18:
+        return src
+    text = src.read_text()
+    for line in ("CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public;",
+                 "COMMENT ON EXTENSION vector IS 'vector data type and ivfflat and hnsw access methods';"):
+        text = text.replace(line, "")
+    text = text.replace("public.vector(20)", "real[]").replace("uuidv7()", "gen_random_uuid()")
+    text = text.replace(") VIRTUAL", ") STORED")
+    text = "\n".join(ln for ln in text.splitlines() if "USING hnsw" not in ln)
+    out = tmp_path / "pagila-novector.sql"
+    out.write_text(text)
+    return out
+
+
+async def test_pagila_schema_restores_exactly(pg, db, snapdir, tmp_path):
     """Pagila: partitions, domains, enums, triggers, a materialized view, full-text search. A naive
     psql -f of a --clean dump fails on its partitions; ours must restore it exactly."""
-    if not has_extension(pg, "vector"):
-        pytest.skip("Pagila needs the vector extension, which this server lacks")
-    load_sql(pg, db, FIXTURES / "pagila-schema.sql")
+    load_sql(pg, db, pagila_for(pg, tmp_path))
     before, after, result = await roundtrip(pg, db, snapdir, PAGILA_MUTATIONS)
     assert_same(before, after)
     assert result.smoke_ok, result.checks

@@ -1,0 +1,186 @@
+"""The retention policy: which snapshots a cleanup keeps, which it deletes, and why, for each one.
+
+Recent snapshots are the likeliest to be rolled back to, so they are all kept; older ones thin out:
+
+=====================  =============================================
+age (metadata time)    kept
+=====================  =============================================
+< 7 days               every snapshot
+7 to 30 days           the newest of each calendar day (UTC)
+30 to 365 days         the newest of each ISO week
+> 365 days             the newest of each calendar month
+protected              forever (metadata ``protected: true``, a version-like label, ``before-migration``,
+                       ``baseline``)
+=====================  =============================================
+
+The newest valid full snapshot is never deleted, even when newer schema-only ones supersede it in its
+bucket: it is the only way back to the data. Snapshots whose quick check fails are never deleted by the
+policy (their age cannot be trusted and they may be the only copy of something); they are listed apart, and
+removed only when the user asks.
+
+``plan`` is pure (no I/O, the clock is a parameter) so that the CLI's ``--dry-run``, the TUI's preview and
+the property tests all see exactly what ``apply`` will do. Each bucket is its tier plus its calendar key,
+so a day that straddles the 7-day edge keeps its recent snapshots *and* the newest of its older ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .errors import BadInput, OperationFailed
+from .store import Snapshot, SnapshotStore, parse_ts
+
+#: ``v`` followed by a digit anywhere (v1, v1.0, app-v2), or a dotted version number (2.3, release-2.3.1).
+_VERSION_RE = re.compile(r"v\d|\d+\.\d+", re.IGNORECASE)
+#: Labels that mark a state someone will want back however old it is (``_`` and ``-`` are equivalent).
+PROTECTED_LABELS = frozenset({"before-migration", "baseline"})
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Tier edges in days. The defaults are the recommended policy; all three must be increasing."""
+
+    keep_all_days: int = 7
+    daily_days: int = 30
+    weekly_days: int = 365
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.keep_all_days <= self.daily_days <= self.weekly_days:
+            raise BadInput(f"Invalid retention policy {self.keep_all_days}/{self.daily_days}/{self.weekly_days} "
+                           "days: the tiers must not overlap.",
+                           "Use increasing values, e.g. keep all 7, daily 30, weekly 365.")
+
+
+@dataclass(frozen=True)
+class Item:
+    """What the policy needs to know about one snapshot (see ``items_from_snapshots``)."""
+
+    filename: str
+    label: str
+    timestamp: dt.datetime  # aware; from the metadata when it has one
+    protected_meta: bool = False
+    valid: bool = True
+    full: bool = True
+    problem: str | None = None  # why an invalid snapshot failed its quick check
+
+
+@dataclass(frozen=True)
+class Decision:
+    filename: str
+    keep: bool
+    reason: str
+
+
+@dataclass
+class Plan:
+    """Every item lands in exactly one list, newest first. ``invalid`` is deleted only on request."""
+
+    keep: list[Decision] = field(default_factory=list)
+    delete: list[Decision] = field(default_factory=list)
+    invalid: list[Decision] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        def rows(decisions: list[Decision]) -> list[dict]:
+            return [{"filename": d.filename, "reason": d.reason} for d in decisions]
+        return {"keep": rows(self.keep), "delete": rows(self.delete), "invalid": rows(self.invalid)}
+
+
+def is_protected_label(label: str) -> bool:
+    """A version marker (``v1``, ``v1.0``, ``release-2.3.1``) or a label such as ``before-migration``."""
+    return bool(_VERSION_RE.search(label)) or label.lower().replace("_", "-") in PROTECTED_LABELS
+
+
+def items_from_snapshots(snaps: Iterable[Snapshot]) -> list[Item]:
+    """Items for ``plan``: the metadata timestamp when there is one (the file name's otherwise)."""
+    items = []
+    for s in snaps:
+        ts = parse_ts(s.meta.get("timestamp")) if s.meta else None
+        items.append(Item(filename=s.filename, label=s.label, timestamp=ts or s.timestamp,
+                          protected_meta=s.protected, valid=s.valid, full=s.is_full, problem=s.problem))
+    return items
+
+
+def _utc(ts: dt.datetime) -> dt.datetime:
+    return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+
+
+def _bucket(ts: dt.datetime, now: dt.datetime, policy: Policy) -> str | None:
+    """The bucket an unprotected snapshot competes in, or None inside the keep-all window."""
+    age = now - ts
+    if age < dt.timedelta(days=policy.keep_all_days):
+        return None
+    if age < dt.timedelta(days=policy.daily_days):
+        return ts.strftime("%Y-%m-%d")
+    if age < dt.timedelta(days=policy.weekly_days):
+        year, week, _ = ts.isocalendar()
+        return f"{year}-W{week:02d}"
+    return ts.strftime("%Y-%m")
+
+
+def _protection(item: Item) -> str | None:
+    if item.protected_meta:
+        return "kept: protected (metadata)"
+    if is_protected_label(item.label):
+        return f"kept: protected label {item.label}"
+    return None
+
+
+def plan(items: Iterable[Item], now: dt.datetime, policy: Policy = Policy()) -> Plan:
+    """Decide every item's fate. Pure: same items, same ``now``, same plan."""
+    now = _utc(now)
+    order = sorted(items, key=lambda i: (_utc(i.timestamp), i.filename), reverse=True)  # newest first
+    newest_full = next((i.filename for i in order if i.valid and i.full), None)
+    result = Plan()
+    winners: dict[str, str] = {}  # bucket -> filename of its newest snapshot (the first seen)
+    for item in order:
+        protection = _protection(item)
+        if not item.valid:
+            if protection:
+                result.keep.append(Decision(item.filename, True, f"{protection} (invalid: {item.problem})"))
+            else:
+                result.invalid.append(Decision(item.filename, False, f"invalid ({item.problem or 'unknown'}): "
+                                                                     "removed only when asked"))
+            continue
+        if protection:
+            result.keep.append(Decision(item.filename, True, protection))
+            continue
+        bucket = _bucket(_utc(item.timestamp), now, policy)
+        if bucket is None:
+            result.keep.append(Decision(item.filename, True, f"kept: < {policy.keep_all_days} days"))
+        elif bucket not in winners:
+            winners[bucket] = item.filename
+            result.keep.append(Decision(item.filename, True, f"kept: newest of {bucket}"))
+        elif item.filename == newest_full:
+            result.keep.append(Decision(item.filename, True, "kept: newest valid full snapshot"))
+        else:
+            result.delete.append(Decision(item.filename, False, f"delete: older snapshot of {bucket} "
+                                                                f"superseded by {winners[bucket]}"))
+    return result
+
+
+def apply(store: SnapshotStore, plan: Plan, snapshots: Iterable[Snapshot], *,
+          include_invalid: bool = False) -> list[str]:
+    """Delete the plan's deletions (and its invalid snapshots when asked), metadata first, one audit line
+    each. The caller holds ``store.lock("cleanup", ...)``: taking it here would refuse the caller's own lock.
+    Stops at the first file that cannot be removed; what was deleted before it is in the audit log."""
+    by_name = {s.filename: s for s in snapshots}
+    todo = plan.delete + (plan.invalid if include_invalid else [])
+    deleted: list[str] = []
+    for decision in todo:
+        snap = by_name.get(decision.filename)
+        if snap is None:
+            continue  # gone since the plan was made: nothing to do
+        try:
+            store.delete(snap)
+        except OSError as exc:
+            store.audit("delete", "failed", snapshot=decision.filename, reason=decision.reason,
+                        error=exc.strerror or str(exc))
+            raise OperationFailed(f"Could not delete {decision.filename}: {exc.strerror or exc}.",
+                                  f"Check the permissions of {store.directory}; {len(deleted)} snapshot(s) "
+                                  "were deleted before it.") from None
+        store.audit("delete", "ok", snapshot=decision.filename, reason=decision.reason)
+        deleted.append(decision.filename)
+    return deleted

@@ -1,0 +1,140 @@
+"""Unit tests of the engine's pure parts: connection settings, labels, the dump scanner, metadata loading,
+and the rule that services/ never imports Textual."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from services.config import parse_url, resolve_snapshot_dir, resolve_target
+from services.errors import BadInput
+from services.scanner import DumpScanner, parse_qualified_name, trailer_ok
+from services.store import check_label, load_meta, suggest_label
+from tests.conftest import FIXTURES
+
+
+def test_services_never_import_textual():
+    """The engine is UI-free (harlequin's habit): importing every service module leaves Textual unloaded."""
+    code = ("import sys, pkgutil, importlib, services\n"
+            "for m in pkgutil.iter_modules(services.__path__): importlib.import_module('services.' + m.name)\n"
+            "print('textual' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_url_with_percent_encoded_password_and_masking():
+    conn = parse_url("postgresql://app%40user:p%40ss%3Aw%2Ford@db.example.com:6543/my%20db?sslmode=require")
+    assert (conn.user, conn.password, conn.host, conn.port, conn.dbname) == (
+        "app@user", "p@ss:w/ord", "db.example.com", 6543, "my db")
+    assert conn.sslmode == "require"
+    assert "p@ss" not in conn.masked_url() and "****" in conn.masked_url()
+    assert "p@ss" not in conn.display and "p@ss" not in repr(conn)
+    env = conn.child_env({"PATH": "/bin", "PGPASSWORD": "stale", "PGSERVICE": "x"})
+    assert env["PGPASSWORD"] == "p@ss:w/ord" and env["PGSSLMODE"] == "require" and "PGSERVICE" not in env
+
+
+def test_target_layering():
+    env = {"SUPABASE_DB_URL": "postgresql://a@h1/db1", "DATABASE_URL": "postgresql://b@h2/db2", "PGHOST": "h3"}
+    assert resolve_target("postgresql://c@h0/db0", env).host == "h0"
+    assert resolve_target(None, env).host == "h1"
+    del env["SUPABASE_DB_URL"]
+    assert resolve_target(None, env).host == "h2"
+    del env["DATABASE_URL"]
+    assert resolve_target(None, {"PGHOST": "h3", "PGUSER": "u", "PGPASSWORD": "pw"}).password == "pw"
+    assert resolve_target(None, {}) is None
+    with pytest.raises(BadInput):
+        parse_url("mysql://x@y/z")
+
+
+def test_snapshot_dir_layering(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("snapshot_dir: /from/config\n")
+    env = {"DBSAGE_CONFIG": str(cfg)}
+    assert str(resolve_snapshot_dir(None, env)) == "/from/config"
+    assert str(resolve_snapshot_dir(None, {**env, "DBSAGE_SNAPSHOT_DIR": "/from/env"})) == "/from/env"
+    assert str(resolve_snapshot_dir("/from/flag", {**env, "DBSAGE_SNAPSHOT_DIR": "/x"})) == "/from/flag"
+    assert str(resolve_snapshot_dir(None, {"DBSAGE_CONFIG": str(tmp_path / "none.yaml")})) == "supabase/snapshots"
+
+
+@pytest.mark.parametrize("label, suggestion", [
+    ("", "snapshot"), ("a" * 65, "a" * 64), ("../x", "x"), ("a/b", "a-b"), ("my label", "my-label"),
+    ("new\nline", "new-line"), ("$(rm -rf ~)", "rm-rf"), ("-leading", "leading"), ("café", "caf"),
+    ("x;y|z&", "x-y-z"),
+])
+def test_bad_labels_are_refused_with_a_valid_suggestion(label, suggestion):
+    with pytest.raises(BadInput) as err:
+        check_label(label)
+    assert suggest_label(label) == suggestion
+    assert f"Try: {suggestion}" in err.value.one_line()
+    check_label(suggestion)  # the suggestion itself is valid
+
+
+def test_valid_labels():
+    for label in ("v1.0", "before-migration", "release-2.3.1", "a", "A_b.c-d", "x" * 64):
+        assert check_label(label) == label
+
+
+def test_qualified_names():
+    assert parse_qualified_name('public."Order Details" (a, b) FROM stdin;')[0] == ["public", "Order Details"]
+    assert parse_qualified_name('"we""ird"."a.b" FROM')[0] == ['we"ird', "a.b"]
+    assert parse_qualified_name("public.actor (actor_id)")[0] == ["public", "actor"]
+
+
+def test_scanner_counts_copy_rows_whatever_the_chunking(tmp_path):
+    """Northwind's COPY blocks, fed in chunks from 1 byte to 1 MiB, always give the same exact counts."""
+    import re
+    text = (FIXTURES / "northwind.sql").read_bytes()
+    # The fixture uses INSERTs; build a COPY-format dump body from them to exercise the scanner.
+    body = [b"--\n-- PostgreSQL database dump\n--\n\nSET x = 1;\n"]
+    expected: dict[str, int] = {}
+    inserts = re.findall(rb"INSERT INTO (\w+) VALUES \((.*)\);", text)
+    by_table: dict[bytes, list[bytes]] = {}
+    for table, values in inserts:
+        by_table.setdefault(table, []).append(values.replace(b", ", b"\t"))
+    for table, rows in by_table.items():
+        body.append(b"COPY public." + table + b" (c) FROM stdin;\n" + b"\n".join(rows) + b"\n\\.\n\n")
+        expected[f"public.{table.decode()}"] = len(rows)
+    body.append(b"COPY public.empty (c) FROM stdin;\n\\.\n")
+    expected["public.empty"] = 0
+    body.append(b"\n--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict abc123\n\n")
+    data = b"".join(body)
+    assert sum(expected.values()) > 3000
+    for size in (1, 2, 3, 7, 64, 4096, 1 << 20):
+        scanner = DumpScanner()
+        for i in range(0, len(data), size):
+            scanner.feed(data[i:i + size])
+        res = scanner.finish()
+        assert res.complete, size
+        assert res.row_counts == expected, size
+
+
+def test_scanner_detects_truncation():
+    data = b"--\n-- PostgreSQL database dump\n--\nCOPY public.t (a) FROM stdin;\n1\n2\n"
+    s = DumpScanner()
+    s.feed(data)
+    res = s.finish()
+    assert not res.complete and res.in_copy_at_end
+
+
+def test_trailer_rules():
+    assert trailer_ok(b"x\n--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict KEY\n\n")
+    assert trailer_ok(b"-- PostgreSQL database dump complete\n--\n\n")
+    assert not trailer_ok(b"-- PostgreSQL database dump complete\n--\nDROP TABLE x;\n")
+    assert not trailer_ok(b"COPY x FROM stdin;\n1\n")
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("snapshot: [unclosed", "not valid YAML"),
+    ("- a\n- b\n", "no 'snapshot:' mapping"),
+    ("snapshot: !!python/object/apply:os.system ['echo pwned']\n", "not valid YAML"),
+    ("a: &a [x, x, x]\nb: &b [*a, *a, *a]\nc: &c [*b, *b, *b]\nsnapshot: {label: *c}\n", "aliases"),
+    ("snapshot: !custom {a: 1}\n", "not valid YAML"),
+])
+def test_hostile_metadata_is_rejected_safely(tmp_path, text, reason):
+    path = tmp_path / "x.sql.meta.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        load_meta(path)
+    assert reason in str(err.value)
