@@ -313,7 +313,8 @@ class SnapshotStore:
         checks: list[tuple[str, bool, str]] = []
         fresh = self._load(snap.path, FILENAME_RE.match(snap.filename))
         if fresh.meta is None or (fresh.problem and "metadata" in fresh.problem):
-            checks.append(("metadata", False, fresh.problem or "missing"))
+            checks.append(("metadata" if "metadata" in (fresh.problem or "metadata") else "file", False,
+                           fresh.problem or "missing"))
             return Validation(False, fresh.problem, checks)
         checks.append(("metadata", True, "parses and matches the file name"))
         if fresh.problem:

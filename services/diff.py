@@ -1,0 +1,585 @@
+"""What changed between two snapshots, worked out offline from the two files.
+
+Why it is built this way:
+
+- **Streaming.** Each file passes once through ``DumpScanner``. COPY data goes by counted but never kept;
+  the DDL is gathered one pg_dump TOC entry at a time (entries start at the ``-- Name: ...; Type: ...``
+  comments pg_dump writes) and parsed as soon as the entry ends, so memory follows the largest single
+  schema object, not the dump.
+- **Parsed, not textual.** Each entry is parsed with pglast (PostgreSQL's own parser) and every object is
+  compared by its deparsed, canonical SQL, so formatting, ``character varying`` vs ``varchar`` and the
+  OIDs in pg_dump's comments never show up as changes. psql meta-commands (``\\restrict KEY``), COPY
+  statements, the ``--clean`` DROPs, SETs and ``setval`` calls are not schema and are skipped. An entry
+  pglast cannot parse is compared as whitespace-normalised text under its TOC name, and a note says so.
+- **Objects, not statements.** A column's default set by a later ``ALTER TABLE`` belongs to the column; a
+  constraint added by ``ALTER TABLE`` belongs to its table; a GRANT or COMMENT belongs to its object.
+  When a table is added or removed, its columns, constraints, indexes, triggers, policies, rules, comments,
+  grants and owned sequences go with it and are not listed again.
+- **Rows.** Per-table row counts come from both metadata files when both have them, else from the COPY
+  blocks counted while scanning. A schema-only side has no data: ``rows`` is empty, ``data`` is false and a
+  note says why. Only tables whose count changed, appeared or disappeared are listed.
+
+The result knows nothing of where it is shown: ``to_json`` for ``--json``, ``format_text`` for humans.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pglast import ast, enums, parse_sql
+from pglast.parser import ParseError
+from pglast.stream import RawStream
+
+from .errors import InvalidSnapshot
+from .events import Progress, Reporter, null_reporter
+from .scanner import DumpScanner, iter_file
+
+#: Order of kinds in reports: containers first, then what lives in them.
+KINDS = ("schema", "extension", "type", "sequence", "table", "column", "constraint", "index", "view",
+         "materialized_view", "function", "procedure", "aggregate", "trigger", "policy", "rule", "comment",
+         "grant")
+_RELATION_KINDS = ("table", "view", "materialized_view")
+_TOC_RE = re.compile(r"^-- (?:Data for )?Name: (?P<name>.*?); Type: (?P<type>[A-Z ]+); Schema: (?P<schema>.*?);")
+_META_RE = re.compile(rb"^\\(restrict|unrestrict|connect)\b")
+#: Statements that are not schema: session settings, the --clean DROPs, setval/set_config, matview refresh.
+_SKIP = (ast.VariableSetStmt, ast.DropStmt, ast.SelectStmt, ast.RefreshMatViewStmt, ast.AlterOwnerStmt)
+_SHORT = 100  # a change detail shows both values when they fit in this many characters
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    name: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """A table's row count before and after; None where the table does not exist on that side."""
+
+    table: str
+    before: int | None
+    after: int | None
+
+    @property
+    def delta(self) -> int:
+        return (self.after or 0) - (self.before or 0)
+
+
+@dataclass
+class DiffResult:
+    a: str
+    b: str
+    added: list[Change] = field(default_factory=list)
+    removed: list[Change] = field(default_factory=list)
+    changed: list[Change] = field(default_factory=list)
+    rows: list[RowChange] = field(default_factory=list)
+    data: bool = True  # False when a side is schema-only: rows were not compared
+    rows_source: str | None = None  # "metadata" | "scan" | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed or self.rows)
+
+    def to_json(self) -> dict:
+        return {
+            "a": self.a, "b": self.b,
+            "schema": {"added": [{"kind": c.kind, "name": c.name} for c in self.added],
+                       "removed": [{"kind": c.kind, "name": c.name} for c in self.removed],
+                       "changed": [{"kind": c.kind, "name": c.name, "detail": c.detail} for c in self.changed]},
+            "rows": [{"table": r.table, "before": r.before, "after": r.after, "delta": r.delta} for r in self.rows],
+            "data": self.data, "rows_source": self.rows_source, "notes": list(self.notes),
+        }
+
+
+@dataclass
+class Obj:
+    """One schema object: named properties in canonical SQL, and the object it belongs to (for folding)."""
+
+    props: dict[str, str | list[str]] = field(default_factory=dict)
+    parent: str | None = None  # a token such as "rel:public.actor" or "function:public.f(integer)"
+
+
+@dataclass
+class Model:
+    """What one dump holds: schema objects by (kind, name), COPY row counts, and scan statistics."""
+
+    objects: dict[tuple[str, str], Obj] = field(default_factory=dict)
+    row_counts: dict[str, int] = field(default_factory=dict)
+    has_copy: bool = False
+    complete: bool = False
+    has_header: bool = False
+    unparsed: list[str] = field(default_factory=list)  # TOC names compared as text
+    ddl_bytes: int = 0  # DDL handed to the parser, in total
+    max_entry_bytes: int = 0  # the largest single TOC entry held at once
+
+
+# -- helpers: canonical SQL and names ----------------------------------------------------------------------
+
+def _sql(node) -> str:
+    """Canonical SQL for a node; the location-free parse tree when pglast has no printer for it."""
+    try:
+        return RawStream()(node)
+    except Exception:  # noqa: BLE001 - any printer gap; the tree itself is just as canonical
+        return json.dumps(_no_locations(node()), sort_keys=True, default=str)
+
+
+def _no_locations(value):
+    if isinstance(value, dict):
+        return {k: _no_locations(v) for k, v in value.items() if "location" not in k}
+    if isinstance(value, (list, tuple)):
+        return [_no_locations(v) for v in value]
+    return value
+
+
+def _rv(rv: ast.RangeVar) -> str:
+    return f"{rv.schemaname}.{rv.relname}" if rv.schemaname else rv.relname
+
+
+def _dotted(names) -> str:
+    return ".".join(n.sval if isinstance(n, ast.String) else _sql(n) for n in names or ())
+
+
+_NO_ARG_MODES = (enums.FunctionParameterMode.FUNC_PARAM_OUT, enums.FunctionParameterMode.FUNC_PARAM_TABLE)
+
+
+def _signature(names, params) -> str:
+    """``schema.f(integer, text)``: the identity arguments, as PostgreSQL names a routine (no OUT args)."""
+    args = [_sql(p.argType) for p in params or () if p.mode not in _NO_ARG_MODES]
+    return f"{_dotted(names)}({', '.join(args)})"
+
+
+def _target(objtype, obj) -> tuple[str, str, str]:
+    """The (kind word, name, parent token) of a COMMENT's or GRANT's object."""
+    word = objtype.name.removeprefix("OBJECT_").lower()
+    word = {"matview": "materialized_view", "tabconstraint": "constraint", "foreign_table": "table",
+            "domain": "type", "routine": "function"}.get(word, word)
+    if isinstance(obj, ast.RangeVar):
+        name = _rv(obj)
+    elif isinstance(obj, ast.ObjectWithArgs):
+        name = f"{_dotted(obj.objname)}({', '.join(_sql(t) for t in obj.objargs or ())})"
+    elif isinstance(obj, ast.TypeName):
+        name = _dotted(obj.names)
+    elif isinstance(obj, ast.String):
+        name = obj.sval
+    elif isinstance(obj, tuple):
+        name = _dotted(obj)
+    else:
+        name = _sql(obj)
+    return word, name, (f"rel:{name}" if word in _RELATION_KINDS else f"{word}:{name}")
+
+
+# -- building a model from one dump ------------------------------------------------------------------------
+
+class _Builder:
+    """Receives the dump's non-COPY lines, one TOC entry at a time, and turns statements into objects."""
+
+    def __init__(self, model: Model, on_sql: Callable[[str], None] | None) -> None:
+        self.model = model
+        self.on_sql = on_sql
+        self.lines: list[str] = []
+        self.size = 0
+        self.toc: tuple[str, str, str] | None = None  # (type, schema, name) of the entry being gathered
+
+    def on_line(self, line: bytes) -> None:
+        if line.startswith((b"-- Name: ", b"-- Data for Name: ")):
+            self.flush()
+            m = _TOC_RE.match(line.decode("utf-8", "replace"))
+            self.toc = (m["type"], m["schema"], m["name"]) if m else None
+            return
+        if _META_RE.match(line) or (line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;")):
+            return
+        self.lines.append(line.decode("utf-8", "replace"))
+        self.size += len(line) + 1
+
+    def flush(self) -> None:
+        text, self.lines = "\n".join(self.lines), []
+        self.model.max_entry_bytes = max(self.model.max_entry_bytes, self.size)
+        self.size = 0
+        if not text.strip():
+            return
+        if self.on_sql is not None:
+            self.on_sql(text)
+        self.model.ddl_bytes += len(text.encode())
+        try:
+            stmts = parse_sql(text)
+        except ParseError:
+            self._unparsed(text)
+            return
+        for raw in stmts:
+            self.statement(raw.stmt)
+
+    def _unparsed(self, text: str) -> None:
+        kind, schema, name = self.toc or ("OTHER", "-", "?")
+        body = " ".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("--")).split()
+        full = name if schema == "-" else f"{schema}.{name}"
+        self.model.unparsed.append(f"{kind.lower()} {full}")
+        self.set(kind.lower().replace(" ", "_"), full, "sql", " ".join(body), append=True)
+
+    # -- objects ---------------------------------------------------------------------------------------
+    def obj(self, kind: str, name: str, parent: str | None = None) -> Obj:
+        o = self.model.objects.setdefault((kind, name), Obj())
+        if parent is not None:
+            o.parent = parent
+        return o
+
+    def set(self, kind: str, name: str, prop: str, value: str | None, *, parent: str | None = None,
+            append: bool = False) -> None:
+        o = self.obj(kind, name, parent)
+        if value is None:
+            o.props.pop(prop, None)
+        elif append:
+            o.props.setdefault(prop, []).append(value)
+        else:
+            o.props[prop] = value
+
+    def statement(self, n) -> None:
+        if isinstance(n, _SKIP):
+            return
+        handler = getattr(self, f"_{type(n).__name__}", None)
+        if handler is not None:
+            handler(n)
+        else:
+            self._other(n)
+
+    def _other(self, n) -> None:
+        """Anything we have no model for (publications, operators, text search...): by its TOC name."""
+        kind, schema, name = self.toc or ("OTHER", "-", type(n).__name__)
+        self.set(kind.lower().replace(" ", "_"), name if schema == "-" else f"{schema}.{name}",
+                 "definition", _sql(n), append=True)
+
+    # -- tables and columns ----------------------------------------------------------------------------
+    def _CreateStmt(self, n: ast.CreateStmt) -> None:
+        table = _rv(n.relation)
+        shell = copy.deepcopy(n)
+        shell.tableElts = None
+        self.set("table", table, "definition", _sql(shell))
+        self.set("table", table, "row level security", "disabled")
+        for elt in n.tableElts or ():
+            if isinstance(elt, ast.ColumnDef):
+                self._column(table, elt)
+            elif isinstance(elt, ast.Constraint) and elt.conname:
+                self.set("constraint", f"{table}.{elt.conname}", "definition", _sql(elt), parent=f"rel:{table}")
+            else:
+                self.set("table", table, "elements", _sql(elt), append=True)
+
+    def _CreateForeignTableStmt(self, n: ast.CreateForeignTableStmt) -> None:
+        self._CreateStmt(n.base)
+        shell = copy.deepcopy(n)
+        shell.base.tableElts = None
+        self.set("table", _rv(n.base.relation), "definition", _sql(shell))
+
+    def _column(self, table: str, col: ast.ColumnDef) -> None:
+        name, parent = f"{table}.{col.colname}", f"rel:{table}"
+        typ = _sql(col.typeName) + (f" {_sql(col.collClause)}" if col.collClause else "")
+        self.set("column", name, "type", typ, parent=parent)
+        self.set("column", name, "nullable", "NULL")
+        for c in col.constraints or ():
+            ct = enums.ConstrType
+            if c.contype == ct.CONSTR_NOTNULL:
+                self.set("column", name, "nullable", "NOT NULL")
+            elif c.contype == ct.CONSTR_DEFAULT:
+                self.set("column", name, "default", _sql(c.raw_expr))
+            elif c.contype == ct.CONSTR_GENERATED:
+                self.set("column", name, "generated", _sql(c))
+            elif c.contype == ct.CONSTR_IDENTITY:
+                self.set("column", name, "identity", _sql(c))
+            elif c.conname:
+                self.set("constraint", f"{table}.{c.conname}", "definition", _sql(c), parent=parent)
+            else:
+                self.set("column", name, "constraints", _sql(c), append=True)
+
+    def _AlterTableStmt(self, n: ast.AlterTableStmt) -> None:
+        if n.missing_ok:  # ALTER TABLE IF EXISTS ... DROP CONSTRAINT: the --clean preamble
+            return
+        rel = _rv(n.relation)
+        if n.objtype == enums.ObjectType.OBJECT_INDEX:
+            # ATTACH PARTITION of an index follows from the table partitions and the indexes themselves.
+            if any(c.subtype != enums.AlterTableType.AT_AttachPartition for c in n.cmds):
+                self.set("index", f"{n.relation.schemaname}.{n.relation.relname}", "alter", _sql(n), append=True)
+            return
+        at = enums.AlterTableType
+        for cmd in n.cmds:
+            col = f"{rel}.{cmd.name}" if cmd.name else None
+            if cmd.subtype == at.AT_AddConstraint and cmd.def_.conname:
+                self.set("constraint", f"{rel}.{cmd.def_.conname}", "definition", _sql(cmd.def_),
+                         parent=f"rel:{rel}")
+            elif cmd.subtype == at.AT_ColumnDefault and col:
+                self.set("column", col, "default", _sql(cmd.def_) if cmd.def_ else None, parent=f"rel:{rel}")
+            elif cmd.subtype == at.AT_AddIdentity and col:
+                self.set("column", col, "identity", _sql(cmd.def_), parent=f"rel:{rel}")
+            elif cmd.subtype == at.AT_SetNotNull and col:
+                self.set("column", col, "nullable", "NOT NULL", parent=f"rel:{rel}")
+            elif cmd.subtype == at.AT_AttachPartition:
+                self.set("table", _rv(cmd.def_.name), "partition of", f"{rel} {_sql(cmd.def_.bound)}")
+            elif cmd.subtype == at.AT_EnableRowSecurity:
+                self.set("table", rel, "row level security", "enabled")
+            elif cmd.subtype == at.AT_ForceRowSecurity:
+                self.set("table", rel, "row level security forced", "yes")
+            elif col:
+                self.set("column", col, "alter", _sql(n), append=True, parent=f"rel:{rel}")
+            else:
+                self.set("table", rel, "alter", _sql(n), append=True)
+
+    # -- relations that are not tables -----------------------------------------------------------------
+    def _IndexStmt(self, n: ast.IndexStmt) -> None:
+        self.set("index", f"{n.relation.schemaname}.{n.idxname}", "definition", _sql(n),
+                 parent=f"rel:{_rv(n.relation)}")
+
+    def _ViewStmt(self, n: ast.ViewStmt) -> None:
+        self.set("view", _rv(n.view), "definition", _sql(n))  # a later CREATE OR REPLACE wins
+
+    def _CreateTableAsStmt(self, n: ast.CreateTableAsStmt) -> None:
+        kind = "materialized_view" if n.objtype == enums.ObjectType.OBJECT_MATVIEW else "table"
+        self.set(kind, _rv(n.into.rel), "definition", _sql(n))
+
+    def _CreateSeqStmt(self, n: ast.CreateSeqStmt) -> None:
+        self.set("sequence", _rv(n.sequence), "definition", _sql(n))
+
+    def _AlterSeqStmt(self, n: ast.AlterSeqStmt) -> None:
+        seq = _rv(n.sequence)
+        for opt in n.options or ():
+            if opt.defname == "owned_by":
+                owner = _dotted(opt.arg)
+                table = owner.rsplit(".", 1)[0]
+                self.set("sequence", seq, "owned by", owner, parent=f"rel:{table}" if "." in owner else None)
+            else:
+                self.set("sequence", seq, "alter", _sql(opt), append=True)
+
+    # -- routines and types ----------------------------------------------------------------------------
+    def _CreateFunctionStmt(self, n: ast.CreateFunctionStmt) -> None:
+        kind = "procedure" if n.is_procedure else "function"
+        name = _signature(n.funcname, n.parameters)
+        shell = copy.deepcopy(n)
+        shell.options = tuple(o for o in n.options or () if o.defname != "as") or None
+        shell.sql_body = None
+        shell.returnType = None
+        body = next((o for o in n.options or () if o.defname == "as"), None)
+        if body is not None:
+            text = "\n".join(s.sval for s in body.arg).strip()
+        else:
+            text = "; ".join(_sql(s) for group in n.sql_body or () for s in (group or ()) if s is not None)
+        self.set(kind, name, "definition", _sql(shell))
+        self.set(kind, name, "returns", _sql(n.returnType) if n.returnType else None)
+        self.set(kind, name, "body", text)
+
+    def _DefineStmt(self, n: ast.DefineStmt) -> None:
+        ot = enums.ObjectType
+        if n.kind == ot.OBJECT_AGGREGATE:
+            params = n.args[0] if n.args and isinstance(n.args[0], tuple) else ()
+            self.set("aggregate", _signature(n.defnames, params), "definition", _sql(n))
+        elif n.kind == ot.OBJECT_TYPE:
+            if n.definition:  # a shell type ("CREATE TYPE x;") is only a forward declaration
+                self.set("type", _dotted(n.defnames), "definition", _sql(n))
+        else:
+            self._other(n)
+
+    def _CreateEnumStmt(self, n: ast.CreateEnumStmt) -> None:
+        self.set("type", _dotted(n.typeName), "definition", _sql(n))
+
+    def _CreateRangeStmt(self, n: ast.CreateRangeStmt) -> None:
+        self.set("type", _dotted(n.typeName), "definition", _sql(n))
+
+    def _CompositeTypeStmt(self, n: ast.CompositeTypeStmt) -> None:
+        self.set("type", _rv(n.typevar), "definition", _sql(n))
+
+    def _CreateDomainStmt(self, n: ast.CreateDomainStmt) -> None:
+        self.set("type", _dotted(n.domainname), "definition", _sql(n))
+
+    def _AlterDomainStmt(self, n: ast.AlterDomainStmt) -> None:
+        self.set("type", _dotted(n.typeName), "alter", _sql(n), append=True)
+
+    # -- everything else with a name ---------------------------------------------------------------------
+    def _CreateSchemaStmt(self, n: ast.CreateSchemaStmt) -> None:
+        self.set("schema", n.schemaname, "definition", _sql(n))
+
+    def _CreateExtensionStmt(self, n: ast.CreateExtensionStmt) -> None:
+        self.set("extension", n.extname, "definition", _sql(n))
+
+    def _CreateTrigStmt(self, n: ast.CreateTrigStmt) -> None:
+        rel = _rv(n.relation)
+        self.set("trigger", f"{rel}.{n.trigname}", "definition", _sql(n), parent=f"rel:{rel}")
+
+    def _CreatePolicyStmt(self, n: ast.CreatePolicyStmt) -> None:
+        rel = _rv(n.table)
+        self.set("policy", f"{rel}.{n.policy_name}", "definition", _sql(n), parent=f"rel:{rel}")
+
+    def _RuleStmt(self, n: ast.RuleStmt) -> None:
+        rel = _rv(n.relation)
+        self.set("rule", f"{rel}.{n.rulename}", "definition", _sql(n), parent=f"rel:{rel}")
+
+    def _CommentStmt(self, n: ast.CommentStmt) -> None:
+        word, name, token = _target(n.objtype, n.object)
+        self.set("comment", f"{word} {name}", "text", n.comment, parent=token)
+
+    def _GrantStmt(self, n: ast.GrantStmt) -> None:
+        for obj in n.objects or ():
+            word, name, token = _target(n.objtype, obj)
+            self.set("grant", f"{word} {name}", "privileges", _sql(n), parent=token, append=True)
+
+
+def load_model(path: Path | str, *, on_sql: Callable[[str], None] | None = None,
+               report: Reporter = null_reporter) -> Model:
+    """Scan one dump file into a ``Model``. ``on_sql`` sees each TOC entry's SQL as it goes to the parser
+    (the tests use it to prove COPY data never does)."""
+    model = Model()
+    builder = _Builder(model, on_sql)
+    scanner = DumpScanner(on_line=builder.on_line)
+    path = Path(path)
+    total, done, started, last = path.stat().st_size, 0, time.monotonic(), 0.0
+    for chunk in iter_file(path):
+        scanner.feed(chunk)
+        done += len(chunk)
+        if (now := time.monotonic()) - last >= 0.1:
+            last = now
+            report(Progress("diff", done, total, now - started))
+    result = scanner.finish()
+    builder.flush()
+    model.row_counts = result.row_counts
+    model.has_copy = bool(result.row_counts)
+    model.has_header, model.complete = result.has_header, result.complete
+    for obj in model.objects.values():  # repeated statements (GRANTs, ALTERs) compare as a set
+        for key, value in obj.props.items():
+            if isinstance(value, list):
+                obj.props[key] = "\n".join(sorted(value))
+    return model
+
+
+# -- comparing two models --------------------------------------------------------------------------------
+
+def _kind_order(change: Change) -> tuple:
+    return (KINDS.index(change.kind) if change.kind in KINDS else len(KINDS), change.kind, change.name)
+
+
+def _tokens(keys) -> set[str]:
+    out = set()
+    for kind, name in keys:
+        out.add(f"{kind}:{name}")
+        if kind in _RELATION_KINDS:
+            out.add(f"rel:{name}")
+    return out
+
+
+def _detail(a: Obj, b: Obj) -> str:
+    parts = []
+    for prop in sorted(set(a.props) | set(b.props)):
+        va, vb = a.props.get(prop), b.props.get(prop)
+        if va == vb:
+            continue
+        if prop in ("body", "sql", "privileges") or len(va or "") + len(vb or "") > _SHORT:
+            parts.append(f"{prop} changed")
+        else:
+            parts.append(f"{prop} {va or 'none'} → {vb or 'none'}")
+    return "; ".join(parts)
+
+
+def compare_schema(a: Model, b: Model) -> tuple[list[Change], list[Change], list[Change]]:
+    """(added, removed, changed), each sorted by kind then name, with parts of added/removed objects folded."""
+    added_keys = b.objects.keys() - a.objects.keys()
+    removed_keys = a.objects.keys() - b.objects.keys()
+    added_tok, removed_tok = _tokens(added_keys), _tokens(removed_keys)
+    added = [Change(k, n) for k, n in added_keys if b.objects[(k, n)].parent not in added_tok]
+    removed = [Change(k, n) for k, n in removed_keys if a.objects[(k, n)].parent not in removed_tok]
+    changed = [Change(k, n, _detail(a.objects[(k, n)], b.objects[(k, n)]))
+               for k, n in a.objects.keys() & b.objects.keys() if a.objects[(k, n)].props != b.objects[(k, n)].props]
+    return sorted(added, key=_kind_order), sorted(removed, key=_kind_order), sorted(changed, key=_kind_order)
+
+
+def _has_data(meta: dict | None, model: Model) -> bool:
+    if meta is not None:
+        return meta.get("type") != "schema-only"
+    # Without metadata: a dump with tables but no COPY block at all was taken --schema-only.
+    return model.has_copy or not any(kind == "table" for kind, _ in model.objects)
+
+
+def compare_rows(a: dict[str, int], b: dict[str, int]) -> list[RowChange]:
+    return [RowChange(t, a.get(t), b.get(t)) for t in sorted(a.keys() | b.keys()) if a.get(t) != b.get(t)]
+
+
+def diff(path_a: Path | str, path_b: Path | str, meta_a: dict | None = None, meta_b: dict | None = None, *,
+         report: Reporter = null_reporter) -> DiffResult:
+    """Compare snapshot ``a`` (before) with ``b`` (after), reading both files once, never holding COPY data."""
+    models = []
+    for path in (Path(path_a), Path(path_b)):
+        try:
+            model = load_model(path, report=report)
+        except OSError as exc:
+            raise InvalidSnapshot(f"Cannot read {path.name}: {exc.strerror or exc}.",
+                                  "Check that the file exists and is readable.") from None
+        if not model.has_header:
+            raise InvalidSnapshot(f"{path.name} is not a pg_dump file.", "Pick a snapshot from the list.")
+        if not model.complete:
+            raise InvalidSnapshot(f"{path.name} is incomplete (no dump-complete trailer): its missing part "
+                                  "would show as removed.", f"Run `dbsage-tui validate {path.name}`.")
+        models.append(model)
+    ma, mb = models
+    result = DiffResult(a=Path(path_a).name, b=Path(path_b).name)
+    result.added, result.removed, result.changed = compare_schema(ma, mb)
+    for side, name, model in (("A", result.a, ma), ("B", result.b, mb)):
+        if model.unparsed:
+            result.notes.append(f"{side} ({name}): {len(model.unparsed)} entries pglast could not parse were "
+                                f"compared as text: {', '.join(model.unparsed[:5])}")
+    data_a, data_b = _has_data(meta_a, ma), _has_data(meta_b, mb)
+    if not (data_a and data_b):
+        result.data = False
+        which = " and ".join(n for n, d in ((result.a, data_a), (result.b, data_b)) if not d)
+        result.notes.append(f"No data comparison: {which} {'is' if data_a or data_b else 'are'} schema-only.")
+        return result
+    counts_a = meta_a.get("row_counts") if meta_a else None
+    counts_b = meta_b.get("row_counts") if meta_b else None
+    if isinstance(counts_a, dict) and isinstance(counts_b, dict):
+        result.rows_source = "metadata"
+    else:
+        counts_a, counts_b, result.rows_source = ma.row_counts, mb.row_counts, "scan"
+    result.rows = compare_rows(counts_a, counts_b)
+    return result
+
+
+def diff_snapshots(a, b, *, report: Reporter = null_reporter) -> DiffResult:
+    """``diff`` for two ``store.Snapshot`` objects (before, after)."""
+    return diff(a.path, b.path, a.meta, b.meta, report=report)
+
+
+# -- text --------------------------------------------------------------------------------------------------
+
+def format_text(result: DiffResult) -> str:
+    """A readable summary: schema changes grouped by kind (+ added, - removed, ~ changed), then rows."""
+    out = [f"{result.a} → {result.b}", ""]
+    n_schema = len(result.added) + len(result.removed) + len(result.changed)
+    if not n_schema:
+        out.append("Schema: no changes.")
+    else:
+        out.append(f"Schema: {len(result.added)} added, {len(result.removed)} removed, "
+                   f"{len(result.changed)} changed")
+        lines = ([(c, "+") for c in result.added] + [(c, "-") for c in result.removed]
+                 + [(c, "~") for c in result.changed])
+        lines.sort(key=lambda cs: (_kind_order(cs[0])[:2], "+-~".index(cs[1]), cs[0].name))
+        kind = None
+        for change, sign in lines:
+            if change.kind != kind and kind is not None:
+                out.append("")
+            kind = change.kind
+            text = f"  {sign} {change.kind.replace('_', ' ')} {change.name}"
+            out.append(text + (f": {change.detail}" if change.detail else ""))
+    out.append("")
+    if not result.data:
+        out.append("Rows: not compared.")
+    elif not result.rows:
+        out.append("Rows: no table's row count changed.")
+    else:
+        out.append(f"Rows: {len(result.rows)} table(s) changed")
+        width = max(len("table"), *(len(r.table) for r in result.rows))
+        out.append(f"  {'table':<{width}}  {'before':>10}  {'after':>10}  {'delta':>10}")
+        for r in result.rows:
+            before = "-" if r.before is None else f"{r.before:,}"
+            after = "-" if r.after is None else f"{r.after:,}"
+            out.append(f"  {r.table:<{width}}  {before:>10}  {after:>10}  {r.delta:>+10,}")
+    out.extend(f"Note: {note}" for note in result.notes)
+    return "\n".join(out) + "\n"
