@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("rollback", "emergency rollback to the newest valid full snapshot, no questions asked")
     p.add_argument("--emergency", action="store_true", required=True,
                    help="required: confirms this is the no-questions emergency path")
+    p.add_argument("--pre-timeout", type=float, default=None, metavar="SECONDS",
+                   help="give up the pre-rollback snapshot after this long and restore anyway (default 120)")
     p.add_argument("--json", action="store_true")
 
     for name, text in (("protect", "protect a snapshot from cleanup"), ("unprotect", "remove the protection")):
@@ -305,7 +308,8 @@ def finish_restore(result, json_mode: bool, action: str) -> int:
 async def cmd_rollback(ws: Workspace, args) -> int:
     from services import restore
     conn = ws.require_conn()
-    result = await restore.emergency_rollback(conn, ws.store, report=Printer(args.json))
+    kwargs = {} if args.pre_timeout is None else {"pre_timeout": args.pre_timeout}
+    result = await restore.emergency_rollback(conn, ws.store, report=Printer(args.json), **kwargs)
     return finish_restore(result, args.json, "rollback")
 
 
@@ -334,7 +338,13 @@ def _debug_log(exc: BaseException) -> Path | None:
         return None
 
 
+def _terminate(_signum, _frame) -> None:
+    """SIGTERM cancels like Ctrl-C: the running operation stops its child and removes partial files."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     args = parser.parse_args(argv)
     json_mode = bool(getattr(args, "json", False))

@@ -168,12 +168,15 @@ async def tables_count(con: asyncpg.Connection, schemas: list[str]) -> int:
 
 
 async def estimate_dump_bytes(con: asyncpg.Connection, schemas: list[str], schema_only: bool) -> int | None:
-    """A rough size of the text dump, for progress: heap+TOAST of the tables (indexes are not dumped)."""
+    """A rough size of the text dump, for progress: heap+TOAST pages of the tables (indexes are not dumped).
+    Read from pg_class statistics, not pg_table_size(), which would wait behind other sessions' locks."""
     if schema_only:
         return None
     val = await con.fetchval(
-        "SELECT sum(pg_table_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind = 'r' AND n.nspname = ANY($1::text[])", schemas)
+        """SELECT sum((c.relpages::bigint + coalesce(t.relpages, 0)) * current_setting('block_size')::bigint)
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
+           WHERE c.relkind = 'r' AND n.nspname = ANY($1::text[])""", schemas)
     return int(val) if val else None
 
 

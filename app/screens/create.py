@@ -1,0 +1,136 @@
+"""The "new snapshot" form, built from the workflow file's ``snapshot`` operation.
+
+The label is checked live with the engine's own ``check_label`` (the only place the label rule lives);
+when it fails, the engine's suggestion is offered as a one-click fix. Enter (or the button) returns a
+``CreateRequest``; escape returns None and the caller's focus comes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.validation import ValidationResult, Validator
+from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
+
+from app.workflow import Field, Operation
+from services.errors import BadInput
+from services.store import check_label, suggest_label
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    label: str
+    schema_only: bool
+    purpose: str
+
+
+class LabelValidator(Validator):
+    """Textual's validator protocol over the engine's label rule."""
+
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            check_label(value)
+        except BadInput as exc:
+            return self.failure(exc.message, value)
+        return self.success()
+
+
+class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
+    """Label, type and purpose of a new snapshot; the fields, labels and defaults come from the workflow."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="Close without taking a snapshot")]
+
+    def __init__(self, operation: Operation, target: str) -> None:
+        super().__init__()
+        self.operation = operation
+        self.target = target
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="dialog"):
+            yield Label(self.operation.label, classes="dialog-title")
+            yield Static(f"Database: {self.target}", classes="dialog-target", markup=False)
+            for f in self.operation.fields:
+                yield from self._field(f)
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Take snapshot", variant="primary", id="create")
+
+    def _field(self, f: Field) -> ComposeResult:
+        if f.type == "boolean":
+            yield Checkbox(f.label, value=bool(f.default), id=f"field-{f.name}")
+            return
+        yield Label(f.label, classes="field-label", markup=False)
+        if f.type == "choice":
+            with RadioSet(id=f"field-{f.name}"):
+                for opt in f.options:
+                    yield RadioButton(opt.label, value=opt.value == f.default)
+        else:
+            validators = [LabelValidator()] if f.name == "label" else None
+            yield Input(str(f.default or ""), id=f"field-{f.name}", validators=validators,
+                        validate_on=["changed", "submitted"])
+            if f.name == "label":
+                with Horizontal(id="label-help"):
+                    yield Static("", id="label-hint", markup=False)
+                    yield Button("Use suggestion", id="use-suggestion", compact=True)
+
+    def on_mount(self) -> None:
+        self._show_label_check(self.query_one("#field-label", Input).value)
+        self.query_one("#field-label", Input).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "field-label":
+            self._show_label_check(event.value)
+
+    def _show_label_check(self, value: str) -> None:
+        hint = self.query_one("#label-hint", Static)
+        button = self.query_one("#use-suggestion", Button)
+        try:
+            check_label(value)
+        except BadInput as exc:
+            hint.update(exc.message)
+            hint.set_class(True, "-invalid")
+            button.label = f"Use “{suggest_label(value)}”"
+            button.display = True
+            return
+        hint.update(f"✔ saved as <timestamp>_{value}.sql")
+        hint.set_class(False, "-invalid")
+        button.display = False
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+        elif event.button.id == "create":
+            self._submit()
+        elif event.button.id == "use-suggestion":
+            box = self.query_one("#field-label", Input)
+            box.value = suggest_label(box.value)
+            box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._submit()
+
+    def _submit(self) -> None:
+        values = {}
+        for f in self.operation.fields:
+            widget = self.query_one(f"#field-{f.name}")
+            if isinstance(widget, RadioSet):
+                idx = widget.pressed_index
+                values[f.name] = f.options[idx].value if idx >= 0 else f.default
+            else:
+                values[f.name] = widget.value
+        label = str(values["label"])
+        try:
+            check_label(label)
+        except BadInput:
+            self.query_one("#field-label", Input).focus()
+            return
+        self.dismiss(CreateRequest(label=label, schema_only=values["snapshot_type"] == "schema",
+                                   purpose=str(values.get("purpose") or "").strip()))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

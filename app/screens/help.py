@@ -1,0 +1,49 @@
+"""Keys, palette commands and marks, generated from the main screen's bindings and the workflow file so
+that the help can never disagree with what the keys do."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Label, Static
+
+from app.workflow import Workflow
+from widgets.snapshot_table import LEGEND
+
+
+def key_name(binding: Binding) -> str:
+    return binding.key_display or {"question_mark": "?", "slash": "/"}.get(binding.key, binding.key)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "close", "Close", tooltip="Close the help")]
+
+    def __init__(self, bindings: list[Binding], workflow: Workflow) -> None:
+        super().__init__()
+        self.bindings = bindings
+        self.workflow = workflow
+
+    def compose(self) -> ComposeResult:
+        lines = [Content.styled("Keys", "bold")]
+        for b in self.bindings:
+            lines.append(Content.assemble((f"  {key_name(b):<8}", "bold $text-accent"), (f"{b.description:<11}", ""),
+                                          (b.tooltip, "$text-muted")))
+        lines.append(Content.assemble(("  ↑ ↓ j k", "bold $text-accent"), " move   ",
+                                      ("ctrl+p", "bold $text-accent"), " command palette"))
+        lines += [Content(""), Content.styled("Palette commands (ctrl+p)", "bold")]
+        for op in self.workflow.operations:
+            if op.palette:
+                lines.append(Content.assemble((f"  {op.palette:<18}", "bold $text-accent"), (op.help, "$text-muted")))
+        lines += [Content(""), Content.styled("Marks", "bold"), Content("  " + LEGEND), Content(""),
+                  Content.styled("The same work from a shell", "bold"),
+                  Content("  dbsage-tui snapshot --label NAME · list · restore N · rollback --emergency")]
+        with Vertical(id="dialog", classes="dialog -wide"):
+            yield Label(f"dbsage-tui — {self.workflow.name}", classes="dialog-title")
+            with VerticalScroll():
+                yield Static(Content("\n").join(lines))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,78 @@
+"""The restore confirmation: what will be restored, whether it passed validation, and the question.
+
+The snapshot was fully validated (sha256, size, structure) before this screen opened; an invalid one is
+shown with its reason and the Yes button stays disabled. "No" has the focus, so a stray Enter cancels.
+The workflow file supplies the question, the answers and the pre-rollback option with its default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Label, Static
+
+from app.workflow import Operation
+from services.store import Snapshot, Validation
+from widgets.preview import SnapshotPreview
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    snapshot: Snapshot
+    pre_snapshot: bool
+
+
+class RestoreModal(ModalScreen[RestoreRequest | None]):
+    """Metadata, validation verdict, schema-only warning, pre-rollback option, and Yes/No."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="Close without restoring")]
+
+    def __init__(self, operation: Operation, snap: Snapshot, validation: Validation, target: str,
+                 now: dt.datetime, index: int | None = None) -> None:
+        super().__init__()
+        self.operation = operation
+        self.snap = snap
+        self.validation = validation
+        self.target = target
+        self.now = now
+        self.index = index
+
+    def compose(self) -> ComposeResult:
+        confirm = self.operation.confirm
+        pre = self.operation.field("pre_snapshot")
+        with Vertical(id="dialog", classes="dialog -wide"):
+            yield Label(f"{self.operation.label}: {self.snap.label}", classes="dialog-title", markup=False)
+            yield Static(f"Target database: {self.target}", classes="dialog-target", markup=False)
+            yield SnapshotPreview(id="restore-preview")
+            if not self.validation.ok:
+                yield Static(f"✗ This snapshot cannot be restored: {self.validation.reason}. "
+                             "Choose another one.", classes="danger", markup=False)
+            elif self.snap.type == "schema-only":
+                yield Static("⚠ SCHEMA-ONLY SNAPSHOT: every row in its tables will be lost. The tables come "
+                             "back empty. Use a full snapshot to get data back.", classes="danger", markup=False)
+            yield Checkbox(pre.label, value=bool(pre.default), id="pre-snapshot",
+                           disabled=not self.validation.ok)
+            yield Static(confirm.question, classes="question", markup=False)
+            with Horizontal(classes="buttons"):
+                for opt in confirm.options:
+                    yield Button(opt.label, id=f"answer-{opt.value}",
+                                 variant="error" if opt.value == "yes" else "default",
+                                 disabled=opt.value == "yes" and not self.validation.ok)
+
+    def on_mount(self) -> None:
+        self.query_one(SnapshotPreview).show(self.snap, self.now, self.validation, self.index)
+        self.query_one(f"#answer-{self.operation.confirm.default}", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "answer-yes" and self.validation.ok:
+            self.dismiss(RestoreRequest(self.snap, self.query_one("#pre-snapshot", Checkbox).value))
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
