@@ -45,7 +45,8 @@ KINDS = ("schema", "extension", "type", "sequence", "table", "column", "constrai
          "materialized_view", "function", "procedure", "aggregate", "trigger", "policy", "rule", "comment",
          "grant")
 _RELATION_KINDS = ("table", "view", "materialized_view")
-_TOC_RE = re.compile(r"^-- (?:Data for )?Name: (?P<name>.*?); Type: (?P<type>[A-Z ]+); Schema: (?P<schema>.*?);")
+_TOC_RE = re.compile(r"^-- (?:Data for )?Name: (?P<name>.*?); Type: (?P<type>[A-Z ]+); "
+                     r"Schema: (?P<schema>.*?);")
 _META_RE = re.compile(rb"^\\(restrict|unrestrict|connect)\b")
 #: Statements that are not schema: session settings, the --clean DROPs, setval/set_config, matview refresh.
 _SKIP = (ast.VariableSetStmt, ast.DropStmt, ast.SelectStmt, ast.RefreshMatViewStmt, ast.AlterOwnerStmt)
@@ -93,8 +94,10 @@ class DiffResult:
             "a": self.a, "b": self.b,
             "schema": {"added": [{"kind": c.kind, "name": c.name} for c in self.added],
                        "removed": [{"kind": c.kind, "name": c.name} for c in self.removed],
-                       "changed": [{"kind": c.kind, "name": c.name, "detail": c.detail} for c in self.changed]},
-            "rows": [{"table": r.table, "before": r.before, "after": r.after, "delta": r.delta} for r in self.rows],
+                       "changed": [{"kind": c.kind, "name": c.name, "detail": c.detail}
+                                   for c in self.changed]},
+            "rows": [{"table": r.table, "before": r.before, "after": r.after, "delta": r.delta}
+                     for r in self.rows],
             "data": self.data, "rows_source": self.rows_source, "notes": list(self.notes),
         }
 
@@ -137,6 +140,12 @@ def _no_locations(value):
     if isinstance(value, (list, tuple)):
         return [_no_locations(v) for v in value]
     return value
+
+
+def _body_sql(body) -> str:
+    if isinstance(body, tuple):
+        return "; ".join(_body_sql(b) for b in body if b is not None)
+    return _sql(body) if body is not None else ""
 
 
 def _rv(rv: ast.RangeVar) -> str:
@@ -243,11 +252,7 @@ class _Builder:
     def statement(self, n) -> None:
         if isinstance(n, _SKIP):
             return
-        handler = getattr(self, f"_{type(n).__name__}", None)
-        if handler is not None:
-            handler(n)
-        else:
-            self._other(n)
+        getattr(self, _HANDLERS.get(type(n).__name__, "_other"))(n)
 
     def _other(self, n) -> None:
         """Anything we have no model for (publications, operators, text search...): by its TOC name."""
@@ -256,7 +261,7 @@ class _Builder:
                  "definition", _sql(n), append=True)
 
     # -- tables and columns ----------------------------------------------------------------------------
-    def _CreateStmt(self, n: ast.CreateStmt) -> None:
+    def _create_table(self, n: ast.CreateStmt) -> None:
         table = _rv(n.relation)
         shell = copy.deepcopy(n)
         shell.tableElts = None
@@ -266,12 +271,13 @@ class _Builder:
             if isinstance(elt, ast.ColumnDef):
                 self._column(table, elt)
             elif isinstance(elt, ast.Constraint) and elt.conname:
-                self.set("constraint", f"{table}.{elt.conname}", "definition", _sql(elt), parent=f"rel:{table}")
+                self.set("constraint", f"{table}.{elt.conname}", "definition", _sql(elt),
+                         parent=f"rel:{table}")
             else:
                 self.set("table", table, "elements", _sql(elt), append=True)
 
-    def _CreateForeignTableStmt(self, n: ast.CreateForeignTableStmt) -> None:
-        self._CreateStmt(n.base)
+    def _create_foreign_table(self, n: ast.CreateForeignTableStmt) -> None:
+        self._create_table(n.base)
         shell = copy.deepcopy(n)
         shell.base.tableElts = None
         self.set("table", _rv(n.base.relation), "definition", _sql(shell))
@@ -296,14 +302,14 @@ class _Builder:
             else:
                 self.set("column", name, "constraints", _sql(c), append=True)
 
-    def _AlterTableStmt(self, n: ast.AlterTableStmt) -> None:
+    def _alter_table(self, n: ast.AlterTableStmt) -> None:
         if n.missing_ok:  # ALTER TABLE IF EXISTS ... DROP CONSTRAINT: the --clean preamble
             return
         rel = _rv(n.relation)
         if n.objtype == enums.ObjectType.OBJECT_INDEX:
             # ATTACH PARTITION of an index follows from the table partitions and the indexes themselves.
             if any(c.subtype != enums.AlterTableType.AT_AttachPartition for c in n.cmds):
-                self.set("index", f"{n.relation.schemaname}.{n.relation.relname}", "alter", _sql(n), append=True)
+                self.set("index", rel, "alter", _sql(n), append=True)
             return
         at = enums.AlterTableType
         for cmd in n.cmds:
@@ -329,21 +335,21 @@ class _Builder:
                 self.set("table", rel, "alter", _sql(n), append=True)
 
     # -- relations that are not tables -----------------------------------------------------------------
-    def _IndexStmt(self, n: ast.IndexStmt) -> None:
+    def _index(self, n: ast.IndexStmt) -> None:
         self.set("index", f"{n.relation.schemaname}.{n.idxname}", "definition", _sql(n),
                  parent=f"rel:{_rv(n.relation)}")
 
-    def _ViewStmt(self, n: ast.ViewStmt) -> None:
+    def _view(self, n: ast.ViewStmt) -> None:
         self.set("view", _rv(n.view), "definition", _sql(n))  # a later CREATE OR REPLACE wins
 
-    def _CreateTableAsStmt(self, n: ast.CreateTableAsStmt) -> None:
+    def _create_table_as(self, n: ast.CreateTableAsStmt) -> None:
         kind = "materialized_view" if n.objtype == enums.ObjectType.OBJECT_MATVIEW else "table"
         self.set(kind, _rv(n.into.rel), "definition", _sql(n))
 
-    def _CreateSeqStmt(self, n: ast.CreateSeqStmt) -> None:
+    def _create_seq(self, n: ast.CreateSeqStmt) -> None:
         self.set("sequence", _rv(n.sequence), "definition", _sql(n))
 
-    def _AlterSeqStmt(self, n: ast.AlterSeqStmt) -> None:
+    def _alter_seq(self, n: ast.AlterSeqStmt) -> None:
         seq = _rv(n.sequence)
         for opt in n.options or ():
             if opt.defname == "owned_by":
@@ -354,7 +360,7 @@ class _Builder:
                 self.set("sequence", seq, "alter", _sql(opt), append=True)
 
     # -- routines and types ----------------------------------------------------------------------------
-    def _CreateFunctionStmt(self, n: ast.CreateFunctionStmt) -> None:
+    def _create_function(self, n: ast.CreateFunctionStmt) -> None:
         kind = "procedure" if n.is_procedure else "function"
         name = _signature(n.funcname, n.parameters)
         shell = copy.deepcopy(n)
@@ -362,15 +368,16 @@ class _Builder:
         shell.sql_body = None
         shell.returnType = None
         body = next((o for o in n.options or () if o.defname == "as"), None)
-        if body is not None:
-            text = "\n".join(s.sval for s in body.arg).strip()
-        else:
-            text = "; ".join(_sql(s) for group in n.sql_body or () for s in (group or ()) if s is not None)
+        if body is not None:  # AS 'source' (or AS 'file', 'symbol' for C): compared verbatim, as stored
+            parts = body.arg if isinstance(body.arg, tuple) else (body.arg,)
+            text = "\n".join(p.sval for p in parts).strip()
+        else:  # BEGIN ATOMIC ... END or RETURN expr: parsed SQL, compared canonically
+            text = _body_sql(n.sql_body)
         self.set(kind, name, "definition", _sql(shell))
         self.set(kind, name, "returns", _sql(n.returnType) if n.returnType else None)
         self.set(kind, name, "body", text)
 
-    def _DefineStmt(self, n: ast.DefineStmt) -> None:
+    def _define(self, n: ast.DefineStmt) -> None:
         ot = enums.ObjectType
         if n.kind == ot.OBJECT_AGGREGATE:
             params = n.args[0] if n.args and isinstance(n.args[0], tuple) else ()
@@ -381,48 +388,62 @@ class _Builder:
         else:
             self._other(n)
 
-    def _CreateEnumStmt(self, n: ast.CreateEnumStmt) -> None:
+    def _create_enum(self, n: ast.CreateEnumStmt) -> None:
         self.set("type", _dotted(n.typeName), "definition", _sql(n))
 
-    def _CreateRangeStmt(self, n: ast.CreateRangeStmt) -> None:
+    def _create_range(self, n: ast.CreateRangeStmt) -> None:
         self.set("type", _dotted(n.typeName), "definition", _sql(n))
 
-    def _CompositeTypeStmt(self, n: ast.CompositeTypeStmt) -> None:
+    def _composite_type(self, n: ast.CompositeTypeStmt) -> None:
         self.set("type", _rv(n.typevar), "definition", _sql(n))
 
-    def _CreateDomainStmt(self, n: ast.CreateDomainStmt) -> None:
+    def _create_domain(self, n: ast.CreateDomainStmt) -> None:
         self.set("type", _dotted(n.domainname), "definition", _sql(n))
 
-    def _AlterDomainStmt(self, n: ast.AlterDomainStmt) -> None:
+    def _alter_domain(self, n: ast.AlterDomainStmt) -> None:
         self.set("type", _dotted(n.typeName), "alter", _sql(n), append=True)
 
     # -- everything else with a name ---------------------------------------------------------------------
-    def _CreateSchemaStmt(self, n: ast.CreateSchemaStmt) -> None:
+    def _create_schema(self, n: ast.CreateSchemaStmt) -> None:
         self.set("schema", n.schemaname, "definition", _sql(n))
 
-    def _CreateExtensionStmt(self, n: ast.CreateExtensionStmt) -> None:
+    def _create_extension(self, n: ast.CreateExtensionStmt) -> None:
         self.set("extension", n.extname, "definition", _sql(n))
 
-    def _CreateTrigStmt(self, n: ast.CreateTrigStmt) -> None:
+    def _create_trig(self, n: ast.CreateTrigStmt) -> None:
         rel = _rv(n.relation)
         self.set("trigger", f"{rel}.{n.trigname}", "definition", _sql(n), parent=f"rel:{rel}")
 
-    def _CreatePolicyStmt(self, n: ast.CreatePolicyStmt) -> None:
+    def _create_policy(self, n: ast.CreatePolicyStmt) -> None:
         rel = _rv(n.table)
         self.set("policy", f"{rel}.{n.policy_name}", "definition", _sql(n), parent=f"rel:{rel}")
 
-    def _RuleStmt(self, n: ast.RuleStmt) -> None:
+    def _rule(self, n: ast.RuleStmt) -> None:
         rel = _rv(n.relation)
         self.set("rule", f"{rel}.{n.rulename}", "definition", _sql(n), parent=f"rel:{rel}")
 
-    def _CommentStmt(self, n: ast.CommentStmt) -> None:
+    def _comment(self, n: ast.CommentStmt) -> None:
         word, name, token = _target(n.objtype, n.object)
         self.set("comment", f"{word} {name}", "text", n.comment, parent=token)
 
-    def _GrantStmt(self, n: ast.GrantStmt) -> None:
+    def _grant(self, n: ast.GrantStmt) -> None:
         for obj in n.objects or ():
             word, name, token = _target(n.objtype, obj)
             self.set("grant", f"{word} {name}", "privileges", _sql(n), parent=token, append=True)
+
+
+#: Statement node -> the _Builder method that models it; anything else goes to ``_other``.
+_HANDLERS = {
+    "CreateStmt": "_create_table", "CreateForeignTableStmt": "_create_foreign_table",
+    "AlterTableStmt": "_alter_table", "IndexStmt": "_index", "ViewStmt": "_view",
+    "CreateTableAsStmt": "_create_table_as", "CreateSeqStmt": "_create_seq", "AlterSeqStmt": "_alter_seq",
+    "CreateFunctionStmt": "_create_function", "DefineStmt": "_define", "CreateEnumStmt": "_create_enum",
+    "CreateRangeStmt": "_create_range", "CompositeTypeStmt": "_composite_type",
+    "CreateDomainStmt": "_create_domain", "AlterDomainStmt": "_alter_domain",
+    "CreateSchemaStmt": "_create_schema", "CreateExtensionStmt": "_create_extension",
+    "CreateTrigStmt": "_create_trig", "CreatePolicyStmt": "_create_policy", "RuleStmt": "_rule",
+    "CommentStmt": "_comment", "GrantStmt": "_grant",
+}
 
 
 def load_model(path: Path | str, *, on_sql: Callable[[str], None] | None = None,
@@ -481,14 +502,15 @@ def _detail(a: Obj, b: Obj) -> str:
 
 
 def compare_schema(a: Model, b: Model) -> tuple[list[Change], list[Change], list[Change]]:
-    """(added, removed, changed), each sorted by kind then name, with parts of added/removed objects folded."""
+    """(added, removed, changed), sorted by kind then name; the parts of added/removed objects folded in."""
     added_keys = b.objects.keys() - a.objects.keys()
     removed_keys = a.objects.keys() - b.objects.keys()
     added_tok, removed_tok = _tokens(added_keys), _tokens(removed_keys)
     added = [Change(k, n) for k, n in added_keys if b.objects[(k, n)].parent not in added_tok]
     removed = [Change(k, n) for k, n in removed_keys if a.objects[(k, n)].parent not in removed_tok]
+    common = a.objects.keys() & b.objects.keys()
     changed = [Change(k, n, _detail(a.objects[(k, n)], b.objects[(k, n)]))
-               for k, n in a.objects.keys() & b.objects.keys() if a.objects[(k, n)].props != b.objects[(k, n)].props]
+               for k, n in common if a.objects[(k, n)].props != b.objects[(k, n)].props]
     return sorted(added, key=_kind_order), sorted(removed, key=_kind_order), sorted(changed, key=_kind_order)
 
 
@@ -505,7 +527,7 @@ def compare_rows(a: dict[str, int], b: dict[str, int]) -> list[RowChange]:
 
 def diff(path_a: Path | str, path_b: Path | str, meta_a: dict | None = None, meta_b: dict | None = None, *,
          report: Reporter = null_reporter) -> DiffResult:
-    """Compare snapshot ``a`` (before) with ``b`` (after), reading both files once, never holding COPY data."""
+    """Compare snapshot ``a`` (before) with ``b`` (after): each file read once, COPY data never held."""
     models = []
     for path in (Path(path_a), Path(path_b)):
         try:
@@ -524,8 +546,11 @@ def diff(path_a: Path | str, path_b: Path | str, meta_a: dict | None = None, met
     result.added, result.removed, result.changed = compare_schema(ma, mb)
     for side, name, model in (("A", result.a, ma), ("B", result.b, mb)):
         if model.unparsed:
-            result.notes.append(f"{side} ({name}): {len(model.unparsed)} entries pglast could not parse were "
-                                f"compared as text: {', '.join(model.unparsed[:5])}")
+            n = len(model.unparsed)
+            what = "1 entry pglast could not parse was" if n == 1 else \
+                f"{n} entries pglast could not parse were"
+            result.notes.append(f"{side} ({name}): {what} compared as text: {', '.join(model.unparsed[:5])}"
+                                + (", …" if n > 5 else ""))
     data_a, data_b = _has_data(meta_a, ma), _has_data(meta_b, mb)
     if not (data_a and data_b):
         result.data = False

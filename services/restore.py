@@ -1,7 +1,7 @@
 """Restoring a snapshot exactly, in one transaction, and the emergency rollback built on it.
 
 The snapshot is validated (sha256 and structure) before the database is touched. psql then receives, on
-stdin, inside ``--single-transaction`` with ``ON_ERROR_STOP``: our prelude (empty the snapshot's scope,
+stdin, inside one BEGIN ... COMMIT with ``ON_ERROR_STOP``: our prelude (empty the snapshot's scope,
 set aside outside objects that depend on it), the snapshot's bytes, and our postlude (put those outside
 objects back). Either all of it commits or nothing does: a failure, a kill of psql or of us, or a server
 crash leaves the database as it was.
@@ -64,13 +64,15 @@ def validate_or_refuse(store: SnapshotStore, snap: Snapshot, report: Reporter) -
 
 
 async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, report: Reporter) -> None:
-    prelude = "\n".join(["SET client_min_messages = warning;", f"SET lock_timeout = '{LOCK_TIMEOUT}';",
-                         *plan.prelude, ""]).encode()
-    postlude = "\n".join(["", "SET search_path = pg_catalog;", *plan.postlude, ""]).encode()
+    # The transaction is ours, not psql's --single-transaction: at end of input psql -1 COMMITs, so if we
+    # died mid-stream a half-restored database would be committed. With our own BEGIN, input that ends
+    # before our COMMIT leaves psql to exit with the transaction open, and the server rolls it back.
+    prelude = "\n".join(["BEGIN;", "SET LOCAL client_min_messages = warning;",
+                         f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';", *plan.prelude, ""]).encode()
+    postlude = "\n".join(["", "SET search_path = pg_catalog;", *plan.postlude, "COMMIT;", ""]).encode()
     prelude_lines = prelude.count(b"\n")
     total = snap.file_size or snap.path.stat().st_size
-    args = [target.tools.psql, "--no-psqlrc", "--no-password", "--quiet", "--single-transaction",
-            "-v", "ON_ERROR_STOP=1", "--file=-"]
+    args = [target.tools.psql, "--no-psqlrc", "--no-password", "--quiet", "-v", "ON_ERROR_STOP=1", "--file=-"]
     report(Log(f"Replaying {snap.filename} into {target.conn.display} with psql {target.tools.version} "
                "in one transaction"))
     proc = await asyncio.create_subprocess_exec(

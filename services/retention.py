@@ -49,8 +49,8 @@ class Policy:
 
     def __post_init__(self) -> None:
         if not 0 <= self.keep_all_days <= self.daily_days <= self.weekly_days:
-            raise BadInput(f"Invalid retention policy {self.keep_all_days}/{self.daily_days}/{self.weekly_days} "
-                           "days: the tiers must not overlap.",
+            tiers = f"{self.keep_all_days}/{self.daily_days}/{self.weekly_days}"
+            raise BadInput(f"Invalid retention policy {tiers} days: the tiers must not overlap.",
                            "Use increasing values, e.g. keep all 7, daily 30, weekly 365.")
 
 
@@ -141,8 +141,8 @@ def plan(items: Iterable[Item], now: dt.datetime, policy: Policy = Policy()) -> 
             if protection:
                 result.keep.append(Decision(item.filename, True, f"{protection} (invalid: {item.problem})"))
             else:
-                result.invalid.append(Decision(item.filename, False, f"invalid ({item.problem or 'unknown'}): "
-                                                                     "removed only when asked"))
+                reason = f"invalid ({item.problem or 'unknown'}): removed only when asked"
+                result.invalid.append(Decision(item.filename, False, reason))
             continue
         if protection:
             result.keep.append(Decision(item.filename, True, protection))

@@ -207,7 +207,7 @@ def oracle_bucket(i: Item, pol: Policy) -> str | None:
     if age < dt.timedelta(days=pol.daily_days):
         return "D" + i.timestamp.date().isoformat()
     if age < dt.timedelta(days=pol.weekly_days):
-        return "W%d-%d" % i.timestamp.isocalendar()[:2]
+        return "W{}-{}".format(*i.timestamp.isocalendar()[:2])
     return "M" + i.timestamp.strftime("%Y-%m")
 
 
