@@ -15,6 +15,7 @@ import hashlib
 import os
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,22 @@ def _free_name(directory: Path, label: str) -> tuple[dt.datetime, Path]:
         ts += dt.timedelta(seconds=1)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when dbsage-tui dies, so that a ``kill -9`` of us never
+    leaves a pg_dump waiting on a lock or a psql holding a half-fed transaction (Linux only)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def child_kwargs() -> dict:
+    """Options for every pg_dump/psql we start: own session (a Ctrl-C reaches us, and we stop the child
+    cleanly), and death with the parent."""
+    return {"start_new_session": True, "preexec_fn": _die_with_parent if sys.platform == "linux" else None}
+
+
 async def kill_process(proc: asyncio.subprocess.Process) -> None:
     """Stop a child: SIGTERM, then SIGKILL after 3 s. Used on cancel and on failure."""
     if proc.returncode is not None:
@@ -167,7 +184,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
     try:
         proc = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=target.conn.child_env(), limit=CHUNK, start_new_session=True)
+            stderr=asyncio.subprocess.PIPE, env=target.conn.child_env(), limit=CHUNK, **child_kwargs())
         err_task = asyncio.create_task(pump_stderr(proc.stderr, "pg_dump", report, stderr_lines))
         last = 0.0
         report(Progress("dump", 0, estimate, 0.0))
@@ -191,6 +208,9 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
                 report(Progress("dump", written, estimate, now - started))
         rc = await proc.wait()
         await err_task
+        if rc < 0:
+            raise OperationFailed(f"pg_dump failed: it was killed by signal {-rc}.",
+                                  "Nothing was saved; take the snapshot again.")
         if rc != 0:
             raise explain_tool_failure("\n".join(stderr_lines), "pg_dump")
         result = scanner.finish()

@@ -54,7 +54,7 @@ _KNOWN_ERRORS: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"database \"([^\"]+)\" does not exist"),
      "The database {0} does not exist on the server.",
      "Check the database name in the connection URL."),
-    (re.compile(r"server does not support SSL|SSL is not enabled on the server"),
+    (re.compile(r"server does not support SSL|SSL is not enabled on the server|rejected SSL upgrade"),
      "The server does not support SSL but the connection requires it.",
      "Use sslmode=prefer or disable, or enable SSL on the server."),
     (re.compile(r"timeout expired|timed out"),
@@ -73,7 +73,8 @@ _KNOWN_ERRORS: list[tuple[re.Pattern[str], str, str]] = [
      "Free up disk space, use a schema-only snapshot, or delete old snapshots with `dbsage-tui cleanup`."),
     (re.compile(r"File too large"),
      "The snapshot file hit the file size limit.",
-     "Raise the limit (ulimit -f) or use a schema-only snapshot."),
+     "Free up disk space or raise the limit (ulimit -f), use a schema-only snapshot, "
+     "or delete old snapshots with `dbsage-tui cleanup`."),
     (re.compile(r"role \"([^\"]+)\" does not exist"),
      "Role {0} does not exist on this server.",
      "Create the role first, or restore into a database that has it."),
@@ -95,7 +96,8 @@ def explain_tool_failure(stderr: str, action: str) -> OperationFailed:
         m = pattern.search(stderr)
         if m:
             return OperationFailed(f"{action} failed: {message.format(*m.groups())}", hint, detail=stderr)
-    last = first_error_line(stderr) or "the tool exited with an error"
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    last = first_error_line(stderr) or (lines[-1] if lines else "the tool exited with an error")
     return OperationFailed(f"{action} failed: {last}", "See the log for the full output.", detail=stderr)
 
 

@@ -23,7 +23,7 @@ class Log:
 class Progress:
     """Bytes moved so far in a phase; ``total`` is an estimate for dumps, exact for restores."""
 
-    phase: str  # "dump" | "restore" | "validate"
+    phase: str  # "dump" | "restore" | "validate" | "diff"
     done: int
     total: int | None
     elapsed: float

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from . import inspect
 from .config import ConnInfo
-from .dump import CHUNK, PROGRESS_EVERY, Target, create_snapshot, database_lock, kill_process, open_target, pump_stderr
+from .dump import (CHUNK, PROGRESS_EVERY, Target, child_kwargs, create_snapshot, database_lock, kill_process,
+                   open_target, pump_stderr)
 from .errors import DbsageError, InvalidSnapshot, OperationFailed, explain_tool_failure, first_error_line
 from .events import Log, Progress, Reporter, Step, null_reporter
 from .scanner import iter_file
@@ -77,7 +78,7 @@ async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, repor
                "in one transaction"))
     proc = await asyncio.create_subprocess_exec(
         *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE, env=target.conn.child_env(), start_new_session=True)
+        stderr=asyncio.subprocess.PIPE, env=target.conn.child_env(), **child_kwargs())
     lines: list[str] = []
     err_task = asyncio.create_task(pump_stderr(proc.stderr, "psql", report, lines))
     started = time.monotonic()

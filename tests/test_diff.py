@@ -44,10 +44,12 @@ def northwind(pg18, db18):
 
 
 async def test_known_changes_on_pagila_are_reported_exactly(pg18, pagila, store):
-    pg18.psql("INSERT INTO public.language (name) VALUES ('English'), ('Italian'), ('Japanese')", pagila.dbname)
+    pg18.psql("INSERT INTO public.language (name) VALUES ('English'), ('Italian'), ('Japanese')",
+              pagila.dbname)
     before = await dump.snapshot(pagila, store, "before")
     pg18.psql("""
-        CREATE TABLE public.audit_note (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note text NOT NULL);
+        CREATE TABLE public.audit_note (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                                        note text NOT NULL);
         INSERT INTO public.audit_note (note) VALUES ('first');
         ALTER TABLE public.staff DROP COLUMN picture;
         ALTER TABLE public.film ALTER COLUMN rental_duration SET DEFAULT 5;
@@ -101,8 +103,10 @@ async def test_each_kind_of_object_is_compared(pg18, db18, store):
         CREATE VIEW public.v AS SELECT id, name FROM public.t;
         CREATE MATERIALIZED VIEW public.mv AS SELECT count(*) AS n FROM public.t;
         CREATE TABLE public.parted (k int, d date) PARTITION BY RANGE (d);
-        CREATE TABLE public.parted_2024 PARTITION OF public.parted FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
-        CREATE TABLE public.parted_2025 PARTITION OF public.parted FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+        CREATE TABLE public.parted_2024 PARTITION OF public.parted
+            FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+        CREATE TABLE public.parted_2025 PARTITION OF public.parted
+            FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
         CREATE INDEX ON public.parted (k);
         CREATE FUNCTION public.f(a integer, OUT b text) LANGUAGE sql AS 'select a::text';
         CREATE FUNCTION public.g(a integer) RETURNS integer LANGUAGE sql AS 'select a';
@@ -119,6 +123,7 @@ async def test_each_kind_of_object_is_compared(pg18, db18, store):
         ALTER TYPE public.mood ADD VALUE 'happy';
         ALTER TABLE public.t ALTER COLUMN name SET NOT NULL, ALTER COLUMN qty TYPE integer;
         ALTER TABLE public.t ADD CONSTRAINT t_name_check CHECK (length(name) > 0);
+        ALTER TABLE public.t ADD CONSTRAINT t_name_key UNIQUE (name);
         ALTER TABLE public.t ENABLE ROW LEVEL SECURITY;
         CREATE OR REPLACE VIEW public.v AS SELECT id, name, qty FROM public.t;
         COMMENT ON TABLE public.t IS 'things, renamed';
@@ -140,6 +145,7 @@ async def test_each_kind_of_object_is_compared(pg18, db18, store):
 
     assert changes(result) == {
         "added": {("schema", "extra"), ("table", "extra.u"), ("constraint", "public.t.t_name_check"),
+                  ("constraint", "public.t.t_name_key"),
                   ("function", "public.g(integer, text)"), ("trigger", "public.t.t_touch"),
                   ("comment", "column public.t.qty")} | ({("extension", "pg_trgm")} if trgm else set()),
         "removed": {("materialized_view", "public.mv"), ("function", "public.g(integer)")},
@@ -179,7 +185,8 @@ async def test_schema_only_side_has_no_data(pg18, northwind, store):
     for a, b, meta in ((full, schema, True), (schema, full, True), (full, schema, False)):
         result = diff.diff(a.path, b.path, a.meta if meta else None, b.meta if meta else None)
         js = result.to_json()
-        assert js["schema"] == {"added": [], "removed": [], "changed": []}  # same schema, with or without data
+        # The same schema, with or without data.
+        assert js["schema"] == {"added": [], "removed": [], "changed": []}
         assert js["rows"] == [] and js["data"] is False and js["rows_source"] is None
         assert js["notes"] == [f"No data comparison: {schema.filename} is schema-only."]
         assert "Rows: not compared." in diff.format_text(result)
@@ -187,7 +194,8 @@ async def test_schema_only_side_has_no_data(pg18, northwind, store):
 
 async def test_large_copy_block_streams_past_without_being_held(pg18, db18, store):
     pg18.psql("CREATE TABLE public.big (id int PRIMARY KEY, payload text);"
-              "INSERT INTO public.big SELECT g, 'zz-data-marker-' || md5(g::text) FROM generate_series(1, 250000) g",
+              "INSERT INTO public.big SELECT g, 'zz-data-marker-' || md5(g::text) "
+              "FROM generate_series(1, 250000) g",
               db18.dbname)
     snap = await dump.snapshot(db18, store, "big")
     size = snap.path.stat().st_size
@@ -221,8 +229,8 @@ async def test_entry_pglast_cannot_parse_is_compared_as_text(pagila, store, tmp_
 
     assert [(c.kind, c.name) for c in result.changed] == [("index", "public.idx_title")]
     assert not result.added and not result.removed
-    assert result.notes == ["B (broken.sql): 1 entry pglast could not parse was compared as text: "
-                            + "index public.idx_title"]
+    assert result.notes == [("B (broken.sql): 1 entry pglast could not parse was compared as text: "
+                             "index public.idx_title")]
 
 
 async def test_incomplete_or_foreign_files_are_refused(northwind, store, tmp_path):

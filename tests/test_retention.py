@@ -101,7 +101,7 @@ def test_protected_by_metadata_is_kept_and_does_not_stand_for_its_bucket():
     r = reasons(p)
     assert r[protected.filename] == "kept: protected (metadata)"
     assert r[newest.filename] == "kept: newest of 2026-11-10"
-    assert r[older.filename].startswith("delete: older snapshot of 2026-11-10 superseded by " + newest.filename)
+    assert r[older.filename] == f"delete: older snapshot of 2026-11-10 superseded by {newest.filename}"
 
 
 @pytest.mark.parametrize("label", ["v1", "v1.0", "V2", "release-2.3.1", "app-v3", "2.3", "before-migration",
@@ -281,7 +281,8 @@ def write_snapshot(store: SnapshotStore, ts: dt.datetime, label: str, *, protect
     path.write_bytes(data)
     store.write_meta(path, {"label": label, "purpose": "", "timestamp": format_ts(ts), "type": "full",
                             "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                            "filename": path.name, "tables_count": 0, "row_counts": {}, "protected": protected})
+                            "filename": path.name, "tables_count": 0, "row_counts": {},
+                            "protected": protected})
     return data, path.with_name(path.name + ".meta.yaml").read_bytes()
 
 

@@ -26,7 +26,7 @@ class ActivityLog(Vertical):
         with Horizontal(id="progress-row"):
             yield ProgressBar(total=None, show_eta=False, id="progress-bar")
             yield Label("", id="progress-text")
-        yield RichLog(max_lines=MAX_LINES, wrap=True, markup=False, highlight=False, id="log")
+        yield RichLog(max_lines=MAX_LINES, wrap=True, markup=False, highlight=False, min_width=20, id="log")
 
     def write_event(self, event: Log, when: dt.datetime | None = None) -> None:
         """One engine line: tool output dimmed, warnings and errors in their colours."""
@@ -36,7 +36,7 @@ class ActivityLog(Vertical):
         text = Text(no_wrap=False)
         if when is not None:
             text.append(f"{when:%H:%M:%S} ", "dim")
-        if event.source != "dbsage":
+        if event.source != "dbsage" and not event.text.startswith(f"{event.source}:"):
             text.append(f"{event.source}: ", "dim")
         text.append(event.text, style)
         self.query_one(RichLog).write(text)

@@ -25,6 +25,9 @@ COLUMNS = (("#", "index"), ("Label", "label"), ("Date (UTC)", "date"), ("Age", "
            ("Size", "size"), ("Purpose", "purpose"))
 #: Glyphs in front of a label; the help screen and the table's subtitle explain them.
 INVALID_MARK, PROTECTED_MARK, DIFF_MARK = "✗", "◆", "●"
+#: Labels longer than this are shortened in the table (the preview shows them whole).
+MAX_LABEL = 32
+MIN_PURPOSE = 4
 LEGEND = f"{INVALID_MARK} invalid  {PROTECTED_MARK} protected  {DIFF_MARK} marked  bold: last 24 h"
 
 
@@ -42,6 +45,20 @@ class SnapshotTable(DataTable):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self._shown: tuple | None = None
+
+    def _fit_purpose(self, rows: list[tuple[Text, ...]]) -> None:
+        """Shorten purposes (with …) so that the table fits its width: the full text is in the preview,
+        and a horizontal scroll would hide the purpose column at 80 columns."""
+        if not rows or not self.size.width:
+            return
+        pad = 2 * self.cell_padding
+        used = sum(max(len(header), *(row[i].cell_len for row in rows)) + pad
+                   for i, (header, _) in enumerate(COLUMNS[:-1]))
+        room = self.size.width - used - pad - self.styles.scrollbar_size_vertical
+        for row in rows:
+            if row[-1].cell_len > room:
+                row[-1].truncate(max(room, MIN_PURPOSE), overflow="ellipsis")
 
     def on_mount(self) -> None:
         for header, key in COLUMNS:
@@ -62,9 +79,15 @@ class SnapshotTable(DataTable):
         if key in self.rows:
             self.move_cursor(row=self.get_row_index(key))
 
+    def on_resize(self) -> None:
+        if self._shown is not None:
+            self.show(*self._shown)
+
     def show(self, entries: Sequence[tuple[int, Snapshot]], now: dt.datetime, marked: str | None = None) -> None:
         """Make the rows match ``entries`` ((list number, snapshot), newest first) by key."""
+        self._shown = (entries, now, marked)
         wanted = {snap.filename: self._cells(index, snap, now, marked) for index, snap in entries}
+        self._fit_purpose(list(wanted.values()))
         order = [snap.filename for _, snap in entries]
         keep = self.highlighted_key
         with self.app.batch_update():
@@ -76,7 +99,7 @@ class SnapshotTable(DataTable):
                     continue
                 for (_, column), new, old in zip(COLUMNS, cells, self.get_row(key), strict=True):
                     if not _same(new, old):
-                        self.update_cell(key, column, new)
+                        self.update_cell(key, column, new, update_width=True)
             if [row.key.value for row in self.ordered_rows] != order:
                 # "#" is the list position, so sorting by it restores newest-first without touching keys.
                 self.sort("index", key=lambda cell: int(cell.plain))
@@ -95,6 +118,7 @@ class SnapshotTable(DataTable):
         if snap.filename == marked:
             label.append(DIFF_MARK + " ", colors.get("text-accent", "magenta"))
         label.append(snap.label, "bold" if recent else "")
+        label.truncate(MAX_LABEL, overflow="ellipsis")
         if snap.valid:
             purpose = Text(snap.purpose, no_wrap=True)
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
@@ -19,12 +19,12 @@ class ConfirmModal(ModalScreen[bool | None]):
         self.title_text, self.question, self.yes, self.no = title, question, yes, no
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog", classes="dialog"):
+        with VerticalScroll(id="dialog", classes="dialog", can_focus=False):
             yield Label(self.title_text, classes="dialog-title", markup=False)
             yield Static(self.question, classes="question", markup=False)
             with Horizontal(classes="buttons"):
-                yield Button(self.no, id="no")
-                yield Button(self.yes, id="yes", variant="error")
+                yield Button(self.no, id="no", compact=True)
+                yield Button(self.yes, id="yes", variant="error", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
@@ -50,32 +50,31 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
         self.target = target
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog", classes="dialog"):
+        with VerticalScroll(id="dialog", classes="dialog", can_focus=False):
             yield Label(self.operation.label, classes="dialog-title")
             yield Static(f"Database: {self.target}", classes="dialog-target", markup=False)
             for f in self.operation.fields:
                 yield from self._field(f)
             with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Take snapshot", variant="primary", id="create")
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button("Take snapshot", variant="primary", id="create", compact=True)
 
     def _field(self, f: Field) -> ComposeResult:
         if f.type == "boolean":
-            yield Checkbox(f.label, value=bool(f.default), id=f"field-{f.name}")
+            yield Checkbox(f.label, value=bool(f.default), id=f"field-{f.name}", compact=True)
             return
         yield Label(f.label, classes="field-label", markup=False)
         if f.type == "choice":
-            with RadioSet(id=f"field-{f.name}"):
+            with RadioSet(id=f"field-{f.name}", compact=True):
                 for opt in f.options:
                     yield RadioButton(opt.label, value=opt.value == f.default)
         else:
             validators = [LabelValidator()] if f.name == "label" else None
             yield Input(str(f.default or ""), id=f"field-{f.name}", validators=validators,
-                        validate_on=["changed", "submitted"])
+                        validate_on=["changed", "submitted"], compact=True)
             if f.name == "label":
-                with Horizontal(id="label-help"):
-                    yield Static("", id="label-hint", markup=False)
-                    yield Button("Use suggestion", id="use-suggestion", compact=True)
+                yield Static("", id="label-hint", markup=False)
+                yield Button("Use suggestion", id="use-suggestion", compact=True)
 
     def on_mount(self) -> None:
         self._show_label_check(self.query_one("#field-label", Input).value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
@@ -40,10 +40,9 @@ class HelpScreen(ModalScreen[None]):
         lines += [Content(""), Content.styled("Marks", "bold"), Content("  " + LEGEND), Content(""),
                   Content.styled("The same work from a shell", "bold"),
                   Content("  dbsage-tui snapshot --label NAME · list · restore N · rollback --emergency")]
-        with Vertical(id="dialog", classes="dialog -wide"):
+        with VerticalScroll(id="dialog", classes="dialog -wide", can_focus=False):
             yield Label(f"dbsage-tui — {self.workflow.name}", classes="dialog-title")
-            with VerticalScroll():
-                yield Static(Content("\n").join(lines))
+            yield Static(Content("\n").join(lines))
 
     def action_close(self) -> None:
         self.dismiss(None)

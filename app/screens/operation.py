@@ -13,7 +13,7 @@ from collections.abc import Callable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, ProgressBar, RichLog, Static
@@ -34,8 +34,9 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
                         tooltip="Cancel the running restore (the database stays as it was), or close")]
 
     def __init__(self, title: str, subject: str, *, emergency: bool, cancel_work: Callable[[], None],
-                 audit_path: str) -> None:
+                 audit_path: str, done: dict[str, tuple[str, str]] | None = None) -> None:
         super().__init__(classes="-emergency" if emergency else "")
+        self.done = done or {}
         self.title_text = title
         self.subject = subject
         self.emergency = emergency
@@ -45,8 +46,8 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         self.running = True
 
     def compose(self) -> ComposeResult:
-        steps = (["choose snapshot"] if self.emergency else []) + RESTORE_STEPS
-        with Vertical(id="dialog", classes="dialog -wide"):
+        steps = ["choose snapshot", *RESTORE_STEPS[1:]] if self.emergency else RESTORE_STEPS
+        with VerticalScroll(id="dialog", classes="dialog -wide", can_focus=False):
             yield Label(self.title_text, classes="dialog-title", markup=False)
             yield Static(self.subject, id="subject", markup=False)
             yield StepList(steps, id="steps")
@@ -54,14 +55,16 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
                 yield ProgressBar(total=None, show_eta=False)
                 yield Label("", id="op-progress-text")
             yield Static("", id="summary")
-            yield RichLog(max_lines=2000, wrap=True, markup=False, id="op-log")
+            yield RichLog(max_lines=2000, wrap=True, markup=False, min_width=20, id="op-log")
             with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel", variant="warning")
-                yield Button("Close", id="close", variant="primary")
+                yield Button("Cancel", id="cancel", variant="warning", compact=True)
+                yield Button("Close", id="close", variant="primary", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#close", Button).display = False
         self.query_one("#summary", Static).display = False
+        for name, (status, detail) in self.done.items():
+            self.query_one(StepList).set(name, status, detail)
 
     # -- engine events ---------------------------------------------------------------------------------
     def set_subject(self, text: str) -> None:
@@ -83,7 +86,7 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
 
     def on_engine_log(self, message: EngineLog) -> None:
         ev = message.event
-        prefix = "" if ev.source == "dbsage" else f"{ev.source}: "
+        prefix = "" if ev.source == "dbsage" or ev.text.startswith(f"{ev.source}:") else f"{ev.source}: "
         style = {"error": "$text-error", "warning": "$text-warning"}.get(ev.level, "")
         self.query_one("#op-log", RichLog).write(Content.styled(prefix + ev.text, style))
 
@@ -144,6 +147,7 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
     def _done(self, summary: Content) -> None:
         self.running = False
         self.query_one("#op-progress").display = False
+        self.query_one("#op-log").display = False  # the log pane behind keeps every line
         box = self.query_one("#summary", Static)
         box.update(summary)
         box.display = True

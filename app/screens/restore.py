@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Label, Static
 
@@ -45,7 +45,7 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
     def compose(self) -> ComposeResult:
         confirm = self.operation.confirm
         pre = self.operation.field("pre_snapshot")
-        with Vertical(id="dialog", classes="dialog -wide"):
+        with VerticalScroll(id="dialog", classes="dialog -wide", can_focus=False):
             yield Label(f"{self.operation.label}: {self.snap.label}", classes="dialog-title", markup=False)
             yield Static(f"Target database: {self.target}", classes="dialog-target", markup=False)
             yield SnapshotPreview(id="restore-preview")
@@ -56,13 +56,13 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
                 yield Static("⚠ SCHEMA-ONLY SNAPSHOT: every row in its tables will be lost. The tables come "
                              "back empty. Use a full snapshot to get data back.", classes="danger", markup=False)
             yield Checkbox(pre.label, value=bool(pre.default), id="pre-snapshot",
-                           disabled=not self.validation.ok)
+                           disabled=not self.validation.ok, compact=True)
             yield Static(confirm.question, classes="question", markup=False)
             with Horizontal(classes="buttons"):
                 for opt in confirm.options:
                     yield Button(opt.label, id=f"answer-{opt.value}",
                                  variant="error" if opt.value == "yes" else "default",
-                                 disabled=opt.value == "yes" and not self.validation.ok)
+                                 disabled=opt.value == "yes" and not self.validation.ok, compact=True)
 
     def on_mount(self) -> None:
         self.query_one(SnapshotPreview).show(self.snap, self.now, self.validation, self.index)

@@ -1,0 +1,242 @@
+"""Measures the TUI in a fresh process, driven by Textual's ``App.run_test()``; prints one JSON line.
+
+    python -m bench.tui_probe paint --dir DIR --expect 10000 --spawned-at T [--standin]
+    python -m bench.tui_probe keys  --dir DIR --presses 20 [--standin]     (DATABASE_URL in the environment)
+
+A fresh process per measurement, because start-up (imports, app construction, listing the directory) is
+part of what a user waits for; ``--spawned-at`` is the parent's ``time.monotonic()`` just before the
+spawn (CLOCK_MONOTONIC is system-wide on Linux), so "from spawn" includes the interpreter start.
+
+paint: time until a DataTable on the screen holds ``--expect`` rows, then until the next refresh after that
+(``call_after_refresh``) — "first painted table".
+
+keys: starts a full snapshot from the app (its ``new_snapshot`` action and the create form, as a user
+would; the stand-in has a method), waits until the dump is streaming, then sends cursor keys straight to
+the driver (``pilot.press`` waits for CPU idle, which never comes during a dump) and times each until the
+table's cursor has moved, and until the next refresh. A loop-lag monitor (10 ms sleeps) runs alongside: a
+key can never be handled faster than the loop lets any task run. The dump is cancelled when done.
+
+Exit status 0 with ``{"status": "not measurable yet", ...}`` when the real app is not there yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+class NotReady(Exception):
+    """The real app cannot be measured yet (no factory, or it has no table / no snapshot action)."""
+
+
+def build_app(snapshot_dir: Path, standin: bool):
+    """The app exactly as users get it (``app.tui.make_app``), or the bench's stand-in."""
+    from services.workspace import open_workspace
+    ws = open_workspace(None, str(snapshot_dir), False)
+    if standin:
+        from bench.standin import StandInApp
+        return StandInApp(ws)
+    try:
+        import app.tui as tui
+    except Exception as exc:  # noqa: BLE001 - a half-built module is "not ready", not a crash
+        raise NotReady(f"app.tui does not import: {exc.__class__.__name__}: {exc}") from None
+    factory = getattr(tui, "make_app", None)
+    if factory is None:
+        raise NotReady("app.tui.make_app does not exist yet")
+    by_name = {"ws": ws, "workspace": ws, "store": ws.store, "conn": ws.conn, "snapshot_dir": snapshot_dir,
+               "directory": snapshot_dir, "dir": snapshot_dir, "db_url": None, "demo": False}
+    args, kwargs = [], {}
+    for i, p in enumerate(inspect.signature(factory).parameters.values()):
+        if p.name in by_name:
+            kwargs[p.name] = by_name[p.name]
+        elif p.default is inspect.Parameter.empty and i == 0:
+            args.append(ws)  # an unknown first parameter: the workspace is the likeliest
+    return factory(*args, **kwargs)
+
+
+def _tables(app):
+    from textual.widgets import DataTable
+    try:
+        return list(app.screen.query(DataTable))
+    except Exception:  # noqa: BLE001 - screen changing under us
+        return []
+
+
+async def _wait_rows(app, expect: int, timeout: float):
+    """The DataTable with the most rows once it has ``expect``; (None, best count) on timeout."""
+    deadline = time.monotonic() + timeout
+    best = 0
+    while time.monotonic() < deadline:
+        tables = _tables(app)
+        if tables:
+            table = max(tables, key=lambda t: t.row_count)
+            best = table.row_count
+            if best >= expect:
+                return table, best
+        await asyncio.sleep(0.002)
+    return None, best
+
+
+async def _after_refresh(app) -> None:
+    done = asyncio.Event()
+    app.call_after_refresh(done.set)
+    await done.wait()
+
+
+async def probe_paint(args) -> dict:
+    t0 = time.monotonic()
+    app = build_app(Path(args.dir), args.standin)
+    t_built = time.monotonic()
+    async with app.run_test(size=(160, 50)) as _pilot:
+        t_ready = time.monotonic()
+        table, rows = await _wait_rows(app, args.expect, args.timeout)
+        if table is None:
+            if rows == 0 and not _tables(app):
+                raise NotReady("the app shows no DataTable")
+            return {"status": "timeout", "rows": rows, "expect": args.expect, "timeout": args.timeout}
+        t_rows = time.monotonic()
+        await _after_refresh(app)
+        t_paint = time.monotonic()
+    base = args.spawned_at or t0
+    return {"status": "ok", "rows": rows, "from_spawn_to_paint": t_paint - base, "in_process_to_paint":
+            t_paint - t0, "import_and_start": t0 - base if args.spawned_at else None,
+            "build_app": t_built - t0, "ready": t_ready - t0, "rows_in": t_rows - t0}
+
+
+async def _start_dump(app, label: str) -> str:
+    """Start a full snapshot the way a user would; returns how it was started."""
+    if hasattr(app, "start_snapshot"):  # the stand-in
+        app.start_snapshot(label)
+        return "stand-in start_snapshot()"
+    from textual.widgets import Input
+    for target in (app.screen, app):
+        if hasattr(target, "action_new_snapshot"):
+            await target.run_action("new_snapshot")
+            break
+    else:
+        raise NotReady("neither the app nor its screen has the new_snapshot action")
+    for _ in range(500):
+        if app.screen.query("#field-label"):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise NotReady("new_snapshot did not open a form with a #field-label input")
+    box = app.screen.query_one("#field-label", Input)
+    box.value = label
+    box.focus()
+    await asyncio.sleep(0.05)
+    _send_key(app, "enter")
+    return "new_snapshot action + create form"
+
+
+def _send_key(app, key: str) -> None:
+    from textual import events
+    event = events.Key(key, None)
+    event.set_sender(app)
+    app._driver.send_message(event)  # what pilot.press does, minus its wait for CPU idle
+
+
+async def _lag_monitor(samples: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        t = time.perf_counter()
+        await asyncio.sleep(0.01)
+        samples.append(time.perf_counter() - t - 0.01)
+
+
+def _partial_size(directory: Path) -> int:
+    sizes = [p.stat().st_size for p in directory.glob("*.partial")]
+    return max(sizes) if sizes else -1
+
+
+async def probe_keys(args) -> dict:
+    directory = Path(args.dir)
+    app = build_app(directory, args.standin)
+    async with app.run_test(size=(160, 50)) as pilot:
+        table, _ = await _wait_rows(app, 1, 30)
+        if table is None:
+            raise NotReady("the app shows no DataTable with rows")
+        how = await _start_dump(app, "bench-keypress")
+        deadline = time.monotonic() + 60
+        while _partial_size(directory) < args.min_bytes:
+            if time.monotonic() > deadline:
+                return {"status": "dump did not start", "how": how}
+            await asyncio.sleep(0.05)
+        lags: list[float] = []
+        stop = asyncio.Event()
+        monitor = asyncio.create_task(_lag_monitor(lags, stop))
+        handled, painted, skipped = [], [], 0
+        for _ in range(args.presses):
+            if _partial_size(directory) < 0:
+                break  # dump finished
+            tables = _tables(app)
+            if not tables:
+                skipped += 1
+                await asyncio.sleep(args.interval)
+                continue
+            table = max(tables, key=lambda t: t.row_count)
+            if app.focused is not table:
+                table.focus()
+                await asyncio.sleep(0.05)
+            before = table.cursor_row
+            key = "down" if before < table.row_count - 1 else "up"
+            t = time.perf_counter()
+            _send_key(app, key)
+            while table.cursor_row == before and time.perf_counter() - t < 5:
+                await asyncio.sleep(0.001)
+            handled.append(time.perf_counter() - t)
+            await _after_refresh(app)
+            painted.append(time.perf_counter() - t)
+            await asyncio.sleep(args.interval)
+        written = _partial_size(directory)
+        stop.set()
+        await monitor
+        app.workers.cancel_all()
+        await pilot.pause(0.5)
+    lags.sort()
+    return {"status": "ok" if handled else "no key measured", "how": how, "presses": len(handled),
+            "skipped": skipped, "dump_bytes_at_end": written,
+            "handled_ms": _ms_stats(handled), "painted_ms": _ms_stats(painted),
+            "loop_lag_ms": {"max": round(lags[-1] * 1000, 1) if lags else None,
+                            "p99": round(lags[int(len(lags) * 0.99)] * 1000, 1) if lags else None,
+                            "median": round(statistics.median(lags) * 1000, 2) if lags else None,
+                            "samples": len(lags)}}
+
+
+def _ms_stats(values: list[float]) -> dict | None:
+    if not values:
+        return None
+    return {"min": round(min(values) * 1000, 1), "median": round(statistics.median(values) * 1000, 1),
+            "max": round(max(values) * 1000, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.tui_probe")
+    parser.add_argument("mode", choices=["paint", "keys"])
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--standin", action="store_true")
+    parser.add_argument("--expect", type=int, default=10000)
+    parser.add_argument("--timeout", type=float, default=60)
+    parser.add_argument("--spawned-at", type=float, default=None)
+    parser.add_argument("--presses", type=int, default=20)
+    parser.add_argument("--interval", type=float, default=0.25)
+    parser.add_argument("--min-bytes", type=int, default=20 << 20)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
+    try:
+        result = asyncio.run(probe_paint(args) if args.mode == "paint" else probe_keys(args))
+    except NotReady as exc:
+        result = {"status": "not measurable yet", "reason": str(exc)}
+    result["subject"] = "stand-in" if args.standin else "app.tui.make_app"
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
