@@ -353,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             from app.tui import run_tui
             return run_tui(ws)
+        if ws.demo:
+            print(f"SANDBOX: embedded PostgreSQL, demo database {ws.conn.dbname} at {ws.conn.display}; "
+                  f"snapshots in {ws.store.directory}", file=sys.stderr)
         handler = COMMANDS.get(args.command)
         if handler is None:
             from app import cli_maintenance
