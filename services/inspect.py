@@ -94,16 +94,21 @@ class Scope:
     excluded: list[str] = field(default_factory=list)
     excluded_extensions: list[str] = field(default_factory=list)
     supabase: bool = False
+    extensions: list[str] = field(default_factory=list)  # extensions living in the scope's schemas
 
     def pg_dump_args(self, tools_major: int) -> list[str]:
         if self.mode == "only":
             return [f"--schema={_pattern(s)}" for s in self.schemas]
         args = [f"--exclude-schema={_pattern(s)}" for s in self.excluded]
-        if tools_major >= 17:
-            args += [f"--exclude-extension={_pattern(e)}" for e in self.excluded_extensions]
         if self.supabase:
-            # Publications and subscriptions belong to Supabase's realtime service, not to the app schema.
+            # As `supabase db dump` does: naming the extensions to dump (plpgsql, built in, when none is in
+            # scope) also leaves out the platform's event triggers, casts and database-wide default
+            # privileges, which belong to supabase_admin and which the postgres role cannot restore.
+            # Publications and subscriptions belong to the realtime service.
+            args += [f"--extension={_pattern(e)}" for e in (self.extensions or ["plpgsql"])]
             args += ["--no-publications", "--no-subscriptions"]
+        elif tools_major >= 17:
+            args += [f"--exclude-extension={_pattern(e)}" for e in self.excluded_extensions]
         return args
 
     def to_meta(self) -> dict:
@@ -138,10 +143,11 @@ async def resolve_scope(con: asyncpg.Connection, supabase: bool, only: list[str]
     excluded = sorted(n for n, usable in names.items() if (supabase and is_managed(n)) or not usable)
     schemas = sorted(n for n in names if n not in excluded)
     ext = await con.fetch(
-        "SELECT e.extname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-        "WHERE n.nspname = ANY($1::text[]) ORDER BY 1", excluded)
+        "SELECT e.extname, n.nspname = ANY($1::text[]) AS outside FROM pg_extension e "
+        "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql' ORDER BY 1", excluded)
     return Scope(mode="all-except", schemas=schemas, excluded=excluded,
-                 excluded_extensions=[r["extname"] for r in ext], supabase=supabase)
+                 excluded_extensions=[r["extname"] for r in ext if r["outside"]],
+                 extensions=[r["extname"] for r in ext if not r["outside"]], supabase=supabase)
 
 
 async def current_scope_schemas(con: asyncpg.Connection, scope: Scope) -> list[str]:
@@ -239,7 +245,7 @@ class ClearPlan:
     preserved: list[str]  # descriptions of outside objects dropped and re-created around the replay
 
 
-async def plan_clear(con: asyncpg.Connection, schemas: list[str], reset_global_default_acls: bool) -> ClearPlan:
+async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumped_global_default_acls: bool) -> ClearPlan:
     """Empty ``schemas`` so that replaying a ``--clean`` dump yields exactly the dump's state.
 
     * Schemas other than ``public`` are dropped with CASCADE (the dump re-creates them).
@@ -338,8 +344,8 @@ async def plan_clear(con: asyncpg.Connection, schemas: list[str], reset_global_d
             prelude += await _empty_public(con)
         else:
             prelude.append(f"DROP SCHEMA {quote_ident(schema)} CASCADE;")
-    prelude += await _reset_default_acls(con, schemas, reset_global_default_acls)
-    return ClearPlan(prelude=prelude, postlude=postlude, preserved=preserved)
+    acl_prelude, acl_postlude = await _reset_default_acls(con, schemas, dumped_global_default_acls)
+    return ClearPlan(prelude=prelude + acl_prelude, postlude=postlude + acl_postlude, preserved=preserved)
 
 
 def _literal(text: str) -> str:
@@ -391,17 +397,27 @@ _DEFACL_KIND = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES",
                 "L": "LARGE OBJECTS"}
 
 
-async def _reset_default_acls(con: asyncpg.Connection, schemas: list[str], include_global: bool) -> list[str]:
-    """ALTER DEFAULT PRIVILEGES commands that bring default ACLs back to the built-in defaults, so that the
-    dump's own ALTER DEFAULT PRIVILEGES lines reproduce the snapshot's state. Schema-specific entries of
-    dropped schemas vanish with them; those of public, and global ones (when the scope is the whole
-    database), are reset here. Only roles we may act for are touched."""
+async def _reset_default_acls(con: asyncpg.Connection, schemas: list[str],
+                              dumped_global: bool) -> tuple[list[str], list[str]]:
+    """ALTER DEFAULT PRIVILEGES commands (prelude, postlude) around the replay.
+
+    Default privileges apply to every object the replay creates, but pg_dump writes each object's grants
+    relative to the built-in defaults and its own default-privilege commands last. So they are all brought
+    back to the built-in defaults first. Schema-specific entries of dropped schemas vanish with them; those
+    of public are reset here and re-created by the dump. Database-wide entries are re-created by the dump when
+    it holds them (``dumped_global``: a whole-database, non-Supabase scope); otherwise they are set aside and
+    put back exactly as they were in the postlude. Only roles we may act for are touched."""
     rows = await con.fetch(
         """SELECT quote_ident(d.defaclrole::regrole::text) AS role, d.defaclobjtype::text AS kind,
                   CASE WHEN d.defaclnamespace = 0 THEN NULL ELSE d.defaclnamespace::regnamespace::text END AS nsp,
                   ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
                                         ELSE quote_ident(a.grantee::regrole::text) END
                         FROM aclexplode(d.defaclacl) a) AS grantees,
+                  ARRAY(SELECT format('%s TO %s%s', a.privilege_type,
+                                      CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                      ELSE quote_ident(a.grantee::regrole::text) END,
+                                      CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+                        FROM aclexplode(d.defaclacl) a) AS current,
                   CASE WHEN d.defaclnamespace = 0 THEN ARRAY(
                         SELECT format('%s TO %s', a.privilege_type,
                                       CASE WHEN a.grantee = 0 THEN 'PUBLIC'
@@ -411,10 +427,11 @@ async def _reset_default_acls(con: asyncpg.Connection, schemas: list[str], inclu
                                         d.defaclrole)) a) ELSE '{}' END AS defaults
            FROM pg_default_acl d
            WHERE pg_has_role(d.defaclrole, 'USAGE')
-             AND (d.defaclnamespace = 0 AND $2 OR d.defaclnamespace::regnamespace::text = 'public'
+             AND (d.defaclnamespace = 0 OR d.defaclnamespace::regnamespace::text = 'public'
                   AND 'public' = ANY($1::text[]))
-           ORDER BY 1, 2, 3""", schemas, include_global)
-    sql = []
+           ORDER BY 1, 2, 3""", schemas)
+    prelude: list[str] = []
+    postlude: list[str] = []
     for r in rows:
         kind = _DEFACL_KIND.get(r["kind"])
         if not kind:
@@ -422,8 +439,15 @@ async def _reset_default_acls(con: asyncpg.Connection, schemas: list[str], inclu
         where = f" IN SCHEMA {r['nsp']}" if r["nsp"] else ""
         head = f"ALTER DEFAULT PRIVILEGES FOR ROLE {r['role']}{where}"
         if r["grantees"]:
-            sql.append(f"{head} REVOKE ALL ON {kind} FROM {', '.join(r['grantees'])};")
+            prelude.append(f"{head} REVOKE ALL ON {kind} FROM {', '.join(r['grantees'])};")
         for grant in r["defaults"]:
             priv, _, grantee = grant.partition(" TO ")
-            sql.append(f"{head} GRANT {priv} ON {kind} TO {grantee};")
-    return sql
+            prelude.append(f"{head} GRANT {priv} ON {kind} TO {grantee};")
+        if r["nsp"] is None and not dumped_global:
+            default_grantees = sorted({g.partition(" TO ")[2] for g in r["defaults"]})
+            if default_grantees:
+                postlude.append(f"{head} REVOKE ALL ON {kind} FROM {', '.join(default_grantees)};")
+            for grant in r["current"]:
+                priv, _, grantee = grant.partition(" TO ")
+                postlude.append(f"{head} GRANT {priv} ON {kind} TO {grantee};")
+    return prelude, postlude

@@ -130,6 +130,7 @@ async def test_supabase_shape_restores_scope_and_keeps_auth(pg, db, snapdir):
     assert snap.meta["supabase_version"] == "20241015120000"
     text = snap.path.read_text()
     assert "CREATE TABLE auth.users" not in text and "CREATE EXTENSION" not in text
+    assert "EVENT TRIGGER" not in text and "ALTER DEFAULT PRIVILEGES FOR ROLE postgres GRANT" not in text
 
     pg.psql(SUPABASE_MUTATIONS, db.dbname)
     auth_before_restore = pg.psql("SELECT count(*) FROM auth.users", db.dbname)

@@ -59,6 +59,14 @@ $$;
 CREATE TRIGGER on_auth_user_created AFTER INSERT ON auth.users
     FOR EACH ROW EXECUTE PROCEDURE public.handle_new_user();
 
+-- Platform objects that are not the app's: an event trigger and database-wide default privileges
+-- (supabase_admin's on hosted projects); `supabase db dump` leaves them out, and so must a snapshot.
+CREATE FUNCTION extensions.grant_pg_graphql_access() RETURNS event_trigger LANGUAGE plpgsql AS
+$$ BEGIN END $$;
+CREATE EVENT TRIGGER issue_pg_graphql_access ON ddl_command_end WHEN TAG IN ('CREATE FUNCTION')
+    EXECUTE FUNCTION extensions.grant_pg_graphql_access();
+ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO supabase_auth_admin;
+
 INSERT INTO auth.users (email, raw_user_meta_data)
 SELECT format('user%s@example.com', i), jsonb_build_object('username', format('user%s', i))
 FROM generate_series(1, 25) i;
