@@ -156,8 +156,9 @@ def snapshot_json(snap: Snapshot, index: int | None = None) -> dict:
     return data
 
 
-def print_json(data) -> None:
-    print(json.dumps(data, indent=2, default=str))
+def print_json(data, compact: bool = False) -> None:
+    """JSON on stdout; ``compact`` for long lists (the C encoder, one line)."""
+    print(json.dumps(data, indent=None if compact else 2, default=str))
 
 
 def print_table(rows: list[list[str]], headers: list[str]) -> None:
@@ -206,7 +207,7 @@ async def cmd_snapshot(ws: Workspace, args) -> int:
 async def cmd_list(ws: Workspace, args) -> int:
     snaps = ws.store.list()
     if args.json:
-        print_json([snapshot_json(s, i) for i, s in enumerate(snaps, 1)])
+        print_json([snapshot_json(s, i) for i, s in enumerate(snaps, 1)], compact=True)
         return EXIT_OK
     if not snaps:
         print(f"No snapshots in {ws.store.directory}. Take one with: dbsage-tui snapshot --label before-migration")
