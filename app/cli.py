@@ -209,6 +209,10 @@ async def cmd_list(ws: Workspace, args) -> int:
     if args.json:
         print_json([snapshot_json(s, i) for i, s in enumerate(snaps, 1)], compact=True)
         return EXIT_OK
+    stale = [p.name for p in ws.store.orphans() if p.name.endswith(".partial")]
+    if stale:
+        print(f"! {len(stale)} unfinished snapshot file(s) from an interrupted run ({', '.join(stale[:3])}): "
+              "remove with `dbsage-tui cleanup --remove-invalid`\n")
     if not snaps:
         print(f"No snapshots in {ws.store.directory}. Take one with: dbsage-tui snapshot --label before-migration")
         return EXIT_OK

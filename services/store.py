@@ -203,8 +203,8 @@ class SnapshotStore:
             gi = d / ".gitignore"
             if not gi.exists():
                 gi.write_text("# dbsage-tui snapshots hold database contents: keep them out of git.\n*\n")
-        except PermissionError:
-            raise OperationFailed(f"The snapshot directory {d} is not writable.",
+        except OSError as exc:  # permission denied, read-only file system, ...
+            raise OperationFailed(f"The snapshot directory {d} is not writable ({exc.strerror}).",
                                   "Fix its permissions or choose another --dir.") from None
         if not os.access(d, os.W_OK | os.X_OK):
             raise OperationFailed(f"The snapshot directory {d} is not writable.",

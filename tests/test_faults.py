@@ -380,3 +380,27 @@ def test_role_without_permission_on_a_schema(pg18, db18, snapdir):
     assert res.returncode == 0, res.stderr
     meta = json.loads(res.stdout)
     assert meta["schemas"] == ["public"] and "private" in meta["scope"]["excluded"]
+
+
+def test_unwritable_snapshot_directory(db18, tmp_path):
+    """A snapshot directory nobody may write to (a read-only mount: root included)."""
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        for target in (mnt, mnt / "sub"):
+            res = run_cli("snapshot", "--label", "x", "--dir", str(target), env={"DATABASE_URL": url(db18)})
+            assert_clean_error(res, 1, "not writable", "--dir")
+        assert not any(mnt.iterdir())
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_stale_partial_is_reported_by_list(snapdir):
+    snapdir.mkdir(parents=True)
+    (snapdir / "20260101000000_x.sql.partial").write_text("half a dump")
+    res = run_cli("list", "--dir", str(snapdir))
+    assert "unfinished snapshot file" in res.stdout and "cleanup --remove-invalid" in res.stdout
+    assert json.loads(run_cli("list", "--json", "--dir", str(snapdir)).stdout) == []
