@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from services import __version__
-from services.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, BadInput, DbsageError
+from services.errors import EXIT_FAILED, EXIT_OK, BadInput, DbsageError
 from services.events import Event, Log, Progress, Step
 from services.store import Snapshot, age_text, format_ts, human_size
 from services.workspace import Workspace, open_workspace

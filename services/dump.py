@@ -28,8 +28,17 @@ from .errors import DbsageError, LockHeld, OperationFailed, explain_tool_failure
 from .events import Log, Progress, Reporter, null_reporter
 from .pgtools import PgTools, find_tools
 from .scanner import DumpScanner
-from .store import (PARTIAL_SUFFIX, TS_FORMAT, Snapshot, SnapshotStore, check_label, format_ts, fsync_dir,
-                    human_size, utcnow)
+from .store import (
+    PARTIAL_SUFFIX,
+    TS_FORMAT,
+    Snapshot,
+    SnapshotStore,
+    check_label,
+    format_ts,
+    fsync_dir,
+    human_size,
+    utcnow,
+)
 
 CHUNK = 1 << 20
 #: How often progress events are emitted while bytes stream (seconds).
@@ -129,7 +138,7 @@ async def kill_process(proc: asyncio.subprocess.Process) -> None:
         proc.send_signal(signal.SIGTERM)
     try:
         await asyncio.wait_for(proc.wait(), 3)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()

@@ -36,7 +36,7 @@ async def connect(conn: ConnInfo) -> asyncpg.Connection:
     """Connect with a bounded timeout; failures become one clear sentence, never a traceback."""
     try:
         con = await asyncio.wait_for(asyncpg.connect(**conn.asyncpg_kwargs()), conn.connect_timeout + 1)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         raise explain_tool_failure("timeout expired", f"Connecting to {conn.display}") from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
         text = str(exc)

@@ -10,16 +10,24 @@ crash leaves the database as it was.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 from dataclasses import dataclass, field
 
 from . import inspect
 from .config import ConnInfo
-from .dump import (CHUNK, PROGRESS_EVERY, Target, child_kwargs, create_snapshot, database_lock, kill_process,
-                   open_target, pump_stderr)
-from .errors import DbsageError, InvalidSnapshot, OperationFailed, explain_tool_failure, first_error_line
+from .dump import (
+    CHUNK,
+    PROGRESS_EVERY,
+    Target,
+    child_kwargs,
+    create_snapshot,
+    database_lock,
+    kill_process,
+    open_target,
+    pump_stderr,
+)
+from .errors import DbsageError, InvalidSnapshot, OperationFailed, explain_tool_failure
 from .events import Log, Progress, Reporter, Step, null_reporter
 from .scanner import iter_file
 from .store import Snapshot, SnapshotStore
@@ -190,7 +198,7 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
                                    notes=f"Taken automatically by dbsage-tui {action}.", report=report)
             result.pre_snapshot = await (asyncio.wait_for(coro, pre_timeout) if pre_timeout else coro)
             report(Step("pre-rollback snapshot", "ok", result.pre_snapshot.filename))
-        except (DbsageError, TimeoutError, asyncio.TimeoutError) as exc:
+        except (DbsageError, TimeoutError) as exc:
             if pre_timeout is None:
                 report(Step("pre-rollback snapshot", "failed", getattr(exc, "message", "timed out")))
                 raise

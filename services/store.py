@@ -156,7 +156,7 @@ def load_meta(path: Path) -> dict:
         # Aliases are how YAML bombs multiply; our metadata never uses them, so refuse any.
         if "*" in text and any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=_Loader)):
             raise ValueError("metadata uses YAML aliases, which snapshots never do")
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ValueError(f"metadata is not valid YAML ({exc.__class__.__name__})") from None
     if not isinstance(data, dict) or not isinstance(data.get("snapshot"), dict):
@@ -319,11 +319,7 @@ class SnapshotStore:
         out = []
         names = {e.name for e in self._entries()}
         for name in sorted(names):
-            if name.endswith(PARTIAL_SUFFIX) or name.endswith(".meta.yaml.tmp"):
-                out.append(self.directory / name)
-            elif name.endswith(META_SUFFIX) and name[: -len(META_SUFFIX)] not in names:
-                out.append(self.directory / name)
-            elif FILENAME_RE.match(name) and name + META_SUFFIX not in names:
+            if name.endswith(PARTIAL_SUFFIX) or name.endswith(".meta.yaml.tmp") or name.endswith(META_SUFFIX) and name[: -len(META_SUFFIX)] not in names or FILENAME_RE.match(name) and name + META_SUFFIX not in names:
                 out.append(self.directory / name)
         return out
 
@@ -342,8 +338,7 @@ class SnapshotStore:
                 Path(arg).resolve().parent != self.directory.resolve():
             raise BadInput(f"{arg} is not in the snapshot directory {self.directory}.",
                            "Give a list number or a file name from `dbsage-tui list`.")
-        if name.endswith(META_SUFFIX):
-            name = name[: -len(META_SUFFIX)]
+        name = name.removesuffix(META_SUFFIX)
         for s in snaps:
             if s.filename == name:
                 return s

@@ -59,9 +59,8 @@ def test_delete_removes_both_files_and_lock_is_exclusive(tmp_path):
     store.delete(store.resolve(name))
     assert not list(store.directory.glob("*.sql*"))
     with store.lock("restore", "db"):
-        with pytest.raises(LockHeld) as err:
-            with SnapshotStore(tmp_path / "s").lock("snapshot", "db"):
-                pass
+        with pytest.raises(LockHeld) as err, SnapshotStore(tmp_path / "s").lock("snapshot", "db"):
+            pass
         assert f"pid {os.getpid()}" in err.value.message and "restore" in err.value.message
     with store.lock("again", "db"):
         pass
