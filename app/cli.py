@@ -272,8 +272,10 @@ async def cmd_restore(ws: Workspace, args) -> int:
     if not args.json:
         print("\n".join(describe(snap)))
         print(f"Target:    {('SANDBOX ' if ws.demo else '') + conn.display}")
-    # Refuse an invalid snapshot before asking anything or touching the database.
-    restore.validate_or_refuse(ws.store, snap, printer)
+    # Refuse an invalid snapshot before asking anything or touching the database (full sha256 check
+    # up front when a pre-rollback snapshot will be taken; otherwise it runs inline, before COMMIT).
+    check = restore.quick_check_or_refuse if args.no_pre_snapshot else restore.validate_or_refuse
+    check(ws.store, snap, printer)
     if snap.type == "schema-only" and not args.json:
         print("\n*** WARNING: this is a SCHEMA-ONLY snapshot. Every row in its tables will be lost. ***\n")
     if not args.yes:

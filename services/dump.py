@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import os
 import signal
@@ -130,6 +131,40 @@ def child_kwargs() -> dict:
     return {"start_new_session": True, "preexec_fn": _die_with_parent if sys.platform == "linux" else None}
 
 
+def make_pipe() -> tuple[int, int]:
+    """A pipe with a 1 MiB buffer where the kernel allows it (fewer wake-ups than the 64 KiB default)."""
+    r, w = os.pipe()
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(w, getattr(fcntl, "F_SETPIPE_SZ", 1031), CHUNK)
+    return r, w
+
+
+class StreamPump:
+    """Moves bytes from one descriptor to another in a worker thread, hashing and scanning them on the way.
+
+    Running it off the event loop keeps the UI responsive while a large dump streams, and lets
+    sha256 (which releases the GIL) overlap with the loop's own work. ``moved`` is read by the loop for
+    progress; everything else belongs to the thread until ``run`` returns."""
+
+    def __init__(self, src: int, dst: int, digest=None, scanner: DumpScanner | None = None) -> None:
+        self.src, self.dst, self.digest, self.scanner = src, dst, digest, scanner
+        self.moved = 0
+
+    def run(self) -> None:
+        while chunk := os.read(self.src, CHUNK):
+            self.write(chunk)
+
+    def write(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self.dst, view):]
+        if self.digest is not None:
+            self.digest.update(chunk)
+        if self.scanner is not None:
+            self.scanner.feed(chunk)
+        self.moved += len(chunk)
+
+
 async def kill_process(proc: asyncio.subprocess.Process) -> None:
     """Stop a child: SIGTERM, then SIGKILL after 3 s. Used on cancel and on failure."""
     if proc.returncode is not None:
@@ -185,36 +220,30 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
 
     digest = hashlib.sha256()
     scanner = DumpScanner()
-    written = 0
     stderr_lines: list[str] = []
     renamed = False
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     proc = None
+    pipe_r, pipe_w = make_pipe()
+    pump = StreamPump(pipe_r, fd, digest, scanner)
+    pumping = None
     try:
         proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=target.conn.child_env(), limit=CHUNK, **child_kwargs())
+            *args, stdin=asyncio.subprocess.DEVNULL, stdout=pipe_w, stderr=asyncio.subprocess.PIPE,
+            env=target.conn.child_env(), **child_kwargs())
+        os.close(pipe_w)
+        pipe_w = -1
         err_task = asyncio.create_task(pump_stderr(proc.stderr, "pg_dump", report, stderr_lines))
-        last = 0.0
         report(Progress("dump", 0, estimate, 0.0))
-        while True:
-            chunk = await proc.stdout.read(CHUNK)
-            if not chunk:
-                break
-            view = memoryview(chunk)
-            while view:
-                try:
-                    n = os.write(fd, view)
-                except OSError as exc:
-                    raise explain_tool_failure(f"{exc.strerror}", "Writing the snapshot") from None
-                view = view[n:]
-            digest.update(chunk)
-            scanner.feed(chunk)
-            written += len(chunk)
-            now = time.monotonic()
-            if now - last >= PROGRESS_EVERY:
-                last = now
-                report(Progress("dump", written, estimate, now - started))
+        pumping = asyncio.ensure_future(asyncio.to_thread(pump.run))
+        while not pumping.done():
+            await asyncio.wait({pumping}, timeout=PROGRESS_EVERY)
+            report(Progress("dump", pump.moved, estimate, time.monotonic() - started))
+        try:
+            pumping.result()
+        except OSError as exc:
+            raise explain_tool_failure(f"{exc.strerror}", "Writing the snapshot") from None
+        written = pump.moved
         rc = await proc.wait()
         await err_task
         if rc < 0:
@@ -226,7 +255,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
         if not result.complete:
             raise OperationFailed("pg_dump's output is incomplete (no dump-complete trailer).",
                                   "Check the server log; nothing was saved.")
-        os.fsync(fd)
+        await asyncio.to_thread(os.fsync, fd)  # can take a while for a large dump: keep the loop free
         os.close(fd)
         fd = -1
         os.rename(partial, final)
@@ -268,6 +297,11 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
     except BaseException as exc:
         if proc is not None:
             await kill_process(proc)
+        if pumping is not None:
+            # pg_dump is gone, so the pump sees end of input; wait for it before closing its descriptors.
+            await asyncio.wait({pumping})
+            if not pumping.cancelled():
+                pumping.exception()  # retrieved: the error that matters is being handled here
         if fd >= 0:
             os.close(fd)
         partial.unlink(missing_ok=True)
@@ -280,6 +314,10 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
         if isinstance(exc, OSError):
             raise explain_tool_failure(str(exc), "Writing the snapshot") from None
         raise
+    finally:
+        for end in (pipe_r, pipe_w):
+            if end >= 0:
+                os.close(end)
 
 
 def _os_user() -> str:

@@ -10,6 +10,9 @@ crash leaves the database as it was.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -24,12 +27,12 @@ from .dump import (
     create_snapshot,
     database_lock,
     kill_process,
+    make_pipe,
     open_target,
     pump_stderr,
 )
 from .errors import DbsageError, InvalidSnapshot, OperationFailed, explain_tool_failure
 from .events import Log, Progress, Reporter, Step, null_reporter
-from .scanner import iter_file
 from .store import Snapshot, SnapshotStore
 
 #: Seconds the emergency rollback gives its pre-rollback snapshot of a possibly broken database.
@@ -72,6 +75,53 @@ def validate_or_refuse(store: SnapshotStore, snap: Snapshot, report: Reporter) -
     report(Step("validate", "ok", "sha256, size and structure match"))
 
 
+class _Feeder:
+    """Runs in a worker thread: writes the prelude, then the snapshot's bytes (hashed on the way), into
+    psql's stdin. Hashing while feeding closes the gap between validation and replay: the COMMIT is only
+    sent if the bytes psql received are the ones the metadata vouches for."""
+
+    def __init__(self, dst: int, snap: Snapshot, prelude: bytes, server_major: int) -> None:
+        self.dst, self.snap, self.prelude, self.server_major = dst, snap, prelude, server_major
+        self.digest = hashlib.sha256()
+        self.moved = 0  # snapshot bytes hashed (and, unless psql stopped reading, sent)
+        self.psql_stopped = False
+
+    def run(self) -> None:
+        try:
+            write_all(self.dst, self.prelude)
+        except BrokenPipeError:
+            self.psql_stopped = True
+        with open(self.snap.path, "rb") as fh:
+            first = True
+            while chunk := fh.read(CHUNK):
+                self.digest.update(chunk)
+                self.moved += len(chunk)
+                if not self.psql_stopped:
+                    try:
+                        write_all(self.dst, _compatible_header(chunk, self.server_major) if first else chunk)
+                    except BrokenPipeError:
+                        self.psql_stopped = True  # psql failed; keep hashing to tell a bad file apart
+                first = False
+
+    @property
+    def intact(self) -> bool:
+        return (self.moved == self.snap.get("size_bytes")
+                and self.digest.hexdigest() == self.snap.get("sha256"))
+
+
+def quick_check_or_refuse(store: SnapshotStore, snap: Snapshot, report: Reporter) -> None:
+    """The cheap checks (metadata, size, header and trailer), read afresh. Enough before a restore that
+    takes no pre-rollback snapshot: the sha256 is then verified while the bytes stream to psql, and a
+    mismatch means no COMMIT."""
+    fresh = store.resolve(snap.filename)
+    if not fresh.valid:
+        report(Step("validate", "failed", fresh.problem or ""))
+        raise InvalidSnapshot(f"Snapshot {snap.filename} is invalid: {fresh.problem}.",
+                              "The database was not touched. Choose another snapshot (`dbsage-tui list`).")
+    snap.meta, snap.problem, snap.file_size = fresh.meta, None, fresh.file_size
+    report(Step("validate", "ok", "metadata, size, header and trailer match; sha256 is checked while restoring"))
+
+
 async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, report: Reporter) -> None:
     # The transaction is ours, not psql's --single-transaction: at end of input psql -1 COMMITs, so if we
     # died mid-stream a half-restored database would be committed. With our own BEGIN, input that ends
@@ -80,43 +130,54 @@ async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, repor
                          f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';", *plan.prelude, ""]).encode()
     postlude = "\n".join(["", "SET search_path = pg_catalog;", *plan.postlude, "COMMIT;", ""]).encode()
     prelude_lines = prelude.count(b"\n")
-    total = snap.file_size or snap.path.stat().st_size
+    total = snap.get("size_bytes") or snap.path.stat().st_size
     args = [target.tools.psql, "--no-psqlrc", "--no-password", "--quiet", "-v", "ON_ERROR_STOP=1", "--file=-"]
     report(Log(f"Replaying {snap.filename} into {target.conn.display} with psql {target.tools.version} "
                "in one transaction"))
-    proc = await asyncio.create_subprocess_exec(
-        *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE, env=target.conn.child_env(), **child_kwargs())
+    pipe_r, pipe_w = make_pipe()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdin=pipe_r, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            env=target.conn.child_env(), **child_kwargs())
+    finally:
+        os.close(pipe_r)
     lines: list[str] = []
     err_task = asyncio.create_task(pump_stderr(proc.stderr, "psql", report, lines))
     started = time.monotonic()
-    sent = 0
+    feeder = _Feeder(pipe_w, snap, prelude, target.info.major)
+    feeding = asyncio.ensure_future(asyncio.to_thread(feeder.run))
     try:
-        try:
-            proc.stdin.write(prelude)
-            await proc.stdin.drain()
-            last = 0.0
-            for i, chunk in enumerate(iter_file(snap.path, CHUNK)):
-                proc.stdin.write(_compatible_header(chunk, target.info.major) if i == 0 else chunk)
-                await proc.stdin.drain()
-                sent += len(chunk)
-                now = time.monotonic()
-                if now - last >= PROGRESS_EVERY:
-                    last = now
-                    report(Progress("restore", sent, total, now - started))
-            proc.stdin.write(postlude)
-            await proc.stdin.drain()
-            proc.stdin.close()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # psql stopped reading: it failed; its exit status and stderr say why
+        while not feeding.done():
+            await asyncio.wait({feeding}, timeout=PROGRESS_EVERY)
+            report(Progress("restore", feeder.moved, total, time.monotonic() - started))
+        feeding.result()
+        if feeder.intact and not feeder.psql_stopped:
+            with contextlib.suppress(BrokenPipeError):
+                await asyncio.to_thread(write_all, pipe_w, postlude)
+        os.close(pipe_w)  # end of input: without our COMMIT, psql exits and the server rolls back
+        pipe_w = -1
         rc = await proc.wait()
         await err_task
     except BaseException:
         await kill_process(proc)
+        if not feeding.done():
+            await asyncio.wait({feeding})
         raise
-    report(Progress("restore", sent, total, time.monotonic() - started))
+    finally:
+        if pipe_w >= 0:
+            os.close(pipe_w)
+    if not feeder.intact:
+        raise InvalidSnapshot(f"Snapshot {snap.filename} does not match its metadata (sha256 or size): it is "
+                              "corrupt or changed after it was taken.",
+                              "Nothing was committed: the database is unchanged. Choose another snapshot.")
     if rc != 0:
         raise _restore_failure("\n".join(lines), prelude_lines, snap)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _compatible_header(chunk: bytes, server_major: int) -> bytes:
@@ -185,7 +246,9 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
     started = time.monotonic()
     result = RestoreResult(snapshot=snap, pre_snapshot=None)
     if not validated:
-        validate_or_refuse(store, snap, report)
+        # With a pre-rollback snapshot to take first, a full read up front is cheap by comparison and
+        # spares that dump when the file is bad; without one, the inline check is enough.
+        (validate_or_refuse if pre_snapshot else quick_check_or_refuse)(store, snap, report)
     if snap.type == "schema-only":
         warn = (f"{snap.filename} is schema-only: every row in its tables will be lost "
                 "(tables come back empty).")
@@ -252,7 +315,8 @@ async def restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *, valid
     ``validated``: the caller has just run ``validate_or_refuse`` (the CLI does, before asking)."""
     # Refuse an invalid snapshot before even connecting.
     if not validated:
-        validate_or_refuse(store, snap, kwargs.get("report", null_reporter))
+        check = validate_or_refuse if kwargs.get("pre_snapshot", True) else quick_check_or_refuse
+        check(store, snap, kwargs.get("report", null_reporter))
     with store.lock(kwargs.get("action", "restore"), conn.display):
         target = await open_target(conn)
         try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 HEADER = b"--\n-- PostgreSQL database dump\n--\n"
 TRAILER = b"-- PostgreSQL database dump complete"
 _COPY_END = b"\\.\n"
+_NL_COPY_END = b"\n" + _COPY_END
 _TAIL_KEEP = 4096
 
 
@@ -87,41 +88,48 @@ class DumpScanner:
     def feed(self, chunk: bytes) -> None:
         if not chunk:
             return
-        res = self.result
         if len(self._head) < len(HEADER):
             self._head += chunk[: len(HEADER) - len(self._head)]
-        res.bytes_scanned += len(chunk)
-        self._tail = (self._tail + chunk)[-_TAIL_KEEP:]
-        data = self._carry + chunk if self._carry else chunk
-        pos, n = 0, len(data)
+        self.result.bytes_scanned += len(chunk)
+        self._tail = chunk[-_TAIL_KEEP:] if len(chunk) >= _TAIL_KEEP else (self._tail + chunk)[-_TAIL_KEEP:]
+        pos = 0
+        if self._carry:
+            # Complete the line cut at the previous chunk's end on its own, so the big chunk is never
+            # concatenated (copied) just to join a few bytes.
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                self._carry += chunk
+                return
+            self._carry = self._process(self._carry + chunk[: nl + 1], 0)
+            pos = nl + 1
+        self._carry = self._process(chunk, pos)
+
+    def _process(self, data: bytes, pos: int) -> bytes:
+        """Consume whole lines of ``data`` from ``pos``; return the incomplete last line."""
+        n = len(data)
         while pos < n:
             if self._in_copy is not None:
                 if data.startswith(_COPY_END, pos):
                     self._end_copy()
                     pos += len(_COPY_END)
                     continue
-                idx = data.find(b"\n" + _COPY_END, pos)
+                idx = data.find(_NL_COPY_END, pos)
                 if idx >= 0:
                     self._rows += data.count(b"\n", pos, idx + 1)
-                    pos = idx + 1 + len(_COPY_END)
+                    pos = idx + len(_NL_COPY_END)
                     self._end_copy()
                     continue
                 last_nl = data.rfind(b"\n", pos)
-                if last_nl < 0:
-                    break
-                self._rows += data.count(b"\n", pos, last_nl + 1)
-                pos = last_nl + 1
-                # keep a possible partial terminator line ("\" or "\.") in the carry
-                continue_from = pos
-                self._carry = data[continue_from:]
-                return
+                if last_nl >= 0:
+                    self._rows += data.count(b"\n", pos, last_nl + 1)
+                    pos = last_nl + 1
+                break
             nl = data.find(b"\n", pos)
             if nl < 0:
                 break
-            line = data[pos:nl]
+            self._statement_line(data[pos:nl])
             pos = nl + 1
-            self._statement_line(line)
-        self._carry = data[pos:]
+        return data[pos:]
 
     def _statement_line(self, line: bytes) -> None:
         if self._on_line is not None:

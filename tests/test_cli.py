@@ -283,3 +283,20 @@ def test_password_never_in_argv_files_logs_or_output(pg, db, snapdir, cli):
     for f in snapdir.iterdir():
         assert password.encode() not in f.read_bytes(), f
     assert not [o for o in outputs if password in o]
+
+
+def test_corruption_caught_while_streaming_commits_nothing(pg, db, snapdir, cli):
+    """Without a pre-rollback snapshot the sha256 is checked as the bytes stream to psql: a flipped byte
+    (same size, so the quick check passes) means no COMMIT, exit 3, and the database unchanged."""
+    seed(pg, db)
+    assert cli("snapshot", "--label", "good").returncode == 0
+    snap = SnapshotStore(snapdir).list()[0]
+    pg.psql("DELETE FROM items WHERE id > 100; CREATE TABLE later (x int);", db.dbname)
+    state = full_dump(db)
+    data = snap.path.read_bytes()
+    i = data.index(b"item 250")
+    snap.path.write_bytes(data[:i] + b"J" + data[i + 1:])
+    res = cli("restore", "1", "--yes", "--no-pre-snapshot")
+    assert_clean_error(res, 3, "does not match its metadata", "unchanged")
+    assert full_dump(db) == state
+    assert SnapshotStore(snapdir).read_audit()[-1]["outcome"] == "failed"

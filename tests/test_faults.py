@@ -70,6 +70,19 @@ def partial_size(snapdir: Path) -> int:
     return sum(p.stat().st_size for p in snapdir.glob("*.partial")) if snapdir.exists() else 0
 
 
+def freeze_mid_stream(pid: int, snapdir: Path, min_bytes: int) -> None:
+    """Stop pg_dump, then let it run in 5 ms steps until the partial file holds ``min_bytes``: the dump is
+    then frozen mid-COPY, whatever the machine's speed."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 30
+    while partial_size(snapdir) < min_bytes:
+        assert time.monotonic() < deadline, "pg_dump made no progress"
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.005)
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.02)  # let our pump drain what pg_dump wrote
+
+
 def assert_no_valid_snapshot(snapdir: Path, label: str) -> None:
     assert not [s for s in SnapshotStore(snapdir).list() if s.label == label and s.valid]
 
@@ -89,8 +102,7 @@ def test_kill_9_of_dbsage_during_snapshot(pg18, db18, snapdir, point):
     proc = spawn(["snapshot", "--label", "killed"], db18, snapdir)
     dump_pid = wait_for(lambda: children(proc.pid, "pg_dump"))[0]
     if point == "mid-stream":
-        wait_for(lambda: partial_size(snapdir) > 1_000_000)
-        os.kill(dump_pid, signal.SIGSTOP)  # freeze pg_dump mid-COPY, then kill us
+        freeze_mid_stream(dump_pid, snapdir, 1_000_000)  # pg_dump frozen mid-COPY, then kill us
     else:
         wait_for(lambda: list(snapdir.glob("*.partial")))
     proc.send_signal(signal.SIGKILL)
@@ -100,6 +112,8 @@ def test_kill_9_of_dbsage_during_snapshot(pg18, db18, snapdir, point):
              "Z" in Path(f"/proc/{dump_pid}/stat").read_text().split()[2], timeout=10)
     if holder:
         holder.kill()
+        pg18.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()", db18.dbname)
     # What is left is a stale .partial: never listed as a snapshot, shown as an orphan.
     assert_no_valid_snapshot(snapdir, "killed")
     store = SnapshotStore(snapdir)
@@ -114,7 +128,7 @@ def test_kill_9_of_pg_dump_is_a_clear_failure(pg18, db18, snapdir):
     make_big(pg18, db18)
     proc = spawn(["snapshot", "--label", "victim"], db18, snapdir)
     dump_pid = wait_for(lambda: children(proc.pid, "pg_dump"))[0]
-    wait_for(lambda: partial_size(snapdir) > 100_000)
+    freeze_mid_stream(dump_pid, snapdir, 100_000)
     os.kill(dump_pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=30)
 
@@ -130,8 +144,7 @@ def test_sigint_and_sigterm_cancel_cleanly(pg18, db18, snapdir, sig):
     make_big(pg18, db18)
     proc = spawn(["snapshot", "--label", "cancelled"], db18, snapdir)
     dump_pid = wait_for(lambda: children(proc.pid, "pg_dump"))[0]
-    wait_for(lambda: partial_size(snapdir) > 100_000)
-    os.kill(dump_pid, signal.SIGSTOP)
+    freeze_mid_stream(dump_pid, snapdir, 100_000)
     proc.send_signal(sig)
     os.kill(dump_pid, signal.SIGCONT)
     out, err = proc.communicate(timeout=30)
