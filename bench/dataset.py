@@ -118,7 +118,8 @@ SELECT i, format('SKU-%s', lpad(i::text, 8, '0')),
        array_to_string(ARRAY(SELECT ({words})[1 + ((i * g * 13) % 26)] FROM generate_series(1, 40) g), ' ')
          || ' ' || md5(i::text),
        round((1 + random() * 500)::numeric, 2),
-       jsonb_build_object('color', (ARRAY['red','green','blue','black'])[1 + i % 4], 'weight_g', 50 + i % 5000,
+       jsonb_build_object('color', (ARRAY['red','green','blue','black'])[1 + i % 4],
+                          'weight_g', 50 + i % 5000,
                           'dimensions', jsonb_build_object('w', i % 90, 'h', i % 70, 'd', i % 30),
                           'in_stock', i % 7 <> 0),
        substr(blob.b, 1 + (random() * 60000)::int, 400 + (random() * 600)::int),
@@ -141,7 +142,8 @@ FROM (SELECT i, timestamptz '2022-01-01' + random() * interval '1000 days' AS ts
 SELECT setseed(0.44);
 INSERT INTO public.order_items (order_id, line_no, product_id, quantity, unit_price, discount)
 SELECT o, l, 1 + (hashint4(o * 8 + l) & 2147483647) % {n['products']}, 1 + (o + l) % 4,
-       round((1 + random() * 300)::numeric, 2), CASE WHEN l = 1 THEN 0 ELSE round((random() * 20)::numeric, 2) END
+       round((1 + random() * 300)::numeric, 2),
+       CASE WHEN l = 1 THEN 0 ELSE round((random() * 20)::numeric, 2) END
 FROM generate_series(1, {n['orders']}) o, generate_series(1, 1 + (hashint4(o) & 2147483647) % 5) l;"""),
         ("documents", f"""
 SELECT setseed(0.55);
@@ -200,13 +202,15 @@ $$;
 CREATE FUNCTION audit.log_order_status() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO audit.events (customer_id, occurred_at, kind, payload)
-    VALUES (NEW.customer_id, now(), 'order.status', jsonb_build_object('order', NEW.id, 'status', NEW.status));
+    VALUES (NEW.customer_id, now(), 'order.status',
+            jsonb_build_object('order', NEW.id, 'status', NEW.status));
     RETURN NEW;
 END $$;
 CREATE TRIGGER orders_status_audit AFTER UPDATE OF status ON public.orders
     FOR EACH ROW EXECUTE FUNCTION audit.log_order_status();
 CREATE VIEW public.customer_order_stats AS
-    SELECT c.id, c.email, count(o.id) AS orders, coalesce(sum(o.total), 0) AS spent, max(o.created_at) AS last_order
+    SELECT c.id, c.email, count(o.id) AS orders, coalesce(sum(o.total), 0) AS spent,
+           max(o.created_at) AS last_order
     FROM public.customers c LEFT JOIN public.orders o ON o.customer_id = c.id GROUP BY c.id, c.email;
 COMMENT ON TABLE audit.events IS 'Append-only user activity, one row per event';
 ANALYZE;

