@@ -6,6 +6,7 @@ Run alone with ``pytest -m faults``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -107,7 +108,8 @@ def test_kill_9_of_dbsage_during_snapshot(pg18, db18, snapdir, point):
         wait_for(lambda: list(snapdir.glob("*.partial")))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    os.kill(dump_pid, signal.SIGCONT)
+    with contextlib.suppress(ProcessLookupError):  # PR_SET_PDEATHSIG may have ended it already
+        os.kill(dump_pid, signal.SIGCONT)
     wait_for(lambda: not Path(f"/proc/{dump_pid}").exists() or
              "Z" in Path(f"/proc/{dump_pid}/stat").read_text().split()[2], timeout=10)
     if holder:
