@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import ClassVar
 
 from textual.app import App
 
@@ -27,7 +28,8 @@ class DbsageApp(App[int]):
     """Snapshots of one database: list, take, validate, protect, restore, roll back."""
 
     TITLE = "dbsage-tui"
-    CSS_PATH = [STYLES / "main.tcss", STYLES / "modals.tcss"]
+    #: Every stylesheet in styles/ (the package ships styles/*.tcss): a new screen's file needs no edit.
+    CSS_PATH: ClassVar[list[Path]] = sorted(STYLES.glob("*.tcss"))
 
     def __init__(self, ws: Workspace, workflow: Workflow, clock: Callable[[], dt.datetime],
                  server_info: ServerInfo | None = None) -> None:

@@ -142,7 +142,8 @@ def _options(value, where: str) -> tuple[Option, ...]:
     opts = []
     for i, raw in enumerate(value, 1):
         m = _mapping(raw, f"{where} #{i}", {"label", "value"}, {"label", "value"})
-        opts.append(Option(_text(m["label"], f"{where} #{i} label"), _text(m["value"], f"{where} #{i} value")))
+        opts.append(Option(_text(m["label"], f"{where} #{i} label"),
+                           _text(m["value"], f"{where} #{i} value")))
     if len({o.value for o in opts}) != len(opts):
         raise _Broken(f"{where} repeats a value")
     return tuple(opts)

@@ -24,15 +24,15 @@ class ActivityLog(Vertical):
 
     def compose(self):
         with Horizontal(id="progress-row"):
-            yield ProgressBar(total=None, show_eta=False, id="progress-bar")
+            yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="progress-bar")
             yield Label("", id="progress-text")
         yield RichLog(max_lines=MAX_LINES, wrap=True, markup=False, highlight=False, min_width=20, id="log")
 
     def write_event(self, event: Log, when: dt.datetime | None = None) -> None:
         """One engine line: tool output dimmed, warnings and errors in their colours."""
         colors = self.app.theme_variables
-        style = {"error": colors.get("text-error", "red"), "warning": colors.get("text-warning", "yellow")}.get(
-            event.level, "" if event.source == "dbsage" else "dim")
+        levels = {"error": colors.get("text-error", "red"), "warning": colors.get("text-warning", "yellow")}
+        style = levels.get(event.level, "" if event.source == "dbsage" else "dim")
         text = Text(no_wrap=False)
         if when is not None:
             text.append(f"{when:%H:%M:%S} ", "dim")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
-SEP = ("  │  ", "$text-muted")
+SEP = (" │ ", "$text-muted")
 
 
 class TargetHeader(Static):
@@ -14,7 +14,10 @@ class TargetHeader(Static):
 
     def show(self, target: str | None, *, server: str | None = None, supabase: bool = False,
              sandbox: bool = False, problem: str | None = None) -> None:
-        parts: list = [("dbsage-tui", "bold $accent"), SEP]
+        parts: list = [("dbsage-tui", "bold $accent")]
+        if sandbox:  # first, so that a narrow terminal can never cut it off
+            parts += [" ", (" SANDBOX ", "bold reverse $warning")]
+        parts.append(SEP)
         if target is None:
             parts.append(("no database configured: set SUPABASE_DB_URL or DATABASE_URL, or run with --demo",
                           "$text-warning"))
@@ -27,6 +30,4 @@ class TargetHeader(Static):
                 parts.append((server or "connecting…", "" if server else "$text-muted"))
             if supabase:
                 parts += [SEP, ("Supabase", "bold $text-success")]
-        if sandbox:
-            parts += ["  ", (" SANDBOX ", "bold reverse $warning")]
         self.update(Content.assemble(*parts))

@@ -32,7 +32,7 @@ def status_lines(snap: Snapshot, validation: Validation | None) -> list[Content]
         return [_line("Status", "✔ verified: size, sha256 and structure match", "$text-success")]
     if not snap.valid:
         return [_line("Status", f"✗ INVALID: {snap.problem}", "bold $text-error")]
-    return [_line("Status", "✔ complete; press v to verify its sha256", "$text-success")]
+    return [_line("Status", "✔ complete (v checks its sha256)", "$text-success")]
 
 
 def describe(snap: Snapshot, now: dt.datetime, validation: Validation | None = None,
@@ -49,9 +49,8 @@ def describe(snap: Snapshot, now: dt.datetime, validation: Validation | None = N
     lines.append(_line("Type", Content.assemble((kind, "$text-warning" if snap.type == "schema-only" else ""),
                                                 f" · {human_size(snap.size_bytes)}")))
     if snap.meta is not None:
-        server = " · ".join(str(x) for x in (m.get("database_version"),
-                                               m.get("supabase_version") and f"Supabase {m['supabase_version']}")
-                            if x)
+        supabase = m.get("supabase_version") and f"Supabase {m['supabase_version']}"
+        server = " · ".join(str(x) for x in (m.get("database_version"), supabase) if x)
         lines.append(_line("Server", server or "?"))
         lines.append(_line("Database", f"{m.get('database', '?')} on {m.get('host', '?')}"))
         lines.extend(_table_lines(m.get("tables_count", "?"), m.get("row_counts"), snap.is_full))
@@ -66,14 +65,16 @@ def describe(snap: Snapshot, now: dt.datetime, validation: Validation | None = N
 
 def _table_lines(tables, row_counts, full: bool) -> list[Content]:
     if not full or not isinstance(row_counts, dict):
-        return [_line("Tables", f"{tables} · " + ("no rows (schema only)" if not full else "row counts unknown"))]
+        rows = "no rows (schema only)" if not full else "row counts unknown"
+        return [_line("Tables", f"{tables} · {rows}")]
     total = sum(v for v in row_counts.values() if isinstance(v, int))
     lines = [_line("Tables", f"{tables} · {total:,} rows")]
     items = sorted(row_counts.items())
     for table, count in items[:MAX_TABLES]:
         lines.append(Content.assemble(f"{count:>{_W + 6},}  ", (str(table), "$text-muted")))
     if len(items) > MAX_TABLES:
-        lines.append(Content.assemble(" " * _W, (f"… and {len(items) - MAX_TABLES} more tables", "$text-muted")))
+        more = f"… and {len(items) - MAX_TABLES} more tables"
+        lines.append(Content.assemble(" " * _W, (more, "$text-muted")))
     return lines
 
 

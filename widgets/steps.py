@@ -15,7 +15,7 @@ GLYPHS = {
     "pending": ("○", "$text-muted"),
     "running": ("◐", "bold $text-accent"),
     "ok": ("✔", "$text-success"),
-    "skipped": ("–", "$text-muted"),
+    "skipped": ("–", "$text-muted"),  # noqa: RUF001 - the CLI prints the same dash
     "failed": ("✘", "bold $text-error"),
     "warning": ("!", "bold $text-warning"),
     "cancelled": ("■", "$text-warning"),
@@ -32,9 +32,9 @@ class StepState:
 class StepList(Static):
     """One line per step: glyph, name, detail."""
 
-    def __init__(self, names: list[str], **kwargs) -> None:
+    def __init__(self, names: list[str], initial: dict[str, tuple[str, str]] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.steps = [StepState(n) for n in names]
+        self.steps = [StepState(n, *(initial or {}).get(n, ("pending", ""))) for n in names]
 
     def on_mount(self) -> None:
         self._render_steps()

@@ -34,4 +34,5 @@ class DbsageCommands(Provider):
         for name, help_text, action in self._entries():
             score = matcher.match(name)
             if score > 0:
-                yield Hit(score, matcher.highlight(name), partial(self.screen.run_action, action), help=help_text)
+                yield Hit(score, matcher.highlight(name), partial(self.screen.run_action, action),
+                          help=help_text)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
@@ -12,7 +14,8 @@ from textual.widgets import Button, Label, Static
 class ConfirmModal(ModalScreen[bool | None]):
     """Returns True for yes, False for no, None for escape."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="Close without doing anything")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", tooltip="Close without doing anything")]
 
     def __init__(self, title: str, question: str, yes: str = "Yes", no: str = "No") -> None:
         super().__init__()

@@ -8,9 +8,10 @@ when it fails, the engine's suggestion is offered as a one-click fix. Enter (or 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
@@ -42,7 +43,8 @@ class LabelValidator(Validator):
 class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
     """Label, type and purpose of a new snapshot; the fields, labels and defaults come from the workflow."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="Close without taking a snapshot")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", tooltip="Close without taking a snapshot")]
 
     def __init__(self, operation: Operation, target: str) -> None:
         super().__init__()
@@ -90,9 +92,8 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
         try:
             check_label(value)
         except BadInput as exc:
-            hint.update(exc.message)
+            hint.update(exc.one_line())
             hint.set_class(True, "-invalid")
-            button.label = f"Use “{suggest_label(value)}”"
             button.display = True
             return
         hint.update(f"✔ saved as <timestamp>_{value}.sql")

@@ -3,8 +3,10 @@ that the help can never disagree with what the keys do."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
@@ -19,7 +21,8 @@ def key_name(binding: Binding) -> str:
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,question_mark", "close", "Close", tooltip="Close the help")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark", "close", "Close", tooltip="Close the help")]
 
     def __init__(self, bindings: list[Binding], workflow: Workflow) -> None:
         super().__init__()
@@ -29,20 +32,21 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         lines = [Content.styled("Keys", "bold")]
         for b in self.bindings:
-            lines.append(Content.assemble((f"  {key_name(b):<8}", "bold $text-accent"), (f"{b.description:<11}", ""),
-                                          (b.tooltip, "$text-muted")))
+            lines.append(Content.assemble((f"  {key_name(b):<8}", "bold $text-accent"),
+                                          f"{b.description:<11}", (b.tooltip, "$text-muted")))
         lines.append(Content.assemble(("  ↑ ↓ j k", "bold $text-accent"), " move   ",
                                       ("ctrl+p", "bold $text-accent"), " command palette"))
         lines += [Content(""), Content.styled("Palette commands (ctrl+p)", "bold")]
         for op in self.workflow.operations:
             if op.palette:
-                lines.append(Content.assemble((f"  {op.palette:<18}", "bold $text-accent"), (op.help, "$text-muted")))
+                lines.append(Content.assemble((f"  {op.palette:<18}", "bold $text-accent"),
+                                              (op.help, "$text-muted")))
         lines += [Content(""), Content.styled("Marks", "bold"), Content("  " + LEGEND), Content(""),
                   Content.styled("The same work from a shell", "bold"),
                   Content("  dbsage-tui snapshot --label NAME · list · restore N · rollback --emergency")]
         with VerticalScroll(id="dialog", classes="dialog -wide", can_focus=False):
             yield Label(f"dbsage-tui — {self.workflow.name}", classes="dialog-title")
-            yield Static(Content("\n").join(lines))
+            yield Static(Content("\n").join(lines), id="help-body")
 
     def action_close(self) -> None:
         self.dismiss(None)

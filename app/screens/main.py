@@ -1,43 +1,41 @@
 """The main screen: the snapshot list, the preview of the highlighted snapshot, and the log pane.
 
-All work runs here, in workers, and every worker's end goes through ``on_worker_state_changed``: one
-place turns failures into one notice (the engine's ``one_line()``) with the full detail in the log pane.
-The engine reports through ``bridge``; its events arrive as messages and are rendered by the widgets.
-The directory is re-listed when it changes (checked every second in a thread), so snapshots taken from
-another terminal appear without a key press.
+Keys start work here; the work itself runs in the workers of ``Jobs`` (jobs.py), whose single
+``on_worker_state_changed`` hands each result back to a ``_<job>_done`` method below. The engine reports
+through ``bridge``: its events arrive as messages and are rendered by the widgets. The directory is
+re-listed when it changes (checked every second), so snapshots taken from another terminal appear without
+a key press, and ages tick.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import os
 from collections.abc import Callable
-from pathlib import Path
+from typing import ClassVar
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.css.query import NoMatches
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static
-from textual.worker import Worker, WorkerState
 
-from app.cli import _debug_log, progress_text
+from app.cli import progress_text
 from app.screens.commands import DbsageCommands
 from app.screens.confirm import ConfirmModal
 from app.screens.create import CreateRequest, CreateSnapshotModal
 from app.screens.help import HelpScreen
+from app.screens.jobs import Jobs, Scan, file_stamp
 from app.screens.messages import EngineLog, EngineProgress, EngineStep, bridge
 from app.screens.operation import OperationScreen
 from app.screens.restore import RestoreModal, RestoreRequest
 from app.workflow import Workflow
-from services import dump, restore
 from services.errors import DbsageError
-from services.events import Log, Step
 from services.inspect import ServerInfo
-from services.store import AUDIT_NAME, META_SUFFIX, Snapshot, Validation, human_size
+from services.restore import RestoreResult
+from services.store import AUDIT_NAME, Snapshot, Validation, human_size
 from services.workspace import Workspace
 from widgets.activity_log import ActivityLog
 from widgets.header import TargetHeader
@@ -47,54 +45,46 @@ from widgets.steps import GLYPHS
 
 #: Seconds between checks of the snapshot directory (and age updates).
 SCAN_EVERY = 1.0
+#: The filter waits for a pause in typing (seconds) once the list has this many snapshots.
+DEBOUNCE, DEBOUNCE_FROM = 0.25, 1000
 
 #: The keys. Ids let a keymap rebind them; tooltips explain them in the footer, the palette and the help.
 BINDINGS = [
-    Binding("n", "new_snapshot", "New", id="new-snapshot", tooltip="Take a labeled snapshot of the database"),
-    Binding("r", "restore", "Restore", id="restore", tooltip="Restore the highlighted snapshot (validates, then asks)"),
+    Binding("n", "new_snapshot", "New", id="new-snapshot",
+            tooltip="Take a labeled snapshot of the database"),
+    Binding("r", "restore", "Restore", id="restore",
+            tooltip="Restore the highlighted snapshot (validates, then asks)"),
     Binding("E", "emergency", "Emergency", id="emergency",
-            tooltip="Emergency rollback to the newest valid full snapshot, at once, no question asked"),
-    Binding("v", "validate", "Validate", id="validate", tooltip="Full check of the highlighted snapshot (sha256)"),
-    Binding("p", "protect", "Protect", id="protect", show=False, tooltip="Protect or unprotect the highlighted snapshot"),
-    Binding("slash", "filter", "Filter", id="filter", key_display="/", tooltip="Filter the list by label or purpose"),
-    Binding("space", "mark", "Mark", id="mark", show=False, tooltip="Mark the highlighted snapshot for a diff"),
-    Binding("d", "diff", "Diff", id="diff", show=False, tooltip="Compare the marked snapshot with the highlighted one"),
-    Binding("c", "cleanup", "Cleanup", id="cleanup", show=False, tooltip="Delete snapshots past the retention policy"),
-    Binding("delete", "delete", "Delete", id="delete", show=False, tooltip="Delete the highlighted snapshot (asks first)"),
-    Binding("ctrl+r", "refresh", "Refresh", id="refresh", show=False, tooltip="Re-read the snapshot directory now"),
-    Binding("escape", "cancel", "Cancel", id="cancel", tooltip="Cancel the running work, or close the filter"),
+            tooltip="Roll back to the newest valid full snapshot at once, no question asked"),
+    Binding("v", "validate", "Validate", id="validate",
+            tooltip="Full check of the highlighted snapshot (sha256)"),
+    Binding("p", "protect", "Protect", id="protect", show=False,
+            tooltip="Protect or unprotect the highlighted snapshot"),
+    Binding("slash", "filter", "Filter", id="filter", key_display="/",
+            tooltip="Filter the list by label or purpose"),
+    Binding("space", "mark", "Mark", id="mark", show=False,
+            tooltip="Mark the highlighted snapshot for a diff"),
+    Binding("d", "diff", "Diff", id="diff", show=False,
+            tooltip="Compare the marked snapshot with the highlighted one"),
+    Binding("c", "cleanup", "Cleanup", id="cleanup", show=False,
+            tooltip="Delete snapshots past the retention policy"),
+    Binding("delete", "delete", "Delete", id="delete", show=False,
+            tooltip="Delete the highlighted snapshot (asks first)"),
+    Binding("ctrl+r", "refresh", "Refresh", id="refresh", show=False,
+            tooltip="Re-read the snapshot directory now"),
+    Binding("escape", "cancel", "Cancel", id="cancel",
+            tooltip="Cancel the running work, or close the filter"),
     Binding("question_mark", "help", "Help", id="help", key_display="?", tooltip="Keys, commands and marks"),
     Binding("q", "quit", "Quit", id="quit", tooltip="Quit dbsage-tui"),
 ]
 
-_TITLES = {"dump": "Snapshot failed", "restore": "Restore failed", "emergency": "Emergency rollback failed",
-           "validate": "Validation failed", "probe": "Database not reachable", "scan": "Cannot list snapshots",
-           "files": "Could not change the snapshot"}
 
-
-def directory_signature(directory: Path) -> dict[str, tuple[int, int]]:
-    """Name -> (size, mtime) of every entry: cheap to take, and any snapshot added, rewritten or removed
-    changes it, so the full listing only runs when something did change."""
-    out = {}
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return out
-    for entry in entries:
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        out[entry.name] = (st.st_size, st.st_mtime_ns)
-    return out
-
-
-class MainScreen(Screen):
+class MainScreen(Jobs, Screen):
     """List, preview, log; every action of the app starts here."""
 
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
-    BINDINGS = BINDINGS
-    COMMANDS = {DbsageCommands}
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (130, "-wide")]
+    BINDINGS: ClassVar[list[BindingType]] = BINDINGS
+    COMMANDS: ClassVar[set] = {DbsageCommands}
 
     def __init__(self, ws: Workspace, workflow: Workflow, clock: Callable[[], dt.datetime],
                  server_info: ServerInfo | None = None) -> None:
@@ -109,17 +99,19 @@ class MainScreen(Screen):
         self.validations: dict[str, tuple[Validation, tuple]] = {}
         self.marked: str | None = None
         self.filter_text = ""
-        self._signature: dict[str, tuple[int, int]] | None = None
+        self._last_scan: Scan | None = None
         self._select_next: str | None = None
         self._last_scan_error: str | None = None
         self._operation: OperationScreen | None = None
+        self._filter_timer: Timer | None = None
         self.report = bridge(self)
 
     def compose(self) -> ComposeResult:
         yield TargetHeader(id="header")
         with Horizontal(id="body"):
             with Vertical(id="list-pane"):
-                yield Input(placeholder="filter by label or purpose · enter keeps it · escape clears", id="filter")
+                yield Input(placeholder="filter by label or purpose · enter keeps it · escape clears",
+                            id="filter", compact=True)
                 yield SnapshotTable(id="snapshots")
                 yield Static("", id="empty", markup=False)
             yield SnapshotPreview(id="preview")
@@ -134,7 +126,8 @@ class MainScreen(Screen):
         self.say(f"Snapshot directory: {self.ws.store.directory}")
         if self.ws.conn is None:
             self.say("No database is configured: the list works, snapshots and restores need one. Set "
-                     "SUPABASE_DB_URL or DATABASE_URL, pass --db-url, or try the sandbox with --demo.", "warning")
+                     "SUPABASE_DB_URL or DATABASE_URL, pass --db-url, or try the sandbox with --demo.",
+                     "warning")
         elif self.server_info is None:
             self.probe_server()
         self.scan(force=True)
@@ -167,25 +160,24 @@ class MainScreen(Screen):
     def _index(self, snap: Snapshot) -> int | None:
         return next((i for i, s in enumerate(self.snapshots, 1) if s.filename == snap.filename), None)
 
-    def _busy(self) -> bool:
-        return any(w.node is self and w.group == "work" and not w.is_finished for w in self.workers)
-
-    def _cancel_work(self) -> None:
-        self.workers.cancel_group(self, "work")
-
-    def _need(self, snap_needed: bool = True, conn_needed: bool = False, idle: bool = False) -> Snapshot | None | bool:
-        """Check an action can run; explain why not in a notice. Returns the highlighted snapshot (or True)."""
+    def _can_run(self, conn: bool = False, idle: bool = False) -> bool:
+        """Whether an action may start; when not, a notice says why (and what to do)."""
         if idle and self._busy():
-            self.notify("Other work is running: wait for it, or press escape to cancel it.", severity="warning")
-            return None
-        if conn_needed:
+            self.notify("Other work is running: wait for it, or press escape to cancel it.",
+                        severity="warning")
+            return False
+        if conn:
             try:
                 self.ws.require_conn()
             except DbsageError as exc:
                 self.notify(exc.one_line(), title="No database", severity="warning", timeout=8)
-                return None
-        if not snap_needed:
-            return True
+                return False
+        return True
+
+    def _chosen(self, conn: bool = False, idle: bool = False) -> Snapshot | None:
+        """The highlighted snapshot, if the action may run on it."""
+        if not self._can_run(conn, idle):
+            return None
         snap = self._highlighted()
         if snap is None:
             self.notify("No snapshot is highlighted. Press n to take one.", severity="warning")
@@ -193,25 +185,20 @@ class MainScreen(Screen):
 
     # -- the list --------------------------------------------------------------------------------------
     def _tick(self) -> None:
-        self._render_rows()
+        self.table.tick(self.clock())
+        self._update_preview()
         self.scan()
 
-    @work(thread=True, exclusive=True, group="scan", name="scan", exit_on_error=False,
-          description="Listing the snapshot directory")
-    def scan(self, force: bool = False):
-        """Re-list the directory when it changed (or when forced); None when nothing changed."""
-        signature = directory_signature(self.ws.store.directory)
-        if not force and signature == self._signature:
-            return None
-        return signature, self.ws.store.list()
-
-    def _scanned(self, result) -> None:
-        if result is None:
+    def _scan_done(self, scan: Scan | None) -> None:
+        if scan is None:
             return
-        self._signature, self.snapshots = result
+        self._last_scan = scan
+        if scan.snapshots is None:
+            return
+        self.snapshots = scan.snapshots
         self._last_scan_error = None
         for name, (_, stamp) in list(self.validations.items()):
-            if self._stamp(name) != stamp:
+            if file_stamp(scan.signature, name) != stamp:
                 del self.validations[name]
         if self.marked and all(s.filename != self.marked for s in self.snapshots):
             self.marked = None
@@ -219,10 +206,6 @@ class MainScreen(Screen):
         if self._select_next:
             self.table.select_key(self._select_next)
             self._select_next = None
-
-    def _stamp(self, filename: str) -> tuple:
-        sig = self._signature or {}
-        return sig.get(filename), sig.get(filename + META_SUFFIX)
 
     def _matches(self, snap: Snapshot) -> bool:
         needle = self.filter_text.strip().lower()
@@ -233,12 +216,12 @@ class MainScreen(Screen):
         self.table.show(entries, self.clock(), self.marked)
         empty = self.query_one("#empty", Static)
         empty.display = not entries
-        self.query_one("#list-pane").set_class(not entries, "-empty")
         if not entries:
             empty.update(f"No snapshot matches “{self.filter_text}”. Press escape to clear the filter."
                          if self.snapshots else
                          f"No snapshots in {self.ws.store.directory} yet. Press n to take the first one.")
         pane = self.query_one("#list-pane")
+        pane.set_class(not entries, "-empty")
         count = (f"{len(entries)} of {len(self.snapshots)} match “{self.filter_text}”" if self.filter_text
                  else str(len(self.snapshots)))
         pane.border_title = f"Snapshots ({count}) · {self.ws.store.directory}"
@@ -249,7 +232,7 @@ class MainScreen(Screen):
         cached = self.validations.get(snap.filename) if snap else None
         self.query_one(SnapshotPreview).show(
             snap, self.clock(), cached[0] if cached else None, self._index(snap) if snap else None,
-            empty="No snapshot here yet. Press n to take one." if not self.snapshots else "No snapshot selected.")
+            empty="No snapshot selected." if self.snapshots else "No snapshot here yet. Press n to take one.")
 
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self) -> None:
@@ -268,72 +251,14 @@ class MainScreen(Screen):
         level = {"failed": "error", "warning": "warning"}.get(ev.status, "info")
         self.say(f"{glyph} {ev.name}" + (f": {ev.detail}" if ev.detail else ""), level)
 
-    # -- workers and their outcome -----------------------------------------------------------------------
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place where work ends: results are shown, failures become one notice."""
-        worker = event.worker
-        if worker.node is not self or event.state in (WorkerState.PENDING, WorkerState.RUNNING):
-            return
-        if worker.group == "work":
-            self.activity.stop()
-            self.refresh_bindings()
-        if event.state == WorkerState.SUCCESS:
-            done = {"scan": self._scanned, "probe": self._probed, "validate": self._validated,
-                    "dump": self._dumped, "restore": self._restored, "emergency": self._restored,
-                    "files": self._files_changed}.get(worker.name)
-            if done is not None:
-                done(worker.result)
-        elif event.state == WorkerState.ERROR:
-            self._failed(worker.name, worker.error)
-        elif event.state == WorkerState.CANCELLED and worker.group == "work":
-            self._cancelled(worker.name)
-
-    def _failed(self, name: str, error: BaseException | None) -> None:
-        if isinstance(error, DbsageError):
-            text = error.one_line()
-            detail = error.detail
-        else:
-            where = _debug_log(error) if error is not None else None
-            text = f"Unexpected error: {error.__class__.__name__}: {error}." + (f" Details in {where}." if where else "")
-            detail = None
-        if name == "scan":
-            if text == self._last_scan_error:
-                return  # the directory is checked every second: say it once
-            self._last_scan_error = text
-        self.notify(text, title=_TITLES.get(name, "Error"), severity="error", timeout=12, markup=False)
-        self.say(text, "error")
-        if detail:
-            self.say(detail.strip(), "error")
-        if name == "probe":
-            self._show_header(problem="not reachable (see the log)")
-        if name in ("restore", "emergency") and self._operation is not None:
-            self._operation.fail(text)
-
-    def _cancelled(self, name: str) -> None:
-        if name == "dump":
-            self.say("Snapshot cancelled: pg_dump was stopped and the partial file removed.", "warning")
-            self.notify("Snapshot cancelled: nothing was saved.", severity="warning")
-        elif self._operation is not None:
-            self.say("Restore cancelled.", "warning")
-            self._operation.cancelled()
-
     # -- server ----------------------------------------------------------------------------------------
-    @work(exclusive=True, group="probe", name="probe", exit_on_error=False,
-          description="Connecting to read the server version")
-    async def probe_server(self) -> ServerInfo:
-        target = await dump.open_target(self.ws.require_conn())
-        try:
-            return target.info
-        finally:
-            await target.close()
-
-    def _probed(self, info: ServerInfo) -> None:
+    def _probe_done(self, info: ServerInfo) -> None:
         self.server_info = info
         self._show_header()
 
     # -- new snapshot ----------------------------------------------------------------------------------
     def action_new_snapshot(self) -> None:
-        if not self._need(snap_needed=False, conn_needed=True, idle=True):
+        if not self._can_run(conn=True, idle=True):
             return
         modal = CreateSnapshotModal(self.workflow.operation("snapshot"), self.ws.target_label)
         self.app.push_screen(modal, self._create_answered)
@@ -346,49 +271,40 @@ class MainScreen(Screen):
         self.take_snapshot(request)
         self.refresh_bindings()
 
-    @work(exclusive=True, group="work", name="dump", exit_on_error=False, description="Taking a snapshot")
-    async def take_snapshot(self, request: CreateRequest) -> Snapshot:
-        return await dump.snapshot(self.ws.require_conn(), self.ws.store, request.label,
-                                   schema_only=request.schema_only, purpose=request.purpose, report=self.report)
-
-    def _dumped(self, snap: Snapshot) -> None:
-        self.notify(f"Saved {snap.filename} ({human_size(snap.size_bytes)}).", title="Snapshot taken", markup=False)
+    def _dump_done(self, snap: Snapshot) -> None:
+        self.notify(f"Saved {snap.filename} ({human_size(snap.size_bytes)}).", title="Snapshot taken",
+                    markup=False)
         self._select_next = snap.filename
         self.scan(force=True)
 
     # -- validate / restore ----------------------------------------------------------------------------
     def action_validate(self) -> None:
-        snap = self._need()
+        snap = self._chosen()
         if snap:
             self.say(f"Validating {snap.filename} (reading every byte)…")
             self.validate_snapshot(snap)
 
-    @work(thread=True, exclusive=True, group="validate", name="validate", exit_on_error=False,
-          description="Validating a snapshot (full sha256 read)")
-    def validate_snapshot(self, snap: Snapshot, then_restore: bool = False):
-        stamp = directory_signature(self.ws.store.directory)
-        return snap, self.ws.store.validate(snap), then_restore, (stamp.get(snap.filename),
-                                                                 stamp.get(snap.filename + META_SUFFIX))
-
-    def _validated(self, result) -> None:
+    def _validate_done(self, result) -> None:
         snap, validation, then_restore, stamp = result
         self.validations[snap.filename] = (validation, stamp)
         for name, ok, detail in validation.checks:
             self.say(f"{'✔' if ok else '✘'} {name}: {detail}", "info" if ok else "error")
         self._update_preview()
-        if then_restore:
-            if self.app.screen is self:
-                modal = RestoreModal(self.workflow.operation("restore"), snap, validation, self.ws.target_label,
-                                     self.clock(), self._index(snap))
-                self.app.push_screen(modal, self._restore_answered)
+        if then_restore and self.app.screen is not self:
+            self.say("The restore dialog was not opened: another dialog is open. Press r again.", "warning")
+        elif then_restore:
+            modal = RestoreModal(self.workflow.operation("restore"), snap, validation,
+                                 self.ws.target_label, self.clock(), self._index(snap))
+            self.app.push_screen(modal, self._restore_answered)
         elif validation.ok:
-            self.notify(f"{snap.filename} is valid: size, sha256 and structure match.", title="Valid", markup=False)
+            self.notify(f"{snap.filename} is valid: size, sha256 and structure match.", title="Valid",
+                        markup=False)
         else:
             self.notify(f"{snap.filename} is INVALID: {validation.reason}.", title="Invalid snapshot",
                         severity="error", markup=False)
 
     def action_restore(self) -> None:
-        snap = self._need(conn_needed=True, idle=True)
+        snap = self._chosen(conn=True, idle=True)
         if snap:
             self.say(f"Validating {snap.filename} before restoring…")
             self.validate_snapshot(snap, then_restore=True)
@@ -397,18 +313,14 @@ class MainScreen(Screen):
         if request is None:
             self.say("Restore cancelled: nothing was changed.")
             return
-        if not self._need(snap_needed=False, conn_needed=True, idle=True):
+        if not self._can_run(conn=True, idle=True):
             return
         snap = request.snapshot
         op = self._open_operation(f"Restore {snap.label}", f"{snap.filename} → {self.ws.target_label}",
-                                  emergency=False, done={"validate": ("ok", "sha256, size and structure match")})
+                                  emergency=False,
+                                  done={"validate": ("ok", "sha256, size and structure match")})
         self.activity.start(f"restoring {snap.filename}…")
         self.run_restore(request, bridge(self, op))
-
-    @work(exclusive=True, group="work", name="restore", exit_on_error=False, description="Restoring a snapshot")
-    async def run_restore(self, request: RestoreRequest, report) -> restore.RestoreResult:
-        return await restore.restore(self.ws.require_conn(), self.ws.store, request.snapshot,
-                                     pre_snapshot=request.pre_snapshot, report=report, validated=True)
 
     def _open_operation(self, title: str, subject: str, emergency: bool,
                         done: dict[str, tuple[str, str]] | None = None) -> OperationScreen:
@@ -423,46 +335,34 @@ class MainScreen(Screen):
         self._operation = None
         self.scan(force=True)
 
-    def _restored(self, result: restore.RestoreResult) -> None:
+    def _restore_done(self, result: RestoreResult) -> None:
+        """A restore or an emergency rollback ended (the smoke test may still have failed)."""
         ok = result.smoke_ok
         self.say(f"{'Restored' if ok else 'Restored, but the smoke test failed:'} {result.snapshot.filename} "
                  f"in {result.duration:.1f}s" + (f"; undo with {result.pre_snapshot.filename}"
                                                  if result.pre_snapshot else ""), "info" if ok else "error")
         if self._operation is not None:
-            self._operation.finish(result)
+            self._operation.post_message(OperationScreen.Ended(result=result))
         self.scan(force=True)
+
+    _emergency_done = _restore_done
 
     # -- emergency -------------------------------------------------------------------------------------
     def action_emergency(self) -> None:
-        if not self._need(snap_needed=False, conn_needed=True, idle=True):
+        if not self._can_run(conn=True, idle=True):
             return
         op = self._open_operation("EMERGENCY ROLLBACK", "Choosing the snapshot to restore…", emergency=True)
         self.activity.start("emergency rollback…")
         self.run_emergency(op)
 
-    @work(exclusive=True, group="work", name="emergency", exit_on_error=False,
-          description="Emergency rollback to the newest valid full snapshot")
-    async def run_emergency(self, op: OperationScreen) -> restore.RestoreResult:
-        report = bridge(self, op)
-        conn = self.ws.require_conn()
-        report(Step("choose snapshot", "running", "newest valid full snapshot (checking sha256)"))
-        # The candidate's full validation reads every byte: in a thread, so the screen stays live.
-        snap, why = await asyncio.to_thread(restore.emergency_candidate, self.ws.store)
-        report(Step("choose snapshot", "ok", f"{snap.filename}: {why}"))
-        op.set_subject(f"Restoring {snap.filename} ({why}) into {self.ws.target_label}")
-        report(Log(f"EMERGENCY ROLLBACK to {snap.filename}: {why}", level="warning"))
-        return await restore.restore(conn, self.ws.store, snap, pre_snapshot=True,
-                                     pre_timeout=restore.EMERGENCY_PRE_TIMEOUT, report=report,
-                                     action="rollback", validated=True)
-
     # -- protect / delete --------------------------------------------------------------------------------
     def action_protect(self) -> None:
-        snap = self._need()
+        snap = self._chosen()
         if snap:
             self.change_snapshot(snap, "unprotect" if snap.protected else "protect")
 
     def action_delete(self) -> None:
-        snap = self._need(idle=True)
+        snap = self._chosen(idle=True)
         if not snap:
             return
         warn = " It is PROTECTED." if snap.protected else ""
@@ -470,26 +370,14 @@ class MainScreen(Screen):
                              "This cannot be undone.", yes="Delete", no="Keep it")
         self.app.push_screen(modal, lambda yes: yes and self.change_snapshot(snap, "delete"))
 
-    @work(thread=True, group="files", name="files", exit_on_error=False, description="Changing a snapshot")
-    def change_snapshot(self, snap: Snapshot, what: str) -> str:
-        store = self.ws.store
-        if what == "delete":
-            with store.lock("delete", self.ws.target_label):
-                store.delete(snap)
-            store.audit("delete", "ok", snapshot=snap.filename)
-            return f"Deleted {snap.filename}."
-        store.set_protected(snap, what == "protect")
-        store.audit(what, "ok", snapshot=snap.filename)
-        return f"{snap.filename} is {'protected' if what == 'protect' else 'no longer protected'}."
-
-    def _files_changed(self, text: str) -> None:
+    def _files_done(self, text: str) -> None:
         self.say(text)
         self.notify(text, markup=False)
         self.scan(force=True)
 
-    # -- mark / diff / cleanup (engine in progress) ------------------------------------------------------
+    # -- mark / diff / cleanup (their screens come next; the CLI has them) ---------------------------------
     def action_mark(self) -> None:
-        snap = self._need()
+        snap = self._chosen()
         if snap:
             self.marked = None if self.marked == snap.filename else snap.filename
             self._render_rows()
@@ -498,18 +386,19 @@ class MainScreen(Screen):
                             markup=False)
 
     def action_diff(self) -> None:
-        snap = self._need()
+        snap = self._chosen()
         if not snap:
             return
         if self.marked is None or self.marked == snap.filename:
             self.notify("Mark one snapshot with space, then press d on another one.", severity="warning")
             return
-        self.notify(f"Coming soon: comparing {self.marked} with {snap.filename} (schema changes, row count "
-                    "deltas). Meanwhile: dbsage-tui show on each.", title="Diff", markup=False)
+        self.notify("Coming soon here. Meanwhile, from a shell: "
+                    f"dbsage-tui diff {self.marked} {snap.filename}", title="Diff", markup=False, timeout=10)
 
     def action_cleanup(self) -> None:
         op = self.workflow.operation("cleanup")
-        self.notify(f"Coming soon: {op.help}.", title=op.label, markup=False)
+        self.notify(f"Coming soon here ({op.help}). Meanwhile, from a shell: dbsage-tui cleanup --dry-run",
+                    title=op.label, markup=False, timeout=10)
 
     # -- list handling -----------------------------------------------------------------------------------
     def action_filter(self) -> None:
@@ -524,7 +413,13 @@ class MainScreen(Screen):
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.filter_text = event.value
-        self._render_rows()
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
+        if len(self.snapshots) < DEBOUNCE_FROM:
+            self._render_rows()
+        else:  # thousands of rows: re-render once the typing pauses
+            self._filter_timer = self.set_timer(DEBOUNCE, self._render_rows)
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self) -> None:
@@ -561,9 +456,10 @@ class MainScreen(Screen):
         if not self._busy():
             self.app.exit(0)
             return
-        modal = ConfirmModal("Quit?", "Work is running. Quitting cancels it: a snapshot in progress is removed, "
-                             "a restore is rolled back.", yes="Cancel it and quit", no="Keep working")
-        self.app.push_screen(modal, lambda yes: yes and self.app.exit(0))
+        modal = ConfirmModal("Quit?", "Work is running. Quitting cancels it: a snapshot in progress is "
+                             "removed, a restore is rolled back.",
+                             yes="Cancel it and quit", no="Keep working")
+        self.app.push_screen(modal, lambda yes: yes and self.cancel_and_quit())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel":

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import ClassVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Label, Static
@@ -30,7 +31,10 @@ class RestoreRequest:
 class RestoreModal(ModalScreen[RestoreRequest | None]):
     """Metadata, validation verdict, schema-only warning, pre-rollback option, and Yes/No."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="Close without restoring")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", tooltip="Close without restoring")]
+    #: Short terminals get a shorter metadata box, so the question and the answers stay in view.
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
 
     def __init__(self, operation: Operation, snap: Snapshot, validation: Validation, target: str,
                  now: dt.datetime, index: int | None = None) -> None:
@@ -54,19 +58,23 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
                              "Choose another one.", classes="danger", markup=False)
             elif self.snap.type == "schema-only":
                 yield Static("⚠ SCHEMA-ONLY SNAPSHOT: every row in its tables will be lost. The tables come "
-                             "back empty. Use a full snapshot to get data back.", classes="danger", markup=False)
-            yield Checkbox(pre.label, value=bool(pre.default), id="pre-snapshot",
-                           disabled=not self.validation.ok, compact=True)
-            yield Static(confirm.question, classes="question", markup=False)
+                             "back empty. Use a full snapshot to get data back.",
+                             classes="danger", markup=False)
+            if self.validation.ok:
+                yield Checkbox(pre.label, value=bool(pre.default), id="pre-snapshot", compact=True)
+                yield Static(confirm.question, classes="question", markup=False)
             with Horizontal(classes="buttons"):
+                if not self.validation.ok:
+                    yield Button("Close", id="answer-no", compact=True)
+                    return
                 for opt in confirm.options:
                     yield Button(opt.label, id=f"answer-{opt.value}",
-                                 variant="error" if opt.value == "yes" else "default",
-                                 disabled=opt.value == "yes" and not self.validation.ok, compact=True)
+                                 variant="error" if opt.value == "yes" else "default", compact=True)
 
     def on_mount(self) -> None:
         self.query_one(SnapshotPreview).show(self.snap, self.now, self.validation, self.index)
-        self.query_one(f"#answer-{self.operation.confirm.default}", Button).focus()
+        default = self.operation.confirm.default if self.validation.ok else "no"
+        self.query_one(f"#answer-{default}", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "answer-yes" and self.validation.ok:

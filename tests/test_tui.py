@@ -1,0 +1,599 @@
+"""Pilot tests of the full-screen app against a real PostgreSQL 18: every flow a user drives with keys,
+checked the way a user would check it (files in the snapshot directory, rows in the database).
+
+The app is built by ``make_app`` exactly as ``dbsage-tui`` builds it. Nothing here fakes pg_dump, psql or
+the server: a slow dump is made by holding a table lock in another session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import socket
+from pathlib import Path
+
+import asyncpg
+import pytest
+import yaml
+from textual.widgets import DataTable, Input, RadioButton, RichLog, Static
+
+from app.screens.confirm import ConfirmModal
+from app.screens.create import CreateSnapshotModal
+from app.screens.help import HelpScreen
+from app.screens.main import MainScreen
+from app.screens.operation import OperationScreen
+from app.screens.restore import RestoreModal
+from app.tui import make_app
+from app.workflow import default_path, load_workflow
+from services import dump
+from services.config import ConnInfo
+from services.errors import BadInput
+from services.store import SnapshotStore, suggest_label
+from services.workspace import Workspace
+from tests.conftest import run_cli
+from tests.test_tui_snapshots import NOW, SERVER, write_snapshot
+
+SIZE = (120, 36)
+PASSWORD = "s3cr3t-Test-pw-7Q"  # the test server's password (tests/conftest.py): never on screen
+
+
+def seed_items(pg, db, rows: int = 50) -> None:
+    pg.psql("CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);"
+            f"INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, {rows}) g;", db.dbname)
+
+
+def count_items(pg, db) -> int:
+    return int(pg.psql("SELECT count(*) FROM items", db.dbname).strip())
+
+
+def sql_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.glob("*") if p.name.endswith((".sql", ".partial")))
+
+
+def notices(app) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+def main_screen(app) -> MainScreen:
+    return next(s for s in app.screen_stack if isinstance(s, MainScreen))
+
+
+def log_text(app) -> str:
+    return "\n".join(strip.text for strip in main_screen(app).query_one("#log", RichLog).lines)
+
+
+async def until(pilot, condition, timeout: float = 15.0, what: str = "condition") -> None:
+    """Poll with short pauses (the app keeps running) instead of sleeping a fixed time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def listed(pilot, n: int | None = None) -> DataTable:
+    """Wait until the first listing is on screen (and holds ``n`` rows when given)."""
+    main = main_screen(pilot.app)
+    table = main.query_one(DataTable)
+    await until(pilot, lambda: main._last_scan is not None and (n is None or table.row_count == n),
+                what=f"{n} rows listed")
+    return table
+
+
+def keys_of(table: DataTable) -> list[str]:
+    return [row.key.value for row in table.ordered_rows]
+
+
+async def open_restore(pilot) -> RestoreModal:
+    await pilot.press("r")
+    await until(pilot, lambda: isinstance(pilot.app.screen, RestoreModal), what="the restore dialog")
+    await pilot.pause()
+    return pilot.app.screen
+
+
+def assert_password_hidden(app) -> None:
+    assert PASSWORD not in app.export_screenshot()
+    assert PASSWORD not in log_text(app)
+    assert all(PASSWORD not in text for text in notices(app))
+
+
+# -- creating --------------------------------------------------------------------------------------------
+
+async def test_create_snapshots_from_the_form(pg18, db18, snapdir):
+    seed_items(pg18, db18)
+    store = SnapshotStore(snapdir)
+    app = make_app(Workspace(conn=db18, store=store))
+    async with app.run_test(size=SIZE) as pilot:
+        await listed(pilot, 0)
+        await pilot.press("n")
+        assert isinstance(app.screen, CreateSnapshotModal)
+        await pilot.press(*"before-change")            # replaces the selected default label
+        await pilot.click("#field-purpose")
+        await pilot.press(*"Before the change", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+        await app.workers.wait_for_complete()
+        table = await listed(pilot, 1)
+
+        # A second one, schema-only, chosen with the mouse.
+        await pilot.press("n")
+        await pilot.press(*"schema-copy")
+        await pilot.click(app.screen.query(RadioButton)[1])
+        await pilot.click("#create")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await listed(pilot, 2)
+        assert_password_hidden(app)
+
+    snaps = store.list()
+    assert [s.label for s in snaps] == ["schema-copy", "before-change"]
+    assert all(s.valid for s in snaps)
+    full, schema = snaps[1], snaps[0]
+    assert (full.type, full.purpose) == ("full", "Before the change")
+    assert full.get("row_counts") == {"public.items": 50}
+    assert schema.type == "schema-only"
+    assert store.validate(full).ok
+    assert keys_of(table) == [schema.filename, full.filename]
+    assert any(f"Saved {full.filename}" in t for t in notices(app))
+
+
+async def test_label_is_checked_live_and_a_suggestion_offered(tmp_path):
+    store = SnapshotStore(tmp_path / "snaps")
+    conn = ConnInfo(host="127.0.0.1", port=1, dbname="never", password="x")  # the form does not connect
+    app = make_app(Workspace(conn=conn, store=store), server_info=SERVER)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await listed(pilot, 0)
+        await pilot.press("n")
+        modal = app.screen
+        await pilot.press(*"my label!")
+        hint = modal.query_one("#label-hint", Static)
+        assert "Invalid label" in str(hint.render()) and "Try: my-label" in str(hint.render())
+        await pilot.press("enter")                       # refused: the form stays
+        assert app.screen is modal
+        await pilot.click("#use-suggestion")
+        assert modal.query_one("#field-label", Input).value == suggest_label("my label!") == "my-label"
+        assert "my-label.sql" in str(hint.render())
+        await pilot.press("escape")                      # dismissed with None: nothing happens
+        assert isinstance(app.screen, MainScreen)
+        assert isinstance(app.focused, DataTable)
+        await app.workers.wait_for_complete()
+    assert sql_files(store.directory) == []
+
+
+async def test_cancel_a_running_dump_removes_the_partial_file(pg18, db18, snapdir):
+    """pg_dump waits on a lock held by another session; escape kills it and nothing is left behind."""
+    seed_items(pg18, db18)
+    blocker = await asyncpg.connect(**db18.asyncpg_kwargs())
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+    try:
+        app = make_app(Workspace(conn=db18, store=SnapshotStore(snapdir)))
+        async with app.run_test(size=SIZE) as pilot:
+            await listed(pilot, 0)
+            await pilot.press("n", *"blocked", "enter")
+            await until(pilot, lambda: any(n.endswith(".partial") for n in sql_files(snapdir)),
+                        what="pg_dump to start")
+            await until(pilot, lambda: "pg_dump" in log_text(app), what="pg_dump output")
+            main = app.screen
+            assert main.check_action("cancel", ()) is True          # "esc Cancel" is in the footer now
+            await pilot.press("escape")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert any("cancelled" in t for t in notices(app))
+            assert "partial file removed" in log_text(app)
+    finally:
+        await tx.rollback()
+        await blocker.close()
+    assert sql_files(snapdir) == []
+    audit = [json.loads(line) for line in (snapdir / "audit.log").read_text().splitlines()]
+    assert audit[-1]["action"] == "snapshot" and audit[-1]["outcome"] == "cancelled"
+
+
+async def test_quitting_during_a_dump_asks_then_cleans_up(pg18, db18, snapdir):
+    seed_items(pg18, db18)
+    blocker = await asyncpg.connect(**db18.asyncpg_kwargs())
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+    try:
+        app = make_app(Workspace(conn=db18, store=SnapshotStore(snapdir)))
+        async with app.run_test(size=SIZE) as pilot:
+            await listed(pilot, 0)
+            await pilot.press("n", "enter")
+            await until(pilot, lambda: any(n.endswith(".partial") for n in sql_files(snapdir)),
+                        what="pg_dump to start")
+            await pilot.press("q")
+            assert isinstance(app.screen, ConfirmModal) and app.focused.id == "no"
+            await pilot.click("#yes")
+            await until(pilot, lambda: app.return_code == 0, what="the app to exit")
+            assert sql_files(snapdir) == []                # cleaned up before the exit
+    finally:
+        await tx.rollback()
+        await blocker.close()
+    assert sql_files(snapdir) == []
+
+
+# -- restoring -------------------------------------------------------------------------------------------
+
+async def test_restore_after_confirming_brings_the_rows_back(pg18, db18, snapdir):
+    seed_items(pg18, db18, 50)
+    store = SnapshotStore(snapdir)
+    snap = await dump.snapshot(db18, store, "baseline", purpose="fifty items")
+    pg18.psql("DELETE FROM items WHERE id > 10", db18.dbname)
+    app = make_app(Workspace(conn=db18, store=store))
+    async with app.run_test(size=SIZE) as pilot:
+        await listed(pilot, 1)
+        modal = await open_restore(pilot)
+        assert app.focused.id == "answer-no"                       # No is the default
+        question = str(modal.query_one(".question", Static).render())
+        assert question == "This will replace current database. Continue?"
+        assert modal.query_one("#pre-snapshot").value is True
+        await pilot.click("#answer-yes")
+        await until(pilot, lambda: isinstance(app.screen, OperationScreen), what="the progress screen")
+        op = app.screen
+        await until(pilot, lambda: not op.running, timeout=60, what="the restore to end")
+        summary = str(op.query_one("#summary", Static).render())
+        assert "RESTORE OK" in summary
+        assert count_items(pg18, db18) == 50
+        pre = [s for s in store.list() if s.label == "pre-rollback"]
+        assert len(pre) == 1 and pre[0].get("row_counts") == {"public.items": 10}
+        assert f"To undo, restore {pre[0].filename}" in summary
+        steps = op.query_one("StepList")
+        assert [steps.get(n).status for n in ("validate", "pre-rollback snapshot", "restore", "smoke test")] \
+            == ["ok"] * 4
+        assert_password_hidden(app)
+        await pilot.press("escape")                                  # closes once done
+        await until(pilot, lambda: isinstance(app.screen, MainScreen), what="the main screen")
+        await listed(pilot, 2)
+    assert snap.filename in [s.filename for s in store.list()]
+
+
+@pytest.mark.parametrize("how", ["enter", "escape"])
+async def test_restore_declined_leaves_the_database_unchanged(pg18, db18, snapdir, how):
+    seed_items(pg18, db18, 50)
+    store = SnapshotStore(snapdir)
+    await dump.snapshot(db18, store, "baseline")
+    pg18.psql("DELETE FROM items WHERE id > 10", db18.dbname)
+    app = make_app(Workspace(conn=db18, store=store))
+    async with app.run_test(size=SIZE) as pilot:
+        await listed(pilot, 1)
+        await open_restore(pilot)
+        await pilot.press(how)                                       # enter answers the focused "No"
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+        assert isinstance(app.focused, DataTable)
+        await app.workers.wait_for_complete()
+        assert "Restore cancelled: nothing was changed." in log_text(app)
+    assert count_items(pg18, db18) == 10
+    assert len(store.list()) == 1                                    # no pre-rollback snapshot either
+
+
+async def test_restore_without_pre_snapshot_and_a_schema_only_warning(pg18, db18, snapdir):
+    seed_items(pg18, db18, 20)
+    store = SnapshotStore(snapdir)
+    await dump.snapshot(db18, store, "ddl-only", schema_only=True)
+    app = make_app(Workspace(conn=db18, store=store))
+    async with app.run_test(size=SIZE) as pilot:
+        await listed(pilot, 1)
+        modal = await open_restore(pilot)
+        assert "SCHEMA-ONLY SNAPSHOT" in str(modal.query_one(".danger", Static).render())
+        await pilot.click("#pre-snapshot")
+        await pilot.click("#answer-yes")
+        await until(pilot, lambda: isinstance(app.screen, OperationScreen))
+        op = app.screen
+        await until(pilot, lambda: not op.running, timeout=60, what="the restore to end")
+        assert op.query_one("StepList").get("pre-rollback snapshot").status == "skipped"
+        assert "cannot be undone" in str(op.query_one("#summary", Static).render())
+    assert count_items(pg18, db18) == 0
+    assert len(store.list()) == 1
+
+
+async def test_cancelling_a_restore_leaves_the_database_as_it_was(pg18, db18, snapdir):
+    """psql waits on a lock held by another session; escape kills it before anything commits."""
+    seed_items(pg18, db18, 50)
+    store = SnapshotStore(snapdir)
+    await dump.snapshot(db18, store, "baseline")
+    pg18.psql("DELETE FROM items WHERE id > 10", db18.dbname)
+    blocker = await asyncpg.connect(**db18.asyncpg_kwargs())
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("LOCK TABLE items IN ACCESS SHARE MODE")
+    try:
+        app = make_app(Workspace(conn=db18, store=store))
+        async with app.run_test(size=SIZE) as pilot:
+            await listed(pilot, 1)
+            await open_restore(pilot)
+            await pilot.click("#pre-snapshot")                        # straight to psql
+            await pilot.click("#answer-yes")
+            await until(pilot, lambda: isinstance(app.screen, OperationScreen))
+            op = app.screen
+            await until(pilot, lambda: op.query_one("StepList").get("restore").status == "running",
+                        what="psql to start")
+            await pilot.pause(0.5)
+            await pilot.press("escape")
+            await until(pilot, lambda: not op.running, timeout=20, what="the cancel")
+            summary = str(op.query_one("#summary", Static).render())
+            assert "CANCELLED" in summary and "nothing was committed" in summary
+    finally:
+        await tx.rollback()
+        await blocker.close()
+    assert count_items(pg18, db18) == 10
+    assert len(store.list()) == 1
+
+
+async def test_a_corrupt_snapshot_cannot_be_restored(pg18, db18, snapdir):
+    """Same size, one byte changed: the quick listing check passes, the full sha256 check refuses."""
+    seed_items(pg18, db18, 20)
+    store = SnapshotStore(snapdir)
+    snap = await dump.snapshot(db18, store, "tampered")
+    data = bytearray(snap.path.read_bytes())
+    i = data.index(b"item 7")
+    data[i:i + 6] = b"item X"
+    snap.path.write_bytes(bytes(data))
+    pg18.psql("DELETE FROM items", db18.dbname)
+    app = make_app(Workspace(conn=db18, store=store))
+    async with app.run_test(size=SIZE) as pilot:
+        await listed(pilot, 1)
+        modal = await open_restore(pilot)
+        assert "cannot be restored: sha256 mismatch" in str(modal.query_one(".danger", Static).render())
+        assert not modal.query("#answer-yes")
+        await pilot.press("enter")
+        assert isinstance(app.screen, MainScreen)
+    assert count_items(pg18, db18) == 0
+
+
+async def test_emergency_rollback_runs_at_once_and_reports_recovery(pg18, db18, snapdir):
+    seed_items(pg18, db18, 30)
+    store = SnapshotStore(snapdir)
+    good = await dump.snapshot(db18, store, "emergency-backup")
+    pg18.psql("DROP TABLE items; CREATE TABLE junk (x int);", db18.dbname)
+    app = make_app(Workspace(conn=db18, store=store))
+    async with app.run_test(size=SIZE) as pilot:
+        await listed(pilot, 1)
+        await pilot.press("E")                                      # no question asked
+        await until(pilot, lambda: isinstance(app.screen, OperationScreen))
+        op = app.screen
+        await until(pilot, lambda: not op.running, timeout=60, what="the rollback to end")
+        summary = str(op.query_one("#summary", Static).render())
+        assert "RECOVERY STATUS: OK" in summary
+        assert good.filename in str(op.query_one("#subject", Static).render())
+        steps = op.query_one("StepList")
+        assert [steps.get(n).status for n in ("choose snapshot", "pre-rollback snapshot", "restore",
+                                              "smoke test")] == ["ok"] * 4
+    assert count_items(pg18, db18) == 30
+    assert pg18.psql("SELECT to_regclass('public.junk') IS NULL", db18.dbname).strip() == "t"
+    assert [s.label for s in store.list()] == ["pre-rollback", "emergency-backup"]
+    assert json.loads((snapdir / "audit.log").read_text().splitlines()[-1])["action"] == "rollback"
+
+
+async def test_emergency_without_a_full_snapshot_fails_clearly(pg18, db18, snapdir):
+    """Nothing to roll back to: the failure arrives at once, and still after the step it ends."""
+    seed_items(pg18, db18, 5)
+    app = make_app(Workspace(conn=db18, store=SnapshotStore(snapdir)))
+    async with app.run_test(size=SIZE) as pilot:
+        await listed(pilot, 0)
+        await pilot.press("E")
+        await until(pilot, lambda: isinstance(app.screen, OperationScreen))
+        op = app.screen
+        await until(pilot, lambda: not op.running, what="the rollback to stop")
+        assert "RECOVERY STATUS: FAILED" in str(op.query_one("#summary", Static).render())
+        assert op.query_one("StepList").get("choose snapshot").status == "failed"
+        assert op.query_one("#close").display and not op.query_one("#cancel").display
+        assert any(t.startswith("No valid full snapshot to roll back to.") for t in notices(app))
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+    assert count_items(pg18, db18) == 5
+
+
+# -- the live list ---------------------------------------------------------------------------------------
+
+async def test_snapshots_from_another_process_appear_and_vanish(pg18, db18, snapdir):
+    seed_items(pg18, db18, 5)
+    store = SnapshotStore(snapdir)
+    first = await dump.snapshot(db18, store, "first")
+    app = make_app(Workspace(conn=db18, store=store))
+    url = f"postgresql://{db18.user}:{db18.password}@{db18.host}:{db18.port}/{db18.dbname}"
+    async with app.run_test(size=SIZE) as pilot:
+        table = await listed(pilot, 1)
+        res = await asyncio.to_thread(run_cli, "snapshot", "--label", "from-cli", "--dir", str(snapdir),
+                                      env={"SUPABASE_DB_URL": url})
+        assert res.returncode == 0, res.stderr
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await until(pilot, lambda: table.row_count == 2, timeout=5, what="the new row")
+        assert loop.time() - started < 3
+        new = store.list()[0]
+        assert keys_of(table) == [new.filename, first.filename]     # newest first
+        assert table.highlighted_key == first.filename              # the cursor stayed on its snapshot
+        new.path.unlink()
+        new.meta_path.unlink()
+        await until(pilot, lambda: table.row_count == 1, timeout=5, what="the row to go")
+        assert keys_of(table) == [first.filename]
+
+
+async def test_ages_tick_and_the_24_hour_highlight_ends(tmp_path):
+    store = SnapshotStore(tmp_path / "snaps")
+    write_snapshot(store, "fresh", NOW - dt.timedelta(seconds=30))
+    now = [NOW]
+    app = make_app(Workspace(conn=None, store=store), clock=lambda: now[0])
+    async with app.run_test(size=SIZE) as pilot:
+        table = await listed(pilot, 1)
+
+        def cells():  # (age text, highlighted as younger than 24 h)
+            row = table.get_row_at(0)
+            return row[3].plain.strip(), "bold" in str(row[2].style)
+
+        assert cells() == ("30 seconds ago", True)
+        now[0] = NOW + dt.timedelta(hours=2)
+        await until(pilot, lambda: cells() == ("2 hours ago", True), timeout=3, what="the age to tick")
+        now[0] = NOW + dt.timedelta(hours=25)
+        await until(pilot, lambda: cells() == ("a day ago", False), timeout=3, what="the highlight to end")
+
+
+async def test_filter_by_label_or_purpose(tmp_path):
+    store = SnapshotStore(tmp_path / "snaps")
+    write_snapshot(store, "v1.0", NOW - dt.timedelta(hours=1), purpose="Release")
+    write_snapshot(store, "before-migration", NOW - dt.timedelta(hours=2), purpose="Pre-migration safety")
+    write_snapshot(store, "baseline", NOW - dt.timedelta(days=3), purpose="Initial production baseline")
+    app = make_app(Workspace(conn=None, store=store), clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await listed(pilot, 3)
+        await pilot.press("slash", *"MIGR")
+        assert [k.split("_", 1)[1] for k in keys_of(table)] == ["before-migration.sql"]
+        await pilot.press("backspace", "backspace", "backspace", "backspace", *"production")   # purpose
+        assert [k.split("_", 1)[1] for k in keys_of(table)] == ["baseline.sql"]
+        await pilot.press("enter")
+        assert isinstance(app.focused, DataTable)
+        assert "1 of 3" in app.screen.query_one("#list-pane").border_title
+        await pilot.press("escape")
+        assert table.row_count == 3
+        await pilot.press("slash", *"nothing-like-this")
+        assert "No snapshot matches" in str(app.screen.query_one("#empty", Static).render())
+
+
+# -- no database, errors ---------------------------------------------------------------------------------
+
+async def test_without_a_database_the_list_works_and_actions_explain(tmp_path):
+    store = SnapshotStore(tmp_path / "snaps")
+    write_snapshot(store, "v1.0", NOW, rows=4)
+    app = make_app(Workspace(conn=None, store=store), clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await listed(pilot, 1)
+        assert "no database configured" in str(app.screen.query_one("#header", Static).render())
+        for key in ("n", "r", "E"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert isinstance(app.screen, MainScreen)
+        said = notices(app)
+        assert len(said) == 3 and all("--demo" in t and "SUPABASE_DB_URL" in t for t in said)
+        await pilot.press("v")                                      # validation needs no database
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert any("is valid" in t for t in notices(app))
+        assert "verified" in str(app.screen.query_one("#preview-body", Static).render())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_an_unreachable_database_is_one_notice_never_a_traceback(tmp_path):
+    conn = ConnInfo(host="127.0.0.1", port=free_port(), user="postgres", dbname="app", password=PASSWORD)
+    store = SnapshotStore(tmp_path / "snaps")
+    app = make_app(Workspace(conn=conn, store=store))
+    async with app.run_test(size=SIZE) as pilot:
+        await listed(pilot, 0)
+        await until(pilot, lambda: notices(app), what="the probe to fail")
+        assert "not reachable" in str(app.screen.query_one("#header", Static).render())
+        await pilot.press("n", "enter")                             # try to snapshot anyway
+        await app.workers.wait_for_complete()
+        await until(pilot, lambda: len(notices(app)) == 2, what="the snapshot to fail")
+        assert all(t.startswith("Connecting to postgres@127.0.0.1") for t in notices(app))
+        assert not any("Traceback" in t for t in notices(app))
+        assert "Traceback" not in log_text(app)
+        assert app.is_running
+        assert_password_hidden(app)
+    assert sql_files(store.directory) == []
+
+
+# -- protect, delete, mark, palette, help ------------------------------------------------------------------
+
+async def test_protect_and_delete_with_confirmation(tmp_path):
+    store = SnapshotStore(tmp_path / "snaps")
+    path = write_snapshot(store, "baseline", NOW, rows=4)
+    app = make_app(Workspace(conn=None, store=store), clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await listed(pilot, 1)
+        await pilot.press("p")
+        await app.workers.wait_for_complete()
+        await until(pilot, lambda: "◆" in table.get_row_at(0)[1].plain, what="the protected mark")
+        assert store.list()[0].protected is True
+        await pilot.press("delete")
+        assert isinstance(app.screen, ConfirmModal)
+        assert app.focused.id == "no"
+        assert "PROTECTED" in str(app.screen.query_one(".question", Static).render())
+        await pilot.press("enter")                                  # "Keep it"
+        await pilot.pause()
+        assert path.exists()
+        await pilot.press("delete")
+        await pilot.click("#yes")
+        await app.workers.wait_for_complete()
+        await until(pilot, lambda: table.row_count == 0, what="the row to go")
+    assert not path.exists() and not path.with_name(path.name + ".meta.yaml").exists()
+    audit = (store.directory / "audit.log").read_text().splitlines()
+    actions = [json.loads(line)["action"] for line in audit]
+    assert actions == ["protect", "delete"]
+
+
+async def test_mark_diff_cleanup_palette_and_help(tmp_path):
+    store = SnapshotStore(tmp_path / "snaps")
+    write_snapshot(store, "new", NOW)
+    write_snapshot(store, "old", NOW - dt.timedelta(days=2))
+    app = make_app(Workspace(conn=None, store=store), clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await listed(pilot, 2)
+        await pilot.press("d")
+        assert "Mark one snapshot with space" in notices(app)[-1]
+        await pilot.press("space", "j", "d")
+        assert "●" in table.get_row_at(0)[1].plain
+        new, old = keys_of(table)
+        assert notices(app)[-1].startswith("Coming soon")
+        assert f"dbsage-tui diff {new} {old}" in notices(app)[-1]
+        await pilot.press("c")
+        assert "dbsage-tui cleanup --dry-run" in notices(app)[-1]
+        # The palette offers the story's commands; *snapshot-list clears the filter.
+        await pilot.press("slash", *"zzz", "enter")
+        assert table.row_count == 0
+        await pilot.press("ctrl+p")
+        await pilot.press(*"*snapshot-list")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and table.row_count == 2,
+                    what="the palette command")
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-body", Static).render())
+        assert "*snapshot-cleanup" in text and "Emergency" in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+# -- the workflow file -----------------------------------------------------------------------------------
+
+def test_the_shipped_workflow_builds_the_forms():
+    wf = load_workflow()
+    assert [op.id for op in wf.operations][:4] == ["snapshot", "restore", "list", "cleanup"]
+    assert {op.palette for op in wf.operations} >= {"*snapshot", "*rollback", "*snapshot-list",
+                                                    "*snapshot-cleanup", "*snapshot-diff"}
+    snap = wf.operation("snapshot")
+    assert snap.field("label").default == "manual"
+    assert [o.value for o in snap.field("snapshot_type").options] == ["full", "schema"]
+    assert wf.operation("restore").confirm.default == "no"
+    assert "command:" not in default_path().read_text().replace("`command:`", "")
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda d: d["workflow"]["operations"][2].update(command="ls -1t supabase/snapshots"),
+     "unknown key 'command' (shell commands are not supported"),
+    (lambda d: d["workflow"]["operations"].pop(3), "the operation 'cleanup' is missing"),
+    (lambda d: d["workflow"]["operations"][0]["fields"][0].update(default="bad label"),
+     "field 'label' default"),
+    (lambda d: d["workflow"]["operations"][0].update(action="rm_rf"), "unknown action 'rm_rf'"),
+    (lambda d: d["workflow"]["operations"][1]["confirm"].update(default="maybe"), "confirm default"),
+])
+def test_a_broken_workflow_file_is_one_clear_error(tmp_path, change, problem):
+    data = yaml.safe_load(default_path().read_text())
+    change(data)
+    broken = tmp_path / "wf.yaml"
+    broken.write_text(yaml.safe_dump(data))
+    with pytest.raises(BadInput) as err:
+        make_app(Workspace(conn=None, store=SnapshotStore(tmp_path)), workflow_path=broken)
+    assert str(broken) in err.value.message and problem in err.value.message
+    broken.write_text("workflow: [unclosed\n")
+    with pytest.raises(BadInput, match="not valid YAML at line"):
+        load_workflow(broken)

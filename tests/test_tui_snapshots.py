@@ -1,0 +1,241 @@
+"""Pictures of the app (pytest-textual-snapshot SVGs): the main screen and every dialog, at fixed sizes.
+
+The input never changes: a snapshot directory written here with fixed timestamps (tiny but valid dumps and
+metadata written with the engine's own ``write_meta``), a fixed clock, and a target whose server facts are
+given rather than fetched, so no database is contacted and no port number can leak into a picture.
+Update the baselines with ``pytest tests/test_tui_snapshots.py --snapshot-update`` after looking at them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from app.screens.messages import EngineLog, EngineProgress, EngineStep
+from app.screens.operation import OperationScreen
+from app.tui import make_app
+from services.config import ConnInfo
+from services.dump import restore_instructions
+from services.events import Log, Progress, Step
+from services.inspect import ServerInfo
+from services.restore import RestoreResult, SmokeCheck
+from services.store import TS_FORMAT, Snapshot, SnapshotStore, format_ts, human_size
+from services.workspace import Workspace
+
+UTC = dt.UTC
+NOW = dt.datetime(2024, 10, 27, 15, 0, 0, tzinfo=UTC)
+#: A target that is never contacted (the server facts below stand in for the connection).
+TARGET = ConnInfo(host="db.example.supabase.co", port=5432, user="postgres", dbname="postgres",
+                  password="never-shown-pw-1")
+SERVER = ServerInfo(version="PostgreSQL 15.8", version_num=150008, current_user="postgres", superuser=True,
+                    supabase=True, supabase_version="2024-10-01", database="postgres")
+
+
+def dump_text(rows: int, schema_only: bool = False) -> bytes:
+    """A small plain-format dump with the header, one COPY block and the dump-complete trailer."""
+    data = "" if schema_only else (
+        "COPY public.items (id, name) FROM stdin;\n"
+        + "".join(f"{i}\titem {i}\n" for i in range(1, rows + 1)) + "\\.\n\n")
+    return ("--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 15.8\n"
+            "-- Dumped by pg_dump version 18.1\n\nSET statement_timeout = 0;\n\n"
+            "CREATE TABLE public.items (id integer NOT NULL, name text);\n\n" + data
+            + "--\n-- PostgreSQL database dump complete\n--\n\n").encode()
+
+
+def write_snapshot(store: SnapshotStore, label: str, when: dt.datetime, *, purpose: str = "", rows: int = 3,
+                   schema_only: bool = False, protected: bool = False, truncate: bool = False) -> Path:
+    """Write ``{ts}_{label}.sql`` and its metadata the way a real snapshot has them (``truncate`` cuts the
+    trailer off afterwards, which the quick check reports as incomplete)."""
+    store.directory.mkdir(parents=True, exist_ok=True)
+    body = dump_text(rows, schema_only)
+    path = store.directory / f"{when.strftime(TS_FORMAT)}_{label}.sql"
+    path.write_bytes(body)
+    meta = {"label": label, "purpose": purpose, "timestamp": format_ts(when),
+            "database_version": "PostgreSQL 15.8", "supabase_version": "2024-10-01",
+            "type": "schema-only" if schema_only else "full",
+            "size_bytes": len(body), "size_human": human_size(len(body)), "tables_count": 1,
+            "restore_instructions": restore_instructions(path.name, 15, 18), "notes": "",
+            "filename": path.name,
+            "sha256": hashlib.sha256(body).hexdigest(), "database": "postgres",
+            "host": "db.example.supabase.co:5432", "schemas": ["public"],
+            "row_counts": None if schema_only else {"public.items": rows}, "protected": protected}
+    store.write_meta(path, meta)
+    if truncate:
+        path.write_bytes(body[: len(body) // 2])
+        meta["size_bytes"] = len(body) // 2
+        store.write_meta(path, meta)
+    return path
+
+
+def seed(directory: Path) -> SnapshotStore:
+    """Five snapshots: recent ones (highlighted), a schema-only one, a protected one, an incomplete one."""
+    store = SnapshotStore(directory)
+    write_snapshot(store, "v1.0", NOW - dt.timedelta(hours=2), purpose="Release v1.0 production snapshot",
+                   rows=40)
+    write_snapshot(store, "before-migration", NOW - dt.timedelta(hours=3), schema_only=True,
+                   purpose="Pre-migration safety snapshot")
+    write_snapshot(store, "nightly", NOW - dt.timedelta(hours=20, minutes=30), purpose="Cron", truncate=True)
+    write_snapshot(store, "baseline", NOW - dt.timedelta(days=1, hours=5),
+                   purpose="Initial production baseline", rows=30, protected=True)
+    write_snapshot(store, "emergency-backup", NOW - dt.timedelta(days=2, hours=20, minutes=30),
+                   purpose="Emergency backup before hotfix", rows=25)
+    return store
+
+
+@pytest.fixture(autouse=True)
+def in_project(tmp_path, monkeypatch):
+    """Run from a project directory so that the snapshot directory shows as the default relative path
+    (a tmp path in the picture would differ on every run)."""
+    monkeypatch.chdir(tmp_path)
+
+
+def app_for(tmp_path: Path, conn: ConnInfo | None = TARGET, demo: bool = False, server: ServerInfo = SERVER):
+    store = seed(Path("supabase/snapshots"))
+    return make_app(Workspace(conn=conn, store=store, demo=demo), clock=lambda: NOW, server_info=server)
+
+
+async def settle(pilot) -> None:
+    """Wait until the listing (a thread worker) and any validation have finished and been shown."""
+    for _ in range(100):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if pilot.app.screen.query("SnapshotTable") and pilot.app.screen.query_one("SnapshotTable").row_count:
+            break
+        if not pilot.app.screen.query("SnapshotTable"):
+            break
+    await pilot.pause()
+
+
+def go_to(label: str):
+    """run_before: put the cursor on the row of ``label``."""
+    async def run(pilot) -> None:
+        await settle(pilot)
+        table = pilot.app.screen.query_one("SnapshotTable")
+        key = next(k.value for k in table.rows if k.value.endswith(f"_{label}.sql"))
+        table.select_key(key)
+        await pilot.pause()
+    return run
+
+
+@pytest.mark.parametrize("size", [(140, 40), (80, 24), (200, 50)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_main_screen(snap_compare, tmp_path, size):
+    """Newest first; the last 24 h in bold green; ✗ on the truncated one; ◆ on the protected one; the
+    preview of the highlighted snapshot; Supabase and the server version in the header."""
+    assert snap_compare(app_for(tmp_path), terminal_size=size, run_before=settle)
+
+
+def test_main_screen_sandbox_with_a_mark(snap_compare, tmp_path):
+    """The SANDBOX badge first in the header; one snapshot marked for diff (space), the cursor below it."""
+    async def run(pilot):
+        await go_to("baseline")(pilot)
+        await pilot.press("space", "down")
+    sandbox = ServerInfo(version="PostgreSQL 18.1", version_num=180001, current_user="postgres",
+                         superuser=True, supabase=False, supabase_version=None, database="shop")
+    sandbox_conn = ConnInfo(host="127.0.0.1", port=54329, user="postgres", dbname="shop", password="pw")
+    app = app_for(tmp_path, conn=sandbox_conn, demo=True, server=sandbox)
+    assert snap_compare(app, terminal_size=(140, 40), run_before=run)
+
+
+def test_main_screen_without_database(snap_compare, tmp_path):
+    """No database configured: the list still works and the header says how to configure one."""
+    assert snap_compare(app_for(tmp_path, conn=None), terminal_size=(120, 30), run_before=settle)
+
+
+def test_filter(snap_compare, tmp_path):
+    """/ opens the filter; rows that match neither label nor purpose are hidden."""
+    async def run(pilot):
+        await settle(pilot)
+        await pilot.press("slash", *"prod")
+    assert snap_compare(app_for(tmp_path), terminal_size=(140, 40), run_before=run)
+
+
+def test_create_modal(snap_compare, tmp_path):
+    """The create form from the workflow file, with the live label check failing and its suggestion."""
+    async def run(pilot):
+        await settle(pilot)
+        await pilot.press("n", *"before RLS")
+    assert snap_compare(app_for(tmp_path), terminal_size=(100, 32), run_before=run)
+
+
+def test_create_modal_80x24(snap_compare, tmp_path):
+    async def run(pilot):
+        await settle(pilot)
+        await pilot.press("n")
+    assert snap_compare(app_for(tmp_path), terminal_size=(80, 24), run_before=run)
+
+
+@pytest.mark.parametrize("label", ["v1.0", "before-migration", "nightly"])
+def test_restore_modal(snap_compare, tmp_path, label):
+    """Full snapshot: metadata, verified, No focused. Schema-only: the loud warning. Truncated: refused."""
+    async def run(pilot):
+        await go_to(label)(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+    assert snap_compare(app_for(tmp_path), terminal_size=(120, 40), run_before=run)
+
+
+def test_delete_confirmation(snap_compare, tmp_path):
+    async def run(pilot):
+        await go_to("baseline")(pilot)
+        await pilot.press("delete")
+    assert snap_compare(app_for(tmp_path), terminal_size=(100, 30), run_before=run)
+
+
+def test_help(snap_compare, tmp_path):
+    async def run(pilot):
+        await settle(pilot)
+        await pilot.press("question_mark")
+    assert snap_compare(app_for(tmp_path), terminal_size=(120, 44), run_before=run)
+
+
+def test_emergency_recovery_status(snap_compare, tmp_path):
+    """The emergency screen as it ends: each step's status, the recovery status and what to do next
+    (rendered from a result; the pilot tests run the real rollback)."""
+    async def run(pilot):
+        await settle(pilot)
+        store = pilot.app.ws.store
+        snaps = {s.label: s for s in store.list()}
+        target = TARGET.display
+        op = OperationScreen("EMERGENCY ROLLBACK",
+                             f"Restoring {snaps['emergency-backup'].filename} (newest valid full snapshot, "
+                             f"labeled for emergencies) into {target}",
+                             emergency=True, cancel_work=lambda: None,
+                             audit_path=str(store.directory / "audit.log"))
+        await pilot.app.push_screen(op)
+        pre = Snapshot(path=store.directory / "20241027150000_pre-rollback.sql", label="pre-rollback",
+                       timestamp=NOW)
+        for name, status, detail in [("choose snapshot", "ok", snaps["emergency-backup"].filename),
+                                     ("pre-rollback snapshot", "ok", pre.filename),
+                                     ("restore", "ok", f"{snaps['emergency-backup'].filename} committed"),
+                                     ("smoke test", "ok", "all checks passed")]:
+            op.post_message(EngineStep(Step(name, status, detail)))
+        op.post_message(OperationScreen.Ended(RestoreResult(
+            snapshot=snaps["emergency-backup"], pre_snapshot=pre, duration=2.4,
+            checks=[SmokeCheck("connection", True, f"connected to {target}"),
+                    SmokeCheck("tables", True, "1 tables (snapshot: 1)"),
+                    SmokeCheck("row counts", True, "1 tables, 25 rows match")])))
+        await pilot.pause()
+    assert snap_compare(app_for(tmp_path), terminal_size=(110, 36), run_before=run)
+
+
+def test_restore_in_progress(snap_compare, tmp_path):
+    """A restore under way: steps so far, the progress bar with bytes, rate and ETA, psql's output."""
+    async def run(pilot):
+        await settle(pilot)
+        snap = {s.label: s for s in pilot.app.ws.store.list()}["v1.0"]
+        op = OperationScreen(f"Restore {snap.label}", f"{snap.filename} → {TARGET.display}", emergency=False,
+                             cancel_work=lambda: None, audit_path="supabase/snapshots/audit.log",
+                             done={"validate": ("ok", "sha256, size and structure match")})
+        await pilot.app.push_screen(op)
+        for message in [EngineStep(Step("pre-rollback snapshot", "ok", "20241027150000_pre-rollback.sql")),
+                        EngineStep(Step("restore", "running", snap.filename)),
+                        EngineLog(Log(f"Replaying {snap.filename} into {TARGET.display} in one transaction")),
+                        EngineLog(Log("psql:<stdin>:12: NOTICE:  table \"old\" does not exist, skipping",
+                                      source="psql")),
+                        EngineProgress(Progress("restore", 36_000_000, 120_000_000, 3.0))]:
+            op.post_message(message)
+        await pilot.pause()
+    assert snap_compare(app_for(tmp_path), terminal_size=(110, 36), run_before=run)
