@@ -333,7 +333,7 @@ COMMANDS = {"snapshot": cmd_snapshot, "list": cmd_list, "show": cmd_show, "valid
             "restore": cmd_restore, "rollback": cmd_rollback, "protect": cmd_protect, "unprotect": cmd_protect}
 
 
-def _debug_log(exc: BaseException) -> Path | None:
+def debug_log(exc: BaseException) -> Path | None:
     """Keep the traceback of an unexpected error in a file the user can attach to a bug report."""
     try:
         from services.config import data_dir
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("Cancelled: work in progress was stopped and cleaned up.", EXIT_FAILED, json_mode)
     except Exception as exc:  # noqa: BLE001 - never a traceback on the user's terminal
-        where = _debug_log(exc)
+        where = debug_log(exc)
         return _fail(f"Unexpected error: {exc.__class__.__name__}: {exc}."
                      + (f" Details in {where}." if where else ""), EXIT_FAILED, json_mode)
 

@@ -16,10 +16,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 import yaml
-from textual.widgets import DataTable, Input, RadioButton, RichLog, Static
+from textual.widgets import DataTable, Input, RadioButton, RichLog, Static, Tree
 
+from app.screens.cleanup import CleanupModal
 from app.screens.confirm import ConfirmModal
 from app.screens.create import CreateSnapshotModal
+from app.screens.diff import DiffScreen
 from app.screens.help import HelpScreen
 from app.screens.main import MainScreen
 from app.screens.operation import OperationScreen
@@ -541,11 +543,11 @@ async def test_mark_diff_cleanup_palette_and_help(tmp_path):
         assert "Mark one snapshot with space" in notices(app)[-1]
         await pilot.press("space", "j", "d")
         assert "●" in table.get_row_at(0)[1].plain
-        new, old = keys_of(table)
-        assert notices(app)[-1].startswith("Coming soon")
-        assert f"dbsage-tui diff {new} {old}" in notices(app)[-1]
+        await until(pilot, lambda: isinstance(app.screen, DiffScreen), what="the diff screen")
+        assert "no schema changes" in tree_text(app.screen)
+        await pilot.press("escape")
         await pilot.press("c")
-        assert "dbsage-tui cleanup --dry-run" in notices(app)[-1]
+        await until(pilot, lambda: any("Nothing to clean up" in n for n in notices(app)), what="the notice")
         # The palette offers the story's commands; *snapshot-list clears the filter.
         await pilot.press("slash", *"zzz", "enter")
         assert table.row_count == 0
@@ -561,6 +563,69 @@ async def test_mark_diff_cleanup_palette_and_help(tmp_path):
         assert "*snapshot-cleanup" in text and "Emergency" in text
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
+
+
+def tree_text(screen) -> str:
+    tree = screen.query_one(Tree)
+    out = []
+
+    def walk(node):
+        out.append(str(node.label))
+        for child in node.children:
+            walk(child)
+    walk(tree.root)
+    return "\n".join(out)
+
+
+async def test_diff_of_two_real_snapshots_shows_the_changes(pg18, db18, snapdir):
+    seed_items(pg18, db18, rows=20)
+    store = SnapshotStore(snapdir)
+    await dump.snapshot(db18, store, "before")
+    await asyncio.sleep(1.1)  # the diff orders the two by time: give them different seconds
+    pg18.psql("CREATE TABLE extra (x int); ALTER TABLE items DROP COLUMN name; DELETE FROM items WHERE id > 15;",
+              db18.dbname)
+    await dump.snapshot(db18, store, "after")
+    app = make_app(Workspace(conn=db18, store=store))
+    async with app.run_test(size=SIZE) as pilot:
+        await listed(pilot, 2)
+        await pilot.press("space", "j", "d")        # mark the newest, compare with the older: order by time
+        await until(pilot, lambda: isinstance(app.screen, DiffScreen), what="the diff screen")
+        text = tree_text(app.screen)
+        assert "+ public.extra" in text and "- public.items.name" in text
+        rows = app.screen.query_one("#diff-rows", DataTable)
+        cells = [[str(c) for c in rows.get_row_at(i)] for i in range(rows.row_count)]
+        assert ["public.items", "20", "15", "-5"] in cells and ["public.extra", "-", "0", "+0"] in cells
+        assert app.screen.result.a.endswith("_before.sql")
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_cleanup_dialog_deletes_only_what_was_confirmed(tmp_path):
+    store = SnapshotStore(tmp_path / "snaps")
+    day = NOW - dt.timedelta(days=10)
+    keep_newest = write_snapshot(store, "evening", day.replace(hour=20))
+    older = write_snapshot(store, "noon", day.replace(hour=12))
+    oldest = write_snapshot(store, "morning", day.replace(hour=8))
+    write_snapshot(store, "recent", NOW - dt.timedelta(hours=1))
+    app = make_app(Workspace(conn=None, store=store), clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await listed(pilot, 4)
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, CleanupModal), what="the cleanup plan")
+        plan = app.screen.query_one("#plan", DataTable)
+        assert plan.row_count == 4
+        assert str(plan.get_row_at(0)[0]) == "DELETE" and str(plan.get_row_at(1)[0]) == "DELETE"
+        assert "superseded by" in str(plan.get_row_at(0)[2])
+        await pilot.press("space")                  # keep the first deletion after all
+        assert str(plan.get_row_at(0)[0]) == "keep"
+        await pilot.press("ctrl+d")
+        await app.workers.wait_for_complete()
+        await until(pilot, lambda: main_screen(app).query_one(DataTable).row_count == 3, what="the listing")
+    names = {p.name for p in store.directory.glob("*.sql")}
+    assert keep_newest.name in names
+    assert (older.name in names) != (oldest.name in names), "exactly one of the two was deleted"
+    deleted = [json.loads(line) for line in (store.directory / "audit.log").read_text().splitlines()]
+    assert [e["action"] for e in deleted] == ["delete", "cleanup"]
 
 
 # -- the workflow file -----------------------------------------------------------------------------------

@@ -34,23 +34,24 @@ SERVER = ServerInfo(version="PostgreSQL 15.8", version_num=150008, current_user=
                     supabase=True, supabase_version="2024-10-01", database="postgres")
 
 
-def dump_text(rows: int, schema_only: bool = False) -> bytes:
+def dump_text(rows: int, schema_only: bool = False, extra_ddl: str = "") -> bytes:
     """A small plain-format dump with the header, one COPY block and the dump-complete trailer."""
     data = "" if schema_only else (
         "COPY public.items (id, name) FROM stdin;\n"
         + "".join(f"{i}\titem {i}\n" for i in range(1, rows + 1)) + "\\.\n\n")
     return ("--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 15.8\n"
             "-- Dumped by pg_dump version 18.1\n\nSET statement_timeout = 0;\n\n"
-            "CREATE TABLE public.items (id integer NOT NULL, name text);\n\n" + data
+            "CREATE TABLE public.items (id integer NOT NULL, name text);\n\n" + extra_ddl + data
             + "--\n-- PostgreSQL database dump complete\n--\n\n").encode()
 
 
 def write_snapshot(store: SnapshotStore, label: str, when: dt.datetime, *, purpose: str = "", rows: int = 3,
-                   schema_only: bool = False, protected: bool = False, truncate: bool = False) -> Path:
+                   schema_only: bool = False, protected: bool = False, truncate: bool = False,
+                   extra_ddl: str = "") -> Path:
     """Write ``{ts}_{label}.sql`` and its metadata the way a real snapshot has them (``truncate`` cuts the
     trailer off afterwards, which the quick check reports as incomplete)."""
     store.directory.mkdir(parents=True, exist_ok=True)
-    body = dump_text(rows, schema_only)
+    body = dump_text(rows, schema_only, extra_ddl)
     path = store.directory / f"{when.strftime(TS_FORMAT)}_{label}.sql"
     path.write_bytes(body)
     meta = {"label": label, "purpose": purpose, "timestamp": format_ts(when),
@@ -239,3 +240,33 @@ def test_restore_in_progress(snap_compare, tmp_path):
             op.post_message(message)
         await pilot.pause()
     assert snap_compare(app_for(tmp_path), terminal_size=(110, 36), run_before=run)
+
+
+def test_cleanup_dialog(snap_compare, tmp_path):
+    """c: the retention plan with a reason on every row; the policy's deletions marked DELETE."""
+    async def run(pilot):
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+    store = seed(Path("supabase/snapshots"))
+    day = NOW - dt.timedelta(days=10)
+    for hour, label in ((8, "morning"), (12, "noon"), (20, "evening")):
+        write_snapshot(store, label, day.replace(hour=hour), purpose="nightly job")
+    write_snapshot(store, "last-month", NOW - dt.timedelta(days=40), purpose="old")
+    app = make_app(Workspace(conn=TARGET, store=store), clock=lambda: NOW, server_info=SERVER)
+    assert snap_compare(app, terminal_size=(140, 40), run_before=run)
+
+
+def test_diff_screen(snap_compare, tmp_path):
+    """space on one snapshot, d on another: schema changes as a tree, row counts as a table."""
+    async def run(pilot):
+        await go_to("after")(pilot)
+        await pilot.press("space", "down", "d")
+        await settle(pilot)
+    store = SnapshotStore(Path("supabase/snapshots"))
+    write_snapshot(store, "before", NOW - dt.timedelta(hours=2), rows=40)
+    write_snapshot(store, "after", NOW - dt.timedelta(hours=1), rows=35, extra_ddl=(
+        "CREATE TABLE public.audit (id bigint NOT NULL, at timestamp with time zone DEFAULT now());\n\n"
+        "CREATE INDEX items_name_idx ON public.items USING btree (name);\n\n"))
+    app = make_app(Workspace(conn=TARGET, store=store), clock=lambda: NOW, server_info=SERVER)
+    assert snap_compare(app, terminal_size=(140, 40), run_before=run)

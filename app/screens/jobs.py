@@ -19,12 +19,14 @@ from pathlib import Path
 from textual import work
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
-from app.cli import _debug_log
+from app.cli import debug_log
 from app.screens.create import CreateRequest
 from app.screens.messages import bridge
 from app.screens.operation import OperationScreen
 from app.screens.restore import RestoreRequest
-from services import dump, restore
+from app.cli_maintenance import policy_from_config
+from app.screens.cleanup import CleanupRequest
+from services import diff, dump, restore, retention
 from services.errors import DbsageError
 from services.events import Log, Reporter, Step
 from services.inspect import ServerInfo
@@ -33,7 +35,8 @@ from services.store import META_SUFFIX, Snapshot
 #: Notice titles by job name.
 TITLES = {"dump": "Snapshot failed", "restore": "Restore failed", "emergency": "Emergency rollback failed",
           "validate": "Validation failed", "probe": "Database not reachable", "scan": "Cannot list snapshots",
-          "files": "Could not change the snapshot"}
+          "files": "Could not change the snapshot", "cleanup_plan": "Cannot plan the cleanup",
+          "cleanup": "Cleanup failed", "diff": "Cannot compare the snapshots"}
 
 
 #: The whole directory is re-stat'ed at least this often (seconds), and no more often than one second per
@@ -127,7 +130,7 @@ class Jobs:
         if isinstance(error, DbsageError):
             text, detail = error.one_line(), error.detail
         else:
-            where = _debug_log(error) if error is not None else None
+            where = debug_log(error) if error is not None else None
             text = (f"Unexpected error: {error.__class__.__name__}: {str(error).rstrip('.')}."
                     + (f" Details in {where}." if where else ""))
             detail = None
@@ -224,6 +227,30 @@ class Jobs:
         store.set_protected(snap, what == "protect")
         store.audit(what, "ok", snapshot=snap.filename)
         return f"{snap.filename} is {'protected' if what == 'protect' else 'no longer protected'}."
+
+    @work(thread=True, exclusive=True, group="files", name="cleanup_plan", exit_on_error=False,
+          description="Planning a cleanup (retention policy)")
+    def plan_cleanup(self, now) -> tuple[retention.Plan, list[Snapshot]]:
+        snaps = self.ws.store.list()
+        return retention.plan(retention.items_from_snapshots(snaps), now, policy_from_config()), snaps
+
+    @work(thread=True, exclusive=True, group="files", name="cleanup", exit_on_error=False,
+          description="Deleting the snapshots the cleanup plan chose")
+    def run_cleanup(self, plan: retention.Plan, snaps: list[Snapshot], request: CleanupRequest) -> str:
+        """Delete what the user confirmed: a subset of the policy's plan, never more."""
+        chosen = retention.Plan(
+            keep=plan.keep, delete=[d for d in plan.delete if d.filename in request.delete],
+            invalid=[d for d in plan.invalid if d.filename in request.remove_invalid])
+        store = self.ws.store
+        with store.lock("cleanup", str(store.directory)):
+            deleted = retention.apply(store, chosen, snaps, include_invalid=True)
+            store.audit("cleanup", "ok", deleted=deleted, kept=len(snaps) - len(deleted))
+        return f"Cleanup: deleted {len(deleted)} snapshot(s), kept {len(snaps) - len(deleted)}."
+
+    @work(thread=True, exclusive=True, group="diff", name="diff", exit_on_error=False,
+          description="Comparing two snapshots (reads both files)")
+    def run_diff(self, older: Snapshot, newer: Snapshot) -> diff.DiffResult:
+        return diff.diff_snapshots(older, newer)
 
     @work(group="quit", exit_on_error=False, description="Cancelling the running work before quitting")
     async def cancel_and_quit(self) -> None:

@@ -24,8 +24,10 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from app.cli import progress_text
 from app.screens.commands import DbsageCommands
+from app.screens.cleanup import CleanupModal
 from app.screens.confirm import ConfirmModal
 from app.screens.create import CreateRequest, CreateSnapshotModal
+from app.screens.diff import DiffScreen
 from app.screens.help import HelpScreen
 from app.screens.jobs import Jobs, Scan, file_stamp
 from app.screens.messages import EngineLog, EngineProgress, EngineStep, bridge
@@ -375,7 +377,7 @@ class MainScreen(Jobs, Screen):
         self.notify(text, markup=False)
         self.scan(force=True)
 
-    # -- mark / diff / cleanup (their screens come next; the CLI has them) ---------------------------------
+    # -- mark / diff / cleanup ----------------------------------------------------------------------------
     def action_mark(self) -> None:
         snap = self._chosen()
         if snap:
@@ -389,16 +391,32 @@ class MainScreen(Jobs, Screen):
         snap = self._chosen()
         if not snap:
             return
-        if self.marked is None or self.marked == snap.filename:
+        marked = next((s for s in self.snapshots if s.filename == self.marked), None)
+        if marked is None or marked.filename == snap.filename:
             self.notify("Mark one snapshot with space, then press d on another one.", severity="warning")
             return
-        self.notify("Coming soon here. Meanwhile, from a shell: "
-                    f"dbsage-tui diff {self.marked} {snap.filename}", title="Diff", markup=False, timeout=10)
+        older, newer = sorted((marked, snap), key=lambda s: (s.timestamp, s.filename))
+        self.say(f"Comparing {older.filename} → {newer.filename} …")
+        self.run_diff(older, newer)
+
+    def _diff_done(self, result) -> None:
+        self.app.push_screen(DiffScreen(result))
 
     def action_cleanup(self) -> None:
-        op = self.workflow.operation("cleanup")
-        self.notify(f"Coming soon here ({op.help}). Meanwhile, from a shell: dbsage-tui cleanup --dry-run",
-                    title=op.label, markup=False, timeout=10)
+        self.say("Planning a cleanup with the retention policy …")
+        self.plan_cleanup(self.clock())
+
+    def _cleanup_plan_done(self, planned) -> None:
+        plan, snaps = planned
+        if not plan.delete and not plan.invalid:
+            self.notify(f"Nothing to clean up: the policy keeps all {len(plan.keep)} snapshot(s).",
+                        title="Cleanup", markup=False)
+            return
+        self.app.push_screen(CleanupModal(plan, str(self.ws.store.directory)),
+                             lambda request: request and self.run_cleanup(plan, snaps, request))
+
+    def _cleanup_done(self, text: str) -> None:
+        self._files_done(text)
 
     # -- list handling -----------------------------------------------------------------------------------
     def action_filter(self) -> None:
