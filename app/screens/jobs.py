@@ -20,12 +20,12 @@ from textual import work
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from app.cli import debug_log
+from app.cli_maintenance import policy_from_config
+from app.screens.cleanup import CleanupRequest
 from app.screens.create import CreateRequest
 from app.screens.messages import bridge
 from app.screens.operation import OperationScreen
 from app.screens.restore import RestoreRequest
-from app.cli_maintenance import policy_from_config
-from app.screens.cleanup import CleanupRequest
 from services import diff, dump, restore, retention
 from services.errors import DbsageError
 from services.events import Log, Reporter, Step

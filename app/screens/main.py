@@ -23,8 +23,8 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static
 
 from app.cli import progress_text
-from app.screens.commands import DbsageCommands
 from app.screens.cleanup import CleanupModal
+from app.screens.commands import DbsageCommands
 from app.screens.confirm import ConfirmModal
 from app.screens.create import CreateRequest, CreateSnapshotModal
 from app.screens.diff import DiffScreen
