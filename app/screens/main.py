@@ -189,7 +189,10 @@ class MainScreen(Jobs, Screen):
     def _tick(self) -> None:
         self.table.tick(self.clock())
         self._update_preview()
-        self.scan()
+        # A first listing of a large directory (metadata not cached yet) can take seconds: let it finish
+        # rather than replace it every tick (scan is exclusive, so a new one would cancel it).
+        if not any(w.group == "scan" and not w.is_finished for w in self.workers):
+            self.scan()
 
     def _scan_done(self, scan: Scan | None) -> None:
         if scan is None:
