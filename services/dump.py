@@ -38,6 +38,7 @@ from .store import (
     format_ts,
     fsync_dir,
     human_size,
+    os_user,
     utcnow,
 )
 
@@ -285,7 +286,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
             "duration_seconds": duration,
             "tool_version": __version__,
             "protected": bool(protected),
-            "created_by": f"{_os_user()}@{socket.gethostname()}",
+            "created_by": f"{os_user()}@{socket.gethostname()}",
         }
         store.write_meta(final, meta)
         report(Progress("dump", written, written, time.monotonic() - started))
@@ -318,11 +319,6 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
         for end in (pipe_r, pipe_w):
             if end >= 0:
                 os.close(end)
-
-
-def _os_user() -> str:
-    from .store import _os_user as u
-    return u()
 
 
 async def snapshot(conn: ConnInfo, store: SnapshotStore, label: str, **kwargs) -> Snapshot:

@@ -443,7 +443,7 @@ class SnapshotStore:
                 holder = _read_holder(path)
                 raise LockHeld(f"Another dbsage-tui is busy here: {holder}.",
                                "Wait for it to finish, then try again.") from None
-            info = {"pid": os.getpid(), "host": socket.gethostname(), "user": _os_user(),
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "user": os_user(),
                     "operation": operation, "target": target, "since": format_ts(utcnow())}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode(), 0)
@@ -457,7 +457,7 @@ class SnapshotStore:
 
     def audit(self, action: str, outcome: str, **fields) -> None:
         """Append one JSON line to the audit log (never a password: callers pass masked targets)."""
-        entry = {"time": format_ts(utcnow()), "action": action, "outcome": outcome, "os_user": _os_user(),
+        entry = {"time": format_ts(utcnow()), "action": action, "outcome": outcome, "os_user": os_user(),
                  "host": socket.gethostname(), **fields}
         try:
             self.ensure_dir()
@@ -515,7 +515,7 @@ def _read_holder(path: Path) -> str:
             f"{info.get('operation')} on {info.get('target')} since {info.get('since')}")
 
 
-def _os_user() -> str:
+def os_user() -> str:
     try:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - getpass raises various errors without a passwd entry
