@@ -18,7 +18,6 @@ import os
 import re
 import socket
 import stat
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -535,6 +534,3 @@ def age_text(ts: dt.datetime, now: dt.datetime | None = None) -> str:
     now = now or utcnow()
     return humanize.naturaltime(now - ts)
 
-
-def monotonic() -> float:
-    return time.monotonic()

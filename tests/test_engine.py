@@ -38,6 +38,5 @@ def test_demo_sandbox_end_to_end(tmp_path):
         assert res.returncode == 0, res.stderr
         assert "4 tables" in res.stdout and "4300 rows match" in res.stdout
     finally:
-        from services.demo import demo_root
-        from services.sandbox import LocalServer
-        LocalServer(demo_root() / "pgdata").stop("immediate")
+        from services.demo import stop_demo
+        stop_demo()
