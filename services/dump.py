@@ -1,9 +1,10 @@
-"""Taking a snapshot: pg_dump streamed through our process into ``NAME.partial``, then renamed.
+"""Taking a snapshot: pg_dump writes ``NAME.partial`` itself; we follow the growing file, then rename it.
 
-pg_dump's stdout is read in 1 MiB chunks; each chunk is written, hashed and scanned (COPY row counts,
-trailer) as it passes, so memory stays flat whatever the database size. Only a dump that pg_dump finished
-with exit 0 *and* whose trailer is present becomes ``NAME.sql``; its metadata is written after the rename.
-Any failure or cancellation kills pg_dump and removes what was written.
+pg_dump's stdout *is* the partial file, so it never waits for us. A worker thread reads the file behind it
+(from the page cache) in 1 MiB chunks, hashing and scanning them (COPY row counts, trailer), so memory stays
+flat whatever the database size and the sha256 is of the bytes actually in the file. Only a dump that
+pg_dump finished with exit 0 *and* whose trailer is present becomes ``NAME.sql``; its metadata is written
+after the rename. Any failure or cancellation kills pg_dump and removes what was written.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,6 +168,42 @@ class StreamPump:
         self.moved += len(chunk)
 
 
+class FileFollower:
+    """Reads a file while another process appends to it, hashing and scanning every byte once, in a
+    worker thread (sha256 releases the GIL; the loop stays free for progress and the UI).
+
+    ``writer_done()`` (called from the loop once the writer has exited, so every byte it wrote is in the
+    file) makes ``run`` read on to the end and return; ``stop()`` makes it return at once."""
+
+    IDLE = 0.01  # seconds to wait when caught up with the writer
+
+    def __init__(self, fd: int, digest, scanner: DumpScanner) -> None:
+        self.fd, self.digest, self.scanner = fd, digest, scanner
+        self.moved = 0
+        self._done = threading.Event()
+        self._stopped = False
+
+    def writer_done(self) -> None:
+        self._done.set()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._done.set()
+
+    def run(self) -> None:
+        while not self._stopped:
+            finished = self._done.is_set()  # read *before*: an empty read after it is the true end
+            chunk = os.read(self.fd, CHUNK)
+            if chunk:
+                self.digest.update(chunk)
+                self.scanner.feed(chunk)
+                self.moved += len(chunk)
+            elif finished:
+                return
+            else:
+                self._done.wait(self.IDLE)
+
+
 async def kill_process(proc: asyncio.subprocess.Process) -> None:
     """Stop a child: SIGTERM, then SIGKILL after 3 s. Used on cancel and on failure."""
     if proc.returncode is not None:
@@ -224,34 +262,39 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
     stderr_lines: list[str] = []
     renamed = False
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    rfd = -1
     proc = None
-    pipe_r, pipe_w = make_pipe()
-    pump = StreamPump(pipe_r, fd, digest, scanner)
     pumping = None
     try:
+        rfd = os.open(partial, os.O_RDONLY)
+        pump = FileFollower(rfd, digest, scanner)
         proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL, stdout=pipe_w, stderr=asyncio.subprocess.PIPE,
+            *args, stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=asyncio.subprocess.PIPE,
             env=target.conn.child_env(), **child_kwargs())
-        os.close(pipe_w)
-        pipe_w = -1
         err_task = asyncio.create_task(pump_stderr(proc.stderr, "pg_dump", report, stderr_lines))
         report(Progress("dump", 0, estimate, 0.0))
         pumping = asyncio.ensure_future(asyncio.to_thread(pump.run))
-        while not pumping.done():
-            await asyncio.wait({pumping}, timeout=PROGRESS_EVERY)
+        exited = asyncio.ensure_future(proc.wait())
+        while not exited.done():
+            await asyncio.wait({exited, pumping}, timeout=PROGRESS_EVERY)
+            if pumping.done():  # the reader failed while pg_dump still runs
+                pumping.result()
             report(Progress("dump", pump.moved, estimate, time.monotonic() - started))
-        try:
-            pumping.result()
-        except OSError as exc:
-            raise explain_tool_failure(f"{exc.strerror}", "Writing the snapshot") from None
-        written = pump.moved
-        rc = await proc.wait()
+        rc = exited.result()
+        pump.writer_done()
         await err_task
+        if rc == -signal.SIGXFSZ:  # pg_dump writes the file, so it meets the file size limit
+            raise explain_tool_failure("File too large", "pg_dump")
         if rc < 0:
             raise OperationFailed(f"pg_dump failed: it was killed by signal {-rc}.",
                                   "Nothing was saved; take the snapshot again.")
         if rc != 0:
             raise explain_tool_failure("\n".join(stderr_lines), "pg_dump")
+        try:
+            await pumping
+        except OSError as exc:
+            raise explain_tool_failure(f"{exc.strerror}", "Reading the snapshot back") from None
+        written = pump.moved
         result = scanner.finish()
         if not result.complete:
             raise OperationFailed("pg_dump's output is incomplete (no dump-complete trailer).",
@@ -299,7 +342,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
         if proc is not None:
             await kill_process(proc)
         if pumping is not None:
-            # pg_dump is gone, so the pump sees end of input; wait for it before closing its descriptors.
+            pump.stop()  # wait for the reader before closing its descriptor
             await asyncio.wait({pumping})
             if not pumping.cancelled():
                 pumping.exception()  # retrieved: the error that matters is being handled here
@@ -316,9 +359,8 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
             raise explain_tool_failure(str(exc), "Writing the snapshot") from None
         raise
     finally:
-        for end in (pipe_r, pipe_w):
-            if end >= 0:
-                os.close(end)
+        if rfd >= 0:
+            os.close(rfd)
 
 
 async def snapshot(conn: ConnInfo, store: SnapshotStore, label: str, **kwargs) -> Snapshot:

@@ -72,16 +72,17 @@ def partial_size(snapdir: Path) -> int:
 
 
 def freeze_mid_stream(pid: int, snapdir: Path, min_bytes: int) -> None:
-    """Stop pg_dump, then let it run in 5 ms steps until the partial file holds ``min_bytes``: the dump is
-    then frozen mid-COPY, whatever the machine's speed."""
+    """Stop pg_dump, then let it run in tiny steps until the partial file (which pg_dump writes itself)
+    holds ``min_bytes``: the dump is then frozen mid-COPY, whatever the machine's speed. A step is a
+    SIGCONT followed at once by a SIGSTOP, which takes effect at pg_dump's next system call, so even a
+    loaded machine that preempts us between the two lets it write only a little, never the whole dump."""
     os.kill(pid, signal.SIGSTOP)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while partial_size(snapdir) < min_bytes:
         assert time.monotonic() < deadline, "pg_dump made no progress"
         os.kill(pid, signal.SIGCONT)
-        time.sleep(0.005)
         os.kill(pid, signal.SIGSTOP)
-        time.sleep(0.02)  # let our pump drain what pg_dump wrote
+        time.sleep(0.002)
 
 
 def assert_no_valid_snapshot(snapdir: Path, label: str) -> None:
