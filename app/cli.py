@@ -86,12 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = cmd(name, text)
         p.add_argument("snapshot", metavar="SNAPSHOT")
 
-    try:
-        from app import cli_maintenance
-    except ImportError:  # pragma: no cover - the module ships with the package
-        cli_maintenance = None
-    if cli_maintenance is not None:
-        cli_maintenance.register(cmd)
+    from app import cli_maintenance
+    cli_maintenance.register(cmd)
     return parser
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from services import diff as diff_service
 from services import retention
 from services.config import load_config
 from services.errors import EXIT_OK, BadInput
@@ -94,6 +93,7 @@ async def cmd_cleanup(ws, args) -> int:
 
 async def cmd_diff(ws, args) -> int:
     from app.cli import print_json
+    from services import diff as diff_service  # pglast costs ~40 ms to import: only when diffing
     snaps = ws.store.list()
     a = ws.store.resolve(args.snapshot_a, snaps)
     b = ws.store.resolve(args.snapshot_b, snaps)

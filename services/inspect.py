@@ -373,11 +373,13 @@ async def _empty_public(con: asyncpg.Connection) -> list[str]:
     # privileges initdb recorded (pg_init_privs), with pg_database_owner standing for the owner.
     acl = await con.fetchrow(
         """SELECT n.nspowner::regrole::text AS owner,
-                  ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END
+                  ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                             ELSE quote_ident(a.grantee::regrole::text) END
                         FROM aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a) AS grantees,
                   ARRAY(SELECT format('GRANT %s ON SCHEMA public TO %s%s', a.privilege_type,
                                       CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                           WHEN a.grantee = 'pg_database_owner'::regrole THEN quote_ident(n.nspowner::regrole::text)
+                                           WHEN a.grantee = 'pg_database_owner'::regrole
+                                                THEN quote_ident(n.nspowner::regrole::text)
                                            ELSE quote_ident(a.grantee::regrole::text) END,
                                       CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
                         FROM aclexplode(coalesce(

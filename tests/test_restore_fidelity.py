@@ -188,7 +188,9 @@ async def test_schema_only_snapshot_restores_structure_with_empty_tables(pg, db,
     result = await restore.restore(db, store, snap, pre_snapshot=False)
     assert any("schema-only" in w for w in result.warnings)
     assert result.smoke_ok
-    strip = lambda s: "\n".join(ln for ln in s.splitlines() if not ln.startswith(("\\restrict", "\\unrestrict")))
+    def strip(s: str) -> str:
+        return "\n".join(ln for ln in s.splitlines() if not ln.startswith(("\\restrict", "\\unrestrict")))
+
     assert strip(_schema_dump(db, "public")) == strip(structure)
     assert pg.psql("SELECT count(*) FROM customers", db.dbname).strip() == "0"
 
