@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import re
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ from .dump import (
 )
 from .errors import DbsageError, InvalidSnapshot, OperationFailed, explain_tool_failure
 from .events import Log, Progress, Reporter, Step, null_reporter
+from .scanner import DumpScanner
 from .store import Snapshot, SnapshotStore
 
 #: Seconds the emergency rollback gives its pre-rollback snapshot of a possibly broken database.
@@ -76,13 +78,15 @@ def validate_or_refuse(store: SnapshotStore, snap: Snapshot, report: Reporter) -
 
 
 class _Feeder:
-    """Runs in a worker thread: writes the prelude, then the snapshot's bytes (hashed on the way), into
-    psql's stdin. Hashing while feeding closes the gap between validation and replay: the COMMIT is only
-    sent if the bytes psql received are the ones the metadata vouches for."""
+    """Runs in a worker thread: writes the prelude, then the snapshot's bytes (hashed and scanned on the
+    way), into psql's stdin. Hashing while feeding closes the gap between validation and replay: the
+    COMMIT is only sent if the bytes psql received are the ones the metadata vouches for. The scan lists
+    the COPY blocks in order, to match against the ``COPY n`` tags psql prints."""
 
     def __init__(self, dst: int, snap: Snapshot, prelude: bytes, server_major: int) -> None:
         self.dst, self.snap, self.prelude, self.server_major = dst, snap, prelude, server_major
         self.digest = hashlib.sha256()
+        self.scanner = DumpScanner()
         self.moved = 0  # snapshot bytes hashed (and, unless psql stopped reading, sent)
         self.psql_stopped = False
 
@@ -95,6 +99,7 @@ class _Feeder:
             first = True
             while chunk := fh.read(CHUNK):
                 self.digest.update(chunk)
+                self.scanner.feed(chunk)
                 self.moved += len(chunk)
                 if not self.psql_stopped:
                     try:
@@ -122,30 +127,56 @@ def quick_check_or_refuse(store: SnapshotStore, snap: Snapshot, report: Reporter
     report(Step("validate", "ok", "metadata, size, header and trailer match; sha256 is checked while restoring"))
 
 
-async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, report: Reporter) -> None:
+_COPY_TAG = re.compile(rb"COPY (\d+)")
+
+
+async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, report: Reporter) -> dict[str, int]:
+    """Feed psql; COMMIT only when the bytes matched the metadata and the server loaded exactly the rows
+    the snapshot holds. Returns the rows loaded per table (psql's ``COPY n`` tags)."""
     # The transaction is ours, not psql's --single-transaction: at end of input psql -1 COMMITs, so if we
     # died mid-stream a half-restored database would be committed. With our own BEGIN, input that ends
     # before our COMMIT leaves psql to exit with the transaction open, and the server rolls it back.
+    # The COMMIT is held back until psql echoes a marker placed after everything else: by then every
+    # COPY has printed its row count, which is checked first.
+    marker = f"dbsage-fed-{secrets.token_hex(8)}"
     prelude = "\n".join(["BEGIN;", "SET LOCAL client_min_messages = warning;",
                          f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';", *plan.prelude, ""]).encode()
-    postlude = "\n".join(["", "SET search_path = pg_catalog;", *plan.postlude, "COMMIT;", ""]).encode()
+    postlude = "\n".join(["", "SET search_path = pg_catalog;", *plan.postlude, f"\\echo {marker}", ""]).encode()
     prelude_lines = prelude.count(b"\n")
     total = snap.get("size_bytes") or snap.path.stat().st_size
-    args = [target.tools.psql, "--no-psqlrc", "--no-password", "--quiet", "-v", "ON_ERROR_STOP=1", "--file=-"]
+    args = [target.tools.psql, "--no-psqlrc", "--no-password", "-v", "ON_ERROR_STOP=1", "--file=-"]
     report(Log(f"Replaying {snap.filename} into {target.conn.display} with psql {target.tools.version} "
                "in one transaction"))
     pipe_r, pipe_w = make_pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
-            *args, stdin=pipe_r, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            *args, stdin=pipe_r, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env=target.conn.child_env(), **child_kwargs())
     finally:
         os.close(pipe_r)
     lines: list[str] = []
     err_task = asyncio.create_task(pump_stderr(proc.stderr, "psql", report, lines))
+    tags: list[int] = []
+    fed = asyncio.Event()
+    after_marker: list[bytes] = []
+
+    async def read_stdout() -> None:
+        # Command tags and query results; only ``COPY n`` lines before the marker and what follows it
+        # (COMMIT's tag) matter. Result rows never match: psql's aligned format indents them.
+        while line := await proc.stdout.readline():
+            text = line.rstrip(b"\n")
+            if fed.is_set():
+                after_marker.append(text)
+            elif text == marker.encode():
+                fed.set()
+            elif m := _COPY_TAG.fullmatch(text):
+                tags.append(int(m.group(1)))
+
+    out_task = asyncio.create_task(read_stdout())
     started = time.monotonic()
     feeder = _Feeder(pipe_w, snap, prelude, target.info.major)
     feeding = asyncio.ensure_future(asyncio.to_thread(feeder.run))
+    mismatch = None
     try:
         while not feeding.done():
             await asyncio.wait({feeding}, timeout=PROGRESS_EVERY)
@@ -154,14 +185,24 @@ async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, repor
         if feeder.intact and not feeder.psql_stopped:
             with contextlib.suppress(BrokenPipeError):
                 await asyncio.to_thread(write_all, pipe_w, postlude)
+            waiting = asyncio.ensure_future(fed.wait())
+            await asyncio.wait({waiting, out_task}, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            if fed.is_set():
+                mismatch = _loaded_mismatch(feeder.scanner.finish().copies, tags, snap)
+                if mismatch is None:
+                    with contextlib.suppress(BrokenPipeError):
+                        write_all(pipe_w, b"COMMIT;\n")
         os.close(pipe_w)  # end of input: without our COMMIT, psql exits and the server rolls back
         pipe_w = -1
         rc = await proc.wait()
         await err_task
+        await out_task
     except BaseException:
         await kill_process(proc)
         if not feeding.done():
             await asyncio.wait({feeding})
+        out_task.cancel()
         raise
     finally:
         if pipe_w >= 0:
@@ -172,6 +213,38 @@ async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, repor
                               "Nothing was committed: the database is unchanged. Choose another snapshot.")
     if rc != 0:
         raise _restore_failure("\n".join(lines), prelude_lines, snap)
+    if mismatch is not None:
+        raise OperationFailed(f"Restore failed: {mismatch}. The transaction was rolled back: the database is "
+                              "unchanged", "Validate the snapshot (`dbsage-tui validate`) and check its metadata.")
+    if b"COMMIT" not in after_marker:
+        raise OperationFailed("Restore failed: psql ended without committing. The transaction was rolled back: "
+                              "the database is unchanged", "See the log for psql's output.")
+    loaded: dict[str, int] = {}
+    for (table, _), rows in zip(feeder.scanner.result.copies, tags, strict=True):
+        loaded[table] = loaded.get(table, 0) + rows
+    return loaded
+
+
+def _loaded_mismatch(copies: list[tuple[str, int]], tags: list[int], snap: Snapshot) -> str | None:
+    """Why the rows the server loaded differ from the snapshot's, or None when they agree: one ``COPY n``
+    tag per COPY block of the file, and per table the row counts recorded when the snapshot was taken."""
+    if len(tags) != len(copies):
+        return f"psql reported {len(tags)} COPY results for the {len(copies)} tables of data in the file"
+    loaded: dict[str, int] = {}
+    for (table, in_file), rows in zip(copies, tags, strict=True):
+        if rows != in_file:
+            return f"the server loaded {rows} rows into {table}, the file holds {in_file}"
+        loaded[table] = loaded.get(table, 0) + rows
+    recorded = snap.get("row_counts")
+    if snap.is_full and isinstance(recorded, dict):
+        for table, want in sorted(recorded.items()):
+            if loaded.get(table, 0) != want:
+                return (f"the server loaded {loaded.get(table, 0)} rows into {table}, the snapshot's metadata "
+                        f"records {want}")
+        extra = sorted(set(loaded) - set(recorded))
+        if extra:
+            return f"the file loads {extra[0]}, which the snapshot's metadata does not list"
+    return None
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -208,8 +281,9 @@ def _restore_failure(stderr: str, prelude_lines: int, snap: Snapshot) -> Operati
     return err
 
 
-async def smoke_test(target: Target, snap: Snapshot) -> list[SmokeCheck]:
-    """After a restore: a fresh connection works, the table count matches, and every row count matches."""
+async def smoke_test(target: Target, snap: Snapshot, loaded: dict[str, int]) -> list[SmokeCheck]:
+    """After a restore: a fresh connection works, the scope holds exactly the snapshot's tables, and the
+    rows loaded (``loaded``: psql's COPY results, already matched with the metadata before COMMIT)."""
     checks: list[SmokeCheck] = []
     try:
         con = await inspect.connect(target.conn)
@@ -224,14 +298,19 @@ async def smoke_test(target: Target, snap: Snapshot) -> list[SmokeCheck]:
                                  f"{got_tables} tables (snapshot: {want_tables})"))
         want_rows = snap.get("row_counts")
         if snap.is_full and isinstance(want_rows, dict):
-            got = await inspect.row_counts(con, schemas)
-            bad = [f"{t}: {got.get(t)} rows, snapshot {n}" for t, n in want_rows.items() if got.get(t) != n]
-            extra = sorted(set(got) - set(want_rows))
-            total = sum(v for v in want_rows.values() if isinstance(v, int))
-            detail = f"{len(want_rows)} tables, {total} rows match" if not bad else "; ".join(bad[:3])
+            present = set(await inspect.table_names(con, schemas))
+            missing = sorted(set(want_rows) - present)
+            extra = sorted(present - set(want_rows))
+            bad = [f"{t}: {loaded.get(t, 0)} rows loaded, snapshot {n}" for t, n in want_rows.items()
+                   if loaded.get(t, 0) != n]
+            total = sum(loaded.values())
+            detail = (f"{len(want_rows)} tables, {total:,} rows loaded as recorded (checked before COMMIT)"
+                      if not bad else "; ".join(bad[:3]))
+            if missing:
+                detail += f"; missing after COMMIT: {', '.join(missing[:3])}"
             if extra:
                 detail += f"; tables not in snapshot: {', '.join(extra[:3])}"
-            checks.append(SmokeCheck("row counts", not bad and not extra, detail))
+            checks.append(SmokeCheck("row counts", not bad and not missing and not extra, detail))
         else:
             checks.append(SmokeCheck("row counts", True, "schema-only snapshot: tables are empty by design"))
     finally:
@@ -282,7 +361,7 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
         for p in plan.preserved:
             report(Log(f"kept outside the scope: {p}"))
         result.preserved = plan.preserved
-        await _replay(target, snap, plan, report)
+        loaded = await _replay(target, snap, plan, report)
     except BaseException as exc:
         msg = exc.one_line() if isinstance(exc, DbsageError) else exc.__class__.__name__
         report(Step("restore", "failed", msg))
@@ -294,7 +373,7 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
     report(Step("restore", "ok", f"{snap.filename} committed"))
 
     report(Step("smoke test", "running", ""))
-    result.checks = await smoke_test(target, snap)
+    result.checks = await smoke_test(target, snap, loaded)
     for c in result.checks:
         report(Log(f"{'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}", source="check",
                    level="info" if c.ok else "error"))

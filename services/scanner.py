@@ -61,6 +61,8 @@ class ScanResult:
     dumped_from: str | None = None
     dumped_by: str | None = None
     row_counts: dict[str, int] = field(default_factory=dict)
+    #: Every COPY block in file order: (table, rows). A restore matches psql's ``COPY n`` tags against it.
+    copies: list[tuple[str, int]] = field(default_factory=list)
     bytes_scanned: int = 0
     in_copy_at_end: bool = False
 
@@ -146,6 +148,7 @@ class DumpScanner:
     def _end_copy(self) -> None:
         assert self._in_copy is not None
         self.result.row_counts[self._in_copy] = self.result.row_counts.get(self._in_copy, 0) + self._rows
+        self.result.copies.append((self._in_copy, self._rows))
         self._in_copy = None
         self._rows = 0
 

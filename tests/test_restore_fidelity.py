@@ -215,3 +215,28 @@ async def test_restore_failing_on_last_statement_leaves_database_unchanged(pg, d
     assert len(pre) == 1 and pre[0].valid, "the pre-rollback snapshot is kept"
     audit = store.read_audit()
     assert audit[-1]["action"] == "restore" and audit[-1]["outcome"] == "failed"
+
+
+async def test_rows_loaded_are_checked_before_commit(pg, db, snapdir):
+    """The server must load exactly the rows the metadata records, or nothing is committed. The metadata
+    is outside the sha256, so record one row fewer for a table: the replay runs, psql's COPY tag says 100,
+    and the restore stops before COMMIT with the database as it was."""
+    pg.psql("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100); "
+            "CREATE TABLE u (id int); INSERT INTO u VALUES (1);", db.dbname)
+    store = SnapshotStore(snapdir)
+    snap = await dump.snapshot(db, store, "counted")
+    assert snap.meta["row_counts"] == {"public.t": 100, "public.u": 1}
+    pg.psql("DELETE FROM t WHERE id > 10; CREATE TABLE newer (x int);", db.dbname)
+    state = full_dump(db)
+    store.write_meta(snap.path, {**snap.meta, "row_counts": {"public.t": 99, "public.u": 1}})
+    with pytest.raises(restore.OperationFailed) as err:
+        await restore.restore(db, store, store.resolve(snap.filename), pre_snapshot=False)
+    msg = err.value.one_line()
+    assert "loaded 100 rows into public.t" in msg and "records 99" in msg and "unchanged" in msg
+    assert full_dump(db) == state
+
+    store.write_meta(snap.path, snap.meta)  # the true counts: the same file now restores
+    result = await restore.restore(db, store, store.resolve(snap.filename), pre_snapshot=False)
+    rows = {c.name: c for c in result.checks}["row counts"]
+    assert rows.ok and "2 tables, 101 rows loaded" in rows.detail
+    assert pg.psql("SELECT count(*) FROM t", db.dbname).strip() == "100"
