@@ -1,10 +1,18 @@
 """The snapshot list: a DataTable kept in step with the directory by keyed diff.
 
 Rows are keyed by file name. ``show`` adds, updates and removes rows by key inside one batch update and
-never clears the table for a live change, so the cursor stays on the snapshot it was on and the view does
-not jump when another terminal adds a snapshot. Each cell is rebuilt only when what it shows changed, and
-``tick`` touches only the rows whose age text (or 24-hour highlight) is due to change, so a directory of
-10,000 snapshots costs nothing per second. The widget only renders what it is given: the screen lists the
+never clears the table for a small live change, so the cursor stays on the snapshot it was on and the view
+does not jump when another terminal adds a snapshot. A row that did not change costs one comparison; a cell
+is rebuilt only when what it shows changed; ``tick`` touches only the rows whose age text (or 24-hour
+highlight) is due to change. So a directory of 10,000 snapshots costs nothing per second, and a listing
+that did not change costs a few milliseconds.
+
+Every column has a fixed width that the table computes itself from the widths of the cells it built (a
+count of rows per width, per column), instead of letting DataTable measure each cell with Rich: measuring
+was most of the time it took to show 10,000 rows. The widths are the ones DataTable would have chosen
+(the widest cell or the header), except that a column narrows again when its widest rows go. The purpose
+column takes the room left, and Rich cuts its cells with an ellipsis when it renders them, so a resize
+sets one number and rebuilds nothing. The widget only renders what it is given: the screen lists the
 directory and passes the snapshots in.
 """
 
@@ -12,14 +20,17 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
+from textual.geometry import Size
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, Column, RowKey
 
 from services.store import Snapshot, age_text, human_size
 
@@ -34,8 +45,9 @@ INVALID_MARK, PROTECTED_MARK, DIFF_MARK = "✗", "◆", "●"
 MAX_LABEL = 32
 MIN_PURPOSE = 4
 DEFAULT_PURPOSE = 40  # until the table knows its width
-#: Removing more rows than this at once rebuilds the table: DataTable.remove_row is linear in the row count.
-BULK_REMOVE = 500
+#: Removing more rows than this at once rebuilds the table: DataTable.remove_row is linear in the row
+#: count (about 8 ms per row among 10,000), re-adding a row costs about 20 µs.
+BULK_REMOVE = 20
 LEGEND = f"{INVALID_MARK} invalid  {PROTECTED_MARK} protected  {DIFF_MARK} marked  bold: last 24 h"
 
 
@@ -63,28 +75,28 @@ class SnapshotTable(DataTable):
     def __init__(self, **kwargs) -> None:
         # One space between columns instead of DataTable's two (each cell starts with a space), so that
         # all seven columns fit 80 terminal columns.
+        #: (column keys, ordered columns): see ``ordered_columns`` (which DataTable's __init__ reads).
+        self._column_order: tuple[tuple, list[Column]] = ((), [])
         super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=0, **kwargs)
-        #: The last ``show`` arguments, to redo the fit after a resize.
-        self._shown: tuple | None = None
-        #: Per row: the inputs each cell was built from (a cell is rebuilt only when they change).
+        #: The rows shown, by file name: what each shows and the cells built for it.
         self._rows: dict[str, _Row] = {}
-        self._snaps: dict[str, Snapshot] = {}
+        #: Rows taken out (filtered, or removed): showing them again builds nothing that did not change.
+        self._spare: dict[str, _Row] = {}
         self._marked: str | None = None
-        #: (when, key): rows whose age text or highlight is due to change.
+        #: (when, key): rows whose age text or highlight is due to change (stale entries are skipped).
         self._due: list[tuple[dt.datetime, str]] = []
-        self._purpose_width = 0
-        self._fitted_width = 0
+        #: Per column (but the purpose): how many shown rows have a cell of each width.
+        self._widths: dict[str, Counter[int]] = {key: Counter() for _, key in COLUMNS[:-1]}
 
     def on_mount(self) -> None:
-        for header, key in COLUMNS[:-1]:
-            justify = "right" if key in ("index", "size") else "left"
-            self.add_column(Text(" " + header, justify=justify), key=key)
-        self._set_purpose_width(DEFAULT_PURPOSE)
+        for header, key in COLUMNS:
+            label = Text(" " + header, justify="right" if key in ("index", "size") else "left")
+            self.add_column(label, width=label.cell_len, key=key)
+        self._fit()
 
     def on_resize(self, event: events.Resize) -> None:
-        # Only the width changes what fits; a taller or shorter table shows the same cells.
-        if self._shown is not None and event.size.width != self._fitted_width:
-            self.show(*self._shown)
+        # Only the width changes what fits: the purpose column gets the room left.
+        self._fit()
 
     @property
     def highlighted_key(self) -> str | None:
@@ -105,140 +117,264 @@ class SnapshotTable(DataTable):
     def show(self, entries: Sequence[tuple[int, Snapshot]], now: dt.datetime,
              marked: str | None = None) -> None:
         """Make the rows match ``entries`` ((list number, snapshot), newest first) by key."""
-        self._shown = (entries, now, marked)
         self._marked = marked
         wanted = {snap.filename: (index, snap) for index, snap in entries}
         keep = self.highlighted_key
-        gone = [k.value for k in self.rows if k.value not in wanted]
+        scroll_y = self.scroll_y
+        gone = [key for key in self._rows if key not in wanted]
+        colors = self.app.theme_variables
         with self.app.batch_update():
-            if len(gone) > BULK_REMOVE:
+            rebuild = len(gone) > BULK_REMOVE
+            if rebuild:
                 self.clear()
-                self._rows.clear()
+                for key in list(self._rows):
+                    self._take_out(key)
             else:
                 for key in gone:
                     self.remove_row(key)
-                    del self._rows[key]
-            self._snaps = {key: snap for key, (_, snap) in wanted.items()}
-            colors = self.app.theme_variables
-            built = {key: self._build(key, index, snap, now, colors) for key, (index, snap) in wanted.items()}
-            room = self._purpose_room()
-            self._fitted_width = self.size.width
-            self._set_purpose_width(room)
-            self._due = [(self._rows[key].age_until, key) for key in wanted]
-            heapq.heapify(self._due)
-            for key, (_, snap) in wanted.items():
-                self._put(key, built[key] | self._build_purpose(key, snap, room, colors))
-            order = [snap.filename for _, snap in entries]
-            if [row.key.value for row in self.ordered_rows] != order:
+                    self._take_out(key)
+            moved = False
+            for key, (index, snap) in wanted.items():
+                row = self._rows.get(key)
+                if row is None:
+                    row = self._rows[key] = self._spare.pop(key, None) or _Row()
+                    self._update(row, key, index, snap, now, colors)
+                    self._count(row, 1)
+                    self.add_row(*(row.cells[column] for _, column in COLUMNS), key=key)
+                    moved = moved or not rebuild  # added at the bottom: sorted below
+                elif not row.current(snap, index, key == marked, now):
+                    moved = moved or row.index != index
+                    self._count(row, -1)
+                    changed = self._update(row, key, index, snap, now, colors)
+                    self._count(row, 1)
+                    for column, cell in changed.items():
+                        self.update_cell(key, column, cell)
+            if moved and [row.key.value for row in self.ordered_rows] != list(wanted):
                 # "#" is the list position, so sorting by it restores newest-first without touching keys.
-                self.sort("index", key=lambda cell: int(cell.plain))
+                self.sort("index", key=lambda cell: cell.args[0])
+            self._fit(force=rebuild)
+            if rebuild:
+                self.scroll_to(y=scroll_y, animate=False, immediate=True)
             if keep in self.rows:
                 self.move_cursor(row=self.get_row_index(keep), scroll=False)
+            if len(self._due) > 2 * len(self._rows) + 100:
+                self._due = [(row.age_until, key) for key, row in self._rows.items()]
+                heapq.heapify(self._due)
 
     def tick(self, now: dt.datetime) -> None:
         """Time passed: update the ages (and 24 h highlights) that changed, and only those."""
         if not self._due or self._due[0][0] > now:
             return
-        widest = max(row.width["age"] for row in self._rows.values())
         colors = self.app.theme_variables
         with self.app.batch_update():
             while self._due and self._due[0][0] <= now:
-                _, key = heapq.heappop(self._due)
-                snap = self._snaps.get(key)
-                if snap is None or key not in self._rows:
-                    continue
-                self._put(key, self._build(key, self._rows[key].inputs["index"][0], snap, now, colors))
-                heapq.heappush(self._due, (self._rows[key].age_until, key))
-            if self._shown is not None and max(row.width["age"] for row in self._rows.values()) > widest:
-                # The age column grew ("9 minutes ago" -> "10 minutes ago"): shorten the purposes to fit.
-                self.show(self._shown[0], now, self._marked)
+                when, key = heapq.heappop(self._due)
+                row = self._rows.get(key)
+                if row is None or row.age_until != when:
+                    continue  # taken out, or already updated by ``show``
+                self._count(row, -1)
+                changed = self._update(row, key, row.index, row.snap, now, colors)
+                self._count(row, 1)
+                for column, cell in changed.items():
+                    self.update_cell(key, column, cell)
+            # "9 minutes ago" -> "10 minutes ago" widens the age column: the purpose gets less room.
+            self._fit()
 
-    def _build(self, key: str, index: int, snap: Snapshot, now: dt.datetime, colors: dict) -> dict[str, Text]:
-        """The cells (all but the purpose) whose inputs changed since the row was last shown."""
+    def _update(self, row: _Row, key: str, index: int, snap: Snapshot, now: dt.datetime,
+                colors: dict) -> dict[str, _Cell]:
+        """Bring ``row`` up to date; returns the cells (by column) that had to be rebuilt."""
+        marked = key == self._marked
+        if row.age_until <= now or row.snap is None or row.snap.timestamp != snap.timestamp:
+            row.age = _age_text(snap.timestamp, now)
+            row.age_until = next_change(snap.timestamp, now)
+            heapq.heappush(self._due, (row.age_until, key))
+        row.snap, row.shown = snap, _shown(snap, index, marked)
+        index, marked, label, valid, protected, ts, kind, size, purpose, problem = row.shown
         recent = is_recent(snap, now)
-        row = self._rows.get(key)
-        age = row.age if row is not None and row.age_until > now else None
-        if age is None:
-            age = age_text(snap.timestamp, now)
         inputs = {
             "index": (index,),
-            "label": (snap.label, snap.valid, snap.protected, key == self._marked, recent),
-            "date": (snap.timestamp, recent),
-            "age": (age, recent),
-            "type": (snap.type if snap.meta else "?",),
-            "size": (snap.size_bytes,),
+            "label": (label, valid, protected, marked, recent),
+            "date": (ts, recent),
+            "age": (row.age, recent),
+            "type": (kind,),
+            "size": (size,),
+            "purpose": (purpose, problem),
         }
-        if row is None:
-            row = self._rows[key] = _Row()
-        row.age, row.age_until = age, next_change(snap.timestamp, now)
         changed = {}
+        cells = row.cells
         for column, args in inputs.items():
-            if row.inputs.get(column) != args:
-                row.inputs[column] = args
-                changed[column] = cell = CELLS[column](*args, colors)
-                row.width[column] = cell.cell_len
+            cell = cells.get(column)
+            if cell is None or cell.args != args:
+                changed[column] = cells[column] = _Cell(column, args, colors)
         return changed
 
-    def _build_purpose(self, key: str, snap: Snapshot, room: int, colors: dict) -> dict[str, Text]:
-        row = self._rows[key]
-        args = (snap.purpose, snap.problem, room)
-        if row.inputs.get("purpose") == args:
-            return {}
-        row.inputs["purpose"] = args
-        return {"purpose": _purpose_cell(*args, colors)}
+    def _take_out(self, key: str) -> None:
+        """A row left the table: its cells are kept (a filter brings them back), its widths no longer count."""
+        row = self._rows.pop(key)
+        self._count(row, -1)
+        self._spare[key] = row
+        if len(self._spare) > max(len(self._rows), 10_000):
+            del self._spare[next(iter(self._spare))]  # the longest gone
 
-    def _put(self, key: str, cells: dict[str, Text]) -> None:
-        if key not in self.rows:
-            self.add_row(*(cells[column] for _, column in COLUMNS), key=key)
-            return
-        for column, cell in cells.items():
-            # Only a wider cell asks the table to re-measure: for a narrower one DataTable measures the
-            # whole column, which is quadratic when thousands of cells change at once (the "#" shift).
-            grow = column != "purpose" and cell.cell_len > self.columns[column].content_width
-            self.update_cell(key, column, cell, update_width=grow)
+    def _count(self, row: _Row, sign: int) -> None:
+        cells = row.cells
+        for column, counts in self._widths.items():
+            cell = cells.get(column)
+            if cell is not None:
+                counts[cell.width] += sign
+                if not counts[cell.width]:
+                    del counts[cell.width]
 
-    def _set_purpose_width(self, room: int) -> None:
-        """The purpose column has a fixed width, the room left (its cells are cut to fit), so that a resize
-        sets one number instead of re-measuring every purpose. DataTable has no setter for a column's width:
-        the public ``Column.width`` is set, and the one re-measured cell below makes the table recompute
-        its scrollable width (re-adding the column would re-measure every row, once per row)."""
-        if room == self._purpose_width:
-            return
-        self._purpose_width = room
+    def _fit(self, force: bool = False) -> None:
+        """Set each column's width from the cells it holds, and give the purpose the room left (so that
+        the table fits its width: a horizontal scroll would hide the purpose at 80 columns, and the
+        preview has the whole text). DataTable has no setter for a column's width: the public
+        ``Column.width`` is set, and one cell re-put so that the table renders anew."""
         if "purpose" not in self.columns:
-            self.add_column(Text(" Purpose"), width=room, key="purpose")
             return
-        self.columns["purpose"].width = room
-        if self.row_count:
-            first = self.ordered_rows[0].key
-            self.update_cell(first, "purpose", self.get_cell(first, "purpose"), update_width=True)
-
-    def _purpose_room(self) -> int:
-        """Columns left for the purpose so that the table fits its width (the preview has the whole text;
-        a horizontal scroll would hide the purpose at 80 columns). A DataTable column never narrows once a
-        wide cell was in it, so the widths it has count as well as the widths of the cells coming."""
-        if not self.size.width:
-            return DEFAULT_PURPOSE
+        changed = force
         used = 0
         for column in self.ordered_columns[:-1]:
-            name = column.key.value
-            used += max([column.get_render_width(self), *(row.width[name] for row in self._rows.values())])
-        return max(self.size.width - used - self.styles.scrollbar_size_vertical, MIN_PURPOSE)
+            counts = self._widths[column.key.value]
+            width = max(column.label.cell_len, max(counts, default=0))
+            if column.width != width:
+                column.width = width
+                changed = True
+            used += width
+        room = (max(self.size.width - used - self.styles.scrollbar_size_vertical, MIN_PURPOSE)
+                if self.size.width else DEFAULT_PURPOSE)
+        purpose = self.columns["purpose"]
+        if purpose.width != room:
+            purpose.width = room
+            changed = True
+        if changed:
+            self._set_virtual_size()
+            if self.row_count:
+                first = self.ordered_rows[0].key
+                self.update_cell(first, "index", self.get_cell(first, "index"))
+
+    def _set_virtual_size(self) -> None:
+        header = self.header_height if self.show_header else 0
+        self.virtual_size = Size(sum(column.get_render_width(self) for column in self.columns.values()),
+                                 self.row_count + header)
+
+    @property
+    def ordered_columns(self) -> list[Column]:
+        """DataTable rebuilds this list twice per ``add_row`` (a quarter of its time); the columns here
+        are added once, in order, and never move, so the list is kept while they stay the same."""
+        keys = tuple(self.columns)
+        if self._column_order[0] != keys:
+            self._column_order = (keys, super().ordered_columns)
+        return self._column_order[1]
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        """DataTable measures every cell of every new row here (with Rich: 7 measures per row, most of
+        the time it took to show 10,000 rows) to widen auto-width columns. Every column here has a fixed
+        width that ``_fit`` set from the cells as they were built, and every row is one line high, so
+        only the scrollable size is left to set. (Should Textual rename this hook, the table measures
+        again: slower, never wrong, since fixed-width columns ignore what is measured.)"""
+        self._set_virtual_size()
+
+
+def _shown(snap: Snapshot, index: int, marked: bool) -> tuple:
+    """Everything a row shows of a snapshot but its age, as values: the engine updates a Snapshot in place
+    (protect, validate), so the object the row was built from cannot tell whether it changed."""
+    return (index, marked, snap.label, snap.valid, snap.protected, snap.timestamp,
+            snap.type if snap.meta else "?", snap.size_bytes, snap.purpose, snap.problem)
 
 
 class _Row:
-    """What one row shows: the inputs of each cell, each cell's width, and its age text until it changes."""
+    """One row: the snapshot it shows (and ``_shown`` of it), its cells, and its age text until that
+    changes."""
 
-    __slots__ = ("age", "age_until", "inputs", "width")
+    __slots__ = ("age", "age_until", "cells", "shown", "snap")
 
     def __init__(self) -> None:
-        self.inputs: dict[str, tuple] = {}
-        self.width: dict[str, int] = {}
+        self.snap: Snapshot | None = None
+        self.shown: tuple = ()
+        self.cells: dict[str, _Cell] = {}
         self.age = ""
         self.age_until = dt.datetime.min.replace(tzinfo=dt.UTC)
 
+    @property
+    def index(self) -> int:
+        return self.shown[0]
 
-# -- the cells: one builder per column, from the inputs ``_build`` compares --------------------------------
+    def current(self, snap: Snapshot, index: int, marked: bool, now: dt.datetime) -> bool:
+        """Whether the row already shows this (the common case: one comparison of values per row)."""
+        return now < self.age_until and _shown(snap, index, marked) == self.shown
+
+
+# -- the cells: built when first rendered (or read), from the inputs ``_update`` compares -------------------
+
+class _Cell:
+    """One cell: its inputs and width now, its Text when first rendered or read. A table of 10,000 rows
+    renders a screenful; building every row's seven Texts up front was a third of the time it took to show
+    them. DataTable renders the cell through ``__rich_console__``; ``text``, ``plain`` and ``style`` are
+    what a Text cell would have."""
+
+    __slots__ = ("_text", "args", "column", "colors", "width")
+
+    def __init__(self, column: str, args: tuple, colors: dict) -> None:
+        self.column = column
+        self.args = args
+        self.colors = colors
+        self.width = WIDTHS[column](*args)
+        self._text: Text | None = None
+
+    @property
+    def text(self) -> Text:
+        if self._text is None:
+            self._text = BUILDERS[self.column](*self.args, self.colors)
+        return self._text
+
+    @property
+    def plain(self) -> str:
+        return self.text.plain
+
+    @property
+    def style(self):
+        return self.text.style
+
+    def __str__(self) -> str:
+        return self.text.plain
+
+    def __rich_console__(self, console, options):
+        yield self.text
+
+    def __rich_measure__(self, console, options):
+        return self.text.__rich_measure__(console, options)
+
+
+_AGES: dict[int, str] = {}
+_SIZES: dict[int, str] = {}
+_TYPES = {"full": " full", "schema-only": " schema"}  # the preview spells it out
+
+
+def _age_text(ts: dt.datetime, now: dt.datetime) -> str:
+    """``age_text``, remembered per whole day beyond a day (the text then counts days, months, years)."""
+    days = (now - ts).days
+    if days < 1:
+        return age_text(ts, now)
+    if days not in _AGES:
+        _AGES[days] = age_text(ts, now)
+    return _AGES[days]
+
+
+def _size_text(size: int) -> str:
+    text = _SIZES.get(size)
+    if text is None:
+        text = _SIZES[size] = " " + human_size(size)
+    return text
+
+
+def _marks(valid: bool, protected: bool, marked: bool) -> int:
+    return (not valid) + protected + marked
+
+
+def _label_width(label: str, valid: bool, protected: bool, marked: bool, recent: bool) -> int:
+    return min(1 + 2 * _marks(valid, protected, marked) + cell_len(label), MAX_LABEL + 1)
+
 
 def _index_cell(index: int, colors: dict) -> Text:
     return Text(f" {index}", justify="right")
@@ -270,25 +406,32 @@ def _age_cell(age: str, recent: bool, colors: dict) -> Text:
 
 
 def _type_cell(kind: str, colors: dict) -> Text:
-    return Text(" " + {"full": "full", "schema-only": "schema"}.get(kind, "?"))  # the preview spells it out
+    return Text(_TYPES.get(kind, " ?"))
 
 
 def _size_cell(size: int, colors: dict) -> Text:
-    return Text(" " + human_size(size), justify="right")
+    return Text(_size_text(size), justify="right")
 
 
-def _purpose_cell(purpose: str, problem: str | None, room: int, colors: dict) -> Text:
+def _purpose_cell(purpose: str, problem: str | None, colors: dict) -> Text:
+    # Cut to the column's width (with "…") when rendered, so that a resize rebuilds no cell.
     if problem is None:
-        text = Text(" " + purpose, no_wrap=True)
-    else:
-        text = Text(f" invalid: {problem}", colors.get("text-error", "red"), no_wrap=True)
-    if text.cell_len > room:
-        text.truncate(room, overflow="ellipsis")
-        text.rstrip()
-    return text
+        return Text(" " + purpose, no_wrap=True, overflow="ellipsis")
+    return Text(f" invalid: {problem}", colors.get("text-error", "red"), no_wrap=True, overflow="ellipsis")
 
 
-CELLS: dict[str, Callable[..., Text]] = {
+BUILDERS: dict[str, Callable[..., Text]] = {
     "index": _index_cell, "label": _label_cell, "date": _date_cell, "age": _age_cell, "type": _type_cell,
     "size": _size_cell, "purpose": _purpose_cell,
+}
+#: The width of each column's cell, from the same inputs, without building it (the purpose's does not
+#: count: that column gets the room left).
+WIDTHS: dict[str, Callable[..., int]] = {
+    "index": lambda index: len(str(index)) + 1,
+    "label": _label_width,
+    "date": lambda ts, recent: 17,  # " YYYY-mm-dd HH:MM"
+    "age": lambda age, recent: cell_len(age) + 1,
+    "type": lambda kind: len(_TYPES.get(kind, " ?")),
+    "size": lambda size: len(_size_text(size)),
+    "purpose": lambda purpose, problem: 0,
 }

@@ -21,6 +21,7 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from app.cli import debug_log
 from app.cli_maintenance import policy_from_config
+from app.gcpause import freeze_start_up, paused_gc
 from app.screens.cleanup import CleanupRequest
 from app.screens.create import CreateRequest
 from app.screens.messages import bridge
@@ -44,6 +45,8 @@ TITLES = {"dump": "Snapshot failed", "restore": "Restore failed", "emergency": "
 #: is added, removed or replaced by rename, which is how the engine and the usual tools write.
 FULL_CHECK_EVERY = 2.0
 ENTRIES_PER_SECOND = 2000
+#: The entries a listing reads: snapshots and their metadata.
+LISTED = (".sql", ".sql" + META_SUFFIX)
 
 
 @dataclass
@@ -58,14 +61,18 @@ class Scan:
 
 
 def directory_signature(directory: Path) -> dict[str, tuple[int, int]]:
-    """Name -> (size, mtime) of every entry: any snapshot added, rewritten or removed changes it, so the
-    listing (which reads every metadata file) only runs when something did change."""
+    """Name -> (size, mtime) of every snapshot and metadata file: any snapshot added, rewritten or removed
+    changes it, so the listing (which reads every metadata file) only runs when something did change.
+    Other entries are left out: a dump's ``.partial`` file grows all the time it streams, and the
+    listing's own cache is rewritten by the listing; neither changes what the list shows."""
     out = {}
     try:
         entries = list(os.scandir(directory))
     except OSError:
         return out
     for entry in entries:
+        if not entry.name.endswith(LISTED):
+            continue
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError:
@@ -168,8 +175,13 @@ class Jobs:
                 now - last.at < max(FULL_CHECK_EVERY, len(last.signature) / ENTRIES_PER_SECOND):
             return None
         signature = directory_signature(directory)
-        changed = force or last is None or signature != last.signature
-        return Scan(signature, mtime, now, self.ws.store.list() if changed else None)
+        if not (force or last is None or signature != last.signature):
+            return Scan(signature, mtime, now, None)
+        with paused_gc():
+            snapshots = self.ws.store.list()
+            if last is None:
+                freeze_start_up()
+        return Scan(signature, mtime, now, snapshots)
 
     @work(exclusive=True, group="probe", name="probe", exit_on_error=False,
           description="Connecting to read the server version")
