@@ -23,6 +23,7 @@ from app.screens.confirm import ConfirmModal
 from app.screens.create import CreateSnapshotModal
 from app.screens.diff import DiffScreen
 from app.screens.help import HelpScreen
+from app.screens.jobs import directory_signature
 from app.screens.main import MainScreen
 from app.screens.operation import OperationScreen
 from app.screens.restore import RestoreModal
@@ -454,6 +455,85 @@ async def test_filter_by_label_or_purpose(tmp_path):
         assert table.row_count == 3
         await pilot.press("slash", *"nothing-like-this")
         assert "No snapshot matches" in str(app.screen.query_one("#empty", Static).render())
+
+
+# -- a long list ------------------------------------------------------------------------------------------
+
+def write_many(store: SnapshotStore, count: int) -> list[str]:
+    """``count`` snapshots an hour apart, alternately "nightly-N" and "release-N"; file names newest first."""
+    names = []
+    for i in range(count):
+        kind = "nightly" if i % 2 else "release"
+        names.append(write_snapshot(store, f"{kind}-{i}", NOW - dt.timedelta(hours=i),
+                                    purpose=f"{kind} run {i}").name)
+    return names
+
+
+def row_text(table: DataTable, row: int) -> str:
+    return table.render_line(row + 1 - int(table.scroll_y)).text  # + 1: the header line
+
+
+async def test_a_filter_over_many_rows_and_back_keeps_the_cursor_on_its_snapshot(tmp_path):
+    store = SnapshotStore(tmp_path / "snaps")
+    names = write_many(store, 120)
+    app = make_app(Workspace(conn=None, store=store), clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await listed(pilot, 120)
+        assert keys_of(table) == names                                      # newest first
+        await pilot.press(*["down"] * 41)
+        chosen = table.highlighted_key
+        assert chosen == names[41] and "nightly-41" in chosen
+        await pilot.press("slash", *"nightly", "enter")                    # 60 rows go at once
+        await until(pilot, lambda: table.row_count == 60, what="the filtered rows")
+        assert keys_of(table) == names[1::2]
+        assert table.highlighted_key == chosen
+        assert row_text(table, table.cursor_row).split()[:2] == ["42", "nightly-41"]   # "#" is the list number
+        await pilot.press("escape")
+        await until(pilot, lambda: table.row_count == 120, what="all rows back")
+        assert keys_of(table) == names
+        assert table.highlighted_key == chosen
+        # A listing that changed under the table (a new snapshot) keeps the cursor where it was.
+        write_snapshot(store, "newest", NOW + dt.timedelta(minutes=5))
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: table.row_count == 121, what="the new snapshot")
+        assert keys_of(table)[1:] == names and "newest" in keys_of(table)[0]
+        assert table.highlighted_key == chosen
+        assert row_text(table, table.cursor_row).split()[:2] == ["43", "nightly-41"]
+
+
+async def test_columns_fit_their_cells_and_the_purpose_takes_the_rest(tmp_path):
+    store = SnapshotStore(tmp_path / "snaps")
+    long_label = "a-very-long-label-for-a-migration-of-billing"
+    write_snapshot(store, long_label, NOW - dt.timedelta(days=40), purpose="Long " * 30, protected=True)
+    write_snapshot(store, "v1", NOW - dt.timedelta(minutes=5), purpose="Short")
+    app = make_app(Workspace(conn=None, store=store), clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await listed(pilot, 2)
+        await pilot.pause()
+        header, first, second = (table.render_line(y).text for y in range(3))
+        assert header.split() == ["#", "Label", "Date", "(UTC)", "Age", "Type", "Size", "Purpose"]
+        assert first.split()[:6] == ["1", "v1", (NOW - dt.timedelta(minutes=5)).strftime("%Y-%m-%d"),
+                                     (NOW - dt.timedelta(minutes=5)).strftime("%H:%M"), "5", "minutes"]
+        assert f"◆ {long_label[:29]}…" in second                         # cut at 32 cells, marked
+        assert "a month ago" in second and "Long Long" in second
+        assert second.rstrip().endswith("…") and len(second) <= table.size.width  # fits: no scrolling
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        row = table.render_line(2).text                                    # the rest scrolls sideways
+        assert f"◆ {long_label[:29]}…" in row and "a month ago" in row
+
+
+def test_a_dump_in_progress_does_not_change_the_directory_signature(tmp_path):
+    """The list is re-read only when its files change: a growing .partial file (a dump streaming) or the
+    listing's own cache are not snapshots."""
+    store = SnapshotStore(tmp_path / "snaps")
+    write_snapshot(store, "v1", NOW)
+    before = directory_signature(store.directory)
+    store.list()
+    (store.directory / "20241027150000_next.sql.partial").write_bytes(b"x" * 1000)
+    assert directory_signature(store.directory) == before
+    write_snapshot(store, "v2", NOW + dt.timedelta(hours=1))
+    assert directory_signature(store.directory) != before
 
 
 # -- no database, errors ---------------------------------------------------------------------------------
