@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import stat
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 import humanize
 import yaml
 
+from . import metafast
 from .errors import BadInput, InvalidSnapshot, LockHeld, OperationFailed
 from .scanner import HEADER, DumpScanner, iter_file, trailer_ok
 
@@ -140,27 +142,61 @@ class Validation:
 
 
 def load_meta(path: Path) -> dict:
-    """Parse a metadata file safely (no custom tags, bounded size); raises ValueError with the reason."""
+    """Parse a metadata file safely (no custom tags, bounded size); raises ValueError with the reason.
+
+    What ``write_meta`` writes is read by ``metafast`` (exactly what PyYAML returns, several times
+    sooner); anything else, hand-edited or hostile, by PyYAML's safe loader."""
+    return _read_meta(path)[0]
+
+
+def _read_meta(path: Path) -> tuple[dict, bool]:
+    """``load_meta``, and whether the result is known to survive a JSON round trip unchanged (true of
+    everything ``metafast`` returns; PyYAML may return dates or non-string keys)."""
     try:
-        st = path.stat()
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise ValueError("metadata file is missing") from None
-    if st.st_size > MAX_META_BYTES:
+    except OSError as exc:
+        raise ValueError(f"metadata file unreadable ({exc.__class__.__name__})") from None
+    try:
+        # Metadata is about 1 kB: one small read (a 256 kB one costs more in malloc than in the kernel);
+        # a short read of a regular file is its end.
+        raw = os.read(fd, 8192)
+        if len(raw) == 8192:
+            while len(raw) <= MAX_META_BYTES:
+                more = os.read(fd, MAX_META_BYTES + 1 - len(raw))
+                if not more:
+                    break
+                raw += more
+    except OSError as exc:
+        raise ValueError(f"metadata file unreadable ({exc.__class__.__name__})") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_META_BYTES:
         raise ValueError("metadata file is too large")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ValueError(f"metadata file unreadable ({exc.__class__.__name__})") from None
+    if "\r" in text:  # as text-mode reading did: universal newlines
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        data, faithful = metafast.parse(text), True
+    except metafast.Unsupported:
+        data, faithful = _yaml_load(text), False
+    if not isinstance(data, dict) or not isinstance(data.get("snapshot"), dict):
+        raise ValueError("metadata has no 'snapshot:' mapping")
+    return data["snapshot"], faithful
+
+
+def _yaml_load(text: str):
     try:
         # Aliases are how YAML bombs multiply; our metadata never uses them, so refuse any.
         if "*" in text and any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=_Loader)):
             raise ValueError("metadata uses YAML aliases, which snapshots never do")
-        data = yaml.load(text, Loader=_Loader)
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ValueError(f"metadata is not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("snapshot"), dict):
-        raise ValueError("metadata has no 'snapshot:' mapping")
-    return data["snapshot"]
 
 
 _META_TYPES = {"label": str, "type": str, "size_bytes": int, "sha256": str}
@@ -238,15 +274,16 @@ class SnapshotStore:
                 continue
             key = _stat_key(entry, entries.get(name + META_SUFFIX))
             cached = index.get(name)
-            if key is not None and isinstance(cached, dict) and cached.get("key") == key:
-                ts = _name_ts(m.group(1))
-                snap = Snapshot(path=Path(entry.path), label=m.group(2), timestamp=ts, meta=cached["meta"],
-                                problem=cached["problem"], file_size=cached["size"])
+            if key is not None and isinstance(cached, dict) and cached.get("key") == key and \
+                    _cache_entry_ok(cached):
+                snap = Snapshot(path=Path(entry.path), label=m.group(2), timestamp=_name_ts(m.group(1)),
+                                meta=cached["meta"], problem=cached["problem"], file_size=cached["size"])
+                fresh_index[name] = cached
             else:
-                snap = self._load(Path(entry.path), m)
-            if key is not None:
-                fresh_index[name] = {"key": key, "meta": snap.meta, "problem": snap.problem,
-                                     "size": snap.file_size}
+                snap, cacheable = self._load(Path(entry.path), m, None if key is None else key[0])
+                if key is not None and cacheable:
+                    fresh_index[name] = {"key": key, "meta": snap.meta, "problem": snap.problem,
+                                         "size": snap.file_size}
             snaps.append(snap)
         if fresh_index != index:
             self._write_index(fresh_index)
@@ -266,7 +303,8 @@ class SnapshotStore:
             text = json.dumps({"version": INDEX_VERSION, **index}, separators=(",", ":"))
         except (TypeError, ValueError):
             return
-        tmp = self.directory / f"{INDEX_NAME}.{os.getpid()}.tmp"
+        # Unique per process and thread: a listing in a TUI worker may overlap another one.
+        tmp = self.directory / f"{INDEX_NAME}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -276,35 +314,48 @@ class SnapshotStore:
             with contextlib.suppress(OSError):
                 tmp.unlink()
 
-    def _load(self, path: Path, m: re.Match) -> Snapshot:
+    def _load(self, path: Path, m: re.Match, size: int | None = None) -> tuple[Snapshot, bool]:
+        """Read and quick-check one snapshot; also whether its metadata may be cached as JSON.
+
+        ``size`` is given by ``list`` when it has just seen (lstat) a regular file there, which saves three
+        more stat calls per file; ``validate`` looks at everything afresh."""
         ts = _name_ts(m.group(1))
         snap = Snapshot(path=path, label=m.group(2), timestamp=ts)
+        if size is None:
+            try:
+                st = path.stat()
+            except OSError:
+                snap.problem = "file is unreadable"
+                return snap, True
+            if not path.is_file() or path.is_symlink():
+                snap.problem = "not a regular file"
+                return snap, True
+            size = st.st_size
+        snap.file_size = size
         try:
-            st = path.stat()
-        except OSError:
-            snap.problem = "file is unreadable"
-            return snap
-        if not path.is_file() or path.is_symlink():
-            snap.problem = "not a regular file"
-            return snap
-        snap.file_size = st.st_size
-        try:
-            snap.meta = load_meta(snap.meta_path)
+            snap.meta, faithful = _read_meta(snap.meta_path)
         except ValueError as exc:
             snap.problem = str(exc)
-            return snap
+            return snap, True
         snap.problem = check_meta(snap.meta, path, snap.label, ts) or self._quick_file_check(snap)
-        return snap
+        return snap, faithful or _json_faithful(snap.meta)
 
     @staticmethod
     def _quick_file_check(snap: Snapshot) -> str | None:
         if snap.file_size != snap.meta.get("size_bytes"):
             return f"size is {snap.file_size} bytes, metadata says {snap.meta.get('size_bytes')}"
+        start = max(0, snap.file_size - 4096)
         try:
-            with open(snap.path, "rb") as fh:
-                head = fh.read(len(HEADER))
-                fh.seek(max(0, snap.file_size - 4096))
-                tail = fh.read()
+            fd = os.open(snap.path, os.O_RDONLY)
+            try:
+                if start <= len(HEADER):  # a small file: one read has both ends
+                    data = _read_from(fd, 0, snap.file_size)
+                    head, tail = data[:len(HEADER)], data[start:]
+                else:
+                    head = os.pread(fd, len(HEADER), 0)
+                    tail = _read_from(fd, start, snap.file_size - start)
+            finally:
+                os.close(fd)
         except OSError as exc:
             return f"file is unreadable ({exc.strerror})"
         if not head.startswith(HEADER):
@@ -318,7 +369,10 @@ class SnapshotStore:
         out = []
         names = {e.name for e in self._entries()}
         for name in sorted(names):
-            if name.endswith(PARTIAL_SUFFIX) or name.endswith(".meta.yaml.tmp") or name.endswith(META_SUFFIX) and name[: -len(META_SUFFIX)] not in names or FILENAME_RE.match(name) and name + META_SUFFIX not in names:
+            unfinished = name.endswith(PARTIAL_SUFFIX) or name.endswith(".meta.yaml.tmp")
+            lone_meta = name.endswith(META_SUFFIX) and name[: -len(META_SUFFIX)] not in names
+            lone_sql = FILENAME_RE.match(name) and name + META_SUFFIX not in names
+            if unfinished or lone_meta or lone_sql:
                 out.append(self.directory / name)
         return out
 
@@ -351,7 +405,7 @@ class SnapshotStore:
     def validate(self, snap: Snapshot, report=None) -> Validation:
         """Full check: metadata, size, sha256 over every byte, header and trailer, COPY blocks closed."""
         checks: list[tuple[str, bool, str]] = []
-        fresh = self._load(snap.path, FILENAME_RE.match(snap.filename))
+        fresh, _ = self._load(snap.path, FILENAME_RE.match(snap.filename))
         if fresh.meta is None or (fresh.problem and "metadata" in fresh.problem):
             checks.append(("metadata" if "metadata" in (fresh.problem or "metadata") else "file", False,
                            fresh.problem or "missing"))
@@ -487,6 +541,34 @@ def _name_ts(stamp: str) -> dt.datetime:
                            int(stamp[10:12]), int(stamp[12:14]), tzinfo=dt.UTC)
     except ValueError:  # e.g. month 13: sorts first, and check_meta reports the mismatch
         return dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _cache_entry_ok(entry: dict) -> bool:
+    """A cache entry has the shape ``list`` writes (the file may have been edited or damaged): metadata or
+    the reason there is none, a problem or none, the file's size."""
+    meta, problem = entry.get("meta"), entry.get("problem")
+    return (isinstance(meta, dict) or meta is None and isinstance(problem, str)) and \
+        isinstance(problem, str | None) and type(entry.get("size")) is int
+
+
+def _json_faithful(value) -> bool:
+    """Whether JSON gives ``value`` back unchanged: str keys only, no dates, sets or bytes."""
+    if isinstance(value, dict):
+        return all(type(k) is str and _json_faithful(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_json_faithful(v) for v in value)
+    return value is None or type(value) in (str, int, float, bool)
+
+
+def _read_from(fd: int, offset: int, expect: int) -> bytes:
+    """Everything from ``offset`` to the end of the file (which is expected ``expect`` bytes on)."""
+    data = os.pread(fd, expect + 1, offset)
+    while len(data) > expect:  # the file grew since it was seen: read on to the end, as read() would
+        more = os.pread(fd, 1 << 16, offset + len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 def _stat_key(sql: os.DirEntry, meta: os.DirEntry | None) -> list | None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import hashlib
+import json
 import os
 
 import pytest
+import yaml
 
+from services import store as store_module
 from services.errors import LockHeld
-from services.store import INDEX_NAME, SnapshotStore, format_ts
+from services.store import INDEX_NAME, META_SUFFIX, SnapshotStore, format_ts, load_meta
 
 DUMP = (b"--\n-- PostgreSQL database dump\n--\n\nCOPY public.t (x) FROM stdin;\n1\n2\n\\.\n\n"
         b"--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict k\n\n")
@@ -64,3 +68,76 @@ def test_delete_removes_both_files_and_lock_is_exclusive(tmp_path):
         assert f"pid {os.getpid()}" in err.value.message and "restore" in err.value.message
     with store.lock("again", "db"):
         pass
+
+
+def test_our_metadata_is_read_without_pyyaml_and_hand_edits_with_it(tmp_path, monkeypatch):
+    store = SnapshotStore(tmp_path / "s")
+    name = make(store, "fast", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    meta_path = store.directory / (name + META_SUFFIX)
+    expected = yaml.safe_load(meta_path.read_text())["snapshot"]
+
+    def no_pyyaml(*args, **kwargs):
+        raise AssertionError("PyYAML was used for metadata that write_meta wrote")
+
+    with monkeypatch.context() as m:
+        m.setattr(store_module.yaml, "load", no_pyyaml)
+        assert load_meta(meta_path) == expected
+        assert store.list()[0].valid
+    # A comment and a flow list, as someone editing by hand might leave: PyYAML reads it, same result.
+    meta_path.write_text(meta_path.read_text().replace("snapshot:\n", "# edited\nsnapshot:\n") +
+                         "  schemas: [public, app]\n")
+    assert load_meta(meta_path) == {**expected, "schemas": ["public", "app"]}
+    assert store.list()[0].valid
+
+
+def test_the_cache_keeps_only_what_json_gives_back_unchanged(tmp_path):
+    """A hand-written date or integer key would come back from JSON as a string: such metadata is parsed
+    on every listing instead of being cached, and the other snapshots are still cached."""
+    store = SnapshotStore(tmp_path / "s")
+    t = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    plain = make(store, "plain", t)
+    odd = make(store, "odd", t + dt.timedelta(hours=1))
+    odd_meta = store.directory / (odd + META_SUFFIX)
+    odd_meta.write_text(odd_meta.read_text() + "  reviewed: 2026-01-03\n  row_counts:\n    1: 5\n")
+    for _ in range(2):  # parsed, then from the cache for one and parsed again for the other
+        snaps = {s.filename: s for s in store.list()}
+        assert snaps[odd].valid and snaps[odd].meta["reviewed"] == dt.date(2026, 1, 3)
+        assert snaps[odd].meta["row_counts"] == {1: 5}
+        index = json.loads((store.directory / INDEX_NAME).read_text())
+        assert plain in index and odd not in index
+
+
+def test_damaged_cache_entries_are_not_served(tmp_path):
+    store = SnapshotStore(tmp_path / "s")
+    name = make(store, "a", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    store.list()
+    path = store.directory / INDEX_NAME
+    index = json.loads(path.read_text())
+    for damage in ({"meta": 5}, {"problem": ["x"]}, {"size": "big"}, {"meta": None, "problem": None}):
+        path.write_text(json.dumps({**index, name: {**index[name], **damage}}))
+        snap = store.list()[0]
+        assert snap.valid and snap.meta["label"] == "a" and snap.file_size == len(DUMP)
+
+
+def test_quick_check_of_a_large_file_reads_both_ends(tmp_path):
+    store = SnapshotStore(tmp_path / "s")
+    body = DUMP.replace(b"\\.\n", b"".join(b"%d\n" % i for i in range(3000)) + b"\\.\n")
+    assert len(body) > 8192
+    name = make(store, "big", dt.datetime(2026, 1, 1, tzinfo=dt.UTC), body)
+    assert store.list()[0].valid
+    cut = body[:body.rindex(b"-- PostgreSQL database dump complete")]
+    make(store, "big", dt.datetime(2026, 1, 1, tzinfo=dt.UTC), cut)
+    assert "trailer is missing" in store.list()[0].problem
+    (store.directory / name).write_bytes(b"x" * len(cut))
+    assert "header missing" in store.list()[0].problem
+
+
+def test_listings_at_once_agree_and_leave_a_valid_cache(tmp_path):
+    store = SnapshotStore(tmp_path / "s")
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    names = [make(store, f"n{i}", t + dt.timedelta(minutes=i)) for i in range(40)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: [(s.filename, s.valid, s.meta) for s in store.list()], range(8)))
+    assert all(r == results[0] for r in results) and [n for n, *_ in results[0]] == names[::-1]
+    assert set(json.loads((store.directory / INDEX_NAME).read_text())) == {"version", *names}
+    assert not list(store.directory.glob("*.tmp"))
