@@ -1,0 +1,756 @@
+"""Instant local snapshots (``--type clone``): the server copies the database, no pg_dump, no psql replay.
+
+A clone snapshot is a database on the same server, made with ``CREATE DATABASE clone TEMPLATE db STRATEGY
+FILE_COPY`` (a file-level copy; STRATEGY exists from PostgreSQL 15), created with ``ALLOW_CONNECTIONS
+false IS_TEMPLATE true`` so that nobody can change what was captured while any CREATEDB role can still copy
+it. In the snapshot directory it is a small pointer file ``{YYYYmmddHHMMSS}_{label}.clone`` (it names the
+database and says how to restore it) plus the usual ``{file}.meta.yaml``.
+
+Restoring copies the clone to a new database and swaps names in one transaction (ALTER DATABASE ... RENAME
+is transactional: verified on PostgreSQL 15 and 18), carrying over the database-level properties of the
+current database (owner, grants, settings, comment, connection limit), which live in shared catalogs keyed
+by the database's OID. The database renamed away becomes the pre-rollback snapshot, at no cost.
+
+Only for local development servers: hosted databases (and Supabase) must use file snapshots. Every
+statement runs over a connection to the *maintenance* database (``postgres``, else ``template1``):
+``CREATE DATABASE ... TEMPLATE`` and ``RENAME`` both require that nobody is connected to the database, us
+included. Other sessions are listed in the refusal, never terminated.
+
+Errors and exit codes (services.errors):
+  * ``CloneNotAllowed`` (BadInput, exit 2): not a local server, a Supabase server, a role that may not
+    create databases or does not own the database, a server before 15 or a template database. Retrying
+    will not help; use a file snapshot.
+  * ``DatabaseBusy`` (OperationFailed, exit 1): other sessions are connected; close them and retry.
+  * ``InvalidSnapshot`` (exit 3): the pointer or metadata is damaged, or its clone database is gone or is
+    not the one it names.
+  * ``OperationFailed`` (exit 1): anything else; the target database is left as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Collection
+from pathlib import Path
+
+import asyncpg
+
+from . import __version__, codec, inspect
+from .config import ConnInfo
+from .errors import BadInput, DbsageError, InvalidSnapshot, OperationFailed
+from .events import Log, Progress, Reporter, Step, null_reporter
+from .restore import RestoreResult, SmokeCheck
+from .store import (
+    META_SUFFIX,
+    PARTIAL_SUFFIX,
+    TS_FORMAT,
+    Snapshot,
+    SnapshotStore,
+    check_label,
+    format_ts,
+    fsync_dir,
+    human_size,
+    os_user,
+    utcnow,
+)
+
+CLONE_SUFFIX = ".clone"
+#: The first line of every pointer file (what a quick check looks for, as HEADER is for dumps).
+POINTER_HEADER = "-- dbsage-tui clone snapshot"
+#: Where clone work connects, in order: never the database being copied or replaced.
+MAINTENANCE_DBS = ("postgres", "template1")
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", ""})
+#: PostgreSQL's identifier limit (NAMEDATALEN - 1), in bytes.
+MAX_IDENT_BYTES = 63
+#: Seconds to wait for a session of ours to leave pg_stat_activity after it was closed.
+SESSION_GONE_TIMEOUT = 10.0
+#: Settings whose values are lists of identifiers (pg_dump's variable_is_guc_list_quote).
+_GUC_LIST_QUOTE = frozenset({"local_preload_libraries", "search_path", "session_preload_libraries",
+                             "shared_preload_libraries", "temp_tablespaces", "unix_socket_directories"})
+_POINTER_FIELD = re.compile(r"^-- (clone_database|source_database|server|server_id|created): (.*)$")
+
+
+class CloneNotAllowed(BadInput):
+    """Clone snapshots cannot be used for this target (exit 2): use a file snapshot instead."""
+
+
+class DatabaseBusy(OperationFailed):
+    """Other sessions are connected to a database that must be idle (exit 1): close them, then retry."""
+
+
+# -- names and pointer files ------------------------------------------------------------------------------
+
+def is_local_host(host: str) -> bool:
+    """localhost, a loopback address or a unix socket directory: the only servers clones are made on."""
+    return host in LOCAL_HOSTS or host.startswith(("/", "@"))
+
+
+def check_local(conn: ConnInfo) -> None:
+    """Refuse a non-local host before connecting (no network round trip to say no)."""
+    if not is_local_host(conn.host):
+        raise CloneNotAllowed(f"Clone snapshots are only for local development servers, and {conn.host} is not "
+                              "local.", "Take a file snapshot instead (leave out --type clone).")
+
+
+def clone_name(dbname: str, ts: dt.datetime, taken: Collection[str] = (), tag: str = "dbsage") -> str:
+    """``{dbname}__{tag}_{YYYYmmddHHMMSS}``: lower-case letters, digits and '_' only (no quoting surprises
+    in the pointer file or by hand), at most 63 bytes, and not in ``taken`` (``_2``, ``_3``... if it is)."""
+    prefix = re.sub(r"[^a-z0-9_]", "_", dbname.lower()) or "db"
+    for n in range(1, 10_000):
+        tail = f"__{tag}_{ts.strftime(TS_FORMAT)}" + (f"_{n}" if n > 1 else "")
+        name = prefix[:MAX_IDENT_BYTES - len(tail)] + tail
+        if name not in taken:
+            return name
+    raise OperationFailed("No free database name for the clone.", "Drop old clone databases, then retry.")
+
+
+def _free_pointer(directory: Path, label: str) -> tuple[dt.datetime, Path]:
+    """Timestamp and pointer path not taken by any snapshot of this label (file or clone) in that second."""
+    ts = utcnow()
+    while True:
+        stem = f"{ts.strftime(TS_FORMAT)}_{label}"
+        suffixes = [*codec.SUFFIXES.values(), CLONE_SUFFIX]
+        if not any((directory / (stem + s + end)).exists() for s in suffixes for end in ("", PARTIAL_SUFFIX)):
+            return ts, directory / (stem + CLONE_SUFFIX)
+        ts += dt.timedelta(seconds=1)
+
+
+def pointer_text(clone_db: str, source_db: str, server: str, server_id: str | None, ts: dt.datetime,
+                 filename: str) -> str:
+    q = inspect.quote_ident(clone_db)
+    return "\n".join([
+        POINTER_HEADER,
+        f"-- The data of this snapshot is not in this file: it is the database {q} on the PostgreSQL server",
+        f"-- at {server}, a copy of database {json.dumps(source_db)} taken at {format_ts(ts)}.",
+        "-- Do not drop that database by hand while this snapshot is listed: delete the snapshot with",
+        "-- dbsage-tui, which drops the database too.",
+        "--",
+        f"-- Restore: dbsage-tui restore {filename}",
+        f"-- Inspect: psql -d postgres -c 'ALTER DATABASE {q} ALLOW_CONNECTIONS true', then psql -d {clone_db}",
+        "--          (and set it back to false after: what you change there, a restore brings back).",
+        "--",
+        f"-- clone_database: {clone_db}",
+        f"-- source_database: {json.dumps(source_db)}",
+        f"-- server: {server}",
+        f"-- server_id: {server_id or ''}",
+        f"-- created: {format_ts(ts)}",
+        "",
+    ])
+
+
+def read_pointer(path: Path) -> dict[str, str]:
+    """The ``-- key: value`` fields of a pointer file; raises ValueError when it is not one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"pointer file unreadable ({exc.__class__.__name__})") from None
+    if not text.startswith(POINTER_HEADER + "\n"):
+        raise ValueError("not a clone pointer file (header missing)")
+    fields = {m.group(1): m.group(2) for line in text.splitlines() if (m := _POINTER_FIELD.match(line))}
+    if not fields.get("clone_database"):
+        raise ValueError("pointer file names no clone database")
+    return fields
+
+
+def check_pointer(snap: Snapshot) -> str | None:
+    """Why this clone snapshot's files cannot be trusted, or None: size and sha256 of the pointer match
+    the metadata, and pointer and metadata name the same database. (The database itself is checked
+    against the server by ``restore_clone``.) For the store's quick check and ``validate``."""
+    if snap.meta is None:
+        return snap.problem or "metadata is missing"
+    if snap.meta.get("type") != "clone" or not snap.meta.get("clone_database"):
+        return "metadata does not describe a clone snapshot"
+    try:
+        data = snap.path.read_bytes()
+        fields = read_pointer(snap.path)
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    if len(data) != snap.meta.get("size_bytes") or hashlib.sha256(data).hexdigest() != snap.meta.get("sha256"):
+        return "pointer file does not match its metadata (size or sha256)"
+    if fields["clone_database"] != snap.meta["clone_database"]:
+        return "pointer file and metadata name different clone databases"
+    return None
+
+
+def _write_pointer(path: Path, text: str) -> bytes:
+    """Write atomically (temp, fsync, rename), mode 0600; returns the bytes written."""
+    data = text.encode("utf-8")
+    tmp = path.with_name(path.name + PARTIAL_SUFFIX)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return data
+
+
+def _remove_files(pointer: Path) -> None:
+    pointer.with_name(pointer.name + META_SUFFIX).unlink(missing_ok=True)
+    pointer.with_name(pointer.name + PARTIAL_SUFFIX).unlink(missing_ok=True)
+    pointer.unlink(missing_ok=True)
+    fsync_dir(pointer.parent)
+
+
+# -- connections and checks -------------------------------------------------------------------------------
+
+async def connect_maintenance(conn: ConnInfo) -> asyncpg.Connection:
+    """A connection to ``postgres`` (or ``template1`` when that is missing or is the target itself)."""
+    last: DbsageError | None = None
+    for name in MAINTENANCE_DBS:
+        if name == conn.dbname:
+            continue
+        try:
+            return await inspect.connect(conn.with_dbname(name))
+        except OperationFailed as exc:
+            if "does not exist" not in exc.one_line():
+                raise
+            last = exc
+    assert last is not None
+    raise last
+
+
+async def _server_id(con: asyncpg.Connection) -> str | None:
+    """The cluster's system identifier (proves a later connection reaches the same server), if readable."""
+    try:
+        val = await con.fetchval("SELECT system_identifier::text FROM pg_control_system()")
+    except asyncpg.PostgresError:
+        return None
+    return str(val) if val is not None else None
+
+
+async def other_sessions(con: asyncpg.Connection, dbname: str) -> list[str]:
+    """Who else is connected to ``dbname`` (autovacuum excluded: the server stops it itself)."""
+    rows = await con.fetch(
+        """SELECT pid, coalesce(nullif(application_name, ''), backend_type, '?') AS app,
+                  coalesce(client_addr::text, 'local socket') AS addr, usename
+           FROM pg_stat_activity
+           WHERE datname = $1 AND pid <> pg_backend_pid()
+             AND coalesce(backend_type, '') <> 'autovacuum worker'
+           ORDER BY pid""", dbname)
+    return [f"pid {r['pid']} ({r['app']}, {r['usename'] or '?'} from {r['addr']})" for r in rows]
+
+
+def _busy(dbname: str, sessions: list[str], what: str) -> DatabaseBusy:
+    shown = "; ".join(sessions[:5]) + (f"; and {len(sessions) - 5} more" if len(sessions) > 5 else "")
+    return DatabaseBusy(f"Cannot {what}: {len(sessions)} other session(s) are connected to database {dbname}: "
+                        f"{shown}.",
+                        "Close them (psql, your app, the IDE), then try again; dbsage-tui never terminates "
+                        "sessions.")
+
+
+async def check_clone_allowed(conn: ConnInfo, con_maint: asyncpg.Connection, *,
+                              what: str = "take a clone snapshot") -> inspect.ServerInfo:
+    """Refuse, with one sentence and a hint, whatever would make cloning ``conn.dbname`` fail or unsafe:
+    a non-local or Supabase server, a server before PostgreSQL 15, a missing or template database, a role
+    that may not create databases or does not own this one, other sessions connected to it. Runs on the
+    maintenance connection ``con_maint``; returns the server's facts (``database`` is ``conn.dbname``)."""
+    check_local(conn)
+    info = await inspect.server_info(con_maint)
+    supabase_role = await con_maint.fetchval("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_admin')")
+    if info.supabase or supabase_role:
+        raise CloneNotAllowed("Clone snapshots are not available on Supabase servers.",
+                              "Take a file snapshot instead (leave out --type clone).")
+    if info.major < 15:
+        raise CloneNotAllowed(f"Clone snapshots need PostgreSQL 15 or later; this server runs {info.version}.",
+                              "Take a file snapshot instead (leave out --type clone).")
+    row = await con_maint.fetchrow(
+        """SELECT r.rolsuper, r.rolcreatedb, d.oid IS NOT NULL AS found, d.datistemplate,
+                  coalesce(pg_has_role(d.datdba, 'USAGE'), false) AS owns
+           FROM pg_roles r LEFT JOIN pg_database d ON d.datname = $1
+           WHERE r.rolname = current_user""", conn.dbname)
+    if row is None or not row["found"]:
+        raise OperationFailed(f"The database {conn.dbname} does not exist on the server.",
+                              "Check the database name in the connection URL.")
+    if row["datistemplate"] or conn.dbname in MAINTENANCE_DBS + ("template0",):
+        raise CloneNotAllowed(f"Database {conn.dbname} is a template or maintenance database; clone snapshots "
+                              "are for application databases.", "Take a file snapshot instead.")
+    if not row["rolsuper"] and not (row["rolcreatedb"] and row["owns"]):
+        why = "may not create databases" if not row["rolcreatedb"] else f"does not own database {conn.dbname}"
+        raise CloneNotAllowed(f"Role {info.current_user} {why}, which clone snapshots need.",
+                              f"Connect as a superuser or as the database's owner with CREATEDB (ALTER ROLE "
+                              f"{info.current_user} CREATEDB), or take a file snapshot instead.")
+    sessions = await other_sessions(con_maint, conn.dbname)
+    if sessions:
+        raise _busy(conn.dbname, sessions, what)
+    return dataclasses.replace(info, database=conn.dbname)
+
+
+async def _probe_tables(conn: ConnInfo, con_maint: asyncpg.Connection) -> int:
+    """Tables in the database's schemas, counted over a short connection of its own that is fully gone
+    (out of pg_stat_activity) before we return, so that it never blocks the copy or the rename."""
+    con = await inspect.connect(conn)
+    try:
+        pid = con.get_server_pid()
+        scope = await inspect.resolve_scope(con, False, None)
+        tables = await inspect.tables_count(con, scope.schemas)
+    finally:
+        await con.close()
+    deadline = time.monotonic() + SESSION_GONE_TIMEOUT
+    while await con_maint.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+        if time.monotonic() > deadline:
+            break  # CREATE DATABASE waits 5 s more for it, then says who is connected
+        await asyncio.sleep(0.02)
+    return tables
+
+
+def _explain(exc: asyncpg.PostgresError, dbname: str, what: str) -> DbsageError:
+    text = str(exc)
+    if "is being accessed by other users" in text or "is being used by" in text:
+        return DatabaseBusy(f"Cannot {what}: a session connected to database {dbname} meanwhile.",
+                            "Close the other sessions, then try again; dbsage-tui never terminates sessions.",
+                            detail=text)
+    if "No space left on device" in text or "could not extend" in text or "could not write" in text:
+        return OperationFailed(f"Cannot {what}: no space left on the server's disk.",
+                               "Free up disk space or delete old clone snapshots.", detail=text)
+    return OperationFailed(f"Cannot {what}: {text}", "See the server log.", detail=text)
+
+
+async def _database_names(con: asyncpg.Connection) -> set[str]:
+    return {r["datname"] for r in await con.fetch("SELECT datname FROM pg_database")}
+
+
+async def _create_copy(con: asyncpg.Connection, new: str, template: str, major: int) -> None:
+    strategy = " STRATEGY FILE_COPY" if major >= 15 else ""
+    await con.execute(f"CREATE DATABASE {inspect.quote_ident(new)} TEMPLATE {inspect.quote_ident(template)}"
+                      f"{strategy} ALLOW_CONNECTIONS false IS_TEMPLATE true")
+
+
+async def _settle(conn: ConnInfo, con: asyncpg.Connection | None) -> asyncpg.Connection:
+    """After a failure or a cancellation: close our working connection, cancel what its backend may still
+    be running (a CREATE DATABASE in flight, a transaction holding locks) and wait until that backend has
+    exited, so that nothing of ours can still commit; return a fresh maintenance connection for the
+    cleanup. Only our own backend is ever cancelled."""
+    pid = con.get_server_pid() if con is not None else None
+    if con is not None:
+        con.terminate()
+    fresh = await connect_maintenance(conn)
+    if pid is not None:
+        with contextlib.suppress(asyncpg.PostgresError):
+            await fresh.execute("SELECT pg_cancel_backend($1)", pid)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and \
+                await fresh.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+            await asyncio.sleep(0.05)
+    return fresh
+
+
+async def _drop_database(con: asyncpg.Connection, name: str, oid: int | None = None) -> bool:
+    """Drop ``name`` (only if its OID is ``oid``, when given): template flag off, then DROP. False when
+    there was nothing (or something else) by that name."""
+    found = await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", name)
+    if found is None or (oid is not None and found != oid):
+        return False
+    q = inspect.quote_ident(name)
+    await con.execute(f"ALTER DATABASE {q} IS_TEMPLATE false")
+    try:
+        await con.execute(f"DROP DATABASE {q}")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await con.execute(f"ALTER DATABASE {q} IS_TEMPLATE true")
+        raise
+    return True
+
+
+def _write_snapshot(store: SnapshotStore, pointer: Path, ts: dt.datetime, label: str, *, conn: ConnInfo,
+                    info: inspect.ServerInfo, server_id: str | None, clone_db: str, clone_oid: int,
+                    clone_bytes: int, tables: int, purpose: str, notes: str, protected: bool,
+                    duration: float) -> Snapshot:
+    """Pointer file, then metadata (each atomic): the snapshot lists only once both are complete."""
+    server = f"{conn.host}:{conn.port}"
+    data = _write_pointer(pointer, pointer_text(clone_db, conn.dbname, server, server_id, ts, pointer.name))
+    meta = {
+        "label": label,
+        "purpose": purpose or "",
+        "timestamp": format_ts(ts),
+        "database_version": info.version,
+        "type": "clone",
+        "size_bytes": len(data),
+        "size_human": human_size(len(data)),
+        "clone_database": clone_db,
+        "clone_oid": clone_oid,
+        "clone_bytes": clone_bytes,
+        "clone_size_human": human_size(clone_bytes),
+        "server_id": server_id,
+        "tables_count": tables,
+        # Counting rows would read every table of the database: the opposite of an instant snapshot.
+        "row_counts": None,
+        "restore_instructions": f"dbsage-tui restore {pointer.name}\n"
+                                f"# the data is in database {clone_db} on {server}; it cannot be restored "
+                                "by hand with psql\n",
+        "notes": notes or "",
+        "filename": pointer.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "database": conn.dbname,
+        "host": server,
+        "duration_seconds": duration,
+        "tool_version": __version__,
+        "protected": bool(protected),
+        "created_by": f"{os_user()}@{socket.gethostname()}",
+    }
+    store.write_meta(pointer, meta)
+    return Snapshot(path=pointer, label=label, timestamp=ts, meta=meta, file_size=len(data))
+
+
+# -- create -----------------------------------------------------------------------------------------------
+
+async def create_clone(conn: ConnInfo, store: SnapshotStore, label: str, *, purpose: str = "", notes: str = "",
+                       protected: bool = False, report: Reporter = null_reporter) -> Snapshot:
+    """Take a clone snapshot of ``conn.dbname``: the server copies the database into a new database that
+    nobody can connect to, then the pointer file and metadata are written. A failure or cancellation at
+    any point drops the half-made database and removes the files. Holds the directory lock throughout."""
+    check_label(label)
+    check_local(conn)
+    store.ensure_dir()
+    started = time.monotonic()
+    with store.lock("snapshot", conn.display):
+        con = await connect_maintenance(conn)
+        pointer: Path | None = None
+        clone: str | None = None
+        clone_oid: int | None = None
+        try:
+            info = await check_clone_allowed(conn, con)
+            server_id = await _server_id(con)
+            tables = await _probe_tables(conn, con)
+            ts, pointer = _free_pointer(store.directory, label)
+            clone = clone_name(conn.dbname, ts, await _database_names(con))
+            size = await con.fetchval("SELECT pg_database_size($1)", conn.dbname)
+            report(Log(f"Cloning database {conn.dbname} ({human_size(size)}) into {clone} on "
+                       f"{conn.host}:{conn.port} (CREATE DATABASE ... TEMPLATE, STRATEGY FILE_COPY)"))
+            report(Progress("dump", 0, size, 0.0))
+            try:
+                await _create_copy(con, clone, conn.dbname, info.major)
+            except asyncpg.PostgresError as exc:
+                clone = None  # not made: nothing to drop
+                raise _explain(exc, conn.dbname, "take a clone snapshot") from None
+            clone_oid = await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", clone)
+            clone_bytes = await con.fetchval("SELECT pg_database_size($1::oid)", clone_oid)
+            duration = round(time.monotonic() - started, 3)
+            report(Progress("dump", size, size, time.monotonic() - started))
+            snap = _write_snapshot(store, pointer, ts, label, conn=conn, info=info, server_id=server_id,
+                                   clone_db=clone, clone_oid=clone_oid, clone_bytes=clone_bytes, tables=tables,
+                                   purpose=purpose, notes=notes, protected=protected, duration=duration)
+            report(Log(f"Saved {pointer.name}: database {clone} ({human_size(clone_bytes)}, {tables} tables, "
+                       f"{duration:.1f}s)"))
+            store.audit("snapshot", "ok", snapshot=pointer.name, type="clone", target=conn.display,
+                        clone_database=clone, size_bytes=clone_bytes, duration_seconds=duration)
+            return snap
+        except BaseException as exc:
+            if pointer is not None:
+                _remove_files(pointer)
+            if clone is not None:
+                with contextlib.suppress(Exception):
+                    fresh = await _settle(conn, con)
+                    try:
+                        await _drop_database(fresh, clone, clone_oid)
+                    finally:
+                        await fresh.close()
+            outcome = "cancelled" if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt) else "failed"
+            msg = exc.one_line() if isinstance(exc, DbsageError) else exc.__class__.__name__
+            store.audit("snapshot", outcome, snapshot=pointer.name if pointer else None, type="clone",
+                        target=conn.display, error=msg)
+            if isinstance(exc, asyncpg.PostgresError):
+                raise _explain(exc, conn.dbname, "take a clone snapshot") from None
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(con.close(), 5)
+
+
+# -- restore ----------------------------------------------------------------------------------------------
+
+def split_guc_list(value: str) -> list[str]:
+    """A list setting as stored in pg_db_role_setting (``"$user", public``) -> its elements
+    (PostgreSQL's SplitGUCList: double-quoted or bare, comma-separated; no case folding)."""
+    out: list[str] = []
+    i, n = 0, len(value)
+    while i < n:
+        while i < n and value[i].isspace():
+            i += 1
+        if i >= n:
+            break
+        if value[i] == '"':
+            j, buf = i + 1, []
+            while j < n:
+                if value[j] == '"':
+                    if j + 1 < n and value[j + 1] == '"':
+                        buf.append('"')
+                        j += 2
+                        continue
+                    break
+                buf.append(value[j])
+                j += 1
+            out.append("".join(buf))
+            i = j + 1
+        else:
+            j = i
+            while j < n and value[j] != "," and not value[j].isspace():
+                j += 1
+            out.append(value[i:j])
+            i = j
+        while i < n and value[i].isspace():
+            i += 1
+        if i < n and value[i] == ",":
+            i += 1
+    return out
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def set_command(database: str, role: str | None, item: str) -> str:
+    """The ALTER [ROLE r IN] DATABASE ... SET that re-creates one pg_db_role_setting entry ``name=value``."""
+    name, _, value = item.partition("=")
+    if name.lower() in _GUC_LIST_QUOTE:
+        parts = split_guc_list(value)
+        rhs = ", ".join(_literal(p) for p in parts) if parts else "''"
+    else:
+        rhs = _literal(value)
+    head = f"ALTER ROLE {role} IN DATABASE" if role else "ALTER DATABASE"
+    return f"{head} {inspect.quote_ident(database)} SET {inspect.quote_ident(name)} = {rhs}"
+
+
+async def carry_over_commands(con: asyncpg.Connection, source: str, dest: str) -> list[str]:
+    """SQL that gives database ``dest`` the database-level properties of ``source``: owner, privileges,
+    per-database and per-role-in-database settings, comment, connection limit, ALLOW_CONNECTIONS and
+    IS_TEMPLATE. They live in shared catalogs keyed by OID, so a copy of the files does not carry them.
+    (Not carried: security labels, the tablespace.)"""
+    d = await con.fetchrow(
+        """SELECT oid, datdba::regrole::text AS owner, datconnlimit, datallowconn, datistemplate,
+                  datacl IS NOT NULL AS has_acl, shobj_description(oid, 'pg_database') AS comment,
+                  ARRAY(SELECT format('%s TO %s%s', a.privilege_type,
+                                      CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                           ELSE quote_ident(a.grantee::regrole::text) END,
+                                      CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+                        FROM aclexplode(datacl) WITH ORDINALITY a ORDER BY a.ordinality) AS grants
+           FROM pg_database WHERE datname = $1""", source)
+    q = inspect.quote_ident(dest)
+    sql = [f"ALTER DATABASE {q} OWNER TO {d['owner']}"]
+    if d["has_acl"]:
+        sql.append(f"REVOKE ALL ON DATABASE {q} FROM PUBLIC, {d['owner']} CASCADE")
+        sql += [f"GRANT {g.split(' TO ', 1)[0]} ON DATABASE {q} TO {g.split(' TO ', 1)[1]}" for g in d["grants"]]
+    for r in await con.fetch(
+            """SELECT CASE WHEN setrole = 0 THEN NULL ELSE setrole::regrole::text END AS role, setconfig
+               FROM pg_db_role_setting WHERE setdatabase = $1 ORDER BY setrole""", d["oid"]):
+        sql += [set_command(dest, r["role"], item) for item in r["setconfig"] or []]
+    if d["comment"] is not None:
+        sql.append(f"COMMENT ON DATABASE {q} IS {_literal(d['comment'])}")
+    sql.append(f"ALTER DATABASE {q} WITH CONNECTION LIMIT {int(d['datconnlimit'])} "
+               f"ALLOW_CONNECTIONS {str(d['datallowconn']).lower()} IS_TEMPLATE {str(d['datistemplate']).lower()}")
+    return sql
+
+
+def _same_server(conn: ConnInfo, snap: Snapshot) -> None:
+    """Refuse to act on a clone snapshot taken on another server (its database name means nothing here)."""
+    host, _, port = str(snap.get("host") or "").rpartition(":")
+    if not (port == str(conn.port) and (host == conn.host or (is_local_host(host) and is_local_host(conn.host)))):
+        raise BadInput(f"{snap.filename} is a clone snapshot on the server at {snap.get('host')}, not on "
+                       f"{conn.host}:{conn.port}.", "Connect to the server it was taken on.")
+
+
+async def _check_clone_db(con: asyncpg.Connection, snap: Snapshot, server_id: str | None) -> None:
+    name, oid = snap.get("clone_database"), snap.get("clone_oid")
+    recorded = snap.get("server_id")
+    if recorded and server_id and recorded != server_id:
+        raise BadInput(f"{snap.filename} was taken on another PostgreSQL server (system identifier "
+                       f"{recorded}, this one is {server_id}).", "Connect to the server it was taken on.")
+    row = await con.fetchrow("SELECT oid, datistemplate FROM pg_database WHERE datname = $1", name)
+    if row is None:
+        raise InvalidSnapshot(f"The clone database {name} of {snap.filename} no longer exists (it was dropped "
+                              "outside dbsage-tui).",
+                              "The database was not touched. Delete this snapshot and choose another one.")
+    if (isinstance(oid, int) and row["oid"] != oid) or not row["datistemplate"]:
+        raise InvalidSnapshot(f"The database {name} is not the clone {snap.filename} was taken into (it was "
+                              "replaced or altered outside dbsage-tui).",
+                              "The database was not touched. Choose another snapshot.")
+
+
+async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *, pre_snapshot: bool = True,
+                        report: Reporter = null_reporter, action: str = "restore") -> RestoreResult:
+    """Make ``conn.dbname`` exactly the clone snapshot ``snap``: copy the clone to a new database, then in
+    one transaction give it the current database's properties and swap the names. The current database,
+    renamed away, becomes the pre-rollback clone snapshot (``pre_snapshot``) or is dropped after COMMIT.
+    Until COMMIT, any failure or cancellation leaves the target database exactly as it was."""
+    started = time.monotonic()
+    problem = check_pointer(snap)
+    if problem:
+        raise InvalidSnapshot(f"Snapshot {snap.filename} is invalid: {problem}.",
+                              "The database was not touched. Choose another snapshot (`dbsage-tui list`).")
+    check_local(conn)
+    _same_server(conn, snap)
+    result = RestoreResult(snapshot=snap, pre_snapshot=None)
+    with store.lock(action, conn.display):
+        con = await connect_maintenance(conn)
+        tmp: str | None = None
+        tmp_oid: int | None = None
+        pointer: Path | None = None
+        old = ""
+        try:
+            report(Step("validate", "running", snap.filename))
+            info = await check_clone_allowed(conn, con, what="restore")
+            server_id = await _server_id(con)
+            await _check_clone_db(con, snap, server_id)
+            report(Step("validate", "ok", f"clone database {snap.get('clone_database')} is present"))
+            tables = await _probe_tables(conn, con) if pre_snapshot else 0
+            ts = utcnow()
+            names = await _database_names(con)
+            if pre_snapshot:
+                ts, pointer = _free_pointer(store.directory, "pre-rollback")
+            old = clone_name(conn.dbname, ts, names)
+            tmp = clone_name(conn.dbname, ts, names | {old}, tag="dbsage_new")
+            report(Step("restore", "running", snap.filename))
+            report(Log(f"Copying clone {snap.get('clone_database')} into {tmp} (STRATEGY FILE_COPY)"))
+            total = snap.get("clone_bytes") if isinstance(snap.get("clone_bytes"), int) else None
+            report(Progress("restore", 0, total, 0.0))
+            try:
+                await _create_copy(con, tmp, snap.get("clone_database"), info.major)
+            except asyncpg.PostgresError as exc:
+                tmp = None
+                raise _explain(exc, str(snap.get("clone_database")), "restore") from None
+            tmp_oid = await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", tmp)
+            report(Progress("restore", total or 0, total, time.monotonic() - started))
+            swap = await carry_over_commands(con, conn.dbname, tmp)
+            if pre_snapshot:
+                size = await con.fetchval("SELECT pg_database_size($1)", conn.dbname)
+                old_oid = await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", conn.dbname)
+                result.pre_snapshot = _write_snapshot(
+                    store, pointer, ts, "pre-rollback", conn=conn, info=info, server_id=server_id, clone_db=old,
+                    clone_oid=old_oid, clone_bytes=size, tables=tables, purpose=f"before restoring {snap.filename}",
+                    notes=f"Taken automatically by dbsage-tui {action} (the database as it was, renamed away).",
+                    protected=False, duration=0.0)
+            qt, qo, qn = (inspect.quote_ident(x) for x in (conn.dbname, old, tmp))
+            swap += [f"ALTER DATABASE {qt} RENAME TO {qo}", f"ALTER DATABASE {qn} RENAME TO {qt}",
+                     f"ALTER DATABASE {qo} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true"]
+            report(Log(f"Swapping in one transaction: {conn.dbname} -> {old}, {tmp} -> {conn.dbname}"))
+            try:
+                async with con.transaction():
+                    for stmt in swap:
+                        await con.execute(stmt)
+            except asyncpg.PostgresError as exc:
+                raise _explain(exc, conn.dbname, "restore") from None
+            tmp = None  # it is the target now
+        except BaseException as exc:
+            committed = False
+            if tmp is not None or pointer is not None:
+                with contextlib.suppress(Exception):
+                    fresh = await _settle(conn, con)
+                    try:
+                        # A cancellation can land after COMMIT reached the server: then the swap stands.
+                        committed = tmp_oid is not None and tmp_oid == await fresh.fetchval(
+                            "SELECT oid FROM pg_database WHERE datname = $1", conn.dbname)
+                        if not committed and tmp is not None:
+                            await _drop_database(fresh, tmp, tmp_oid)
+                    finally:
+                        await fresh.close()
+            if pointer is not None and not committed:
+                _remove_files(pointer)
+                result.pre_snapshot = None
+            msg = exc.one_line() if isinstance(exc, DbsageError) else exc.__class__.__name__
+            report(Step("restore", "failed", msg))
+            store.audit(action, "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed",
+                        snapshot=snap.filename, type="clone", target=conn.display,
+                        duration_seconds=round(time.monotonic() - started, 3), error=msg)
+            if isinstance(exc, asyncpg.PostgresError):
+                raise _explain(exc, conn.dbname, "restore") from None
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(con.close(), 5)
+        report(Step("restore", "ok", f"{snap.filename} swapped in"))
+        if pre_snapshot:
+            report(Step("pre-rollback snapshot", "ok", result.pre_snapshot.filename))
+        else:
+            report(Step("pre-rollback snapshot", "skipped", "--no-pre-snapshot"))
+            await _drop_replaced(conn, old, result, report)
+    report(Step("smoke test", "running", ""))
+    result.checks = await _smoke(conn, snap)
+    for c in result.checks:
+        report(Log(f"{'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}", source="check",
+                   level="info" if c.ok else "error"))
+    report(Step("smoke test", "ok" if result.smoke_ok else "failed",
+                "all checks passed" if result.smoke_ok else "some checks failed"))
+    result.duration = round(time.monotonic() - started, 3)
+    store.audit(action, "ok" if result.smoke_ok else "smoke-test-failed", snapshot=snap.filename, type="clone",
+                target=conn.display, pre_snapshot=result.pre_snapshot.filename if result.pre_snapshot else None,
+                duration_seconds=result.duration, checks={c.name: c.ok for c in result.checks},
+                warnings=result.warnings or None)
+    return result
+
+
+async def _drop_replaced(conn: ConnInfo, old: str, result: RestoreResult, report: Reporter) -> None:
+    """Without a pre-rollback snapshot, the database swapped out is dropped; failing that is a warning."""
+    try:
+        con = await connect_maintenance(conn)
+        try:
+            await _drop_database(con, old)
+        finally:
+            await con.close()
+        report(Log(f"Dropped the replaced database {old}"))
+    except (DbsageError, asyncpg.PostgresError, OSError) as exc:
+        warn = (f"The replaced database {old} could not be dropped ({exc.__class__.__name__}); drop it by hand: "
+                f"ALTER DATABASE {old} IS_TEMPLATE false; DROP DATABASE {old};")
+        result.warnings.append(warn)
+        report(Log("WARNING: " + warn, level="warning"))
+
+
+async def _smoke(conn: ConnInfo, snap: Snapshot) -> list[SmokeCheck]:
+    """A fresh connection works and the database holds as many tables as the snapshot recorded."""
+    try:
+        con = await inspect.connect(conn)
+    except DbsageError as exc:
+        return [SmokeCheck("connection", False, exc.message)]
+    try:
+        scope = await inspect.resolve_scope(con, False, None)
+        got = await inspect.tables_count(con, scope.schemas)
+    finally:
+        await con.close()
+    want = snap.get("tables_count")
+    return [SmokeCheck("connection", True, f"connected to {conn.display}"),
+            SmokeCheck("tables", got == want, f"{got} tables (snapshot: {want})")]
+
+
+# -- drop -------------------------------------------------------------------------------------------------
+
+async def drop_clone(conn: ConnInfo, snap: Snapshot) -> bool:
+    """Drop the clone database of ``snap`` (for delete and cleanup; the caller removes the files after).
+    Refuses a snapshot of another server or a database that is not the recorded clone (BadInput /
+    InvalidSnapshot); True if dropped, False if it was already gone."""
+    name = snap.get("clone_database")
+    if snap.get("type") != "clone" or not isinstance(name, str) or not name:
+        raise InvalidSnapshot(f"{snap.filename} is not a clone snapshot.")
+    check_local(conn)
+    _same_server(conn, snap)
+    con = await connect_maintenance(conn)
+    try:
+        recorded, server_id = snap.get("server_id"), await _server_id(con)
+        if recorded and server_id and recorded != server_id:
+            raise BadInput(f"{snap.filename} was taken on another PostgreSQL server.",
+                           "Connect to the server it was taken on.")
+        oid = snap.get("clone_oid")
+        found = await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", name)
+        if found is None:
+            return False
+        if isinstance(oid, int) and found != oid:
+            raise InvalidSnapshot(f"The database {name} is not the clone {snap.filename} was taken into; "
+                                  "it was left alone.", "Delete the snapshot's files only.")
+        try:
+            return await _drop_database(con, name, found)
+        except asyncpg.PostgresError as exc:
+            raise _explain(exc, name, f"drop the clone database {name}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(con.close(), 5)
