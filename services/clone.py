@@ -275,9 +275,10 @@ async def check_clone_allowed(conn: ConnInfo, con_maint: asyncpg.Connection, *,
     if row is None or not row["found"]:
         raise OperationFailed(f"The database {conn.dbname} does not exist on the server.",
                               "Check the database name in the connection URL.")
-    if row["datistemplate"] or conn.dbname in MAINTENANCE_DBS + ("template0",):
-        raise CloneNotAllowed(f"Database {conn.dbname} is a template or maintenance database; clone snapshots "
-                              "are for application databases.", "Take a file snapshot instead.")
+    if row["datistemplate"] or conn.dbname in ("template0", "template1"):
+        # (``postgres`` itself is fine: the work then runs over template1.)
+        raise CloneNotAllowed(f"Database {conn.dbname} is a template database; clone snapshots are for "
+                              "application databases.", "Take a file snapshot instead.")
     if not row["rolsuper"] and not (row["rolcreatedb"] and row["owns"]):
         why = "may not create databases" if not row["rolcreatedb"] else f"does not own database {conn.dbname}"
         raise CloneNotAllowed(f"Role {info.current_user} {why}, which clone snapshots need.",
@@ -324,6 +325,12 @@ async def _database_names(con: asyncpg.Connection) -> set[str]:
 
 
 async def _create_copy(con: asyncpg.Connection, new: str, template: str, major: int) -> None:
+    """CREATE DATABASE as a file copy, sealed from the start (no window in which anyone can connect).
+    From PostgreSQL 18, ``file_copy_method = clone`` copies with copy_file_range()/copyfile(): a reflink,
+    nearly free, on Btrfs, XFS and APFS, an in-kernel copy elsewhere; platforms without it keep ``copy``."""
+    if major >= 18:
+        with contextlib.suppress(asyncpg.PostgresError):
+            await con.execute("SET file_copy_method = clone")
     strategy = " STRATEGY FILE_COPY" if major >= 15 else ""
     await con.execute(f"CREATE DATABASE {inspect.quote_ident(new)} TEMPLATE {inspect.quote_ident(template)}"
                       f"{strategy} ALLOW_CONNECTIONS false IS_TEMPLATE true")
