@@ -50,13 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cmd("snapshot", "take a labeled snapshot")
     p.add_argument("--label", required=True, help="1-64 letters, digits, '.', '_' or '-'")
-    p.add_argument("--type", choices=["full", "schema"], default="full",
-                   help="full: schema and data (default); schema: schema only (fast, small)")
+    p.add_argument("--type", choices=["full", "schema", "clone"], default="full",
+                   help="full: schema and data (default); schema: schema only (fast, small); clone: a copy "
+                        "of the database on the same server (instant; local development servers only)")
     p.add_argument("--purpose", default="", help="why this snapshot exists (shown in lists)")
     p.add_argument("--notes", default="", help="free text stored in the metadata")
     p.add_argument("--schema", action="append", metavar="NAME",
                    help="snapshot only this schema (repeatable); default: every non-system schema")
     p.add_argument("--protect", action="store_true", help="mark it protected (cleanup never deletes it)")
+    p.add_argument("--compress", choices=["none", "gzip", "zstd"], default=None,
+                   help="write .sql.gz or .sql.zst (gunzip -c / zstd -dc give the SQL back); default: the "
+                        "config file's 'compress', else none")
     p.add_argument("--json", action="store_true", help="print the metadata as JSON")
 
     p = cmd("list", "list snapshots, newest first")
@@ -174,12 +178,23 @@ def describe(snap: Snapshot) -> list[str]:
              f"Purpose:   {snap.purpose or '-'}",
              f"Taken:     {format_ts(snap.timestamp)} ({age_text(snap.timestamp)})",
              f"Type:      {m.get('type', '?')}",
-             f"Size:      {human_size(snap.size_bytes)}",
+             f"Size:      {human_size(snap.size_bytes)}"
+             + (f" ({m['compression']}; {human_size(m.get('sql_bytes'))} of SQL)"
+                if m.get("compression", "none") != "none" else ""),
              f"Database:  {m.get('database', '?')} on {m.get('host', '?')} ({m.get('database_version', '?')})",
              f"Tables:    {m.get('tables_count', '?')}   Schemas: {', '.join(m.get('schemas') or []) or '?'}"]
     if not snap.valid:
         lines.append(f"INVALID:   {snap.problem}")
     return lines
+
+
+def default_compression() -> str:
+    """The config file's ``compress: none|gzip|zstd`` (a bad value is a clear error), else none."""
+    from services.config import load_config
+    value = str(load_config().get("compress") or "none")
+    if value not in ("none", "gzip", "zstd"):
+        raise BadInput(f"The config file's 'compress' is {value!r}.", "Use none, gzip or zstd.")
+    return value
 
 
 # -- commands ---------------------------------------------------------------------------------------------
@@ -188,14 +203,24 @@ async def cmd_snapshot(ws: Workspace, args) -> int:
     from services import dump
     conn = ws.require_conn()
     printer = Printer(args.json)
-    snap = await dump.snapshot(conn, ws.store, args.label, schema_only=args.type == "schema",
-                               purpose=args.purpose, notes=args.notes, schemas=args.schema,
-                               protected=args.protect, report=printer)
+    if args.type == "clone":
+        from services import clone
+        if args.compress not in (None, "none") or args.schema:
+            raise BadInput("A clone snapshot copies the whole database on the server: --compress and --schema "
+                           "do not apply.", "Leave them out, or take a file snapshot (--type full).")
+        snap = await clone.create_clone(conn, ws.store, args.label, purpose=args.purpose, notes=args.notes,
+                                        protected=args.protect, report=printer)
+    else:
+        snap = await dump.snapshot(conn, ws.store, args.label, schema_only=args.type == "schema",
+                                   purpose=args.purpose, notes=args.notes, schemas=args.schema,
+                                   protected=args.protect, compress=args.compress or default_compression(),
+                                   report=printer)
     if args.json:
         print_json(snap.meta)
     else:
         m = snap.meta
-        print(f"Saved {snap.path} ({m['size_human']}, {m['tables_count']} tables, {m['duration_seconds']:.1f}s)")
+        size = m.get("clone_size_human", m["size_human"])
+        print(f"Saved {snap.path} ({size}, {m['tables_count']} tables, {m['duration_seconds']:.1f}s)")
         print(f"Restore with: dbsage-tui restore {snap.filename}")
     return EXIT_OK
 

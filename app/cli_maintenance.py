@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 from services import retention
@@ -51,6 +52,17 @@ def _print_plan(plan: retention.Plan, leftovers: list) -> None:
             print(f"  {path.name}")
 
 
+def clone_dropper(ws):
+    """For retention.apply, in a worker thread: drop a clone snapshot's database (None without a target)."""
+    if ws.conn is None:
+        return None
+
+    def drop(snap) -> None:
+        from services import clone
+        asyncio.run(clone.drop_clone(ws.conn, snap))
+    return drop
+
+
 async def cmd_cleanup(ws, args) -> int:
     from app.cli import confirm, print_json
     store = ws.store
@@ -76,7 +88,8 @@ async def cmd_cleanup(ws, args) -> int:
             print("Cancelled: nothing was deleted.")
             return EXIT_OK
     with store.lock("cleanup", str(store.directory)):
-        deleted = retention.apply(store, plan, snaps, include_invalid=args.remove_invalid)
+        deleted = await asyncio.to_thread(retention.apply, store, plan, snaps, include_invalid=args.remove_invalid,
+                                          drop_clone=clone_dropper(ws))
         if args.remove_invalid:
             for path in leftovers:
                 if path.exists():

@@ -219,8 +219,11 @@ def _parse(data) -> Workflow:
             if not any(f.name == name and f.type == ftype for f in op.fields):
                 raise _Broken(f"operation {op_id!r} needs a {ftype} field {name!r}")
     snap = ops[ids.index("snapshot")]
-    if {o.value for o in snap.field("snapshot_type").options} != {"full", "schema"}:
-        raise _Broken("field 'snapshot_type' options must be exactly 'full' and 'schema'")
+    if not {"full", "schema"} <= {o.value for o in snap.field("snapshot_type").options} <= {"full", "schema", "clone"}:
+        raise _Broken("field 'snapshot_type' options must be 'full' and 'schema' (and optionally 'clone')")
+    comp = [f for f in snap.fields if f.name == "compression"]
+    if comp and (comp[0].type != "choice" or not {o.value for o in comp[0].options} <= {"none", "gzip", "zstd"}):
+        raise _Broken("field 'compression' must be a choice of 'none', 'gzip' and 'zstd'")
     try:
         check_label(str(snap.field("label").default))
     except BadInput as exc:

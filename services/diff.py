@@ -35,9 +35,10 @@ from pglast import ast, enums, parse_sql
 from pglast.parser import ParseError
 from pglast.stream import RawStream
 
+from . import codec
 from .errors import InvalidSnapshot
 from .events import Progress, Reporter, null_reporter
-from .scanner import DumpScanner, iter_file
+from .scanner import DumpScanner
 
 #: Order of kinds in reports: containers first, then what lives in them.
 KINDS = ("schema", "extension", "type", "sequence", "table", "column", "constraint", "index", "view",
@@ -464,12 +465,14 @@ def load_model(path: Path | str, *, on_sql: Callable[[str], None] | None = None,
     scanner = DumpScanner(on_line=builder.on_line)
     path = Path(path)
     total, done, started, last = path.stat().st_size, 0, time.monotonic(), 0.0
-    for chunk in iter_file(path):
-        scanner.feed(chunk)
-        done += len(chunk)
-        if (now := time.monotonic()) - last >= 0.1:
-            last = now
-            report(Progress("diff", done, total, now - started))
+    with open(path, "rb") as fh:
+        raw = codec.HashingReader(fh)
+        for chunk in codec.iter_plain(raw, codec.method_of(path.name)):
+            scanner.feed(chunk)
+            done = raw.read_bytes
+            if (now := time.monotonic()) - last >= 0.1:
+                last = now
+                report(Progress("diff", done, total, now - started))
     result = scanner.finish()
     builder.flush()
     model.row_counts = result.row_counts
@@ -546,6 +549,9 @@ def diff(path_a: Path | str, path_b: Path | str, meta_a: dict | None = None, met
         except OSError as exc:
             raise InvalidSnapshot(f"Cannot read {path.name}: {exc.strerror or exc}.",
                                   "Check that the file exists and is readable.") from None
+        except codec.CorruptCompressedData as exc:
+            raise InvalidSnapshot(f"Cannot read {path.name}: {exc}.", f"Run `dbsage-tui validate {path.name}`.") \
+                from None
         if not model.has_header:
             raise InvalidSnapshot(f"{path.name} is not a pg_dump file.", "Pick a snapshot from the list.")
         if not model.complete:
@@ -580,6 +586,10 @@ def diff(path_a: Path | str, path_b: Path | str, meta_a: dict | None = None, met
 
 def diff_snapshots(a, b, *, report: Reporter = null_reporter) -> DiffResult:
     """``diff`` for two ``store.Snapshot`` objects (before, after)."""
+    for snap in (a, b):
+        if snap.path.name.endswith(".clone"):
+            raise InvalidSnapshot(f"{snap.path.name} is a clone snapshot: its data is a database on the server, "
+                                  "not a file to compare.", "Diff two file snapshots (full or schema).")
     return diff(a.path, b.path, a.meta, b.meta, report=report)
 
 

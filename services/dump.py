@@ -5,6 +5,9 @@ pg_dump's stdout *is* the partial file, so it never waits for us. A worker threa
 flat whatever the database size and the sha256 is of the bytes actually in the file. Only a dump that
 pg_dump finished with exit 0 *and* whose trailer is present becomes ``NAME.sql``; its metadata is written
 after the rename. Any failure or cancellation kills pg_dump and removes what was written.
+
+With ``compress="gzip"|"zstd"`` pg_dump writes into a pipe instead, and the thread compresses what it
+reads (after scanning the SQL) into ``NAME.sql.gz|.sql.zst``; the sha256 is then of the compressed file.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from pathlib import Path
 
 import asyncpg
 
-from . import __version__, inspect
+from . import __version__, codec, inspect
 from .config import ConnInfo
 from .errors import DbsageError, LockHeld, OperationFailed, explain_tool_failure
 from .events import Log, Progress, Reporter, null_reporter
 from .pgtools import PgTools, find_tools
 from .scanner import DumpScanner
 from .store import (
+    META_SUFFIX,
     PARTIAL_SUFFIX,
     TS_FORMAT,
     Snapshot,
@@ -97,24 +101,31 @@ async def database_lock(target: Target, operation: str):
 
 def restore_instructions(filename: str, server_major: int, tools_major: int) -> str:
     """How to restore, for the metadata: our exact restore first, then plain psql (no secrets: the URL stays
-    in the environment variable)."""
-    by_hand = f"psql \"$SUPABASE_DB_URL\" --single-transaction -v ON_ERROR_STOP=1 -f {filename}"
+    in the environment variable). Compressed files go through ``gunzip -c``/``zstd -dc`` first."""
+    psql = "psql \"$SUPABASE_DB_URL\" --single-transaction -v ON_ERROR_STOP=1"
+    method = codec.method_of(filename)
+    source = f"{codec.BY_HAND[method]} {filename} | " if method != "none" else ""
     if server_major < 17 <= tools_major:
         # pg_dump 17+ writes SET transaction_timeout, which servers before 17 reject.
-        by_hand = (f"sed '/^SET transaction_timeout = 0;$/d' {filename} | "
-                   f"psql \"$SUPABASE_DB_URL\" --single-transaction -v ON_ERROR_STOP=1 -f -")
+        strip = "sed '/^SET transaction_timeout = 0;$/d'"
+        by_hand = (f"{source}{strip} | {psql} -f -" if source else f"{strip} {filename} | {psql} -f -")
+    else:
+        by_hand = f"{source}{psql} -f -" if source else f"{psql} -f {filename}"
     return (f"dbsage-tui restore {filename}\n"
             f"# or by hand (does not drop objects created after the snapshot):\n{by_hand}\n")
 
 
-def _free_name(directory: Path, label: str) -> tuple[dt.datetime, Path]:
-    """Timestamp and file name; if the name is taken (two snapshots of one label in a second), use the
-    next second so that the name and the metadata timestamp stay the same instant."""
+def _free_name(directory: Path, label: str, suffix: str = ".sql") -> tuple[dt.datetime, Path]:
+    """Timestamp and file name; if ``{timestamp}_{label}`` is taken (two snapshots of one label in a second,
+    whatever their compression), use the next second so that the name and the metadata timestamp stay the
+    same instant."""
     ts = utcnow()
     while True:
-        path = directory / f"{ts.strftime(TS_FORMAT)}_{label}.sql"
-        if not path.exists() and not path.with_name(path.name + PARTIAL_SUFFIX).exists():
-            return ts, path
+        stem = f"{ts.strftime(TS_FORMAT)}_{label}"
+        taken = [directory / (stem + sfx + end) for sfx in (*codec.SUFFIXES.values(), ".clone")
+                 for end in ("", PARTIAL_SUFFIX)]
+        if not any(p.exists() for p in taken):
+            return ts, directory / (stem + suffix)
         ts += dt.timedelta(seconds=1)
 
 
@@ -142,30 +153,31 @@ def make_pipe() -> tuple[int, int]:
     return r, w
 
 
-class StreamPump:
-    """Moves bytes from one descriptor to another in a worker thread, hashing and scanning them on the way.
+class CompressingPump:
+    """For compressed snapshots, in a worker thread: reads pg_dump's SQL from a pipe, scans it, compresses
+    it into the file and hashes the compressed bytes (zlib and zstd release the GIL while they work).
+    ``moved`` counts SQL bytes (for progress), ``written`` file bytes."""
 
-    Running it off the event loop keeps the UI responsive while a large dump streams, and lets
-    sha256 (which releases the GIL) overlap with the loop's own work. ``moved`` is read by the loop for
-    progress; everything else belongs to the thread until ``run`` returns."""
-
-    def __init__(self, src: int, dst: int, digest=None, scanner: DumpScanner | None = None) -> None:
-        self.src, self.dst, self.digest, self.scanner = src, dst, digest, scanner
+    def __init__(self, src: int, dst: int, compressor: codec.Compressor, digest, scanner: DumpScanner) -> None:
+        self.src, self.dst, self.compressor, self.digest, self.scanner = src, dst, compressor, digest, scanner
         self.moved = 0
+        self.written = 0
 
     def run(self) -> None:
         while chunk := os.read(self.src, CHUNK):
-            self.write(chunk)
+            self.scanner.feed(chunk)
+            self.moved += len(chunk)
+            self._write(self.compressor.compress(chunk))
+        self._write(self.compressor.flush())
 
-    def write(self, chunk: bytes) -> None:
-        view = memoryview(chunk)
+    def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        self.digest.update(data)
+        self.written += len(data)
+        view = memoryview(data)
         while view:
             view = view[os.write(self.dst, view):]
-        if self.digest is not None:
-            self.digest.update(chunk)
-        if self.scanner is not None:
-            self.scanner.feed(chunk)
-        self.moved += len(chunk)
 
 
 class FileFollower:
@@ -180,6 +192,7 @@ class FileFollower:
     def __init__(self, fd: int, digest, scanner: DumpScanner) -> None:
         self.fd, self.digest, self.scanner = fd, digest, scanner
         self.moved = 0
+        self.written = 0
         self._done = threading.Event()
         self._stopped = False
 
@@ -198,6 +211,7 @@ class FileFollower:
                 self.digest.update(chunk)
                 self.scanner.feed(chunk)
                 self.moved += len(chunk)
+                self.written += len(chunk)
             elif finished:
                 return
             else:
@@ -234,10 +248,12 @@ async def pump_stderr(stream: asyncio.StreamReader, source: str, report: Reporte
 
 async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, schema_only: bool = False,
                           purpose: str = "", notes: str = "", schemas: list[str] | None = None,
-                          protected: bool = False, report: Reporter = null_reporter) -> Snapshot:
+                          protected: bool = False, compress: str = "none",
+                          report: Reporter = null_reporter) -> Snapshot:
     """Dump ``target`` into a new snapshot. The caller holds the locks (see ``snapshot`` for the
     standalone operation)."""
     check_label(label)
+    codec.check_method(compress)
     store.ensure_dir()
     started = time.monotonic()
     info = target.info
@@ -247,13 +263,14 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
                               "Check the connection's role can use the schemas, or name them with --schema.")
     tables = await inspect.tables_count(target.con, scope.schemas)
     estimate = await inspect.estimate_dump_bytes(target.con, scope.schemas, schema_only)
-    ts, final = _free_name(store.directory, label)
+    ts, final = _free_name(store.directory, label, codec.SUFFIXES[compress])
     partial = final.with_name(final.name + PARTIAL_SUFFIX)
     kind = "schema-only" if schema_only else "full"
     args = [target.tools.pg_dump, "--clean", "--if-exists", "--no-owner", "--verbose", "--no-password",
             *(["--schema-only"] if schema_only else []), *scope.pg_dump_args(target.tools.major)]
     report(Log(f"Taking a {kind} snapshot of {target.conn.display} with pg_dump {target.tools.version}"
-               + (f" (about {human_size(estimate)} of table data)" if estimate else "")))
+               + (f" (about {human_size(estimate)} of table data)" if estimate else "")
+               + (f", {compress}-compressed" if compress != "none" else "")))
     report(Log("scope: " + ", ".join(scope.schemas)
                + (f" (excluded: {', '.join(scope.excluded)})" if scope.excluded else "")))
 
@@ -262,26 +279,36 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
     stderr_lines: list[str] = []
     renamed = False
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    rfd = -1
+    rfd = pipe_w = -1
     proc = None
     pumping = None
     try:
-        rfd = os.open(partial, os.O_RDONLY)
-        pump = FileFollower(rfd, digest, scanner)
+        if compress == "none":
+            rfd = os.open(partial, os.O_RDONLY)
+            pump = FileFollower(rfd, digest, scanner)
+            stdout = fd
+        else:
+            rfd, pipe_w = make_pipe()
+            pump = CompressingPump(rfd, fd, codec.Compressor(compress), digest, scanner)
+            stdout = pipe_w
         proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=asyncio.subprocess.PIPE,
+            *args, stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=asyncio.subprocess.PIPE,
             env=target.conn.child_env(), **child_kwargs())
+        if pipe_w >= 0:
+            os.close(pipe_w)  # pg_dump holds the only write end: its exit is our end of input
+            pipe_w = -1
         err_task = asyncio.create_task(pump_stderr(proc.stderr, "pg_dump", report, stderr_lines))
         report(Progress("dump", 0, estimate, 0.0))
         pumping = asyncio.ensure_future(asyncio.to_thread(pump.run))
         exited = asyncio.ensure_future(proc.wait())
         while not exited.done():
-            await asyncio.wait({exited, pumping}, timeout=PROGRESS_EVERY)
-            if pumping.done():  # the reader failed while pg_dump still runs
+            await asyncio.wait({exited} if pumping.done() else {exited, pumping}, timeout=PROGRESS_EVERY)
+            if pumping.done():  # a failed reader/writer fails the dump at once
                 pumping.result()
             report(Progress("dump", pump.moved, estimate, time.monotonic() - started))
         rc = exited.result()
-        pump.writer_done()
+        if isinstance(pump, FileFollower):
+            pump.writer_done()
         await err_task
         if rc == -signal.SIGXFSZ:  # pg_dump writes the file, so it meets the file size limit
             raise explain_tool_failure("File too large", "pg_dump")
@@ -293,8 +320,8 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
         try:
             await pumping
         except OSError as exc:
-            raise explain_tool_failure(f"{exc.strerror}", "Reading the snapshot back") from None
-        written = pump.moved
+            raise explain_tool_failure(f"{exc.strerror}", "Writing the snapshot") from None
+        written = pump.written
         result = scanner.finish()
         if not result.complete:
             raise OperationFailed("pg_dump's output is incomplete (no dump-complete trailer).",
@@ -315,6 +342,8 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
             "type": kind,
             "size_bytes": written,
             "size_human": human_size(written),
+            "compression": compress,
+            "sql_bytes": pump.moved,
             "tables_count": tables,
             "restore_instructions": restore_instructions(final.name, info.major, target.tools.major),
             "notes": notes or "",
@@ -342,7 +371,8 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
         if proc is not None:
             await kill_process(proc)
         if pumping is not None:
-            pump.stop()  # wait for the reader before closing its descriptor
+            if isinstance(pump, FileFollower):
+                pump.stop()  # wait for the reader before closing its descriptor
             await asyncio.wait({pumping})
             if not pumping.cancelled():
                 pumping.exception()  # retrieved: the error that matters is being handled here
@@ -351,7 +381,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
         partial.unlink(missing_ok=True)
         if renamed:
             final.unlink(missing_ok=True)
-            final.with_name(final.name + ".meta.yaml").unlink(missing_ok=True)
+            final.with_name(final.name + META_SUFFIX).unlink(missing_ok=True)
         outcome = "cancelled" if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)) else "failed"
         msg = exc.one_line() if isinstance(exc, DbsageError) else exc.__class__.__name__
         store.audit("snapshot", outcome, snapshot=final.name, type=kind, target=target.conn.display, error=msg)
@@ -359,8 +389,9 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
             raise explain_tool_failure(str(exc), "Writing the snapshot") from None
         raise
     finally:
-        if rfd >= 0:
-            os.close(rfd)
+        for end in (rfd, pipe_w):
+            if end >= 0:
+                os.close(end)
 
 
 async def snapshot(conn: ConnInfo, store: SnapshotStore, label: str, **kwargs) -> Snapshot:

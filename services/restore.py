@@ -18,10 +18,9 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from . import inspect
+from . import codec, inspect
 from .config import ConnInfo
 from .dump import (
-    CHUNK,
     PROGRESS_EVERY,
     Target,
     child_kwargs,
@@ -87,7 +86,7 @@ class _Feeder:
         self.dst, self.snap, self.prelude, self.server_major = dst, snap, prelude, server_major
         self.digest = hashlib.sha256()
         self.scanner = DumpScanner()
-        self.moved = 0  # snapshot bytes hashed (and, unless psql stopped reading, sent)
+        self.moved = 0  # bytes of the file hashed (their SQL, unless psql stopped reading, sent)
         self.psql_stopped = False
 
     def run(self) -> None:
@@ -96,17 +95,21 @@ class _Feeder:
         except BrokenPipeError:
             self.psql_stopped = True
         with open(self.snap.path, "rb") as fh:
+            raw = codec.HashingReader(fh, self.digest)
             first = True
-            while chunk := fh.read(CHUNK):
-                self.digest.update(chunk)
-                self.scanner.feed(chunk)
-                self.moved += len(chunk)
-                if not self.psql_stopped:
-                    try:
-                        write_all(self.dst, _compatible_header(chunk, self.server_major) if first else chunk)
-                    except BrokenPipeError:
-                        self.psql_stopped = True  # psql failed; keep hashing to tell a bad file apart
-                first = False
+            try:
+                for chunk in codec.iter_plain(raw, codec.method_of(self.snap.filename)):
+                    self.moved = raw.read_bytes
+                    self.scanner.feed(chunk)
+                    if not self.psql_stopped:
+                        try:
+                            write_all(self.dst, _compatible_header(chunk, self.server_major) if first else chunk)
+                        except BrokenPipeError:
+                            self.psql_stopped = True  # psql failed; keep hashing to tell a bad file apart
+                    first = False
+            except codec.CorruptCompressedData:
+                return  # not intact: the size or the sha256 cannot match what was read
+            self.moved = raw.read_bytes
 
     @property
     def intact(self) -> bool:
@@ -182,14 +185,15 @@ async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, repor
             await asyncio.wait({feeding}, timeout=PROGRESS_EVERY)
             report(Progress("restore", feeder.moved, total, time.monotonic() - started))
         feeding.result()
-        if feeder.intact and not feeder.psql_stopped:
+        scan = feeder.scanner.finish()
+        if feeder.intact and scan.complete and not feeder.psql_stopped:
             with contextlib.suppress(BrokenPipeError):
                 await asyncio.to_thread(write_all, pipe_w, postlude)
             waiting = asyncio.ensure_future(fed.wait())
             await asyncio.wait({waiting, out_task}, return_when=asyncio.FIRST_COMPLETED)
             waiting.cancel()
             if fed.is_set():
-                mismatch = _loaded_mismatch(feeder.scanner.finish().copies, tags, snap)
+                mismatch = _loaded_mismatch(scan.copies, tags, snap)
                 if mismatch is None:
                     with contextlib.suppress(BrokenPipeError):
                         write_all(pipe_w, b"COMMIT;\n")
@@ -211,6 +215,9 @@ async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, repor
         raise InvalidSnapshot(f"Snapshot {snap.filename} does not match its metadata (sha256 or size): it is "
                               "corrupt or changed after it was taken.",
                               "Nothing was committed: the database is unchanged. Choose another snapshot.")
+    if not scan.complete:
+        raise InvalidSnapshot(f"Snapshot {snap.filename} is incomplete: its SQL has no dump-complete trailer.",
+                              "Nothing was committed: the database is unchanged. Choose another snapshot.")
     if rc != 0:
         raise _restore_failure("\n".join(lines), prelude_lines, snap)
     if mismatch is not None:
@@ -220,7 +227,7 @@ async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, repor
         raise OperationFailed("Restore failed: psql ended without committing. The transaction was rolled back: "
                               "the database is unchanged", "See the log for psql's output.")
     loaded: dict[str, int] = {}
-    for (table, _), rows in zip(feeder.scanner.result.copies, tags, strict=True):
+    for (table, _), rows in zip(scan.copies, tags, strict=True):
         loaded[table] = loaded.get(table, 0) + rows
     return loaded
 
@@ -391,7 +398,13 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
 async def restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *, validated: bool = False,
                   **kwargs) -> RestoreResult:
     """The standalone operation: validate, lock, (pre-snapshot), replay, smoke test, audit.
-    ``validated``: the caller has just run ``validate_or_refuse`` (the CLI does, before asking)."""
+    ``validated``: the caller has just run ``validate_or_refuse`` (the CLI does, before asking).
+    A clone snapshot is restored by ``clone.restore_clone`` (a server-side copy and a rename swap)."""
+    if snap.is_clone:
+        from .clone import restore_clone
+        return await restore_clone(conn, store, snap, pre_snapshot=kwargs.get("pre_snapshot", True),
+                                   report=kwargs.get("report", null_reporter),
+                                   action=kwargs.get("action", "restore"))
     # Refuse an invalid snapshot before even connecting.
     if not validated:
         check = validate_or_refuse if kwargs.get("pre_snapshot", True) else quick_check_or_refuse

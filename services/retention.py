@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .errors import BadInput, OperationFailed
@@ -162,10 +162,12 @@ def plan(items: Iterable[Item], now: dt.datetime, policy: Policy = Policy()) -> 
 
 
 def apply(store: SnapshotStore, plan: Plan, snapshots: Iterable[Snapshot], *,
-          include_invalid: bool = False) -> list[str]:
+          include_invalid: bool = False, drop_clone: Callable[[Snapshot], object] | None = None) -> list[str]:
     """Delete the plan's deletions (and its invalid snapshots when asked), metadata first, one audit line
     each. The caller holds ``store.lock("cleanup", ...)``: taking it here would refuse the caller's own lock.
-    Stops at the first file that cannot be removed; what was deleted before it is in the audit log."""
+    A clone snapshot's database is dropped first with ``drop_clone`` (which needs the server); without it,
+    clone snapshots stop the cleanup. Stops at the first snapshot that cannot be removed; what was deleted
+    before it is in the audit log."""
     by_name = {s.filename: s for s in snapshots}
     todo = plan.delete + (plan.invalid if include_invalid else [])
     deleted: list[str] = []
@@ -173,6 +175,13 @@ def apply(store: SnapshotStore, plan: Plan, snapshots: Iterable[Snapshot], *,
         snap = by_name.get(decision.filename)
         if snap is None:
             continue  # gone since the plan was made: nothing to do
+        if snap.is_clone and snap.meta is not None:
+            if drop_clone is None:
+                raise OperationFailed(f"Deleting {decision.filename} means dropping its clone database "
+                                      f"{snap.get('clone_database')}, which needs the database connection.",
+                                      f"Set SUPABASE_DB_URL or DATABASE_URL; {len(deleted)} snapshot(s) were "
+                                      "deleted before it.")
+            drop_clone(snap)
         try:
             store.delete(snap)
         except OSError as exc:

@@ -8,7 +8,7 @@ the DDL between COPY blocks is split into lines.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 HEADER = b"--\n-- PostgreSQL database dump\n--\n"
@@ -171,9 +171,3 @@ def trailer_ok(tail: bytes) -> bool:
         return False
     after = tail[idx + len(TRAILER):].split(b"\n")[1:]
     return all(not ln.strip() or ln.strip() == b"--" or ln.startswith(b"\\unrestrict ") for ln in after)
-
-
-def iter_file(path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_size):
-            yield chunk

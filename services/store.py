@@ -1,6 +1,7 @@
 """The snapshot directory: naming, listing, metadata, validation, the lock and the audit log.
 
-A snapshot is ``{YYYYmmddHHMMSS}_{label}.sql`` plus ``{filename}.meta.yaml``; nothing else in the directory
+A snapshot is ``{YYYYmmddHHMMSS}_{label}.sql`` (or ``.sql.gz``, ``.sql.zst``, or a ``.clone`` pointer to a
+database copy on the server) plus ``{filename}.meta.yaml``; nothing else in the directory
 lists as one. Work in progress is ``{filename}.partial`` until it is complete, so a crash never leaves a file
 that looks like a snapshot.
 """
@@ -26,14 +27,16 @@ from pathlib import Path
 import humanize
 import yaml
 
-from . import metafast
+from . import codec, metafast
 from .errors import BadInput, InvalidSnapshot, LockHeld, OperationFailed
-from .scanner import HEADER, DumpScanner, iter_file, trailer_ok
+from .scanner import HEADER, DumpScanner, trailer_ok
 
 #: 1-64 letters, digits, '.', '_' or '-', not starting with '-' or '.' (no option look-alikes, no hidden
 #: or parent-directory names). Used for new snapshots; FILENAME_RE accepts what is already on disk.
 LABEL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
-FILENAME_RE = re.compile(r"^(\d{14})_([A-Za-z0-9._-]{1,64})\.sql$")
+FILENAME_RE = re.compile(r"^(\d{14})_([A-Za-z0-9._-]{1,64}?)(\.sql|\.sql\.gz|\.sql\.zst|\.clone)$")
+#: The first line of a clone snapshot's pointer file (services.clone writes it; a test keeps them equal).
+CLONE_HEADER = b"-- dbsage-tui clone snapshot\n"
 META_SUFFIX = ".meta.yaml"
 PARTIAL_SUFFIX = ".partial"
 LOCK_NAME = ".dbsage.lock"
@@ -130,8 +133,15 @@ class Snapshot:
 
     @property
     def size_bytes(self) -> int:
-        val = self.get("size_bytes")
+        """Bytes of the file on disk (compressed if it is); for a clone, of its database on the server."""
+        val = self.get("clone_bytes") if self.type == "clone" else None
+        if not isinstance(val, int):
+            val = self.get("size_bytes")
         return val if isinstance(val, int) else self.file_size
+
+    @property
+    def is_clone(self) -> bool:
+        return self.path.name.endswith(".clone")
 
 
 @dataclass
@@ -216,8 +226,13 @@ def check_meta(meta: dict, path: Path, label: str, ts: dt.datetime) -> str | Non
         return "metadata timestamp is missing or not ISO 8601"
     if mts != ts:
         return "metadata timestamp does not match the file name"
-    if meta["type"] not in ("full", "schema-only"):
+    if path.name.endswith(".clone"):
+        if meta["type"] != "clone":
+            return f"metadata type {meta['type']!r} does not describe a clone snapshot"
+    elif meta["type"] not in ("full", "schema-only"):
         return f"metadata type {meta['type']!r} is neither full nor schema-only"
+    elif meta.get("compression", "none") != codec.method_of(path.name):
+        return f"metadata says compression {meta.get('compression')!r}, the file name says otherwise"
     if not re.fullmatch(r"[0-9a-f]{64}", meta["sha256"]):
         return "metadata sha256 is not a hex digest"
     return None
@@ -342,8 +357,23 @@ class SnapshotStore:
 
     @staticmethod
     def _quick_file_check(snap: Snapshot) -> str | None:
+        """Size, and what can be checked without reading the file through: a dump's header and trailer;
+        a compressed dump's magic number (its trailer is checked as it streams, before any COMMIT); a clone
+        pointer's first line."""
         if snap.file_size != snap.meta.get("size_bytes"):
             return f"size is {snap.file_size} bytes, metadata says {snap.meta.get('size_bytes')}"
+        method = codec.method_of(snap.filename)
+        if method != "none" or snap.is_clone:
+            want = CLONE_HEADER if snap.is_clone else codec.MAGIC[method]
+            try:
+                with open(snap.path, "rb") as fh:
+                    head = fh.read(len(want))
+            except OSError as exc:
+                return f"file is unreadable ({exc.strerror})"
+            if head != want:
+                return "not a clone pointer file (header missing)" if snap.is_clone else \
+                    f"not a {method} file (wrong magic number)"
+            return None
         start = max(0, snap.file_size - 4096)
         try:
             fd = os.open(snap.path, os.O_RDONLY)
@@ -396,7 +426,8 @@ class SnapshotStore:
             if s.filename == name:
                 return s
         if (self.directory / name).exists() and not FILENAME_RE.match(name):
-            raise BadInput(f"{name} is not a snapshot file name ({{YYYYmmddHHMMSS}}_{{label}}.sql).",
+            raise BadInput(f"{name} is not a snapshot file name ({{YYYYmmddHHMMSS}}_{{label}}.sql, .sql.gz, "
+                           ".sql.zst or .clone).",
                            "Give a list number or a file name from `dbsage-tui list`.")
         raise BadInput(f"No snapshot named {name} in {self.directory}.",
                        "Run `dbsage-tui list` to see the snapshots.")
@@ -416,12 +447,22 @@ class SnapshotStore:
             return Validation(False, fresh.problem, checks)
         digest = hashlib.sha256()
         scanner = DumpScanner()
-        size = 0
+        damaged = None
         try:
-            for chunk in iter_file(snap.path):
-                digest.update(chunk)
-                scanner.feed(chunk)
-                size += len(chunk)
+            with open(snap.path, "rb") as fh:
+                raw = codec.HashingReader(fh, digest)
+                if snap.is_clone:
+                    while raw.read(1 << 20):
+                        pass
+                else:
+                    try:
+                        for chunk in codec.iter_plain(raw, codec.method_of(snap.filename)):
+                            scanner.feed(chunk)
+                    except codec.CorruptCompressedData as exc:
+                        damaged = str(exc)
+                        while raw.read(1 << 20):  # hash the rest: a size or sha256 mismatch explains more
+                            pass
+                size = raw.read_bytes
         except OSError as exc:
             reason = f"file is unreadable ({exc.strerror})"
             checks.append(("file", False, reason))
@@ -437,11 +478,18 @@ class SnapshotStore:
             checks.append(("sha256", False, reason))
             return Validation(False, reason, checks)
         checks.append(("sha256", True, digest.hexdigest()[:16] + "…"))
-        if not result.complete:
-            reason = "truncated: the dump is incomplete"
+        if snap.is_clone:
+            checks.append(("structure", True, f"pointer to database {fresh.meta.get('clone_database')} "
+                                              "(its presence on the server is checked by a restore)"))
+            snap.meta, snap.problem = fresh.meta, None
+            return Validation(True, None, checks)
+        if damaged or not result.complete:
+            reason = damaged or "truncated: the dump is incomplete"
             checks.append(("structure", False, reason))
             return Validation(False, reason, checks)
-        checks.append(("structure", True, "header, COPY blocks and dump-complete trailer present"))
+        inside = f" inside the {codec.method_of(snap.filename)} stream" if codec.method_of(snap.filename) != "none" \
+            else ""
+        checks.append(("structure", True, f"header, COPY blocks and dump-complete trailer present{inside}"))
         snap.meta, snap.problem = fresh.meta, None
         return Validation(True, None, checks)
 

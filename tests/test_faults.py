@@ -241,8 +241,10 @@ def test_server_stops_during_dump_and_restore(tmp_path):
         env = {"DATABASE_URL": url(db)}
         # During a dump.
         proc = spawn(["snapshot", "--label", "server-died"], db, snapdir)
-        wait_for(lambda: partial_size(snapdir) > 100_000)
+        dump_pid = wait_for(lambda: children(proc.pid, "pg_dump"))[0]
+        freeze_mid_stream(dump_pid, snapdir, 100_000)  # else a fast machine finishes before the stop
         srv.stop("immediate")
+        os.kill(dump_pid, signal.SIGCONT)
         out, err = proc.communicate(timeout=60)
 
         class R:

@@ -128,17 +128,30 @@ async def test_create_snapshots_from_the_form(pg18, db18, snapdir):
         await pilot.pause()
         await app.workers.wait_for_complete()
         await listed(pilot, 2)
+
+        # A third, zstd-compressed: the hint shows the file name it will get.
+        await pilot.press("n")
+        await pilot.press(*"zipped")
+        await pilot.click(app.screen.query_one("#field-compression").query(RadioButton)[1])
+        assert "zipped.sql.zst" in str(app.screen.query_one("#label-hint").render())
+        await pilot.click("#create")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await listed(pilot, 3)
         assert_password_hidden(app)
 
     snaps = store.list()
-    assert [s.label for s in snaps] == ["schema-copy", "before-change"]
+    assert [s.label for s in snaps] == ["zipped", "schema-copy", "before-change"]
     assert all(s.valid for s in snaps)
+    packed = snaps.pop(0)
+    assert packed.filename.endswith("_zipped.sql.zst") and packed.get("compression") == "zstd"
+    assert packed.get("row_counts") == {"public.items": 50} and store.validate(packed).ok
     full, schema = snaps[1], snaps[0]
     assert (full.type, full.purpose) == ("full", "Before the change")
     assert full.get("row_counts") == {"public.items": 50}
     assert schema.type == "schema-only"
     assert store.validate(full).ok
-    assert keys_of(table) == [schema.filename, full.filename]
+    assert keys_of(table) == [packed.filename, schema.filename, full.filename]
     assert any(f"Saved {full.filename}" in t for t in notices(app))
 
 
@@ -717,7 +730,8 @@ def test_the_shipped_workflow_builds_the_forms():
                                                     "*snapshot-cleanup", "*snapshot-diff"}
     snap = wf.operation("snapshot")
     assert snap.field("label").default == "manual"
-    assert [o.value for o in snap.field("snapshot_type").options] == ["full", "schema"]
+    assert [o.value for o in snap.field("snapshot_type").options] == ["full", "schema", "clone"]
+    assert [o.value for o in snap.field("compression").options] == ["none", "zstd", "gzip"]
     assert wf.operation("restore").confirm.default == "no"
     assert "command:" not in default_path().read_text().replace("`command:`", "")
 
@@ -730,6 +744,8 @@ def test_the_shipped_workflow_builds_the_forms():
      "field 'label' default"),
     (lambda d: d["workflow"]["operations"][0].update(action="rm_rf"), "unknown action 'rm_rf'"),
     (lambda d: d["workflow"]["operations"][1]["confirm"].update(default="maybe"), "confirm default"),
+    (lambda d: d["workflow"]["operations"][0]["fields"][2]["options"].append({"label": "rar", "value": "rar"}),
+     "field 'compression' must be a choice of 'none', 'gzip' and 'zstd'"),
 ])
 def test_a_broken_workflow_file_is_one_clear_error(tmp_path, change, problem):
     data = yaml.safe_load(default_path().read_text())

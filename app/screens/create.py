@@ -18,6 +18,7 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
 from app.workflow import Field, Operation
+from services.codec import SUFFIXES
 from services.errors import BadInput
 from services.store import check_label, suggest_label
 
@@ -27,6 +28,8 @@ class CreateRequest:
     label: str
     schema_only: bool
     purpose: str
+    compression: str = "none"
+    clone: bool = False
 
 
 class LabelValidator(Validator):
@@ -86,6 +89,18 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
         if event.input.id == "field-label":
             self._show_label_check(event.value)
 
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        if event.radio_set.id in ("field-compression", "field-snapshot_type"):  # the hint shows the suffix
+            self._show_label_check(self.query_one("#field-label", Input).value)
+
+    def _choice(self, name: str) -> str | None:
+        """The value chosen in a choice field (its default before any choice), None if there is no field."""
+        fields = [f for f in self.operation.fields if f.name == name]
+        if not fields:
+            return None
+        idx = self.query_one(f"#field-{name}", RadioSet).pressed_index
+        return fields[0].options[idx].value if idx >= 0 else fields[0].default
+
     def _show_label_check(self, value: str) -> None:
         hint = self.query_one("#label-hint", Static)
         button = self.query_one("#use-suggestion", Button)
@@ -96,7 +111,9 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
             hint.set_class(True, "-invalid")
             button.display = True
             return
-        hint.update(f"✔ saved as <timestamp>_{value}.sql")
+        suffix = ".clone" if self._choice("snapshot_type") == "clone" else \
+            SUFFIXES.get(self._choice("compression") or "none", ".sql")
+        hint.update(f"✔ saved as <timestamp>_{value}{suffix}")
         hint.set_class(False, "-invalid")
         button.display = False
 
@@ -118,11 +135,7 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
         values = {}
         for f in self.operation.fields:
             widget = self.query_one(f"#field-{f.name}")
-            if isinstance(widget, RadioSet):
-                idx = widget.pressed_index
-                values[f.name] = f.options[idx].value if idx >= 0 else f.default
-            else:
-                values[f.name] = widget.value
+            values[f.name] = self._choice(f.name) if isinstance(widget, RadioSet) else widget.value
         label = str(values["label"])
         try:
             check_label(label)
@@ -130,7 +143,9 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
             self.query_one("#field-label", Input).focus()
             return
         self.dismiss(CreateRequest(label=label, schema_only=values["snapshot_type"] == "schema",
-                                   purpose=str(values.get("purpose") or "").strip()))
+                                   purpose=str(values.get("purpose") or "").strip(),
+                                   compression=str(values.get("compression") or "none"),
+                                   clone=values["snapshot_type"] == "clone"))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -20,14 +20,14 @@ from textual import work
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from app.cli import debug_log
-from app.cli_maintenance import policy_from_config
+from app.cli_maintenance import clone_dropper, policy_from_config
 from app.gcpause import freeze_start_up, paused_gc
 from app.screens.cleanup import CleanupRequest
 from app.screens.create import CreateRequest
 from app.screens.messages import bridge
 from app.screens.operation import OperationScreen
 from app.screens.restore import RestoreRequest
-from services import diff, dump, restore, retention
+from services import clone, diff, dump, restore, retention
 from services.errors import DbsageError
 from services.events import Log, Reporter, Step
 from services.inspect import ServerInfo
@@ -46,7 +46,7 @@ TITLES = {"dump": "Snapshot failed", "restore": "Restore failed", "emergency": "
 FULL_CHECK_EVERY = 2.0
 ENTRIES_PER_SECOND = 2000
 #: The entries a listing reads: snapshots and their metadata.
-LISTED = (".sql", ".sql" + META_SUFFIX)
+LISTED = tuple(sfx + end for sfx in (".sql", ".sql.gz", ".sql.zst", ".clone") for end in ("", META_SUFFIX))
 
 
 @dataclass
@@ -194,9 +194,12 @@ class Jobs:
 
     @work(exclusive=True, group="work", name="dump", exit_on_error=False, description="Taking a snapshot")
     async def take_snapshot(self, request: CreateRequest) -> Snapshot:
+        if request.clone:
+            return await clone.create_clone(self.ws.require_conn(), self.ws.store, request.label,
+                                            purpose=request.purpose, report=self.report)
         return await dump.snapshot(self.ws.require_conn(), self.ws.store, request.label,
                                    schema_only=request.schema_only, purpose=request.purpose,
-                                   report=self.report)
+                                   compress=request.compression, report=self.report)
 
     @work(thread=True, exclusive=True, group="validate", name="validate", exit_on_error=False,
           description="Validating a snapshot (full sha256 read)")
@@ -233,6 +236,8 @@ class Jobs:
         store = self.ws.store
         if what == "delete":
             with store.lock("delete", self.ws.target_label):
+                if snap.is_clone and snap.meta is not None:
+                    asyncio.run(clone.drop_clone(self.ws.require_conn(), snap))  # its database first
                 store.delete(snap)
             store.audit("delete", "ok", snapshot=snap.filename)
             return f"Deleted {snap.filename}."
@@ -255,7 +260,7 @@ class Jobs:
             invalid=[d for d in plan.invalid if d.filename in request.remove_invalid])
         store = self.ws.store
         with store.lock("cleanup", str(store.directory)):
-            deleted = retention.apply(store, chosen, snaps, include_invalid=True)
+            deleted = retention.apply(store, chosen, snaps, include_invalid=True, drop_clone=clone_dropper(self.ws))
             store.audit("cleanup", "ok", deleted=deleted, kept=len(snaps) - len(deleted))
         return f"Cleanup: deleted {len(deleted)} snapshot(s), kept {len(snaps) - len(deleted)}."
 

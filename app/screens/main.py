@@ -279,8 +279,11 @@ class MainScreen(Jobs, Screen):
     def _create_answered(self, request: CreateRequest | None) -> None:
         if request is None:
             return
-        kind = "schema-only" if request.schema_only else "full"
-        self.activity.start(f"{kind} snapshot “{request.label}”: starting pg_dump…")
+        if request.clone:
+            self.activity.start(f"clone snapshot “{request.label}”: copying the database on the server…")
+        else:
+            kind = "schema-only" if request.schema_only else "full"
+            self.activity.start(f"{kind} snapshot “{request.label}”: starting pg_dump…")
         self.take_snapshot(request)
         self.refresh_bindings()
 

@@ -1,0 +1,117 @@
+"""Snapshot compression: ``none`` (``.sql``), ``gzip`` (``.sql.gz``) or ``zstd`` (``.sql.zst``), streamed.
+
+A compressed snapshot is the plain pg_dump script run through ``gzip`` or ``zstd``: the standard tools
+(``gunzip -c``, ``zstd -dc``) turn it back into SQL, so it can still be restored by hand. The metadata's
+size and sha256 are of the file on disk (the compressed bytes); row counts and the trailer check are of
+the SQL inside. Decompression is bounded: a chunk of input never expands into more than ``CHUNK`` bytes
+of output at a time, so a hostile file cannot blow up memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 1 << 20
+METHODS = ("none", "gzip", "zstd")
+SUFFIXES = {"none": ".sql", "gzip": ".sql.gz", "zstd": ".sql.zst"}
+#: Levels are the command-line tools' defaults, so a snapshot compresses as ``gzip``/``zstd`` would.
+LEVELS = {"gzip": 6, "zstd": 3}
+MAGIC = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd"}
+#: What turns the file back into SQL on a shell, for the restore instructions.
+BY_HAND = {"gzip": "gunzip -c", "zstd": "zstd -dc"}
+
+
+def method_of(name: str) -> str:
+    """The compression of a snapshot file, from its name."""
+    if name.endswith(".sql.gz"):
+        return "gzip"
+    if name.endswith(".sql.zst"):
+        return "zstd"
+    return "none"
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"unknown compression {method!r} (choose one of {', '.join(METHODS)})")
+    return method
+
+
+class Compressor:
+    """``compress(plain) -> bytes`` and ``flush() -> bytes`` for one snapshot."""
+
+    def __init__(self, method: str) -> None:
+        self.method = check_method(method)
+        if method == "gzip":
+            self._obj = zlib.compressobj(LEVELS["gzip"], zlib.DEFLATED, 31)  # 31: a gzip header and trailer
+        elif method == "zstd":
+            import zstandard
+            # A content checksum in the frame, as the zstd tool writes it, so `zstd -t` can check a file.
+            self._obj = zstandard.ZstdCompressor(level=LEVELS["zstd"], write_checksum=True).compressobj()
+        else:
+            self._obj = None
+
+    def compress(self, data: bytes) -> bytes:
+        return self._obj.compress(data) if self._obj is not None else data
+
+    def flush(self) -> bytes:
+        return self._obj.flush() if self._obj is not None else b""
+
+
+class HashingReader:
+    """A file wrapper that counts (and, given a digest, hashes) every byte read from the file itself,
+    compressed or not: progress and integrity are about the file on disk."""
+
+    def __init__(self, fh: BinaryIO, digest=None) -> None:
+        self.fh = fh
+        self.digest = digest
+        self.read_bytes = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        if self.digest is not None:
+            self.digest.update(data)
+        self.read_bytes += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+class CorruptCompressedData(ValueError):
+    """The compressed stream cannot be decoded (bad data, truncated frame)."""
+
+
+def iter_plain(raw: HashingReader | BinaryIO, method: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
+    """The SQL inside ``raw`` in chunks of at most ``chunk_size`` bytes. Reads ``raw`` to its end (so a
+    HashingReader has hashed the whole file) and raises CorruptCompressedData on a damaged or truncated
+    stream."""
+    if method == "none":
+        while chunk := raw.read(chunk_size):
+            yield chunk
+        return
+    try:
+        if method == "gzip":
+            reader = gzip.GzipFile(fileobj=raw, mode="rb")
+        else:
+            import zstandard
+            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=CHUNK, read_across_frames=True)
+        while chunk := reader.read(chunk_size):
+            yield chunk
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CorruptCompressedData(f"the {method} data is damaged ({exc})") from None
+    except Exception as exc:  # zstandard.ZstdError, without importing it when unused
+        if exc.__class__.__name__ == "ZstdError":
+            raise CorruptCompressedData(f"the {method} data is damaged ({exc})") from None
+        raise
+    while raw.read(CHUNK):  # anything after the last frame is still part of the file's hash
+        pass
+
+
+def iter_path(path: Path, chunk_size: int = CHUNK) -> Iterator[bytes]:
+    """The SQL of a snapshot file, decompressed as its name says."""
+    with open(path, "rb") as fh:
+        yield from iter_plain(fh, method_of(path.name), chunk_size)
