@@ -2,8 +2,8 @@
 
 Each side does the same job on the same database with the same binaries. The raw side gets the flags our
 engine gives pg_dump (``--clean --if-exists --no-owner``) so that both write the same file; the restore
-side replays that very file. Our restore also validates the file before and smoke-tests the database
-after (that is its promise); those two parts are timed on their own so that the gap can be attributed.
+side replays that very file. Our restore also checks the file (sha256 while streaming, row counts before
+COMMIT) and opens a fresh connection after; a full validation is timed on its own.
 """
 
 from __future__ import annotations
@@ -60,11 +60,9 @@ def restore_pair(b, filename: str) -> None:
               b.args.runs, b.args.warmup, b.settle, b.say)
     b.results["pairs"].append(pair)
     runs = min(3, b.args.runs)
-    # Where our extra time goes: validation before (sha256 and a scan of every byte) ...
-    validate = repeat(Series("dbsage-tui validate FILE (restore does this first)"),
+    # Where our extra time goes when a pre-rollback snapshot is taken: a full validation first (sha256 and
+    # a scan of every byte). Without one (as timed above) only the metadata, size, header and trailer are
+    # read first; the sha256 and the row counts are checked while the bytes stream, before COMMIT.
+    validate = repeat(Series("dbsage-tui validate FILE (a restore with a pre-rollback snapshot does this first)"),
                       lambda: b.ours(["validate", filename], DB), runs, 0, b.say)
-    # ... and the smoke test after the commit (an exact count(*) of every table).
-    counts = " ".join(f"SELECT count(*) FROM {t};" for t in b.results["database"]["tables"])
-    smoke = repeat(Series("count(*) of every table (restore's smoke test does this after)"),
-                   lambda: b.raw([b.tool("psql"), "-X", "-q", "-c", counts], DB), runs, 0, b.say)
-    b.results["single"] += [validate, smoke]
+    b.results["single"].append(validate)

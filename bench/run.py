@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from bench import dataset, facts, listing, pairs, report
+from bench import clones, compression, dataset, facts, listing, pairs, report
 from bench.measure import Sample, loadavg, run_timed
 from services.pgtools import embedded_bindir
 from services.sandbox import LocalServer
 
-STEPS = ("dump", "schema", "restore", "list", "tui")
+STEPS = ("dump", "schema", "restore", "compress", "clone", "list", "tui")
 _T0 = time.monotonic()
 
 
@@ -109,11 +109,16 @@ class Bench:
                                     "build_seconds": round(time.monotonic() - t, 1)}
         say(f"database: {report.mb(built.size_bytes)} on disk, {sum(built.tables.values()):,} rows in "
             f"{len(built.tables)} tables, built in {time.monotonic() - t:.0f}s")
-        full = pairs.snapshot_pair(self, "full") if steps & {"dump", "restore"} else None
+        full = pairs.snapshot_pair(self, "full") if steps & {"dump", "restore", "compress", "clone"} else None
         if "schema" in steps:
             pairs.snapshot_pair(self, "schema")
         if "restore" in steps:
             pairs.restore_pair(self, full)
+        if "clone" in steps and full:
+            clones.clone_pairs(self, full)
+        if "compress" in steps:
+            plain = self.snapdir / full if full else None
+            compression.compression_pairs(self, plain.stat().st_size if plain and plain.exists() else None)
         if steps & {"list", "tui"}:
             listing.list_and_tui(self, "tui" in steps)
         self.results.update(finished=facts.now_iso(), load_end=loadavg())
