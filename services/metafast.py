@@ -78,24 +78,104 @@ def parse(text: str):
         raise Unsupported("not a block mapping at column 0")
     if "\n---" in text or "\n..." in text or text.startswith(("---", "...")):
         raise Unsupported("a document marker, or a line that looks like one")
+    template = _template
+    if template is not None and len(lines) == len(template.lines) and lines[0] == template.lines[0]:
+        value = template.parse_like(lines)
+        if value is not None:
+            return value
+    if len(lines) > 1 and lines[0][-1:] == ":" and lines[1][:1] == " " and lines[1].lstrip(" ")[:2] != "- ":
+        # "key:" and a mapping below it, as "snapshot:" is: parse it noting where its entries start, so
+        # that the next file can be read as the lines that differ from this one.
+        original = lines[:]
+        entry = _entry(lines, 0, 0, _key_cache.setdefault(0, {}))
+        if entry is not None and entry[1] == "":
+            indent = len(lines[1]) - len(lines[1].lstrip(" "))
+            starts: list[int] = []
+            inner, i = _mapping(lines, 1, indent, starts)
+            if i == len(lines):
+                if len(starts) == len(inner):  # no key given twice
+                    _set_template(_Template(original, entry[0], indent, starts, inner))
+                return {entry[0]: inner}
     value, i = _mapping(lines, 0, 0)
     if i != len(lines):
         raise Unsupported(f"line {i + 1}")
     return value
 
 
-def _mapping(lines: list[str], i: int, indent: int) -> tuple[dict, int]:
+class _Template:
+    """The last file read in full that is one "key:" with a mapping below it, and where each of that
+    mapping's entries starts. Files written by the same program differ from it in a few values (label,
+    timestamp, filename, ...), so ``parse_like`` reads only the entries whose lines differ and copies the
+    rest; any doubt (an entry that now ends elsewhere, or has another key) and it returns None for a full
+    parse."""
+
+    def __init__(self, lines: list[str], key: str, indent: int, starts: list[int], inner: dict) -> None:
+        self.lines = lines
+        self.key = key
+        self.indent = indent
+        self.starts = starts
+        self.ends = [*starts[1:], len(lines)]
+        self.keys = list(inner)
+        self.values = [_copy(v) for v in inner.values()]  # never handed out: copies are
+        self.containers = [s for s, v in enumerate(self.values) if type(v) in (dict, list)]
+        self.owner = [-1] * len(lines)  # the entry each line belongs to
+        for s, (start, end) in enumerate(zip(starts, self.ends, strict=True)):
+            self.owner[start:end] = [s] * (end - start)
+
+    def parse_like(self, lines: list[str]) -> dict | None:
+        old, owner = self.lines, self.owner
+        touched = sorted({owner[j] for j in range(1, len(lines)) if lines[j] != old[j]})
+        inner = dict(zip(self.keys, self.values, strict=True))
+        keys, starts, ends = self.keys, self.starts, self.ends
+        k = 0
+        while k < len(touched):  # each run of entries with changed lines, read again as a mapping
+            first = last = touched[k]
+            k += 1
+            while k < len(touched) and touched[k] == last + 1:
+                last = touched[k]
+                k += 1
+            part, end = _mapping(lines, starts[first], self.indent, stop=ends[last])
+            if end != ends[last] or list(part) != keys[first:last + 1]:
+                return None
+            inner.update(part)
+        for s in self.containers:
+            if s not in touched:
+                inner[keys[s]] = _copy(self.values[s])
+        return {self.key: inner}
+
+
+_template: _Template | None = None
+
+
+def _set_template(template: _Template) -> None:
+    global _template
+    _template = template
+
+
+def _copy(value):
+    """A copy of parsed YAML down to its scalars (which are immutable)."""
+    if type(value) is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copy(v) for v in value]
+    return value
+
+
+def _mapping(lines: list[str], i: int, indent: int, starts: list[int] | None = None,
+             stop: int | None = None) -> tuple[dict, int]:
     """The block mapping whose keys start at column ``indent`` on line ``i``; returns it and the next line.
 
     The loop is the hot path (25 lines a file, 10,000 files): a line whose key (with its indentation) was
     seen before and whose value was seen before, or is a one-line quoted string without quotes inside,
     costs a few string operations. Any other line goes through ``_entry``, which checks every rule."""
     out: dict = {}
-    n = len(lines)
+    n = len(lines) if stop is None else stop
     deeper = " " * (indent + 1)
     keys = _key_cache.setdefault(indent, {})
     values = _plain_cache
     while i < n:
+        if starts is not None:
+            starts.append(i)
         raw, sep, rest = lines[i].partition(": ")
         key = keys.get(raw if sep else raw[:-1] if raw[-1:] == ":" else None)
         if key is not None:
@@ -113,6 +193,8 @@ def _mapping(lines: list[str], i: int, indent: int) -> tuple[dict, int]:
             continue
         entry = _entry(lines, i, indent, keys)
         if entry is None:
+            if starts is not None:
+                starts.pop()
             break
         out[entry[0]], i = _value(lines, i, indent, entry[1])
     return out, i
@@ -159,7 +241,7 @@ def _sequence(lines: list[str], i: int, indent: int) -> tuple[list, int]:
         body = line.lstrip(" ")
         ind = len(line) - len(body)
         if ind != indent or body[:2] != "- ":
-            if ind < indent and body or ind == indent and body[:1] != "-":
+            if ind < indent and body or ind == indent and body != "-":
                 return out, i  # the end of this sequence (an indentless one ends at its parent's next key)
             raise Unsupported(f"line {i + 1}: sequence entry")
         rest = body[2:]
