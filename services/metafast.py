@@ -78,9 +78,10 @@ def parse(text: str):
         raise Unsupported("not a block mapping at column 0")
     if "\n---" in text or "\n..." in text or text.startswith(("---", "...")):
         raise Unsupported("a document marker, or a line that looks like one")
+    # Each attempt gets its own copy of the lines: _sequence rewrites "- k: v" lines as it reads them.
     template = _template
     if template is not None and len(lines) == len(template.lines) and lines[0] == template.lines[0]:
-        value = template.parse_like(lines)
+        value = template.parse_like(lines[:])
         if value is not None:
             return value
     if len(lines) > 1 and lines[0][-1:] == ":" and lines[1][:1] == " " and lines[1].lstrip(" ")[:2] != "- ":
@@ -96,6 +97,7 @@ def parse(text: str):
                 if len(starts) == len(inner):  # no key given twice
                     _set_template(_Template(original, entry[0], indent, starts, inner))
                 return {entry[0]: inner}
+        lines = original
     value, i = _mapping(lines, 0, 0)
     if i != len(lines):
         raise Unsupported(f"line {i + 1}")

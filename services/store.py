@@ -15,6 +15,7 @@ import fcntl
 import getpass
 import hashlib
 import json
+import marshal
 import os
 import re
 import socket
@@ -44,6 +45,8 @@ AUDIT_NAME = "audit.log"
 INDEX_NAME = ".dbsage-index.json"
 INDEX_VERSION = 1
 MAX_META_BYTES = 256 * 1024
+#: Snapshots to read (not in the listing cache) from which ``list`` shares the work with a forked child.
+PARALLEL_MIN = 2000
 TS_FORMAT = "%Y%m%d%H%M%S"
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -283,27 +286,81 @@ class SnapshotStore:
         index = self._read_index()
         fresh_index: dict[str, dict] = {}
         snaps = []
+        todo = []  # (name, path, match, key) of the snapshots the cache cannot answer for
         for name, entry in entries.items():
             m = FILENAME_RE.match(name)
             if not m:
                 continue
             key = _stat_key(entry, entries.get(name + META_SUFFIX))
+            path = self.directory / name
             cached = index.get(name)
             if key is not None and isinstance(cached, dict) and cached.get("key") == key and \
                     _cache_entry_ok(cached):
-                snap = Snapshot(path=Path(entry.path), label=m.group(2), timestamp=_name_ts(m.group(1)),
-                                meta=cached["meta"], problem=cached["problem"], file_size=cached["size"])
+                snaps.append(Snapshot(path=path, label=m.group(2), timestamp=_name_ts(m.group(1)),
+                                      meta=cached["meta"], problem=cached["problem"], file_size=cached["size"]))
                 fresh_index[name] = cached
             else:
-                snap, cacheable = self._load(Path(entry.path), m, None if key is None else key[0])
-                if key is not None and cacheable:
-                    fresh_index[name] = {"key": key, "meta": snap.meta, "problem": snap.problem,
-                                         "size": snap.file_size}
+                todo.append((name, path, m, key))
+        for (name, _, _, key), (snap, cacheable) in zip(todo, self._load_all(todo), strict=True):
+            if key is not None and cacheable:
+                fresh_index[name] = {"key": key, "meta": snap.meta, "problem": snap.problem,
+                                     "size": snap.file_size}
             snaps.append(snap)
         if fresh_index != index:
             self._write_index(fresh_index)
         snaps.sort(key=lambda s: (s.timestamp, s.filename), reverse=True)
         return snaps
+
+    def _load_all(self, todo: list[tuple]) -> list[tuple[Snapshot, bool]]:
+        """``_load`` each snapshot in ``todo``; with many (a directory listed for the first time) and a
+        second CPU, half of them in a forked child, which sends back plain data (``marshal``: built-in
+        types only) through a pipe. Anything amiss with the child and the parent reads its half too."""
+        def load(item: tuple) -> tuple[Snapshot, bool]:
+            _, path, m, key = item
+            return self._load(path, m, None if key is None else key[0])
+
+        if len(todo) < PARALLEL_MIN or not _can_fork():
+            return [load(item) for item in todo]
+        mine, theirs = todo[:len(todo) // 2], todo[len(todo) // 2:]
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: no return from here, whatever happens
+            code = 1
+            try:
+                os.close(r)
+                rows = []
+                for item in theirs:
+                    snap, cacheable = load(item)
+                    # Metadata JSON cannot keep (dates, ...) may not marshal either: the parent reads it.
+                    rows.append((snap.meta if cacheable else None, snap.problem, snap.file_size, cacheable))
+                data = marshal.dumps(rows)
+                with os.fdopen(w, "wb") as fh:
+                    fh.write(len(data).to_bytes(8, "big") + data)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        reader = os.fdopen(r, "rb")
+        try:
+            out = [load(item) for item in mine]
+            data = reader.read()
+        finally:
+            reader.close()  # before waiting: a child still writing gets EPIPE instead of blocking forever
+            _, status = os.waitpid(pid, 0)
+        rows = None
+        if status == 0 and len(data) >= 8 and int.from_bytes(data[:8], "big") == len(data) - 8:
+            with contextlib.suppress(ValueError, EOFError, TypeError):
+                rows = marshal.loads(data[8:])
+        if not isinstance(rows, list) or len(rows) != len(theirs):
+            rows = [None] * len(theirs)
+        for item, row in zip(theirs, rows, strict=True):
+            if row is None or not row[3]:
+                out.append(load(item))
+            else:
+                _, path, m, _ = item
+                out.append((Snapshot(path=path, label=m.group(2), timestamp=_name_ts(m.group(1)), meta=row[0],
+                                     problem=row[1], file_size=row[2]), True))
+        return out
 
     def _read_index(self) -> dict:
         try:
@@ -589,6 +646,15 @@ def _name_ts(stamp: str) -> dt.datetime:
                            int(stamp[10:12]), int(stamp[12:14]), tzinfo=dt.UTC)
     except ValueError:  # e.g. month 13: sorts first, and check_meta reports the mismatch
         return dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _can_fork() -> bool:
+    """Forking is safe and worth it: a single-threaded process (the CLI; the TUI has threads, and a
+    fork copies none of them, or their locks' owners) with a second CPU to run the child on."""
+    if not hasattr(os, "fork") or threading.active_count() != 1:
+        return False
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    return len(cpus) > 1
 
 
 def _cache_entry_ok(entry: dict) -> bool:

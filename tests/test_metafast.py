@@ -258,3 +258,14 @@ def test_every_printable_ascii_character_in_a_value():
         text = yaml.dump({"snapshot": meta}, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
                          sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
         assert same(metafast.parse(text), yaml.safe_load(text)), text
+
+
+def test_a_failed_attempt_leaves_the_lines_as_they_were():
+    """Found by fuzzing: reading "- - x" or "- k: v" rewrites lines in place, and a first attempt that
+    gave up (the file is not like the last one; the mapping does not reach the end) must not hand its
+    rewritten lines to the next attempt."""
+    for first, second in [("snapshot:\n  x:\n  - 1\n  y: 2\n  z: 3\n", "snapshot:\n  x:\n  - - 5\n    - 6\n  q: 3\n"),
+                          ("b: 1\n", "a:\n  a:\n  - a: a\nb: a\n"),
+                          ("a:\n  a: 1\n  b: 2\n  c: 3\n", "a:\n  a:\n  - k: v\nb: 1\n")]:
+        metafast.parse(first)
+        assert same(metafast.parse(second), yaml.safe_load(second)), second

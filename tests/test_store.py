@@ -141,3 +141,28 @@ def test_listings_at_once_agree_and_leave_a_valid_cache(tmp_path):
     assert all(r == results[0] for r in results) and [n for n, *_ in results[0]] == names[::-1]
     assert set(json.loads((store.directory / INDEX_NAME).read_text())) == {"version", *names}
     assert not list(store.directory.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("child", ["works", "fails"])
+def test_a_first_listing_shared_with_a_forked_child_gives_the_same_snapshots(tmp_path, monkeypatch, child):
+    store = SnapshotStore(tmp_path / "s")
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    names = [make(store, f"n{i}", t + dt.timedelta(minutes=i)) for i in range(30)]
+    (store.directory / names[3]).write_bytes(b"junk")  # invalid: size and header
+    (store.directory / (names[20] + META_SUFFIX)).unlink()  # invalid: no metadata
+    odd = store.directory / (names[25] + META_SUFFIX)
+    odd.write_text(odd.read_text() + "  reviewed: 2026-01-03\n")  # a date: the parent reads it again
+    monkeypatch.setattr(store_module, "PARALLEL_MIN", 10**9)
+    alone = [(s.filename, s.problem, s.meta, s.file_size) for s in store.list()]
+    (store.directory / INDEX_NAME).unlink()
+    monkeypatch.setattr(store_module, "PARALLEL_MIN", 2)
+    if child == "fails":  # the child dies before sending anything: the parent reads its half too
+        monkeypatch.setattr(store_module.marshal, "dumps", lambda rows: os._exit(3))
+    forks = []
+    real_fork = os.fork
+    monkeypatch.setattr(store_module.os, "fork", lambda: forks.append(1) or real_fork())
+    shared = [(s.filename, s.problem, s.meta, s.file_size) for s in store.list()]
+    assert shared == alone
+    assert len(forks) == (1 if store_module._can_fork() else 0)
+    assert dict((f, meta) for f, _, meta, _ in alone)[names[25]]["reviewed"] == dt.date(2026, 1, 3)
+    assert json.loads((store.directory / INDEX_NAME).read_text()).keys() == {"version", *names} - {names[25]}
