@@ -45,15 +45,21 @@ def describe(snap: Snapshot, now: dt.datetime, validation: Validation | None = N
              _line("Purpose", snap.purpose or "-"),
              _line("Taken", f"{snap.timestamp:%Y-%m-%d %H:%M:%S} UTC"),
              _line("Age", age_text(snap.timestamp, now))]
-    kind = {"full": "full (schema + data)", "schema-only": "schema-only (no rows)"}.get(snap.type, "?")
+    kind = {"full": "full (schema + data)", "schema-only": "schema-only (no rows)",
+            "clone": "clone (a copy of the database on the server)"}.get(snap.type, "?")
+    packed = m.get("compression") if m.get("compression") not in (None, "none") else None
+    size = human_size(snap.size_bytes) + (f" {packed} ({human_size(m.get('sql_bytes'))} of SQL)" if packed else "")
     lines.append(_line("Type", Content.assemble((kind, "$text-warning" if snap.type == "schema-only" else ""),
-                                                f" · {human_size(snap.size_bytes)}")))
+                                                f" · {size}")))
     if snap.meta is not None:
         supabase = m.get("supabase_version") and f"Supabase {m['supabase_version']}"
         server = " · ".join(str(x) for x in (m.get("database_version"), supabase) if x)
         lines.append(_line("Server", server or "?"))
         lines.append(_line("Database", f"{m.get('database', '?')} on {m.get('host', '?')}"))
-        lines.extend(_table_lines(m.get("tables_count", "?"), m.get("row_counts"), snap.is_full))
+        if snap.type == "clone":
+            lines.append(_line("Tables", f"{m.get('tables_count', '?')} · in database {m.get('clone_database', '?')}"))
+        else:
+            lines.extend(_table_lines(m.get("tables_count", "?"), m.get("row_counts"), snap.is_full))
         lines.append(_line("sha256", str(m.get("sha256", "?"))))
     lines.extend(status_lines(snap, validation))
     if snap.meta is not None and snap.valid:

@@ -348,7 +348,7 @@ class _Cell:
 
 _AGES: dict[int, str] = {}
 _SIZES: dict[int, str] = {}
-_TYPES = {"full": " full", "schema-only": " schema"}  # the preview spells it out
+_TYPES = {"full": " full", "schema-only": " schema", "clone": " clone"}  # the preview spells it out
 
 
 def _age_text(ts: dt.datetime, now: dt.datetime) -> str:
