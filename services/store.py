@@ -162,7 +162,7 @@ def load_meta(path: Path) -> dict:
     return _read_meta(path)[0]
 
 
-def _read_meta(path: Path) -> tuple[dict, bool]:
+def _read_meta(path: Path | str) -> tuple[dict, bool]:
     """``load_meta``, and whether the result is known to survive a JSON round trip unchanged (true of
     everything ``metafast`` returns; PyYAML may return dates or non-string keys)."""
     try:
@@ -213,6 +213,7 @@ def _yaml_load(text: str):
 
 
 _META_TYPES = {"label": str, "type": str, "size_bytes": int, "sha256": str}
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def check_meta(meta: dict, path: Path, label: str, ts: dt.datetime) -> str | None:
@@ -236,7 +237,7 @@ def check_meta(meta: dict, path: Path, label: str, ts: dt.datetime) -> str | Non
         return f"metadata type {meta['type']!r} is neither full nor schema-only"
     elif meta.get("compression", "none") != codec.method_of(path.name):
         return f"metadata says compression {meta.get('compression')!r}, the file name says otherwise"
-    if not re.fullmatch(r"[0-9a-f]{64}", meta["sha256"]):
+    if not _SHA256_RE.fullmatch(meta["sha256"]):
         return "metadata sha256 is not a hex digest"
     return None
 
@@ -286,42 +287,49 @@ class SnapshotStore:
         index = self._read_index()
         fresh_index: dict[str, dict] = {}
         snaps = []
-        todo = []  # (name, path, match, key) of the snapshots the cache cannot answer for
+        todo = []  # what the cache cannot answer for: (name, path, match, .sql entry, .meta.yaml entry)
         for name, entry in entries.items():
             m = FILENAME_RE.match(name)
             if not m:
                 continue
-            key = _stat_key(entry, entries.get(name + META_SUFFIX))
             path = self.directory / name
             cached = index.get(name)
-            if key is not None and isinstance(cached, dict) and cached.get("key") == key and \
-                    _cache_entry_ok(cached):
-                snaps.append(Snapshot(path=path, label=m.group(2), timestamp=_name_ts(m.group(1)),
-                                      meta=cached["meta"], problem=cached["problem"], file_size=cached["size"]))
-                fresh_index[name] = cached
-            else:
-                todo.append((name, path, m, key))
-        for (name, _, _, key), (snap, cacheable) in zip(todo, self._load_all(todo), strict=True):
+            if cached is not None:  # (the stat calls of uncached files are made while reading them)
+                key = _stat_key(entry, entries.get(name + META_SUFFIX))
+                if key is not None and isinstance(cached, dict) and cached.get("key") == key and \
+                        _cache_entry_ok(cached):
+                    snaps.append(Snapshot(path=path, label=m.group(2), timestamp=_name_ts(m.group(1)),
+                                          meta=cached["meta"], problem=cached["problem"],
+                                          file_size=cached["size"]))
+                    fresh_index[name] = cached
+                    continue
+            todo.append((name, path, m, entry, entries.get(name + META_SUFFIX)))
+        for (name, *_), (snap, key, cacheable) in zip(todo, self._load_all(todo), strict=True):
             if key is not None and cacheable:
                 fresh_index[name] = {"key": key, "meta": snap.meta, "problem": snap.problem,
                                      "size": snap.file_size}
             snaps.append(snap)
         if fresh_index != index:
             self._write_index(fresh_index)
-        snaps.sort(key=lambda s: (s.timestamp, s.filename), reverse=True)
+        snaps.sort(key=lambda s: (s.timestamp, s.path.name), reverse=True)
         return snaps
 
-    def _load_all(self, todo: list[tuple]) -> list[tuple[Snapshot, bool]]:
-        """``_load`` each snapshot in ``todo``; with many (a directory listed for the first time) and a
-        second CPU, half of them in a forked child, which sends back plain data (``marshal``: built-in
-        types only) through a pipe. Anything amiss with the child and the parent reads its half too."""
-        def load(item: tuple) -> tuple[Snapshot, bool]:
-            _, path, m, key = item
-            return self._load(path, m, None if key is None else key[0])
+    def _load_all(self, todo: list[tuple]) -> list[tuple[Snapshot, list | None, bool]]:
+        """Stat and ``_load`` each snapshot in ``todo``: the snapshot, its cache key, whether it may be
+        cached. With many (a directory listed for the first time) and a second CPU, about half of them in
+        a forked child, which sends back plain data (``marshal``: built-in types only) through a pipe.
+        Anything amiss with the child and the parent reads its share too."""
+        def load(item: tuple) -> tuple[Snapshot, list | None, bool]:
+            _, path, m, entry, meta_entry = item
+            key = _stat_key(entry, meta_entry)
+            snap, cacheable = self._load(path, m, None if key is None else key[0])
+            return snap, key, cacheable
 
         if len(todo) < PARALLEL_MIN or not _can_fork():
             return [load(item) for item in todo]
-        mine, theirs = todo[:len(todo) // 2], todo[len(todo) // 2:]
+        # The child's share is a little more than half: the parent also reads the child's answer.
+        cut = len(todo) * 9 // 20
+        mine, theirs = todo[:cut], todo[cut:]
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: no return from here, whatever happens
@@ -330,9 +338,9 @@ class SnapshotStore:
                 os.close(r)
                 rows = []
                 for item in theirs:
-                    snap, cacheable = load(item)
+                    snap, key, cacheable = load(item)
                     # Metadata JSON cannot keep (dates, ...) may not marshal either: the parent reads it.
-                    rows.append((snap.meta if cacheable else None, snap.problem, snap.file_size, cacheable))
+                    rows.append((snap.meta if cacheable else None, snap.problem, snap.file_size, key, cacheable))
                 data = marshal.dumps(rows)
                 with os.fdopen(w, "wb") as fh:
                     fh.write(len(data).to_bytes(8, "big") + data)
@@ -354,12 +362,13 @@ class SnapshotStore:
         if not isinstance(rows, list) or len(rows) != len(theirs):
             rows = [None] * len(theirs)
         for item, row in zip(theirs, rows, strict=True):
-            if row is None or not row[3]:
+            if row is None or not row[4]:
                 out.append(load(item))
             else:
-                _, path, m, _ = item
-                out.append((Snapshot(path=path, label=m.group(2), timestamp=_name_ts(m.group(1)), meta=row[0],
-                                     problem=row[1], file_size=row[2]), True))
+                _, path, m, _, _ = item
+                meta, problem, size, key, _ = row
+                out.append((Snapshot(path=path, label=m.group(2), timestamp=_name_ts(m.group(1)), meta=meta,
+                                     problem=problem, file_size=size), key, True))
         return out
 
     def _read_index(self) -> dict:
@@ -371,16 +380,17 @@ class SnapshotStore:
 
     def _write_index(self, index: dict) -> None:
         """Best effort: a read-only directory or metadata that JSON cannot hold just means no cache."""
-        try:
-            text = json.dumps({"version": INDEX_VERSION, **index}, separators=(",", ":"))
-        except (TypeError, ValueError):
+        try:  # no cycles to look for: YAML without aliases (refused) has none; ASCII, so bytes at once
+            data = json.dumps({"version": INDEX_VERSION, **index}, separators=(",", ":"),
+                              check_circular=False).encode("ascii")
+        except (TypeError, ValueError, RecursionError):
             return
         # Unique per process and thread: a listing in a TUI worker may overlap another one.
         tmp = self.directory / f"{INDEX_NAME}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
             os.replace(tmp, self.directory / INDEX_NAME)
         except OSError:
             with contextlib.suppress(OSError):
@@ -405,7 +415,7 @@ class SnapshotStore:
             size = st.st_size
         snap.file_size = size
         try:
-            snap.meta, faithful = _read_meta(snap.meta_path)
+            snap.meta, faithful = _read_meta(os.fspath(path) + META_SUFFIX)  # a str: no Path to build
         except ValueError as exc:
             snap.problem = str(exc)
             return snap, True
