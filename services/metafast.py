@@ -37,9 +37,8 @@ _INDICATORS = frozenset("-?:")
 #: A single-quoted scalar's body on one line ('' is a quote) and a double-quoted one's (\x is an escape).
 _SQ_BODY = re.compile(r"(?:[^']|'')*")
 _DQ_BODY = re.compile(r'(?:[^"\\]|\\.)*')
-#: Line breaks inside a quoted scalar with the spaces around them: one break folds to a space, n > 1
-#: breaks to n - 1 newlines (YAML 1.1 flow folding; spaces before and after a break are dropped).
-_FOLD = re.compile(r" *\n[ \n]*")
+#: A double-quoted scalar's escapes, escaped line breaks and line breaks (with the spaces around them:
+#: one break folds to a space, n > 1 breaks to n - 1 newlines, as in YAML 1.1 flow scalars).
 _DQ_TOKEN = re.compile(r'\\(?:x([0-9A-Fa-f]{2})|u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8})|(\n[ \n]*)|(.))|( *\n[ \n]*)',
                        re.S)
 _ESCAPES = {"0": "\x00", "a": "\x07", "b": "\x08", "t": "\t", "\t": "\t", "n": "\n", "v": "\x0b", "f": "\x0c",
