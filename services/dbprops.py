@@ -1,0 +1,94 @@
+"""Database-level properties (owner, privileges, settings, comment, limits) as SQL, to carry them from one
+database to another: they live in shared catalogs keyed by the database's OID, so a file-level copy of a
+database (a clone snapshot and its restore) does not bring them along."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from .inspect import quote_ident
+
+#: Settings whose values are lists of identifiers (pg_dump's variable_is_guc_list_quote).
+_GUC_LIST_QUOTE = frozenset({"local_preload_libraries", "search_path", "session_preload_libraries",
+                             "shared_preload_libraries", "temp_tablespaces", "unix_socket_directories"})
+
+def split_guc_list(value: str) -> list[str]:
+    """A list setting as stored in pg_db_role_setting (``"$user", public``) -> its elements
+    (PostgreSQL's SplitGUCList: double-quoted or bare, comma-separated; no case folding)."""
+    out: list[str] = []
+    i, n = 0, len(value)
+    while i < n:
+        while i < n and value[i].isspace():
+            i += 1
+        if i >= n:
+            break
+        if value[i] == '"':
+            j, buf = i + 1, []
+            while j < n:
+                if value[j] == '"':
+                    if j + 1 < n and value[j + 1] == '"':
+                        buf.append('"')
+                        j += 2
+                        continue
+                    break
+                buf.append(value[j])
+                j += 1
+            out.append("".join(buf))
+            i = j + 1
+        else:
+            j = i
+            while j < n and value[j] != "," and not value[j].isspace():
+                j += 1
+            out.append(value[i:j])
+            i = j
+        while i < n and value[i].isspace():
+            i += 1
+        if i < n and value[i] == ",":
+            i += 1
+    return out
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def set_command(database: str, role: str | None, item: str) -> str:
+    """The ALTER [ROLE r IN] DATABASE ... SET that re-creates one pg_db_role_setting entry ``name=value``."""
+    name, _, value = item.partition("=")
+    if name.lower() in _GUC_LIST_QUOTE:
+        parts = split_guc_list(value)
+        rhs = ", ".join(_literal(p) for p in parts) if parts else "''"
+    else:
+        rhs = _literal(value)
+    head = f"ALTER ROLE {role} IN DATABASE" if role else "ALTER DATABASE"
+    return f"{head} {quote_ident(database)} SET {quote_ident(name)} = {rhs}"
+
+
+async def carry_over_commands(con: asyncpg.Connection, source: str, dest: str) -> list[str]:
+    """SQL that gives database ``dest`` the database-level properties of ``source``: owner, privileges,
+    per-database and per-role-in-database settings, comment, connection limit, ALLOW_CONNECTIONS and
+    IS_TEMPLATE. They live in shared catalogs keyed by OID, so a copy of the files does not carry them.
+    (Not carried: security labels, the tablespace.)"""
+    d = await con.fetchrow(
+        """SELECT oid, datdba::regrole::text AS owner, datconnlimit, datallowconn, datistemplate,
+                  datacl IS NOT NULL AS has_acl, shobj_description(oid, 'pg_database') AS comment,
+                  ARRAY(SELECT format('%s TO %s%s', a.privilege_type,
+                                      CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                           ELSE quote_ident(a.grantee::regrole::text) END,
+                                      CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+                        FROM aclexplode(datacl) WITH ORDINALITY a ORDER BY a.ordinality) AS grants
+           FROM pg_database WHERE datname = $1""", source)
+    q = quote_ident(dest)
+    sql = [f"ALTER DATABASE {q} OWNER TO {d['owner']}"]
+    if d["has_acl"]:
+        sql.append(f"REVOKE ALL ON DATABASE {q} FROM PUBLIC, {d['owner']} CASCADE")
+        sql += [f"GRANT {g.split(' TO ', 1)[0]} ON DATABASE {q} TO {g.split(' TO ', 1)[1]}" for g in d["grants"]]
+    for r in await con.fetch(
+            """SELECT CASE WHEN setrole = 0 THEN NULL ELSE setrole::regrole::text END AS role, setconfig
+               FROM pg_db_role_setting WHERE setdatabase = $1 ORDER BY setrole""", d["oid"]):
+        sql += [set_command(dest, r["role"], item) for item in r["setconfig"] or []]
+    if d["comment"] is not None:
+        sql.append(f"COMMENT ON DATABASE {q} IS {_literal(d['comment'])}")
+    sql.append(f"ALTER DATABASE {q} WITH CONNECTION LIMIT {int(d['datconnlimit'])} "
+               f"ALLOW_CONNECTIONS {str(d['datallowconn']).lower()} IS_TEMPLATE {str(d['datistemplate']).lower()}")
+    return sql
