@@ -6,7 +6,7 @@ thread worker and pushes this screen with the result. Escape or q closes it.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,7 +15,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static, Tree
 
-from services.diff import DiffResult
+if TYPE_CHECKING:  # the module imports pglast (~50 ms): only when a diff is actually run
+    from services.diff import DiffResult
 
 _SIGNS = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "yellow")}
 

@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
@@ -27,11 +28,14 @@ from app.screens.create import CreateRequest
 from app.screens.messages import bridge
 from app.screens.operation import OperationScreen
 from app.screens.restore import RestoreRequest
-from services import clone, diff, dump, restore, retention
+from services import clone, dump, restore, retention
 from services.errors import DbsageError
 from services.events import Log, Reporter, Step
 from services.inspect import ServerInfo
 from services.store import META_SUFFIX, Snapshot
+
+if TYPE_CHECKING:
+    from services.diff import DiffResult
 
 #: Notice titles by job name.
 TITLES = {"dump": "Snapshot failed", "restore": "Restore failed", "emergency": "Emergency rollback failed",
@@ -266,7 +270,8 @@ class Jobs:
 
     @work(thread=True, exclusive=True, group="diff", name="diff", exit_on_error=False,
           description="Comparing two snapshots (reads both files)")
-    def run_diff(self, older: Snapshot, newer: Snapshot) -> diff.DiffResult:
+    def run_diff(self, older: Snapshot, newer: Snapshot) -> DiffResult:
+        from services import diff  # pglast costs ~50 ms of start-up: loaded on the first diff
         return diff.diff_snapshots(older, newer)
 
     @work(group="quit", exit_on_error=False, description="Cancelling the running work before quitting")
