@@ -87,6 +87,7 @@ class _Feeder:
         self.digest = hashlib.sha256()
         self.scanner = DumpScanner()
         self.moved = 0  # bytes of the file hashed (their SQL, unless psql stopped reading, sent)
+        self.damaged: str | None = None  # why the compressed stream could not be decoded
         self.psql_stopped = False
 
     def run(self) -> None:
@@ -107,13 +108,13 @@ class _Feeder:
                         except BrokenPipeError:
                             self.psql_stopped = True  # psql failed; keep hashing to tell a bad file apart
                     first = False
-            except codec.CorruptCompressedData:
-                return  # not intact: the size or the sha256 cannot match what was read
+            except codec.CorruptCompressedData as exc:
+                self.damaged = str(exc)  # not intact either: the rest of the file was not read
             self.moved = raw.read_bytes
 
     @property
     def intact(self) -> bool:
-        return (self.moved == self.snap.get("size_bytes")
+        return (self.damaged is None and self.moved == self.snap.get("size_bytes")
                 and self.digest.hexdigest() == self.snap.get("sha256"))
 
 
@@ -211,6 +212,9 @@ async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, repor
     finally:
         if pipe_w >= 0:
             os.close(pipe_w)
+    if feeder.damaged:
+        raise InvalidSnapshot(f"Snapshot {snap.filename} is damaged: {feeder.damaged}.",
+                              "Nothing was committed: the database is unchanged. Choose another snapshot.")
     if not feeder.intact:
         raise InvalidSnapshot(f"Snapshot {snap.filename} does not match its metadata (sha256 or size): it is "
                               "corrupt or changed after it was taken.",

@@ -113,8 +113,20 @@ async def test_damaged_or_truncated_compressed_snapshot_is_refused(pg18, db18, s
     fresh = store.resolve(snap.filename)
     v = store.validate(fresh)
     assert not v.ok and v.reason
-    with pytest.raises(InvalidSnapshot):
+    with pytest.raises(InvalidSnapshot) as err:
         await restore.restore(db18, store, fresh, pre_snapshot=False)
+    assert "damaged" in err.value.message or "incomplete" in err.value.message
+    assert full_dump(db18) == state
+
+    # The stream's own checksum at its very end (gzip CRC32, zstd content checksum) is wrong, metadata
+    # rewritten to match: every byte of SQL reached psql, and still nothing is committed.
+    bad_end = good[:-1] + bytes([good[-1] ^ 0xFF]) if method == "zstd" else good[:-8] + bytes(
+        b ^ 0xFF for b in good[-8:-4]) + good[-4:]
+    snap.path.write_bytes(bad_end)
+    store.write_meta(snap.path, {**snap.meta, "sha256": hashlib.sha256(bad_end).hexdigest()})
+    with pytest.raises(InvalidSnapshot) as err:
+        await restore.restore(db18, store, store.resolve(snap.filename), pre_snapshot=False)
+    assert "damaged" in err.value.message
     assert full_dump(db18) == state
 
 
