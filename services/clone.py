@@ -34,7 +34,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import socket
 import time
@@ -48,7 +47,7 @@ from .config import ConnInfo
 from .dbprops import carry_over_commands
 from .errors import BadInput, DbsageError, InvalidSnapshot, OperationFailed
 from .events import Log, Progress, Reporter, Step, null_reporter
-from .restore import RestoreResult, SmokeCheck
+from .restore import RestoreResult, SmokeCheck, report_checks
 from .store import (
     META_SUFFIX,
     PARTIAL_SUFFIX,
@@ -61,6 +60,7 @@ from .store import (
     human_size,
     os_user,
     utcnow,
+    write_atomic,
 )
 
 CLONE_SUFFIX = ".clone"
@@ -181,18 +181,7 @@ def check_pointer(snap: Snapshot) -> str | None:
 def _write_pointer(path: Path, text: str) -> bytes:
     """Write atomically (temp, fsync, rename), mode 0600; returns the bytes written."""
     data = text.encode("utf-8")
-    tmp = path.with_name(path.name + PARTIAL_SUFFIX)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    write_atomic(path, data, path.with_name(path.name + PARTIAL_SUFFIX))
     return data
 
 
@@ -601,11 +590,7 @@ async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *,
             await _drop_replaced(conn, old, result, report)
     report(Step("smoke test", "running", ""))
     result.checks = await _smoke(conn, snap)
-    for c in result.checks:
-        report(Log(f"{'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}", source="check",
-                   level="info" if c.ok else "error"))
-    report(Step("smoke test", "ok" if result.smoke_ok else "failed",
-                "all checks passed" if result.smoke_ok else "some checks failed"))
+    report_checks(result, report)
     result.duration = round(time.monotonic() - started, 3)
     store.audit(action, "ok" if result.smoke_ok else "smoke-test-failed", snapshot=snap.filename, type="clone",
                 target=conn.display, pre_snapshot=result.pre_snapshot.filename if result.pre_snapshot else None,

@@ -329,6 +329,15 @@ async def smoke_test(target: Target, snap: Snapshot, loaded: dict[str, int]) -> 
     return checks
 
 
+def report_checks(result: RestoreResult, report: Reporter) -> None:
+    """The smoke test's checks as log lines, then its step: ok, or failed."""
+    for c in result.checks:
+        report(Log(f"{'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}", source="check",
+                   level="info" if c.ok else "error"))
+    report(Step("smoke test", "ok" if result.smoke_ok else "failed",
+                "all checks passed" if result.smoke_ok else "some checks failed"))
+
+
 async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, pre_snapshot: bool = True,
                        pre_timeout: float | None = None, report: Reporter = null_reporter,
                        action: str = "restore", validated: bool = False) -> RestoreResult:
@@ -385,11 +394,7 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
 
     report(Step("smoke test", "running", ""))
     result.checks = await smoke_test(target, snap, loaded)
-    for c in result.checks:
-        report(Log(f"{'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}", source="check",
-                   level="info" if c.ok else "error"))
-    report(Step("smoke test", "ok" if result.smoke_ok else "failed",
-                "all checks passed" if result.smoke_ok else "some checks failed"))
+    report_checks(result, report)
     result.duration = round(time.monotonic() - started, 3)
     store.audit(action, "ok" if result.smoke_ok else "smoke-test-failed", snapshot=snap.filename,
                 target=target.conn.display,

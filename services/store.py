@@ -567,17 +567,7 @@ class SnapshotStore:
         tmp = target.with_name(target.name + ".tmp")
         text = yaml.dump({"snapshot": meta}, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
                          default_flow_style=False, width=100)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_dir(self.directory)
+        write_atomic(target, text.encode("utf-8"), tmp)
 
     def set_protected(self, snap: Snapshot, protected: bool) -> None:
         if snap.meta is None:
@@ -725,6 +715,22 @@ def os_user() -> str:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - getpass raises various errors without a passwd entry
         return str(os.getuid())
+
+
+def write_atomic(path: Path, data: bytes, tmp: Path) -> None:
+    """``data`` into ``path`` whole or not at all: ``tmp`` (mode 0600) written and fsynced, renamed over
+    ``path``, the directory fsynced."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def fsync_dir(path: Path) -> None:
