@@ -73,9 +73,9 @@ def partial_size(snapdir: Path) -> int:
 
 def freeze_mid_stream(pid: int, snapdir: Path, min_bytes: int) -> None:
     """Stop pg_dump, then let it run in tiny steps until the partial file (which pg_dump writes itself)
-    holds ``min_bytes``: the dump is then frozen mid-COPY, whatever the machine's speed. A step is a
-    SIGCONT followed at once by a SIGSTOP, which takes effect at pg_dump's next system call, so even a
-    loaded machine that preempts us between the two lets it write only a little, never the whole dump."""
+    holds ``min_bytes``. A step is a SIGCONT followed at once by a SIGSTOP, which takes effect at pg_dump's
+    next system call, so even a loaded machine that preempts us between the two lets it write only a
+    little, never the whole dump."""
     os.kill(pid, signal.SIGSTOP)
     deadline = time.monotonic() + 60
     while partial_size(snapdir) < min_bytes:
@@ -83,6 +83,31 @@ def freeze_mid_stream(pid: int, snapdir: Path, min_bytes: int) -> None:
         os.kill(pid, signal.SIGCONT)
         os.kill(pid, signal.SIGSTOP)
         time.sleep(0.002)
+
+
+def spawn_frozen_dump(pg, db, snapdir: Path, label: str, min_bytes: int) -> tuple[subprocess.Popen, int]:
+    """``dbsage-tui snapshot`` with its pg_dump frozen mid-COPY, whatever the machine's speed: a session
+    holds a lock on ``big`` until pg_dump waits for it, pg_dump is stopped, the lock released, and then
+    pg_dump is stepped to ``min_bytes``. (Without the lock, a fast moment can finish the whole 40 MB dump
+    before the first SIGSTOP lands.) Returns the dbsage-tui process and pg_dump's pid."""
+    holder = subprocess.Popen([str(pg.bindir / "psql"), "-X", "-q"], stdin=subprocess.PIPE, text=True,
+                              env=db.child_env(), stdout=subprocess.DEVNULL)
+    # Precise lock modes: autovacuum (busy after make_big) holds other locks on big, granted or not.
+    locks = "SELECT count(*) FROM pg_locks WHERE relation = 'big'::regclass AND mode = '{}' AND {} granted"
+    try:
+        holder.stdin.write("BEGIN; LOCK TABLE big IN ACCESS EXCLUSIVE MODE;\n")
+        holder.stdin.flush()
+        wait_for(lambda: pg.psql(locks.format("AccessExclusiveLock", ""), db.dbname).strip() != "0")
+        proc = spawn(["snapshot", "--label", label], db, snapdir)
+        dump_pid = wait_for(lambda: children(proc.pid, "pg_dump"))[0]
+        wait_for(lambda: pg.psql(locks.format("AccessShareLock", "NOT"), db.dbname).strip() != "0")
+        os.kill(dump_pid, signal.SIGSTOP)
+    finally:
+        holder.stdin.write("COMMIT;\n")
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    freeze_mid_stream(dump_pid, snapdir, min_bytes)
+    return proc, dump_pid
 
 
 def assert_no_valid_snapshot(snapdir: Path, label: str) -> None:
@@ -101,11 +126,11 @@ def test_kill_9_of_dbsage_during_snapshot(pg18, db18, snapdir, point):
                                   env=db18.child_env(), stdout=subprocess.DEVNULL)
         holder.stdin.write("BEGIN; LOCK TABLE small IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(30);\n")
         holder.stdin.flush()
-    proc = spawn(["snapshot", "--label", "killed"], db18, snapdir)
-    dump_pid = wait_for(lambda: children(proc.pid, "pg_dump"))[0]
     if point == "mid-stream":
-        freeze_mid_stream(dump_pid, snapdir, 1_000_000)  # pg_dump frozen mid-COPY, then kill us
+        proc, dump_pid = spawn_frozen_dump(pg18, db18, snapdir, "killed", 1_000_000)  # then kill us
     else:
+        proc = spawn(["snapshot", "--label", "killed"], db18, snapdir)
+        dump_pid = wait_for(lambda: children(proc.pid, "pg_dump"))[0]
         wait_for(lambda: list(snapdir.glob("*.partial")))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -129,9 +154,7 @@ def test_kill_9_of_dbsage_during_snapshot(pg18, db18, snapdir, point):
 
 def test_kill_9_of_pg_dump_is_a_clear_failure(pg18, db18, snapdir):
     make_big(pg18, db18)
-    proc = spawn(["snapshot", "--label", "victim"], db18, snapdir)
-    dump_pid = wait_for(lambda: children(proc.pid, "pg_dump"))[0]
-    freeze_mid_stream(dump_pid, snapdir, 100_000)
+    proc, dump_pid = spawn_frozen_dump(pg18, db18, snapdir, "victim", 100_000)
     os.kill(dump_pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=30)
 
@@ -145,9 +168,7 @@ def test_kill_9_of_pg_dump_is_a_clear_failure(pg18, db18, snapdir):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_sigint_and_sigterm_cancel_cleanly(pg18, db18, snapdir, sig):
     make_big(pg18, db18)
-    proc = spawn(["snapshot", "--label", "cancelled"], db18, snapdir)
-    dump_pid = wait_for(lambda: children(proc.pid, "pg_dump"))[0]
-    freeze_mid_stream(dump_pid, snapdir, 100_000)
+    proc, dump_pid = spawn_frozen_dump(pg18, db18, snapdir, "cancelled", 100_000)
     proc.send_signal(sig)
     os.kill(dump_pid, signal.SIGCONT)
     out, err = proc.communicate(timeout=30)
@@ -240,9 +261,7 @@ def test_server_stops_during_dump_and_restore(tmp_path):
         make_big(srv, db)
         env = {"DATABASE_URL": url(db)}
         # During a dump.
-        proc = spawn(["snapshot", "--label", "server-died"], db, snapdir)
-        dump_pid = wait_for(lambda: children(proc.pid, "pg_dump"))[0]
-        freeze_mid_stream(dump_pid, snapdir, 100_000)  # else a fast machine finishes before the stop
+        proc, dump_pid = spawn_frozen_dump(srv, db, snapdir, "server-died", 100_000)  # before the stop
         srv.stop("immediate")
         os.kill(dump_pid, signal.SIGCONT)
         out, err = proc.communicate(timeout=60)
