@@ -192,9 +192,13 @@ class FileFollower:
     def __init__(self, fd: int, digest, scanner: DumpScanner) -> None:
         self.fd, self.digest, self.scanner = fd, digest, scanner
         self.moved = 0
-        self.written = 0
         self._done = threading.Event()
         self._stopped = False
+
+    @property
+    def written(self) -> int:
+        """Bytes of the file (the SQL itself: nothing is compressed on this path)."""
+        return self.moved
 
     def writer_done(self) -> None:
         self._done.set()
@@ -211,7 +215,6 @@ class FileFollower:
                 self.digest.update(chunk)
                 self.scanner.feed(chunk)
                 self.moved += len(chunk)
-                self.written += len(chunk)
             elif finished:
                 return
             else:
