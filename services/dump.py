@@ -264,15 +264,12 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
     if not scope.schemas:
         raise OperationFailed("There is nothing to snapshot: no schema in scope.",
                               "Check the connection's role can use the schemas, or name them with --schema.")
-    tables = await inspect.tables_count(target.con, scope.schemas)
-    estimate = await inspect.estimate_dump_bytes(target.con, scope.schemas, schema_only)
     ts, final = _free_name(store.directory, label, codec.SUFFIXES[compress])
     partial = final.with_name(final.name + PARTIAL_SUFFIX)
     kind = "schema-only" if schema_only else "full"
     args = [target.tools.pg_dump, "--clean", "--if-exists", "--no-owner", "--verbose", "--no-password",
             *(["--schema-only"] if schema_only else []), *scope.pg_dump_args(target.tools.major)]
     report(Log(f"Taking a {kind} snapshot of {target.conn.display} with pg_dump {target.tools.version}"
-               + (f" (about {human_size(estimate)} of table data)" if estimate else "")
                + (f", {compress}-compressed" if compress != "none" else "")))
     report(Log("scope: " + ", ".join(scope.schemas)
                + (f" (excluded: {', '.join(scope.excluded)})" if scope.excluded else "")))
@@ -301,8 +298,14 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
             os.close(pipe_w)  # pg_dump holds the only write end: its exit is our end of input
             pipe_w = -1
         err_task = asyncio.create_task(pump_stderr(proc.stderr, "pg_dump", report, stderr_lines))
-        report(Progress("dump", 0, estimate, 0.0))
         pumping = asyncio.ensure_future(asyncio.to_thread(pump.run))
+        # For the metadata and the progress bar, asked while pg_dump starts (two round trips fewer
+        # before it: they count on a hosted database).
+        tables = await inspect.tables_count(target.con, scope.schemas)
+        estimate = await inspect.estimate_dump_bytes(target.con, scope.schemas, schema_only)
+        if estimate:
+            report(Log(f"about {human_size(estimate)} of table data to dump"))
+        report(Progress("dump", 0, estimate, 0.0))
         exited = asyncio.ensure_future(proc.wait())
         while not exited.done():
             await asyncio.wait({exited} if pumping.done() else {exited, pumping}, timeout=PROGRESS_EVERY)
