@@ -34,6 +34,10 @@ def server_versions() -> list[str]:
 def server_root():
     root = Path(tempfile.mkdtemp(prefix="dbsage-test-"))
     yield root
+    # Stop the servers before their data directories go: without postmaster.pid, pg_ctl cannot stop them
+    # (a pytest_sessionfinish hook did this after the rmtree, and left every server running).
+    for srv in _servers.values():
+        srv.stop("immediate")
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -67,11 +71,6 @@ def pg(request, server_root) -> LocalServer:
 @pytest.fixture(scope="session")
 def pg18(server_root) -> LocalServer:
     return _server("18", server_root)
-
-
-def pytest_sessionfinish(session, exitstatus):
-    for srv in _servers.values():
-        srv.stop("immediate")
 
 
 def _new_db(server: LocalServer) -> ConnInfo:
