@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1 << 20
@@ -93,25 +92,17 @@ def iter_plain(raw: HashingReader | BinaryIO, method: str, chunk_size: int = CHU
         while chunk := raw.read(chunk_size):
             yield chunk
         return
+    damaged: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error)
+    if method == "gzip":
+        reader = gzip.GzipFile(fileobj=raw, mode="rb")
+    else:
+        import zstandard  # only when a .sql.zst is read
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=CHUNK, read_across_frames=True)
+        damaged += (zstandard.ZstdError,)
     try:
-        if method == "gzip":
-            reader = gzip.GzipFile(fileobj=raw, mode="rb")
-        else:
-            import zstandard
-            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=CHUNK, read_across_frames=True)
         while chunk := reader.read(chunk_size):
             yield chunk
-    except (OSError, EOFError, zlib.error) as exc:
+    except damaged as exc:
         raise CorruptCompressedData(f"the {method} data is damaged ({exc})") from None
-    except Exception as exc:  # zstandard.ZstdError, without importing it when unused
-        if exc.__class__.__name__ == "ZstdError":
-            raise CorruptCompressedData(f"the {method} data is damaged ({exc})") from None
-        raise
     while raw.read(CHUNK):  # anything after the last frame is still part of the file's hash
         pass
-
-
-def iter_path(path: Path, chunk_size: int = CHUNK) -> Iterator[bytes]:
-    """The SQL of a snapshot file, decompressed as its name says."""
-    with open(path, "rb") as fh:
-        yield from iter_plain(fh, method_of(path.name), chunk_size)

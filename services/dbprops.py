@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncpg
 
 from .inspect import quote_ident
+from .scanner import read_quoted
 
 #: Settings whose values are lists of identifiers (pg_dump's variable_is_guc_list_quote).
 _GUC_LIST_QUOTE = frozenset({"local_preload_libraries", "search_path", "session_preload_libraries",
                              "shared_preload_libraries", "temp_tablespaces", "unix_socket_directories"})
+
 
 def split_guc_list(value: str) -> list[str]:
     """A list setting as stored in pg_db_role_setting (``"$user", public``) -> its elements
@@ -23,18 +25,8 @@ def split_guc_list(value: str) -> list[str]:
         if i >= n:
             break
         if value[i] == '"':
-            j, buf = i + 1, []
-            while j < n:
-                if value[j] == '"':
-                    if j + 1 < n and value[j + 1] == '"':
-                        buf.append('"')
-                        j += 2
-                        continue
-                    break
-                buf.append(value[j])
-                j += 1
-            out.append("".join(buf))
-            i = j + 1
+            item, i = read_quoted(value, i)
+            out.append(item)
         else:
             j = i
             while j < n and value[j] != "," and not value[j].isspace():

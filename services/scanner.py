@@ -18,24 +18,30 @@ _NL_COPY_END = b"\n" + _COPY_END
 _TAIL_KEEP = 4096
 
 
+def read_quoted(text: str, i: int) -> tuple[str, int]:
+    """The double-quoted identifier starting at ``text[i]`` (a ``"``), unquoted (``""`` is one ``"``), and
+    the index just past its closing quote."""
+    j, n, buf = i + 1, len(text), []
+    while j < n:
+        if text[j] == '"':
+            if j + 1 < n and text[j + 1] == '"':
+                buf.append('"')
+                j += 2
+                continue
+            break
+        buf.append(text[j])
+        j += 1
+    return "".join(buf), j + 1
+
+
 def parse_qualified_name(text: str) -> tuple[list[str], str]:
     """Split ``schema."Table"`` (pg_dump's quoting) into unquoted parts; returns (parts, rest of text)."""
     parts: list[str] = []
     i, n = 0, len(text)
     while i < n:
         if text[i] == '"':
-            j, buf = i + 1, []
-            while j < n:
-                if text[j] == '"':
-                    if j + 1 < n and text[j + 1] == '"':
-                        buf.append('"')
-                        j += 2
-                        continue
-                    break
-                buf.append(text[j])
-                j += 1
-            parts.append("".join(buf))
-            i = j + 1
+            part, i = read_quoted(text, i)
+            parts.append(part)
         else:
             j = i
             while j < n and text[j] not in '. (\t"':

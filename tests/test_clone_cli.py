@@ -53,6 +53,10 @@ def test_clone_snapshot_round_trip_from_the_cli(pg18, db18, snapdir):
     assert res.returncode == 0, res.stderr
     assert full_dump(db18) == mutated
 
+    # The password went to the server only: not into the pointer, the metadata, the audit log or output.
+    assert db18.password and all(db18.password.encode() not in f.read_bytes() for f in snapdir.iterdir())
+    assert db18.password not in res.stdout + res.stderr
+
     # Not for clones: a diff, compression.
     res = run_cli("diff", "1", "2", "--dir", str(snapdir), env=env)
     assert res.returncode == 3 and "clone snapshot" in res.stderr and "Traceback" not in res.stderr
