@@ -12,6 +12,7 @@ dbsage-tui, PG* for the raw tools), never in argv, so ``ps`` shows no password.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import signal
@@ -94,8 +95,17 @@ class Bench:
         self.server.psql("CHECKPOINT")
 
     # -- the run ----------------------------------------------------------------------------------------
+    def precompile(self) -> None:
+        """Byte-compile our packages, as ``pip install`` does for a regular install and as Python does on
+        the first run of an editable one: without it, a machine with PYTHONDONTWRITEBYTECODE set would
+        compile every module from source in every timed process (about 0.06 s per CLI run)."""
+        repo = Path(__file__).resolve().parents[1]
+        for package in ("app", "services", "widgets"):
+            compileall.compile_dir(repo / package, quiet=1)
+
     def run(self) -> None:
         steps = set(self.args.only.split(",")) if self.args.only else set(STEPS)
+        self.precompile()
         say(f"starting PostgreSQL in {self.root} (load average {loadavg()})")
         self.server.ensure_running()
         self.server.psql("ALTER SYSTEM SET max_wal_size = '4GB'")
