@@ -281,7 +281,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     rfd = pipe_w = -1
     proc = None
-    pumping = None
+    pumping = syncing = None
     try:
         if compress == "none":
             rfd = os.open(partial, os.O_RDONLY)
@@ -323,6 +323,9 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
                                   "Nothing was saved; take the snapshot again.")
         if rc != 0:
             raise explain_tool_failure("\n".join(stderr_lines), "pg_dump")
+        if isinstance(pump, FileFollower):
+            # pg_dump has written every byte: the file goes to disk while the reader finishes behind it.
+            syncing = asyncio.ensure_future(asyncio.to_thread(os.fsync, fd))
         try:
             await pumping
         except OSError as exc:
@@ -332,7 +335,8 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
         if not result.complete:
             raise OperationFailed("pg_dump's output is incomplete (no dump-complete trailer).",
                                   "Check the server log; nothing was saved.")
-        await asyncio.to_thread(os.fsync, fd)  # can take a while for a large dump: keep the loop free
+        # can take a while for a large dump: keep the loop free
+        await (syncing if syncing is not None else asyncio.to_thread(os.fsync, fd))
         os.close(fd)
         fd = -1
         os.rename(partial, final)
@@ -382,6 +386,10 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
             await asyncio.wait({pumping})
             if not pumping.cancelled():
                 pumping.exception()  # retrieved: the error that matters is being handled here
+        if syncing is not None:
+            await asyncio.wait({syncing})  # the descriptor is closed below
+            if not syncing.cancelled():
+                syncing.exception()
         if fd >= 0:
             os.close(fd)
         partial.unlink(missing_ok=True)
