@@ -23,15 +23,19 @@ _BENCH = str(Path(__file__).resolve().parent) + "/"
 def _where(frame) -> str:
     """The innermost three repository functions (``f < caller < caller``), by function name so that
     samples group; when no repository code is on the stack, the innermost Textual function."""
-    ours, textual = [], None
+    ours, textual, innermost = [], None, None
     while frame is not None and len(ours) < 3:
         name, func = frame.f_code.co_filename, frame.f_code.co_name
+        if innermost is None:
+            innermost = f"{'/'.join(name.rsplit('/', 2)[-2:])}:{func}"
         if name.startswith(_REPO) and not name.startswith(_BENCH):
             ours.append(f"{name[len(_REPO):]}:{func}")
         elif textual is None and "/textual/" in name:
             textual = f"textual/{name.split('/textual/', 1)[1]}:{func}"
         frame = frame.f_back
-    return " < ".join(ours) if ours else f"library only: {textual or '?'}"
+    # Neither ours nor Textual's: the innermost frame (the loop waiting in select() means the process was
+    # not given the CPU, or another thread held the GIL).
+    return " < ".join(ours) if ours else f"library only: {textual or innermost or '?'}"
 
 
 class StallSampler:
