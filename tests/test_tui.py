@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import html
 import json
 import socket
 from pathlib import Path
@@ -433,20 +434,33 @@ async def test_snapshots_from_another_process_appear_and_vanish(pg18, db18, snap
 async def test_ages_tick_and_the_24_hour_highlight_ends(tmp_path):
     store = SnapshotStore(tmp_path / "snaps")
     write_snapshot(store, "fresh", NOW - dt.timedelta(seconds=30))
+    write_snapshot(store, "old", NOW - dt.timedelta(days=3))
     now = [NOW]
     app = make_app(Workspace(conn=None, store=store), clock=lambda: now[0])
     async with app.run_test(size=SIZE) as pilot:
-        table = await listed(pilot, 1)
+        table = await listed(pilot, 2)
+        await pilot.press("down")                                           # the cursor on the other row
 
         def cells():  # (age text, highlighted as younger than 24 h)
             row = table.get_row_at(0)
             return row[3].plain.strip(), "bold" in str(row[2].style)
 
+        def painted(text: str) -> bool:  # the row as the table renders it, and as the screen shows it
+            screen = html.unescape(app.export_screenshot()).replace("\xa0", " ")
+            return text in table.render_line(1).text and text in screen
+
         assert cells() == ("30 seconds ago", True)
         now[0] = NOW + dt.timedelta(hours=2)
         await until(pilot, lambda: cells() == ("2 hours ago", True), timeout=3, what="the age to tick")
+        await until(pilot, lambda: painted("2 hours ago"), timeout=3, what="the new age on screen")
+        now[0] = NOW + dt.timedelta(hours=3)  # the same width: only that row is repainted
+        await until(pilot, lambda: painted("3 hours ago"), timeout=3, what="the next age on screen")
         now[0] = NOW + dt.timedelta(hours=25)
         await until(pilot, lambda: cells() == ("a day ago", False), timeout=3, what="the highlight to end")
+        await until(pilot, lambda: painted("a day ago"), timeout=3, what="the highlight to end on screen")
+        strip = table.render_line(1)
+        assert not any(seg.style and seg.style.bold for seg in strip if "a day ago" in seg.text)
+        assert table.highlighted_key == keys_of(table)[1] and table.cursor_row == 1  # the cursor stayed
 
 
 async def test_filter_by_label_or_purpose(tmp_path):

@@ -4,8 +4,8 @@ Rows are keyed by file name. ``show`` adds, updates and removes rows by key insi
 never clears the table for a small live change, so the cursor stays on the snapshot it was on and the view
 does not jump when another terminal adds a snapshot. A row that did not change costs one comparison; a cell
 is rebuilt only when what it shows changed; ``tick`` touches only the rows whose age text (or 24-hour
-highlight) is due to change. So a directory of 10,000 snapshots costs nothing per second, and a listing
-that did not change costs a few milliseconds.
+highlight) is due to change, and repaints only those rows (``_put_cells``). So a directory of 10,000
+snapshots costs nothing per second, and a listing that did not change costs a few milliseconds.
 
 Every column has a fixed width that the table computes itself from the widths of the cells it built (a
 count of rows per width, per column), instead of letting DataTable measure each cell with Rich: measuring
@@ -30,7 +30,7 @@ from textual import events
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, Column, RowKey
+from textual.widgets.data_table import CellDoesNotExist, Column, ColumnKey, Row, RowKey
 
 from services.store import Snapshot, age_text, human_size
 
@@ -48,6 +48,9 @@ DEFAULT_PURPOSE = 40  # until the table knows its width
 #: Removing more rows than this at once rebuilds the table: DataTable.remove_row is linear in the row
 #: count (about 8 ms per row among 10,000), re-adding a row costs about 20 µs.
 BULK_REMOVE = 20
+#: Up to this many changed rows are repainted one by one (``_put_cells``); more, and the table is repainted
+#: whole, once (each row costs a pass over DataTable's cell cache, the whole table about 40 ms).
+FEW_ROWS = 20
 LEGEND = f"{INVALID_MARK} invalid  {PROTECTED_MARK} protected  {DIFF_MARK} marked  bold: last 24 h"
 
 
@@ -75,8 +78,10 @@ class SnapshotTable(DataTable):
     def __init__(self, **kwargs) -> None:
         # One space between columns instead of DataTable's two (each cell starts with a space), so that
         # all seven columns fit 80 terminal columns.
-        #: (column keys, ordered columns): see ``ordered_columns`` (which DataTable's __init__ reads).
+        #: (column keys, ordered columns): see ``ordered_columns`` (DataTable's __init__ reads both).
         self._column_order: tuple[tuple, list[Column]] = ((), [])
+        #: (ordered rows, y offsets) while no row is added, removed or moved; see ``ordered_rows``.
+        self._order: tuple[list[Row], list[tuple[RowKey, int]] | None] | None = None
         super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=0, **kwargs)
         #: The rows shown, by file name: what each shows and the cells built for it.
         self._rows: dict[str, _Row] = {}
@@ -134,6 +139,7 @@ class SnapshotTable(DataTable):
                     self.remove_row(key)
                     self._take_out(key)
             moved = False
+            changes: dict[str, dict[str, _Cell]] = {}
             for key, (index, snap) in wanted.items():
                 row = self._rows.get(key)
                 if row is None:
@@ -145,10 +151,9 @@ class SnapshotTable(DataTable):
                 elif not row.current(snap, index, key == marked, now):
                     moved = moved or row.index != index
                     self._count(row, -1)
-                    changed = self._update(row, key, index, snap, now, colors)
+                    changes[key] = self._update(row, key, index, snap, now, colors)
                     self._count(row, 1)
-                    for column, cell in changed.items():
-                        self.update_cell(key, column, cell)
+            self._put_cells(changes)
             if moved and [row.key.value for row in self.ordered_rows] != list(wanted):
                 # "#" is the list position, so sorting by it restores newest-first without touching keys.
                 self.sort("index", key=lambda cell: cell.args[0])
@@ -166,6 +171,7 @@ class SnapshotTable(DataTable):
         if not self._due or self._due[0][0] > now:
             return
         colors = self.app.theme_variables
+        changes: dict[str, dict[str, _Cell]] = {}
         with self.app.batch_update():
             while self._due and self._due[0][0] <= now:
                 when, key = heapq.heappop(self._due)
@@ -173,12 +179,86 @@ class SnapshotTable(DataTable):
                 if row is None or row.age_until != when:
                     continue  # taken out, or already updated by ``show``
                 self._count(row, -1)
-                changed = self._update(row, key, row.index, row.snap, now, colors)
+                changes[key] = self._update(row, key, row.index, row.snap, now, colors)
                 self._count(row, 1)
-                for column, cell in changed.items():
-                    self.update_cell(key, column, cell)
+            self._put_cells(changes)
             # "9 minutes ago" -> "10 minutes ago" widens the age column: the purpose gets less room.
             self._fit()
+
+    def _put_cells(self, changes: dict[str, dict[str, _Cell]]) -> None:
+        """Put the changed cells (by row key, then column) in the table and repaint the rows they are in.
+
+        DataTable.update_cell counts every change in a number that is part of the key of each of its render
+        caches, so one changed age re-rendered every visible cell (about 40 ms at 160x50, one to a few
+        times a minute, and longer on a busy machine: the longest stall of the event loop during a dump) and
+        rebuilt lists over every row. Here only the caches of the changed rows are dropped and only those
+        rows repainted; many changed rows (a new snapshot renumbers them all) still repaint the table once."""
+        changes = {key: cells for key, cells in changes.items() if cells}
+        if len(changes) > FEW_ROWS:
+            for key, cells in changes.items():
+                for column, cell in cells.items():
+                    self.update_cell(key, column, cell)
+            return
+        rows = []
+        for key, cells in changes.items():
+            index = self._row_locations.get(RowKey(key))
+            if index is None:
+                continue
+            row_key = self._row_locations.get_key(index)
+            data = self._data[row_key]
+            for column, cell in cells.items():
+                data[ColumnKey(column)] = cell
+            rows.append((row_key, index))
+        if not rows:
+            return
+        keys = {row_key.value for row_key, _ in rows}
+        indexes = {index for _, index in rows}
+        for cache in (self._cell_render_cache, self._row_render_cache):  # keyed (row key, column?, ...)
+            for cache_key in [k for k in cache.keys() if k[0].value in keys]:
+                cache.discard(cache_key)
+        for cache_key in [k for k in self._row_renderable_cache.keys() if k[1] in indexes]:
+            self._row_renderable_cache.discard(cache_key)  # keyed (update count, row index)
+        self._line_cache.clear()  # keyed by line: at most a screenful, rebuilt from the rows' caches
+        for _, index in rows:
+            self.refresh_row(index)
+
+    @property
+    def ordered_rows(self) -> list[Row]:
+        """DataTable rebuilds this list (and ``_y_offsets``, a list over every line) whenever any cell
+        changes or the table is resized, then looks up every row again: 15-40 ms for 10,000 rows. The list
+        only changes when rows are added, removed or sorted (here, where this table does it), so it is
+        kept until then."""
+        if self._order is None or len(self._order[0]) != self.row_count:
+            self._order = (super().ordered_rows, None)
+        return self._order[0]
+
+    @property
+    def _y_offsets(self) -> list[tuple[RowKey, int]]:
+        order = self._order if self._order is not None and len(self._order[0]) == self.row_count else None
+        if order is None or order[1] is None:
+            rows = self.ordered_rows
+            self._order = (rows, [(row.key, y) for row in rows for y in range(row.height)])
+        return self._order[1]
+
+    def add_row(self, *cells, **kwargs) -> RowKey:
+        row_key = super().add_row(*cells, **kwargs)
+        self._order = None
+        return row_key
+
+    def remove_row(self, row_key: RowKey | str) -> None:
+        super().remove_row(row_key)
+        self._order = None
+
+    def sort(self, *columns, **kwargs):
+        self._order = None
+        result = super().sort(*columns, **kwargs)
+        self._order = None
+        return result
+
+    def clear(self, columns: bool = False):
+        result = super().clear(columns)  # clears the list ``_y_offsets`` returned, in place
+        self._order = None
+        return result
 
     def _update(self, row: _Row, key: str, index: int, snap: Snapshot, now: dt.datetime,
                 colors: dict) -> dict[str, _Cell]:
