@@ -87,10 +87,24 @@ def _table_lines(tables, row_counts, full: bool) -> list[Content]:
 class SnapshotPreview(VerticalScroll):
     """A scrollable panel showing ``describe`` of the highlighted snapshot (or a hint when there is none)."""
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        #: What the body shows: (text, styles, cell width of each line).
+        self._shown: tuple | None = None
+
     def compose(self):
         yield Static(id="preview-body")
 
     def show(self, snap: Snapshot | None, now: dt.datetime, validation: Validation | None = None,
              index: int | None = None, empty: str = "No snapshot selected.") -> None:
-        body = self.query_one("#preview-body", Static)
-        body.update(describe(snap, now, validation, index) if snap is not None else Content(empty))
+        """Show a snapshot (or ``empty``). The screen calls this every second (ages tick) and on every
+        cursor move: the same text is not rendered again, and text whose lines keep their widths (an age
+        that ticks) is re-rendered without a layout of the whole screen."""
+        content = describe(snap, now, validation, index) if snap is not None else Content(empty)
+        widths = tuple(line.cell_length for line in content.split("\n"))
+        shown = (content.plain, content.spans, widths)
+        if shown == self._shown:
+            return
+        layout = self._shown is None or self._shown[2] != widths
+        self._shown = shown
+        self.query_one("#preview-body", Static).update(content, layout=layout)
