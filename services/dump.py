@@ -4,7 +4,8 @@ pg_dump's stdout *is* the partial file, so it never waits for us. A worker threa
 (from the page cache) in 1 MiB chunks, hashing and scanning them (COPY row counts, trailer), so memory stays
 flat whatever the database size and the sha256 is of the bytes actually in the file. Only a dump that
 pg_dump finished with exit 0 *and* whose trailer is present becomes ``NAME.sql``; its metadata is written
-after the rename. Any failure or cancellation kills pg_dump and removes what was written.
+after the rename. What the thread has read is sent to disk as it goes, so the fsync before the rename is
+short. Any failure or cancellation kills pg_dump and removes what was written.
 
 With ``compress="gzip"|"zstd"`` pg_dump writes into a pipe instead, and the thread compresses what it
 reads (after scanning the SQL) into ``NAME.sql.gz|.sql.zst``; the sha256 is then of the compressed file.
@@ -49,6 +50,8 @@ from .store import (
 )
 
 CHUNK = 1 << 20
+#: Bytes of snapshot between two requests to start writing them to disk (``start_writeback``).
+WRITEBACK_EVERY = 8 << 20
 #: How often progress events are emitted while bytes stream (seconds).
 PROGRESS_EVERY = 0.1
 #: A key for pg_try_advisory_lock: one dbsage-tui operation per database at a time, whatever the directory.
@@ -153,6 +156,14 @@ def make_pipe() -> tuple[int, int]:
     return r, w
 
 
+def start_writeback(fd: int, start: int, length: int) -> None:
+    """Ask the kernel to start writing ``length`` bytes from ``start`` to disk, without waiting: on Linux,
+    POSIX_FADV_DONTNEED starts the writeback of the range's dirty pages (and drops only pages already
+    clean). The final fsync then waits for the last few MiB instead of the whole dump."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.posix_fadvise(fd, start, length, os.POSIX_FADV_DONTNEED)
+
+
 class CompressingPump:
     """For compressed snapshots, in a worker thread: reads pg_dump's SQL from a pipe, scans it, compresses
     it into the file and hashes the compressed bytes (zlib and zstd release the GIL while they work).
@@ -162,6 +173,7 @@ class CompressingPump:
         self.src, self.dst, self.compressor, self.digest, self.scanner = src, dst, compressor, digest, scanner
         self.moved = 0
         self.written = 0
+        self._flushed = 0
 
     def run(self) -> None:
         while chunk := os.read(self.src, CHUNK):
@@ -178,11 +190,15 @@ class CompressingPump:
         view = memoryview(data)
         while view:
             view = view[os.write(self.dst, view):]
+        if self.written - self._flushed >= WRITEBACK_EVERY:
+            start_writeback(self.dst, self._flushed, self.written - self._flushed)
+            self._flushed = self.written
 
 
 class FileFollower:
     """Reads a file while another process appends to it, hashing and scanning every byte once, in a
-    worker thread (sha256 releases the GIL; the loop stays free for progress and the UI).
+    worker thread (sha256 releases the GIL; the loop stays free for progress and the UI). What it has read
+    is sent to disk as it goes (``start_writeback``).
 
     ``writer_done()`` (called from the loop once the writer has exited, so every byte it wrote is in the
     file) makes ``run`` read on to the end and return; ``stop()`` makes it return at once."""
@@ -192,6 +208,7 @@ class FileFollower:
     def __init__(self, fd: int, digest, scanner: DumpScanner) -> None:
         self.fd, self.digest, self.scanner = fd, digest, scanner
         self.moved = 0
+        self._flushed = 0
         self._done = threading.Event()
         self._stopped = False
 
@@ -215,6 +232,9 @@ class FileFollower:
                 self.digest.update(chunk)
                 self.scanner.feed(chunk)
                 self.moved += len(chunk)
+                if self.moved - self._flushed >= WRITEBACK_EVERY:
+                    start_writeback(self.fd, self._flushed, self.moved - self._flushed)
+                    self._flushed = self.moved
             elif finished:
                 return
             else:
