@@ -33,7 +33,7 @@ from . import __version__, codec, inspect
 from .config import ConnInfo
 from .errors import DbsageError, LockHeld, OperationFailed, explain_tool_failure
 from .events import Log, Progress, Reporter, null_reporter
-from .pgtools import PgTools, find_tools
+from .pgtools import PgTools, candidate_bindirs, find_tools, probe
 from .scanner import DumpScanner
 from .store import (
     META_SUFFIX,
@@ -73,7 +73,14 @@ class Target:
 
 
 async def open_target(conn: ConnInfo) -> Target:
-    con = await inspect.connect(conn)
+    # Ask the first candidate pg_dump its version (two short processes, cached) while we connect.
+    first = candidate_bindirs()[:1]
+    probing = asyncio.ensure_future(asyncio.to_thread(probe, first[0])) if first else None
+    try:
+        con = await inspect.connect(conn)
+    finally:
+        if probing is not None:
+            await asyncio.wait({probing})
     try:
         info = await inspect.server_info(con)
         tools = find_tools(info.major, need_ssl=conn.sslmode in ("require", "verify-ca", "verify-full"))

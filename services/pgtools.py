@@ -26,7 +26,6 @@ class PgTools:
     bindir: Path
     major: int
     version: str
-    has_ssl: bool
 
     @property
     def pg_dump(self) -> str:
@@ -35,6 +34,10 @@ class PgTools:
     @property
     def psql(self) -> str:
         return str(self.bindir / "psql")
+
+    @property
+    def has_ssl(self) -> bool:
+        return ssl_support(self.bindir)
 
 
 def embedded_bindir() -> Path | None:
@@ -49,7 +52,7 @@ def embedded_bindir() -> Path | None:
 
 @functools.lru_cache(maxsize=32)
 def probe(bindir: Path) -> PgTools | None:
-    """Version and SSL support of the tools in ``bindir``; None when pg_dump or psql is missing or broken."""
+    """Version of the tools in ``bindir``; None when pg_dump or psql is missing or broken."""
     dump, psql = bindir / "pg_dump", bindir / "psql"
     if not (os.access(dump, os.X_OK) and os.access(psql, os.X_OK)):
         return None
@@ -57,19 +60,25 @@ def probe(bindir: Path) -> PgTools | None:
         out = subprocess.run([str(dump), "--version"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    m = re.search(r"(\d+)(?:\.(\d+))?", out)
+    # "pg_dump (PostgreSQL) 18.6", "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)", "... 19beta1"
+    m = re.search(r"(\d+)(?:\.\d+)?\S*", out)
     if not m:
         return None
-    has_ssl = True
+    return PgTools(bindir=bindir, major=int(m.group(1)), version=m.group(0))
+
+
+@functools.lru_cache(maxsize=32)
+def ssl_support(bindir: Path) -> bool:
+    """Whether the tools were built with SSL (asked of pg_config only when a connection requires SSL;
+    without a pg_config we assume they were)."""
     pg_config = bindir / "pg_config"
-    if pg_config.exists():
-        try:
-            conf = subprocess.run([str(pg_config), "--configure"], capture_output=True, text=True,
-                                  timeout=10).stdout
-            has_ssl = "--with-ssl" in conf or "--with-openssl" in conf
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return PgTools(bindir=bindir, major=int(m.group(1)), version=out.strip().split()[-1], has_ssl=has_ssl)
+    if not pg_config.exists():
+        return True
+    try:
+        conf = subprocess.run([str(pg_config), "--configure"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return True
+    return "--with-ssl" in conf or "--with-openssl" in conf
 
 
 def candidate_bindirs() -> list[Path]:
@@ -105,7 +114,7 @@ def find_tools(server_major: int, need_ssl: bool = False) -> PgTools:
         if tools is None:
             continue
         found.append(tools)
-        if tools.major >= server_major and (tools.has_ssl or not need_ssl):
+        if tools.major >= server_major and (not need_ssl or tools.has_ssl):
             return tools
     have = ", ".join(f"{t.version} in {t.bindir}" for t in found) or "none found"
     ssl = " with SSL support" if need_ssl else ""
