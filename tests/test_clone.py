@@ -3,6 +3,7 @@ properties carried over, refusals that leave everything untouched, cleanup after
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 
@@ -229,6 +230,55 @@ async def test_failures_mid_way_leave_the_database_and_directory_as_they_were(pg
         await clone.restore_clone(db18, store, snap)
     outcomes = [(e["action"], e["outcome"]) for e in store.read_audit()]
     assert outcomes == [("snapshot", "failed"), ("snapshot", "ok"), ("restore", "failed"), ("restore", "failed")]
+
+
+async def _cancel_when_blocked(task, server, query_start: str) -> None:
+    """Wait until our backend is waiting on a lock in a statement starting with ``query_start``, then
+    cancel ``task`` as Ctrl-C or Escape would, and wait for it to finish."""
+    sql = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+           f"AND query LIKE '{query_start}%'")
+    for _ in range(200):
+        if task.done() or server.psql(sql).strip() == "1":
+            break
+        await asyncio.sleep(0.05)
+    assert not task.done(), "the restore should be waiting on the lock held by the test"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+@pytest.mark.parametrize("blocked_in", ["copy", "swap"])
+async def test_cancelled_mid_restore_leaves_the_database_as_it_was(pg18, db18, snapdir, clones, blocked_in):
+    """Cancelled while CREATE DATABASE waits to copy the clone, or inside the swap transaction: the database
+    is untouched, the half-made copy and the pre-rollback files are gone, the clone stays, audit says so."""
+    pg18.psql("CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 1000)", db18.dbname)
+    store = SnapshotStore(snapdir)
+    snap = await clone.create_clone(db18, store, "base")
+    pg18.psql("DELETE FROM t WHERE x > 10; CREATE TABLE later ()", db18.dbname)
+    changed = full_dump(db18)
+    # A COMMENT in an open transaction holds a lock on the database object: CREATE DATABASE ... TEMPLATE
+    # (on the clone) and ALTER DATABASE ... RENAME (on the target) wait for it.
+    locked = snap.get("clone_database") if blocked_in == "copy" else db18.dbname
+    holder = await asyncpg.connect(**_asyncpg_args(pg18.conninfo("postgres")))
+    try:
+        await holder.execute("BEGIN")
+        await holder.execute(f'COMMENT ON DATABASE "{locked}" IS \'held by the test\'')
+        task = asyncio.ensure_future(clone.restore_clone(db18, store, snap))
+        await _cancel_when_blocked(task, pg18, "CREATE DATABASE" if blocked_in == "copy" else "ALTER DATABASE")
+        await holder.execute("ROLLBACK")
+    finally:
+        await holder.close()
+    assert full_dump(db18) == changed
+    assert _databases(pg18, db18.dbname) == [snap.get("clone_database")]
+    assert sorted(p.name for p in snapdir.iterdir() if not p.name.startswith((".", "audit"))) == [
+        snap.filename, snap.filename + ".meta.yaml"]
+    assert [(e["action"], e["outcome"]) for e in store.read_audit()][-1] == ("restore", "cancelled")
+    res = await clone.restore_clone(db18, store, snap, pre_snapshot=False)  # and it still restores
+    assert res.smoke_ok and "later" not in full_dump(db18)
+
+
+def _asyncpg_args(c) -> dict:
+    return {"host": c.host, "port": c.port, "user": c.user, "password": c.password, "database": c.dbname}
 
 
 def test_clone_names_are_valid_identifiers():
