@@ -52,12 +52,14 @@ class ActivityLog(Vertical):
         self.query_one("#progress-text", Label).update(Content(caption))
 
     def progress(self, fraction: float | None, caption: str) -> None:
+        """Up to ten times a second during a dump or restore. The caption's box is one line of the room
+        the bar leaves (styles), whatever it says: it is re-rendered without a layout of the screen."""
         bar = self.query_one(ProgressBar)
         if fraction is None:
             bar.update(total=None)
         else:
             bar.update(total=1000, progress=int(fraction * 1000))
-        self.query_one("#progress-text", Label).update(Content(caption))
+        self.query_one("#progress-text", Label).update(Content(caption), layout=False)
 
     def stop(self) -> None:
         self.remove_class("-busy")
