@@ -80,8 +80,9 @@ class SnapshotTable(DataTable):
         # all seven columns fit 80 terminal columns.
         #: (column keys, ordered columns): see ``ordered_columns`` (DataTable's __init__ reads both).
         self._column_order: tuple[tuple, list[Column]] = ((), [])
-        #: (ordered rows, y offsets) while no row is added, removed or moved; see ``ordered_rows``.
-        self._order: tuple[list[Row], list[tuple[RowKey, int]] | None] | None = None
+        #: The rows in order while none is added, removed or moved, and their lines: see ``ordered_rows``.
+        self._order: list[Row] | None = None
+        self._lines: _Lines | None = None
         super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=0, **kwargs)
         #: The rows shown, by file name: what each shows and the cells built for it.
         self._rows: dict[str, _Row] = {}
@@ -224,21 +225,22 @@ class SnapshotTable(DataTable):
 
     @property
     def ordered_rows(self) -> list[Row]:
-        """DataTable rebuilds this list (and ``_y_offsets``, a list over every line) whenever any cell
-        changes or the table is resized, then looks up every row again: 15-40 ms for 10,000 rows. The list
-        only changes when rows are added, removed or sorted (here, where this table does it), so it is
-        kept until then."""
-        if self._order is None or len(self._order[0]) != self.row_count:
-            self._order = (super().ordered_rows, None)
-        return self._order[0]
+        """DataTable rebuilds this list (and ``_y_offsets``, a tuple per line) whenever any cell changes
+        or the table is resized, then looks up every row again: 15-40 ms for 10,000 rows. The list only
+        changes when rows are added, removed or sorted (here, where this table does it), so it is kept
+        until then."""
+        return self._kept_order()[0]
 
     @property
-    def _y_offsets(self) -> list[tuple[RowKey, int]]:
-        order = self._order if self._order is not None and len(self._order[0]) == self.row_count else None
-        if order is None or order[1] is None:
-            rows = self.ordered_rows
-            self._order = (rows, [(row.key, y) for row in rows for y in range(row.height)])
-        return self._order[1]
+    def _y_offsets(self) -> Sequence[tuple[RowKey, int]]:
+        lines = self._kept_order()[1]
+        return lines if lines is not None else super()._y_offsets
+
+    def _kept_order(self) -> tuple[list[Row], _Lines | None]:
+        if self._order is None or len(self._order) != self.row_count:
+            self._order = super().ordered_rows
+            self._lines = _Lines(self._order) if all(row.height == 1 for row in self._order) else None
+        return self._order, self._lines
 
     def add_row(self, *cells, **kwargs) -> RowKey:
         row_key = super().add_row(*cells, **kwargs)
@@ -354,6 +356,26 @@ class SnapshotTable(DataTable):
         only the scrollable size is left to set. (Should Textual rename this hook, the table measures
         again: slower, never wrong, since fixed-width columns ignore what is measured.)"""
         self._set_virtual_size()
+
+
+class _Lines(Sequence):
+    """``_y_offsets`` (row key, line in row) of each line when every row is one line high, looked up when
+    asked: DataTable's list of a tuple per line is rebuilt after any change, and is 10,000 more objects
+    for the garbage collector to walk, on the event loop, in every full collection."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: list[Row]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, y):
+        return (self.rows[y].key, 0)
+
+    def clear(self) -> None:
+        """DataTable.clear empties the list it got; the table then makes a new one of these."""
 
 
 def _shown(snap: Snapshot, index: int, marked: bool) -> tuple:

@@ -98,9 +98,10 @@ class MainScreen(Jobs, Screen):
         self.server_info = server_info
         #: The last listing, newest first (the "#" of a snapshot is its position here, as in the CLI).
         self.snapshots: list[Snapshot] = []
-        #: File name -> (list number, snapshot) of the same listing: the highlighted row's snapshot is looked
-        #: up on every cursor move and every second, and a scan of 10,000 is felt.
-        self._by_name: dict[str, tuple[int, Snapshot]] = {}
+        #: File name -> list number in the same listing: the highlighted row's snapshot is looked up on
+        #: every cursor move and every second, and a scan of 10,000 is felt. Numbers only (no tuple per
+        #: snapshot), so that the dict is nothing for the garbage collector to walk.
+        self._by_name: dict[str, int] = {}
         #: Full validation results by file name, with the file's (size, mtime) when it was validated.
         self.validations: dict[str, tuple[Validation, tuple]] = {}
         self.marked: str | None = None
@@ -160,12 +161,11 @@ class MainScreen(Jobs, Screen):
             supabase=bool(info and info.supabase), sandbox=self.ws.demo, problem=problem)
 
     def _highlighted(self) -> Snapshot | None:
-        found = self._by_name.get(self.table.highlighted_key)
-        return found[1] if found else None
+        index = self._by_name.get(self.table.highlighted_key)
+        return self.snapshots[index - 1] if index else None
 
     def _index(self, snap: Snapshot) -> int | None:
-        found = self._by_name.get(snap.filename)
-        return found[0] if found else None
+        return self._by_name.get(snap.filename)
 
     def _can_run(self, conn: bool = False, idle: bool = False) -> bool:
         """Whether an action may start; when not, a notice says why (and what to do)."""
@@ -210,7 +210,7 @@ class MainScreen(Jobs, Screen):
             if file_stamp(scan.signature, name) != stamp:
                 del self.validations[name]
         self.snapshots = scan.snapshots
-        self._by_name = {s.filename: (i, s) for i, s in enumerate(self.snapshots, 1)}
+        self._by_name = {s.filename: i for i, s in enumerate(self.snapshots, 1)}
         if self.marked and self.marked not in self._by_name:
             self.marked = None
         self._render_rows()  # rows that did not change cost one comparison each
