@@ -507,6 +507,10 @@ async def test_a_filter_over_many_rows_and_back_keeps_the_cursor_on_its_snapshot
     async with app.run_test(size=SIZE) as pilot:
         table = await listed(pilot, 120)
         assert keys_of(table) == names                                      # newest first
+        await pilot.pause()
+        assert table.highlighted_key == names[0]                            # the newest is highlighted,
+        preview = app.screen.query_one("#preview-body", Static)
+        assert "release-0" in str(preview.render())                         # and shown beside the list
         await pilot.press(*["down"] * 41)
         chosen = table.highlighted_key
         assert chosen == names[41] and "nightly-41" in chosen
