@@ -11,15 +11,17 @@ import datetime as dt
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App
 
 from app.screens.main import MainScreen
 from app.workflow import Workflow, load_workflow
-from services.inspect import ServerInfo
 from services.store import utcnow
 from services.workspace import Workspace
+
+if TYPE_CHECKING:
+    from services.inspect import ServerInfo  # asyncpg: loaded when the app first connects
 
 STYLES = Path(str(resources.files("styles")))
 

@@ -5,6 +5,9 @@ the result to the screen's ``_<name>_done`` method, or turns a failure into one 
 ``one_line()``) with the full detail in the log pane. Async jobs run on the event loop and are cancelled
 by cancelling their worker (the engine then kills pg_dump/psql and cleans up); jobs that read whole files
 run in threads so the screen stays live.
+
+The engine's operations (and the dialogs they report to) are imported by the job that runs them: start-up
+pays only for listing the directory (asyncpg alone is about 25 ms).
 """
 
 from __future__ import annotations
@@ -21,21 +24,21 @@ from textual import work
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from app.cli import debug_log
-from app.cli_maintenance import clone_dropper, policy_from_config
 from app.gcpause import freeze_start_up, paused_gc
-from app.screens.cleanup import CleanupRequest
-from app.screens.create import CreateRequest
 from app.screens.messages import bridge
-from app.screens.operation import OperationScreen
-from app.screens.restore import RestoreRequest
-from services import clone, dump, restore, retention
 from services.errors import DbsageError
 from services.events import Log, Reporter, Step
-from services.inspect import ServerInfo
 from services.store import META_SUFFIX, Snapshot
 
 if TYPE_CHECKING:
+    from app.screens.cleanup import CleanupRequest
+    from app.screens.create import CreateRequest
+    from app.screens.operation import OperationScreen
+    from app.screens.restore import RestoreRequest
+    from services import retention
     from services.diff import DiffResult
+    from services.inspect import ServerInfo
+    from services.restore import RestoreResult
 
 #: Notice titles by job name.
 TITLES = {"dump": "Snapshot failed", "restore": "Restore failed", "emergency": "Emergency rollback failed",
@@ -156,7 +159,7 @@ class Jobs:
         if name == "probe":
             self._show_header(problem="not reachable (see the log)")
         if name in ("restore", "emergency") and self._operation is not None:
-            self._operation.post_message(OperationScreen.Ended(error=text))
+            self._operation.post_message(self._operation.Ended(error=text))
 
     def _cancelled(self, name: str) -> None:
         if name == "dump":
@@ -164,7 +167,7 @@ class Jobs:
             self.notify("Snapshot cancelled: nothing was saved.", severity="warning")
         elif self._operation is not None:
             self.say("Restore cancelled.", "warning")
-            self._operation.post_message(OperationScreen.Ended())
+            self._operation.post_message(self._operation.Ended())
 
     # -- the jobs ----------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="scan", name="scan", exit_on_error=False,
@@ -190,6 +193,7 @@ class Jobs:
     @work(exclusive=True, group="probe", name="probe", exit_on_error=False,
           description="Connecting to read the server version")
     async def probe_server(self) -> ServerInfo:
+        from services import dump
         target = await dump.open_target(self.ws.require_conn())
         try:
             return target.info
@@ -198,6 +202,7 @@ class Jobs:
 
     @work(exclusive=True, group="work", name="dump", exit_on_error=False, description="Taking a snapshot")
     async def take_snapshot(self, request: CreateRequest) -> Snapshot:
+        from services import clone, dump
         if request.clone:
             return await clone.create_clone(self.ws.require_conn(), self.ws.store, request.label,
                                             purpose=request.purpose, report=self.report)
@@ -213,14 +218,16 @@ class Jobs:
 
     @work(exclusive=True, group="work", name="restore", exit_on_error=False,
           description="Restoring a snapshot")
-    async def run_restore(self, request: RestoreRequest, report: Reporter) -> restore.RestoreResult:
+    async def run_restore(self, request: RestoreRequest, report: Reporter) -> RestoreResult:
+        from services import restore
         # Validated in full just before the confirmation (as the CLI does), so not read a second time.
         return await restore.restore(self.ws.require_conn(), self.ws.store, request.snapshot,
                                      pre_snapshot=request.pre_snapshot, report=report, validated=True)
 
     @work(exclusive=True, group="work", name="emergency", exit_on_error=False,
           description="Emergency rollback to the newest valid full snapshot")
-    async def run_emergency(self, op: OperationScreen) -> restore.RestoreResult:
+    async def run_emergency(self, op: OperationScreen) -> RestoreResult:
+        from services import restore
         report = bridge(self, op)
         conn = self.ws.require_conn()
         report(Step("choose snapshot", "running", "newest valid full snapshot (checking sha256)"))
@@ -241,6 +248,7 @@ class Jobs:
         if what == "delete":
             with store.lock("delete", self.ws.target_label):
                 if snap.is_clone and snap.meta is not None:
+                    from services import clone
                     asyncio.run(clone.drop_clone(self.ws.require_conn(), snap))  # its database first
                 store.delete(snap)
             store.audit("delete", "ok", snapshot=snap.filename)
@@ -252,6 +260,8 @@ class Jobs:
     @work(thread=True, exclusive=True, group="files", name="cleanup_plan", exit_on_error=False,
           description="Planning a cleanup (retention policy)")
     def plan_cleanup(self, now) -> tuple[retention.Plan, list[Snapshot]]:
+        from app.cli_maintenance import policy_from_config
+        from services import retention
         snaps = self.ws.store.list()
         return retention.plan(retention.items_from_snapshots(snaps), now, policy_from_config()), snaps
 
@@ -259,6 +269,8 @@ class Jobs:
           description="Deleting the snapshots the cleanup plan chose")
     def run_cleanup(self, plan: retention.Plan, snaps: list[Snapshot], request: CleanupRequest) -> str:
         """Delete what the user confirmed: a subset of the policy's plan, never more."""
+        from app.cli_maintenance import clone_dropper
+        from services import retention
         chosen = retention.Plan(
             keep=plan.keep, delete=[d for d in plan.delete if d.filename in request.delete],
             invalid=[d for d in plan.invalid if d.filename in request.remove_invalid])

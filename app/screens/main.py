@@ -5,13 +5,16 @@ Keys start work here; the work itself runs in the workers of ``Jobs`` (jobs.py),
 through ``bridge``: its events arrive as messages and are rendered by the widgets. The directory is
 re-listed when it changes (checked every second), so snapshots taken from another terminal appear without
 a key press, and ages tick.
+
+Dialogs and other screens are imported where they are first opened: the first paint of the list only pays
+for what it shows (the restore and operation screens alone bring in the engine's restore and asyncpg).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -24,20 +27,11 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from app.cli import progress_text
 from app.gcpause import freeze_start_up, paused_gc
-from app.screens.cleanup import CleanupModal
-from app.screens.commands import DbsageCommands
 from app.screens.confirm import ConfirmModal
-from app.screens.create import CreateRequest, CreateSnapshotModal
-from app.screens.diff import DiffScreen
-from app.screens.help import HelpScreen
 from app.screens.jobs import Jobs, Scan, file_stamp
 from app.screens.messages import EngineLog, EngineProgress, EngineStep, bridge
-from app.screens.operation import OperationScreen
-from app.screens.restore import RestoreModal, RestoreRequest
 from app.workflow import Workflow
 from services.errors import DbsageError
-from services.inspect import ServerInfo
-from services.restore import RestoreResult
 from services.store import AUDIT_NAME, Snapshot, Validation, human_size
 from services.workspace import Workspace
 from widgets.activity_log import ActivityLog
@@ -45,6 +39,13 @@ from widgets.header import TargetHeader
 from widgets.preview import SnapshotPreview
 from widgets.snapshot_table import LEGEND, SnapshotTable
 from widgets.steps import GLYPHS
+
+if TYPE_CHECKING:
+    from app.screens.create import CreateRequest
+    from app.screens.operation import OperationScreen
+    from app.screens.restore import RestoreRequest
+    from services.inspect import ServerInfo
+    from services.restore import RestoreResult
 
 #: Seconds between checks of the snapshot directory (and age updates).
 SCAN_EVERY = 1.0
@@ -82,12 +83,18 @@ BINDINGS = [
 ]
 
 
+def _commands() -> type:
+    """The command palette's provider, loaded when the palette first opens."""
+    from app.screens.commands import DbsageCommands
+    return DbsageCommands
+
+
 class MainScreen(Jobs, Screen):
     """List, preview, log; every action of the app starts here."""
 
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (130, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = BINDINGS
-    COMMANDS: ClassVar[set] = {DbsageCommands}
+    COMMANDS: ClassVar[set] = {_commands}
 
     def __init__(self, ws: Workspace, workflow: Workflow, clock: Callable[[], dt.datetime],
                  server_info: ServerInfo | None = None) -> None:
@@ -273,6 +280,7 @@ class MainScreen(Jobs, Screen):
     def action_new_snapshot(self) -> None:
         if not self._can_run(conn=True, idle=True):
             return
+        from app.screens.create import CreateSnapshotModal
         modal = CreateSnapshotModal(self.workflow.operation("snapshot"), self.ws.target_label)
         self.app.push_screen(modal, self._create_answered)
 
@@ -309,6 +317,7 @@ class MainScreen(Jobs, Screen):
         if then_restore and self.app.screen is not self:
             self.say("The restore dialog was not opened: another dialog is open. Press r again.", "warning")
         elif then_restore:
+            from app.screens.restore import RestoreModal
             modal = RestoreModal(self.workflow.operation("restore"), snap, validation,
                                  self.ws.target_label, self.clock(), self._index(snap))
             self.app.push_screen(modal, self._restore_answered)
@@ -340,6 +349,7 @@ class MainScreen(Jobs, Screen):
 
     def _open_operation(self, title: str, subject: str, emergency: bool,
                         done: dict[str, tuple[str, str]] | None = None) -> OperationScreen:
+        from app.screens.operation import OperationScreen
         op = OperationScreen(title, subject, emergency=emergency, cancel_work=self._cancel_work,
                              audit_path=str(self.ws.store.directory / AUDIT_NAME), done=done)
         self._operation = op
@@ -358,7 +368,7 @@ class MainScreen(Jobs, Screen):
                  f"in {result.duration:.1f}s" + (f"; undo with {result.pre_snapshot.filename}"
                                                  if result.pre_snapshot else ""), "info" if ok else "error")
         if self._operation is not None:
-            self._operation.post_message(OperationScreen.Ended(result=result))
+            self._operation.post_message(self._operation.Ended(result=result))
         self.scan(force=True)
 
     _emergency_done = _restore_done
@@ -414,6 +424,7 @@ class MainScreen(Jobs, Screen):
         self.run_diff(older, newer)
 
     def _diff_done(self, result) -> None:
+        from app.screens.diff import DiffScreen
         self.app.push_screen(DiffScreen(result))
 
     def action_cleanup(self) -> None:
@@ -426,6 +437,7 @@ class MainScreen(Jobs, Screen):
             self.notify(f"Nothing to clean up: the policy keeps all {len(plan.keep)} snapshot(s).",
                         title="Cleanup", markup=False)
             return
+        from app.screens.cleanup import CleanupModal
         self.app.push_screen(CleanupModal(plan, str(self.ws.store.directory)),
                              lambda request: request and self.run_cleanup(plan, snaps, request))
 
@@ -482,6 +494,7 @@ class MainScreen(Jobs, Screen):
             self._close_filter()
 
     def action_help(self) -> None:
+        from app.screens.help import HelpScreen
         self.app.push_screen(HelpScreen(self.BINDINGS, self.workflow))
 
     def action_quit(self) -> None:
