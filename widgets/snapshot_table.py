@@ -213,7 +213,7 @@ class SnapshotTable(DataTable):
         self._order = None
         self._require_update_dimensions = True
         self.cursor_coordinate = self.cursor_coordinate
-        if first and self.show_cursor and self.cursor_type != "none":
+        if first and rows and self.columns and self.show_cursor and self.cursor_type != "none":
             self._highlight_cursor()  # as add_row does for the first row: a row is highlighted now
         self._update_count += 1
         self.check_idle()
