@@ -227,11 +227,17 @@ class SnapshotTable(DataTable):
         rebuilt lists over every row. Here only the caches of the changed rows are dropped and only those
         rows repainted; many changed rows (a new snapshot renumbers them all) still repaint the table once."""
         changes = {key: cells for key, cells in changes.items() if cells}
-        if len(changes) > FEW_ROWS:
-            for key, cells in changes.items():
-                for column, cell in cells.items():
-                    self.update_cell(key, column, cell)
-            return
+        if len(changes) <= FEW_ROWS:
+            try:
+                self._repaint_rows(changes)
+                return
+            except (AttributeError, KeyError, TypeError):
+                pass  # DataTable's private caches are not what this Textual had: slower, never wrong
+        for key, cells in changes.items():
+            for column, cell in cells.items():
+                self.update_cell(key, column, cell)
+
+    def _repaint_rows(self, changes: dict[str, dict[str, _Cell]]) -> None:
         rows = []
         for key, cells in changes.items():
             index = self._row_locations.get(RowKey(key))
