@@ -73,7 +73,7 @@ class Target:
 
 
 async def open_target(conn: ConnInfo) -> Target:
-    # Ask the first candidate pg_dump its version (two short processes, cached) while we connect.
+    # Ask the first candidate pg_dump its version (a short process; cached) while we connect.
     first = candidate_bindirs()[:1]
     probing = asyncio.ensure_future(asyncio.to_thread(probe, first[0])) if first else None
     try:
@@ -81,6 +81,8 @@ async def open_target(conn: ConnInfo) -> Target:
     finally:
         if probing is not None:
             await asyncio.wait({probing})
+            if not probing.cancelled():
+                probing.exception()  # retrieved: find_tools probes again and reports any error
     try:
         info = await inspect.server_info(con)
         tools = find_tools(info.major, need_ssl=conn.sslmode in ("require", "verify-ca", "verify-full"))
