@@ -45,7 +45,7 @@ import asyncpg
 from . import __version__, codec, inspect
 from .config import ConnInfo
 from .dbprops import carry_over_commands
-from .errors import BadInput, DbsageError, InvalidSnapshot, OperationFailed
+from .errors import BadInput, DbsageError, InvalidSnapshot, OperationFailed, audit_outcome
 from .events import Log, Progress, Reporter, Step, null_reporter
 from .restore import RestoreResult, SmokeCheck, report_checks
 from .store import (
@@ -452,8 +452,7 @@ async def create_clone(conn: ConnInfo, store: SnapshotStore, label: str, *, purp
                         await _drop_database(fresh, clone, clone_oid)
                     finally:
                         await fresh.close()
-            outcome = "cancelled" if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt) else "failed"
-            msg = exc.one_line() if isinstance(exc, DbsageError) else exc.__class__.__name__
+            outcome, msg = audit_outcome(exc)
             store.audit("snapshot", outcome, snapshot=pointer.name if pointer else None, type="clone",
                         target=conn.display, error=msg)
             if isinstance(exc, asyncpg.PostgresError):
@@ -571,9 +570,9 @@ async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *,
             if pointer is not None and not committed:
                 _remove_files(pointer)
                 result.pre_snapshot = None
-            msg = exc.one_line() if isinstance(exc, DbsageError) else exc.__class__.__name__
+            outcome, msg = audit_outcome(exc)
             report(Step("restore", "failed", msg))
-            store.audit(action, "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed",
+            store.audit(action, outcome,
                         snapshot=snap.filename, type="clone", target=conn.display,
                         duration_seconds=round(time.monotonic() - started, 3), error=msg)
             if isinstance(exc, asyncpg.PostgresError):

@@ -31,7 +31,7 @@ import asyncpg
 
 from . import __version__, codec, inspect
 from .config import ConnInfo
-from .errors import DbsageError, LockHeld, OperationFailed, explain_tool_failure
+from .errors import LockHeld, OperationFailed, audit_outcome, explain_tool_failure
 from .events import Log, Progress, Reporter, null_reporter
 from .pgtools import PgTools, candidate_bindirs, find_tools, probe
 from .scanner import DumpScanner
@@ -425,8 +425,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
         if renamed:
             final.unlink(missing_ok=True)
             final.with_name(final.name + META_SUFFIX).unlink(missing_ok=True)
-        outcome = "cancelled" if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)) else "failed"
-        msg = exc.one_line() if isinstance(exc, DbsageError) else exc.__class__.__name__
+        outcome, msg = audit_outcome(exc)
         store.audit("snapshot", outcome, snapshot=final.name, type=kind, target=target.conn.display, error=msg)
         if isinstance(exc, OSError):
             raise explain_tool_failure(str(exc), "Writing the snapshot") from None

@@ -6,6 +6,7 @@ Exit codes are part of the CLI contract: 0 ok, 1 operation failed (database left
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 EXIT_OK = 0
@@ -88,6 +89,13 @@ _KNOWN_ERRORS: list[tuple[re.Pattern[str], str, str]] = [
      "pg_dump is older than the server.",
      "Install a pg_dump whose major version is at least the server's."),
 ]
+
+
+def audit_outcome(exc: BaseException) -> tuple[str, str]:
+    """How the audit log and the step list record an operation that ``exc`` ended: "cancelled" (Escape,
+    Ctrl-C) or "failed", and the one line to show."""
+    outcome = "cancelled" if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt) else "failed"
+    return outcome, exc.one_line() if isinstance(exc, DbsageError) else exc.__class__.__name__
 
 
 def explain_tool_failure(stderr: str, action: str) -> OperationFailed:

@@ -31,7 +31,7 @@ from .dump import (
     open_target,
     pump_stderr,
 )
-from .errors import DbsageError, InvalidSnapshot, OperationFailed, explain_tool_failure
+from .errors import DbsageError, InvalidSnapshot, OperationFailed, audit_outcome, explain_tool_failure
 from .events import Log, Progress, Reporter, Step, null_reporter
 from .scanner import DumpScanner
 from .store import Snapshot, SnapshotStore
@@ -383,9 +383,9 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
         result.preserved = plan.preserved
         loaded = await _replay(target, snap, plan, report)
     except BaseException as exc:
-        msg = exc.one_line() if isinstance(exc, DbsageError) else exc.__class__.__name__
+        outcome, msg = audit_outcome(exc)
         report(Step("restore", "failed", msg))
-        store.audit(action, "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed",
+        store.audit(action, outcome,
                     snapshot=snap.filename, target=target.conn.display,
                     pre_snapshot=result.pre_snapshot.filename if result.pre_snapshot else None,
                     duration_seconds=round(time.monotonic() - started, 3), error=msg)
