@@ -337,7 +337,10 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
         report(Progress("dump", 0, estimate, 0.0))
         exited = asyncio.ensure_future(proc.wait())
         while not exited.done():
-            await asyncio.wait({exited} if pumping.done() else {exited, pumping}, timeout=PROGRESS_EVERY)
+            # FIRST_COMPLETED: the reader ends only after pg_dump, so waiting for all would add up to a
+            # whole PROGRESS_EVERY after pg_dump's exit to every snapshot.
+            await asyncio.wait({exited} if pumping.done() else {exited, pumping}, timeout=PROGRESS_EVERY,
+                               return_when=asyncio.FIRST_COMPLETED)
             if pumping.done():  # a failed reader/writer fails the dump at once
                 pumping.result()
             report(Progress("dump", pump.moved, estimate, time.monotonic() - started))
