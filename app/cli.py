@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import traceback
@@ -393,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(exc.one_line(), exc.exit_code, json_mode)
     except KeyboardInterrupt:
         return _fail("Cancelled: work in progress was stopped and cleaned up.", EXIT_FAILED, json_mode)
+    except BrokenPipeError:
+        # The reader of our output went away (``dbsage-tui list | head``): nothing to tell it. Later
+        # writes to stdout go nowhere instead of raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - never a traceback on the user's terminal
         where = debug_log(exc)
         return _fail(f"Unexpected error: {exc.__class__.__name__}: {exc}."
@@ -406,5 +412,19 @@ def _fail(message: str, code: int, json_mode: bool) -> int:
     return code
 
 
+def entry() -> None:
+    """The console script: ``main``, then a quick exit. Everything that matters is done when ``main``
+    returns (files fsynced, children reaped, locks released, the terminal restored), so the interpreter's
+    own teardown, which frees every object one by one (about 30 ms after a snapshot), is skipped; only
+    what is still buffered on stdout and stderr is written first."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (``| head``): nothing more can reach it
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -315,3 +315,23 @@ def test_corruption_caught_while_streaming_commits_nothing(pg, db, snapdir, cli)
     assert_clean_error(res, 3, "does not match its metadata", "unchanged")
     assert full_dump(db) == state
     assert SnapshotStore(snapdir).read_audit()[-1]["outcome"] == "failed"
+
+
+def test_output_into_a_closed_pipe_is_no_traceback(tmp_path):
+    """``dbsage-tui list --json | head -c 100``: the reader goes away before the listing is written. The
+    process ends with exit 1 and says nothing (no traceback, no error file), like any well-behaved filter."""
+    import shutil
+    import subprocess
+    directory = tmp_path / "snaps"
+    directory.mkdir()
+    for i in range(200):  # about 40 kB of JSON: more than one write, so the broken pipe is met inside main
+        (directory / f"20260101{i // 60:02d}{i % 60:02d}00_x.sql").write_text("")
+    data = tmp_path / "data"
+    proc = subprocess.Popen([shutil.which("dbsage-tui"), "list", "--json", "--dir", str(directory)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "DBSAGE_DATA_DIR": str(data)})
+    proc.stdout.close()  # before the process has written anything: it starts in about 0.1 s
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert err == ""
+    assert not (data / "last-error.txt").exists()
