@@ -50,6 +50,8 @@ def make_app(ws: Workspace, *, clock: Callable[[], dt.datetime] | None = None,
     """The app as users get it. ``clock`` (aware UTC) drives ages and the 24 h highlight; ``server_info``
     stands in for the connection made at start to read the server version (pictures of the screen in
     tests use both so that they never change); ``workflow_path`` replaces the shipped workflow file."""
+    # A first listing of a large directory starts now, in a child process, while the screen is built.
+    ws.store.prefetch()
     return DbsageApp(ws, load_workflow(workflow_path), clock or utcnow, server_info)
 
 

@@ -95,11 +95,15 @@ async def _after_refresh(app) -> None:
 
 async def probe_paint(args) -> dict:
     t0 = time.monotonic()
+    # The app is built before the sampler's thread starts: a first listing of a large directory begins in
+    # a forked child when the app is made, which is only done while the process has one thread, as a
+    # user's dbsage-tui has then. Stalls while the app is built are not sampled.
+    app = build_app(Path(args.dir))
     sampler = StallSampler().start()
     stop = asyncio.Event()
     heartbeat = asyncio.create_task(_lag_monitor([], stop, sampler))
     try:
-        result = await _paint(args, t0)
+        result = await _paint(app, args, t0)
     finally:
         stop.set()
         await heartbeat
@@ -108,8 +112,7 @@ async def probe_paint(args) -> dict:
     return result
 
 
-async def _paint(args, t0: float) -> dict:
-    app = build_app(Path(args.dir))
+async def _paint(app, args, t0: float) -> dict:
     t_built = time.monotonic()
     async with app.run_test(size=(160, 50)) as _pilot:
         t_ready = time.monotonic()

@@ -21,6 +21,7 @@ import re
 import socket
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ import humanize
 import yaml
 
 from . import codec, metafast
-from .errors import BadInput, InvalidSnapshot, LockHeld, OperationFailed
+from .errors import BadInput, DbsageError, InvalidSnapshot, LockHeld, OperationFailed
 from .scanner import HEADER, DumpScanner, trailer_ok
 
 #: 1-64 letters, digits, '.', '_' or '-', not starting with '-' or '.' (no option look-alikes, no hidden
@@ -243,8 +244,12 @@ def check_meta(meta: dict, path: Path, label: str, ts: dt.datetime) -> str | Non
 
 
 class SnapshotStore:
+    #: How long a listing made by ``prefetch`` may wait for the ``list`` call it was made for.
+    PRIMED_FOR = 30.0
+
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
+        self._primed: tuple[int, float, list[Snapshot]] | None = None  # see prefetch
 
     # -- directory -------------------------------------------------------------------------------------
     def ensure_dir(self) -> None:
@@ -283,6 +288,10 @@ class SnapshotStore:
         Parsed metadata and quick-check results are cached in ``.dbsage-index.json``, keyed by the size,
         mtime and inode of both files, so listing 10,000 snapshots parses only what changed. ``validate``
         never uses the cache."""
+        primed, self._primed = self._primed, None
+        if primed is not None and time.monotonic() - primed[1] < self.PRIMED_FOR and \
+                _dir_mtime_ns(self.directory) == primed[0]:
+            return primed[2]
         entries = {e.name: e for e in self._entries()}
         index = self._read_index()
         fresh_index: dict[str, dict] = {}
@@ -313,6 +322,25 @@ class SnapshotStore:
             self._write_index(fresh_index)
         snaps.sort(key=lambda s: (s.timestamp, s.path.name), reverse=True)
         return snaps
+
+    def prefetch(self) -> None:
+        """Make the first listing of a large directory that has no listing cache now, while the process
+        is single-threaded, and keep it for the next ``list`` call (within ``PRIMED_FOR`` seconds, and
+        only if the directory has not changed since). The TUI calls this before it starts: its own
+        listings run in a worker thread, where forking is unsafe, so a first listing of 10,000 snapshots
+        would be read by one CPU while the screen is being built by the same interpreter."""
+        if (self.directory / INDEX_NAME).exists() or not _can_fork():
+            return
+        try:
+            count = sum(1 for e in self._entries() if FILENAME_RE.match(e.name))
+        except (BadInput, OperationFailed):
+            return  # ``list`` reports it
+        if count >= PARALLEL_MIN:
+            try:
+                snaps = self.list()
+            except (DbsageError, OSError):
+                return  # the app's own listing meets it again and shows it
+            self._primed = (_dir_mtime_ns(self.directory), time.monotonic(), snaps)
 
     def _load_all(self, todo: list[tuple]) -> list[tuple[Snapshot, list | None, bool]]:
         """Stat and ``_load`` each snapshot in ``todo``: the snapshot, its cache key, whether it may be
@@ -646,6 +674,13 @@ def _name_ts(stamp: str) -> dt.datetime:
                            int(stamp[10:12]), int(stamp[12:14]), tzinfo=dt.UTC)
     except ValueError:  # e.g. month 13: sorts first, and check_meta reports the mismatch
         return dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _dir_mtime_ns(directory: Path) -> int | None:
+    try:
+        return os.stat(directory).st_mtime_ns
+    except OSError:
+        return None
 
 
 def _can_fork() -> bool:

@@ -166,3 +166,29 @@ def test_a_first_listing_shared_with_a_forked_child_gives_the_same_snapshots(tmp
     assert len(forks) == (1 if store_module._can_fork() else 0)
     assert dict((f, meta) for f, _, meta, _ in alone)[names[25]]["reviewed"] == dt.date(2026, 1, 3)
     assert json.loads((store.directory / INDEX_NAME).read_text()).keys() == {"version", *names} - {names[25]}
+
+
+def test_a_first_listing_made_before_the_app_starts_is_the_one_it_shows(tmp_path, monkeypatch):
+    """``prefetch`` (the TUI calls it before it starts) lists a large uncached directory at once; the next
+    ``list`` returns that listing if nothing changed in the directory since, and lists afresh if it did."""
+    monkeypatch.setattr(store_module, "PARALLEL_MIN", 3)  # "large": 10,000 in the benchmark
+    store = SnapshotStore(tmp_path / "s")
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    names = [make(store, f"n{i}", t + dt.timedelta(minutes=i)) for i in range(6)]
+    (store.directory / names[2]).write_bytes(b"junk")
+    store.prefetch()
+    assert (store.directory / INDEX_NAME).exists()  # listed now, not when the app asks
+    fresh = [(s.filename, s.problem, s.meta) for s in SnapshotStore(store.directory).list()]
+    assert [(s.filename, s.problem, s.meta) for s in store.list()] == fresh
+    assert [f for f, *_ in fresh] == names[::-1] and "size is 4 bytes" in fresh[3][1]
+    # A snapshot written between the two: the directory changed, so the listing is made again.
+    (store.directory / INDEX_NAME).unlink()
+    store.prefetch()
+    newer = make(store, "later", t + dt.timedelta(hours=1))
+    assert [s.filename for s in store.list()] == [newer, *names[::-1]]
+    # With a listing cache there is nothing to gain: prefetch lists nothing.
+    (store.directory / newer).unlink()
+    (store.directory / (newer + META_SUFFIX)).unlink()
+    store.prefetch()
+    assert newer in json.loads((store.directory / INDEX_NAME).read_text())  # the cache was not rewritten
+    assert [s.filename for s in store.list()] == names[::-1]

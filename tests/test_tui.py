@@ -532,6 +532,30 @@ async def test_a_filter_over_many_rows_and_back_keeps_the_cursor_on_its_snapshot
         assert row_text(table, table.cursor_row).split()[:2] == ["43", "nightly-41"]
 
 
+async def test_a_large_uncached_directory_is_listed_before_the_app_starts(tmp_path, monkeypatch):
+    """The first listing of a large directory is made when the app is made (in the one-threaded process,
+    where it can share the reading with a forked child), and the table shows exactly that listing."""
+    import subprocess
+    import sys
+
+    from services import store as store_module
+    monkeypatch.setattr(store_module, "PARALLEL_MIN", 5)  # "large": 10,000 in the benchmark
+    store = SnapshotStore(tmp_path / "snaps")
+    names = write_many(store, 12)
+    # In a fresh process, as dbsage-tui starts (this one has the test loop's worker threads by now).
+    made = subprocess.run([sys.executable, "-c", (
+        "import sys; from services import store; store.PARALLEL_MIN = 5; from app.tui import make_app; "
+        "from services.workspace import Workspace; s = store.SnapshotStore(sys.argv[1]); "
+        "make_app(Workspace(conn=None, store=s)); print(s.directory.joinpath('.dbsage-index.json').exists()); "
+        "print(len(s.list()))"), str(store.directory)], capture_output=True, text=True, timeout=60)
+    assert made.stdout.split() == ["True", "12"], made.stderr  # listed (and cached) when the app was made
+    (store.directory / ".dbsage-index.json").unlink()
+    app = make_app(Workspace(conn=None, store=store), clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await listed(pilot, 12)
+        assert keys_of(table) == names
+
+
 async def test_columns_fit_their_cells_and_the_purpose_takes_the_rest(tmp_path):
     store = SnapshotStore(tmp_path / "snaps")
     long_label = "a-very-long-label-for-a-migration-of-billing"
