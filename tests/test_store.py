@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -168,27 +169,42 @@ def test_a_first_listing_shared_with_a_forked_child_gives_the_same_snapshots(tmp
     assert json.loads((store.directory / INDEX_NAME).read_text()).keys() == {"version", *names} - {names[25]}
 
 
-def test_a_first_listing_made_before_the_app_starts_is_the_one_it_shows(tmp_path, monkeypatch):
+def test_a_first_listing_made_before_the_app_starts_is_the_one_it_shows(tmp_path):
     """``prefetch`` (the TUI calls it before it starts) lists a large uncached directory at once; the next
-    ``list`` returns that listing if nothing changed in the directory since, and lists afresh if it did."""
-    monkeypatch.setattr(store_module, "PARALLEL_MIN", 3)  # "large": 10,000 in the benchmark
-    store = SnapshotStore(tmp_path / "s")
-    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    names = [make(store, f"n{i}", t + dt.timedelta(minutes=i)) for i in range(6)]
-    (store.directory / names[2]).write_bytes(b"junk")
-    store.prefetch()
-    assert (store.directory / INDEX_NAME).exists()  # listed now, not when the app asks
-    fresh = [(s.filename, s.problem, s.meta) for s in SnapshotStore(store.directory).list()]
-    assert [(s.filename, s.problem, s.meta) for s in store.list()] == fresh
-    assert [f for f, *_ in fresh] == names[::-1] and "size is 4 bytes" in fresh[3][1]
-    # A snapshot written between the two: the directory changed, so the listing is made again.
-    (store.directory / INDEX_NAME).unlink()
-    store.prefetch()
-    newer = make(store, "later", t + dt.timedelta(hours=1))
-    assert [s.filename for s in store.list()] == [newer, *names[::-1]]
-    # With a listing cache there is nothing to gain: prefetch lists nothing.
-    (store.directory / newer).unlink()
-    (store.directory / (newer + META_SUFFIX)).unlink()
-    store.prefetch()
-    assert newer in json.loads((store.directory / INDEX_NAME).read_text())  # the cache was not rewritten
-    assert [s.filename for s in store.list()] == names[::-1]
+    ``list`` returns that listing if nothing changed in the directory since, and lists afresh if it did.
+    In a fresh process: prefetch only works while the process has one thread, as dbsage-tui has when it
+    starts (this one has the test loop's worker threads)."""
+    import subprocess
+    import sys
+    import textwrap
+    script = textwrap.dedent("""
+        import datetime as dt, json, sys
+        from services import store as store_module
+        from services.store import INDEX_NAME, META_SUFFIX, SnapshotStore
+        from tests.test_store import make
+        store_module.PARALLEL_MIN = 3  # "large": 10,000 in the benchmark
+        store = SnapshotStore(sys.argv[1])
+        t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        names = [make(store, f"n{i}", t + dt.timedelta(minutes=i)) for i in range(6)]
+        (store.directory / names[2]).write_bytes(b"junk")
+        store.prefetch()
+        assert (store.directory / INDEX_NAME).exists()  # listed now, not when the app asks
+        fresh = [(s.filename, s.problem, s.meta) for s in SnapshotStore(store.directory).list()]
+        assert [(s.filename, s.problem, s.meta) for s in store.list()] == fresh
+        assert [f for f, *_ in fresh] == names[::-1] and "size is 4 bytes" in fresh[3][1]
+        # A snapshot written between the two: the directory changed, so the listing is made again.
+        (store.directory / INDEX_NAME).unlink()
+        store.prefetch()
+        newer = make(store, "later", t + dt.timedelta(hours=1))
+        assert [s.filename for s in store.list()] == [newer, *names[::-1]]
+        # With a listing cache there is nothing to gain: prefetch lists nothing.
+        (store.directory / newer).unlink()
+        (store.directory / (newer + META_SUFFIX)).unlink()
+        store.prefetch()
+        assert newer in json.loads((store.directory / INDEX_NAME).read_text())  # not rewritten
+        assert [s.filename for s in store.list()] == names[::-1]
+        print("ok")
+        """)
+    res = subprocess.run([sys.executable, "-c", script, str(tmp_path / "s")], capture_output=True, text=True,
+                         timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert res.stdout.strip() == "ok", res.stderr
