@@ -211,9 +211,10 @@ METHOD = [
     "before, hashes every byte and matches psql's COPY row counts with the metadata before its COMMIT, and "
     "opens a fresh connection after. A full validation (what a restore with a pre-rollback snapshot adds) "
     "is timed on its own above.",
-    "- `full snapshot vs pg_dump + sha256sum` is context, not a target: the raw side is what gives the "
-    "same file and checksum by hand (3 runs, no warm-up). Our package is byte-compiled before timing, as "
-    "an install does.",
+    "- `full snapshot vs pg_dump + sync` and `vs pg_dump + sha256sum` are context, not targets: their raw "
+    "side is what gives, by hand, the durability (a snapshot is fsynced before it is renamed into place; "
+    "`sync FILE` fsyncs the file) and the checksum our snapshot has (3 runs each, no warm-up). Our package "
+    "is byte-compiled before timing, as an install does.",
     "- Compressed pairs (gzip level 6, zstd level 3, the tools' defaults) run 3 times after one warm-up; "
     "their raw side is a `bash -o pipefail` pipeline of the command-line tools.",
     "- The snapshot directory: one real tiny snapshot, copied with its metadata rewritten to agree with "
