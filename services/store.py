@@ -442,7 +442,12 @@ class SnapshotStore:
             code = 1
             try:
                 if os.fork() == 0:
-                    os.closerange(3, 1 << 16)  # locks and connections stay with the parent
+                    # Nothing of the parent's stays open here: not its locks or connections, and not its
+                    # stdout, or a pipeline reading it (``list --json | jq``) would wait for this write.
+                    devnull = os.open(os.devnull, os.O_RDWR)
+                    for fd in (0, 1, 2):
+                        os.dup2(devnull, fd)
+                    os.closerange(3, 1 << 16)
                     self._write_index(index)
                 code = 0
             finally:
