@@ -319,7 +319,7 @@ class SnapshotStore:
                                      "size": snap.file_size}
             snaps.append(snap)
         if fresh_index != index:
-            if len(todo) >= PARALLEL_MIN and _can_fork():
+            if len(fresh_index) >= PARALLEL_MIN and _can_fork():  # a large cache: 0.1 s per 10,000
                 self._write_index_behind(fresh_index)
             else:
                 self._write_index(fresh_index)
