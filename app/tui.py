@@ -17,6 +17,7 @@ from textual.app import App
 
 from app.screens.main import MainScreen
 from app.workflow import Workflow, load_workflow
+from services.gcpause import freeze_start_up, paused_gc
 from services.store import utcnow
 from services.workspace import Workspace
 
@@ -50,8 +51,11 @@ def make_app(ws: Workspace, *, clock: Callable[[], dt.datetime] | None = None,
     """The app as users get it. ``clock`` (aware UTC) drives ages and the 24 h highlight; ``server_info``
     stands in for the connection made at start to read the server version (pictures of the screen in
     tests use both so that they never change); ``workflow_path`` replaces the shipped workflow file."""
-    # A first listing of a large directory starts now, in a child process, while the screen is built.
-    ws.store.prefetch()
+    # A first listing of a large directory is made now, while forking is safe (see prefetch); its objects
+    # are kept out of the cycle collector's sight as the app's own listing's are (services.gcpause).
+    with paused_gc():
+        ws.store.prefetch()
+        freeze_start_up()
     return DbsageApp(ws, load_workflow(workflow_path), clock or utcnow, server_info)
 
 

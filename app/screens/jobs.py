@@ -24,10 +24,10 @@ from textual import work
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from app.cli import debug_log
-from app.gcpause import freeze_start_up, paused_gc
 from app.screens.messages import bridge
 from services.errors import DbsageError
 from services.events import Log, Reporter, Step
+from services.gcpause import freeze_start_up, paused_gc
 from services.store import META_SUFFIX, Snapshot
 
 if TYPE_CHECKING:

@@ -26,12 +26,12 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static
 
 from app.cli import progress_text
-from app.gcpause import freeze_start_up, paused_gc
 from app.screens.confirm import ConfirmModal
 from app.screens.jobs import Jobs, Scan, file_stamp
 from app.screens.messages import EngineLog, EngineProgress, EngineStep, bridge
 from app.workflow import Workflow
 from services.errors import DbsageError
+from services.gcpause import freeze_start_up, paused_gc
 from services.store import AUDIT_NAME, Snapshot, Validation, human_size
 from services.workspace import Workspace
 from widgets.activity_log import ActivityLog
