@@ -19,8 +19,6 @@ import marshal
 import os
 import re
 import socket
-import stat
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,9 +27,10 @@ from pathlib import Path
 import humanize
 import yaml
 
-from . import codec, metafast
+from . import codec, listcache, metafast
 from .errors import BadInput, DbsageError, InvalidSnapshot, LockHeld, OperationFailed
 from .gcpause import paused_gc
+from .listcache import INDEX_NAME  # noqa: F401 - part of this module's interface (tests, the TUI)
 from .scanner import HEADER, DumpScanner, trailer_ok
 
 #: 1-64 letters, digits, '.', '_' or '-', not starting with '-' or '.' (no option look-alikes, no hidden
@@ -44,11 +43,7 @@ META_SUFFIX = ".meta.yaml"
 PARTIAL_SUFFIX = ".partial"
 LOCK_NAME = ".dbsage.lock"
 AUDIT_NAME = "audit.log"
-INDEX_NAME = ".dbsage-index.json"
-INDEX_VERSION = 1
 MAX_META_BYTES = 256 * 1024
-#: Snapshots to read (not in the listing cache) from which ``list`` shares the work with a forked child.
-PARALLEL_MIN = 2000
 TS_FORMAT = "%Y%m%d%H%M%S"
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -291,14 +286,14 @@ class SnapshotStore:
         never uses the cache."""
         primed, self._primed = self._primed, None
         if primed is not None and time.monotonic() - primed[1] < self.PRIMED_FOR and \
-                _dir_state(self.directory) == primed[0]:
+                listcache.dir_state(self.directory) == primed[0]:
             return primed[2]
         with paused_gc():  # a listing makes many objects and no cycles (see gcpause): 10% of its time
             return self._list()
 
     def _list(self) -> list[Snapshot]:
         entries = {e.name: e for e in self._entries()}
-        index = self._read_index()
+        index = listcache.read(self.directory)
         fresh_index: dict[str, dict] = {}
         snaps = []
         todo = []  # what the cache cannot answer for: (name, path, match, .sql entry, .meta.yaml entry)
@@ -309,9 +304,9 @@ class SnapshotStore:
             path = self.directory / name
             cached = index.get(name)
             if cached is not None:  # (the stat calls of uncached files are made while reading them)
-                key = _stat_key(entry, entries.get(name + META_SUFFIX))
+                key = listcache.stat_key(entry, entries.get(name + META_SUFFIX))
                 if key is not None and isinstance(cached, dict) and cached.get("key") == key and \
-                        _cache_entry_ok(cached):
+                        listcache.entry_ok(cached):
                     snaps.append(Snapshot(path=path, label=m.group(2), timestamp=_name_ts(m.group(1)),
                                           meta=cached["meta"], problem=cached["problem"],
                                           file_size=cached["size"]))
@@ -324,10 +319,10 @@ class SnapshotStore:
                                      "size": snap.file_size}
             snaps.append(snap)
         if fresh_index != index:
-            if len(fresh_index) >= PARALLEL_MIN and _can_fork():  # a large cache: 0.1 s per 10,000
-                self._write_index_behind(fresh_index)
+            if len(fresh_index) >= listcache.PARALLEL_MIN and listcache.can_fork():  # 0.1 s per 10,000
+                listcache.write_behind(self.directory, fresh_index)
             else:
-                self._write_index(fresh_index)
+                listcache.write(self.directory, fresh_index)
         snaps.sort(key=lambda s: (s.timestamp, s.path.name), reverse=True)
         return snaps
 
@@ -337,18 +332,18 @@ class SnapshotStore:
         only if the directory has not changed since). The TUI calls this before it starts: its own
         listings run in a worker thread, where forking is unsafe, so a first listing of 10,000 snapshots
         would be read by one CPU while the screen is being built by the same interpreter."""
-        if (self.directory / INDEX_NAME).exists() or not _can_fork():
+        if (self.directory / INDEX_NAME).exists() or not listcache.can_fork():
             return
         try:
             count = sum(1 for e in self._entries() if FILENAME_RE.match(e.name))
         except (BadInput, OperationFailed):
             return  # ``list`` reports it
-        if count >= PARALLEL_MIN:
+        if count >= listcache.PARALLEL_MIN:
             try:
                 snaps = self.list()
             except (DbsageError, OSError):
                 return  # the app's own listing meets it again and shows it
-            self._primed = (_dir_state(self.directory), time.monotonic(), snaps)
+            self._primed = (listcache.dir_state(self.directory), time.monotonic(), snaps)
 
     def _load_all(self, todo: list[tuple]) -> list[tuple[Snapshot, list | None, bool]]:
         """Stat and ``_load`` each snapshot in ``todo``: the snapshot, its cache key, whether it may be
@@ -357,11 +352,11 @@ class SnapshotStore:
         Anything amiss with the child and the parent reads its share too."""
         def load(item: tuple) -> tuple[Snapshot, list | None, bool]:
             _, path, m, entry, meta_entry = item
-            key = _stat_key(entry, meta_entry)
+            key = listcache.stat_key(entry, meta_entry)
             snap, cacheable = self._load(path, m, None if key is None else key[0])
             return snap, key, cacheable
 
-        if len(todo) < PARALLEL_MIN or not _can_fork():
+        if len(todo) < listcache.PARALLEL_MIN or not listcache.can_fork():
             return [load(item) for item in todo]
         # The child's share is a little more than half: the parent also reads the child's answer.
         cut = len(todo) * 9 // 20
@@ -406,58 +401,6 @@ class SnapshotStore:
                 out.append((Snapshot(path=path, label=m.group(2), timestamp=_name_ts(m.group(1)), meta=meta,
                                      problem=problem, file_size=size), key, True))
         return out
-
-    def _read_index(self) -> dict:
-        try:
-            data = json.loads((self.directory / INDEX_NAME).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) and data.pop("version", None) == INDEX_VERSION else {}
-
-    def _write_index(self, index: dict) -> None:
-        """Best effort: a read-only directory or metadata that JSON cannot hold just means no cache."""
-        try:  # no cycles to look for: YAML without aliases (refused) has none; ASCII, so bytes at once
-            data = json.dumps({"version": INDEX_VERSION, **index}, separators=(",", ":"),
-                              check_circular=False).encode("ascii")
-        except (TypeError, ValueError, RecursionError):
-            return
-        # Unique per process and thread: a listing in a TUI worker may overlap another one.
-        tmp = self.directory / f"{INDEX_NAME}.{os.getpid()}.{threading.get_ident()}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, self.directory / INDEX_NAME)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-
-    def _write_index_behind(self, index: dict) -> None:
-        """``_write_index`` in a detached grandchild, so that the listing is not kept waiting for it: after
-        a first listing of 10,000 snapshots, 10 MB of JSON (0.1-0.15 s). The grandchild has the index
-        already (fork copies the process) and is reparented to init when its parent, which is waited for
-        at once, exits; its write is atomic (a rename), so a listing meanwhile sees no cache or the whole
-        one. Single-threaded processes only (the caller checks)."""
-        try:
-            pid = os.fork()
-        except OSError:
-            self._write_index(index)
-            return
-        if pid == 0:
-            code = 1
-            try:
-                if os.fork() == 0:
-                    # Nothing of the parent's stays open here: not its locks or connections, and not its
-                    # stdout, or a pipeline reading it (``list --json | jq``) would wait for this write.
-                    devnull = os.open(os.devnull, os.O_RDWR)
-                    for fd in (0, 1, 2):
-                        os.dup2(devnull, fd)
-                    os.closerange(3, 1 << 16)
-                    self._write_index(index)
-                code = 0
-            finally:
-                os._exit(code)
-        os.waitpid(pid, 0)
 
     def _load(self, path: Path, m: re.Match, size: int | None = None) -> tuple[Snapshot, bool]:
         """Read and quick-check one snapshot; also whether its metadata may be cached as JSON.
@@ -711,33 +654,6 @@ def _name_ts(stamp: str) -> dt.datetime:
         return dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-def _dir_state(directory: Path) -> frozenset | None:
-    """The directory's entries by name and inode number (readdir has both: no stat per file), but the
-    listing cache's own files, which a write-behind (``_write_index_behind``) may be renaming into place.
-    Metadata rewritten by ``write_meta`` (a rename over the old file) gets a new inode."""
-    try:
-        return frozenset((e.name, e.inode()) for e in os.scandir(directory) if not e.name.startswith(INDEX_NAME))
-    except OSError:
-        return None
-
-
-def _can_fork() -> bool:
-    """Forking is safe and worth it: a single-threaded process (the CLI; the TUI has threads, and a
-    fork copies none of them, or their locks' owners) with a second CPU to run the child on."""
-    if not hasattr(os, "fork") or threading.active_count() != 1:
-        return False
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-    return len(cpus) > 1
-
-
-def _cache_entry_ok(entry: dict) -> bool:
-    """A cache entry has the shape ``list`` writes (the file may have been edited or damaged): metadata or
-    the reason there is none, a problem or none, the file's size."""
-    meta, problem = entry.get("meta"), entry.get("problem")
-    return (isinstance(meta, dict) or meta is None and isinstance(problem, str)) and \
-        isinstance(problem, str | None) and type(entry.get("size")) is int
-
-
 def _json_faithful(value) -> bool:
     """Whether JSON gives ``value`` back unchanged: str keys only, no dates, sets or bytes."""
     if isinstance(value, dict):
@@ -756,20 +672,6 @@ def _read_from(fd: int, offset: int, expect: int) -> bytes:
             break
         data += more
     return data
-
-
-def _stat_key(sql: os.DirEntry, meta: os.DirEntry | None) -> list | None:
-    """What must be unchanged for a cached quick check to stand: both files' size, mtime and inode.
-    None (never cached) for anything but a regular file."""
-    try:
-        st = sql.stat(follow_symlinks=False)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        mst = meta.stat(follow_symlinks=False) if meta is not None else None
-    except OSError:
-        return None
-    key = [st.st_size, st.st_mtime_ns, st.st_ino]
-    return key + ([mst.st_size, mst.st_mtime_ns, mst.st_ino] if mst else [None, None, None])
 
 
 def _read_holder(path: Path) -> str:

@@ -335,3 +335,17 @@ def test_output_into_a_closed_pipe_is_no_traceback(tmp_path):
     assert proc.wait(timeout=60) == 1
     assert err == ""
     assert not (data / "last-error.txt").exists()
+
+
+def test_running_the_module_ends_as_a_profiler_needs(tmp_path):
+    """``python -m cProfile -m app.cli ...`` (the benchmark profiles ``list`` so) gets to write its
+    profile: only the console script skips the interpreter's exit."""
+    import subprocess
+    import sys
+    prof = tmp_path / "list.prof"
+    res = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "app.cli", "list", "--json",
+                          "--dir", str(tmp_path / "none")], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[1],
+                         env={**os.environ, "DBSAGE_DATA_DIR": str(tmp_path / "data")})
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr
+    assert prof.stat().st_size > 0

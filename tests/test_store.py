@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services import listcache
 from services import store as store_module
 from services.errors import LockHeld
 from services.store import INDEX_NAME, META_SUFFIX, SnapshotStore, format_ts, load_meta
@@ -154,10 +155,10 @@ def test_a_first_listing_shared_with_a_forked_child_gives_the_same_snapshots(tmp
     (store.directory / (names[20] + META_SUFFIX)).unlink()  # invalid: no metadata
     odd = store.directory / (names[25] + META_SUFFIX)
     odd.write_text(odd.read_text() + "  reviewed: 2026-01-03\n")  # a date: the parent reads it again
-    monkeypatch.setattr(store_module, "PARALLEL_MIN", 10**9)
+    monkeypatch.setattr(listcache, "PARALLEL_MIN", 10**9)
     alone = [(s.filename, s.problem, s.meta, s.file_size) for s in store.list()]
     (store.directory / INDEX_NAME).unlink()
-    monkeypatch.setattr(store_module, "PARALLEL_MIN", 2)
+    monkeypatch.setattr(listcache, "PARALLEL_MIN", 2)
     if child == "fails":  # the child dies before sending anything: the parent reads its half too
         monkeypatch.setattr(store_module.marshal, "dumps", lambda rows: os._exit(3))
     forks = []
@@ -166,7 +167,7 @@ def test_a_first_listing_shared_with_a_forked_child_gives_the_same_snapshots(tmp
     shared = [(s.filename, s.problem, s.meta, s.file_size) for s in store.list()]
     assert shared == alone
     # One child shares the reading; a second writes the listing cache after the listing has returned.
-    assert len(forks) == (2 if store_module._can_fork() else 0)
+    assert len(forks) == (2 if listcache.can_fork() else 0)
     assert dict((f, meta) for f, _, meta, _ in alone)[names[25]]["reviewed"] == dt.date(2026, 1, 3)
     for _ in range(500):
         if (store.directory / INDEX_NAME).exists():
@@ -185,10 +186,10 @@ def test_a_first_listing_made_before_the_app_starts_is_the_one_it_shows(tmp_path
     import textwrap
     script = textwrap.dedent("""
         import datetime as dt, json, sys, time
-        from services import store as store_module
+        from services import listcache
         from services.store import INDEX_NAME, META_SUFFIX, SnapshotStore
         from tests.test_store import make
-        store_module.PARALLEL_MIN = 3  # "large": 10,000 in the benchmark
+        listcache.PARALLEL_MIN = 3  # "large": 10,000 in the benchmark
         store = SnapshotStore(sys.argv[1])
         t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         names = [make(store, f"n{i}", t + dt.timedelta(minutes=i)) for i in range(6)]

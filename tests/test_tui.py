@@ -538,13 +538,13 @@ async def test_a_large_uncached_directory_is_listed_before_the_app_starts(tmp_pa
     import subprocess
     import sys
 
-    from services import store as store_module
-    monkeypatch.setattr(store_module, "PARALLEL_MIN", 5)  # "large": 10,000 in the benchmark
+    from services import listcache
+    monkeypatch.setattr(listcache, "PARALLEL_MIN", 5)  # "large": 10,000 in the benchmark
     store = SnapshotStore(tmp_path / "snaps")
     names = write_many(store, 12)
     # In a fresh process, as dbsage-tui starts (this one has the test loop's worker threads by now).
     made = subprocess.run([sys.executable, "-c", (
-        "import sys; from services import store; store.PARALLEL_MIN = 5; from app.tui import make_app; "
+        "import sys; from services import listcache, store; listcache.PARALLEL_MIN = 5; from app.tui import make_app; "
         "from services.workspace import Workspace; s = store.SnapshotStore(sys.argv[1]); "
         "make_app(Workspace(conn=None, store=s)); print(s._primed is not None); print(len(s.list()))"),
         str(store.directory)], capture_output=True, text=True, timeout=60)
