@@ -42,6 +42,9 @@ def spawn(args, db, snapdir, **kw) -> subprocess.Popen:
 
 
 def children(pid: int, name: str) -> list[int]:
+    """The working ``name`` children of ``pid``. The tool probe (``pg_dump --version``, run before the dump
+    in a process without a cached probe) is a child with the same name that ends at once; a zombie has an
+    empty command line. Neither is the process a test wants to stop or kill."""
     out = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -50,9 +53,10 @@ def children(pid: int, name: str) -> list[int]:
             stat = (proc / "stat").read_text()
             comm = stat[stat.index("(") + 1: stat.rindex(")")]
             ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             continue
-        if ppid == pid and comm == name:
+        if ppid == pid and comm == name and argv[0] and b"--version" not in argv:
             out.append(int(proc.name))
     return out
 
