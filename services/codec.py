@@ -9,7 +9,6 @@ of output at a time, so a hostile file cannot blow up memory.
 
 from __future__ import annotations
 
-import gzip
 import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -94,6 +93,7 @@ def iter_plain(raw: HashingReader | BinaryIO, method: str, chunk_size: int = CHU
         return
     damaged: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error)
     if method == "gzip":
+        import gzip  # only for reading .sql.gz: not part of every command's start-up
         reader = gzip.GzipFile(fileobj=raw, mode="rb")
     else:
         import zstandard  # only when a .sql.zst is read

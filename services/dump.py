@@ -46,6 +46,7 @@ from .store import (
     fsync_dir,
     human_size,
     os_user,
+    preload_meta_writer,
     utcnow,
 )
 
@@ -328,6 +329,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
             pipe_w = -1
         err_task = asyncio.create_task(pump_stderr(proc.stderr, "pg_dump", report, stderr_lines))
         pumping = asyncio.ensure_future(asyncio.to_thread(pump.run))
+        preload_meta_writer()
         # For the metadata and the progress bar, asked while pg_dump starts (two round trips fewer
         # before it: they count on a hosted database).
         tables = await inspect.tables_count(target.con, scope.schemas)

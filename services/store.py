@@ -24,10 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import humanize
-import yaml
-
-from . import codec, listcache, metafast
+from . import codec, listcache
 from .errors import BadInput, DbsageError, InvalidSnapshot, LockHeld, OperationFailed
 from .gcpause import paused_gc
 from .listcache import INDEX_NAME  # noqa: F401 - part of this module's interface (tests, the TUI)
@@ -46,8 +43,25 @@ AUDIT_NAME = "audit.log"
 MAX_META_BYTES = 256 * 1024
 TS_FORMAT = "%Y%m%d%H%M%S"
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _yaml():
+    """PyYAML and its C loader and dumper, imported on first use: a snapshot or a cached listing never
+    needs them before its work starts, and the import is 15 ms of every command's start-up."""
+    import yaml
+    return yaml, getattr(yaml, "CSafeLoader", yaml.SafeLoader), getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def preload_meta_writer() -> None:
+    """Import what writing metadata needs (PyYAML, humanize) now: a snapshot calls this once pg_dump
+    runs, so that the imports overlap the dump instead of following it."""
+    _yaml()
+    import humanize  # noqa: F401
+
+
+def _metafast():
+    from . import metafast  # imports yaml's resolver: on first use, as _yaml
+    return metafast
 
 
 def suggest_label(label: str) -> str:
@@ -86,7 +100,10 @@ def parse_ts(value) -> dt.datetime | None:
 
 
 def human_size(n: int | None) -> str:
-    return humanize.naturalsize(n or 0, binary=False) if n is not None else "?"
+    if n is None:
+        return "?"
+    import humanize  # on first use: 2 ms of start-up, and a snapshot only needs it at its end
+    return humanize.naturalsize(n or 0, binary=False)
 
 
 @dataclass
@@ -190,6 +207,7 @@ def _read_meta(path: Path | str) -> tuple[dict, bool]:
         raise ValueError(f"metadata file unreadable ({exc.__class__.__name__})") from None
     if "\r" in text:  # as text-mode reading did: universal newlines
         text = text.replace("\r\n", "\n").replace("\r", "\n")
+    metafast = _metafast()
     try:
         data, faithful = metafast.parse(text), True
     except metafast.Unsupported:
@@ -200,6 +218,7 @@ def _read_meta(path: Path | str) -> tuple[dict, bool]:
 
 
 def _yaml_load(text: str):
+    yaml, _Loader, _ = _yaml()
     try:
         # Aliases are how YAML bombs multiply; our metadata never uses them, so refuse any.
         if "*" in text and any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=_Loader)):
@@ -358,6 +377,7 @@ class SnapshotStore:
 
         if len(todo) < listcache.PARALLEL_MIN or not listcache.can_fork():
             return [load(item) for item in todo]
+        _metafast()  # imported once, before the fork, not in both processes
         # The child's share is a little more than half: the parent also reads the child's answer.
         cut = len(todo) * 9 // 20
         mine, theirs = todo[:cut], todo[cut:]
@@ -571,7 +591,8 @@ class SnapshotStore:
         """Write ``{file}.meta.yaml`` atomically (temp file, fsync, rename), mode 0600."""
         target = sql_path.with_name(sql_path.name + META_SUFFIX)
         tmp = target.with_name(target.name + ".tmp")
-        text = yaml.dump({"snapshot": meta}, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+        yaml, _, dumper = _yaml()
+        text = yaml.dump({"snapshot": meta}, Dumper=dumper, sort_keys=False, allow_unicode=True,
                          default_flow_style=False, width=100)
         write_atomic(target, text.encode("utf-8"), tmp)
 
@@ -718,6 +739,7 @@ def fsync_dir(path: Path) -> None:
 
 
 def age_text(ts: dt.datetime, now: dt.datetime | None = None) -> str:
+    import humanize
     now = now or utcnow()
     return humanize.naturaltime(now - ts)
 

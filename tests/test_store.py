@@ -83,7 +83,7 @@ def test_our_metadata_is_read_without_pyyaml_and_hand_edits_with_it(tmp_path, mo
         raise AssertionError("PyYAML was used for metadata that write_meta wrote")
 
     with monkeypatch.context() as m:
-        m.setattr(store_module.yaml, "load", no_pyyaml)
+        m.setattr(yaml, "load", no_pyyaml)  # the module the store imports on first use
         assert load_meta(meta_path) == expected
         assert store.list()[0].valid
     # A comment and a flow list, as someone editing by hand might leave: PyYAML reads it, same result.
