@@ -220,6 +220,8 @@ METHOD = [
     "- The snapshot directory: one real tiny snapshot, copied with its metadata rewritten to agree with "
     "each new name. Cold: only those files (anything dbsage-tui added, such as a listing cache, removed "
     "before the run). Warm: as the previous run left it.",
+    "- Listing and TUI runs start like the pairs' runs: autovacuum idle, a CHECKPOINT, and also a `sync` "
+    "(the earlier steps leave dirty pages). First paint is timed 3 times cold and 3 times warm.",
     "- TUI probes run in a fresh process: first paint = a DataTable holds all rows and the next refresh "
     "has happened; key presses go straight to the driver during a full snapshot started from the app's "
     "own create form, timed until the table's cursor has moved (handled) and the next refresh (painted).",
