@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -377,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     json_mode = bool(getattr(args, "json", False))
+    ws = None
     try:
         ws = open_workspace(args.db_url, args.dir, args.demo)
         if args.command is None:
@@ -403,6 +405,11 @@ def main(argv: list[str] | None = None) -> int:
         where = debug_log(exc)
         return _fail(f"Unexpected error: {exc.__class__.__name__}: {exc}."
                      + (f" Details in {where}." if where else ""), EXIT_FAILED, json_mode)
+    finally:
+        if ws is not None and ws.demo_started:
+            from services.demo import release_demo
+            with contextlib.suppress(Exception):  # the command's own outcome is what the user needs
+                release_demo()
 
 
 def _fail(message: str, code: int, json_mode: bool) -> int:

@@ -1,7 +1,10 @@
 """The ``--demo`` sandbox: an embedded PostgreSQL in the user data dir with a small shop database.
 
-Started on first use, reused afterwards (its port is read back from postmaster.pid). Its snapshots live in
-their own directory so that trying the demo never mixes with a real project's ``supabase/snapshots``.
+Started when a command needs it and stopped by the same process when it ends (``release_demo``), so that
+trying the demo leaves no server running; the data directory stays, so the next ``--demo`` starts where
+the last one left off. A server another dbsage-tui started (the app open in another terminal) is reused and
+left to it. Its snapshots live in their own directory so that trying the demo never mixes with a real
+project's ``supabase/snapshots``.
 """
 
 from __future__ import annotations
@@ -82,17 +85,32 @@ def demo_snapshot_dir() -> Path:
     return demo_root() / "snapshots"
 
 
-def ensure_demo() -> ConnInfo:
-    """Start (or reuse) the sandbox server and create + seed the demo database once."""
+def ensure_demo() -> tuple[ConnInfo, bool]:
+    """Start (or reuse) the sandbox server and create + seed the demo database once; also whether this
+    call started the server (then this process stops it: ``release_demo``)."""
     root = demo_root()
     root.mkdir(parents=True, exist_ok=True)
     server = LocalServer(root / "pgdata")
+    started = not server.is_running()
     server.ensure_running()
     exists = server.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{DEMO_DB}'").strip() == "1"
     if not exists:
         server.psql(f"CREATE DATABASE {DEMO_DB}")
         server.psql(SEED_SQL, DEMO_DB)
-    return server.conninfo(DEMO_DB)
+    return server.conninfo(DEMO_DB), started
+
+
+def release_demo() -> None:
+    """At the end of the process that started the sandbox server: stop it, unless another client is
+    connected (a second dbsage-tui that reused it; the server is then left running for it)."""
+    server = LocalServer(demo_root() / "pgdata")
+    if not server.is_running():
+        return
+    server.ensure_running()  # (reads the password back)
+    others = server.psql("SELECT count(*) FROM pg_stat_activity "
+                         "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
+    if others.strip() == "0":
+        server.stop()
 
 
 def stop_demo() -> None:

@@ -16,6 +16,8 @@ class Workspace:
     conn: ConnInfo | None
     store: SnapshotStore
     demo: bool = False
+    #: This process started the demo sandbox's server, and stops it when it ends (``services.demo``).
+    demo_started: bool = False
 
     def require_conn(self) -> ConnInfo:
         if self.conn is None:
@@ -33,7 +35,7 @@ class Workspace:
 def open_workspace(db_url: str | None, snapshot_dir: str | None, demo: bool) -> Workspace:
     if demo:
         from .demo import demo_snapshot_dir, ensure_demo
-        conn = ensure_demo()
+        conn, started = ensure_demo()
         store = SnapshotStore(demo_snapshot_dir() if snapshot_dir is None else resolve_snapshot_dir(snapshot_dir))
-        return Workspace(conn=conn, store=store, demo=True)
+        return Workspace(conn=conn, store=store, demo=True, demo_started=started)
     return Workspace(conn=resolve_target(db_url), store=SnapshotStore(resolve_snapshot_dir(snapshot_dir)))

@@ -25,18 +25,88 @@ async def test_dump_streams_progress_and_pg_dump_lines(pg18, db18, snapdir):
 
 def test_demo_sandbox_end_to_end(tmp_path):
     """`--demo` starts an embedded server in the data dir, seeds the shop database once, keeps its own
-    snapshot directory, says SANDBOX, and is reused by the next command."""
+    snapshot directory and says SANDBOX. Each command stops the server it started (no postgres is left
+    running after trying the demo), and the next one finds the data as it was; a server already running
+    (the app open elsewhere) is reused and left running."""
+    from services.demo import demo_root, ensure_demo
+    from services.sandbox import LocalServer
+
     env = {"DBSAGE_DATA_DIR": str(tmp_path / "data")}  # as the hermetic fixture sets it
+    server = LocalServer(tmp_path / "data" / "demo" / "pgdata")
     try:
         res = run_cli("--demo", "snapshot", "--label", "demo-first", "--json", env=env)
         assert res.returncode == 0, res.stderr
         assert "SANDBOX" in res.stderr
         assert (tmp_path / "data" / "demo" / "snapshots").is_dir()
+        assert not server.is_running()
+        pid = server.datadir / "postmaster.pid"
+        assert not pid.exists()
         res = run_cli("--demo", "list", "--json", env=env)
         assert [r["label"] for r in json.loads(res.stdout)] == ["demo-first"]
         res = run_cli("--demo", "restore", "1", "--yes", "--no-pre-snapshot", env=env)
         assert res.returncode == 0, res.stderr
         assert "4 tables, 4,300 rows loaded as recorded" in res.stdout
+        assert not server.is_running()
+        # Started by someone else (here: this test, as an open app would have): used, and left running.
+        assert demo_root() == tmp_path / "data" / "demo"
+        ensure_demo()
+        running = pid.read_text().split()[0]
+        res = run_cli("--demo", "list", "--json", env=env)
+        assert res.returncode == 0, res.stderr
+        assert server.is_running() and pid.read_text().split()[0] == running
     finally:
+        from services.demo import stop_demo
+        stop_demo()
+
+
+def test_quitting_the_demo_app_stops_its_server(tmp_path):
+    """The full-screen app on a real terminal (a pty), as a new user runs it: ``dbsage-tui --demo``, the
+    screen shows the sandbox, ``q`` quits with 0, and no PostgreSQL is left running."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import shutil
+    import struct
+    import subprocess
+    import termios
+    import time
+
+    from services.sandbox import LocalServer
+
+    server = LocalServer(tmp_path / "data" / "demo" / "pgdata")
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
+    env = {**os.environ, "DBSAGE_DATA_DIR": str(tmp_path / "data"), "TERM": "xterm-256color"}
+    proc = subprocess.Popen([shutil.which("dbsage-tui"), "--demo"], stdin=child, stdout=child, stderr=child,
+                            env=env, start_new_session=True)
+    os.close(child)
+    seen = b""
+
+    def read_until(pred, timeout: float) -> bool:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not pred():
+            ready, _, _ = select.select([main], [], [], 0.1)
+            if ready:
+                try:
+                    seen += os.read(main, 65536)
+                except OSError:  # the app exited: the pty is closed
+                    break
+        return pred()
+
+    try:
+        assert read_until(lambda: b"SANDBOX" in seen and b"snapshot" in seen.lower(), 60), seen[-2000:]
+        assert server.is_running()
+        time.sleep(0.5)  # let the first listing settle, as a person would look first
+        os.write(main, b"q")
+        read_until(lambda: proc.poll() is not None, 30)
+        assert proc.wait(timeout=30) == 0
+        assert not server.is_running() and not (server.datadir / "postmaster.pid").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
         from services.demo import stop_demo
         stop_demo()
