@@ -33,6 +33,7 @@ from . import __version__, codec, inspect
 from .config import ConnInfo
 from .errors import LockHeld, OperationFailed, audit_outcome, explain_tool_failure
 from .events import Log, Progress, Reporter, null_reporter
+from .meta import preload_meta_writer
 from .pgtools import PgTools, candidate_bindirs, find_tools, probe
 from .scanner import DumpScanner
 from .store import (
@@ -46,7 +47,6 @@ from .store import (
     fsync_dir,
     human_size,
     os_user,
-    preload_meta_writer,
     utcnow,
 )
 

@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .errors import BadInput, OperationFailed
-from .store import Snapshot, SnapshotStore, parse_ts
+from .meta import parse_ts
+from .store import Snapshot, SnapshotStore
 
 #: ``v`` followed by a digit anywhere (v1, v1.0, app-v2), or a dotted version number (2.3, release-2.3.1).
 _VERSION_RE = re.compile(r"v\d|\d+\.\d+", re.IGNORECASE)

@@ -1,4 +1,4 @@
-"""The snapshot directory: naming, listing, metadata, validation, the lock and the audit log.
+"""The snapshot directory: naming, listing, validation, the lock and the audit log (metadata files: ``meta``).
 
 A snapshot is ``{YYYYmmddHHMMSS}_{label}.sql`` (or ``.sql.gz``, ``.sql.zst``, or a ``.clone`` pointer to a
 database copy on the server) plus ``{filename}.meta.yaml``; nothing else in the directory
@@ -28,6 +28,15 @@ from . import codec, listcache
 from .errors import BadInput, DbsageError, InvalidSnapshot, LockHeld, OperationFailed
 from .gcpause import paused_gc
 from .listcache import INDEX_NAME  # noqa: F401 - part of this module's interface (tests, the TUI)
+from .meta import (  # noqa: F401 - load_meta and parse_ts are also this module's interface (tests, bench)
+    check_meta,
+    json_faithful,
+    load_meta,
+    meta_text,
+    parse_ts,
+    preload_reader,
+    read_meta,
+)
 from .scanner import HEADER, DumpScanner, trailer_ok
 
 #: 1-64 letters, digits, '.', '_' or '-', not starting with '-' or '.' (no option look-alikes, no hidden
@@ -40,28 +49,8 @@ META_SUFFIX = ".meta.yaml"
 PARTIAL_SUFFIX = ".partial"
 LOCK_NAME = ".dbsage.lock"
 AUDIT_NAME = "audit.log"
-MAX_META_BYTES = 256 * 1024
 TS_FORMAT = "%Y%m%d%H%M%S"
 
-
-
-def _yaml():
-    """PyYAML and its C loader and dumper, imported on first use: a snapshot or a cached listing never
-    needs them before its work starts, and the import is 15 ms of every command's start-up."""
-    import yaml
-    return yaml, getattr(yaml, "CSafeLoader", yaml.SafeLoader), getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-def preload_meta_writer() -> None:
-    """Import what writing metadata needs (PyYAML, humanize) now: a snapshot calls this once pg_dump
-    runs, so that the imports overlap the dump instead of following it."""
-    _yaml()
-    import humanize  # noqa: F401
-
-
-def _metafast():
-    from . import metafast  # imports yaml's resolver: on first use, as _yaml
-    return metafast
 
 
 def suggest_label(label: str) -> str:
@@ -85,18 +74,6 @@ def utcnow() -> dt.datetime:
 
 def format_ts(ts: dt.datetime) -> str:
     return ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_ts(value) -> dt.datetime | None:
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def human_size(n: int | None) -> str:
@@ -166,96 +143,6 @@ class Validation:
     ok: bool
     reason: str | None
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
-
-
-def load_meta(path: Path) -> dict:
-    """Parse a metadata file safely (no custom tags, bounded size); raises ValueError with the reason.
-
-    What ``write_meta`` writes is read by ``metafast`` (exactly what PyYAML returns, several times
-    sooner); anything else, hand-edited or hostile, by PyYAML's safe loader."""
-    return _read_meta(path)[0]
-
-
-def _read_meta(path: Path | str) -> tuple[dict, bool]:
-    """``load_meta``, and whether the result is known to survive a JSON round trip unchanged (true of
-    everything ``metafast`` returns; PyYAML may return dates or non-string keys)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise ValueError("metadata file is missing") from None
-    except OSError as exc:
-        raise ValueError(f"metadata file unreadable ({exc.__class__.__name__})") from None
-    try:
-        # Metadata is about 1 kB: one small read (a 256 kB one costs more in malloc than in the kernel);
-        # a short read of a regular file is its end.
-        raw = os.read(fd, 8192)
-        if len(raw) == 8192:
-            while len(raw) <= MAX_META_BYTES:
-                more = os.read(fd, MAX_META_BYTES + 1 - len(raw))
-                if not more:
-                    break
-                raw += more
-    except OSError as exc:
-        raise ValueError(f"metadata file unreadable ({exc.__class__.__name__})") from None
-    finally:
-        os.close(fd)
-    if len(raw) > MAX_META_BYTES:
-        raise ValueError("metadata file is too large")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"metadata file unreadable ({exc.__class__.__name__})") from None
-    if "\r" in text:  # as text-mode reading did: universal newlines
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    metafast = _metafast()
-    try:
-        data, faithful = metafast.parse(text), True
-    except metafast.Unsupported:
-        data, faithful = _yaml_load(text), False
-    if not isinstance(data, dict) or not isinstance(data.get("snapshot"), dict):
-        raise ValueError("metadata has no 'snapshot:' mapping")
-    return data["snapshot"], faithful
-
-
-def _yaml_load(text: str):
-    yaml, _Loader, _ = _yaml()
-    try:
-        # Aliases are how YAML bombs multiply; our metadata never uses them, so refuse any.
-        if "*" in text and any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=_Loader)):
-            raise ValueError("metadata uses YAML aliases, which snapshots never do")
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"metadata is not valid YAML ({exc.__class__.__name__})") from None
-
-
-_META_TYPES = {"label": str, "type": str, "size_bytes": int, "sha256": str}
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
-
-
-def check_meta(meta: dict, path: Path, label: str, ts: dt.datetime) -> str | None:
-    """Why this metadata does not describe this file, or None."""
-    for key, typ in _META_TYPES.items():
-        if not isinstance(meta.get(key), typ) or isinstance(meta.get(key), bool):
-            return f"metadata field {key!r} is missing or not a {typ.__name__}"
-    if meta.get("filename") not in (None, path.name):
-        return f"metadata describes another file ({meta.get('filename')})"
-    if meta["label"] != label:
-        return f"metadata label {meta['label']!r} does not match the file name"
-    mts = parse_ts(meta.get("timestamp"))
-    if mts is None:
-        return "metadata timestamp is missing or not ISO 8601"
-    if mts != ts:
-        return "metadata timestamp does not match the file name"
-    if path.name.endswith(".clone"):
-        if meta["type"] != "clone":
-            return f"metadata type {meta['type']!r} does not describe a clone snapshot"
-    elif meta["type"] not in ("full", "schema-only"):
-        return f"metadata type {meta['type']!r} is neither full nor schema-only"
-    elif meta.get("compression", "none") != codec.method_of(path.name):
-        return f"metadata says compression {meta.get('compression')!r}, the file name says otherwise"
-    if not _SHA256_RE.fullmatch(meta["sha256"]):
-        return "metadata sha256 is not a hex digest"
-    return None
 
 
 class SnapshotStore:
@@ -377,7 +264,7 @@ class SnapshotStore:
 
         if len(todo) < listcache.PARALLEL_MIN or not listcache.can_fork():
             return [load(item) for item in todo]
-        _metafast()  # imported once, before the fork, not in both processes
+        preload_reader()  # imported once, before the fork, not in both processes
         # The child's share is a little more than half: the parent also reads the child's answer.
         cut = len(todo) * 9 // 20
         mine, theirs = todo[:cut], todo[cut:]
@@ -441,12 +328,12 @@ class SnapshotStore:
             size = st.st_size
         snap.file_size = size
         try:
-            snap.meta, faithful = _read_meta(os.fspath(path) + META_SUFFIX)  # a str: no Path to build
+            snap.meta, faithful = read_meta(os.fspath(path) + META_SUFFIX)  # a str: no Path to build
         except ValueError as exc:
             snap.problem = str(exc)
             return snap, True
         snap.problem = check_meta(snap.meta, path, snap.label, ts) or self._quick_file_check(snap)
-        return snap, faithful or _json_faithful(snap.meta)
+        return snap, faithful or json_faithful(snap.meta)
 
     @staticmethod
     def _quick_file_check(snap: Snapshot) -> str | None:
@@ -591,10 +478,7 @@ class SnapshotStore:
         """Write ``{file}.meta.yaml`` atomically (temp file, fsync, rename), mode 0600."""
         target = sql_path.with_name(sql_path.name + META_SUFFIX)
         tmp = target.with_name(target.name + ".tmp")
-        yaml, _, dumper = _yaml()
-        text = yaml.dump({"snapshot": meta}, Dumper=dumper, sort_keys=False, allow_unicode=True,
-                         default_flow_style=False, width=100)
-        write_atomic(target, text.encode("utf-8"), tmp)
+        write_atomic(target, meta_text(meta).encode("utf-8"), tmp)
 
     def set_protected(self, snap: Snapshot, protected: bool) -> None:
         if snap.meta is None:
@@ -673,15 +557,6 @@ def _name_ts(stamp: str) -> dt.datetime:
                            int(stamp[10:12]), int(stamp[12:14]), tzinfo=dt.UTC)
     except ValueError:  # e.g. month 13: sorts first, and check_meta reports the mismatch
         return dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def _json_faithful(value) -> bool:
-    """Whether JSON gives ``value`` back unchanged: str keys only, no dates, sets or bytes."""
-    if isinstance(value, dict):
-        return all(type(k) is str and _json_faithful(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_json_faithful(v) for v in value)
-    return value is None or type(value) in (str, int, float, bool)
 
 
 def _read_from(fd: int, offset: int, expect: int) -> bytes:
