@@ -41,13 +41,11 @@ import asyncpg
 
 from . import __version__, inspect
 from .clonefile import (  # noqa: F401 - POINTER_HEADER, clone_name, check_pointer: also this module's interface
-    CLONE_SUFFIX,
     POINTER_HEADER,
     CloneNotAllowed,
     check_local,
     check_pointer,
     clone_name,
-    free_pointer,
     is_local_host,
     pointer_text,
     read_pointer,
@@ -60,10 +58,12 @@ from .errors import BadInput, DbsageError, InvalidSnapshot, OperationFailed, aud
 from .events import Log, Progress, Reporter, Step, null_reporter
 from .restore import RestoreResult, SmokeCheck, report_checks
 from .store import (
+    CLONE_SUFFIX,
     Snapshot,
     SnapshotStore,
     check_label,
     format_ts,
+    free_name,
     human_size,
     os_user,
     utcnow,
@@ -306,7 +306,7 @@ async def create_clone(conn: ConnInfo, store: SnapshotStore, label: str, *, purp
             info = await check_clone_allowed(conn, con)
             server_id = await _server_id(con)
             tables = await _probe_tables(conn, con)
-            ts, pointer = free_pointer(store.directory, label)
+            ts, pointer = free_name(store.directory, label, CLONE_SUFFIX)
             clone = clone_name(conn.dbname, ts, await _database_names(con))
             size = await con.fetchval("SELECT pg_database_size($1)", conn.dbname)
             report(Log(f"Cloning database {conn.dbname} ({human_size(size)}) into {clone} on "
@@ -407,7 +407,7 @@ async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *,
             ts = utcnow()
             names = await _database_names(con)
             if pre_snapshot:
-                ts, pointer = free_pointer(store.directory, "pre-rollback")
+                ts, pointer = free_name(store.directory, "pre-rollback", CLONE_SUFFIX)
             old = clone_name(conn.dbname, ts, names)
             tmp = clone_name(conn.dbname, ts, names | {old}, tag="dbsage_new")
             report(Step("restore", "running", snap.filename))

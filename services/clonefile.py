@@ -12,12 +12,11 @@ import re
 from collections.abc import Collection
 from pathlib import Path
 
-from . import codec, inspect
+from . import inspect
 from .config import ConnInfo
 from .errors import BadInput, OperationFailed
-from .store import META_SUFFIX, PARTIAL_SUFFIX, TS_FORMAT, Snapshot, format_ts, fsync_dir, utcnow, write_atomic
+from .store import META_SUFFIX, PARTIAL_SUFFIX, TS_FORMAT, Snapshot, format_ts, fsync_dir, write_atomic
 
-CLONE_SUFFIX = ".clone"
 #: The first line of every pointer file (what a quick check looks for, as HEADER is for dumps).
 POINTER_HEADER = "-- dbsage-tui clone snapshot"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", ""})
@@ -52,17 +51,6 @@ def clone_name(dbname: str, ts: dt.datetime, taken: Collection[str] = (), tag: s
         if name not in taken:
             return name
     raise OperationFailed("No free database name for the clone.", "Drop old clone databases, then retry.")
-
-
-def free_pointer(directory: Path, label: str) -> tuple[dt.datetime, Path]:
-    """Timestamp and pointer path not taken by any snapshot of this label (file or clone) in that second."""
-    ts = utcnow()
-    while True:
-        stem = f"{ts.strftime(TS_FORMAT)}_{label}"
-        suffixes = [*codec.SUFFIXES.values(), CLONE_SUFFIX]
-        if not any((directory / (stem + s + end)).exists() for s in suffixes for end in ("", PARTIAL_SUFFIX)):
-            return ts, directory / (stem + CLONE_SUFFIX)
-        ts += dt.timedelta(seconds=1)
 
 
 def pointer_text(clone_db: str, source_db: str, server: str, server_id: str | None, ts: dt.datetime,

@@ -81,6 +81,10 @@ def demo_root() -> Path:
     return data_dir() / "demo"
 
 
+def _server() -> LocalServer:
+    return LocalServer(demo_root() / "pgdata")
+
+
 def demo_snapshot_dir() -> Path:
     return demo_root() / "snapshots"
 
@@ -90,7 +94,7 @@ def ensure_demo() -> tuple[ConnInfo, bool]:
     call started the server (then this process stops it: ``release_demo``)."""
     root = demo_root()
     root.mkdir(parents=True, exist_ok=True)
-    server = LocalServer(root / "pgdata")
+    server = _server()
     started = not server.is_running()
     server.ensure_running()
     exists = server.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{DEMO_DB}'").strip() == "1"
@@ -103,10 +107,10 @@ def ensure_demo() -> tuple[ConnInfo, bool]:
 def release_demo() -> None:
     """At the end of the process that started the sandbox server: stop it, unless another client is
     connected (a second dbsage-tui that reused it; the server is then left running for it)."""
-    server = LocalServer(demo_root() / "pgdata")
+    server = _server()
     if not server.is_running():
         return
-    server.ensure_running()  # (reads the password back)
+    server.load_password()
     others = server.psql("SELECT count(*) FROM pg_stat_activity "
                          "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
     if others.strip() == "0":
@@ -114,6 +118,6 @@ def release_demo() -> None:
 
 
 def stop_demo() -> None:
-    server = LocalServer(demo_root() / "pgdata")
+    server = _server()
     if server.is_running():
         server.stop()

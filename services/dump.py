@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import fcntl
 import hashlib
 import os
@@ -25,7 +24,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 
@@ -39,15 +37,14 @@ from .scanner import DumpScanner
 from .store import (
     META_SUFFIX,
     PARTIAL_SUFFIX,
-    TS_FORMAT,
     Snapshot,
     SnapshotStore,
     check_label,
     format_ts,
+    free_name,
     fsync_dir,
     human_size,
     os_user,
-    utcnow,
 )
 
 CHUNK = 1 << 20
@@ -126,20 +123,6 @@ def restore_instructions(filename: str, server_major: int, tools_major: int) -> 
         by_hand = f"{source}{psql} -f -" if source else f"{psql} -f {filename}"
     return (f"dbsage-tui restore {filename}\n"
             f"# or by hand (does not drop objects created after the snapshot):\n{by_hand}\n")
-
-
-def _free_name(directory: Path, label: str, suffix: str = ".sql") -> tuple[dt.datetime, Path]:
-    """Timestamp and file name; if ``{timestamp}_{label}`` is taken (two snapshots of one label in a second,
-    whatever their compression), use the next second so that the name and the metadata timestamp stay the
-    same instant."""
-    ts = utcnow()
-    while True:
-        stem = f"{ts.strftime(TS_FORMAT)}_{label}"
-        taken = [directory / (stem + sfx + end) for sfx in (*codec.SUFFIXES.values(), ".clone")
-                 for end in ("", PARTIAL_SUFFIX)]
-        if not any(p.exists() for p in taken):
-            return ts, directory / (stem + suffix)
-        ts += dt.timedelta(seconds=1)
 
 
 def _die_with_parent() -> None:
@@ -294,7 +277,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
     if not scope.schemas:
         raise OperationFailed("There is nothing to snapshot: no schema in scope.",
                               "Check the connection's role can use the schemas, or name them with --schema.")
-    ts, final = _free_name(store.directory, label, codec.SUFFIXES[compress])
+    ts, final = free_name(store.directory, label, codec.SUFFIXES[compress])
     partial = final.with_name(final.name + PARTIAL_SUFFIX)
     kind = "schema-only" if schema_only else "full"
     args = [target.tools.pg_dump, "--clean", "--if-exists", "--no-owner", "--verbose", "--no-password",

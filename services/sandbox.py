@@ -137,10 +137,14 @@ class LocalServer:
 
     def ensure_running(self) -> ConnInfo:
         self.init()
-        if self.password is None and self._pwfile.exists():
-            self.password = self._pwfile.read_text().strip()
+        self.load_password()
         self.start()
         return self.conninfo()
+
+    def load_password(self) -> None:
+        """The superuser's password, from the file ``init`` wrote (a server started by another process)."""
+        if self.password is None and self._pwfile.exists():
+            self.password = self._pwfile.read_text().strip()
 
     def stop(self, mode: str = "fast") -> None:
         if not (self.datadir / "postmaster.pid").exists():

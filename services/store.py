@@ -50,7 +50,7 @@ PARTIAL_SUFFIX = ".partial"
 LOCK_NAME = ".dbsage.lock"
 AUDIT_NAME = "audit.log"
 TS_FORMAT = "%Y%m%d%H%M%S"
-
+CLONE_SUFFIX = ".clone"
 
 
 def suggest_label(label: str) -> str:
@@ -80,7 +80,22 @@ def human_size(n: int | None) -> str:
     if n is None:
         return "?"
     import humanize  # on first use: 2 ms of start-up, and a snapshot only needs it at its end
-    return humanize.naturalsize(n or 0, binary=False)
+    return humanize.naturalsize(n, binary=False)
+
+
+def free_name(directory: Path, label: str, suffix: str) -> tuple[dt.datetime, Path]:
+    """Timestamp and path of a new snapshot (``suffix``: ``.sql``, ``.sql.gz``, ``.sql.zst`` or ``.clone``).
+    If ``{timestamp}_{label}`` is taken by any snapshot, finished or not (two of one label in a second,
+    whatever their kind), the next second is used, so that the name and the metadata timestamp stay the
+    same instant."""
+    ts = utcnow()
+    while True:
+        stem = f"{ts.strftime(TS_FORMAT)}_{label}"
+        taken = [directory / (stem + sfx + end) for sfx in (*codec.SUFFIXES.values(), CLONE_SUFFIX)
+                 for end in ("", PARTIAL_SUFFIX)]
+        if not any(p.exists() for p in taken):
+            return ts, directory / (stem + suffix)
+        ts += dt.timedelta(seconds=1)
 
 
 @dataclass
