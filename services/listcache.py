@@ -101,6 +101,53 @@ def stat_key(sql: os.DirEntry, meta: os.DirEntry | None) -> list | None:
     return key + ([mst.st_size, mst.st_mtime_ns, mst.st_ino] if mst else [None, None, None])
 
 
+#: The entries a listing reads: snapshots (of every kind) and their metadata.
+LISTED = tuple(sfx + end for sfx in (".sql", ".sql.gz", ".sql.zst", ".clone") for end in ("", ".meta.yaml"))
+#: Name -> (size, mtime_ns) of every entry in ``LISTED``: see ``directory_signature``.
+Signature = dict[str, tuple[int, int]]
+
+
+def directory_signature(directory: Path) -> Signature:
+    """Name -> (size, mtime) of every snapshot and metadata file: any snapshot added, rewritten or removed
+    changes it, so a caller that keeps the listing it made (the TUI) only lists again when something did
+    change. Other entries are left out: a dump's ``.partial`` file grows all the time it streams, and the
+    listing's own cache is rewritten by the listing; neither changes what the list shows."""
+    out = {}
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return out
+    for entry in entries:
+        if not entry.name.endswith(LISTED):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        out[entry.name] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def sign(signature: Signature, name: str, key: list | None) -> None:
+    """Put the stamps of a snapshot's two files, from its ``stat_key``, in a signature."""
+    if key is not None:
+        signature[name] = (key[0], key[1])
+        if key[3] is not None:
+            signature[name + ".meta.yaml"] = (key[3], key[4])
+
+
+def complete_signature(signature: Signature, entries: dict[str, os.DirEntry]) -> None:
+    """Add what ``directory_signature`` would have and the listing did not stamp (metadata without a
+    snapshot, a file of another name or type): a stat each, and there are few."""
+    for name, entry in entries.items():
+        if name not in signature and name.endswith(LISTED):
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            signature[name] = (st.st_size, st.st_mtime_ns)
+
+
 def dir_state(directory: Path) -> frozenset | None:
     """The directory's entries by name and inode number (readdir has both: no stat per file), but the
     cache's own files, which ``write_behind`` may be renaming into place. Metadata rewritten by

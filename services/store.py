@@ -166,7 +166,8 @@ class SnapshotStore:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self._primed: tuple[frozenset | None, float, list[Snapshot]] | None = None  # see prefetch
+        #: (directory state, when, listing, signature): see prefetch.
+        self._primed: tuple[frozenset | None, float, list[Snapshot], listcache.Signature | None] | None = None
 
     # -- directory -------------------------------------------------------------------------------------
     def ensure_dir(self) -> None:
@@ -205,17 +206,25 @@ class SnapshotStore:
         Parsed metadata and quick-check results are cached in ``.dbsage-index.json``, keyed by the size,
         mtime and inode of both files, so listing 10,000 snapshots parses only what changed. ``validate``
         never uses the cache."""
+        return self.list_signed(False)[0]
+
+    def list_signed(self, sign: bool = True) -> tuple[list[Snapshot], listcache.Signature | None]:
+        """``list``, and the directory's ``listcache.directory_signature`` as the listing saw it (each
+        file's stamp was taken before the file was read, so any change after it shows in the next
+        signature). A caller that keeps the listing gets it without stat'ing 20,000 files again: on a
+        busy interpreter (the TUI starting) that took longer than listing the cached directory."""
         primed, self._primed = self._primed, None
         if primed is not None and time.monotonic() - primed[1] < self.PRIMED_FOR and \
                 listcache.dir_state(self.directory) == primed[0]:
-            return primed[2]
+            return primed[2], primed[3] if sign else None
         with paused_gc():  # a listing makes many objects and no cycles (see gcpause): 10% of its time
-            return self._list()
+            return self._list(sign)
 
-    def _list(self) -> list[Snapshot]:
+    def _list(self, sign: bool) -> tuple[list[Snapshot], listcache.Signature | None]:
         entries = {e.name: e for e in self._entries()}
         index = listcache.read(self.directory)
         fresh_index: dict[str, dict] = {}
+        signature: listcache.Signature | None = {} if sign else None
         snaps = []
         todo = []  # what the cache cannot answer for: (name, path, match, .sql entry, .meta.yaml entry)
         for name, entry in entries.items():
@@ -228,6 +237,8 @@ class SnapshotStore:
                 key = listcache.stat_key(entry, entries.get(name + META_SUFFIX))
                 if key is not None and isinstance(cached, dict) and cached.get("key") == key and \
                         listcache.entry_ok(cached):
+                    if signature is not None:
+                        listcache.sign(signature, name, key)
                     snaps.append(Snapshot(path=path, label=m.group(2), timestamp=_name_ts(m.group(1)),
                                           meta=cached["meta"], problem=cached["problem"],
                                           file_size=cached["size"]))
@@ -238,14 +249,18 @@ class SnapshotStore:
             if key is not None and cacheable:
                 fresh_index[name] = {"key": key, "meta": snap.meta, "problem": snap.problem,
                                      "size": snap.file_size}
+            if signature is not None:
+                listcache.sign(signature, name, key)
             snaps.append(snap)
+        if signature is not None:
+            listcache.complete_signature(signature, entries)
         if fresh_index != index:
             if len(fresh_index) >= listcache.PARALLEL_MIN and listcache.can_fork():  # 0.1 s per 10,000
                 listcache.write_behind(self.directory, fresh_index)
             else:
                 listcache.write(self.directory, fresh_index)
         snaps.sort(key=lambda s: (s.timestamp, s.path.name), reverse=True)
-        return snaps
+        return snaps, signature
 
     def prefetch(self) -> None:
         """Make the first listing of a large directory that has no listing cache now, while the process
@@ -261,10 +276,10 @@ class SnapshotStore:
             return  # ``list`` reports it
         if count >= listcache.PARALLEL_MIN:
             try:
-                snaps = self.list()
+                snaps, signature = self.list_signed()
             except (DbsageError, OSError):
                 return  # the app's own listing meets it again and shows it
-            self._primed = (listcache.dir_state(self.directory), time.monotonic(), snaps)
+            self._primed = (listcache.dir_state(self.directory), time.monotonic(), snaps, signature)
 
     def _load_all(self, todo: list[tuple]) -> list[tuple[Snapshot, list | None, bool]]:
         """Stat and ``_load`` each snapshot in ``todo``: the snapshot, its cache key, whether it may be

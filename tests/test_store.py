@@ -176,6 +176,35 @@ def test_a_first_listing_shared_with_a_forked_child_gives_the_same_snapshots(tmp
     assert json.loads((store.directory / INDEX_NAME).read_text()).keys() == {"version", *names} - {names[25]}
 
 
+@pytest.mark.parametrize("how", ["first, alone", "first, with a forked child", "from the cache"])
+def test_the_signature_a_listing_returns_is_the_directorys(tmp_path, monkeypatch, how):
+    """The TUI keeps the signature a listing returns instead of stat'ing every file again: it must be the
+    one ``directory_signature`` reads, or the next check of the directory would list it again (or, worse,
+    miss a change). Odd entries too: metadata without a snapshot, a .sql of another name, a symlink, a
+    directory named like a snapshot, a snapshot without metadata."""
+    store = SnapshotStore(tmp_path / "s")
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    names = [make(store, f"n{i}", t + dt.timedelta(minutes=i)) for i in range(12)]
+    d = store.directory
+    (d / (names[4] + META_SUFFIX)).unlink()
+    (d / "20260101000000_lone.sql.meta.yaml").write_text("snapshot: {}\n")
+    (d / "notes.sql").write_text("select 1;\n")
+    (d / "20260102000000_link.sql").symlink_to(d / names[0])
+    (d / "20260103000000_dir.sql").mkdir()
+    (d / "x.sql.partial").write_text("growing")  # not listed, not in the signature
+    monkeypatch.setattr(listcache, "PARALLEL_MIN", 2 if how == "first, with a forked child" else 10**9)
+    if how == "from the cache":
+        store.list()
+        assert len(json.loads((d / INDEX_NAME).read_text())) == 1 + 12  # the version, the 12 regular files
+    snaps, signature = store.list_signed()
+    assert signature == listcache.directory_signature(d)
+    assert "x.sql.partial" not in signature and "notes.sql" in signature
+    assert [s.filename for s in snaps] == [s.filename for s in store.list()]
+    # A change after the listing shows in the next signature: the TUI lists again.
+    (d / names[7]).write_bytes(DUMP + b"-- more\n")
+    assert listcache.directory_signature(d) != signature
+
+
 def test_a_first_listing_made_before_the_app_starts_is_the_one_it_shows(tmp_path):
     """``prefetch`` (the TUI calls it before it starts) lists a large uncached directory at once; the next
     ``list`` returns that listing if nothing changed in the directory since, and lists afresh if it did.

@@ -24,7 +24,6 @@ from app.screens.confirm import ConfirmModal
 from app.screens.create import CreateSnapshotModal
 from app.screens.diff import DiffScreen
 from app.screens.help import HelpScreen
-from app.screens.jobs import directory_signature
 from app.screens.main import MainScreen
 from app.screens.operation import OperationScreen
 from app.screens.restore import RestoreModal
@@ -33,6 +32,7 @@ from app.workflow import default_path, load_workflow
 from services import dump
 from services.config import ConnInfo
 from services.errors import BadInput
+from services.listcache import directory_signature
 from services.store import SnapshotStore, suggest_label
 from services.workspace import Workspace
 from tests.conftest import run_cli

@@ -28,6 +28,7 @@ from app.screens.messages import bridge
 from services.errors import DbsageError
 from services.events import Log, Reporter, Step
 from services.gcpause import freeze_start_up, paused_gc
+from services.listcache import Signature, directory_signature
 from services.store import META_SUFFIX, Snapshot
 
 if TYPE_CHECKING:
@@ -52,40 +53,17 @@ TITLES = {"dump": "Snapshot failed", "restore": "Restore failed", "emergency": "
 #: is added, removed or replaced by rename, which is how the engine and the usual tools write.
 FULL_CHECK_EVERY = 2.0
 ENTRIES_PER_SECOND = 2000
-#: The entries a listing reads: snapshots and their metadata.
-LISTED = tuple(sfx + end for sfx in (".sql", ".sql.gz", ".sql.zst", ".clone") for end in ("", META_SUFFIX))
 
 
 @dataclass
 class Scan:
-    """One look at the directory: per-entry (size, mtime), the directory's mtime, when, and the new
-    listing when something changed (None when nothing did)."""
+    """One look at the directory: per-entry (size, mtime) (``listcache.directory_signature``), the
+    directory's mtime, when, and the new listing when something changed (None when nothing did)."""
 
-    signature: dict[str, tuple[int, int]]
+    signature: Signature
     dir_mtime: int | None
     at: float
     snapshots: list[Snapshot] | None
-
-
-def directory_signature(directory: Path) -> dict[str, tuple[int, int]]:
-    """Name -> (size, mtime) of every snapshot and metadata file: any snapshot added, rewritten or removed
-    changes it, so the listing (which reads every metadata file) only runs when something did change.
-    Other entries are left out: a dump's ``.partial`` file grows all the time it streams, and the
-    listing's own cache is rewritten by the listing; neither changes what the list shows."""
-    out = {}
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return out
-    for entry in entries:
-        if not entry.name.endswith(LISTED):
-            continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        out[entry.name] = (st.st_size, st.st_mtime_ns)
-    return out
 
 
 def dir_mtime(directory: Path) -> int | None:
@@ -95,7 +73,7 @@ def dir_mtime(directory: Path) -> int | None:
         return None
 
 
-def file_stamp(signature: dict[str, tuple[int, int]], filename: str) -> tuple:
+def file_stamp(signature: Signature, filename: str) -> tuple:
     """What identifies one version of a snapshot: its file's and its metadata's (size, mtime)."""
     return signature.get(filename), signature.get(filename + META_SUFFIX)
 
@@ -181,11 +159,10 @@ class Jobs:
         if not force and last is not None and mtime == last.dir_mtime and \
                 now - last.at < max(FULL_CHECK_EVERY, len(last.signature) / ENTRIES_PER_SECOND):
             return None
-        signature = directory_signature(directory)
-        if not (force or last is None or signature != last.signature):
-            return Scan(signature, mtime, now, None)
+        if not force and last is not None and directory_signature(directory) == last.signature:
+            return Scan(last.signature, mtime, now, None)
         with paused_gc():
-            snapshots = self.ws.store.list()
+            snapshots, signature = self.ws.store.list_signed()
             if last is None:
                 freeze_start_up()
         return Scan(signature, mtime, now, snapshots)
