@@ -22,6 +22,7 @@ import datetime as dt
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from typing import ClassVar
 
 from rich.cells import cell_len
@@ -140,7 +141,7 @@ class SnapshotTable(DataTable):
                     self.remove_row(key)
                     self._take_out(key)
             moved = False
-            added: list[tuple[str, list[_Cell]]] = []
+            added: list[tuple[str, dict[str, _Cell]]] = []
             changes: dict[str, dict[str, _Cell]] = {}
             for key, (index, snap) in wanted.items():
                 row = self._rows.get(key)
@@ -148,7 +149,7 @@ class SnapshotTable(DataTable):
                     row = self._rows[key] = self._spare.pop(key, None) or _Row()
                     self._update(row, key, index, snap, now, colors)
                     self._count(row, 1)
-                    added.append((key, [row.cells[column] for _, column in COLUMNS]))
+                    added.append((key, row.cells))
                     moved = moved or not rebuild  # added at the bottom: sorted below
                 elif not row.current(snap, index, key == marked, now):
                     moved = moved or row.index != index
@@ -188,26 +189,29 @@ class SnapshotTable(DataTable):
             # "9 minutes ago" -> "10 minutes ago" widens the age column: the purpose gets less room.
             self._fit()
 
-    def _add_rows(self, rows: list[tuple[str, list[_Cell]]]) -> None:
-        """Add rows (key, cells) at the bottom. DataTable.add_row, once per row, also re-sets the cursor
-        (a reactive: validation and watchers), asks for an idle pass and invalidates its caches: a third
-        of the time it took to show 10,000 rows. Many rows are put in DataTable's row structures the way
-        add_row puts them (one line high, no label), and those steps run once."""
+    def _add_rows(self, rows: list[tuple[str, dict[str, _Cell]]]) -> None:
+        """Add rows (key, cells by column in COLUMNS order) at the bottom. DataTable.add_row, once per
+        row, also re-sets the cursor (a reactive: validation and watchers), asks for an idle pass and
+        invalidates its caches: a third of the time it took to show 10,000 rows. Many rows are put in
+        DataTable's row structures the way add_row puts them (one line high, no label), and those steps
+        run once."""
         if len(rows) <= FEW_ROWS:
             for key, cells in rows:
-                self.add_row(*cells, key=key)
+                self.add_row(*cells.values(), key=key)
             return
         # Cells by column name: DataTable looks them up by ColumnKey, which hashes and compares as its
         # name (StringKey: "lookups using the object behave the same as lookups using the string
         # itself"), and a str key is hashed once, where a ColumnKey is hashed in Python at every insert.
-        columns = [column.key.value for column in self.ordered_columns]
+        # The rows' dicts are in the table's column order already (a copy each: DataTable changes its own).
+        if [column.key.value for column in self.ordered_columns] != list(KEYS):
+            raise ValueError("the table's columns are not COLUMNS")
         first = not self.row_count
         for key, cells in rows:
             row_key = RowKey(key)
             if row_key in self._row_locations:
                 raise DuplicateKey(f"The row key {row_key!r} already exists.")
             self._row_locations[row_key] = self.row_count
-            self._data[row_key] = dict(zip(columns, cells, strict=True))
+            self._data[row_key] = cells.copy()
             self.rows[row_key] = Row(row_key, 1)
             self._new_rows.add(row_key)
         self._order = None
@@ -310,22 +314,21 @@ class SnapshotTable(DataTable):
             heapq.heappush(self._due, (row.age_until, key))
         row.snap, row.shown = snap, _shown(snap, index, marked)
         index, marked, label, valid, protected, ts, kind, size, purpose, problem = row.shown
-        recent = is_recent(snap, now)
-        inputs = {
-            "index": (index,),
-            "label": (label, valid, protected, marked, recent),
-            "date": (ts, recent),
-            "age": (row.age, recent),
-            "type": (kind,),
-            "size": (size,),
-            "purpose": (purpose, problem),
-        }
-        changed = {}
+        recent = now - ts < RECENT
+        # Each column's inputs, in COLUMNS order.
+        inputs = ((index,), (label, valid, protected, marked, recent), (ts, recent), (row.age, recent),
+                  (kind,), (size,), (purpose, problem))
         cells = row.cells
-        for column, args in inputs.items():
-            cell = cells.get(column)
-            if cell is None or cell.args != args:
-                changed[column] = cells[column] = _Cell(column, args, colors)
+        if not cells:  # a new row (10,000 of them when a directory is first shown): no comparisons
+            cells.update(zip(KEYS, map(_Cell, BUILT, inputs, repeat(colors)), strict=True))
+            changed = cells
+        else:
+            changed = {}
+            for column, build, args in zip(KEYS, BUILT, inputs, strict=True):
+                if cells[column].args != args:
+                    changed[column] = cells[column] = _Cell(build, args, colors)
+        if changed:
+            row.widths = _widths(index, inputs[1], row.age, kind, size)
         return changed
 
     def _take_out(self, key: str) -> None:
@@ -337,13 +340,10 @@ class SnapshotTable(DataTable):
             del self._spare[next(iter(self._spare))]  # the longest gone
 
     def _count(self, row: _Row, sign: int) -> None:
-        cells = row.cells
-        for column, counts in self._widths.items():
-            cell = cells.get(column)
-            if cell is not None:
-                counts[cell.width] += sign
-                if not counts[cell.width]:
-                    del counts[cell.width]
+        for counts, width in zip(self._widths.values(), row.widths, strict=False):  # () until built
+            counts[width] += sign
+            if not counts[width]:
+                del counts[width]
 
     def _fit(self, force: bool = False) -> None:
         """Set each column's width from the cells it holds, and give the purpose the room left (so that
@@ -424,15 +424,16 @@ def _shown(snap: Snapshot, index: int, marked: bool) -> tuple:
 
 
 class _Row:
-    """One row: the snapshot it shows (and ``_shown`` of it), its cells, and its age text until that
-    changes."""
+    """One row: the snapshot it shows (and ``_shown`` of it), its cells (by column, in COLUMNS order) and
+    their widths (but the purpose's: ``_widths``), and its age text until that changes."""
 
-    __slots__ = ("age", "age_until", "cells", "shown", "snap")
+    __slots__ = ("age", "age_until", "cells", "shown", "snap", "widths")
 
     def __init__(self) -> None:
         self.snap: Snapshot | None = None
         self.shown: tuple = ()
         self.cells: dict[str, _Cell] = {}
+        self.widths: tuple[int, ...] = ()
         self.age = ""
         self.age_until = dt.datetime.min.replace(tzinfo=dt.UTC)
 
@@ -448,24 +449,23 @@ class _Row:
 # -- the cells: built when first rendered (or read), from the inputs ``_update`` compares -------------------
 
 class _Cell:
-    """One cell: its inputs and width now, its Text when first rendered or read. A table of 10,000 rows
-    renders a screenful; building every row's seven Texts up front was a third of the time it took to show
-    them. DataTable renders the cell through ``__rich_console__``; ``text``, ``plain`` and ``style`` are
-    what a Text cell would have."""
+    """One cell: its inputs, and its Text when first rendered or read. A table of 10,000 rows renders a
+    screenful; building every row's seven Texts up front was a third of the time it took to show them.
+    DataTable renders the cell through ``__rich_console__``; ``text``, ``plain`` and ``style`` are what a
+    Text cell would have."""
 
-    __slots__ = ("_text", "args", "column", "colors", "width")
+    __slots__ = ("_text", "args", "build", "colors")
 
-    def __init__(self, column: str, args: tuple, colors: dict) -> None:
-        self.column = column
+    def __init__(self, build: Callable[..., Text], args: tuple, colors: dict) -> None:
+        self.build = build
         self.args = args
         self.colors = colors
-        self.width = WIDTHS[column](*args)
         self._text: Text | None = None
 
     @property
     def text(self) -> Text:
         if self._text is None:
-            self._text = BUILDERS[self.column](*self.args, self.colors)
+            self._text = self.build(*self.args, self.colors)
         return self._text
 
     @property
@@ -564,14 +564,12 @@ BUILDERS: dict[str, Callable[..., Text]] = {
     "index": _index_cell, "label": _label_cell, "date": _date_cell, "age": _age_cell, "type": _type_cell,
     "size": _size_cell, "purpose": _purpose_cell,
 }
-#: The width of each column's cell, from the same inputs, without building it (the purpose's does not
-#: count: that column gets the room left).
-WIDTHS: dict[str, Callable[..., int]] = {
-    "index": lambda index: len(str(index)) + 1,
-    "label": _label_width,
-    "date": lambda ts, recent: 17,  # " YYYY-mm-dd HH:MM"
-    "age": lambda age, recent: cell_len(age) + 1,
-    "type": lambda kind: len(_TYPES.get(kind, " ?")),
-    "size": lambda size: len(_size_text(size)),
-    "purpose": lambda purpose, problem: 0,
-}
+KEYS = tuple(key for _, key in COLUMNS)
+BUILT = tuple(BUILDERS[key] for key in KEYS)
+
+
+def _widths(index: int, label: tuple, age: str, kind: str, size: int) -> tuple[int, ...]:
+    """The widths of a row's cells but the purpose's (that column gets the room left), in COLUMNS order,
+    from the same inputs, without building them."""
+    return (len(str(index)) + 1, _label_width(*label), 17, cell_len(age) + 1,  # date: " YYYY-mm-dd HH:MM"
+            len(_TYPES.get(kind, " ?")), len(_size_text(size)))
