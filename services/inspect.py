@@ -241,7 +241,8 @@ class ClearPlan:
     preserved: list[str]  # descriptions of outside objects dropped and re-created around the replay
 
 
-async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumped_global_default_acls: bool) -> ClearPlan:
+async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumped_global_default_acls: bool,
+                     dumped_publications: bool = False) -> ClearPlan:
     """Empty ``schemas`` so that replaying a ``--clean`` dump yields exactly the dump's state.
 
     * Schemas other than ``public`` are dropped with CASCADE (the dump re-creates them).
@@ -251,8 +252,14 @@ async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumped_global_
       public.handle_new_user(), a foreign key into a public table, a policy or a column default using a
       public function) are dropped first and re-created after the replay, unchanged. Dependents we cannot
       re-create (a view or a column type outside the scope) stop the restore before it starts.
+    * Publications, when the dump has them all (a whole-database, non-Supabase scope): every one is
+      dropped, as the dump's own ``--clean`` drops those it re-creates, so that one made after the
+      snapshot is gone too. (Subscriptions are left alone: dropping one drops its slot on the publisher.)
     """
     prelude: list[str] = []
+    if dumped_publications:
+        pubs = await con.fetch("SELECT quote_ident(pubname) AS name FROM pg_publication ORDER BY pubname")
+        prelude += [f"DROP PUBLICATION {r['name']};" for r in pubs]
     postlude: list[str] = []
     preserved: list[str] = []
     deps = await con.fetch(

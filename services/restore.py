@@ -375,9 +375,11 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
     scope = inspect.Scope.from_meta(snap.get("schemas") or [], snap.get("scope"))
     try:
         schemas = await inspect.current_scope_schemas(target.con, scope)
-        # Database-wide default privileges are in the dump only for a whole-database, non-Supabase scope.
+        # Database-wide default privileges and publications are in the dump only for a whole-database,
+        # non-Supabase scope (pg_dump leaves them out with --schema; Supabase's belong to the platform).
         whole_db = scope.mode == "all-except" and not scope.supabase
-        plan = await inspect.plan_clear(target.con, schemas, dumped_global_default_acls=whole_db)
+        plan = await inspect.plan_clear(target.con, schemas, dumped_global_default_acls=whole_db,
+                                        dumped_publications=whole_db)
         for p in plan.preserved:
             report(Log(f"kept outside the scope: {p}"))
         result.preserved = plan.preserved

@@ -88,12 +88,16 @@ NORTHWIND_MUTATIONS = """
     DROP TABLE us_states;
     CREATE TABLE audit_trail (id serial PRIMARY KEY, at timestamptz DEFAULT now());
     REVOKE ALL ON SCHEMA public FROM PUBLIC;
+    CREATE PUBLICATION created_later FOR TABLE region;
+    ALTER PUBLICATION orders_feed ADD TABLE products;
 """
 
 
 async def test_northwind_data_restores_exactly(pg, db, snapdir):
-    """Northwind, with data: deleted, updated and inserted rows all come back as they were."""
+    """Northwind, with data: deleted, updated and inserted rows all come back as they were; and its
+    publication (a whole-database snapshot has them all) as it was, one made since gone."""
     load_sql(pg, db, FIXTURES / "northwind.sql")
+    pg.psql("CREATE PUBLICATION orders_feed FOR TABLE orders WITH (publish = 'insert')", db.dbname)
     before, after, result = await roundtrip(pg, db, snapdir, NORTHWIND_MUTATIONS)
     assert_same(before, after)
     assert result.smoke_ok
