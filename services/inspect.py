@@ -348,7 +348,45 @@ async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumped_global_
         else:
             prelude.append(f"DROP SCHEMA {quote_ident(schema)} CASCADE;")
     acl_prelude, acl_postlude = await _reset_default_acls(con, schemas, dumped_global_default_acls)
+    if not dumped_publications:
+        members, kept = await _publication_members(con, schemas)
+        postlude += members
+        preserved += kept
     return ClearPlan(prelude=prelude + acl_prelude, postlude=postlude + acl_postlude, preserved=preserved)
+
+
+async def _publication_members(con: asyncpg.Connection, schemas: list[str]) -> tuple[list[str], list[str]]:
+    """A dump without publications (Supabase's: supabase_realtime is the platform's) has no memberships
+    either, and dropping a table or schema of the scope takes it out of every publication: realtime would
+    stop for it, silently. The memberships (with their column lists and row filters) are put back after
+    the replay, for the tables and schemas the snapshot re-created; one whose table or schema the
+    snapshot does not have goes, as anything made after it does."""
+    new = (await con.fetchval("SELECT current_setting('server_version_num')::int")) >= 150000
+    rows = await con.fetch(
+        f"""SELECT quote_ident(p.pubname) AS pub, p.pubname, n.nspname, c.relname,
+                   format('%I.%I', n.nspname, c.relname) AS tbl,
+                   {"pg_get_expr(r.prqual, r.prrelid)" if new else "NULL::text"} AS qual,
+                   {"(SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a "
+                    "WHERE a.attrelid = r.prrelid AND a.attnum = ANY(r.prattrs))" if new else "NULL::text"} AS cols
+            FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
+            JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = ANY($1::text[]) ORDER BY 2, 3, 4""", schemas)
+    postlude, kept = [], []
+    for r in rows:
+        target = r["tbl"] + (f" ({r['cols']})" if r["cols"] else "") + (f" WHERE ({r['qual']})" if r["qual"] else "")
+        postlude.append(f"DO $dbsage$ BEGIN IF to_regclass({_literal(r['tbl'])}) IS NOT NULL THEN "
+                        f"ALTER PUBLICATION {r['pub']} ADD TABLE ONLY {target}; END IF; END $dbsage$;")
+        kept.append(f"table {r['tbl']} in publication {r['pubname']}")
+    if new:  # FOR TABLES IN SCHEMA (PostgreSQL 15+); public is emptied, never dropped: its entries stay
+        for r in await con.fetch(
+                """SELECT quote_ident(p.pubname) AS pub, p.pubname, n.nspname FROM pg_publication_namespace pn
+                   JOIN pg_publication p ON p.oid = pn.pnpubid JOIN pg_namespace n ON n.oid = pn.pnnspid
+                   WHERE n.nspname = ANY($1::text[]) AND n.nspname <> 'public' ORDER BY 2, 3""", schemas):
+            postlude.append(f"DO $dbsage$ BEGIN IF to_regnamespace({_literal(quote_ident(r['nspname']))}) IS NOT NULL "
+                            f"THEN ALTER PUBLICATION {r['pub']} ADD TABLES IN SCHEMA {quote_ident(r['nspname'])}; "
+                            f"END IF; END $dbsage$;")
+            kept.append(f"schema {r['nspname']} in publication {r['pubname']}")
+    return postlude, kept
 
 
 def _literal(text: str) -> str:

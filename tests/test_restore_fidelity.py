@@ -136,6 +136,9 @@ SUPABASE_MUTATIONS = """
     CREATE TRIGGER on_auth_user_created AFTER INSERT ON auth.users
         FOR EACH ROW EXECUTE PROCEDURE public.handle_new_user();
     CREATE TABLE public.secrets (id int);
+    SET client_min_messages = error;
+    ALTER PUBLICATION supabase_realtime ADD TABLE public.secrets;
+    RESET client_min_messages;
     DROP POLICY "Users can update own profile." ON public.profiles;
     ALTER TABLE public.todos DISABLE ROW LEVEL SECURITY;
     GRANT ALL ON public.todos TO anon;
@@ -167,6 +170,11 @@ async def test_supabase_shape_restores_scope_and_keeps_auth(pg, db, snapdir):
     result = await restore.restore(db, store, snap)
     assert result.smoke_ok
     assert any("on_auth_user_created" in p for p in result.preserved)
+    # Realtime stays on for the table the snapshot has (the publication is the platform's, not in the
+    # dump); the table made since is gone, and with it its membership.
+    assert "table public.todos in publication supabase_realtime" in result.preserved
+    assert pg.psql("SELECT string_agg(tablename || coalesce(' ' || rowfilter, ''), ',') FROM pg_publication_tables "
+                   "WHERE pubname = 'supabase_realtime'", db.dbname).strip() == "todos (id > 0)"
 
     public_now = _schema_dump(db, "public")
     pg.psql("SELECT 1", db.dbname)

@@ -66,6 +66,12 @@ $$ BEGIN END $$;
 CREATE EVENT TRIGGER issue_pg_graphql_access ON ddl_command_end WHEN TAG IN ('CREATE FUNCTION')
     EXECUTE FUNCTION extensions.grant_pg_graphql_access();
 ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO supabase_auth_admin;
+-- Every project has the realtime service's publication; an app turns realtime on for a table by adding
+-- the table to it (here with a column list and a row filter, as the dashboard allows).
+SET client_min_messages = error;  -- "wal_level is insufficient to publish logical changes"
+CREATE PUBLICATION supabase_realtime;
+ALTER PUBLICATION supabase_realtime ADD TABLE public.todos (id, user_id, task) WHERE (id > 0);
+RESET client_min_messages;
 
 INSERT INTO auth.users (email, raw_user_meta_data)
 SELECT format('user%s@example.com', i), jsonb_build_object('username', format('user%s', i))
