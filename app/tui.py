@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from textual import events
 from textual.app import App
 
 from app.screens.main import MainScreen
@@ -44,6 +45,31 @@ class DbsageApp(App[int]):
 
     def get_default_screen(self) -> MainScreen:
         return MainScreen(self.ws, self.workflow, self.clock, self.server_info)
+
+    # -- keys typed ahead ----------------------------------------------------------------------------------
+    # A key goes to what has focus when it arrives, and its binding runs once it has bubbled back up here.
+    # So keys typed (or pasted) right behind "n" or "/" are already on their way through the list when the
+    # create dialog or the filter field opens: they used to come back here, match nothing and vanish (and
+    # an Enter among them took a snapshot under the suggested label). Each key remembers where it was
+    # typed; one that comes back after the focus moved (to a dialog opened since, or another field) is
+    # given to what has focus now, as a terminal application's typed-ahead keys are.
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            event._typed_on = (self.screen, self.focused)  # noqa: SLF001 - our own attribute on the event
+        await super().on_event(event)
+
+    def _on_key(self, event: events.Key) -> None:
+        # Runs before App._on_key (Textual calls the handler of every class up the MRO), which checks the
+        # bindings; prevent_default() keeps that from running for a key handed on.
+        screen, focus = getattr(event, "_typed_on", (None, None))
+        if screen is None or (screen is self.screen and focus is self.focused) or screen not in self.screen_stack:
+            return
+        event.prevent_default()
+        again = events.Key(event.key, event.character)
+        again._typed_on = (self.screen, self.focused)  # noqa: SLF001
+        again._set_forwarded()  # as the driver's keys are once sent on: not taken for a new one here
+        (self.focused or self.screen).post_message(again)
 
 
 def make_app(ws: Workspace, *, clock: Callable[[], dt.datetime] | None = None,

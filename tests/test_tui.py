@@ -105,6 +105,44 @@ def assert_password_hidden(app) -> None:
 
 # -- creating --------------------------------------------------------------------------------------------
 
+def burst(app, keys: list[tuple[str, str | None]]) -> None:
+    """Keys as a fast typist or a paste sends them: all at once, straight to the driver, without waiting
+    for the app between them (``pilot.press`` waits)."""
+    from textual import events
+    for key, char in keys:
+        event = events.Key(key, char)
+        event.set_sender(app)
+        app._driver.send_message(event)
+
+
+async def test_a_label_typed_right_after_n_is_not_lost(pg18, db18, snapdir):
+    """"n" and the label in one burst: the keys reach the dialog before its label field has focus. They
+    are the label (replacing the suggestion), and Enter among them takes the snapshot."""
+    seed_items(pg18, db18)
+    store = SnapshotStore(snapdir)
+    app = make_app(Workspace(conn=db18, store=store))
+    async with app.run_test(size=SIZE) as pilot:
+        await listed(pilot, 0)
+        burst(app, [("n", "n"), *[(c if c.isalnum() else "minus", c) for c in "quick-one"], ("enter", None)])
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, MainScreen) and not app.workers._workers or sql_files(snapdir):
+                break
+        await app.workers.wait_for_complete()
+        await listed(pilot, 1)
+        assert [f.split("_", 1)[1] for f in sql_files(snapdir)] == ["quick-one.sql"]
+        # Typed once the field has focus, as before: the suggestion is selected and replaced.
+        await pilot.press("n")
+        await pilot.press(*"slow", "enter")
+        await app.workers.wait_for_complete()
+        await listed(pilot, 2)
+        assert sorted(f.split("_", 1)[1] for f in sql_files(snapdir)) == ["quick-one.sql", "slow.sql"]
+        # The same for the filter field "/" opens: the keys behind it are the filter.
+        burst(app, [("slash", "/"), ("s", "s"), ("l", "l")])
+        await until(pilot, lambda: app.screen.query_one("#filter", Input).value == "sl", what="the filter typed")
+        await listed(pilot, 1)
+
+
 async def test_create_snapshots_from_the_form(pg18, db18, snapdir):
     seed_items(pg18, db18)
     store = SnapshotStore(snapdir)
@@ -120,6 +158,9 @@ async def test_create_snapshots_from_the_form(pg18, db18, snapdir):
         assert isinstance(app.screen, MainScreen)
         await app.workers.wait_for_complete()
         table = await listed(pilot, 1)
+        # The notice says so (it is gone after its 5 s: looked at now, not after the next two).
+        saved = [t for t in notices(app) if t.startswith("Saved ")]
+        assert len(saved) == 1 and saved[0].split()[1] == sql_files(snapdir)[0]
 
         # A second one, schema-only, chosen with the mouse.
         await pilot.press("n")
@@ -153,7 +194,6 @@ async def test_create_snapshots_from_the_form(pg18, db18, snapdir):
     assert schema.type == "schema-only"
     assert store.validate(full).ok
     assert keys_of(table) == [packed.filename, schema.filename, full.filename]
-    assert any(f"Saved {full.filename}" in t for t in notices(app))
 
 
 async def test_label_is_checked_live_and_a_suggestion_offered(tmp_path):

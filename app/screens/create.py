@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -53,6 +54,7 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
         super().__init__()
         self.operation = operation
         self.target = target
+        self._typed_ahead = False
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog", classes="dialog", can_focus=False):
@@ -84,6 +86,23 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
     def on_mount(self) -> None:
         self._show_label_check(self.query_one("#field-label", Input).value)
         self.query_one("#field-label", Input).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        """Keys typed (or pasted) right after "n" reach the dialog before its label field has focus (it
+        gets it once the dialog is mounted): they are the label, replacing the suggestion, as if the field
+        had had focus; Enter among them takes the snapshot. Nothing else is ever typed into the field."""
+        if self.focused is not None:
+            return
+        box = self.query_one("#field-label", Input)
+        if event.is_printable and event.character:
+            event.stop()
+            box.value = (box.value if self._typed_ahead else "") + event.character
+            box.cursor_position = len(box.value)
+            box.select_on_focus = False  # focus arriving now must not select (and so replace) the typing
+            self._typed_ahead = True
+        elif event.key == "enter" and self._typed_ahead:
+            event.stop()
+            self._submit()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "field-label":

@@ -448,7 +448,7 @@ class MainScreen(Jobs, Screen):
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = True
-        box.focus()
+        self.set_focus(box)  # now, not after a refresh (focus()): keys typed right behind "/" go into it
 
     def action_show_list(self) -> None:
         self._close_filter()
