@@ -361,7 +361,7 @@ async def _publication_members(con: asyncpg.Connection, schemas: list[str]) -> t
     stop for it, silently. The memberships (with their column lists and row filters) are put back after
     the replay, for the tables and schemas the snapshot re-created; one whose table or schema the
     snapshot does not have goes, as anything made after it does."""
-    new = (await con.fetchval("SELECT current_setting('server_version_num')::int")) >= 150000
+    new = con.get_server_version().major >= 15  # asyncpg read it at connect: no query
     rows = await con.fetch(
         f"""SELECT quote_ident(p.pubname) AS pub, p.pubname, n.nspname, c.relname,
                    format('%I.%I', n.nspname, c.relname) AS tbl,

@@ -55,10 +55,6 @@ FEW_ROWS = 20
 LEGEND = f"{INVALID_MARK} invalid  {PROTECTED_MARK} protected  {DIFF_MARK} marked  bold: last 24 h"
 
 
-def is_recent(snap: Snapshot, now: dt.datetime) -> bool:
-    return now - snap.timestamp < RECENT
-
-
 def next_change(ts: dt.datetime, now: dt.datetime) -> dt.datetime:
     """When the age text of ``ts`` (or its 24 h highlight) can next change. Within a day the text counts
     seconds, minutes or hours; beyond, whole days (months and years are derived from days)."""
