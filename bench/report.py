@@ -186,7 +186,7 @@ def _tui(results: dict) -> list[str]:
     for count, keys in (tui.get("keys") or {}).items():
         lines.append(f"- key presses during a dump, {int(count):,} snapshots listed: {short(keys)}; "
                      f"started by {keys.get('how', '?')}")
-        lines += _stalls(keys)
+        lines += _stalls(keys) + _gc_passes(keys)
     return lines
 
 
@@ -197,6 +197,26 @@ def _stalls(res: dict) -> list[str]:
         return []
     return [f"  - loop stalls > 50 ms: {stalls[0]['ms']} ms sampled; by code:"] + [
         f"    - {s['ms']} ms in `{s['where']}`" for s in stalls[1:]]
+
+
+def _gc_passes(res: dict) -> list[str]:
+    """The cycle collector's passes of 5 ms or more in the same window (bench.stalls.GcWatch): wall time
+    against the thread's CPU time tells work from waiting for a core."""
+    passes = res.get("gc_passes")
+    if not passes:
+        return []
+    full = [g for g in passes if g["gen"] == 2]
+    young = [g for g in passes if g["gen"] != 2]
+    out = [f"  - collector passes >= 5 ms: {len(passes)}, {sum(g['ms'] for g in passes):.0f} ms wall, "
+           f"{sum(g['cpu_ms'] for g in passes):.0f} ms CPU in all"]
+    if full:
+        out.append("    - full (gen 2): " + ", ".join(f"{g['ms']:.0f} ms wall / {g['cpu_ms']:.0f} ms CPU "
+                                                     f"on {g['thread']}" for g in full))
+    if young:
+        worst = max(young, key=lambda g: g["ms"])
+        out.append(f"    - young (gen 0/1): {len(young)}, longest {worst['ms']:.0f} ms wall / "
+                   f"{worst['cpu_ms']:.1f} ms CPU")
+    return out
 
 
 METHOD = [

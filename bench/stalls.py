@@ -9,6 +9,7 @@ would, without installing anything.
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -73,3 +74,38 @@ class StallSampler:
         total = {"ms": round(sum(self.samples.values()) * self.every * 1000), "where": "(all stalls > 50 ms)"}
         return [total] + [{"ms": round(count * self.every * 1000), "where": where}
                           for where, count in self.samples.most_common(n)]
+
+
+class GcWatch:
+    """Collector passes of ``min_ms`` or longer while it watches (``gc.callbacks``): which generation, on
+    which thread, how long, and when (seconds after ``start``). A pass in a worker thread holds the GIL,
+    so the loop thread waits without any of its frames running: the stall sampler cannot name that time,
+    this can."""
+
+    def __init__(self, min_ms: float = 5.0) -> None:
+        self.min_ms = min_ms
+        self.passes: list[dict] = []
+        self.t0 = 0.0
+        self._began: dict[int, float] = {}
+
+    def _callback(self, phase: str, info: dict) -> None:
+        now, cpu = time.perf_counter(), time.thread_time()
+        ident = threading.get_ident()
+        if phase == "start":
+            self._began[ident] = (now, cpu)
+            return
+        began = self._began.pop(ident, None)
+        if began is not None and (now - began[0]) * 1000 >= self.min_ms:
+            self.passes.append({"at_s": round(began[0] - self.t0, 3), "ms": round((now - began[0]) * 1000, 1),
+                                "cpu_ms": round((cpu - began[1]) * 1000, 1), "gen": info.get("generation"),
+                                "collected": info.get("collected"), "thread": threading.current_thread().name})
+
+    def start(self) -> GcWatch:
+        self.t0 = time.perf_counter()
+        gc.callbacks.append(self._callback)
+        return self
+
+    def stop(self) -> list[dict]:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+        return self.passes

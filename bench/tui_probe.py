@@ -17,7 +17,10 @@ table's cursor has moved, and until the next refresh. A loop-lag monitor (10 ms 
 key can never be handled faster than the loop lets any task run. The dump is cancelled when done.
 
 Both modes report ``stalls``: where the loop thread was when it stalled for more than 50 ms
-(``bench.stalls``), so that a slow number comes with its cause.
+(``bench.stalls``), so that a slow number comes with its cause. keys also reports ``gc_passes``: the
+cycle collector's passes of 5 ms or more in the window, on any thread, with their CPU time (a pass in a
+worker thread holds the GIL, which the sampler cannot see), ``worst_at_s`` for the longest stall and
+``dump_seen_done_at_s``, both in seconds from the start of the window.
 
 Exit status 0 with ``{"status": "not measurable yet", ...}`` when the real app is not there yet.
 """
@@ -34,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.stalls import StallSampler
+from bench.stalls import GcWatch, StallSampler
 
 
 class NotReady(Exception):
@@ -160,12 +163,18 @@ def _send_key(app, key: str) -> None:
     app._driver.send_message(event)  # what pilot.press does, minus its wait for CPU idle
 
 
-async def _lag_monitor(samples: list[float], stop: asyncio.Event, sampler: StallSampler) -> None:
+async def _lag_monitor(samples: list[float], stop: asyncio.Event, sampler: StallSampler,
+                       worst: list[float]) -> None:
+    """Loop lag samples; ``worst`` gets [lag, seconds after the start] of the longest."""
+    t0 = time.perf_counter()
     while not stop.is_set():
         t = time.perf_counter()
         await asyncio.sleep(0.01)
         sampler.tick()
-        samples.append(time.perf_counter() - t - 0.01)
+        lag = time.perf_counter() - t - 0.01
+        samples.append(lag)
+        if not worst or lag > worst[0]:
+            worst[:] = [lag, t - t0]
 
 
 class PartialFile:
@@ -205,12 +214,16 @@ async def probe_keys(args) -> dict:
                 return {"status": "dump did not start", "how": how}
             await asyncio.sleep(0.05)
         lags: list[float] = []
+        worst: list[float] = []
         stop = asyncio.Event()
         sampler = StallSampler().start()
-        monitor = asyncio.create_task(_lag_monitor(lags, stop, sampler))
+        gcw = GcWatch().start()
+        monitor = asyncio.create_task(_lag_monitor(lags, stop, sampler, worst))
         handled, painted, skipped = [], [], 0
+        ended_at = None
         for _ in range(args.presses):
             if partial.size() < 0:
+                ended_at = time.perf_counter() - gcw.t0
                 break  # dump finished
             tables = _tables(app)
             if not tables:
@@ -235,6 +248,7 @@ async def probe_keys(args) -> dict:
         stop.set()
         await monitor
         sampler.stop()
+        gc_passes = gcw.stop()
         app.workers.cancel_all()
         await pilot.pause(0.5)
     lags.sort()
@@ -244,8 +258,10 @@ async def probe_keys(args) -> dict:
             "loop_lag_ms": {"max": round(lags[-1] * 1000, 1) if lags else None,
                             "p99": round(lags[int(len(lags) * 0.99)] * 1000, 1) if lags else None,
                             "median": round(statistics.median(lags) * 1000, 2) if lags else None,
-                            "samples": len(lags)},
-            "stalls": sampler.top()}
+                            "samples": len(lags),
+                            "worst_at_s": round(worst[1], 3) if worst else None},
+            "dump_seen_done_at_s": round(ended_at, 3) if ended_at is not None else None,
+            "gc_passes": gc_passes, "stalls": sampler.top()}
 
 
 def _ms_stats(values: list[float]) -> dict | None:
