@@ -164,8 +164,8 @@ def _send_key(app, key: str) -> None:
 
 
 async def _lag_monitor(samples: list[float], stop: asyncio.Event, sampler: StallSampler,
-                       worst: list[float]) -> None:
-    """Loop lag samples; ``worst`` gets [lag, seconds after the start] of the longest."""
+                       worst: list[float] | None = None) -> None:
+    """Loop lag samples; ``worst``, if given, gets [lag, seconds after the start] of the longest."""
     t0 = time.perf_counter()
     while not stop.is_set():
         t = time.perf_counter()
@@ -173,7 +173,7 @@ async def _lag_monitor(samples: list[float], stop: asyncio.Event, sampler: Stall
         sampler.tick()
         lag = time.perf_counter() - t - 0.01
         samples.append(lag)
-        if not worst or lag > worst[0]:
+        if worst is not None and (not worst or lag > worst[0]):
             worst[:] = [lag, t - t0]
 
 
