@@ -8,7 +8,8 @@ Why it is built this way:
   schema object, not the dump.
 - **Parsed, not textual.** Each entry is parsed with pglast (PostgreSQL's own parser) and every object is
   compared by its deparsed, canonical SQL, so formatting, ``character varying`` vs ``varchar`` and the
-  OIDs in pg_dump's comments never show up as changes. psql meta-commands (``\\restrict KEY``), COPY
+  OIDs in pg_dump's comments (and column options the server stamps itself, ``pg_attver``) never show up
+  as changes. psql meta-commands (``\\restrict KEY``), COPY
   statements, the ``--clean`` DROPs, SETs and ``setval`` calls are not schema and are skipped. An entry
   pglast cannot parse is compared as whitespace-normalised text under its TOC name, and a note says so.
 - **Objects, not statements.** A column's default set by a later ``ALTER TABLE`` belongs to the column; a
@@ -149,6 +150,25 @@ def _sql_without(node, part=None, **blanked) -> str:
     finally:
         for key, value in saved.items():
             setattr(part, key, value)
+
+
+#: Column options the server sets itself on every new column (Debian's PostgreSQL 15.20 stamps each with
+#: ``pg_attver``; a SET of it is accepted and ignored), so a table recreated unchanged differs only there.
+SERVER_STAMPED_OPTIONS = frozenset({"pg_attver"})
+
+
+def _without_server_stamps(cmds):
+    """ALTER TABLE commands without server-assigned column options (like the OIDs in pg_dump's comments,
+    not something a snapshot or a restore can carry); a SET of nothing else goes altogether."""
+    out = []
+    for cmd in cmds or ():
+        if cmd.subtype == enums.AlterTableType.AT_SetOptions and cmd.def_:
+            kept = tuple(d for d in cmd.def_ if d.defname not in SERVER_STAMPED_OPTIONS)
+            if not kept:
+                continue
+            cmd.def_ = kept
+        out.append(cmd)
+    return tuple(out)
 
 
 def _no_locations(value):
@@ -317,6 +337,9 @@ class _Builder:
 
     def _alter_table(self, n: ast.AlterTableStmt) -> None:
         if n.missing_ok:  # ALTER TABLE IF EXISTS ... DROP CONSTRAINT: the --clean preamble
+            return
+        n.cmds = _without_server_stamps(n.cmds)
+        if not n.cmds:
             return
         rel = _rv(n.relation)
         if n.objtype == enums.ObjectType.OBJECT_INDEX:
