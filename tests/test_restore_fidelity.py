@@ -1,6 +1,7 @@
 """Restore fidelity, the heart of the product: after a restore the database is exactly what the snapshot
 captured. Measured the way a Postgres engineer would: a pg_dump of the whole database, with owners and
-privileges, before the snapshot and after the restore must be equal (``\\restrict`` keys aside)."""
+privileges, before the snapshot and after the restore must be equal (``\\restrict`` keys and the server's own
+column stamps aside: ``conftest.comparable``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from services import dump, restore
 from services.store import SnapshotStore
-from tests.conftest import FIXTURES, SQL, full_dump, has_extension, load_sql
+from tests.conftest import FIXTURES, SQL, comparable, full_dump, has_extension, load_sql
 
 
 def assert_same(before: str, after: str) -> None:
@@ -226,10 +227,7 @@ async def test_schema_only_snapshot_restores_structure_with_empty_tables(pg, db,
     result = await restore.restore(db, store, snap, pre_snapshot=False)
     assert any("schema-only" in w for w in result.warnings)
     assert result.smoke_ok
-    def strip(s: str) -> str:
-        return "\n".join(ln for ln in s.splitlines() if not ln.startswith(("\\restrict", "\\unrestrict")))
-
-    assert strip(_schema_dump(db, "public")) == strip(structure)
+    assert comparable(_schema_dump(db, "public")) == comparable(structure)
     assert pg.psql("SELECT count(*) FROM customers", db.dbname).strip() == "0"
 
 
