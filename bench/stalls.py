@@ -86,7 +86,7 @@ class GcWatch:
         self.min_ms = min_ms
         self.passes: list[dict] = []
         self.t0 = 0.0
-        self._began: dict[int, float] = {}
+        self._began: dict[int, tuple[float, float]] = {}  # thread -> (wall, thread CPU) at a pass's start
 
     def _callback(self, phase: str, info: dict) -> None:
         now, cpu = time.perf_counter(), time.thread_time()

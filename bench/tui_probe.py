@@ -165,8 +165,7 @@ def _send_key(app, key: str) -> None:
 
 async def _lag_monitor(samples: list[float], stop: asyncio.Event, sampler: StallSampler,
                        worst: list[float] | None = None) -> None:
-    """Loop lag samples; ``worst``, if given, gets [lag, seconds after the start] of the longest."""
-    t0 = time.perf_counter()
+    """Loop lag samples; ``worst``, if given, gets [lag, perf_counter() when it began] of the longest."""
     while not stop.is_set():
         t = time.perf_counter()
         await asyncio.sleep(0.01)
@@ -174,7 +173,7 @@ async def _lag_monitor(samples: list[float], stop: asyncio.Event, sampler: Stall
         lag = time.perf_counter() - t - 0.01
         samples.append(lag)
         if worst is not None and (not worst or lag > worst[0]):
-            worst[:] = [lag, t - t0]
+            worst[:] = [lag, t]
 
 
 class PartialFile:
@@ -259,7 +258,7 @@ async def probe_keys(args) -> dict:
                             "p99": round(lags[int(len(lags) * 0.99)] * 1000, 1) if lags else None,
                             "median": round(statistics.median(lags) * 1000, 2) if lags else None,
                             "samples": len(lags),
-                            "worst_at_s": round(worst[1], 3) if worst else None},
+                            "worst_at_s": round(worst[1] - gcw.t0, 3) if worst else None},
             "dump_seen_done_at_s": round(ended_at, 3) if ended_at is not None else None,
             "gc_passes": gc_passes, "stalls": sampler.top()}
 
