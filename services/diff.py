@@ -37,6 +37,7 @@ from pglast.parser import ParseError
 from pglast.stream import RawStream
 
 from . import codec
+from .compat import SERVER_STAMPED_OPTIONS
 from .errors import InvalidSnapshot
 from .events import Progress, Reporter, null_reporter
 from .scanner import DumpScanner
@@ -152,14 +153,9 @@ def _sql_without(node, part=None, **blanked) -> str:
             setattr(part, key, value)
 
 
-#: Column options the server sets itself on every new column (Debian's PostgreSQL 15.20 stamps each with
-#: ``pg_attver``; a SET of it is accepted and ignored), so a table recreated unchanged differs only there.
-SERVER_STAMPED_OPTIONS = frozenset({"pg_attver"})
-
-
 def _without_server_stamps(cmds):
-    """ALTER TABLE commands without server-assigned column options (like the OIDs in pg_dump's comments,
-    not something a snapshot or a restore can carry); a SET of nothing else goes altogether."""
+    """ALTER TABLE commands without the column options a server sets itself (``compat``; like the OIDs in
+    pg_dump's comments, not something a snapshot or a restore can carry); a SET of nothing else goes."""
     out = []
     for cmd in cmds or ():
         if cmd.subtype == enums.AlterTableType.AT_SetOptions and cmd.def_:

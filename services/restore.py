@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import codec, inspect
+from .compat import ReplayFilter
 from .config import ConnInfo
 from .dump import (
     PROGRESS_EVERY,
@@ -78,7 +79,7 @@ def validate_or_refuse(store: SnapshotStore, snap: Snapshot, report: Reporter) -
 
 class _Feeder:
     """Runs in a worker thread: writes the prelude, then the snapshot's bytes (hashed and scanned on the
-    way), into psql's stdin. Hashing while feeding closes the gap between validation and replay: the
+    way, made fit for this server by ``compat.ReplayFilter``), into psql's stdin. Hashing while feeding closes the gap between validation and replay: the
     COMMIT is only sent if the bytes psql received are the ones the metadata vouches for. The scan lists
     the COPY blocks in order, to match against the ``COPY n`` tags psql prints."""
 
@@ -95,22 +96,25 @@ class _Feeder:
             write_all(self.dst, self.prelude)
         except BrokenPipeError:
             self.psql_stopped = True
+        sql = ReplayFilter(self.server_major)
         with open(self.snap.path, "rb") as fh:
             raw = codec.HashingReader(fh, self.digest)
-            first = True
             try:
                 for chunk in codec.iter_plain(raw, codec.method_of(self.snap.filename)):
                     self.moved = raw.read_bytes
                     self.scanner.feed(chunk)
-                    if not self.psql_stopped:
-                        try:
-                            write_all(self.dst, _compatible_header(chunk, self.server_major) if first else chunk)
-                        except BrokenPipeError:
-                            self.psql_stopped = True  # psql failed; keep hashing to tell a bad file apart
-                    first = False
+                    self._send(sql.feed(chunk))
+                self._send(sql.flush())
             except codec.CorruptCompressedData as exc:
                 self.damaged = str(exc)  # not intact either: the rest of the file was not read
             self.moved = raw.read_bytes
+
+    def _send(self, data: bytes) -> None:
+        if data and not self.psql_stopped:
+            try:
+                write_all(self.dst, data)
+            except BrokenPipeError:
+                self.psql_stopped = True  # psql failed; keep hashing to tell a bad file apart
 
     @property
     def intact(self) -> bool:
@@ -262,16 +266,6 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
-
-def _compatible_header(chunk: bytes, server_major: int) -> bytes:
-    """pg_dump 17+ always writes ``SET transaction_timeout = 0;`` in its header; servers before 17 do not
-    know the setting and the single transaction would abort on it. Drop that one header line for them."""
-    if server_major >= 17:
-        return chunk
-    line = b"\nSET transaction_timeout = 0;\n"
-    idx = chunk.find(line, 0, 4096)
-    return chunk if idx < 0 else chunk[:idx + 1] + chunk[idx + len(line):]
 
 
 def _restore_failure(stderr: str, prelude_lines: int, snap: Snapshot) -> OperationFailed:

@@ -74,6 +74,14 @@ def pg18(server_root) -> LocalServer:
     return _server("18", server_root)
 
 
+@pytest.fixture(scope="session")
+def pg15(server_root) -> LocalServer:
+    """The system's PostgreSQL 15, for tests that move a snapshot between server versions."""
+    if "15" not in server_versions():
+        pytest.skip("the system's PostgreSQL 15 is not installed")
+    return _server("15", server_root)
+
+
 def _new_db(server: LocalServer) -> ConnInfo:
     name = f"t{os.getpid()}_{next(_counter)}"
     server.psql(f'CREATE DATABASE "{name}"')
@@ -93,6 +101,13 @@ def db18(pg18) -> ConnInfo:
     conn = _new_db(pg18)
     yield conn
     _drop(pg18, conn.dbname)
+
+
+@pytest.fixture
+def db15(pg15) -> ConnInfo:
+    conn = _new_db(pg15)
+    yield conn
+    _drop(pg15, conn.dbname)
 
 
 def _drop(server: LocalServer, name: str) -> None:
