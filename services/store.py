@@ -259,7 +259,9 @@ class SnapshotStore:
                 listcache.write_behind(self.directory, fresh_index)
             else:
                 listcache.write(self.directory, fresh_index)
-        snaps.sort(key=lambda s: (s.timestamp, s.path.name), reverse=True)
+        # Newest first, by name: a name starts with its timestamp (fixed width, UTC), so this is the order
+        # of (timestamp, name), without 130,000 comparisons of aware datetimes (60 ms for 10,000).
+        snaps.sort(key=lambda s: s.path.name, reverse=True)
         return snaps, signature
 
     def prefetch(self) -> None:
