@@ -60,13 +60,16 @@ def _read_status(pid: int) -> tuple[int | None, float | None]:
 
 
 def run_timed(argv: list[str], env: dict[str, str], *, log: Path | None = None,
-              stdout: Path | None = None, timeout: float = 3600) -> Sample:
-    """Run ``argv`` to completion; raise RunFailed (with the log's tail) on a non-zero exit."""
+              stdout: Path | None = None, timeout: float = 3600, cpus: set[int] | None = None) -> Sample:
+    """Run ``argv`` to completion, on ``cpus`` only when given (its children too); raise RunFailed (with
+    the log's tail) on a non-zero exit."""
     out = open(stdout, "wb") if stdout else subprocess.DEVNULL
     err = open(log, "ab") if log else subprocess.DEVNULL
     try:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                preexec_fn=pin)
         done: dict = {}
 
         def reap() -> None:

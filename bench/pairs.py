@@ -15,9 +15,14 @@ from bench.measure import Pair, Sample, Series, alternate, repeat
 DB = "bench"
 
 
-def snapshot_pair(b, kind: str) -> str:
-    """``kind`` is "full" or "schema"; returns the file name of one of our snapshots (kept for restore)."""
-    kept: list[str] = []
+#: The title suffix of the pairs run with the server on a core of its own (``bench.topology``).
+APART = ", server on its own core"
+
+
+def snapshot_pair(b, kind: str, suffix: str = "") -> str | None:
+    """``kind`` is "full" or "schema"; returns the file name of one of our snapshots (kept for restore;
+    with a ``suffix``, none is kept)."""
+    kept: list[str] = [""] if suffix else []
     out_json = b.root / "snapshot.json"
     raw_file = b.root / "raw-dump.sql"
     sizes: dict[str, int] = {}
@@ -41,15 +46,15 @@ def snapshot_pair(b, kind: str) -> str:
         raw_file.unlink()
         return s
 
-    pair = Pair("full snapshot" if kind == "full" else "schema snapshot",
+    pair = Pair(("full snapshot" if kind == "full" else "schema snapshot") + suffix,
                 Series(f"dbsage-tui snapshot --type {kind}"),
                 Series(" ".join(["pg_dump --clean --if-exists --no-owner", *schema_only, "-f FILE"])))
     alternate(pair, ours, raw, b.args.runs, b.args.warmup, b.settle, b.say)
     pair.note = f"dump size: ours {sizes.get('ours', 0):,} bytes, raw {sizes.get('raw', 0):,} bytes"
     b.results["pairs"].append(pair)
-    if kind == "full":
+    if kind == "full" and not suffix:
         context_pairs(b, ours, raw_file)
-    return kept[0]
+    return kept[0] or None
 
 
 #: Context pairs, not targets: our snapshot against what gives the same guarantee by hand. A snapshot is
@@ -75,15 +80,29 @@ def context_pairs(b, ours, raw_file) -> None:
         b.results["pairs"].append(pair)
 
 
-def restore_pair(b, filename: str) -> None:
+def apart_pairs(b, filename: str) -> None:
+    """The full snapshot and restore pairs again, with the server on a core of its own and both sides'
+    clients on the others: what the ratios are when the database is not on the tools' cores."""
+    with b.server_apart() as cpus:
+        if cpus is None:
+            b.say("one CPU only: no pairs with the server apart")
+            return
+        b.say(f"server pinned to the first CPU, clients to {sorted(cpus)}")
+        snapshot_pair(b, "full", APART)
+        restore_pair(b, filename, APART)
+
+
+def restore_pair(b, filename: str, suffix: str = "") -> None:
     path = b.snapdir / filename
-    pair = Pair("restore", Series("dbsage-tui restore --yes --no-pre-snapshot"),
+    pair = Pair("restore" + suffix, Series("dbsage-tui restore --yes --no-pre-snapshot"),
                 Series("psql -X -q -1 -v ON_ERROR_STOP=1 -f FILE"))
     alternate(pair,
               lambda: b.ours(["restore", filename, "--yes", "--no-pre-snapshot"], DB),
               lambda: b.raw([b.tool("psql"), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-f", str(path)], DB),
               b.args.runs, b.args.warmup, b.settle, b.say)
     b.results["pairs"].append(pair)
+    if suffix:
+        return
     runs = min(3, b.args.runs)
     # Where our extra time goes when a pre-rollback snapshot is taken: a full validation first (sha256 and
     # a scan of every byte). Without one (as timed above) only the metadata, size, header and trailer are

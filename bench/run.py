@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
 import os
 import shutil
 import signal
@@ -22,12 +23,12 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from bench import clones, compression, dataset, facts, listing, pairs, report
+from bench import clones, compression, dataset, facts, listing, pairs, report, topology
 from bench.measure import Sample, loadavg, run_timed
 from services.pgtools import embedded_bindir
 from services.sandbox import LocalServer
 
-STEPS = ("dump", "schema", "restore", "compress", "clone", "list", "tui")
+STEPS = ("dump", "schema", "restore", "apart", "compress", "clone", "list", "tui")
 _T0 = time.monotonic()
 
 
@@ -52,6 +53,8 @@ class Bench:
         self.logs = root / "logs"
         self.logs.mkdir()
         self.results: dict = {"args": vars(args), "pairs": [], "single": [], "tui": {}}
+        #: While a pair runs with the server on a core of its own (``topology``): the clients' CPUs.
+        self.client_cpus: set[int] | None = None
 
     # -- environments: the connection never goes in argv ------------------------------------------------
     def _base_env(self) -> dict[str, str]:
@@ -80,10 +83,20 @@ class Bench:
 
     def ours(self, argv: list[str], dbname: str, stdout: Path | None = None) -> Sample:
         return run_timed([self.dbsage, *argv, "--dir", str(self.snapdir)], self.env_ours(dbname),
-                         log=self.logs / "dbsage.log", stdout=stdout)
+                         log=self.logs / "dbsage.log", stdout=stdout, cpus=self.client_cpus)
 
     def raw(self, argv: list[str], dbname: str) -> Sample:
-        return run_timed(argv, self.env_raw(dbname), log=self.logs / "raw.log")
+        return run_timed(argv, self.env_raw(dbname), log=self.logs / "raw.log", cpus=self.client_cpus)
+
+    @contextlib.contextmanager
+    def server_apart(self):
+        """The server on a core of its own and the clients on the others, while the block runs."""
+        with topology.server_apart(topology.postmaster_pid(self.server.datadir)) as cpus:
+            self.client_cpus = cpus
+            try:
+                yield cpus
+            finally:
+                self.client_cpus = None
 
     def settle(self) -> None:
         """Wait (up to 120 s) for autovacuum to go idle, then CHECKPOINT: every run starts on a quiet
@@ -119,11 +132,14 @@ class Bench:
                                     "build_seconds": round(time.monotonic() - t, 1)}
         say(f"database: {report.mb(built.size_bytes)} on disk, {sum(built.tables.values()):,} rows in "
             f"{len(built.tables)} tables, built in {time.monotonic() - t:.0f}s")
-        full = pairs.snapshot_pair(self, "full") if steps & {"dump", "restore", "compress", "clone"} else None
+        full = pairs.snapshot_pair(self, "full") if steps & {"dump", "restore", "apart", "compress", "clone"} \
+            else None
         if "schema" in steps:
             pairs.snapshot_pair(self, "schema")
         if "restore" in steps:
             pairs.restore_pair(self, full)
+        if "apart" in steps and full:
+            pairs.apart_pairs(self, full)
         if "clone" in steps and full:
             clones.clone_pairs(self, full)
         if "compress" in steps:
