@@ -79,9 +79,10 @@ def validate_or_refuse(store: SnapshotStore, snap: Snapshot, report: Reporter) -
 
 class _Feeder:
     """Runs in a worker thread: writes the prelude, then the snapshot's bytes (hashed and scanned on the
-    way, made fit for this server by ``compat.ReplayFilter``), into psql's stdin. Hashing while feeding closes the gap between validation and replay: the
-    COMMIT is only sent if the bytes psql received are the ones the metadata vouches for. The scan lists
-    the COPY blocks in order, to match against the ``COPY n`` tags psql prints."""
+    way, made fit for this server by ``compat.ReplayFilter``), into psql's stdin. Hashing while feeding
+    closes the gap between validation and replay: the COMMIT is only sent if the bytes psql received are
+    the ones the metadata vouches for. The scan lists the COPY blocks in order, to match against the
+    ``COPY n`` tags psql prints."""
 
     def __init__(self, dst: int, snap: Snapshot, prelude: bytes, server_major: int) -> None:
         self.dst, self.snap, self.prelude, self.server_major = dst, snap, prelude, server_major
