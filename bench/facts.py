@@ -37,6 +37,15 @@ def machine() -> dict:
     return info
 
 
+def dirty_kb() -> int | None:
+    """Page-cache data not yet on disk (``Dirty`` + ``Writeback`` in /proc/meminfo), in kB."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        return int(fields["Dirty"].split()[0]) + int(fields["Writeback"].split()[0])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def versions(bindir: Path, server) -> dict:
     import asyncpg
     import textual

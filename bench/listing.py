@@ -37,11 +37,10 @@ class SnapshotDir:
 
 
 def quiet(b) -> None:
-    """Before a listing or TUI run, as before every pair's runs: autovacuum idle and a CHECKPOINT (after a
-    1 GB restore it analyzes for a while), and the page cache's dirty pages written (the raw sides of the
-    earlier pairs never fsync), so that the run meets neither on 2 cores."""
+    """Before a listing or TUI run, as before every pair's runs (``Bench.settle``): autovacuum idle (after a
+    1 GB restore it analyzes for a while), a CHECKPOINT, and the page cache's dirty pages written, so that
+    the run meets none of them on 2 cores."""
     b.settle()
-    os.sync()
 
 
 def list_and_tui(b, with_tui: bool) -> None:

