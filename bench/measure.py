@@ -178,6 +178,25 @@ def repeat(series: Series, fn: Callable[[], Sample], runs: int, warmup: int,
     return series
 
 
+#: Iterations of the host-speed gauge's loop: 15-40 ms per pass on the 2-core hosts seen so far.
+GAUGE_LOOP = 200_000
+
+
+def cpu_gauge_ms() -> float:
+    """How long a fixed pure-Python loop takes right now, in ms (best of 3 passes): how fast this host's
+    cores are running at the moment. On a shared VM the same loop has taken 0.49 s and 0.98 s minutes
+    apart with no steal time reported, which moves every wall-clock number here; timed before each run,
+    it tells a slow moment of the host from slow code."""
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        acc = 0
+        for i in range(GAUGE_LOOP):
+            acc += i * i
+        best = min(best, time.perf_counter() - t)
+    return best * 1000
+
+
 def loadavg() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])

@@ -151,8 +151,10 @@ def _pairs(results: dict) -> list[str]:
     lines.append("")
     for p in results["pairs"]:
         ratios = ", ".join(f"{r:.3f}" for r in p.ratios)
+        gauge = sorted(g for s in p.a.samples + p.b.samples if (g := s.extra.get("gauge_ms")) is not None)
         lines.append(f"- {p.title}: A = `{p.a.name}`, B = `{p.b.name}`; per-run ratios {ratios}"
-                     + (f"; {p.note}" if p.note else ""))
+                     + (f"; {p.note}" if p.note else "")
+                     + (f"; host gauge {gauge[0]:.0f}-{gauge[-1]:.0f} ms" if gauge else ""))
     return lines
 
 
@@ -282,9 +284,17 @@ def settle_lines(settles: list[dict]) -> list[str]:
     if not dirty:
         return []
     took = sorted(x["sync_s"] for x in settles)
-    return [f"- The {len(settles)} `sync` calls before runs found {statistics.median(dirty) / 1024:.0f} MB "
-            f"(median; max {dirty[-1] / 1024:.0f} MB) not yet written back, and took "
-            f"{statistics.median(took):.2f} s (median; max {took[-1]:.2f} s).", ""]
+    out = [f"- The {len(settles)} `sync` calls before runs found {statistics.median(dirty) / 1024:.0f} MB "
+           f"(median; max {dirty[-1] / 1024:.0f} MB) not yet written back, and took "
+           f"{statistics.median(took):.2f} s (median; max {took[-1]:.2f} s)."]
+    gauge = sorted(x["gauge_ms"] for x in settles if x.get("gauge_ms") is not None)
+    if gauge:
+        out.append(f"- Host gauge: a fixed pure-Python loop (`bench.measure.cpu_gauge_ms`, best of 3 passes) "
+                   f"timed after each `sync`: {gauge[0]:.0f} ms at best, {statistics.median(gauge):.0f} ms "
+                   f"median, {gauge[-1]:.0f} ms at worst, so the host's cores ran at down to "
+                   f"{gauge[0] / gauge[-1]:.0%} of their best speed during this run. Each pair's line above "
+                   "gives the range during its runs; A/B alternation spreads such swings over both sides.")
+    return out + [""]
 
 
 def _jsonable(obj):

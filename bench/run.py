@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from bench import clones, compression, dataset, facts, listing, pairs, report, topology
-from bench.measure import Sample, loadavg, run_timed
+from bench.measure import Sample, cpu_gauge_ms, loadavg, run_timed
 from services.pgtools import embedded_bindir
 from services.sandbox import LocalServer
 
@@ -55,6 +55,8 @@ class Bench:
         self.results: dict = {"args": vars(args), "pairs": [], "single": [], "tui": {}}
         #: While a pair runs with the server on a core of its own (``topology``): the clients' CPUs.
         self.client_cpus: set[int] | None = None
+        #: The host-speed gauge (``measure.cpu_gauge_ms``) as the last ``settle`` read it.
+        self.gauge_ms: float | None = None
 
     # -- environments: the connection never goes in argv ------------------------------------------------
     def _base_env(self) -> dict[str, str]:
@@ -82,11 +84,16 @@ class Bench:
         return str(self.bindir / name)
 
     def ours(self, argv: list[str], dbname: str, stdout: Path | None = None) -> Sample:
-        return run_timed([self.dbsage, *argv, "--dir", str(self.snapdir)], self.env_ours(dbname),
-                         log=self.logs / "dbsage.log", stdout=stdout, cpus=self.client_cpus)
+        return self._gauged(run_timed([self.dbsage, *argv, "--dir", str(self.snapdir)], self.env_ours(dbname),
+                                      log=self.logs / "dbsage.log", stdout=stdout, cpus=self.client_cpus))
 
     def raw(self, argv: list[str], dbname: str) -> Sample:
-        return run_timed(argv, self.env_raw(dbname), log=self.logs / "raw.log", cpus=self.client_cpus)
+        return self._gauged(run_timed(argv, self.env_raw(dbname), log=self.logs / "raw.log", cpus=self.client_cpus))
+
+    def _gauged(self, sample: Sample) -> Sample:
+        if self.gauge_ms is not None:
+            sample.extra["gauge_ms"] = round(self.gauge_ms, 1)
+        return sample
 
     @contextlib.contextmanager
     def server_apart(self):
@@ -103,7 +110,7 @@ class Bench:
         quiet server, without dirty buffers left by the previous one, and on a page cache with nothing left
         to write back. The server runs with fsync=off, so a restore leaves its WAL and new tables in the
         page cache for the kernel to write out later, during whichever run comes next; how much each
-        ``sync`` found is kept (``results["settle"]``) and reported."""
+        ``sync`` found is kept (``results["settle"]``) and reported, with the host-speed gauge read last."""
         busy = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and self.server.psql(busy).strip() != "0":
@@ -112,7 +119,10 @@ class Bench:
         dirty = facts.dirty_kb()
         t = time.monotonic()
         os.sync()
-        self.results.setdefault("settle", []).append({"dirty_kb": dirty, "sync_s": round(time.monotonic() - t, 2)})
+        synced = round(time.monotonic() - t, 2)
+        self.gauge_ms = cpu_gauge_ms()
+        self.results.setdefault("settle", []).append({"dirty_kb": dirty, "sync_s": synced,
+                                                      "gauge_ms": round(self.gauge_ms, 1)})
 
     # -- the run ----------------------------------------------------------------------------------------
     def precompile(self) -> None:
