@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from bench import clones, compression, dataset, facts, listing, pairs, report, topology
 from bench.measure import Sample, cpu_gauge_ms, loadavg, run_timed
+from services.errors import DbsageError
 from services.pgtools import embedded_bindir
 from services.sandbox import LocalServer
 
@@ -185,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     root = Path(tempfile.mkdtemp(prefix="dbsage-bench-"))
-    bench = Bench(args, root)
+    try:
+        bench = Bench(args, root)
+    except DbsageError as exc:  # no server binaries (outside the project's venv, say): one line, no traceback
+        shutil.rmtree(root, ignore_errors=True)
+        say(f"cannot start: {exc.one_line()}")
+        return 1
     code = 0
     try:
         bench.run()
