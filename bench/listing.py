@@ -36,13 +36,6 @@ class SnapshotDir:
             (self.path / name).unlink()
 
 
-def quiet(b) -> None:
-    """Before a listing or TUI run, as before every pair's runs (``Bench.settle``): autovacuum idle (after a
-    1 GB restore it analyzes for a while), a CHECKPOINT, and the page cache's dirty pages written, so that
-    the run meets none of them on 2 cores."""
-    b.settle()
-
-
 def list_and_tui(b, with_tui: bool) -> None:
     n = b.args.snapshots
     dataset.build_tiny(b.server, "tiny")
@@ -59,7 +52,7 @@ def list_and_tui(b, with_tui: bool) -> None:
     def list_json(directory: Path, cold: bool = False) -> Sample:
         if cold:
             big.cold()
-        quiet(b)
+        b.settle()  # as before every pair's runs: autovacuum idle, CHECKPOINT, sync
         return run_timed([b.dbsage, "list", "--json", "--dir", str(directory)], env,
                          log=b.logs / "dbsage.log", stdout=out)
 
@@ -86,7 +79,7 @@ def tui(b, big: SnapshotDir, template: Path) -> None:
     res = b.results["tui"]
 
     def paint(label: str) -> dict:
-        quiet(b)
+        b.settle()  # as before every pair's runs: autovacuum idle, CHECKPOINT, sync
         argv = [sys.executable, "-m", "bench.tui_probe", "paint", "--dir", str(big.path), "--expect", str(n),
                 "--timeout", "40", "--spawned-at", str(time.monotonic())]
         r = probe(argv, env)

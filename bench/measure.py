@@ -178,7 +178,7 @@ def repeat(series: Series, fn: Callable[[], Sample], runs: int, warmup: int,
     return series
 
 
-#: Iterations of the host-speed gauge's loop: 15-40 ms per pass on the 2-core hosts seen so far.
+#: Iterations of the host-speed gauge's loop: 8-16 ms per pass on the 2-core EPYC host of run K.
 GAUGE_LOOP = 200_000
 
 

@@ -56,8 +56,6 @@ class Bench:
         self.results: dict = {"args": vars(args), "pairs": [], "single": [], "tui": {}}
         #: While a pair runs with the server on a core of its own (``topology``): the clients' CPUs.
         self.client_cpus: set[int] | None = None
-        #: The host-speed gauge (``measure.cpu_gauge_ms``) as the last ``settle`` read it.
-        self.gauge_ms: float | None = None
 
     # -- environments: the connection never goes in argv ------------------------------------------------
     def _base_env(self) -> dict[str, str]:
@@ -92,8 +90,9 @@ class Bench:
         return self._gauged(run_timed(argv, self.env_raw(dbname), log=self.logs / "raw.log", cpus=self.client_cpus))
 
     def _gauged(self, sample: Sample) -> Sample:
-        if self.gauge_ms is not None:
-            sample.extra["gauge_ms"] = round(self.gauge_ms, 1)
+        """The sample, with the host-speed gauge the ``settle`` before it read."""
+        if self.results.get("settle"):
+            sample.extra["gauge_ms"] = self.results["settle"][-1]["gauge_ms"]
         return sample
 
     @contextlib.contextmanager
@@ -121,9 +120,8 @@ class Bench:
         t = time.monotonic()
         os.sync()
         synced = round(time.monotonic() - t, 2)
-        self.gauge_ms = cpu_gauge_ms()
         self.results.setdefault("settle", []).append({"dirty_kb": dirty, "sync_s": synced,
-                                                      "gauge_ms": round(self.gauge_ms, 1)})
+                                                      "gauge_ms": round(cpu_gauge_ms(), 1)})
 
     # -- the run ----------------------------------------------------------------------------------------
     def precompile(self) -> None:
