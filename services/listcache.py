@@ -153,9 +153,14 @@ def dir_state(directory: Path) -> frozenset | None:
     cache's own files, which ``write_behind`` may be renaming into place. Metadata rewritten by
     ``write_meta`` (a rename over the old file) gets a new inode."""
     try:
-        return frozenset((e.name, e.inode()) for e in os.scandir(directory) if not e.name.startswith(INDEX_NAME))
+        return entries_state(list(os.scandir(directory)))
     except OSError:
         return None
+
+
+def entries_state(entries: list[os.DirEntry]) -> frozenset:
+    """``dir_state`` of entries already read."""
+    return frozenset((e.name, e.inode()) for e in entries if not e.name.startswith(INDEX_NAME))
 
 
 def can_fork() -> bool:

@@ -15,16 +15,15 @@ import fcntl
 import getpass
 import hashlib
 import json
-import marshal
 import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import codec, listcache
+from . import codec, forkmap, listcache
 from .errors import BadInput, DbsageError, InvalidSnapshot, LockHeld, OperationFailed
 from .gcpause import paused_gc
 from .listcache import INDEX_NAME  # noqa: F401 - part of this module's interface (tests, the TUI)
@@ -213,15 +212,24 @@ class SnapshotStore:
         file's stamp was taken before the file was read, so any change after it shows in the next
         signature). A caller that keeps the listing gets it without stat'ing 20,000 files again: on a
         busy interpreter (the TUI starting) that took longer than listing the cached directory."""
-        primed, self._primed = self._primed, None
-        if primed is not None and time.monotonic() - primed[1] < self.PRIMED_FOR and \
-                listcache.dir_state(self.directory) == primed[0]:
-            return primed[2], primed[3] if sign else None
+        primed = self.take_primed()
+        if primed is not None:
+            return primed[0], primed[1] if sign else None
         with paused_gc():  # a listing makes many objects and no cycles (see gcpause): 10% of its time
             return self._list(sign)
 
-    def _list(self, sign: bool) -> tuple[list[Snapshot], listcache.Signature | None]:
-        entries = {e.name: e for e in self._entries()}
+    def take_primed(self) -> tuple[list[Snapshot], listcache.Signature] | None:
+        """The listing ``prefetch`` made, and its signature, if it is still the directory's (made within
+        ``PRIMED_FOR`` seconds, and no entry added, removed or replaced since); else None. Given once."""
+        primed, self._primed = self._primed, None
+        if primed is not None and time.monotonic() - primed[1] < self.PRIMED_FOR and \
+                listcache.dir_state(self.directory) == primed[0]:
+            return primed[2], primed[3] or {}
+        return None
+
+    def _list(self, sign: bool, meanwhile: Callable[[], None] = lambda: None,
+              scanned: list[os.DirEntry] | None = None) -> tuple[list[Snapshot], listcache.Signature | None]:
+        entries = {e.name: e for e in (self._entries() if scanned is None else scanned)}
         index = listcache.read(self.directory)
         fresh_index: dict[str, dict] = {}
         signature: listcache.Signature | None = {} if sign else None
@@ -245,7 +253,7 @@ class SnapshotStore:
                     fresh_index[name] = cached
                     continue
             todo.append((name, path, m, entry, entries.get(name + META_SUFFIX)))
-        for (name, *_), (snap, key, cacheable) in zip(todo, self._load_all(todo), strict=True):
+        for (name, *_), (snap, key, cacheable) in zip(todo, self._load_all(todo, meanwhile), strict=True):
             if key is not None and cacheable:
                 fresh_index[name] = {"key": key, "meta": snap.meta, "problem": snap.problem,
                                      "size": snap.file_size}
@@ -264,82 +272,69 @@ class SnapshotStore:
         snaps.sort(key=lambda s: s.path.name, reverse=True)
         return snaps, signature
 
-    def prefetch(self) -> None:
+    def prefetch(self, meanwhile: Callable[[], None] | None = None) -> None:
         """Make the first listing of a large directory that has no listing cache now, while the process
         is single-threaded, and keep it for the next ``list`` call (within ``PRIMED_FOR`` seconds, and
         only if the directory has not changed since). The TUI calls this before it starts: its own
         listings run in a worker thread, where forking is unsafe, so a first listing of 10,000 snapshots
-        would be read by one CPU while the screen is being built by the same interpreter."""
-        if (self.directory / INDEX_NAME).exists() or not listcache.can_fork():
+        would be read by one CPU while the screen is being built by the same interpreter.
+
+        ``meanwhile`` (the CLI passes the TUI's imports, 0.2 s) is called once whatever happens: while a
+        forked child starts on its share of the listing, or before returning if nothing was forked."""
+        pending = [meanwhile] if meanwhile is not None else []
+
+        def run_pending() -> None:
+            while pending:
+                pending.pop()()
+
+        self._prime(run_pending)
+        run_pending()
+
+    def _prime(self, meanwhile: Callable[[], None]) -> None:
+        if self._primed is not None or (self.directory / INDEX_NAME).exists() or not listcache.can_fork():
             return
         try:
-            count = sum(1 for e in self._entries() if FILENAME_RE.match(e.name))
+            entries = self._entries()
         except (BadInput, OperationFailed):
             return  # ``list`` reports it
-        if count >= listcache.PARALLEL_MIN:
-            try:
-                snaps, signature = self.list_signed()
-            except (DbsageError, OSError):
-                return  # the app's own listing meets it again and shows it
-            self._primed = (listcache.dir_state(self.directory), time.monotonic(), snaps, signature)
+        if sum(1 for e in entries if FILENAME_RE.match(e.name)) < listcache.PARALLEL_MIN:
+            return
+        # The state the listing starts from (from the same readdir: 0.05-0.1 s less than another one for
+        # 20,000 entries): any change after it, even while the listing is made, has the app list again.
+        state = listcache.entries_state(entries)
+        try:
+            with paused_gc():
+                snaps, signature = self._list(True, meanwhile, entries)
+        except (DbsageError, OSError):
+            return  # the app's own listing meets it again and shows it
+        self._primed = (state, time.monotonic(), snaps, signature)
 
-    def _load_all(self, todo: list[tuple]) -> list[tuple[Snapshot, list | None, bool]]:
+    def _load_all(self, todo: list[tuple], meanwhile: Callable[[], None]) -> list[tuple[Snapshot, list | None, bool]]:
         """Stat and ``_load`` each snapshot in ``todo``: the snapshot, its cache key, whether it may be
-        cached. With many (a directory listed for the first time) and a second CPU, about half of them in
-        a forked child, which sends back plain data (``marshal``: built-in types only) through a pipe.
-        Anything amiss with the child and the parent reads its share too."""
+        cached. With many (a directory listed for the first time) and a second CPU, shared with a forked
+        child (``forkmap``; ``meanwhile`` runs while the child starts on its share). A result that
+        marshal cannot carry (metadata that JSON cannot keep either, such as dates) is read here again."""
         def load(item: tuple) -> tuple[Snapshot, list | None, bool]:
             _, path, m, entry, meta_entry = item
             key = listcache.stat_key(entry, meta_entry)
             snap, cacheable = self._load(path, m, None if key is None else key[0])
             return snap, key, cacheable
 
+        def pack(loaded: tuple[Snapshot, list | None, bool]) -> tuple | None:
+            snap, key, cacheable = loaded
+            return (snap.meta, snap.problem, snap.file_size, key) if cacheable else None
+
+        def unpack(item: tuple, packed: tuple) -> tuple[Snapshot, list | None, bool]:
+            _, path, m, _, _ = item
+            meta, problem, size, key = packed
+            return Snapshot(path=path, label=m.group(2), timestamp=_name_ts(m.group(1)), meta=meta,
+                            problem=problem, file_size=size), key, True
+
         if len(todo) < listcache.PARALLEL_MIN or not listcache.can_fork():
+            meanwhile()
             return [load(item) for item in todo]
         preload_reader()  # imported once, before the fork, not in both processes
-        # The child's share is a little more than half: the parent also reads the child's answer.
-        cut = len(todo) * 9 // 20
-        mine, theirs = todo[:cut], todo[cut:]
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: no return from here, whatever happens
-            code = 1
-            try:
-                os.close(r)
-                rows = []
-                for item in theirs:
-                    snap, key, cacheable = load(item)
-                    # Metadata JSON cannot keep (dates, ...) may not marshal either: the parent reads it.
-                    rows.append((snap.meta if cacheable else None, snap.problem, snap.file_size, key, cacheable))
-                data = marshal.dumps(rows)
-                with os.fdopen(w, "wb") as fh:
-                    fh.write(len(data).to_bytes(8, "big") + data)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(w)
-        reader = os.fdopen(r, "rb")
-        try:
-            out = [load(item) for item in mine]
-            data = reader.read()
-        finally:
-            reader.close()  # before waiting: a child still writing gets EPIPE instead of blocking forever
-            _, status = os.waitpid(pid, 0)
-        rows = None
-        if status == 0 and len(data) >= 8 and int.from_bytes(data[:8], "big") == len(data) - 8:
-            with contextlib.suppress(ValueError, EOFError, TypeError):
-                rows = marshal.loads(data[8:])
-        if not isinstance(rows, list) or len(rows) != len(theirs):
-            rows = [None] * len(theirs)
-        for item, row in zip(theirs, rows, strict=True):
-            if row is None or not row[4]:
-                out.append(load(item))
-            else:
-                _, path, m, _, _ = item
-                meta, problem, size, key, _ = row
-                out.append((Snapshot(path=path, label=m.group(2), timestamp=_name_ts(m.group(1)), meta=meta,
-                                     problem=problem, file_size=size), key, True))
-        return out
+        return forkmap.forked_map(todo, load, pack, unpack, meanwhile)
 
     def _load(self, path: Path, m: re.Match, size: int | None = None) -> tuple[Snapshot, bool]:
         """Read and quick-check one snapshot; also whether its metadata may be cached as JSON.

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services import listcache
-from services import store as store_module
+from services import forkmap, listcache
 from services.errors import LockHeld
 from services.store import INDEX_NAME, META_SUFFIX, SnapshotStore, format_ts, load_meta
 
@@ -160,10 +159,10 @@ def test_a_first_listing_shared_with_a_forked_child_gives_the_same_snapshots(tmp
     (store.directory / INDEX_NAME).unlink()
     monkeypatch.setattr(listcache, "PARALLEL_MIN", 2)
     if child == "fails":  # the child dies before sending anything: the parent reads its half too
-        monkeypatch.setattr(store_module.marshal, "dumps", lambda rows: os._exit(3))
+        monkeypatch.setattr(forkmap.marshal, "dumps", lambda rows: os._exit(3))
     forks = []
     real_fork = os.fork
-    monkeypatch.setattr(store_module.os, "fork", lambda: forks.append(1) or real_fork())
+    monkeypatch.setattr(forkmap.os, "fork", lambda: forks.append(1) or real_fork())
     shared = [(s.filename, s.problem, s.meta, s.file_size) for s in store.list()]
     assert shared == alone
     # One child shares the reading; a second writes the listing cache after the listing has returned.
@@ -223,7 +222,8 @@ def test_a_first_listing_made_before_the_app_starts_is_the_one_it_shows(tmp_path
         t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         names = [make(store, f"n{i}", t + dt.timedelta(minutes=i)) for i in range(6)]
         (store.directory / names[2]).write_bytes(b"junk")
-        store.prefetch()
+        calls = []  # what the TUI imports meanwhile: called once, whether a child was forked or not
+        store.prefetch(meanwhile=lambda: calls.append("forked"))
         for _ in range(500):  # listed now, not when the app asks: its cache is written right after
             if (store.directory / INDEX_NAME).exists():
                 break
@@ -248,11 +248,17 @@ def test_a_first_listing_made_before_the_app_starts_is_the_one_it_shows(tmp_path
         # With a listing cache there is nothing to gain: prefetch lists nothing.
         (store.directory / newer).unlink()
         (store.directory / (newer + META_SUFFIX)).unlink()
-        store.prefetch()
+        store.prefetch(meanwhile=lambda: calls.append("cached"))
+        assert calls == ["forked", "cached"], calls
         time.sleep(0.5)
         assert newer in json.loads((store.directory / INDEX_NAME).read_text())  # not rewritten
         assert [s.filename for s in store.list()] == names[::-1]
-        print("ok")
+        # An import that fails meanwhile is the caller's error, not a listing problem to hide.
+        (store.directory / INDEX_NAME).unlink()
+        try:
+            SnapshotStore(store.directory).prefetch(meanwhile=lambda: __import__("no_such_module_here"))
+        except ImportError:
+            print("ok")
         """)
     res = subprocess.run([sys.executable, "-c", script, str(tmp_path / "s")], capture_output=True, text=True,
                          timeout=60, cwd=Path(__file__).resolve().parents[1])
