@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import inspect
 import json
 import os
@@ -46,11 +47,13 @@ class NotReady(Exception):
 
 def build_app(snapshot_dir: Path):
     """The app exactly as users get it: ``app.tui.make_app`` with a workspace from the environment
-    (DATABASE_URL) and ``--dir``. Any signature change is matched by parameter name."""
+    (DATABASE_URL) and ``--dir``, ``app.tui`` imported as the CLI imports it (``app.cli.import_tui``,
+    alongside a first listing). Any signature change is matched by parameter name."""
     from services.workspace import open_workspace
     ws = open_workspace(None, str(snapshot_dir), False)
     try:
-        import app.tui as tui
+        import app.cli as cli
+        tui = cli.import_tui(ws) if hasattr(cli, "import_tui") else importlib.import_module("app.tui")
     except Exception as exc:  # noqa: BLE001 - a half-built module is "not ready", not a crash
         raise NotReady(f"app.tui does not import: {exc.__class__.__name__}: {exc}") from None
     factory = getattr(tui, "make_app", None)

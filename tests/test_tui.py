@@ -577,18 +577,35 @@ async def test_a_large_uncached_directory_is_listed_before_the_app_starts(tmp_pa
     where it can share the reading with a forked child), and the table shows exactly that listing."""
     import subprocess
     import sys
+    import textwrap
 
     from services import listcache
     monkeypatch.setattr(listcache, "PARALLEL_MIN", 5)  # "large": 10,000 in the benchmark
     store = SnapshotStore(tmp_path / "snaps")
     names = write_many(store, 12)
     # In a fresh process, as dbsage-tui starts (this one has the test loop's worker threads by now).
-    made = subprocess.run([sys.executable, "-c", (
-        "import sys; from services import listcache, store; listcache.PARALLEL_MIN = 5; from app.tui import make_app; "
-        "from services.workspace import Workspace; s = store.SnapshotStore(sys.argv[1]); "
-        "make_app(Workspace(conn=None, store=s)); print(s._primed is not None); print(len(s.list()))"),
-        str(store.directory)], capture_output=True, text=True, timeout=60)
-    assert made.stdout.split() == ["True", "12"], made.stderr  # listed when the app was made
+    # app.tui is imported as the CLI imports it: while the listing is made. The first frame has the rows
+    # (that listing, not one made again by the app: list_signed is counted, not replaced).
+    made = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import asyncio, sys
+        from services import listcache, store
+        from services.workspace import Workspace
+        from app.cli import import_tui
+        listcache.PARALLEL_MIN = 5
+        s = store.SnapshotStore(sys.argv[1])
+        ws = Workspace(conn=None, store=s)
+        tui = import_tui(ws)
+        print(s._primed is not None)
+        listings = []
+        real = store.SnapshotStore.list_signed
+        store.SnapshotStore.list_signed = lambda *a, **k: listings.append(1) or real(*a, **k)
+        async def first_frame():
+            app = tui.make_app(ws)
+            async with app.run_test(size=(120, 30)):
+                print(app.screen.query_one("#snapshots").row_count, len(listings))
+        asyncio.run(first_frame())
+        """), str(store.directory)], capture_output=True, text=True, timeout=60)
+    assert made.stdout.split("\n")[:2] == ["True", "12 0"], made.stderr  # listed before the app started
     (store.directory / ".dbsage-index.json").unlink()
     app = make_app(Workspace(conn=None, store=store), clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
