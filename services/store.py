@@ -1,4 +1,5 @@
-"""The snapshot directory: naming, listing, validation, the lock and the audit log (metadata files: ``meta``).
+"""The snapshot directory: naming, listing, the lock and the audit log (metadata files: ``meta``; checking
+the snapshot files: ``validation``).
 
 A snapshot is ``{YYYYmmddHHMMSS}_{label}.sql`` (or ``.sql.gz``, ``.sql.zst``, or a ``.clone`` pointer to a
 database copy on the server) plus ``{filename}.meta.yaml``; nothing else in the directory
@@ -13,17 +14,16 @@ import datetime as dt
 import errno
 import fcntl
 import getpass
-import hashlib
 import json
 import os
 import re
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import codec, forkmap, listcache
+from . import codec, forkmap, listcache, validation
 from .errors import BadInput, DbsageError, InvalidSnapshot, LockHeld, OperationFailed
 from .gcpause import paused_gc
 from .listcache import INDEX_NAME  # noqa: F401 - part of this module's interface (tests, the TUI)
@@ -36,14 +36,12 @@ from .meta import (  # noqa: F401 - load_meta and parse_ts are also this module'
     preload_reader,
     read_meta,
 )
-from .scanner import HEADER, DumpScanner, trailer_ok
+from .validation import Validation
 
 #: 1-64 letters, digits, '.', '_' or '-', not starting with '-' or '.' (no option look-alikes, no hidden
 #: or parent-directory names). Used for new snapshots; FILENAME_RE accepts what is already on disk.
 LABEL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
 FILENAME_RE = re.compile(r"^(\d{14})_([A-Za-z0-9._-]{1,64}?)(\.sql|\.sql\.gz|\.sql\.zst|\.clone)$")
-#: The first line of a clone snapshot's pointer file (services.clone writes it; a test keeps them equal).
-CLONE_HEADER = b"-- dbsage-tui clone snapshot\n"
 META_SUFFIX = ".meta.yaml"
 PARTIAL_SUFFIX = ".partial"
 LOCK_NAME = ".dbsage.lock"
@@ -150,13 +148,6 @@ class Snapshot:
     @property
     def is_clone(self) -> bool:
         return self.path.name.endswith(".clone")
-
-
-@dataclass
-class Validation:
-    ok: bool
-    reason: str | None
-    checks: list[tuple[str, bool, str]] = field(default_factory=list)
 
 
 class SnapshotStore:
@@ -359,47 +350,13 @@ class SnapshotStore:
         except ValueError as exc:
             snap.problem = str(exc)
             return snap, True
-        snap.problem = check_meta(snap.meta, path, snap.label, ts) or self._quick_file_check(snap)
+        snap.problem = check_meta(snap.meta, path, snap.label, ts) or validation.quick_check(snap)
         return snap, faithful or json_faithful(snap.meta)
 
-    @staticmethod
-    def _quick_file_check(snap: Snapshot) -> str | None:
-        """Size, and what can be checked without reading the file through: a dump's header and trailer;
-        a compressed dump's magic number (its trailer is checked as it streams, before any COMMIT); a clone
-        pointer's first line."""
-        if snap.file_size != snap.meta.get("size_bytes"):
-            return f"size is {snap.file_size} bytes, metadata says {snap.meta.get('size_bytes')}"
-        method = codec.method_of(snap.filename)
-        if method != "none" or snap.is_clone:
-            want = CLONE_HEADER if snap.is_clone else codec.MAGIC[method]
-            try:
-                with open(snap.path, "rb") as fh:
-                    head = fh.read(len(want))
-            except OSError as exc:
-                return f"file is unreadable ({exc.strerror})"
-            if head != want:
-                return "not a clone pointer file (header missing)" if snap.is_clone else \
-                    f"not a {method} file (wrong magic number)"
-            return None
-        start = max(0, snap.file_size - 4096)
-        try:
-            fd = os.open(snap.path, os.O_RDONLY)
-            try:
-                if start <= len(HEADER):  # a small file: one read has both ends
-                    data = _read_from(fd, 0, snap.file_size)
-                    head, tail = data[:len(HEADER)], data[start:]
-                else:
-                    head = os.pread(fd, len(HEADER), 0)
-                    tail = _read_from(fd, start, snap.file_size - start)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            return f"file is unreadable ({exc.strerror})"
-        if not head.startswith(HEADER):
-            return "not a pg_dump file (header missing)"
-        if not trailer_ok(tail):
-            return "truncated: the dump-complete trailer is missing"
-        return None
+    def validate(self, snap: Snapshot, report=None) -> Validation:
+        """Full check (``validation.full_check``) against the metadata as it is on disk now."""
+        fresh, _ = self._load(snap.path, FILENAME_RE.match(snap.filename))
+        return validation.full_check(snap, fresh)
 
     def orphans(self) -> list[Path]:
         """Leftovers that are not snapshots: stale .partial files, metadata without a .sql, .sql without metadata."""
@@ -438,67 +395,6 @@ class SnapshotStore:
                            "Give a list number or a file name from `dbsage-tui list`.")
         raise BadInput(f"No snapshot named {name} in {self.directory}.",
                        "Run `dbsage-tui list` to see the snapshots.")
-
-    # -- validation ------------------------------------------------------------------------------------
-    def validate(self, snap: Snapshot, report=None) -> Validation:
-        """Full check: metadata, size, sha256 over every byte, header and trailer, COPY blocks closed."""
-        checks: list[tuple[str, bool, str]] = []
-        fresh, _ = self._load(snap.path, FILENAME_RE.match(snap.filename))
-        if fresh.meta is None or (fresh.problem and "metadata" in fresh.problem):
-            checks.append(("metadata" if "metadata" in (fresh.problem or "metadata") else "file", False,
-                           fresh.problem or "missing"))
-            return Validation(False, fresh.problem, checks)
-        checks.append(("metadata", True, "parses and matches the file name"))
-        if fresh.problem:
-            checks.append(("file", False, fresh.problem))
-            return Validation(False, fresh.problem, checks)
-        digest = hashlib.sha256()
-        scanner = DumpScanner()
-        damaged = None
-        try:
-            with open(snap.path, "rb") as fh:
-                raw = codec.HashingReader(fh, digest)
-                if snap.is_clone:
-                    while raw.read(1 << 20):
-                        pass
-                else:
-                    try:
-                        for chunk in codec.iter_plain(raw, codec.method_of(snap.filename)):
-                            scanner.feed(chunk)
-                    except codec.CorruptCompressedData as exc:
-                        damaged = str(exc)
-                        while raw.read(1 << 20):  # hash the rest: a size or sha256 mismatch explains more
-                            pass
-                size = raw.read_bytes
-        except OSError as exc:
-            reason = f"file is unreadable ({exc.strerror})"
-            checks.append(("file", False, reason))
-            return Validation(False, reason, checks)
-        result = scanner.finish()
-        if size != fresh.meta["size_bytes"]:
-            reason = f"size is {size} bytes, metadata says {fresh.meta['size_bytes']}"
-            checks.append(("size", False, reason))
-            return Validation(False, reason, checks)
-        checks.append(("size", True, f"{size} bytes"))
-        if digest.hexdigest() != fresh.meta["sha256"]:
-            reason = "sha256 mismatch: the file changed after the snapshot was taken"
-            checks.append(("sha256", False, reason))
-            return Validation(False, reason, checks)
-        checks.append(("sha256", True, digest.hexdigest()[:16] + "…"))
-        if snap.is_clone:
-            checks.append(("structure", True, f"pointer to database {fresh.meta.get('clone_database')} "
-                                              "(its presence on the server is checked by a restore)"))
-            snap.meta, snap.problem = fresh.meta, None
-            return Validation(True, None, checks)
-        if damaged or not result.complete:
-            reason = damaged or "truncated: the dump is incomplete"
-            checks.append(("structure", False, reason))
-            return Validation(False, reason, checks)
-        inside = f" inside the {codec.method_of(snap.filename)} stream" if codec.method_of(snap.filename) != "none" \
-            else ""
-        checks.append(("structure", True, f"header, COPY blocks and dump-complete trailer present{inside}"))
-        snap.meta, snap.problem = fresh.meta, None
-        return Validation(True, None, checks)
 
     # -- writing ---------------------------------------------------------------------------------------
     def write_meta(self, sql_path: Path, meta: dict) -> None:
@@ -584,17 +480,6 @@ def _name_ts(stamp: str) -> dt.datetime:
                            int(stamp[10:12]), int(stamp[12:14]), tzinfo=dt.UTC)
     except ValueError:  # e.g. month 13: sorts first, and check_meta reports the mismatch
         return dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def _read_from(fd: int, offset: int, expect: int) -> bytes:
-    """Everything from ``offset`` to the end of the file (which is expected ``expect`` bytes on)."""
-    data = os.pread(fd, expect + 1, offset)
-    while len(data) > expect:  # the file grew since it was seen: read on to the end, as read() would
-        more = os.pread(fd, 1 << 16, offset + len(data))
-        if not more:
-            break
-        data += more
-    return data
 
 
 def _read_holder(path: Path) -> str:

@@ -10,7 +10,8 @@ import pytest
 
 from services import clone, retention
 from services.errors import OperationFailed
-from services.store import CLONE_HEADER, SnapshotStore
+from services.store import SnapshotStore
+from services.validation import CLONE_HEADER
 from tests.conftest import FIXTURES, full_dump, load_sql, run_cli
 from tests.test_cli import url
 

@@ -12,7 +12,8 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
-from services.store import Snapshot, Validation, age_text, human_size
+from services.store import Snapshot, age_text, human_size
+from services.validation import Validation
 
 #: Row counts listed before "… and N more".
 MAX_TABLES = 12

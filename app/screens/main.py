@@ -32,7 +32,8 @@ from app.screens.messages import EngineLog, EngineProgress, EngineStep, bridge
 from app.workflow import Workflow
 from services.errors import DbsageError
 from services.gcpause import freeze_start_up, paused_gc
-from services.store import AUDIT_NAME, Snapshot, Validation, human_size
+from services.store import AUDIT_NAME, Snapshot, human_size
+from services.validation import Validation
 from services.workspace import Workspace
 from widgets.activity_log import ActivityLog
 from widgets.header import TargetHeader

@@ -18,7 +18,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Label, Static
 
 from app.workflow import Operation
-from services.store import Snapshot, Validation
+from services.store import Snapshot
+from services.validation import Validation
 from widgets.preview import SnapshotPreview
 
 
