@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from services import diff, dump
+from services import diff, dump, schemamodel
 from services.errors import InvalidSnapshot
 from services.store import SnapshotStore
 from tests.conftest import FIXTURES, has_extension, load_sql
@@ -221,7 +221,7 @@ async def test_large_copy_block_streams_past_without_being_held(pg18, db18, stor
     assert size > 10_000_000
 
     seen: list[str] = []
-    model = diff.load_model(snap.path, on_sql=seen.append)
+    model = schemamodel.load_model(snap.path, on_sql=seen.append)
     assert model.row_counts == {"public.big": 250000}
     assert seen and not any("zz-data-marker" in text for text in seen)
     assert model.max_entry_bytes < 4096 and model.ddl_bytes < 4096

@@ -1,0 +1,445 @@
+"""The schema a plain pg_dump file holds, as objects with canonical properties: what ``diff`` compares.
+
+Why it is built this way:
+
+- **Streaming.** The file passes once through ``DumpScanner``. COPY data goes by counted but never kept;
+  the DDL is gathered one pg_dump TOC entry at a time (entries start at the ``-- Name: ...; Type: ...``
+  comments pg_dump writes) and parsed as soon as the entry ends, so memory follows the largest single
+  schema object, not the dump.
+- **Parsed, not textual.** Each entry is parsed with pglast (PostgreSQL's own parser) and every object is
+  kept as its deparsed, canonical SQL, so formatting, ``character varying`` vs ``varchar`` and the
+  OIDs in pg_dump's comments (and column options the server stamps itself, ``pg_attver``) never show up
+  as changes. psql meta-commands (``\\restrict KEY``), COPY
+  statements, the ``--clean`` DROPs, SETs and ``setval`` calls are not schema and are skipped. An entry
+  pglast cannot parse is kept as whitespace-normalised text under its TOC name, and noted.
+- **Objects, not statements.** A column's default set by a later ``ALTER TABLE`` belongs to the column; a
+  constraint added by ``ALTER TABLE`` belongs to its table; a GRANT or COMMENT belongs to its object.
+  Each object records what it belongs to (``Obj.parent``), so that a table added or removed can carry
+  its columns, constraints, indexes, triggers, policies, rules, comments, grants and owned sequences.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pglast import ast, enums, parse_sql
+from pglast.parser import ParseError
+from pglast.stream import RawStream
+
+from . import codec
+from .compat import SERVER_STAMPED_OPTIONS
+from .events import Progress, Reporter, null_reporter
+from .scanner import DumpScanner
+
+#: Order of kinds in reports: containers first, then what lives in them.
+KINDS = ("schema", "extension", "type", "sequence", "table", "column", "constraint", "index", "view",
+         "materialized_view", "function", "procedure", "aggregate", "trigger", "policy", "rule", "comment",
+         "grant")
+RELATION_KINDS = ("table", "view", "materialized_view")
+_TOC_RE = re.compile(r"^-- (?:Data for )?Name: (?P<name>.*?); Type: (?P<type>[A-Z ]+); "
+                     r"Schema: (?P<schema>.*?);")
+_META_RE = re.compile(rb"^\\(restrict|unrestrict|connect)\b")
+#: Statements that are not schema: session settings, the --clean DROPs, setval/set_config, matview refresh.
+_SKIP = (ast.VariableSetStmt, ast.DropStmt, ast.SelectStmt, ast.RefreshMatViewStmt, ast.AlterOwnerStmt)
+
+
+@dataclass
+class Obj:
+    """One schema object: named properties in canonical SQL, and the object it belongs to (for folding)."""
+
+    props: dict[str, str | list[str]] = field(default_factory=dict)
+    parent: str | None = None  # a token such as "rel:public.actor" or "function:public.f(integer)"
+
+
+@dataclass
+class Model:
+    """What one dump holds: schema objects by (kind, name), COPY row counts, and scan statistics."""
+
+    objects: dict[tuple[str, str], Obj] = field(default_factory=dict)
+    row_counts: dict[str, int] = field(default_factory=dict)
+    has_copy: bool = False
+    complete: bool = False
+    has_header: bool = False
+    unparsed: list[str] = field(default_factory=list)  # TOC names compared as text
+    ddl_bytes: int = 0  # DDL handed to the parser, in total
+    max_entry_bytes: int = 0  # the largest single TOC entry held at once
+
+
+# -- canonical SQL and names -----------------------------------------------------------------------
+
+def _sql(node) -> str:
+    """Canonical SQL for a node; the location-free parse tree when pglast has no printer for it."""
+    try:
+        return RawStream()(node)
+    except Exception:  # noqa: BLE001 - any printer gap; the tree itself is just as canonical
+        return json.dumps(_no_locations(node()), sort_keys=True, default=str)
+
+
+def _sql_without(node, part=None, **blanked) -> str:
+    """``_sql(node)`` with some attributes of ``part`` (default: the node) set aside for the call: how a
+    table's definition is told apart from its columns. Cheaper than a deep copy, which dominated the time."""
+    part = node if part is None else part
+    saved = {key: getattr(part, key) for key in blanked}
+    try:
+        for key, value in blanked.items():
+            setattr(part, key, value)
+        return _sql(node)
+    finally:
+        for key, value in saved.items():
+            setattr(part, key, value)
+
+
+def _without_server_stamps(cmds):
+    """ALTER TABLE commands without the column options a server sets itself (``compat``; like the OIDs in
+    pg_dump's comments, not something a snapshot or a restore can carry); a SET of nothing else goes."""
+    out = []
+    for cmd in cmds or ():
+        if cmd.subtype == enums.AlterTableType.AT_SetOptions and cmd.def_:
+            kept = tuple(d for d in cmd.def_ if d.defname not in SERVER_STAMPED_OPTIONS)
+            if not kept:
+                continue
+            cmd.def_ = kept
+        out.append(cmd)
+    return tuple(out)
+
+
+def _no_locations(value):
+    if isinstance(value, dict):
+        return {k: _no_locations(v) for k, v in value.items() if "location" not in k}
+    if isinstance(value, (list, tuple)):
+        return [_no_locations(v) for v in value]
+    return value
+
+
+def _body_sql(body) -> str:
+    if isinstance(body, tuple):
+        return "; ".join(_body_sql(b) for b in body if b is not None)
+    return _sql(body) if body is not None else ""
+
+
+def _rv(rv: ast.RangeVar) -> str:
+    return f"{rv.schemaname}.{rv.relname}" if rv.schemaname else rv.relname
+
+
+def _dotted(names) -> str:
+    return ".".join(n.sval if isinstance(n, ast.String) else _sql(n) for n in names or ())
+
+
+_NO_ARG_MODES = (enums.FunctionParameterMode.FUNC_PARAM_OUT, enums.FunctionParameterMode.FUNC_PARAM_TABLE)
+
+
+def _signature(names, params) -> str:
+    """``schema.f(integer, text)``: the identity arguments, as PostgreSQL names a routine (no OUT args)."""
+    args = [_sql(p.argType) for p in params or () if p.mode not in _NO_ARG_MODES]
+    return f"{_dotted(names)}({', '.join(args)})"
+
+
+def _target(objtype, obj) -> tuple[str, str, str]:
+    """The (kind word, name, parent token) of a COMMENT's or GRANT's object."""
+    word = objtype.name.removeprefix("OBJECT_").lower()
+    word = {"matview": "materialized_view", "tabconstraint": "constraint", "foreign_table": "table",
+            "domain": "type", "routine": "function"}.get(word, word)
+    if isinstance(obj, ast.RangeVar):
+        name = _rv(obj)
+    elif isinstance(obj, ast.ObjectWithArgs):
+        name = f"{_dotted(obj.objname)}({', '.join(_sql(t) for t in obj.objargs or ())})"
+    elif isinstance(obj, ast.TypeName):
+        name = _dotted(obj.names)
+    elif isinstance(obj, ast.String):
+        name = obj.sval
+    elif isinstance(obj, tuple):
+        name = _dotted(obj)
+    else:
+        name = _sql(obj)
+    return word, name, (f"rel:{name}" if word in RELATION_KINDS else f"{word}:{name}")
+
+
+# -- building a model from one dump ------------------------------------------------------------------------
+
+class _Builder:
+    """Receives the dump's non-COPY lines, one TOC entry at a time, and turns statements into objects."""
+
+    def __init__(self, model: Model, on_sql: Callable[[str], None] | None) -> None:
+        self.model = model
+        self.on_sql = on_sql
+        self.lines: list[str] = []
+        self.size = 0
+        self.toc: tuple[str, str, str] | None = None  # (type, schema, name) of the entry being gathered
+
+    def on_line(self, line: bytes) -> None:
+        if line.startswith((b"-- Name: ", b"-- Data for Name: ")):
+            self.flush()
+            m = _TOC_RE.match(line.decode("utf-8", "replace"))
+            self.toc = (m["type"], m["schema"], m["name"]) if m else None
+            return
+        if _META_RE.match(line) or (line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;")):
+            return
+        self.lines.append(line.decode("utf-8", "replace"))
+        self.size += len(line) + 1
+
+    def flush(self) -> None:
+        text, self.lines = "\n".join(self.lines), []
+        self.model.max_entry_bytes = max(self.model.max_entry_bytes, self.size)
+        self.size = 0
+        if not text.strip():
+            return
+        if self.on_sql is not None:
+            self.on_sql(text)
+        self.model.ddl_bytes += len(text.encode())
+        try:
+            stmts = parse_sql(text)
+        except ParseError:
+            self._unparsed(text)
+            return
+        for raw in stmts:
+            self.statement(raw.stmt)
+
+    def _unparsed(self, text: str) -> None:
+        kind, schema, name = self.toc or ("OTHER", "-", "?")
+        body = " ".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("--")).split()
+        full = name if schema == "-" else f"{schema}.{name}"
+        self.model.unparsed.append(f"{kind.lower()} {full}")
+        self.set(kind.lower().replace(" ", "_"), full, "sql", " ".join(body), append=True)
+
+    # -- objects ---------------------------------------------------------------------------------------
+    def obj(self, kind: str, name: str, parent: str | None = None) -> Obj:
+        o = self.model.objects.setdefault((kind, name), Obj())
+        if parent is not None:
+            o.parent = parent
+        return o
+
+    def set(self, kind: str, name: str, prop: str, value: str | None, *, parent: str | None = None,
+            append: bool = False) -> None:
+        o = self.obj(kind, name, parent)
+        if value is None:
+            o.props.pop(prop, None)
+        elif append:
+            o.props.setdefault(prop, []).append(value)
+        else:
+            o.props[prop] = value
+
+    def statement(self, n) -> None:
+        if isinstance(n, _SKIP):
+            return
+        getattr(self, _HANDLERS.get(type(n).__name__, "_other"))(n)
+
+    def _other(self, n) -> None:
+        """Anything we have no model for (publications, operators, text search...): by its TOC name."""
+        kind, schema, name = self.toc or ("OTHER", "-", type(n).__name__)
+        self.set(kind.lower().replace(" ", "_"), name if schema == "-" else f"{schema}.{name}",
+                 "definition", _sql(n), append=True)
+
+    # -- tables and columns ----------------------------------------------------------------------------
+    def _create_table(self, n: ast.CreateStmt) -> None:
+        table = _rv(n.relation)
+        self.set("table", table, "definition", _sql_without(n, tableElts=None))
+        self.set("table", table, "row level security", "disabled")
+        for elt in n.tableElts or ():
+            if isinstance(elt, ast.ColumnDef):
+                self._column(table, elt)
+            elif isinstance(elt, ast.Constraint) and elt.conname:
+                self.set("constraint", f"{table}.{elt.conname}", "definition", _sql(elt),
+                         parent=f"rel:{table}")
+            else:
+                self.set("table", table, "elements", _sql(elt), append=True)
+
+    def _create_foreign_table(self, n: ast.CreateForeignTableStmt) -> None:
+        self._create_table(n.base)
+        self.set("table", _rv(n.base.relation), "definition", _sql_without(n, n.base, tableElts=None))
+
+    def _column(self, table: str, col: ast.ColumnDef) -> None:
+        name, parent = f"{table}.{col.colname}", f"rel:{table}"
+        typ = _sql(col.typeName) + (f" {_sql(col.collClause)}" if col.collClause else "")
+        self.set("column", name, "type", typ, parent=parent)
+        self.set("column", name, "nullable", "NULL")
+        for c in col.constraints or ():
+            ct = enums.ConstrType
+            if c.contype == ct.CONSTR_NOTNULL:
+                self.set("column", name, "nullable", "NOT NULL")
+            elif c.contype == ct.CONSTR_DEFAULT:
+                self.set("column", name, "default", _sql(c.raw_expr))
+            elif c.contype == ct.CONSTR_GENERATED:
+                self.set("column", name, "generated", _sql(c))
+            elif c.contype == ct.CONSTR_IDENTITY:
+                self.set("column", name, "identity", _sql(c))
+            elif c.conname:
+                self.set("constraint", f"{table}.{c.conname}", "definition", _sql(c), parent=parent)
+            else:
+                self.set("column", name, "constraints", _sql(c), append=True)
+
+    def _alter_table(self, n: ast.AlterTableStmt) -> None:
+        if n.missing_ok:  # ALTER TABLE IF EXISTS ... DROP CONSTRAINT: the --clean preamble
+            return
+        n.cmds = _without_server_stamps(n.cmds)
+        if not n.cmds:
+            return
+        rel = _rv(n.relation)
+        if n.objtype == enums.ObjectType.OBJECT_INDEX:
+            # ATTACH PARTITION of an index follows from the table partitions and the indexes themselves.
+            if any(c.subtype != enums.AlterTableType.AT_AttachPartition for c in n.cmds):
+                self.set("index", rel, "alter", _sql(n), append=True)
+            return
+        at = enums.AlterTableType
+        for cmd in n.cmds:
+            col = f"{rel}.{cmd.name}" if cmd.name else None
+            if cmd.subtype == at.AT_AddConstraint and cmd.def_.conname:
+                self.set("constraint", f"{rel}.{cmd.def_.conname}", "definition", _sql(cmd.def_),
+                         parent=f"rel:{rel}")
+            elif cmd.subtype == at.AT_ColumnDefault and col:
+                self.set("column", col, "default", _sql(cmd.def_) if cmd.def_ else None, parent=f"rel:{rel}")
+            elif cmd.subtype == at.AT_AddIdentity and col:
+                self.set("column", col, "identity", _sql(cmd.def_), parent=f"rel:{rel}")
+            elif cmd.subtype == at.AT_SetNotNull and col:
+                self.set("column", col, "nullable", "NOT NULL", parent=f"rel:{rel}")
+            elif cmd.subtype == at.AT_AttachPartition:
+                self.set("table", _rv(cmd.def_.name), "partition of", f"{rel} {_sql(cmd.def_.bound)}")
+            elif cmd.subtype == at.AT_EnableRowSecurity:
+                self.set("table", rel, "row level security", "enabled")
+            elif cmd.subtype == at.AT_ForceRowSecurity:
+                self.set("table", rel, "row level security forced", "yes")
+            elif col:
+                self.set("column", col, "alter", _sql(n), append=True, parent=f"rel:{rel}")
+            else:
+                self.set("table", rel, "alter", _sql(n), append=True)
+
+    # -- relations that are not tables -----------------------------------------------------------------
+    def _index(self, n: ast.IndexStmt) -> None:
+        self.set("index", f"{n.relation.schemaname}.{n.idxname}", "definition", _sql(n),
+                 parent=f"rel:{_rv(n.relation)}")
+
+    def _view(self, n: ast.ViewStmt) -> None:
+        self.set("view", _rv(n.view), "definition", _sql(n))  # a later CREATE OR REPLACE wins
+
+    def _create_table_as(self, n: ast.CreateTableAsStmt) -> None:
+        kind = "materialized_view" if n.objtype == enums.ObjectType.OBJECT_MATVIEW else "table"
+        self.set(kind, _rv(n.into.rel), "definition", _sql(n))
+
+    def _create_seq(self, n: ast.CreateSeqStmt) -> None:
+        self.set("sequence", _rv(n.sequence), "definition", _sql(n))
+
+    def _alter_seq(self, n: ast.AlterSeqStmt) -> None:
+        seq = _rv(n.sequence)
+        for opt in n.options or ():
+            if opt.defname == "owned_by":
+                owner = _dotted(opt.arg)
+                table = owner.rsplit(".", 1)[0]
+                self.set("sequence", seq, "owned by", owner, parent=f"rel:{table}" if "." in owner else None)
+            else:
+                self.set("sequence", seq, "alter", _sql(opt), append=True)
+
+    # -- routines and types ----------------------------------------------------------------------------
+    def _create_function(self, n: ast.CreateFunctionStmt) -> None:
+        kind = "procedure" if n.is_procedure else "function"
+        name = _signature(n.funcname, n.parameters)
+        body = next((o for o in n.options or () if o.defname == "as"), None)
+        if body is not None:  # AS 'source' (or AS 'file', 'symbol' for C): compared verbatim, as stored
+            parts = body.arg if isinstance(body.arg, tuple) else (body.arg,)
+            text = "\n".join(p.sval for p in parts).strip()
+        else:  # BEGIN ATOMIC ... END or RETURN expr: parsed SQL, compared canonically
+            text = _body_sql(n.sql_body)
+        options = tuple(o for o in n.options or () if o.defname != "as") or None
+        self.set(kind, name, "definition", _sql_without(n, options=options, sql_body=None, returnType=None))
+        self.set(kind, name, "returns", _sql(n.returnType) if n.returnType else None)
+        self.set(kind, name, "body", text)
+
+    def _define(self, n: ast.DefineStmt) -> None:
+        ot = enums.ObjectType
+        if n.kind == ot.OBJECT_AGGREGATE:
+            params = n.args[0] if n.args and isinstance(n.args[0], tuple) else ()
+            self.set("aggregate", _signature(n.defnames, params), "definition", _sql(n))
+        elif n.kind == ot.OBJECT_TYPE:
+            if n.definition:  # a shell type ("CREATE TYPE x;") is only a forward declaration
+                self.set("type", _dotted(n.defnames), "definition", _sql(n))
+        else:
+            self._other(n)
+
+    def _create_enum(self, n: ast.CreateEnumStmt) -> None:
+        self.set("type", _dotted(n.typeName), "definition", _sql(n))
+
+    def _create_range(self, n: ast.CreateRangeStmt) -> None:
+        self.set("type", _dotted(n.typeName), "definition", _sql(n))
+
+    def _composite_type(self, n: ast.CompositeTypeStmt) -> None:
+        self.set("type", _rv(n.typevar), "definition", _sql(n))
+
+    def _create_domain(self, n: ast.CreateDomainStmt) -> None:
+        self.set("type", _dotted(n.domainname), "definition", _sql(n))
+
+    def _alter_domain(self, n: ast.AlterDomainStmt) -> None:
+        self.set("type", _dotted(n.typeName), "alter", _sql(n), append=True)
+
+    # -- everything else with a name ---------------------------------------------------------------------
+    def _create_schema(self, n: ast.CreateSchemaStmt) -> None:
+        self.set("schema", n.schemaname, "definition", _sql(n))
+
+    def _create_extension(self, n: ast.CreateExtensionStmt) -> None:
+        self.set("extension", n.extname, "definition", _sql(n))
+
+    def _create_trig(self, n: ast.CreateTrigStmt) -> None:
+        rel = _rv(n.relation)
+        self.set("trigger", f"{rel}.{n.trigname}", "definition", _sql(n), parent=f"rel:{rel}")
+
+    def _create_policy(self, n: ast.CreatePolicyStmt) -> None:
+        rel = _rv(n.table)
+        self.set("policy", f"{rel}.{n.policy_name}", "definition", _sql(n), parent=f"rel:{rel}")
+
+    def _rule(self, n: ast.RuleStmt) -> None:
+        rel = _rv(n.relation)
+        self.set("rule", f"{rel}.{n.rulename}", "definition", _sql(n), parent=f"rel:{rel}")
+
+    def _comment(self, n: ast.CommentStmt) -> None:
+        word, name, token = _target(n.objtype, n.object)
+        self.set("comment", f"{word} {name}", "text", n.comment, parent=token)
+
+    def _grant(self, n: ast.GrantStmt) -> None:
+        for obj in n.objects or ():
+            word, name, token = _target(n.objtype, obj)
+            self.set("grant", f"{word} {name}", "privileges", _sql(n), parent=token, append=True)
+
+
+#: Statement node -> the _Builder method that models it; anything else goes to ``_other``.
+_HANDLERS = {
+    "CreateStmt": "_create_table", "CreateForeignTableStmt": "_create_foreign_table",
+    "AlterTableStmt": "_alter_table", "IndexStmt": "_index", "ViewStmt": "_view",
+    "CreateTableAsStmt": "_create_table_as", "CreateSeqStmt": "_create_seq", "AlterSeqStmt": "_alter_seq",
+    "CreateFunctionStmt": "_create_function", "DefineStmt": "_define", "CreateEnumStmt": "_create_enum",
+    "CreateRangeStmt": "_create_range", "CompositeTypeStmt": "_composite_type",
+    "CreateDomainStmt": "_create_domain", "AlterDomainStmt": "_alter_domain",
+    "CreateSchemaStmt": "_create_schema", "CreateExtensionStmt": "_create_extension",
+    "CreateTrigStmt": "_create_trig", "CreatePolicyStmt": "_create_policy", "RuleStmt": "_rule",
+    "CommentStmt": "_comment", "GrantStmt": "_grant",
+}
+
+
+def load_model(path: Path | str, *, on_sql: Callable[[str], None] | None = None,
+               report: Reporter = null_reporter) -> Model:
+    """Scan one dump file into a ``Model``. ``on_sql`` sees each TOC entry's SQL as it goes to the parser
+    (the tests use it to prove COPY data never does)."""
+    model = Model()
+    builder = _Builder(model, on_sql)
+    scanner = DumpScanner(on_line=builder.on_line)
+    path = Path(path)
+    total, done, started, last = path.stat().st_size, 0, time.monotonic(), 0.0
+    with open(path, "rb") as fh:
+        raw = codec.HashingReader(fh)
+        for chunk in codec.iter_plain(raw, codec.method_of(path.name)):
+            scanner.feed(chunk)
+            done = raw.read_bytes
+            if (now := time.monotonic()) - last >= 0.1:
+                last = now
+                report(Progress("diff", done, total, now - started))
+    result = scanner.finish()
+    builder.flush()
+    model.row_counts = result.row_counts
+    model.has_copy = bool(result.row_counts)
+    model.has_header, model.complete = result.has_header, result.complete
+    for obj in model.objects.values():  # repeated statements (GRANTs, ALTERs) compare as a set
+        for key, value in obj.props.items():
+            if isinstance(value, list):
+                obj.props[key] = "\n".join(sorted(value))
+    return model
