@@ -21,11 +21,10 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import repeat
 from typing import ClassVar
 
-from rich.cells import cell_len
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
@@ -33,17 +32,21 @@ from textual.geometry import Size
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, Column, ColumnKey, DuplicateKey, Row, RowKey
 
-from services.store import Snapshot, age_text, human_size
+from services.store import Snapshot
+from widgets.snapshot_cells import (
+    BUILT,
+    COLUMNS,
+    DIFF_MARK,
+    INVALID_MARK,
+    KEYS,
+    PROTECTED_MARK,
+    Cell,
+    cached_age_text,
+    cell_widths,
+)
 
 #: Snapshots younger than this are highlighted (the story: "highlight recent snapshots (< 24 hours)").
 RECENT = dt.timedelta(hours=24)
-#: (header, key) of each column, in order. "#" is the list number of the CLI (1 = newest).
-COLUMNS = (("#", "index"), ("Label", "label"), ("Date (UTC)", "date"), ("Age", "age"), ("Type", "type"),
-           ("Size", "size"), ("Purpose", "purpose"))
-#: Glyphs in front of a label; the help screen and the table's subtitle explain them.
-INVALID_MARK, PROTECTED_MARK, DIFF_MARK = "✗", "◆", "●"
-#: Labels longer than this are shortened in the table (the preview shows them whole).
-MAX_LABEL = 32
 MIN_PURPOSE = 4
 DEFAULT_PURPOSE = 40  # until the table knows its width
 #: Removing more rows than this at once rebuilds the table: DataTable.remove_row is linear in the row
@@ -89,7 +92,7 @@ class SnapshotTable(DataTable):
         #: (when, key): rows whose age text or highlight is due to change (stale entries are skipped).
         self._due: list[tuple[dt.datetime, str]] = []
         #: Per column (but the purpose): how many shown rows have a cell of each width.
-        self._widths: dict[str, Counter[int]] = {key: Counter() for _, key in COLUMNS[:-1]}
+        self.cell_widths: dict[str, Counter[int]] = {key: Counter() for _, key in COLUMNS[:-1]}
 
     def on_mount(self) -> None:
         for header, key in COLUMNS:
@@ -137,8 +140,8 @@ class SnapshotTable(DataTable):
                     self.remove_row(key)
                     self._take_out(key)
             moved = False
-            added: list[tuple[str, dict[str, _Cell]]] = []
-            changes: dict[str, dict[str, _Cell]] = {}
+            added: list[tuple[str, dict[str, Cell]]] = []
+            changes: dict[str, dict[str, Cell]] = {}
             for key, (index, snap) in wanted.items():
                 row = self._rows.get(key)
                 if row is None:
@@ -171,7 +174,7 @@ class SnapshotTable(DataTable):
         if not self._due or self._due[0][0] > now:
             return
         colors = self.app.theme_variables
-        changes: dict[str, dict[str, _Cell]] = {}
+        changes: dict[str, dict[str, Cell]] = {}
         with self.app.batch_update():
             while self._due and self._due[0][0] <= now:
                 when, key = heapq.heappop(self._due)
@@ -185,7 +188,7 @@ class SnapshotTable(DataTable):
             # "9 minutes ago" -> "10 minutes ago" widens the age column: the purpose gets less room.
             self._fit()
 
-    def _add_rows(self, rows: list[tuple[str, dict[str, _Cell]]]) -> None:
+    def _add_rows(self, rows: list[tuple[str, dict[str, Cell]]]) -> None:
         """Add rows (key, cells by column in COLUMNS order) at the bottom. DataTable.add_row, once per
         row, also re-sets the cursor (a reactive: validation and watchers), asks for an idle pass and
         invalidates its caches: a third of the time it took to show 10,000 rows. Many rows are put in
@@ -218,7 +221,7 @@ class SnapshotTable(DataTable):
         self._update_count += 1
         self.check_idle()
 
-    def _put_cells(self, changes: dict[str, dict[str, _Cell]]) -> None:
+    def _put_cells(self, changes: dict[str, dict[str, Cell]]) -> None:
         """Put the changed cells (by row key, then column) in the table and repaint the rows they are in.
 
         DataTable.update_cell counts every change in a number that is part of the key of each of its render
@@ -237,7 +240,7 @@ class SnapshotTable(DataTable):
             for column, cell in cells.items():
                 self.update_cell(key, column, cell)
 
-    def _repaint_rows(self, changes: dict[str, dict[str, _Cell]]) -> None:
+    def _repaint_rows(self, changes: dict[str, dict[str, Cell]]) -> None:
         rows = []
         for key, cells in changes.items():
             index = self._row_locations.get(RowKey(key))
@@ -301,11 +304,11 @@ class SnapshotTable(DataTable):
         return result
 
     def _update(self, row: _Row, key: str, index: int, snap: Snapshot, now: dt.datetime,
-                colors: dict) -> dict[str, _Cell]:
+                colors: dict) -> dict[str, Cell]:
         """Bring ``row`` up to date; returns the cells (by column) that had to be rebuilt."""
         marked = key == self._marked
         if row.age_until <= now or row.snap is None or row.snap.timestamp != snap.timestamp:
-            row.age = _age_text(snap.timestamp, now)
+            row.age = cached_age_text(snap.timestamp, now)
             row.age_until = next_change(snap.timestamp, now)
             heapq.heappush(self._due, (row.age_until, key))
         row.snap, row.shown = snap, _shown(snap, index, marked)
@@ -316,15 +319,15 @@ class SnapshotTable(DataTable):
                   (kind,), (size,), (purpose, problem))
         cells = row.cells
         if not cells:  # a new row (10,000 of them when a directory is first shown): no comparisons
-            cells.update(zip(KEYS, map(_Cell, BUILT, inputs, repeat(colors)), strict=True))
+            cells.update(zip(KEYS, map(Cell, BUILT, inputs, repeat(colors)), strict=True))
             changed = cells
         else:
             changed = {}
             for column, build, args in zip(KEYS, BUILT, inputs, strict=True):
                 if cells[column].args != args:
-                    changed[column] = cells[column] = _Cell(build, args, colors)
+                    changed[column] = cells[column] = Cell(build, args, colors)
         if changed:
-            row.widths = _widths(index, inputs[1], row.age, kind, size)
+            row.widths = cell_widths(index, inputs[1], row.age, kind, size)
         return changed
 
     def _take_out(self, key: str) -> None:
@@ -336,7 +339,7 @@ class SnapshotTable(DataTable):
             del self._spare[next(iter(self._spare))]  # the longest gone
 
     def _count(self, row: _Row, sign: int) -> None:
-        for counts, width in zip(self._widths.values(), row.widths, strict=False):  # () until built
+        for counts, width in zip(self.cell_widths.values(), row.widths, strict=False):  # () until built
             counts[width] += sign
             if not counts[width]:
                 del counts[width]
@@ -351,7 +354,7 @@ class SnapshotTable(DataTable):
         changed = force
         used = 0
         for column in self.ordered_columns[:-1]:
-            counts = self._widths[column.key.value]
+            counts = self.cell_widths[column.key.value]
             width = max(column.label.cell_len, max(counts, default=0))
             if column.width != width:
                 column.width = width
@@ -421,14 +424,14 @@ def _shown(snap: Snapshot, index: int, marked: bool) -> tuple:
 
 class _Row:
     """One row: the snapshot it shows (and ``_shown`` of it), its cells (by column, in COLUMNS order) and
-    their widths (but the purpose's: ``_widths``), and its age text until that changes."""
+    their widths (but the purpose's: ``cell_widths``), and its age text until that changes."""
 
     __slots__ = ("age", "age_until", "cells", "shown", "snap", "widths")
 
     def __init__(self) -> None:
         self.snap: Snapshot | None = None
         self.shown: tuple = ()
-        self.cells: dict[str, _Cell] = {}
+        self.cells: dict[str, Cell] = {}
         self.widths: tuple[int, ...] = ()
         self.age = ""
         self.age_until = dt.datetime.min.replace(tzinfo=dt.UTC)
@@ -440,132 +443,3 @@ class _Row:
     def current(self, snap: Snapshot, index: int, marked: bool, now: dt.datetime) -> bool:
         """Whether the row already shows this (the common case: one comparison of values per row)."""
         return now < self.age_until and _shown(snap, index, marked) == self.shown
-
-
-# -- the cells: built when first rendered (or read), from the inputs ``_update`` compares -------------------
-
-class _Cell:
-    """One cell: its inputs, and its Text when first rendered or read. A table of 10,000 rows renders a
-    screenful; building every row's seven Texts up front was a third of the time it took to show them.
-    DataTable renders the cell through ``__rich_console__``; ``text``, ``plain`` and ``style`` are what a
-    Text cell would have."""
-
-    __slots__ = ("_text", "args", "build", "colors")
-
-    def __init__(self, build: Callable[..., Text], args: tuple, colors: dict) -> None:
-        self.build = build
-        self.args = args
-        self.colors = colors
-        self._text: Text | None = None
-
-    @property
-    def text(self) -> Text:
-        if self._text is None:
-            self._text = self.build(*self.args, self.colors)
-        return self._text
-
-    @property
-    def plain(self) -> str:
-        return self.text.plain
-
-    @property
-    def style(self):
-        return self.text.style
-
-    def __str__(self) -> str:
-        return self.text.plain
-
-    def __rich_console__(self, console, options):
-        yield self.text
-
-    def __rich_measure__(self, console, options):
-        return self.text.__rich_measure__(console, options)
-
-
-_AGES: dict[int, str] = {}
-_SIZES: dict[int, str] = {}
-_TYPES = {"full": " full", "schema-only": " schema", "clone": " clone"}  # the preview spells it out
-
-
-def _age_text(ts: dt.datetime, now: dt.datetime) -> str:
-    """``age_text``, remembered per whole day beyond a day (the text then counts days, months, years)."""
-    days = (now - ts).days
-    if days < 1:
-        return age_text(ts, now)
-    if days not in _AGES:
-        _AGES[days] = age_text(ts, now)
-    return _AGES[days]
-
-
-def _size_text(size: int) -> str:
-    text = _SIZES.get(size)
-    if text is None:
-        text = _SIZES[size] = " " + human_size(size)
-    return text
-
-
-def _marks(valid: bool, protected: bool, marked: bool) -> int:
-    return (not valid) + protected + marked
-
-
-def _label_width(label: str, valid: bool, protected: bool, marked: bool, recent: bool) -> int:
-    return min(1 + 2 * _marks(valid, protected, marked) + cell_len(label), MAX_LABEL + 1)
-
-
-def _index_cell(index: int, colors: dict) -> Text:
-    return Text(f" {index}", justify="right")
-
-
-def _label_cell(label: str, valid: bool, protected: bool, marked: bool, recent: bool, colors: dict) -> Text:
-    text = Text(" ", no_wrap=True)
-    if not valid:
-        text.append(INVALID_MARK + " ", colors.get("text-error", "red"))
-    if protected:
-        text.append(PROTECTED_MARK + " ", colors.get("text-warning", "yellow"))
-    if marked:
-        text.append(DIFF_MARK + " ", colors.get("text-accent", "magenta"))
-    text.append(label, "bold" if recent else "")
-    text.truncate(MAX_LABEL + 1, overflow="ellipsis")
-    return text
-
-
-def _fresh(recent: bool, colors: dict) -> str:
-    return f"bold {colors.get('text-success', 'green')}" if recent else ""
-
-
-def _date_cell(ts: dt.datetime, recent: bool, colors: dict) -> Text:
-    return Text(f" {ts:%Y-%m-%d %H:%M}", _fresh(recent, colors))
-
-
-def _age_cell(age: str, recent: bool, colors: dict) -> Text:
-    return Text(" " + age, _fresh(recent, colors))
-
-
-def _type_cell(kind: str, colors: dict) -> Text:
-    return Text(_TYPES.get(kind, " ?"))
-
-
-def _size_cell(size: int, colors: dict) -> Text:
-    return Text(_size_text(size), justify="right")
-
-
-def _purpose_cell(purpose: str, problem: str | None, colors: dict) -> Text:
-    # Cut to the column's width (with "…") when rendered, so that a resize rebuilds no cell.
-    if problem is None:
-        return Text(" " + purpose, no_wrap=True, overflow="ellipsis")
-    return Text(f" invalid: {problem}", colors.get("text-error", "red"), no_wrap=True, overflow="ellipsis")
-
-
-BUILDERS: dict[str, Callable[..., Text]] = {
-    "index": _index_cell, "label": _label_cell, "date": _date_cell, "age": _age_cell, "type": _type_cell,
-    "size": _size_cell, "purpose": _purpose_cell,
-}
-KEYS = tuple(key for _, key in COLUMNS)
-BUILT = tuple(BUILDERS[key] for key in KEYS)
-
-
-def _widths(index: int, label: tuple, age: str, kind: str, size: int) -> tuple[int, ...]:
-    """The widths of a row's cells but the purpose's (that column gets the room left), in COLUMNS order,
-    from the same inputs, without building them."""
-    return (len(str(index)) + 1, _label_width(*label), 17, cell_len(age) + 1,  # date: " YYYY-mm-dd HH:MM"
-            len(_TYPES.get(kind, " ?")), len(_size_text(size)))
