@@ -178,7 +178,7 @@ def repeat(series: Series, fn: Callable[[], Sample], runs: int, warmup: int,
     return series
 
 
-#: Iterations of the host-speed gauge's loop: 8-16 ms per pass on the 2-core EPYC host of run K.
+#: Iterations of the host-speed gauge's loop: 8-19 ms per pass on the 2-core EPYC host (runs K and L).
 GAUGE_LOOP = 200_000
 
 

@@ -157,7 +157,7 @@ class SnapshotStore:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         #: (directory state, when, listing, signature): see prefetch.
-        self._primed: tuple[frozenset | None, float, list[Snapshot], listcache.Signature | None] | None = None
+        self._primed: tuple[frozenset, float, list[Snapshot], listcache.Signature] | None = None
 
     # -- directory -------------------------------------------------------------------------------------
     def ensure_dir(self) -> None:
@@ -215,7 +215,7 @@ class SnapshotStore:
         primed, self._primed = self._primed, None
         if primed is not None and time.monotonic() - primed[1] < self.PRIMED_FOR and \
                 listcache.dir_state(self.directory) == primed[0]:
-            return primed[2], primed[3] or {}
+            return primed[2], primed[3]
         return None
 
     def _list(self, sign: bool, meanwhile: Callable[[], None] = lambda: None,
