@@ -77,8 +77,8 @@ def make_app(ws: Workspace, *, clock: Callable[[], dt.datetime] | None = None,
     """The app as users get it. ``clock`` (aware UTC) drives ages and the 24 h highlight; ``server_info``
     stands in for the connection made at start to read the server version (pictures of the screen in
     tests use both so that they never change); ``workflow_path`` replaces the shipped workflow file."""
-    # A first listing of a large directory is made now, while forking is safe (see prefetch), unless the
-    # CLI made it already while importing this module (app.cli.import_tui); its objects are kept out of the
+    # A large directory is listed now, while forking is safe (see prefetch), unless the CLI listed it
+    # already while importing this module (app.cli.import_tui); the listing's objects are kept out of the
     # cycle collector's sight as the app's own listing's are (services.gcpause).
     with paused_gc():
         ws.store.prefetch()

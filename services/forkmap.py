@@ -1,6 +1,6 @@
 """A map over many items shared with one forked child, for the CPU-bound Python work dbsage-tui does
-before it has threads: a first listing of a large directory (reading and checking 10,000 metadata files,
-most of a second on one core).
+before it has threads: listing a large directory (reading and checking 10,000 metadata files the first
+time, most of a second on one core; 20,000 stat calls each time).
 
 The items are cut into chunks whose numbers wait in a pipe; this process and the child each take the next
 number (a one-byte read from a pipe is atomic, so every chunk goes to exactly one of them) until none is

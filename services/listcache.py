@@ -18,8 +18,8 @@ from pathlib import Path
 
 INDEX_NAME = ".dbsage-index.json"
 INDEX_VERSION = 1
-#: Snapshots to read (not in the cache) from which a listing shares the work with a forked child, and
-#: cache entries from which the cache is written behind (``write_behind``).
+#: Snapshots from which a listing shares the work with a forked child (the stat calls, and reading what
+#: the cache has not got), and cache entries from which the cache is written behind (``write_behind``).
 PARALLEL_MIN = 2000
 
 
@@ -79,9 +79,12 @@ def write_behind(directory: Path, index: dict) -> None:
     os.waitpid(pid, 0)
 
 
-def entry_ok(entry: dict) -> bool:
-    """A cache entry has the shape ``SnapshotStore.list`` writes (the file may have been edited or
-    damaged): metadata or the reason there is none, a problem or none, the file's size."""
+def entry_ok(entry, key: list) -> bool:
+    """A cache entry stands for files whose ``stat_key`` is ``key`` and has the shape
+    ``SnapshotStore.list`` writes (the cache may have been edited or damaged): metadata or the reason
+    there is none, a problem or none, the file's size."""
+    if not isinstance(entry, dict) or entry.get("key") != key:
+        return False
     meta, problem = entry.get("meta"), entry.get("problem")
     return (isinstance(meta, dict) or meta is None and isinstance(problem, str)) and \
         isinstance(problem, str | None) and type(entry.get("size")) is int

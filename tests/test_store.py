@@ -245,14 +245,23 @@ def test_a_first_listing_made_before_the_app_starts_is_the_one_it_shows(tmp_path
         store.prefetch()
         store.set_protected(SnapshotStore(store.directory).resolve(names[0]), True)
         assert [s.protected for s in store.list() if s.filename == names[0]] == [True]
-        # With a listing cache there is nothing to gain: prefetch lists nothing.
+        # With a listing cache, prefetch lists too (the child makes its share of the stat calls): what it
+        # keeps is what a listing made afresh says, a snapshot changed since it was cached included.
+        time.sleep(0.3)
+        store.list()
         (store.directory / newer).unlink()
         (store.directory / (newer + META_SUFFIX)).unlink()
-        store.prefetch(meanwhile=lambda: calls.append("cached"))
+        (store.directory / names[4]).write_bytes(b"junk2")
+        # (the imports' stand-in takes long enough for the child to take every chunk)
+        store.prefetch(meanwhile=lambda: (time.sleep(0.3), calls.append("cached")))
         assert calls == ["forked", "cached"], calls
+        primed = store.take_primed()
+        fresh = [(s.filename, s.problem, s.meta) for s in SnapshotStore(store.directory).list()]
+        assert primed is not None and [(s.filename, s.problem, s.meta) for s in primed[0]] == fresh
+        assert [f for f, *_ in fresh] == names[::-1] and "size is 5 bytes" in fresh[1][1]
+        assert primed[1] == listcache.directory_signature(store.directory)
         time.sleep(0.5)
-        assert newer in json.loads((store.directory / INDEX_NAME).read_text())  # not rewritten
-        assert [s.filename for s in store.list()] == names[::-1]
+        assert newer not in json.loads((store.directory / INDEX_NAME).read_text())
         # An import that fails meanwhile is the caller's error, not a listing problem to hide.
         (store.directory / INDEX_NAME).unlink()
         try:

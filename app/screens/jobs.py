@@ -149,8 +149,8 @@ class Jobs:
 
     # -- the jobs ----------------------------------------------------------------------------------------
     def first_scan(self) -> None:
-        """Show the listing made before the app started (``SnapshotStore.prefetch``: a large directory
-        listed for the first time) at once, in the first frame; else list the directory in the worker.
+        """Show the listing made before the app started (``SnapshotStore.prefetch``: a large directory)
+        at once, in the first frame; else list the directory in the worker.
         Taking it here rather than in the worker saves the worker's start and its result's way back to the
         loop (0.1-0.2 s while the screen is being built)."""
         mtime = dir_mtime(self.ws.store.directory)  # before the check: a change after it shows next tick
