@@ -421,12 +421,32 @@ def import_tui(ws: Workspace):
     """``app.tui``, imported while a large snapshot directory is listed (``SnapshotStore.prefetch``):
     the imports (Textual's, about 0.2 s) overlap the forked child's share of the listing instead of
     coming before all of it."""
+    shown = []
+
+    def announce(count: int) -> None:  # the first listing is read before the TUI takes the screen
+        if _status_line(f"dbsage-tui: reading {count:,} snapshots for the first time (cached after)..."):
+            shown.append(count)
+
     # What the listing and the imports make is frozen (services.gcpause) before the pause ends: the
     # collector's first pass after it would walk all of it (40 ms after 10,000 snapshots) to free nothing.
-    with paused_gc():
-        ws.store.prefetch(meanwhile=lambda: importlib.import_module("app.tui"))
-        freeze_start_up()
+    try:
+        with paused_gc():
+            ws.store.prefetch(meanwhile=lambda: importlib.import_module("app.tui"), announce=announce)
+            freeze_start_up()
+    finally:
+        if shown:
+            _status_line("")
     return importlib.import_module("app.tui")
+
+
+def _status_line(text: str) -> bool:
+    """Show ``text`` on the terminal's current line, in place of what was there (an empty text clears it).
+    Only on a terminal; False when nothing was shown."""
+    if not sys.stderr.isatty():
+        return False
+    sys.stderr.write("\r\x1b[2K" + text)
+    sys.stderr.flush()
+    return True
 
 
 def _fail(message: str, code: int, json_mode: bool) -> int:

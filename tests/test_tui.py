@@ -624,6 +624,67 @@ async def test_a_large_directory_is_listed_before_the_app_starts(tmp_path, monke
         assert keys_of(table) == names
 
 
+def test_a_first_listing_before_the_app_starts_is_announced_on_the_terminal(tmp_path):
+    """A directory's first listing reads every file before the TUI takes the screen (seconds when they
+    are not in the page cache, after a reboot): a line on the terminal says what is being waited for, and
+    is cleared before the app starts. Nothing is written to stderr that is not a terminal, and nothing is
+    announced when the listing comes from the cache."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import textwrap
+    store = SnapshotStore(tmp_path / "snaps")
+    write_many(store, 6)
+    script = textwrap.dedent("""
+        import sys
+        from services import listcache, store
+        from services.workspace import Workspace
+        from app.cli import import_tui
+        listcache.PARALLEL_MIN = 5
+        s = store.SnapshotStore(sys.argv[1])
+        import_tui(Workspace(conn=None, store=s))
+        print(s._primed is not None)
+        """)
+
+    def start(on_terminal: bool) -> tuple[str, bytes]:
+        master, slave = pty.openpty() if on_terminal else (-1, subprocess.PIPE)
+        proc = subprocess.Popen([sys.executable, "-c", script, str(store.directory)], stdout=subprocess.PIPE,
+                                stderr=slave)
+        if not on_terminal:
+            out, err = proc.communicate(timeout=60)
+            return out.decode().strip(), err
+        os.close(slave)
+        err = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child's end is closed
+                break
+            if not chunk:
+                break
+            err += chunk
+        os.close(master)
+        return proc.communicate(timeout=60)[0].decode().strip(), err
+
+    index = store.directory / ".dbsage-index.json"
+
+    def wait_for_cache() -> None:
+        for _ in range(500):  # written by a detached process after the listing
+            if index.exists():
+                return
+            time.sleep(0.01)
+
+    assert start(on_terminal=False) == ("True", b"")
+    wait_for_cache()
+    index.unlink()
+    primed, err = start(on_terminal=True)
+    assert primed == "True"
+    assert err == b"\r\x1b[2Kdbsage-tui: reading 6 snapshots for the first time (cached after)...\r\x1b[2K", err
+    wait_for_cache()
+    assert start(on_terminal=True) == ("True", b"")  # listed from the cache: no wait worth a line
+
+
 async def test_columns_fit_their_cells_and_the_purpose_takes_the_rest(tmp_path):
     store = SnapshotStore(tmp_path / "snaps")
     long_label = "a-very-long-label-for-a-migration-of-billing"
