@@ -26,7 +26,7 @@ from pathlib import Path
 from . import codec, forkmap, listcache, validation
 from .errors import BadInput, DbsageError, InvalidSnapshot, LockHeld, OperationFailed
 from .gcpause import paused_gc
-from .listcache import INDEX_NAME  # noqa: F401 - part of this module's interface (tests, the TUI)
+from .listcache import INDEX_NAME
 from .meta import (  # noqa: F401 - load_meta and parse_ts are also this module's interface (tests, bench)
     check_meta,
     json_faithful,
