@@ -573,6 +573,46 @@ async def test_a_filter_over_many_rows_and_back_keeps_the_cursor_on_its_snapshot
         assert row_text(table, table.cursor_row).split()[:2] == ["43", "nightly-41"]
 
 
+async def test_new_and_removed_snapshots_renumber_the_rows_on_screen(tmp_path):
+    """"#" is the list number (1 = newest, as `dbsage-tui restore 1`): a snapshot added at the top or
+    removed above a row changes the number of every row below it, on the screen, and the column's width."""
+    store = SnapshotStore(tmp_path / "snaps")
+    names = write_many(store, 9)
+    app = make_app(Workspace(conn=None, store=store), clock=lambda: NOW)
+
+    def numbered() -> list[tuple[str, str]]:  # (the number as painted, the label) of each row
+        return [(line[:3], line.split()[1]) for line in (row_text(table, i) for i in range(table.row_count))]
+
+    async with app.run_test(size=SIZE) as pilot:
+        table = await listed(pilot, 9)
+        await pilot.pause()
+        labels = [name.split("_", 1)[1].removesuffix(".sql") for name in names]
+        assert numbered() == [(f" {i} "[:3], label) for i, label in enumerate(labels, 1)]
+        write_snapshot(store, "newest", NOW + dt.timedelta(minutes=5))
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: table.row_count == 10, what="the new snapshot")
+        await pilot.pause()
+        # Right-aligned in a column one wider: "  1" ... " 10".
+        assert numbered() == [(f"{i:>3}", label) for i, label in enumerate(["newest", *labels], 1)]
+        for snap in store.list():
+            if snap.label in ("newest", labels[4]):
+                store.delete(snap)
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: table.row_count == 8, what="the rows to go")
+        await pilot.pause()
+        rest = labels[:4] + labels[5:]
+        assert numbered() == [(f" {i} "[:3], label) for i, label in enumerate(rest, 1)]
+        assert keys_of(table) == names[:4] + names[5:]
+        # Filtered, a snapshot removed above that is not shown renumbers the rows that stay.
+        await pilot.press("slash", *"nightly", "enter")
+        await until(pilot, lambda: table.row_count == 4, what="the filtered rows")
+        assert [number for number, _ in numbered()] == [" 2 ", " 4 ", " 5 ", " 7 "]
+        store.delete(store.resolve(names[0]))                            # release-0, the newest
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: [number for number, _ in numbered()] == [" 1 ", " 3 ", " 4 ", " 6 "],
+                    timeout=5, what="the shown rows renumbered")
+
+
 async def test_a_large_directory_is_listed_before_the_app_starts(tmp_path, monkeypatch):
     """The listing of a large directory is made when the app is made (in the one-threaded process,
     where it can share the reading, or the stat calls of a cached listing, with a forked child), and the

@@ -63,6 +63,34 @@ class Cell:
         return self.text.__rich_measure__(console, options)
 
 
+class NumberCell:
+    """The "#" cell: the list number of its row (anything with an ``index``), read when rendered. A new
+    snapshot at the top renumbers every row; with the number read here, that changes one int per row and
+    no cell (rebuilding and re-putting 10,000 cells froze the app for 0.3 s after each new snapshot)."""
+
+    __slots__ = ("_for", "_text", "row")
+
+    def __init__(self, row) -> None:
+        self.row = row
+        self._for = -1
+        self._text: Text | None = None
+
+    @property
+    def text(self) -> Text:
+        if self._for != self.row.index:
+            self._for = self.row.index
+            self._text = _index_cell(self._for, {})
+        return self._text
+
+    plain, style = Cell.plain, Cell.style
+    __str__, __rich_console__, __rich_measure__ = Cell.__str__, Cell.__rich_console__, Cell.__rich_measure__
+
+
+def number_width(index: int) -> int:
+    """The width of the "#" cell of list number ``index``."""
+    return len(str(index)) + 1
+
+
 _AGES: dict[int, str] = {}
 _SIZES: dict[int, str] = {}
 _TYPES = {"full": " full", "schema-only": " schema", "clone": " clone"}  # the preview spells it out
@@ -145,8 +173,8 @@ KEYS = tuple(key for _, key in COLUMNS)
 BUILT = tuple(BUILDERS[key] for key in KEYS)
 
 
-def cell_widths(index: int, label: tuple, age: str, kind: str, size: int) -> tuple[int, ...]:
-    """The widths of a row's cells but the purpose's (that column gets the room left), in COLUMNS order,
-    from the same inputs, without building them."""
-    return (len(str(index)) + 1, _label_width(*label), 17, cell_len(age) + 1,  # date: " YYYY-mm-dd HH:MM"
+def cell_widths(label: tuple, age: str, kind: str, size: int) -> tuple[int, ...]:
+    """The widths of a row's cells but the number's (``number_width``) and the purpose's (that column gets
+    the room left), in COLUMNS order, from the same inputs, without building them."""
+    return (_label_width(*label), 17, cell_len(age) + 1,  # date: " YYYY-mm-dd HH:MM"
             len(_TYPES.get(kind, " ?")), len(_size_text(size)))

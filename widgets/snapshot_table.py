@@ -5,7 +5,9 @@ never clears the table for a small live change, so the cursor stays on the snaps
 does not jump when another terminal adds a snapshot. A row that did not change costs one comparison; a cell
 is rebuilt only when what it shows changed; ``tick`` touches only the rows whose age text (or 24-hour
 highlight) is due to change, and repaints only those rows (``_put_cells``). So a directory of 10,000
-snapshots costs nothing per second, and a listing that did not change costs a few milliseconds.
+snapshots costs nothing per second, and a listing that did not change costs a few milliseconds. The "#"
+cell reads its row's list number when rendered (``NumberCell``): a new snapshot at the top renumbers
+every row, and that costs an int per row and one repaint, not 10,000 new cells.
 
 Every column has a fixed width that the table computes itself from the widths of the cells it built (a
 count of rows per width, per column), instead of letting DataTable measure each cell with Rich: measuring
@@ -41,8 +43,10 @@ from widgets.snapshot_cells import (
     KEYS,
     PROTECTED_MARK,
     Cell,
+    NumberCell,
     cached_age_text,
     cell_widths,
+    number_width,
 )
 
 #: Snapshots younger than this are highlighted (the story: "highlight recent snapshots (< 24 hours)").
@@ -91,8 +95,10 @@ class SnapshotTable(DataTable):
         self._marked: str | None = None
         #: (when, key): rows whose age text or highlight is due to change (stale entries are skipped).
         self._due: list[tuple[dt.datetime, str]] = []
-        #: Per column (but the purpose): how many shown rows have a cell of each width.
-        self.cell_widths: dict[str, Counter[int]] = {key: Counter() for _, key in COLUMNS[:-1]}
+        #: Per column (but the number and the purpose): how many shown rows have a cell of each width.
+        self.cell_widths: dict[str, Counter[int]] = {key: Counter() for _, key in COLUMNS[1:-1]}
+        #: The width of the "#" column's cells: that of the largest list number shown.
+        self._number_width = 0
 
     def on_mount(self) -> None:
         for header, key in COLUMNS:
@@ -129,6 +135,7 @@ class SnapshotTable(DataTable):
         scroll_y = self.scroll_y
         gone = [key for key in self._rows if key not in wanted]
         colors = self.app.theme_variables
+        self._number_width = number_width(max(index for index, _ in entries)) if entries else 0
         with self.app.batch_update():
             rebuild = len(gone) > BULK_REMOVE
             if rebuild:
@@ -139,7 +146,9 @@ class SnapshotTable(DataTable):
                 for key in gone:
                     self.remove_row(key)
                     self._take_out(key)
-            moved = False
+            # Rows kept keep their order (newest first, by name) and new rows go at the bottom: the order is
+            # wrong only if a kept row comes after a new one.
+            moved = renumbered = adding = False
             added: list[tuple[str, dict[str, Cell]]] = []
             changes: dict[str, dict[str, Cell]] = {}
             for key, (index, snap) in wanted.items():
@@ -149,17 +158,23 @@ class SnapshotTable(DataTable):
                     self._update(row, key, index, snap, now, colors)
                     self._count(row, 1)
                     added.append((key, row.cells))
-                    moved = moved or not rebuild  # added at the bottom: sorted below
-                elif not row.current(snap, index, key == marked, now):
-                    moved = moved or row.index != index
-                    self._count(row, -1)
-                    changes[key] = self._update(row, key, index, snap, now, colors)
-                    self._count(row, 1)
+                    adding = not rebuild
+                else:
+                    moved = moved or adding
+                    if row.index != index:  # its cell reads it: see NumberCell
+                        row.index = index
+                        renumbered = True
+                    if not row.current(snap, key == marked, now):
+                        self._count(row, -1)
+                        changes[key] = self._update(row, key, index, snap, now, colors)
+                        self._count(row, 1)
             self._add_rows(added)
             self._put_cells(changes)
-            if moved and [row.key.value for row in self.ordered_rows] != list(wanted):
+            if moved:
                 # "#" is the list position, so sorting by it restores newest-first without touching keys.
-                self.sort("index", key=lambda cell: cell.args[0])
+                self.sort("index", key=lambda cell: cell.row.index)
+            elif renumbered:
+                self._render_anew()
             self._fit(force=rebuild)
             if rebuild:
                 self.scroll_to(y=scroll_y, animate=False, immediate=True)
@@ -228,7 +243,7 @@ class SnapshotTable(DataTable):
         caches, so one changed age re-rendered every visible cell (about 40 ms at 160x50, one to a few
         times a minute, and longer on a busy machine: the longest stall of the event loop during a dump) and
         rebuilt lists over every row. Here only the caches of the changed rows are dropped and only those
-        rows repainted; many changed rows (a new snapshot renumbers them all) still repaint the table once."""
+        rows repainted; many changed rows still repaint the table once."""
         changes = {key: cells for key, cells in changes.items() if cells}
         if len(changes) <= FEW_ROWS:
             try:
@@ -307,27 +322,29 @@ class SnapshotTable(DataTable):
                 colors: dict) -> dict[str, Cell]:
         """Bring ``row`` up to date; returns the cells (by column) that had to be rebuilt."""
         marked = key == self._marked
+        row.index = index
         if row.age_until <= now or row.snap is None or row.snap.timestamp != snap.timestamp:
             row.age = cached_age_text(snap.timestamp, now)
             row.age_until = next_change(snap.timestamp, now)
             heapq.heappush(self._due, (row.age_until, key))
-        row.snap, row.shown = snap, _shown(snap, index, marked)
-        index, marked, label, valid, protected, ts, kind, size, purpose, problem = row.shown
+        row.snap, row.shown = snap, _shown(snap, marked)
+        marked, label, valid, protected, ts, kind, size, purpose, problem = row.shown
         recent = now - ts < RECENT
-        # Each column's inputs, in COLUMNS order.
-        inputs = ((index,), (label, valid, protected, marked, recent), (ts, recent), (row.age, recent),
-                  (kind,), (size,), (purpose, problem))
+        # Each column's inputs, in COLUMNS order, but the number's (its cell reads ``row.index``).
+        inputs = ((label, valid, protected, marked, recent), (ts, recent), (row.age, recent), (kind,),
+                  (size,), (purpose, problem))
         cells = row.cells
         if not cells:  # a new row (10,000 of them when a directory is first shown): no comparisons
-            cells.update(zip(KEYS, map(Cell, BUILT, inputs, repeat(colors)), strict=True))
+            cells["index"] = NumberCell(row)
+            cells.update(zip(KEYS[1:], map(Cell, BUILT[1:], inputs, repeat(colors)), strict=True))
             changed = cells
         else:
             changed = {}
-            for column, build, args in zip(KEYS, BUILT, inputs, strict=True):
+            for column, build, args in zip(KEYS[1:], BUILT[1:], inputs, strict=True):
                 if cells[column].args != args:
                     changed[column] = cells[column] = Cell(build, args, colors)
         if changed:
-            row.widths = cell_widths(index, inputs[1], row.age, kind, size)
+            row.widths = cell_widths(inputs[0], row.age, kind, size)
         return changed
 
     def _take_out(self, key: str) -> None:
@@ -354,8 +371,9 @@ class SnapshotTable(DataTable):
         changed = force
         used = 0
         for column in self.ordered_columns[:-1]:
-            counts = self.cell_widths[column.key.value]
-            width = max(column.label.cell_len, max(counts, default=0))
+            key = column.key.value
+            cells = self._number_width if key == "index" else max(self.cell_widths[key], default=0)
+            width = max(column.label.cell_len, cells)
             if column.width != width:
                 column.width = width
                 changed = True
@@ -368,9 +386,14 @@ class SnapshotTable(DataTable):
             changed = True
         if changed:
             self._set_virtual_size()
-            if self.row_count:
-                first = self.ordered_rows[0].key
-                self.update_cell(first, "index", self.get_cell(first, "index"))
+            self._render_anew()
+
+    def _render_anew(self) -> None:
+        """Have every cell on the screen rendered again: one cell re-put (DataTable's render caches are
+        keyed by its count of changes)."""
+        if self.row_count:
+            first = self.ordered_rows[0].key
+            self.update_cell(first, "index", self.get_cell(first, "index"))
 
     def _set_virtual_size(self) -> None:
         header = self.header_height if self.show_header else 0
@@ -415,20 +438,22 @@ class _Lines(Sequence):
         """DataTable.clear empties the list it got; the table then makes a new one of these."""
 
 
-def _shown(snap: Snapshot, index: int, marked: bool) -> tuple:
-    """Everything a row shows of a snapshot but its age, as values: the engine updates a Snapshot in place
-    (protect, validate), so the object the row was built from cannot tell whether it changed."""
-    return (index, marked, snap.label, snap.valid, snap.protected, snap.timestamp,
+def _shown(snap: Snapshot, marked: bool) -> tuple:
+    """Everything a row shows of a snapshot but its list number and age, as values: the engine updates a
+    Snapshot in place (protect, validate), so the object the row was built from cannot tell whether it
+    changed."""
+    return (marked, snap.label, snap.valid, snap.protected, snap.timestamp,
             snap.type if snap.meta else "?", snap.size_bytes, snap.purpose, snap.problem)
 
 
 class _Row:
-    """One row: the snapshot it shows (and ``_shown`` of it), its cells (by column, in COLUMNS order) and
-    their widths (but the purpose's: ``cell_widths``), and its age text until that changes."""
+    """One row: its list number, the snapshot it shows (and ``_shown`` of it), its cells (by column, in
+    COLUMNS order) and their widths (``cell_widths``), and its age text until that changes."""
 
-    __slots__ = ("age", "age_until", "cells", "shown", "snap", "widths")
+    __slots__ = ("age", "age_until", "cells", "index", "shown", "snap", "widths")
 
     def __init__(self) -> None:
+        self.index = 0
         self.snap: Snapshot | None = None
         self.shown: tuple = ()
         self.cells: dict[str, Cell] = {}
@@ -436,10 +461,7 @@ class _Row:
         self.age = ""
         self.age_until = dt.datetime.min.replace(tzinfo=dt.UTC)
 
-    @property
-    def index(self) -> int:
-        return self.shown[0]
-
-    def current(self, snap: Snapshot, index: int, marked: bool, now: dt.datetime) -> bool:
-        """Whether the row already shows this (the common case: one comparison of values per row)."""
-        return now < self.age_until and _shown(snap, index, marked) == self.shown
+    def current(self, snap: Snapshot, marked: bool, now: dt.datetime) -> bool:
+        """Whether the row already shows this but its number (the common case: one comparison of values
+        per row)."""
+        return now < self.age_until and _shown(snap, marked) == self.shown

@@ -226,12 +226,10 @@ class MainScreen(Jobs, Screen):
             self.table.select_key(self._select_next)
             self._select_next = None
 
-    def _matches(self, snap: Snapshot) -> bool:
-        needle = self.filter_text.strip().lower()
-        return not needle or needle in snap.label.lower() or needle in snap.purpose.lower()
-
     def _render_rows(self) -> None:
-        entries = [(i, s) for i, s in enumerate(self.snapshots, 1) if self._matches(s)]
+        needle = self.filter_text.strip().lower()
+        entries = [(i, s) for i, s in enumerate(self.snapshots, 1)
+                   if not needle or needle in s.label.lower() or needle in s.purpose.lower()]
         with paused_gc():
             self.table.show(entries, self.clock(), self.marked)
             freeze_start_up(done=True)
