@@ -38,16 +38,24 @@ def test_cache_follows_changes(tmp_path):
     b = make(store, "b", t + dt.timedelta(hours=1))
     assert [s.filename for s in store.list()] == [b, a]
     assert (store.directory / INDEX_NAME).exists()
-    # A change to metadata (protect) and a damaged file are both seen on the next listing.
+    # A change to metadata (protect) and a damaged file are both seen on the next listing, by this store
+    # (from the cache its last listing left in memory) and by a new one (a new process: from the file).
     store.set_protected(store.resolve("1"), True)
     with open(store.directory / a, "ab") as fh:
         fh.write(b"junk")
-    snaps = {s.filename: s for s in store.list()}
-    assert snaps[b].protected and snaps[b].valid
-    assert not snaps[a].valid and "size" in snaps[a].problem
+    for lister in (store, SnapshotStore(store.directory), store):
+        snaps = {s.filename: s for s in lister.list()}
+        assert snaps[b].protected and snaps[b].valid
+        assert not snaps[a].valid and "size" in snaps[a].problem
+    # A new snapshot: the cache this store writes from memory holds every snapshot, and serves a new store.
+    c = make(store, "c", t + dt.timedelta(hours=2))
+    assert [s.filename for s in store.list()] == [c, b, a]
+    assert set(json.loads((store.directory / INDEX_NAME).read_text())) == {"version", a, b, c}
+    assert [(s.filename, s.meta, s.problem) for s in SnapshotStore(store.directory).list()] == \
+        [(s.filename, s.meta, s.problem) for s in store.list()]
     # A corrupt cache is ignored, never trusted.
     (store.directory / INDEX_NAME).write_text("{not json")
-    assert [s.filename for s in store.list()] == [b, a]
+    assert [s.filename for s in SnapshotStore(store.directory).list()] == [c, b, a]
     # validate() reads everything afresh: a byte flipped without changing size or mtime is still caught.
     path = store.directory / b
     st = os.stat(path)
@@ -55,8 +63,8 @@ def test_cache_follows_changes(tmp_path):
     data[data.index(b"1\n")] = ord("7")
     path.write_bytes(bytes(data))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert store.list()[0].valid, "the quick check cannot see it ..."
-    assert "sha256 mismatch" in store.validate(store.list()[0]).reason, "... the full validation does"
+    assert store.resolve(b).valid, "the quick check cannot see it ..."
+    assert "sha256 mismatch" in store.validate(store.resolve(b)).reason, "... the full validation does"
 
 
 def test_delete_removes_both_files_and_lock_is_exclusive(tmp_path):
@@ -102,11 +110,27 @@ def test_the_cache_keeps_only_what_json_gives_back_unchanged(tmp_path):
     odd_meta = store.directory / (odd + META_SUFFIX)
     odd_meta.write_text(odd_meta.read_text() + "  reviewed: 2026-01-03\n  row_counts:\n    1: 5\n")
     for _ in range(2):  # parsed, then from the cache for one and parsed again for the other
-        snaps = {s.filename: s for s in store.list()}
+        snaps = {s.filename: s for s in SnapshotStore(store.directory).list()}
         assert snaps[odd].valid and snaps[odd].meta["reviewed"] == dt.date(2026, 1, 3)
         assert snaps[odd].meta["row_counts"] == {1: 5}
         index = json.loads((store.directory / INDEX_NAME).read_text())
         assert plain in index and odd not in index
+
+
+def test_the_cache_is_written_as_json_dumps_would_write_it():
+    """The cache is encoded one entry at a time (a TUI worker thread lets the event loop in between):
+    byte for byte what one ``json.dumps`` of it gives, and read back the same."""
+    index = {f"2026010100000{i}_l{i}.sql": {"key": [10 + i, 1 << 60, i, None, None, None], "problem": None,
+                                            "meta": {"label": f"l{i}", "purpose": "ünïcode “quoted” \\ \"x\"",
+                                                     "row_counts": {"public.t": i}, "ratio": 0.5,
+                                                     "schemas": ["public", "app"], "protected": False},
+                                            "size": 4} for i in range(3)}
+    index["20260101000009_bad.sql"] = {"key": [1, 2, 3, 4, 5, 6], "meta": None, "problem": "no metadata",
+                                       "size": 0}
+    whole = json.dumps({"version": listcache.INDEX_VERSION, **index}, separators=(",", ":")).encode("ascii")
+    assert listcache.encode(index) == whole
+    assert listcache.encode({}) == json.dumps({"version": listcache.INDEX_VERSION}).replace(" ", "").encode()
+    assert json.loads(listcache.encode(index)) == {"version": listcache.INDEX_VERSION, **index}
 
 
 def test_damaged_cache_entries_are_not_served(tmp_path):
@@ -117,7 +141,7 @@ def test_damaged_cache_entries_are_not_served(tmp_path):
     index = json.loads(path.read_text())
     for damage in ({"meta": 5}, {"problem": ["x"]}, {"size": "big"}, {"meta": None, "problem": None}):
         path.write_text(json.dumps({**index, name: {**index[name], **damage}}))
-        snap = store.list()[0]
+        snap = SnapshotStore(store.directory).list()[0]  # a new process reads the file
         assert snap.valid and snap.meta["label"] == "a" and snap.file_size == len(DUMP)
 
 
@@ -163,7 +187,8 @@ def test_a_first_listing_shared_with_a_forked_child_gives_the_same_snapshots(tmp
     forks = []
     real_fork = os.fork
     monkeypatch.setattr(forkmap.os, "fork", lambda: forks.append(1) or real_fork())
-    shared = [(s.filename, s.problem, s.meta, s.file_size) for s in store.list()]
+    # A new store, as in a new process: a store keeps the cache its last listing left in memory.
+    shared = [(s.filename, s.problem, s.meta, s.file_size) for s in SnapshotStore(store.directory).list()]
     assert shared == alone
     # One child shares the reading; a second writes the listing cache after the listing has returned.
     assert len(forks) == (2 if listcache.can_fork() else 0)
@@ -236,12 +261,14 @@ def test_a_first_listing_made_before_the_app_starts_is_the_one_it_shows(tmp_path
         # A snapshot written between the two: the directory changed, so the listing is made again.
         time.sleep(0.3)  # (each listing's cache is written just after it, by a detached process)
         (store.directory / INDEX_NAME).unlink()
+        store = SnapshotStore(store.directory)  # a new process, and no cache
         store.prefetch()
         newer = make(store, "later", t + dt.timedelta(hours=1))
         assert [s.filename for s in store.list()] == [newer, *names[::-1]]
         # Metadata rewritten between the two (protect): a rename over the file, seen by its new inode.
         time.sleep(0.3)
         (store.directory / INDEX_NAME).unlink()
+        store = SnapshotStore(store.directory)  # a new process, and no cache
         store.prefetch()
         store.set_protected(SnapshotStore(store.directory).resolve(names[0]), True)
         assert [s.protected for s in store.list() if s.filename == names[0]] == [True]
@@ -249,6 +276,7 @@ def test_a_first_listing_made_before_the_app_starts_is_the_one_it_shows(tmp_path
         # keeps is what a listing made afresh says, a snapshot changed since it was cached included.
         time.sleep(0.3)
         store.list()
+        store = SnapshotStore(store.directory)  # a new process: it reads the cache file
         (store.directory / newer).unlink()
         (store.directory / (newer + META_SUFFIX)).unlink()
         (store.directory / names[4]).write_bytes(b"junk2")
