@@ -14,7 +14,10 @@ keys: starts a full snapshot from the app (its ``new_snapshot`` action and the c
 would), waits until the dump has streamed ``--min-bytes``, then sends cursor keys straight to
 the driver (``pilot.press`` waits for CPU idle, which never comes during a dump) and times each until the
 table's cursor has moved, and until the next refresh. A loop-lag monitor (10 ms sleeps) runs alongside: a
-key can never be handled faster than the loop lets any task run. The dump is cancelled when done.
+key can never be handled faster than the loop lets any task run. Then it lets the dump finish, as a user
+waits for it, and times the new snapshot's way into the table (``landing``): from its file's rename into
+place until the table holds one more row and has refreshed, with the longest loop stall meanwhile (the
+app lists the directory again and renumbers every row).
 
 Both modes report ``stalls``: where the loop thread was when it stalled for more than 50 ms
 (``bench.stalls``), so that a slow number comes with its cause. keys also reports ``gc_passes``: the
@@ -208,6 +211,7 @@ async def probe_keys(args) -> dict:
         table, _ = await _wait_rows(app, 1, 30)
         if table is None:
             raise NotReady("the app shows no DataTable with rows")
+        listed = table.row_count
         how = await _start_dump(app, "bench-keypress")
         partial = PartialFile(directory)
         deadline = time.monotonic() + 60
@@ -251,8 +255,11 @@ async def probe_keys(args) -> dict:
         await monitor
         sampler.stop()
         gc_passes = gcw.stop()
+        landing = await _landing(app, partial, listed)
         app.workers.cancel_all()
         await pilot.pause(0.5)
+    for leftover in directory.glob("*_bench-keypress.sql*"):  # the directory stays as it was given
+        leftover.unlink()
     lags.sort()
     return {"status": "ok" if handled else "no key measured", "how": how, "presses": len(handled),
             "skipped": skipped, "dump_bytes_at_end": written,
@@ -263,7 +270,34 @@ async def probe_keys(args) -> dict:
                             "samples": len(lags),
                             "worst_at_s": round(worst[1] - gcw.t0, 3) if worst else None},
             "dump_seen_done_at_s": round(ended_at, 3) if ended_at is not None else None,
-            "gc_passes": gc_passes, "stalls": sampler.top()}
+            "gc_passes": gc_passes, "stalls": sampler.top(), "landing": landing}
+
+
+async def _landing(app, partial: PartialFile, listed: int, timeout: float = 900) -> dict:
+    """Wait for the dump to end (its ``.partial`` renamed into place, seen within 10 ms), then time until
+    a table holds ``listed`` + 1 rows, and until the next refresh; the loop's longest stall meanwhile."""
+    deadline = time.monotonic() + timeout
+    while partial.size() >= 0:
+        if time.monotonic() > deadline:
+            return {"status": "the dump did not finish"}
+        await asyncio.sleep(0.01)
+    lags: list[float] = []
+    stop = asyncio.Event()
+    sampler = StallSampler().start()
+    monitor = asyncio.create_task(_lag_monitor(lags, stop, sampler))
+    t = time.perf_counter()
+    table, rows = await _wait_rows(app, listed + 1, 60)
+    shown = time.perf_counter() - t
+    if table is not None:
+        await _after_refresh(app)
+    painted = time.perf_counter() - t
+    stop.set()
+    await monitor
+    sampler.stop()
+    if table is None:
+        return {"status": "not listed", "reason": f"{rows} rows after 60 s, {listed + 1} expected"}
+    return {"status": "ok", "rows": rows, "listed_ms": round(shown * 1000), "painted_ms": round(painted * 1000),
+            "loop_lag_max_ms": round(max(lags, default=0) * 1000, 1), "stalls": sampler.top()}
 
 
 def _ms_stats(values: list[float]) -> dict | None:
