@@ -63,27 +63,24 @@ class Cell:
         return self.text.__rich_measure__(console, options)
 
 
-class NumberCell:
+class NumberCell(Cell):
     """The "#" cell: the list number of its row (anything with an ``index``), read when rendered. A new
     snapshot at the top renumbers every row; with the number read here, that changes one int per row and
     no cell (rebuilding and re-putting 10,000 cells froze the app for 0.3 s after each new snapshot)."""
 
-    __slots__ = ("_for", "_text", "row")
+    __slots__ = ("_for", "row")
 
     def __init__(self, row) -> None:
+        super().__init__(_index_cell, (), {})
         self.row = row
         self._for = -1
-        self._text: Text | None = None
 
     @property
     def text(self) -> Text:
         if self._for != self.row.index:
             self._for = self.row.index
-            self._text = _index_cell(self._for, {})
+            self._text = self.build(self._for, self.colors)
         return self._text
-
-    plain, style = Cell.plain, Cell.style
-    __str__, __rich_console__, __rich_measure__ = Cell.__str__, Cell.__rich_console__, Cell.__rich_measure__
 
 
 def number_width(index: int) -> int:
