@@ -32,6 +32,7 @@ def snapshot_pair(b, kind: str, suffix: str = "") -> str | None:
         s = b.ours(["snapshot", "--label", f"bench-{kind}", "--type", kind, "--json"], DB, stdout=out_json)
         meta = json.loads(out_json.read_text())
         sizes["ours"] = meta["size_bytes"]
+        s.extra["pg_dump_seconds"] = meta.get("pg_dump_seconds")
         if kept:  # keep the first; the others would only fill the disk
             (b.snapdir / meta["filename"]).unlink()
             (b.snapdir / (meta["filename"] + ".meta.yaml")).unlink()

@@ -304,6 +304,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
             rfd, pipe_w = make_pipe()
             pump = CompressingPump(rfd, fd, codec.Compressor(compress), digest, scanner)
             stdout = pipe_w
+        spawned = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=asyncio.subprocess.PIPE,
             env=target.conn.child_env(), **child_kwargs())
@@ -330,6 +331,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
                 pumping.result()
             report(Progress("dump", pump.moved, estimate, time.monotonic() - started))
         rc = exited.result()
+        pg_dump_seconds = round(time.monotonic() - spawned, 3)
         if isinstance(pump, FileFollower):
             pump.writer_done()
         await err_task
@@ -383,6 +385,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
             "scope": scope.to_meta(),
             "row_counts": None if schema_only else dict(sorted(result.row_counts.items())),
             "duration_seconds": duration,
+            "pg_dump_seconds": pg_dump_seconds,
             "tool_version": __version__,
             "protected": bool(protected),
             "created_by": f"{os_user()}@{socket.gethostname()}",
@@ -392,7 +395,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
         report(Log(f"Saved {final.name} ({human_size(written)}, {tables} tables, {duration:.1f}s)"))
         snap = Snapshot(path=final, label=label, timestamp=ts, meta=meta, file_size=written)
         store.audit("snapshot", "ok", snapshot=final.name, type=kind, target=target.conn.display,
-                    size_bytes=written, duration_seconds=duration)
+                    size_bytes=written, duration_seconds=duration, pg_dump_seconds=pg_dump_seconds)
         return snap
     except BaseException as exc:
         if proc is not None:

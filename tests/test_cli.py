@@ -66,6 +66,8 @@ def test_snapshot_files_metadata_and_permissions(pg, db, snapdir, cli):
     for key in ("label", "purpose", "size_human", "restore_instructions", "notes", "pg_dump_version",
                 "host", "duration_seconds", "tool_version"):
         assert key in meta
+    # pg_dump's own run (spawn to exit) is part of the snapshot's duration, never more.
+    assert 0 < meta["pg_dump_seconds"] <= meta["duration_seconds"]
     # The metadata file holds the same, under snapshot:, and the dump is a plain --clean dump.
     import yaml
     on_disk = yaml.safe_load((snapdir / (path.name + ".meta.yaml")).read_text())["snapshot"]
