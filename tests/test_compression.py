@@ -49,6 +49,7 @@ async def test_compressed_snapshot_holds_the_same_sql_and_restores_exactly(pg, d
     assert m["size_bytes"] == len(raw) and m["sha256"] == hashlib.sha256(raw).hexdigest()
     assert m["size_bytes"] < plain.meta["size_bytes"] / 2, "Northwind's SQL compresses well"
     assert m["row_counts"] == plain.meta["row_counts"] and m["sql_bytes"] == plain.meta["size_bytes"]
+    assert 0 < m["pg_dump_seconds"] <= m["duration_seconds"]
     # The standard tool gives back the very SQL of the plain snapshot.
     assert sql_lines(_unpack(method, packed.path)) == sql_lines(plain.path.read_bytes())
     assert store.validate(store.resolve(packed.filename)).ok
