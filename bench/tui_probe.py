@@ -170,14 +170,17 @@ def _send_key(app, key: str) -> None:
 
 
 async def _lag_monitor(samples: list[float], stop: asyncio.Event, sampler: StallSampler,
-                       worst: list[float] | None = None) -> None:
-    """Loop lag samples; ``worst``, if given, gets [lag, perf_counter() when it began] of the longest."""
+                       worst: list[float] | None = None, timed: list[tuple[float, float]] | None = None) -> None:
+    """Loop lag samples; ``worst``, if given, gets [lag, perf_counter() when it began] of the longest;
+    ``timed``, if given, gets (perf_counter() when it began, lag) of each."""
     while not stop.is_set():
         t = time.perf_counter()
         await asyncio.sleep(0.01)
         sampler.tick()
         lag = time.perf_counter() - t - 0.01
         samples.append(lag)
+        if timed is not None:
+            timed.append((t, lag))
         if worst is not None and (not worst or lag > worst[0]):
             worst[:] = [lag, t]
 
@@ -274,30 +277,46 @@ async def probe_keys(args) -> dict:
 
 
 async def _landing(app, partial: PartialFile, listed: int, timeout: float = 900) -> dict:
-    """Wait for the dump to end (its ``.partial`` renamed into place, seen within 10 ms), then time until
-    a table holds ``listed`` + 1 rows, and until the next refresh; the loop's longest stall meanwhile."""
+    """Wait for the dump to end, then time from its ``.partial``'s rename into place until a table holds
+    ``listed`` + 1 rows, and until the next refresh; the loop's longest stall in that window.
+
+    The probe shares the app's event loop, so it may notice the rename only after the app has already
+    listed the new file. The window therefore starts at the rename itself, read from the file's ctime
+    (which a rename sets; the kernel's coarse clock, a few ms), and the loop is watched from before it."""
     deadline = time.monotonic() + timeout
-    while partial.size() >= 0:
-        if time.monotonic() > deadline:
-            return {"status": "the dump did not finish"}
-        await asyncio.sleep(0.01)
-    lags: list[float] = []
+    timed: list[tuple[float, float]] = []
     stop = asyncio.Event()
     sampler = StallSampler().start()
-    monitor = asyncio.create_task(_lag_monitor(lags, stop, sampler))
-    t = time.perf_counter()
-    table, rows = await _wait_rows(app, listed + 1, 60)
-    shown = time.perf_counter() - t
-    if table is not None:
-        await _after_refresh(app)
-    painted = time.perf_counter() - t
-    stop.set()
-    await monitor
-    sampler.stop()
+    monitor = asyncio.create_task(_lag_monitor([], stop, sampler, timed=timed))
+    try:
+        while partial.size() >= 0:
+            if time.monotonic() > deadline:
+                return {"status": "the dump did not finish"}
+            await asyncio.sleep(0.01)
+        if partial.path is None:
+            return {"status": "not listed", "reason": "the dump's .partial file was never seen"}
+        final = partial.path.with_name(partial.path.name.removesuffix(".partial"))
+        try:
+            renamed = time.perf_counter() - (time.time_ns() - final.stat().st_ctime_ns) / 1e9
+        except FileNotFoundError:
+            return {"status": "not listed", "reason": f"{final.name} is not there after its rename"}
+        table, rows = await _wait_rows(app, listed + 1, 60)
+        shown = time.perf_counter() - renamed
+        if table is not None:
+            await _after_refresh(app)
+        painted = time.perf_counter()
+    finally:
+        stop.set()
+        await monitor
+        sampler.stop()
     if table is None:
         return {"status": "not listed", "reason": f"{rows} rows after 60 s, {listed + 1} expected"}
-    return {"status": "ok", "rows": rows, "listed_ms": round(shown * 1000), "painted_ms": round(painted * 1000),
-            "loop_lag_max_ms": round(max(lags, default=0) * 1000, 1), "stalls": sampler.top()}
+    # Every sample whose sleep overlapped the window: a stall that began before the rename still held
+    # the loop during it.
+    window = [lag for t, lag in timed if t + 0.01 + lag >= renamed and t <= painted]
+    return {"status": "ok", "rows": rows, "listed_ms": round(shown * 1000),
+            "painted_ms": round((painted - renamed) * 1000),
+            "loop_lag_max_ms": round(max(window, default=0) * 1000, 1), "stalls": sampler.top()}
 
 
 def _ms_stats(values: list[float]) -> dict | None:
