@@ -145,6 +145,18 @@ def test_main_screen_without_database(snap_compare, tmp_path):
     assert snap_compare(app_for(tmp_path, conn=None), terminal_size=(120, 30), run_before=settle)
 
 
+def test_first_launch(snap_compare, tmp_path):
+    """An empty snapshot directory: the table's header is laid out as for a typical row (it does not jump
+    when the first snapshot comes in), and the empty table and the preview say to press n."""
+    app = make_app(Workspace(conn=TARGET, store=SnapshotStore(Path("supabase/snapshots"))), clock=lambda: NOW,
+                   server_info=SERVER)
+
+    async def run(pilot):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+    assert snap_compare(app, terminal_size=(100, 24), run_before=run)
+
+
 def test_filter(snap_compare, tmp_path):
     """/ opens the filter; rows that match neither label nor purpose are hidden."""
     async def run(pilot):

@@ -59,6 +59,11 @@ BULK_REMOVE = 20
 #: Up to this many changed rows are repainted one by one (``_put_cells``); more, and the table is repainted
 #: whole, once (each row costs a pass over DataTable's cell cache, the whole table about 40 ms).
 FEW_ROWS = 20
+#: Column widths while no row is shown (a first launch, a filter that matches nothing): those of a typical
+#: row, so that the header reads as a table and does not jump when the first snapshot comes in.
+EMPTY_WIDTHS = dict(zip(KEYS[1:-1], cell_widths(("before-migration", True, False, False, False), "3 min ago",
+                                                "schema-only", 150_000), strict=True))
+EMPTY_WIDTHS["index"] = number_width(1)
 LEGEND = f"{INVALID_MARK} invalid  {PROTECTED_MARK} protected  {DIFF_MARK} marked  bold: last 24 h"
 
 
@@ -372,7 +377,10 @@ class SnapshotTable(DataTable):
         used = 0
         for column in self.ordered_columns[:-1]:
             key = column.key.value
-            cells = self._number_width if key == "index" else max(self.cell_widths[key], default=0)
+            if not self._rows:
+                cells = EMPTY_WIDTHS[key]
+            else:
+                cells = self._number_width if key == "index" else max(self.cell_widths[key], default=0)
             width = max(column.label.cell_len, cells)
             if column.width != width:
                 column.width = width
