@@ -557,3 +557,43 @@ def age_text(ts: dt.datetime, now: dt.datetime | None = None) -> str:
     now = now or utcnow()
     return humanize.naturaltime(now - ts)
 
+
+#: An age text of less than a day -> the age (whole seconds) at which it stops being the text: see
+#: ``age_changes_at``.
+_AGE_TEXT_ENDS: dict[str, int] = {}
+_DAY = 86_400
+
+
+def age_changes_at(ts: dt.datetime, now: dt.datetime) -> dt.datetime:
+    """When ``age_text(ts, ...)`` will next read differently from what it reads at ``now``: a list that
+    shows ages re-renders one then, and only then.
+
+    Asked of ``age_text`` itself rather than assumed: humanize rounds minutes and hours to the nearest
+    (half to even: 90 s is "2 minutes", 150 s still "2 minutes", 151 s "3 minutes"), and its rules have
+    changed between releases. Under a day the text depends on the whole seconds of age alone, and each
+    text holds for one stretch of ages, so where a text ends is searched for once and remembered; from a
+    day on the text counts whole days (months and years are derived from days)."""
+    age = (now - ts).total_seconds()
+    if age < 0:  # a timestamp ahead of this clock ("in 5 minutes"): look again in a second
+        return now + dt.timedelta(seconds=1)
+    seconds = int(age)
+    if seconds >= _DAY:
+        return ts + dt.timedelta(days=seconds // _DAY + 1)
+
+    def text(s: int) -> str:
+        return age_text(ts, ts + dt.timedelta(seconds=s))
+
+    current = text(seconds)
+    end = _AGE_TEXT_ENDS.get(current)
+    if end is None or end <= seconds:
+        lo, hi = seconds, _DAY  # text(lo) is the current text; the first age that reads otherwise is in (lo, hi]
+        if text(hi) == current:  # "23 hours ago" rounds up to "a day ago": from a day on, days count
+            end = hi
+        else:
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if text(mid) == current else (lo, mid)
+            end = hi
+        _AGE_TEXT_ENDS[current] = end
+    return ts + dt.timedelta(seconds=end)
+

@@ -3,6 +3,7 @@ and the rule that services/ never imports Textual."""
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import pytest
 from services.config import parse_url, resolve_snapshot_dir, resolve_target
 from services.errors import BadInput
 from services.scanner import DumpScanner, parse_qualified_name, trailer_ok
-from services.store import check_label, load_meta, suggest_label
+from services.store import age_text, check_label, load_meta, suggest_label
 from tests.conftest import FIXTURES
 
 
@@ -181,3 +182,29 @@ def test_replay_filter_passes_a_file_without_copy_and_without_final_newline():
     f = ReplayFilter(18)
     text = b"CREATE TABLE t (a int);\nALTER TABLE ONLY t ALTER COLUMN a SET (pg_attver=3);"
     assert f.feed(text[:30]) + f.feed(text[30:]) + f.flush() == b"CREATE TABLE t (a int);\n"
+
+
+def test_ages_change_exactly_when_their_text_does():
+    """The table re-renders an age only at ``next_change``: that must be the very second ``age_text``
+    reads otherwise (humanize rounds: 90 s is already "2 minutes ago"), never later, and the 24 h
+    highlight ends on the dot. Walked second by second over the first three hours and around the day
+    mark, then hour by hour for a year."""
+    from widgets.snapshot_table import RECENT, next_change
+    ts = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    ages = [*range(0, 3 * 3600), *range(23 * 3600, 25 * 3600), *range(25 * 3600, 400 * 86400, 3600)]
+    texts = {age: age_text(ts, ts + dt.timedelta(seconds=age)) for age in ages}
+    step = dict(zip(ages, ages[1:], strict=False))
+    for age in ages[:-1]:
+        now = ts + dt.timedelta(seconds=age, microseconds=250_000)
+        due = next_change(ts, now)
+        assert due > now, age
+        nxt = step[age]
+        if nxt == age + 1:  # walked by the second: the next second's text tells whether it changes there
+            changes = texts[nxt] != texts[age] or ts + dt.timedelta(seconds=nxt) == ts + RECENT
+            assert (due == ts + dt.timedelta(seconds=nxt)) == changes, (age, texts[age], texts[nxt], due)
+        else:  # walked by the hour: no change is missed in between
+            assert due <= ts + dt.timedelta(seconds=nxt) or texts[nxt] == texts[age], (age, due)
+    assert texts[90] == "2 minutes ago" and next_change(ts, ts + dt.timedelta(seconds=60)) == ts + \
+        dt.timedelta(seconds=90)
+    # A timestamp ahead of the clock ("in 5 minutes") is looked at again in a second.
+    assert next_change(ts, ts - dt.timedelta(minutes=5)) == ts - dt.timedelta(minutes=5, seconds=-1)

@@ -34,7 +34,7 @@ from textual.geometry import Size
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, Column, ColumnKey, DuplicateKey, Row, RowKey
 
-from services.store import Snapshot
+from services.store import Snapshot, age_changes_at
 from widgets.snapshot_cells import (
     BUILT,
     COLUMNS,
@@ -68,11 +68,8 @@ LEGEND = f"{INVALID_MARK} invalid  {PROTECTED_MARK} protected  {DIFF_MARK} marke
 
 
 def next_change(ts: dt.datetime, now: dt.datetime) -> dt.datetime:
-    """When the age text of ``ts`` (or its 24 h highlight) can next change. Within a day the text counts
-    seconds, minutes or hours; beyond, whole days (months and years are derived from days)."""
-    age = max((now - ts).total_seconds(), 0)
-    unit = 1 if age < 60 else 60 if age < 3600 else 3600 if age < 86400 else 86400
-    due = ts + dt.timedelta(seconds=(int(age // unit) + 1) * unit)
+    """When the age text of ``ts`` (or its 24 h highlight) can next change."""
+    due = age_changes_at(ts, now)
     return min(due, ts + RECENT) if now < ts + RECENT else due
 
 
