@@ -70,7 +70,7 @@ class DiffScreen(ModalScreen[None]):
         table = self.query_one(DataTable)
         table.add_columns("table", "before", "after", "delta")
         if not r.data:
-            table.add_row(Text("no data: a schema-only snapshot", style="dim"), "", "", "")
+            table.add_row(Text("schema-only: no rows", style="dim"), "", "", "")
         elif not r.rows:
             table.add_row(Text("no row count changed", style="dim"), "", "", "")
         for row in r.rows:
