@@ -96,7 +96,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     from app import cli_maintenance
     cli_maintenance.register(cmd)
+
+    cmd("psql", "open psql on the target database, the password passed in the environment (never in "
+                "argv); what follows goes to psql as it is, e.g. psql -c 'SELECT 1'")
     return parser
+
+
+#: Our options that take a value (``--dir X``): what follows them is not a command.
+_VALUED = ("--db-url", "--dir")
+
+
+def split_psql_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` for our parser, and the arguments that go to psql as they are: everything after the
+    ``psql`` command but our own options right after it (``psql --demo -c ...``). argparse cannot be
+    given these: psql's ``-c``, ``-f``, ``-h`` would be read as ours."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in _VALUED else 1
+    if i >= len(argv) or argv[i] != "psql":
+        return argv, []
+    head, rest = argv[:i + 1], argv[i + 1:]
+    while rest and (rest[0] == "--demo" or rest[0].split("=")[0] in _VALUED):
+        take = 2 if rest[0] in _VALUED else 1
+        head, rest = head + rest[:take], rest[take:]
+    return head, rest
 
 
 # -- output helpers -----------------------------------------------------------------------------------------
@@ -349,6 +372,11 @@ async def cmd_rollback(ws: Workspace, args) -> int:
     return finish_restore(result, args.json, "rollback")
 
 
+async def cmd_psql(ws: Workspace, args) -> int:
+    from services.pgtools import psql_command, run_psql
+    return run_psql(*psql_command(ws.require_conn(), args.psql_args))
+
+
 async def cmd_protect(ws: Workspace, args) -> int:
     snap = ws.store.resolve(args.snapshot)
     on = args.command == "protect"
@@ -359,7 +387,8 @@ async def cmd_protect(ws: Workspace, args) -> int:
 
 
 COMMANDS = {"snapshot": cmd_snapshot, "list": cmd_list, "show": cmd_show, "validate": cmd_validate,
-            "restore": cmd_restore, "rollback": cmd_rollback, "protect": cmd_protect, "unprotect": cmd_protect}
+            "restore": cmd_restore, "rollback": cmd_rollback, "protect": cmd_protect, "unprotect": cmd_protect,
+            "psql": cmd_psql}
 
 
 def debug_log(exc: BaseException) -> Path | None:
@@ -382,7 +411,9 @@ def _terminate(_signum, _frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
+    argv, psql_args = split_psql_args(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.psql_args = psql_args
     json_mode = bool(getattr(args, "json", False))
     ws = None
     try:

@@ -17,8 +17,12 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import OperationFailed
+
+if TYPE_CHECKING:
+    from .config import ConnInfo
 
 
 @dataclass(frozen=True)
@@ -121,3 +125,25 @@ def find_tools(server_major: int, need_ssl: bool = False) -> PgTools:
     raise OperationFailed(
         f"No pg_dump/psql {server_major} or newer{ssl} is available (have: {have}).",
         f"Install the PostgreSQL {server_major} client tools, or set DBSAGE_PG_BINDIR to their bin directory.")
+
+
+def psql_command(conn: ConnInfo, args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of an interactive psql on ``conn`` (``dbsage-tui psql``, the app's ``s``
+    key): a look at the database or, in the sandbox, a way to break it and roll back. The connection
+    goes in PG* variables (``ConnInfo.child_env``): ``psql "$URL"`` would show the password to every user
+    in ``ps``. Any psql will do (a newer one talks to older servers)."""
+    tools = find_tools(0, need_ssl=conn.sslmode in ("require", "verify-ca", "verify-full"))
+    return [tools.psql, *args], conn.child_env()
+
+
+def run_psql(argv: list[str], env: dict[str, str]) -> int:
+    """Run ``psql_command``'s psql in this terminal until it exits; its exit code."""
+    import signal
+
+    # Ctrl-C is psql's (it cancels the query); ours would only cut psql off. A handler, not SIG_IGN,
+    # so that psql starts with the default disposition.
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        return subprocess.run(argv, env=env).returncode
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -351,3 +351,33 @@ def test_running_the_module_ends_as_a_profiler_needs(tmp_path):
                          env={**os.environ, "DBSAGE_DATA_DIR": str(tmp_path / "data")})
     assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr
     assert prof.stat().st_size > 0
+
+
+def test_psql_runs_on_the_target_with_the_password_out_of_argv(db, snapdir):
+    """`dbsage-tui psql ARGS`: psql on the configured database, ARGS as psql takes them (``-c``, ``-At``),
+    its exit code ours. Its argv, which every user sees in ``ps``, carries neither the password nor the
+    URL: read from /proc while the query runs."""
+    import shutil
+    import subprocess
+
+    env = {"DATABASE_URL": url(db)}  # our options before psql's: the rest of the line is psql's
+    res = run_cli("--dir", str(snapdir), "psql", "-At", "-c", "SELECT current_database(), current_user", env=env)
+    assert (res.returncode, res.stdout) == (0, f"{db.dbname}|{db.user}\n"), res.stderr
+    res = run_cli("psql", "--dir", str(snapdir), "-v", "ON_ERROR_STOP=1", "-c", "SELECT 1/0", env=env)
+    assert res.returncode == 1 and "division by zero" in res.stderr
+    assert db.password and url(db) not in res.stderr
+    proc = subprocess.Popen([shutil.which("dbsage-tui"), "--dir", str(snapdir), "psql", "-c", "SELECT pg_sleep(3)"],
+                            env={**os.environ, "DATABASE_URL": url(db)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        deadline = time.monotonic() + 10
+        while not children.read_text().split() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (child,) = children.read_text().split()
+        argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        assert argv[0].endswith(b"psql") and argv[1:] == [b"-c", b"SELECT pg_sleep(3)", b""], argv
+        assert db.password.encode() not in b" ".join(argv)
+    finally:
+        proc.kill()
+        proc.wait()

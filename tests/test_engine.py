@@ -43,9 +43,19 @@ def test_demo_sandbox_end_to_end(tmp_path):
         assert not pid.exists()
         res = run_cli("--demo", "list", "--json", env=env)
         assert [r["label"] for r in json.loads(res.stdout)] == ["demo-first"]
+        # What a new user tries next: break the sandbox from psql (its options after ours, or ours after
+        # the command), then get it back.
+        res = run_cli("--demo", "psql", "-v", "ON_ERROR_STOP=1", "-c", "DROP TABLE order_items", env=env)
+        assert res.returncode == 0 and "DROP TABLE" in res.stdout, res.stderr
+        res = run_cli("psql", "--demo", "-v", "ON_ERROR_STOP=1", "-c", "SELECT count(*) FROM order_items",
+                      env=env)
+        assert res.returncode == 1 and 'relation "order_items" does not exist' in res.stderr, res.stderr
         res = run_cli("--demo", "restore", "1", "--yes", "--no-pre-snapshot", env=env)
         assert res.returncode == 0, res.stderr
         assert "4 tables, 4,300 rows loaded as recorded" in res.stdout
+        res = run_cli("--demo", "psql", "-At", "-c", "SELECT count(*) FROM order_items", env=env)
+        assert (res.returncode, res.stdout) == (0, "3000\n"), res.stderr
+        assert not server.is_running()
         assert not server.is_running()
         # Started by someone else (here: this test, as an open app would have): used, and left running.
         assert demo_root() == tmp_path / "data" / "demo"
@@ -59,9 +69,11 @@ def test_demo_sandbox_end_to_end(tmp_path):
         stop_demo()
 
 
-def test_quitting_the_demo_app_stops_its_server(tmp_path):
+def test_the_demo_app_on_a_terminal_hands_it_to_psql_and_quits_stopping_its_server(tmp_path):
     """The full-screen app on a real terminal (a pty), as a new user runs it: ``dbsage-tui --demo``, the
-    screen shows the sandbox, ``q`` quits with 0, and no PostgreSQL is left running."""
+    screen shows the sandbox; ``s`` gives the terminal to psql on the sandbox (a table created there is
+    in the database) and ``\\q`` gives it back to the app; ``q`` quits with 0, and no PostgreSQL is left
+    running."""
     import fcntl
     import os
     import pty
@@ -99,6 +111,15 @@ def test_quitting_the_demo_app_stops_its_server(tmp_path):
         assert read_until(lambda: b"SANDBOX" in seen and b"snapshot" in seen.lower(), 60), seen[-2000:]
         assert server.is_running()
         time.sleep(0.5)  # let the first listing settle, as a person would look first
+        os.write(main, b"s")
+        assert read_until(lambda: b"shop=#" in seen, 30), seen[-2000:]
+        os.write(main, b"CREATE TABLE made_in_psql (); SELECT 40 + 2 AS answer;\n")
+        assert read_until(lambda: b"42" in seen.split(b"answer")[-1], 30), seen[-2000:]
+        mark = len(seen)
+        os.write(main, b"\\q\n")
+        assert read_until(lambda: b"exited" in seen[mark:], 30), seen[-2000:]  # the app's log says so
+        server.load_password()  # the app started it: its password is in the file beside the data
+        assert server.psql("SELECT to_regclass('public.made_in_psql') IS NOT NULL", "shop").strip() == "t"
         os.write(main, b"q")
         read_until(lambda: proc.poll() is not None, 30)
         assert proc.wait(timeout=30) == 0

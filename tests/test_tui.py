@@ -775,12 +775,12 @@ async def test_without_a_database_the_list_works_and_actions_explain(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await listed(pilot, 1)
         assert "no database configured" in str(app.screen.query_one("#header", Static).render())
-        for key in ("n", "r", "E"):
+        for key in ("n", "r", "E", "s"):
             await pilot.press(key)
             await pilot.pause()
             assert isinstance(app.screen, MainScreen)
         said = notices(app)
-        assert len(said) == 3 and all("--demo" in t and "SUPABASE_DB_URL" in t for t in said)
+        assert len(said) == 4 and all("--demo" in t and "SUPABASE_DB_URL" in t for t in said)
         await pilot.press("v")                                      # validation needs no database
         await app.workers.wait_for_complete()
         await pilot.pause()

@@ -75,6 +75,8 @@ BINDINGS = [
             tooltip="Delete snapshots past the retention policy"),
     Binding("delete", "delete", "Delete", id="delete", show=False,
             tooltip="Delete the highlighted snapshot (asks first)"),
+    Binding("s", "psql", "psql", id="psql", show=False,
+            tooltip="Open psql on the database (the app waits until you quit psql with \\q)"),
     Binding("ctrl+r", "refresh", "Refresh", id="refresh", show=False,
             tooltip="Re-read the snapshot directory now"),
     Binding("escape", "cancel", "Cancel", id="cancel",
@@ -442,6 +444,39 @@ class MainScreen(Jobs, Screen):
 
     def _cleanup_done(self, text: str) -> None:
         self._files_done(text)
+
+    # -- psql ------------------------------------------------------------------------------------------
+    def action_psql(self) -> None:
+        """psql on the target in this terminal, the app suspended until it exits (as lazygit hands the
+        terminal to an editor). Only when nothing runs: the work's events would wait for psql."""
+        if not self._can_run(conn=True, idle=True):
+            return
+        from textual.app import SuspendNotSupported
+
+        from services.pgtools import psql_command, run_psql
+        try:
+            argv, env = psql_command(self.ws.conn, [])
+        except DbsageError as exc:
+            self.notify(exc.one_line(), title="psql", severity="error", markup=False)
+            return
+        failed: OSError | None = None
+        try:
+            # Nothing may escape this block: App.suspend would not give the screen back.
+            with self.app.suspend():
+                print(f"\npsql on {self.ws.target_label}. \\q returns to dbsage-tui.\n", flush=True)
+                try:
+                    code = run_psql(argv, env)
+                except OSError as exc:
+                    failed = exc
+        except SuspendNotSupported:
+            self.notify("This terminal cannot hand the screen over: run dbsage-tui psql in a shell.",
+                        severity="warning")
+            return
+        if failed is not None:
+            self.notify(f"psql did not start: {failed}", title="psql", severity="error", markup=False)
+            return
+        self.say(f"psql on {self.ws.target_label} exited" + (f" with code {code}." if code else "."))
+        self.scan(force=True)
 
     # -- list handling -----------------------------------------------------------------------------------
     def action_filter(self) -> None:
