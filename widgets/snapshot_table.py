@@ -67,9 +67,9 @@ EMPTY_WIDTHS["index"] = number_width(1)
 LEGEND = f"{INVALID_MARK} invalid  {PROTECTED_MARK} protected  {DIFF_MARK} marked  bold: last 24 h"
 
 
-def next_change(ts: dt.datetime, now: dt.datetime) -> dt.datetime:
-    """When the age text of ``ts`` (or its 24 h highlight) can next change."""
-    due = age_changes_at(ts, now)
+def next_change(ts: dt.datetime, now: dt.datetime, text: str | None = None) -> dt.datetime:
+    """When the age text of ``ts`` (``text`` now, if known) or its 24 h highlight can next change."""
+    due = age_changes_at(ts, now, text)
     return min(due, ts + RECENT) if now < ts + RECENT else due
 
 
@@ -327,7 +327,7 @@ class SnapshotTable(DataTable):
         row.index = index
         if row.age_until <= now or row.snap is None or row.snap.timestamp != snap.timestamp:
             row.age = cached_age_text(snap.timestamp, now)
-            row.age_until = next_change(snap.timestamp, now)
+            row.age_until = next_change(snap.timestamp, now, row.age)
             heapq.heappush(self._due, (row.age_until, key))
         row.snap, row.shown = snap, _shown(snap, marked)
         marked, label, valid, protected, ts, kind, size, purpose, problem = row.shown
