@@ -22,6 +22,7 @@ from services import __version__
 from services.errors import EXIT_FAILED, EXIT_OK, BadInput, DbsageError
 from services.events import Event, Log, Progress, Step
 from services.gcpause import freeze_start_up, paused_gc
+from services.meta import migration_text, scope_facts
 from services.store import Snapshot, age_text, format_ts, human_size
 from services.workspace import Workspace, open_workspace
 
@@ -175,7 +176,7 @@ def progress_text(p: Progress) -> str:
 def snapshot_json(snap: Snapshot, index: int | None = None) -> dict:
     data = {"index": index, "filename": snap.filename, "label": snap.label, "timestamp": format_ts(snap.timestamp),
             "type": snap.type if snap.meta else None, "size_bytes": snap.size_bytes, "purpose": snap.purpose,
-            "protected": snap.protected, "valid": snap.valid}
+            "protected": snap.protected, "valid": snap.valid, "migration": migration_text(snap.meta)}
     if not snap.valid:
         data["problem"] = snap.problem
     if index is None:
@@ -210,6 +211,7 @@ def describe(snap: Snapshot) -> list[str]:
                 if m.get("compression", "none") != "none" else ""),
              f"Database:  {m.get('database', '?')} on {m.get('host', '?')} ({m.get('database_version', '?')})",
              f"Tables:    {m.get('tables_count', '?')}   Schemas: {', '.join(m.get('schemas') or []) or '?'}"]
+    lines += [f"{name + ':':<10} {text}" for name, text in scope_facts(m)]
     if not snap.valid:
         lines.append(f"INVALID:   {snap.problem}")
     return lines
@@ -270,11 +272,14 @@ async def cmd_list(ws: Workspace, args) -> int:
         return EXIT_OK
     print(f"Available snapshots in {ws.store.directory} (newest first):\n")
     rows = []
-    for i, s in enumerate(snaps, 1):
+    heads = [migration_text(s.meta) for s in snaps]
+    for i, (s, head) in enumerate(zip(snaps, heads, strict=True), 1):
         flags = ("!" if not s.valid else "") + ("P" if s.protected else "")
         rows.append([str(i), s.label, s.timestamp.strftime("%Y-%m-%d %H:%M"), age_text(s.timestamp),
-                     s.type if s.meta else "?", human_size(s.size_bytes), s.purpose[:40], flags])
-    print_table(rows, ["#", "Label", "Date (UTC)", "Age", "Type", "Size", "Purpose", ""])
+                     s.type if s.meta else "?", human_size(s.size_bytes), s.purpose[:40],
+                     *([(head or "-").split(" ")[0]] if any(heads) else []), flags])
+    print_table(rows, ["#", "Label", "Date (UTC)", "Age", "Type", "Size", "Purpose",
+                       *(["Migration"] if any(heads) else []), ""])
     bad = [s for s in snaps if not s.valid]
     if bad:
         print(f"\n! {len(bad)} invalid: " + "; ".join(f"{s.filename}: {s.problem}" for s in bad[:5]))

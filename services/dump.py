@@ -21,19 +21,18 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 from dataclasses import dataclass
 
 import asyncpg
 
-from . import __version__, codec, inspect
+from . import __version__, codec, dependents, inspect
 from .config import ConnInfo
 from .errors import LockHeld, OperationFailed, audit_outcome, explain_tool_failure
 from .events import Log, Progress, Reporter, null_reporter
 from .meta import preload_meta_writer
 from .pgtools import PgTools, candidate_bindirs, find_tools, probe
-from .scanner import DumpScanner
+from .scanner import DumpScanner, ScanResult
 from .store import (
     META_SUFFIX,
     PARTIAL_SUFFIX,
@@ -157,23 +156,57 @@ def start_writeback(fd: int, start: int, length: int) -> None:
         os.posix_fadvise(fd, start, length, os.POSIX_FADV_DONTNEED)
 
 
-class CompressingPump:
-    """For compressed snapshots, in a worker thread: reads pg_dump's SQL from a pipe, scans it, compresses
-    it into the file and hashes the compressed bytes (zlib and zstd release the GIL while they work).
-    ``moved`` counts SQL bytes (for progress), ``written`` file bytes."""
+class SnapshotPump:
+    """In a worker thread: reads pg_dump's SQL from a pipe, scans it (COPY row counts, trailer, lines to
+    rewrite), compresses it when asked, hashes and writes the file, and starts its writeback as it goes
+    (``start_writeback``), so that the final fsync is short. pg_dump's own writes go to a 1 MiB pipe
+    instead of a file, which takes them off its path. ``moved`` counts SQL bytes (progress), ``written``
+    file bytes (size and sha256 are of the file).
 
-    def __init__(self, src: int, dst: int, compressor: codec.Compressor, digest, scanner: DumpScanner) -> None:
-        self.src, self.dst, self.compressor, self.digest, self.scanner = src, dst, compressor, digest, scanner
+    A line the scanner rewrites (``DumpScanner.edits``) is written as rewritten: while a statement line is
+    incomplete at the end of a chunk it is held back (DDL lines are short; COPY data is never held)."""
+
+    def __init__(self, src: int, dst: int, digest, scanner: DumpScanner,
+                 compressor: codec.Compressor | None = None) -> None:
+        self.src, self.dst, self.digest, self.scanner, self.compressor = src, dst, digest, scanner, compressor
         self.moved = 0
         self.written = 0
         self._flushed = 0
+        self._held = b""
 
     def run(self) -> None:
         while chunk := os.read(self.src, CHUNK):
-            self.scanner.feed(chunk)
-            self.moved += len(chunk)
-            self._write(self.compressor.compress(chunk))
-        self._write(self.compressor.flush())
+            self.feed(chunk)
+
+    def finish(self, tail: bytes) -> None:
+        """After pg_dump's output: ``tail`` (the appendix), what was held back, the compressor's end."""
+        if tail:
+            self.feed(tail)
+        self._put(self._held)
+        self._held = b""
+        if self.compressor is not None:
+            self._write(self.compressor.flush())
+
+    def feed(self, chunk: bytes) -> None:
+        self.scanner.feed(chunk)
+        self.moved += len(chunk)
+        if not self.scanner.edits and not self._held and self.scanner.settled == self.moved:
+            self._put(chunk)  # nearly always: no copy
+            return
+        data = self._held + chunk
+        start = self.moved - len(data)
+        out, pos = [], 0
+        for begin, end, new in self.scanner.edits:
+            out += [data[pos:begin - start], new]
+            pos = end - start
+        self.scanner.edits.clear()
+        cut = self.scanner.settled - start
+        out.append(data[pos:cut])
+        self._held = data[cut:]
+        self._put(b"".join(out))
+
+    def _put(self, sql: bytes) -> None:
+        self._write(self.compressor.compress(sql) if self.compressor is not None else sql)
 
     def _write(self, data: bytes) -> None:
         if not data:
@@ -188,50 +221,22 @@ class CompressingPump:
             self._flushed = self.written
 
 
-class FileFollower:
-    """Reads a file while another process appends to it, hashing and scanning every byte once, in a
-    worker thread (sha256 releases the GIL; the loop stays free for progress and the UI). What it has read
-    is sent to disk as it goes (``start_writeback``).
+def others_default_privileges(roles: list[str], seen: set[str]):
+    """A ``DumpScanner`` rewrite that comments out ``ALTER DEFAULT PRIVILEGES FOR ROLE r`` lines of the
+    ``roles`` (as pg_dump quotes them) the connecting role cannot act as: it could never set them, and a
+    restore leaves them as they are (on Supabase, supabase_admin's in public). ``seen`` collects them."""
+    heads = {f"ALTER DEFAULT PRIVILEGES FOR ROLE {r} ".encode(): r for r in roles}
 
-    ``writer_done()`` (called from the loop once the writer has exited, so every byte it wrote is in the
-    file) makes ``run`` read on to the end and return; ``stop()`` makes it return at once."""
+    def rewrite(line: bytes) -> bytes | None:
+        if not line.startswith(b"ALTER DEFAULT PRIVILEGES FOR ROLE "):
+            return None
+        for head, role in heads.items():
+            if line.startswith(head):
+                seen.add(role)
+                return b"-- dbsage-tui: another role's, left as it is: " + line
+        return None
 
-    IDLE = 0.01  # seconds to wait when caught up with the writer
-
-    def __init__(self, fd: int, digest, scanner: DumpScanner) -> None:
-        self.fd, self.digest, self.scanner = fd, digest, scanner
-        self.moved = 0
-        self._flushed = 0
-        self._done = threading.Event()
-        self._stopped = False
-
-    @property
-    def written(self) -> int:
-        """Bytes of the file (the SQL itself: nothing is compressed on this path)."""
-        return self.moved
-
-    def writer_done(self) -> None:
-        self._done.set()
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._done.set()
-
-    def run(self) -> None:
-        while not self._stopped:
-            finished = self._done.is_set()  # read *before*: an empty read after it is the true end
-            chunk = os.read(self.fd, CHUNK)
-            if chunk:
-                self.digest.update(chunk)
-                self.scanner.feed(chunk)
-                self.moved += len(chunk)
-                if self.moved - self._flushed >= WRITEBACK_EVERY:
-                    start_writeback(self.fd, self._flushed, self.moved - self._flushed)
-                    self._flushed = self.moved
-            elif finished:
-                return
-            else:
-                self._done.wait(self.IDLE)
+    return rewrite
 
 
 async def kill_process(proc: asyncio.subprocess.Process) -> None:
@@ -262,6 +267,90 @@ async def pump_stderr(stream: asyncio.StreamReader, source: str, report: Reporte
         report(Log(text, source=source, level=level))
 
 
+@dataclass
+class _Streamed:
+    """What streaming a dump into its file measured."""
+
+    tables: int
+    scan: ScanResult
+    outside: list[dependents.Dependent]
+    pg_dump_seconds: float
+
+
+async def _stream(target: Target, args: list[str], pump: SnapshotPump, wfd: int, scope: inspect.Scope,
+                  schema_only: bool, report: Reporter, started: float) -> _Streamed:
+    """Run pg_dump into the pump's pipe (``wfd``: its write end, closed here), then append what the
+    snapshot records of the world outside its scope. Any failure or cancellation kills pg_dump."""
+    proc = pumping = None
+    try:
+        spawned = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.DEVNULL, stdout=wfd, stderr=asyncio.subprocess.PIPE,
+            env=target.conn.child_env(), **child_kwargs())
+        os.close(wfd)  # pg_dump holds the only write end: its exit is the pump's end of input
+        wfd = -1
+        stderr_lines: list[str] = []
+        err_task = asyncio.create_task(pump_stderr(proc.stderr, "pg_dump", report, stderr_lines))
+        pumping = asyncio.ensure_future(asyncio.to_thread(pump.run))
+        preload_meta_writer()
+        # Asked while pg_dump starts (round trips before it count on a hosted database).
+        tables = await inspect.tables_count(target.con, scope.schemas)
+        estimate = await inspect.estimate_dump_bytes(target.con, scope.schemas, schema_only)
+        if estimate:
+            report(Log(f"about {human_size(estimate)} of table data to dump"))
+        report(Progress("dump", 0, estimate, 0.0))
+        outside = await _outside(target, scope, report)
+        exited = asyncio.ensure_future(proc.wait())
+        while not exited.done():
+            await asyncio.wait({exited} if pumping.done() else {exited, pumping}, timeout=PROGRESS_EVERY,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if pumping.done():  # a failed reader/writer fails the dump at once
+                pumping.result()
+            report(Progress("dump", pump.moved, estimate, time.monotonic() - started))
+        rc = exited.result()
+        pg_dump_seconds = round(time.monotonic() - spawned, 3)
+        await err_task
+        if rc < 0:
+            raise OperationFailed(f"pg_dump failed: it was killed by signal {-rc}.",
+                                  "Nothing was saved; take the snapshot again.")
+        if rc != 0:
+            raise explain_tool_failure("\n".join(stderr_lines), "pg_dump")
+        try:
+            await pumping
+            await asyncio.to_thread(pump.finish, dependents.appendix(outside) if outside else b"")
+        except OSError as exc:
+            raise explain_tool_failure(f"{exc.strerror}", "Writing the snapshot") from None
+        scan = pump.scanner.finish()
+        if not scan.complete:
+            raise OperationFailed("pg_dump's output is incomplete (no dump-complete trailer).",
+                                  "Check the server log; nothing was saved.")
+        return _Streamed(tables, scan, outside, pg_dump_seconds)
+    except BaseException:
+        if proc is not None:
+            await kill_process(proc)
+        if pumping is not None:
+            await asyncio.wait({pumping})  # pg_dump is gone: the pump reads its end of input
+            if not pumping.cancelled():
+                pumping.exception()  # retrieved: the error that matters is being handled here
+        raise
+    finally:
+        if wfd >= 0:
+            os.close(wfd)
+
+
+async def _outside(target: Target, scope: inspect.Scope, report: Reporter) -> list[dependents.Dependent]:
+    """Objects outside the scope that depend on it (and, when the dump has no publications, the scope's
+    publication memberships), as they are now: the file's appendix."""
+    found, blocked = await dependents.read(target.con, scope.schemas)
+    for why in blocked:
+        report(Log(f"WARNING: {why}; a restore will refuse while it exists", level="warning"))
+    if not scope.dumps_everything:
+        found += await dependents.publication_members(target.con, scope.schemas)
+    for dep in found:
+        report(Log(f"recorded outside the scope: {dep.what}"))
+    return found
+
+
 async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, schema_only: bool = False,
                           purpose: str = "", notes: str = "", schemas: list[str] | None = None,
                           protected: bool = False, compress: str = "none",
@@ -277,6 +366,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
     if not scope.schemas:
         raise OperationFailed("There is nothing to snapshot: no schema in scope.",
                               "Check the connection's role can use the schemas, or name them with --schema.")
+    others = [] if info.superuser else await inspect.roles_not_ours(target.con)
     ts, final = free_name(store.directory, label, codec.SUFFIXES[compress])
     partial = final.with_name(final.name + PARTIAL_SUFFIX)
     kind = "schema-only" if schema_only else "full"
@@ -286,76 +376,16 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
                + (f", {compress}-compressed" if compress != "none" else "")))
     report(Log("scope: " + ", ".join(scope.schemas)
                + (f" (excluded: {', '.join(scope.excluded)})" if scope.excluded else "")))
-
+    left_alone: set[str] = set()
+    scanner = DumpScanner(rewrite=others_default_privileges(others, left_alone) if others else None)
     digest = hashlib.sha256()
-    scanner = DumpScanner()
-    stderr_lines: list[str] = []
     renamed = False
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    rfd = pipe_w = -1
-    proc = None
-    pumping = syncing = None
+    rfd, wfd = make_pipe()
     try:
-        if compress == "none":
-            rfd = os.open(partial, os.O_RDONLY)
-            pump = FileFollower(rfd, digest, scanner)
-            stdout = fd
-        else:
-            rfd, pipe_w = make_pipe()
-            pump = CompressingPump(rfd, fd, codec.Compressor(compress), digest, scanner)
-            stdout = pipe_w
-        spawned = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=asyncio.subprocess.PIPE,
-            env=target.conn.child_env(), **child_kwargs())
-        if pipe_w >= 0:
-            os.close(pipe_w)  # pg_dump holds the only write end: its exit is our end of input
-            pipe_w = -1
-        err_task = asyncio.create_task(pump_stderr(proc.stderr, "pg_dump", report, stderr_lines))
-        pumping = asyncio.ensure_future(asyncio.to_thread(pump.run))
-        preload_meta_writer()
-        # For the metadata and the progress bar, asked while pg_dump starts (two round trips fewer
-        # before it: they count on a hosted database).
-        tables = await inspect.tables_count(target.con, scope.schemas)
-        estimate = await inspect.estimate_dump_bytes(target.con, scope.schemas, schema_only)
-        if estimate:
-            report(Log(f"about {human_size(estimate)} of table data to dump"))
-        report(Progress("dump", 0, estimate, 0.0))
-        exited = asyncio.ensure_future(proc.wait())
-        while not exited.done():
-            # FIRST_COMPLETED: the reader ends only after pg_dump, so waiting for all would add up to a
-            # whole PROGRESS_EVERY after pg_dump's exit to every snapshot.
-            await asyncio.wait({exited} if pumping.done() else {exited, pumping}, timeout=PROGRESS_EVERY,
-                               return_when=asyncio.FIRST_COMPLETED)
-            if pumping.done():  # a failed reader/writer fails the dump at once
-                pumping.result()
-            report(Progress("dump", pump.moved, estimate, time.monotonic() - started))
-        rc = exited.result()
-        pg_dump_seconds = round(time.monotonic() - spawned, 3)
-        if isinstance(pump, FileFollower):
-            pump.writer_done()
-        await err_task
-        if rc == -signal.SIGXFSZ:  # pg_dump writes the file, so it meets the file size limit
-            raise explain_tool_failure("File too large", "pg_dump")
-        if rc < 0:
-            raise OperationFailed(f"pg_dump failed: it was killed by signal {-rc}.",
-                                  "Nothing was saved; take the snapshot again.")
-        if rc != 0:
-            raise explain_tool_failure("\n".join(stderr_lines), "pg_dump")
-        if isinstance(pump, FileFollower):
-            # pg_dump has written every byte: the file goes to disk while the reader finishes behind it.
-            syncing = asyncio.ensure_future(asyncio.to_thread(os.fsync, fd))
-        try:
-            await pumping
-        except OSError as exc:
-            raise explain_tool_failure(f"{exc.strerror}", "Writing the snapshot") from None
-        written = pump.written
-        result = scanner.finish()
-        if not result.complete:
-            raise OperationFailed("pg_dump's output is incomplete (no dump-complete trailer).",
-                                  "Check the server log; nothing was saved.")
-        # can take a while for a large dump: keep the loop free
-        await (syncing if syncing is not None else asyncio.to_thread(os.fsync, fd))
+        pump = SnapshotPump(rfd, fd, digest, scanner, codec.Compressor(compress) if compress != "none" else None)
+        streamed = await _stream(target, args, pump, wfd, scope, schema_only, report, started)
+        await asyncio.to_thread(os.fsync, fd)  # can take a while for a large dump: keep the loop free
         os.close(fd)
         fd = -1
         os.rename(partial, final)
@@ -368,12 +398,13 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
             "timestamp": format_ts(ts),
             "database_version": info.version,
             "supabase_version": info.supabase_version,
+            "migration": info.migration,
             "type": kind,
-            "size_bytes": written,
-            "size_human": human_size(written),
+            "size_bytes": pump.written,
+            "size_human": human_size(pump.written),
             "compression": compress,
             "sql_bytes": pump.moved,
-            "tables_count": tables,
+            "tables_count": streamed.tables,
             "restore_instructions": restore_instructions(final.name, info.major, target.tools.major),
             "notes": notes or "",
             "filename": final.name,
@@ -381,35 +412,27 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
             "pg_dump_version": target.tools.version,
             "database": info.database,
             "host": f"{target.conn.host}:{target.conn.port}",
+            "role": info.current_user,
             "schemas": scope.schemas,
             "scope": scope.to_meta(),
-            "row_counts": None if schema_only else dict(sorted(result.row_counts.items())),
+            "outside_dependents": [dep.what for dep in streamed.outside],
+            "outside_owners": sorted({dep.owner_of for dep in streamed.outside}),
+            "default_privileges_left_alone": sorted(left_alone),
+            "row_counts": None if schema_only else dict(sorted(streamed.scan.row_counts.items())),
             "duration_seconds": duration,
-            "pg_dump_seconds": pg_dump_seconds,
+            "pg_dump_seconds": streamed.pg_dump_seconds,
             "tool_version": __version__,
             "protected": bool(protected),
             "created_by": f"{os_user()}@{socket.gethostname()}",
         }
         store.write_meta(final, meta)
-        report(Progress("dump", written, written, time.monotonic() - started))
-        report(Log(f"Saved {final.name} ({human_size(written)}, {tables} tables, {duration:.1f}s)"))
-        snap = Snapshot(path=final, label=label, timestamp=ts, meta=meta, file_size=written)
+        report(Progress("dump", pump.written, pump.written, time.monotonic() - started))
+        report(Log(f"Saved {final.name} ({human_size(pump.written)}, {streamed.tables} tables, {duration:.1f}s)"))
+        snap = Snapshot(path=final, label=label, timestamp=ts, meta=meta, file_size=pump.written)
         store.audit("snapshot", "ok", snapshot=final.name, type=kind, target=target.conn.display,
-                    size_bytes=written, duration_seconds=duration, pg_dump_seconds=pg_dump_seconds)
+                    size_bytes=pump.written, duration_seconds=duration, pg_dump_seconds=streamed.pg_dump_seconds)
         return snap
     except BaseException as exc:
-        if proc is not None:
-            await kill_process(proc)
-        if pumping is not None:
-            if isinstance(pump, FileFollower):
-                pump.stop()  # wait for the reader before closing its descriptor
-            await asyncio.wait({pumping})
-            if not pumping.cancelled():
-                pumping.exception()  # retrieved: the error that matters is being handled here
-        if syncing is not None:
-            await asyncio.wait({syncing})  # the descriptor is closed below
-            if not syncing.cancelled():
-                syncing.exception()
         if fd >= 0:
             os.close(fd)
         partial.unlink(missing_ok=True)
@@ -422,9 +445,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
             raise explain_tool_failure(str(exc), "Writing the snapshot") from None
         raise
     finally:
-        for end in (rfd, pipe_w):
-            if end >= 0:
-                os.close(end)
+        os.close(rfd)
 
 
 async def snapshot(conn: ConnInfo, store: SnapshotStore, label: str, **kwargs) -> Snapshot:

@@ -27,8 +27,10 @@ class DbsageError(Exception):
         self.detail = detail
 
     def one_line(self) -> str:
-        """The message and the hint as the single line the CLI prints and the TUI notifies."""
-        return f"{self.message} {self.hint}" if self.hint else self.message
+        """The message and the hint as the single line the CLI prints and the TUI notifies: two sentences."""
+        if not self.hint:
+            return self.message
+        return f"{self.message}{'' if self.message.endswith(('.', '!', '?')) else '.'} {self.hint}"
 
 
 class BadInput(DbsageError):
@@ -81,7 +83,7 @@ _KNOWN_ERRORS: list[tuple[re.Pattern[str], str, str]] = [
      "Create the role first, or restore into a database that has it."),
     (re.compile(r"must be owner of (\w+) ([^\s]+)"),
      "The restoring user must own {0} {1}.",
-     "Restore as the owner of the objects (on Supabase: the postgres role)."),
+     "Restore as a role that owns them or is a member of their owner."),
     (re.compile(r"relation \"([^\"]+)\" already exists"),
      "Relation {0} already exists.",
      "The snapshot was not made with --clean; restore it with dbsage-tui, which drops the objects first."),

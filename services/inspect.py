@@ -13,15 +13,18 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from . import dependents
 from .config import ConnInfo
 from .errors import OperationFailed, explain_tool_failure
 
 SYSTEM_SCHEMA_RE = re.compile(r"^(pg_catalog|information_schema|pg_toast.*|pg_temp_.*)$")
 
 #: Schemas that Supabase manages; out of a snapshot's scope by default, as ``supabase db dump`` does.
+#: ``supabase_migrations`` is not one of them: it is the CLI's migration history, made by ``postgres``,
+#: and it must roll back with the schema it describes.
 SUPABASE_MANAGED = (
     "auth", "storage", "extensions", "realtime", "_realtime", "_analytics", "_supavisor",
-    "supabase_functions", "supabase_migrations", "graphql", "graphql_public", "pgbouncer", "pgsodium",
+    "supabase_functions", "graphql", "graphql_public", "pgbouncer", "pgsodium",
     "pgsodium_masks", "vault", "cron", "net", "pgmq", "pgtle", "repack", "dbdev", "etl", "topology", "tiger",
     "tiger_data",
 )
@@ -58,6 +61,8 @@ class ServerInfo:
     supabase: bool
     supabase_version: str | None
     database: str
+    #: The newest applied Supabase migration: {"version": ..., "name": ...}, or None.
+    migration: dict | None = None
 
     @property
     def major(self) -> int:
@@ -72,16 +77,27 @@ async def server_info(con: asyncpg.Connection) -> ServerInfo:
                   (SELECT count(*) FROM pg_roles WHERE rolname IN ('anon','authenticated','service_role')) = 3
                   AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'auth') AS supabase,
                   to_regclass('supabase_migrations.schema_migrations') IS NOT NULL AS has_migrations""")
-    sb_version = None
+    head = None
     if row["has_migrations"]:
-        try:
-            sb_version = await con.fetchval("SELECT max(version)::text FROM supabase_migrations.schema_migrations")
+        try:  # older CLIs made the table without a name column
+            head = await con.fetchrow("SELECT version::text, to_jsonb(m) ->> 'name' AS name "
+                                      "FROM supabase_migrations.schema_migrations m ORDER BY version DESC LIMIT 1")
         except asyncpg.PostgresError:
-            sb_version = None
+            head = None
     version = row["v"].split(" ")[0]
     return ServerInfo(version=f"PostgreSQL {version}", version_num=row["n"], current_user=row["u"],
-                      superuser=bool(row["su"]), supabase=bool(row["supabase"]), supabase_version=sb_version,
-                      database=row["db"])
+                      superuser=bool(row["su"]), supabase=bool(row["supabase"]),
+                      supabase_version=head["version"] if head else None, database=row["db"],
+                      migration={"version": head["version"], "name": head["name"]} if head else None)
+
+
+async def roles_not_ours(con: asyncpg.Connection) -> list[str]:
+    """Roles whose default privileges the connecting role may not change (PostgreSQL 16+ asks for their
+    privileges, 15 for membership), as pg_dump quotes them."""
+    return [r["name"] for r in await con.fetch(
+        "SELECT quote_ident(rolname) AS name FROM pg_roles WHERE NOT pg_has_role(oid, "
+        "CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'USAGE' ELSE 'MEMBER' END) "
+        "ORDER BY 1")]
 
 
 @dataclass
@@ -95,6 +111,14 @@ class Scope:
     excluded_extensions: list[str] = field(default_factory=list)
     supabase: bool = False
     extensions: list[str] = field(default_factory=list)  # extensions living in the scope's schemas
+    #: Schemas left out because of who owns them: schema -> owner (a role the connecting role cannot act as).
+    owned_by_others: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dumps_everything(self) -> bool:
+        """pg_dump writes database-wide default privileges and publications only for a whole-database,
+        non-Supabase scope (it leaves them out with --schema; Supabase's belong to the platform)."""
+        return self.mode == "all-except" and not self.supabase
 
     def pg_dump_args(self, tools_major: int) -> list[str]:
         if self.mode == "only":
@@ -113,7 +137,8 @@ class Scope:
 
     def to_meta(self) -> dict:
         return {"mode": self.mode, "excluded": list(self.excluded),
-                "excluded_extensions": list(self.excluded_extensions), "supabase": self.supabase}
+                "excluded_extensions": list(self.excluded_extensions), "supabase": self.supabase,
+                "owned_by_others": dict(self.owned_by_others)}
 
     @classmethod
     def from_meta(cls, schemas: list[str], data: dict | None) -> Scope:
@@ -121,7 +146,20 @@ class Scope:
         return cls(mode=str(data.get("mode", "only")), schemas=list(schemas or []),
                    excluded=list(data.get("excluded") or []),
                    excluded_extensions=list(data.get("excluded_extensions") or []),
-                   supabase=bool(data.get("supabase", False)))
+                   supabase=bool(data.get("supabase", False)),
+                   owned_by_others=dict(data.get("owned_by_others") or {}))
+
+    def left_out(self) -> list[str]:
+        """Why each excluded schema is out of the scope, for ``show``: "auth (managed by Supabase)"."""
+        why = []
+        for name in self.excluded:
+            if name in self.owned_by_others:
+                why.append(f"{name} (owned by {self.owned_by_others[name]})")
+            elif self.supabase and is_managed(name):
+                why.append(f"{name} (managed by Supabase)")
+            else:
+                why.append(f"{name} (not usable by this role)")
+        return why
 
 
 def _pattern(name: str) -> str:
@@ -131,8 +169,10 @@ def _pattern(name: str) -> str:
 
 async def resolve_scope(con: asyncpg.Connection, supabase: bool, only: list[str] | None) -> Scope:
     rows = await con.fetch(
-        "SELECT nspname, has_schema_privilege(oid, 'USAGE') AS usable FROM pg_namespace ORDER BY nspname")
-    names = {r["nspname"]: r["usable"] for r in rows if not SYSTEM_SCHEMA_RE.match(r["nspname"])}
+        "SELECT nspname, has_schema_privilege(oid, 'USAGE') AS usable, pg_get_userbyid(nspowner) AS owner, "
+        "pg_has_role(nspowner, 'USAGE') AS ours FROM pg_namespace ORDER BY nspname")
+    rows = [r for r in rows if not SYSTEM_SCHEMA_RE.match(r["nspname"])]
+    names = {r["nspname"]: r["usable"] for r in rows}
     if only:
         missing = [s for s in only if s not in names]
         if missing:
@@ -140,20 +180,29 @@ async def resolve_scope(con: asyncpg.Connection, supabase: bool, only: list[str]
             raise BadInput(f"Schema {', '.join(missing)} does not exist in this database.",
                            f"Choose from: {', '.join(sorted(names))}.")
         return Scope(mode="only", schemas=sorted(only), supabase=supabase)
-    excluded = sorted(n for n, usable in names.items() if (supabase and is_managed(n)) or not usable)
+    # On Supabase, a schema owned by a role we cannot act as is the platform's (supabase_admin's), named
+    # on our list or not: a later platform migration adds schemas we cannot know of.
+    others = {r["nspname"]: r["owner"] for r in rows
+              if supabase and not r["ours"] and not is_managed(r["nspname"]) and r["nspname"] != "public"}
+    excluded = sorted(n for n, usable in names.items()
+                      if (supabase and is_managed(n)) or not usable or n in others)
     schemas = sorted(n for n in names if n not in excluded)
     ext = await con.fetch(
         "SELECT e.extname, n.nspname = ANY($1::text[]) AS outside FROM pg_extension e "
         "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql' ORDER BY 1", excluded)
     return Scope(mode="all-except", schemas=schemas, excluded=excluded,
                  excluded_extensions=[r["extname"] for r in ext if r["outside"]],
-                 extensions=[r["extname"] for r in ext if not r["outside"]], supabase=supabase)
+                 extensions=[r["extname"] for r in ext if not r["outside"]], supabase=supabase,
+                 owned_by_others=others)
 
 
 async def current_scope_schemas(con: asyncpg.Connection, scope: Scope) -> list[str]:
-    """The schemas a restore of ``scope`` must replace, as the database is now (new schemas included)."""
-    rows = await con.fetch("SELECT nspname FROM pg_namespace ORDER BY 1")
-    present = [r["nspname"] for r in rows if not SYSTEM_SCHEMA_RE.match(r["nspname"])]
+    """The schemas a restore of ``scope`` must replace, as the database is now (new schemas included). On
+    Supabase a schema made since by a role we cannot act as (a later platform migration) is the
+    platform's, not ours: it is left alone, as a snapshot taken now would leave it out."""
+    rows = await con.fetch("SELECT nspname, pg_has_role(nspowner, 'USAGE') AS ours FROM pg_namespace ORDER BY 1")
+    present = [r["nspname"] for r in rows if not SYSTEM_SCHEMA_RE.match(r["nspname"])
+               and (r["ours"] or not scope.supabase or r["nspname"] in scope.schemas)]
     if scope.mode == "only":
         return [s for s in present if s in scope.schemas]
     return [s for s in present if s not in scope.excluded]
@@ -212,26 +261,6 @@ _DROP_ORDER = [
 ]
 _DROP_RANK = {kind: i for i, (kind, _) in enumerate(_DROP_ORDER)}
 
-_OBJ_NS = """
-    obj_ns(cls, oid, ns) AS (
-        SELECT 'pg_class'::regclass, oid, relnamespace FROM pg_class
-        UNION ALL SELECT 'pg_proc'::regclass, oid, pronamespace FROM pg_proc
-        UNION ALL SELECT 'pg_type'::regclass, oid, typnamespace FROM pg_type
-        UNION ALL SELECT 'pg_constraint'::regclass, oid, connamespace FROM pg_constraint
-        UNION ALL SELECT 'pg_operator'::regclass, oid, oprnamespace FROM pg_operator
-        UNION ALL SELECT 'pg_collation'::regclass, oid, collnamespace FROM pg_collation
-        UNION ALL SELECT 'pg_trigger'::regclass, t.oid, c.relnamespace
-                  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-        UNION ALL SELECT 'pg_policy'::regclass, p.oid, c.relnamespace
-                  FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
-        UNION ALL SELECT 'pg_attrdef'::regclass, a.oid, c.relnamespace
-                  FROM pg_attrdef a JOIN pg_class c ON c.oid = a.adrelid
-        UNION ALL SELECT 'pg_rewrite'::regclass, r.oid, c.relnamespace
-                  FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
-        UNION ALL SELECT 'pg_namespace'::regclass, oid, oid FROM pg_namespace
-    )"""
-
-
 @dataclass
 class ClearPlan:
     """SQL to run, inside the restore's transaction, before (``prelude``) and after (``postlude``) the dump."""
@@ -242,16 +271,17 @@ class ClearPlan:
 
 
 async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumped_global_default_acls: bool,
-                     dumped_publications: bool = False) -> ClearPlan:
+                     dumped_publications: bool = False, recorded: list[str] | None = None) -> ClearPlan:
     """Empty ``schemas`` so that replaying a ``--clean`` dump yields exactly the dump's state.
 
     * Schemas other than ``public`` are dropped with CASCADE (the dump re-creates them).
     * ``public`` cannot be dropped (pg_dump never re-creates it; its initial privileges would be lost), so its
       objects are dropped one by one, its ACL reset to what pg_dump assumes, its default ACLs cleared.
-    * Objects outside the scope that depend on objects inside it (a trigger on auth.users calling
-      public.handle_new_user(), a foreign key into a public table, a policy or a column default using a
-      public function) are dropped first and re-created after the replay, unchanged. Dependents we cannot
-      re-create (a view or a column type outside the scope) stop the restore before it starts.
+    * Objects outside the scope that depend on objects inside it (``services.dependents``) are dropped
+      first. A snapshot that recorded them (``recorded``: their descriptions, from its metadata)
+      re-creates them from its appendix, as they were when it was taken; for an older snapshot they are
+      put back after the replay as they are now. Dependents that cannot be re-created (a view or a
+      column type outside the scope) stop the restore before it starts.
     * Publications, when the dump has them all (a whole-database, non-Supabase scope): every one is
       dropped, as the dump's own ``--clean`` drops those it re-creates, so that one made after the
       snapshot is gone too. (Subscriptions are left alone: dropping one drops its slot on the publisher.)
@@ -260,87 +290,20 @@ async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumped_global_
     if dumped_publications:
         pubs = await con.fetch("SELECT quote_ident(pubname) AS name FROM pg_publication ORDER BY pubname")
         prelude += [f"DROP PUBLICATION {r['name']};" for r in pubs]
-    postlude: list[str] = []
-    preserved: list[str] = []
-    deps = await con.fetch(
-        f"""WITH nsp AS (SELECT oid FROM pg_namespace WHERE nspname = ANY($1::text[])), {_OBJ_NS}
-        SELECT DISTINCT d.classid::regclass::text AS cls, d.objid, d.objsubid,
-               pg_describe_object(d.classid, d.objid, d.objsubid) AS what,
-               pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid) AS needs
-        FROM pg_depend d
-        JOIN obj_ns ref ON ref.cls = d.refclassid AND ref.oid = d.refobjid AND ref.ns IN (SELECT oid FROM nsp)
-        JOIN obj_ns dep ON dep.cls = d.classid AND dep.oid = d.objid AND dep.ns NOT IN (SELECT oid FROM nsp)
-        WHERE d.deptype IN ('n', 'a') AND dep.ns <> 'pg_catalog'::regnamespace
-        ORDER BY 1, 2""", schemas)
-    blocked = []
-    seen: set[tuple[str, int]] = set()
-    for d in deps:
-        key = (d["cls"], d["objid"])
-        if key in seen:
-            continue
-        seen.add(key)
-        if d["cls"] == "pg_trigger":
-            t = await con.fetchrow(
-                """SELECT pg_get_triggerdef(t.oid) AS def, t.tgenabled::text AS en, quote_ident(t.tgname) AS name,
-                          t.tgrelid::regclass::text AS tbl, obj_description(t.oid, 'pg_trigger') AS cmt
-                   FROM pg_trigger t WHERE t.oid = $1""", d["objid"])
-            prelude.append(f"DROP TRIGGER {t['name']} ON {t['tbl']};")
-            postlude.append(t["def"] + ";")
-            state = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}.get(t["en"])
-            if state:
-                postlude.append(f"ALTER TABLE {t['tbl']} {state} TRIGGER {t['name']};")
-            if t["cmt"] is not None:
-                postlude.append(f"COMMENT ON TRIGGER {t['name']} ON {t['tbl']} IS {_literal(t['cmt'])};")
-        elif d["cls"] == "pg_constraint":
-            c = await con.fetchrow(
-                """SELECT quote_ident(conname) AS name, conrelid::regclass::text AS tbl,
-                          pg_get_constraintdef(oid) AS def, contype::text AS type
-                   FROM pg_constraint WHERE oid = $1""", d["objid"])
-            if c["type"] != "f" or c["tbl"] == "-":
-                blocked.append(d)
-                continue
-            prelude.append(f"ALTER TABLE {c['tbl']} DROP CONSTRAINT {c['name']};")
-            postlude.append(f"ALTER TABLE {c['tbl']} ADD CONSTRAINT {c['name']} {c['def']};")
-        elif d["cls"] == "pg_policy":
-            p = await con.fetchrow(
-                """SELECT quote_ident(pol.polname) AS name, pol.polrelid::regclass::text AS tbl,
-                          pol.polpermissive AS permissive, pol.polcmd::text AS cmd,
-                          CASE WHEN pol.polroles = '{0}' THEN ARRAY['PUBLIC']
-                               ELSE ARRAY(SELECT quote_ident(rolname) FROM pg_roles
-                                          WHERE oid = ANY(pol.polroles) ORDER BY rolname) END AS roles,
-                          pg_get_expr(pol.polqual, pol.polrelid) AS qual,
-                          pg_get_expr(pol.polwithcheck, pol.polrelid) AS chk
-                   FROM pg_policy pol WHERE pol.oid = $1""", d["objid"])
-            cmd = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}[p["cmd"]]
-            sql = (f"CREATE POLICY {p['name']} ON {p['tbl']} AS {'PERMISSIVE' if p['permissive'] else 'RESTRICTIVE'}"
-                   f" FOR {cmd} TO {', '.join(p['roles'])}")
-            if p["qual"]:
-                sql += f" USING ({p['qual']})"
-            if p["chk"]:
-                sql += f" WITH CHECK ({p['chk']})"
-            prelude.append(f"DROP POLICY {p['name']} ON {p['tbl']};")
-            postlude.append(sql + ";")
-        elif d["cls"] == "pg_attrdef":
-            a = await con.fetchrow(
-                """SELECT ad.adrelid::regclass::text AS tbl, quote_ident(att.attname) AS col,
-                          pg_get_expr(ad.adbin, ad.adrelid) AS expr, att.attgenerated::text AS gen
-                   FROM pg_attrdef ad JOIN pg_attribute att ON att.attrelid = ad.adrelid AND att.attnum = ad.adnum
-                   WHERE ad.oid = $1""", d["objid"])
-            if a["gen"]:
-                blocked.append(d)
-                continue
-            prelude.append(f"ALTER TABLE {a['tbl']} ALTER COLUMN {a['col']} DROP DEFAULT;")
-            postlude.append(f"ALTER TABLE {a['tbl']} ALTER COLUMN {a['col']} SET DEFAULT {a['expr']};")
-        else:
-            blocked.append(d)
-            continue
-        preserved.append(f"{d['what']} (uses {d['needs']})")
+    found, blocked = await dependents.read(con, schemas)
     if blocked:
-        b = blocked[0]
-        more = f" and {len(blocked) - 1} more" if len(blocked) > 1 else ""
-        raise OperationFailed(
-            f"Cannot restore: {b['what']} lies outside the snapshot's scope but depends on {b['needs']}{more}.",
-            "Drop it first or snapshot its schema too (--schema), then restore again.")
+        raise dependents.blocked_error(blocked)
+    postlude: list[str] = []
+    for dep in found:
+        prelude += dep.drop
+    if recorded is None:
+        if not dumped_publications:
+            found += await dependents.publication_members(con, schemas, if_present=True)
+        for dep in found:
+            postlude += dep.create
+        preserved = [dep.what for dep in found]
+    else:
+        preserved = list(recorded)
 
     for schema in schemas:
         if schema == "public":
@@ -348,49 +311,7 @@ async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumped_global_
         else:
             prelude.append(f"DROP SCHEMA {quote_ident(schema)} CASCADE;")
     acl_prelude, acl_postlude = await _reset_default_acls(con, schemas, dumped_global_default_acls)
-    if not dumped_publications:
-        members, kept = await _publication_members(con, schemas)
-        postlude += members
-        preserved += kept
     return ClearPlan(prelude=prelude + acl_prelude, postlude=postlude + acl_postlude, preserved=preserved)
-
-
-async def _publication_members(con: asyncpg.Connection, schemas: list[str]) -> tuple[list[str], list[str]]:
-    """A dump without publications (Supabase's: supabase_realtime is the platform's) has no memberships
-    either, and dropping a table or schema of the scope takes it out of every publication: realtime would
-    stop for it, silently. The memberships (with their column lists and row filters) are put back after
-    the replay, for the tables and schemas the snapshot re-created; one whose table or schema the
-    snapshot does not have goes, as anything made after it does."""
-    new = con.get_server_version().major >= 15  # asyncpg read it at connect: no query
-    rows = await con.fetch(
-        f"""SELECT quote_ident(p.pubname) AS pub, p.pubname, n.nspname, c.relname,
-                   format('%I.%I', n.nspname, c.relname) AS tbl,
-                   {"pg_get_expr(r.prqual, r.prrelid)" if new else "NULL::text"} AS qual,
-                   {"(SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a "
-                    "WHERE a.attrelid = r.prrelid AND a.attnum = ANY(r.prattrs))" if new else "NULL::text"} AS cols
-            FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
-            JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = ANY($1::text[]) ORDER BY 2, 3, 4""", schemas)
-    postlude, kept = [], []
-    for r in rows:
-        target = r["tbl"] + (f" ({r['cols']})" if r["cols"] else "") + (f" WHERE ({r['qual']})" if r["qual"] else "")
-        postlude.append(f"DO $dbsage$ BEGIN IF to_regclass({_literal(r['tbl'])}) IS NOT NULL THEN "
-                        f"ALTER PUBLICATION {r['pub']} ADD TABLE ONLY {target}; END IF; END $dbsage$;")
-        kept.append(f"table {r['tbl']} in publication {r['pubname']}")
-    if new:  # FOR TABLES IN SCHEMA (PostgreSQL 15+); public is emptied, never dropped: its entries stay
-        for r in await con.fetch(
-                """SELECT quote_ident(p.pubname) AS pub, p.pubname, n.nspname FROM pg_publication_namespace pn
-                   JOIN pg_publication p ON p.oid = pn.pnpubid JOIN pg_namespace n ON n.oid = pn.pnnspid
-                   WHERE n.nspname = ANY($1::text[]) AND n.nspname <> 'public' ORDER BY 2, 3""", schemas):
-            postlude.append(f"DO $dbsage$ BEGIN IF to_regnamespace({_literal(quote_ident(r['nspname']))}) IS NOT NULL "
-                            f"THEN ALTER PUBLICATION {r['pub']} ADD TABLES IN SCHEMA {quote_ident(r['nspname'])}; "
-                            f"END IF; END $dbsage$;")
-            kept.append(f"schema {r['nspname']} in publication {r['pubname']}")
-    return postlude, kept
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 async def _empty_public(con: asyncpg.Connection) -> list[str]:

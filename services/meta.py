@@ -159,3 +159,31 @@ def meta_text(meta: dict) -> str:
     yaml, _, dumper = _yaml()
     return yaml.dump({"snapshot": meta}, Dumper=dumper, sort_keys=False, allow_unicode=True,
                      default_flow_style=False, width=100)
+
+
+def migration_text(meta: dict | None) -> str | None:
+    """The newest applied Supabase migration a snapshot recorded: "20261102090000 messages"."""
+    head = (meta or {}).get("migration")
+    if not isinstance(head, dict) or not head.get("version"):
+        return None
+    return " ".join(str(x) for x in (head["version"], head.get("name")) if x)
+
+
+def scope_facts(meta: dict | None) -> list[tuple[str, str]]:
+    """What a restore of this snapshot touches beyond its schemas and what it leaves alone, as (field,
+    text) pairs for ``show`` and the preview: the migration head, the schemas left out and why, the
+    outside objects it re-creates, the default privileges it cannot set."""
+    from .inspect import Scope  # asyncpg is already imported wherever a scope is shown with its reasons
+    m = meta or {}
+    facts = []
+    if migration := migration_text(m):
+        facts.append(("Migration", migration))
+    scope = Scope.from_meta(m.get("schemas") or [], m.get("scope"))
+    if scope.excluded:
+        facts.append(("Left out", "; ".join(scope.left_out())))
+    for what in m.get("outside_dependents") or []:
+        facts.append(("Re-creates", str(what)))
+    if m.get("default_privileges_left_alone"):
+        facts.append(("Left alone", "default privileges of " + ", ".join(m["default_privileges_left_alone"])
+                      + f" (not {m.get('role', 'the role')}'s to set)"))
+    return facts

@@ -18,7 +18,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from . import codec, inspect
+from . import codec, dependents, inspect
 from .compat import ReplayFilter
 from .config import ConnInfo
 from .dump import (
@@ -231,10 +231,10 @@ async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, repor
         raise _restore_failure("\n".join(lines), prelude_lines, snap)
     if mismatch is not None:
         raise OperationFailed(f"Restore failed: {mismatch}. The transaction was rolled back: the database is "
-                              "unchanged", "Validate the snapshot (`dbsage-tui validate`) and check its metadata.")
+                              "unchanged.", "Validate the snapshot (`dbsage-tui validate`) and check its metadata.")
     if b"COMMIT" not in after_marker:
         raise OperationFailed("Restore failed: psql ended without committing. The transaction was rolled back: "
-                              "the database is unchanged", "See the log for psql's output.")
+                              "the database is unchanged.", "See the log for psql's output.")
     loaded: dict[str, int] = {}
     for (table, _), rows in zip(scan.copies, tags, strict=True):
         loaded[table] = loaded.get(table, 0) + rows
@@ -281,7 +281,7 @@ def _restore_failure(stderr: str, prelude_lines: int, snap: Snapshot) -> Operati
             where = f" at line {line - prelude_lines} of {snap.filename}"
         statement = m.group(2).strip()
         err.message = f"Restore failed{where}: {statement}"
-    err.message += ". The transaction was rolled back: the database is unchanged"
+    err.message = err.message.rstrip(".") + ". The transaction was rolled back: the database is unchanged."
     if not err.hint:
         err.hint = "See the log for psql's output."
     return err
@@ -348,6 +348,13 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
                 "(tables come back empty).")
         result.warnings.append(warn)
         report(Log("WARNING: " + warn, level="warning"))
+    scope = inspect.Scope.from_meta(snap.get("schemas") or [], snap.get("scope"))
+    try:
+        await _preflight(target, snap, scope, report)
+    except DbsageError as exc:
+        report(Step("restore", "failed", exc.one_line()))
+        store.audit(action, "refused", snapshot=snap.filename, target=target.conn.display, error=exc.one_line())
+        raise
     if pre_snapshot:
         report(Step("pre-rollback snapshot", "running", "full snapshot of the current state"))
         try:
@@ -367,16 +374,13 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
         report(Step("pre-rollback snapshot", "skipped", "--no-pre-snapshot"))
 
     report(Step("restore", "running", snap.filename))
-    scope = inspect.Scope.from_meta(snap.get("schemas") or [], snap.get("scope"))
     try:
         schemas = await inspect.current_scope_schemas(target.con, scope)
-        # Database-wide default privileges and publications are in the dump only for a whole-database,
-        # non-Supabase scope (pg_dump leaves them out with --schema; Supabase's belong to the platform).
-        whole_db = scope.mode == "all-except" and not scope.supabase
-        plan = await inspect.plan_clear(target.con, schemas, dumped_global_default_acls=whole_db,
-                                        dumped_publications=whole_db)
+        plan = await inspect.plan_clear(target.con, schemas, dumped_global_default_acls=scope.dumps_everything,
+                                        dumped_publications=scope.dumps_everything,
+                                        recorded=snap.get("outside_dependents"))
         for p in plan.preserved:
-            report(Log(f"kept outside the scope: {p}"))
+            report(Log(f"re-created outside the scope: {p}"))
         result.preserved = plan.preserved
         loaded = await _replay(target, snap, plan, report)
     except BaseException as exc:
@@ -399,6 +403,21 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
                 duration_seconds=result.duration, checks={c.name: c.ok for c in result.checks},
                 warnings=result.warnings or None)
     return result
+
+
+async def _preflight(target: Target, snap: Snapshot, scope: inspect.Scope, report: Reporter) -> None:
+    """Before anything is touched (the pre-rollback snapshot included): the role can drop and re-create
+    the scope as it is now and the outside objects the snapshot re-creates, and nothing outside the scope
+    depends on it in a way a restore cannot undo."""
+    schemas = await inspect.current_scope_schemas(target.con, scope)
+    live, blocked = await dependents.read(target.con, schemas)
+    if blocked:
+        raise dependents.blocked_error(blocked)
+    recorded = snap.get("outside_owners")
+    owners = [*(recorded if isinstance(recorded, list) else []), *(d.owner_of for d in live)]
+    await dependents.check_ownership(target.con, schemas, owners)
+    report(Log(f"pre-flight: {target.info.current_user} can drop and re-create {', '.join(schemas) or 'the scope'}"
+               + (f" and what the snapshot keeps on {', '.join(sorted(set(owners)))}" if owners else "")))
 
 
 async def restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *, validated: bool = False,

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 HEADER = b"--\n-- PostgreSQL database dump\n--\n"
 TRAILER = b"-- PostgreSQL database dump complete"
+#: First and last lines of what dbsage-tui appends after pg_dump's trailer (``services.dependents``).
+APPENDIX_BEGIN = b"-- dbsage-tui appendix:"
+APPENDIX_END = b"-- dbsage-tui appendix complete"
 _COPY_END = b"\\.\n"
 _NL_COPY_END = b"\n" + _COPY_END
 _TAIL_KEEP = 4096
@@ -100,12 +103,22 @@ class ScanResult:
 class DumpScanner:
     """Feed it the dump's bytes in order; ``finish()`` returns what it saw.
 
-    ``on_statement`` (optional) receives each non-COPY-data line (bytes, without the newline): the diff
+    ``on_line`` (optional) receives each non-COPY-data line (bytes, without the newline): the diff
     uses it to see the DDL while COPY data passes by uncounted in memory.
+
+    ``rewrite`` (optional) may return a replacement for such a line (bytes without the newline), or None
+    to keep it. Replacements are collected in ``edits`` as (offset, end, replacement), offsets into the
+    bytes fed; COPY data is never rewritten. Bytes before ``settled`` can no longer be edited.
     """
 
-    def __init__(self, on_line: Callable[[bytes], None] | None = None) -> None:
+    def __init__(self, on_line: Callable[[bytes], None] | None = None,
+                 rewrite: Callable[[bytes], bytes | None] | None = None) -> None:
         self.result = ScanResult()
+        self.edits: list[tuple[int, int, bytes]] = []
+        self._rewrite = rewrite
+        self._base = 0  # offset of the ``data`` being processed, for edits
+        self._saw_trailer = False
+        self._in_appendix = False
         self._carry = b""
         self._in_copy: str | None = None
         self._rows = 0
@@ -129,9 +142,16 @@ class DumpScanner:
             if nl < 0:
                 self._carry += chunk
                 return
+            self._base = self.result.bytes_scanned - len(chunk) - len(self._carry)
             self._carry = self._process(self._carry + chunk[: nl + 1], 0)
             pos = nl + 1
+        self._base = self.result.bytes_scanned - len(chunk)
         self._carry = self._process(chunk, pos)
+
+    @property
+    def settled(self) -> int:
+        """Bytes fed that no edit can touch any more: all but an incomplete statement line."""
+        return self.result.bytes_scanned - (len(self._carry) if self._in_copy is None else 0)
 
     def _process(self, data: bytes, pos: int) -> bytes:
         """Consume whole lines of ``data`` from ``pos``; return the incomplete last line."""
@@ -160,6 +180,8 @@ class DumpScanner:
             if nl < 0:
                 break
             self._statement_line(data[pos:nl])
+            if self._rewrite is not None and (new := self._rewrite(data[pos:nl])) is not None:
+                self.edits.append((self._base + pos, self._base + nl, new))
             pos = nl + 1
         return data[pos:]
 
@@ -171,6 +193,10 @@ class DumpScanner:
             self._in_copy = table_key(parts)
             self._rows = 0
             self._dense = False
+        elif line == TRAILER:
+            self._saw_trailer = True
+        elif line.startswith(APPENDIX_BEGIN):
+            self._in_appendix = self._saw_trailer
         elif line.startswith(b"-- Dumped from database version "):
             self.result.dumped_from = line.split(b"version ", 1)[1].decode(errors="replace").strip()
         elif line.startswith(b"-- Dumped by pg_dump version "):
@@ -189,16 +215,22 @@ class DumpScanner:
             self._carry = b""
         res = self.result
         res.has_header = self._head.startswith(HEADER)
-        res.has_trailer = trailer_ok(self._tail)
+        res.has_trailer = self._saw_trailer and trailer_ok(self._tail) and (
+            self._in_appendix or APPENDIX_END not in self._tail)
         res.in_copy_at_end = self._in_copy is not None
         return res
 
 
 def trailer_ok(tail: bytes) -> bool:
-    """The dump-complete comment is present and only blank lines, comment dashes or psql's
-    ``\\unrestrict KEY`` (PostgreSQL 17.6+/18) follow it."""
-    idx = tail.rfind(TRAILER)
+    """The file ends as a complete snapshot does: pg_dump's dump-complete comment, or after it the end
+    of dbsage-tui's appendix, followed by nothing but blank lines, comment dashes or psql's
+    ``\\unrestrict KEY`` (PostgreSQL 17.6+/18). (That pg_dump's trailer precedes an appendix is
+    checked by ``DumpScanner``, which reads it all.)"""
+    idx = tail.rfind(APPENDIX_END)
+    mark = APPENDIX_END if idx >= 0 else TRAILER
+    if idx < 0:
+        idx = tail.rfind(TRAILER)
     if idx < 0:
         return False
-    after = tail[idx + len(TRAILER):].split(b"\n")[1:]
+    after = tail[idx + len(mark):].split(b"\n")[1:]
     return all(not ln.strip() or ln.strip() == b"--" or ln.startswith(b"\\unrestrict ") for ln in after)

@@ -174,3 +174,69 @@ def run_cli(*args: str, env: dict | None = None, input: str | None = None, timeo
     full_env.update(env or {})
     return subprocess.run([exe, *args], env=full_env, capture_output=True, text=True, input=input,
                           timeout=timeout)
+
+
+# -- hosted-Supabase shape: ../shared/fixtures/supabase-platform, the app applied as the non-superuser postgres
+
+PLATFORM = FIXTURES / "supabase-platform"
+PLATFORM_PASSWORD = "Pl4tform-s3cret-pw"
+
+
+class Platform:
+    """A cluster built by the fixture's own scripts: superuser supabase_admin, the platform's schemas,
+    roles and migrations in a template database, and ``tests/sql/supabase_app.sql`` applied on top as
+    the non-superuser ``postgres``, as ``supabase db push`` would."""
+
+    def __init__(self, version: str, root: Path) -> None:
+        from services.pgtools import embedded_bindir
+        from services.sandbox import _free_port
+        self.bindir = embedded_bindir() if version == "18" else SYSTEM_PG15
+        self.datadir = root / f"platform{version}"
+        self.port = _free_port()
+        for parent in [root, *root.parents]:  # the server runs as an unprivileged user: let it reach its dir
+            parent.chmod(parent.stat().st_mode | 0o001)
+        self._script("cluster.sh", "start", str(self.bindir), str(self.datadir), str(self.port), PLATFORM_PASSWORD)
+        su_url = f"postgresql://supabase_admin:{PLATFORM_PASSWORD}@127.0.0.1:{self.port}/postgres"
+        self._script("build-platform.sh", str(self.bindir), su_url, "platform_tpl")
+        load_sql(self, self.conn("platform_tpl"), SQL / "supabase_app.sql")
+
+    def _script(self, name: str, *args: str) -> str:
+        res = subprocess.run([str(PLATFORM / name), *args], capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, f"{name} failed: {res.stderr[-2000:]}"
+        return res.stdout
+
+    def conn(self, dbname: str, user: str = "postgres") -> ConnInfo:
+        return ConnInfo(host="127.0.0.1", port=self.port, user=user, dbname=dbname, password=PLATFORM_PASSWORD,
+                        source="test")
+
+    def psql(self, sql: str, dbname: str = "postgres", user: str = "supabase_admin") -> str:
+        res = subprocess.run([str(self.bindir / "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"], input=sql,
+                             capture_output=True, text=True, env=self.conn(dbname, user).child_env(), timeout=120)
+        if res.returncode != 0:
+            raise AssertionError(f"psql as {user} failed: {res.stderr.strip()}")
+        return res.stdout
+
+    def stop(self) -> None:
+        subprocess.run([str(PLATFORM / "cluster.sh"), "stop", str(self.bindir), str(self.datadir)],
+                       capture_output=True, timeout=120)
+
+
+_platforms: dict[str, Platform] = {}
+
+
+@pytest.fixture(scope="session", params=server_versions(), ids=lambda v: f"pg{v}")
+def platform(request, server_root) -> Platform:
+    """The hosted-Supabase shape on each server version (built once per version, about 10 s)."""
+    if request.param not in _platforms:
+        _platforms[request.param] = Platform(request.param, server_root)
+        request.addfinalizer(lambda: _platforms.pop(request.param).stop())
+    return _platforms[request.param]
+
+
+@pytest.fixture
+def supa(platform) -> ConnInfo:
+    """A fresh copy of the platform's database with the app, as the non-superuser postgres connects to it."""
+    name = f"sb{os.getpid()}_{next(_counter)}"
+    platform.psql(f'CREATE DATABASE "{name}" TEMPLATE platform_tpl OWNER postgres')
+    yield platform.conn(name)
+    platform.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

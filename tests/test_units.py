@@ -3,6 +3,8 @@ and the rule that services/ never imports Textual."""
 
 from __future__ import annotations
 
+import os
+
 import datetime as dt
 import subprocess
 import sys
@@ -109,6 +111,52 @@ def test_scanner_counts_copy_rows_whatever_the_chunking(tmp_path):
         res = scanner.finish()
         assert res.complete, size
         assert res.row_counts == expected, size
+
+
+_OTHERS = b"ALTER DEFAULT PRIVILEGES FOR ROLE supabase_admin IN SCHEMA public GRANT ALL ON TABLES TO anon;"
+_OURS = b"ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES TO anon;"
+_MARK = b"-- dbsage-tui: another role's, left as it is: "
+
+
+def _dump_with_others(mark: bytes) -> bytes:
+    return b"".join([
+        b"--\n-- PostgreSQL database dump\n--\n\nSET x = 1;\n", mark, _OTHERS, b"\n",
+        b"COPY public.notes (body) FROM stdin;\n", _OTHERS, b"\n", b"plain row\n\\.\n\n",  # a look-alike row
+        _OURS, b"\n", mark, _OTHERS, b"\n",
+        b"\n--\n-- PostgreSQL database dump complete\n--\n\n"])
+
+
+_DUMP_WITH_OTHERS = _dump_with_others(b"")
+
+
+def test_pump_comments_out_other_roles_default_privileges_whatever_the_chunking(tmp_path):
+    """Snapshot time: another role's ALTER DEFAULT PRIVILEGES lines are written commented out, ours and
+    COPY data (even a row that reads the same) are untouched, wherever the chunks split the lines; the
+    sha256 is of the bytes in the file; the appendix follows pg_dump's trailer and completes the file."""
+    import hashlib
+
+    from services.dump import SnapshotPump, others_default_privileges
+    from services.scanner import APPENDIX_BEGIN, APPENDIX_END
+    appendix = b"\n--\n" + APPENDIX_BEGIN + b" x\n--\nCREATE TRIGGER t AFTER INSERT ON auth.users;\n--\n" \
+        + APPENDIX_END + b"\n--\n"
+    want = _dump_with_others(_MARK) + appendix
+    for size in (1, 2, 7, 64, 4096):
+        seen: set[str] = set()
+        scanner = DumpScanner(rewrite=others_default_privileges(["supabase_admin"], seen))
+        out = tmp_path / f"out{size}.sql"
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o600)
+        digest = hashlib.sha256()
+        pump = SnapshotPump(-1, fd, digest, scanner)
+        for i in range(0, len(_DUMP_WITH_OTHERS), size):
+            pump.feed(_DUMP_WITH_OTHERS[i:i + size])
+        pump.finish(appendix)
+        os.close(fd)
+        assert out.read_bytes() == want, size
+        assert digest.hexdigest() == hashlib.sha256(want).hexdigest() and pump.written == len(want)
+        res = scanner.finish()
+        assert res.complete and res.row_counts == {"public.notes": 2} and seen == {"supabase_admin"}, size
+    assert trailer_ok(want[-4096:])
+    assert not trailer_ok(want[:-len(appendix) + 20]), "an appendix cut short is not a complete file"
 
 
 def test_scanner_detects_truncation():

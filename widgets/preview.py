@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
+from services.meta import scope_facts
 from services.store import Snapshot, age_text, human_size
 from services.validation import Validation
 
@@ -62,6 +63,7 @@ def describe(snap: Snapshot, now: dt.datetime, validation: Validation | None = N
         else:
             lines.extend(_table_lines(m.get("tables_count", "?"), m.get("row_counts"), snap.is_full))
         lines.append(_line("sha256", str(m.get("sha256", "?"))))
+        lines.extend(_line(name, text) for name, text in scope_facts(m))
     lines.extend(status_lines(snap, validation))
     if snap.meta is not None and snap.valid:
         lines.append(_line("Restore", "press r, or from a shell:"))
