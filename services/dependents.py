@@ -238,10 +238,10 @@ async def check_ownership(con: asyncpg.Connection, schemas: list[str], outside: 
     row = await con.fetchrow(_NOT_OURS, schemas)
     if row is not None:
         raise OperationFailed(
-            f"Cannot restore as {me}: {row['kind']} {row['name']} in the snapshot's scope belongs to "
-            f"{row['owner']}, and {me} is not a member of that role, so it cannot drop and re-create it.",
-            f"Have {row['owner']} drop it or hand it over (ALTER ... OWNER TO {me}), or restore as a member "
-            f"of {row['owner']}.")
+            f"Cannot restore as {me}: {row['kind']} {row['name']} belongs to {row['owner']}, a role {me} is "
+            "not a member of, so the restore could not drop and re-create it.",
+            f"Have {row['owner']} drop it or hand it over (ALTER {row['kind'].upper()} {row['name']} OWNER TO "
+            f"{me}), or restore as a member of {row['owner']}.")
     grants = await _supautils_grants(con, me)
     for need in sorted(set(outside)):
         kind, _, name = need.partition(" ")
@@ -256,8 +256,8 @@ async def check_ownership(con: asyncpg.Connection, schemas: list[str], outside: 
         if owner is None or owner["ours"] or name in grants:
             continue  # a table gone since is re-created by nobody: the replay fails and rolls back
         raise OperationFailed(
-            f"Cannot restore as {me}: {kind} {name} belongs to {owner['name']}, and {me} is not a member of "
-            f"that role, so it cannot drop and re-create what the snapshot keeps on it.",
+            f"Cannot restore as {me}: {kind} {name} belongs to {owner['name']}, a role {me} is not a member "
+            "of, so the restore could not drop and re-create what the snapshot keeps on it.",
             f"Restore as a member of {owner['name']}, or grant {me} that role for the restore.")
 
 

@@ -1,14 +1,13 @@
-"""Taking a snapshot: pg_dump writes ``NAME.partial`` itself; we follow the growing file, then rename it.
+"""Taking a snapshot: pg_dump writes into a pipe; one thread turns its SQL into ``NAME.partial``.
 
-pg_dump's stdout *is* the partial file, so it never waits for us. A worker thread reads the file behind it
-(from the page cache) in 1 MiB chunks, hashing and scanning them (COPY row counts, trailer), so memory stays
-flat whatever the database size and the sha256 is of the bytes actually in the file. Only a dump that
-pg_dump finished with exit 0 *and* whose trailer is present becomes ``NAME.sql``; its metadata is written
-after the rename. What the thread has read is sent to disk as it goes, so the fsync before the rename is
-short. Any failure or cancellation kills pg_dump and removes what was written.
-
-With ``compress="gzip"|"zstd"`` pg_dump writes into a pipe instead, and the thread compresses what it
-reads (after scanning the SQL) into ``NAME.sql.gz|.sql.zst``; the sha256 is then of the compressed file.
+The thread (``SnapshotPump``) reads 1 MiB at a time, scans it (COPY row counts, trailer), comments out
+the lines no restore as this role could run (another role's default privileges), compresses it when
+asked, hashes and writes it, and starts its writeback as it goes: memory stays flat whatever the database
+size, the sha256 is of the bytes in the file, and the fsync before the rename is short. After pg_dump's
+trailer comes the appendix: the objects outside the scope that depend on it (``services.dependents``).
+Only a dump that pg_dump finished with exit 0 *and* whose trailer is present becomes ``NAME.sql``
+(``.sql.gz``, ``.sql.zst``); its metadata is written after the rename. Any failure or cancellation kills
+pg_dump and removes what was written.
 """
 
 from __future__ import annotations
@@ -351,6 +350,46 @@ async def _outside(target: Target, scope: inspect.Scope, report: Reporter) -> li
     return found
 
 
+def _metadata(target: Target, scope: inspect.Scope, filename: str, ts, kind: str, pump: SnapshotPump,
+              streamed: _Streamed, left_alone: set[str], duration: float, *, label: str, purpose: str, notes: str,
+              protected: bool, compress: str) -> dict:
+    """The ``.meta.yaml`` of a snapshot just renamed into place."""
+    info = target.info
+    return {
+        "label": label,
+        "purpose": purpose or "",
+        "timestamp": format_ts(ts),
+        "database_version": info.version,
+        "supabase_version": info.supabase_version,
+        "migration": info.migration,
+        "type": kind,
+        "size_bytes": pump.written,
+        "size_human": human_size(pump.written),
+        "compression": compress,
+        "sql_bytes": pump.moved,
+        "tables_count": streamed.tables,
+        "restore_instructions": restore_instructions(filename, info.major, target.tools.major),
+        "notes": notes or "",
+        "filename": filename,
+        "sha256": pump.digest.hexdigest(),
+        "pg_dump_version": target.tools.version,
+        "database": info.database,
+        "host": f"{target.conn.host}:{target.conn.port}",
+        "role": info.current_user,
+        "schemas": scope.schemas,
+        "scope": scope.to_meta(),
+        "outside_dependents": [dep.what for dep in streamed.outside],
+        "outside_owners": sorted({dep.owner_of for dep in streamed.outside}),
+        "default_privileges_left_alone": sorted(left_alone),
+        "row_counts": None if kind == "schema-only" else dict(sorted(streamed.scan.row_counts.items())),
+        "duration_seconds": duration,
+        "pg_dump_seconds": streamed.pg_dump_seconds,
+        "tool_version": __version__,
+        "protected": bool(protected),
+        "created_by": f"{os_user()}@{socket.gethostname()}",
+    }
+
+
 async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, schema_only: bool = False,
                           purpose: str = "", notes: str = "", schemas: list[str] | None = None,
                           protected: bool = False, compress: str = "none",
@@ -392,39 +431,8 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
         renamed = True
         fsync_dir(store.directory)
         duration = round(time.monotonic() - started, 3)
-        meta = {
-            "label": label,
-            "purpose": purpose or "",
-            "timestamp": format_ts(ts),
-            "database_version": info.version,
-            "supabase_version": info.supabase_version,
-            "migration": info.migration,
-            "type": kind,
-            "size_bytes": pump.written,
-            "size_human": human_size(pump.written),
-            "compression": compress,
-            "sql_bytes": pump.moved,
-            "tables_count": streamed.tables,
-            "restore_instructions": restore_instructions(final.name, info.major, target.tools.major),
-            "notes": notes or "",
-            "filename": final.name,
-            "sha256": digest.hexdigest(),
-            "pg_dump_version": target.tools.version,
-            "database": info.database,
-            "host": f"{target.conn.host}:{target.conn.port}",
-            "role": info.current_user,
-            "schemas": scope.schemas,
-            "scope": scope.to_meta(),
-            "outside_dependents": [dep.what for dep in streamed.outside],
-            "outside_owners": sorted({dep.owner_of for dep in streamed.outside}),
-            "default_privileges_left_alone": sorted(left_alone),
-            "row_counts": None if schema_only else dict(sorted(streamed.scan.row_counts.items())),
-            "duration_seconds": duration,
-            "pg_dump_seconds": streamed.pg_dump_seconds,
-            "tool_version": __version__,
-            "protected": bool(protected),
-            "created_by": f"{os_user()}@{socket.gethostname()}",
-        }
+        meta = _metadata(target, scope, final.name, ts, kind, pump, streamed, left_alone, duration,
+                         label=label, purpose=purpose, notes=notes, protected=protected, compress=compress)
         store.write_meta(final, meta)
         report(Progress("dump", pump.written, pump.written, time.monotonic() - started))
         report(Log(f"Saved {final.name} ({human_size(pump.written)}, {streamed.tables} tables, {duration:.1f}s)"))

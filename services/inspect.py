@@ -150,16 +150,18 @@ class Scope:
                    owned_by_others=dict(data.get("owned_by_others") or {}))
 
     def left_out(self) -> list[str]:
-        """Why each excluded schema is out of the scope, for ``show``: "auth (managed by Supabase)"."""
-        why = []
+        """Why the excluded schemas are out of the scope, grouped, for ``show``:
+        "auth, storage (managed by Supabase)", "x (owned by supabase_admin)"."""
+        groups: dict[str, list[str]] = {}
         for name in self.excluded:
             if name in self.owned_by_others:
-                why.append(f"{name} (owned by {self.owned_by_others[name]})")
+                why = f"owned by {self.owned_by_others[name]}"
             elif self.supabase and is_managed(name):
-                why.append(f"{name} (managed by Supabase)")
+                why = "managed by Supabase"
             else:
-                why.append(f"{name} (not usable by this role)")
-        return why
+                why = "not usable by this role"
+            groups.setdefault(why, []).append(name)
+        return [f"{', '.join(names)} ({why})" for why, names in groups.items()]
 
 
 def _pattern(name: str) -> str:

@@ -182,8 +182,8 @@ def scope_facts(meta: dict | None) -> list[tuple[str, str]]:
     if scope.excluded:
         facts.append(("Left out", "; ".join(scope.left_out())))
     for what in m.get("outside_dependents") or []:
-        facts.append(("Re-creates", str(what)))
+        facts.append(("Outside", str(what)))
     if m.get("default_privileges_left_alone"):
-        facts.append(("Left alone", "default privileges of " + ", ".join(m["default_privileges_left_alone"])
+        facts.append(("Not ours", "default privileges of " + ", ".join(m["default_privileges_left_alone"])
                       + f" (not {m.get('role', 'the role')}'s to set)"))
     return facts

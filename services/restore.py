@@ -349,12 +349,7 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
         result.warnings.append(warn)
         report(Log("WARNING: " + warn, level="warning"))
     scope = inspect.Scope.from_meta(snap.get("schemas") or [], snap.get("scope"))
-    try:
-        await _preflight(target, snap, scope, report)
-    except DbsageError as exc:
-        report(Step("restore", "failed", exc.one_line()))
-        store.audit(action, "refused", snapshot=snap.filename, target=target.conn.display, error=exc.one_line())
-        raise
+    await _preflight(target, store, snap, scope, report, action)
     if pre_snapshot:
         report(Step("pre-rollback snapshot", "running", "full snapshot of the current state"))
         try:
@@ -405,17 +400,23 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
     return result
 
 
-async def _preflight(target: Target, snap: Snapshot, scope: inspect.Scope, report: Reporter) -> None:
+async def _preflight(target: Target, store: SnapshotStore, snap: Snapshot, scope: inspect.Scope,
+                     report: Reporter, action: str) -> None:
     """Before anything is touched (the pre-rollback snapshot included): the role can drop and re-create
     the scope as it is now and the outside objects the snapshot re-creates, and nothing outside the scope
-    depends on it in a way a restore cannot undo."""
+    depends on it in a way a restore cannot undo. A refusal is audited."""
     schemas = await inspect.current_scope_schemas(target.con, scope)
     live, blocked = await dependents.read(target.con, schemas)
-    if blocked:
-        raise dependents.blocked_error(blocked)
     recorded = snap.get("outside_owners")
     owners = [*(recorded if isinstance(recorded, list) else []), *(d.owner_of for d in live)]
-    await dependents.check_ownership(target.con, schemas, owners)
+    try:
+        if blocked:
+            raise dependents.blocked_error(blocked)
+        await dependents.check_ownership(target.con, schemas, owners)
+    except DbsageError as exc:
+        report(Step("restore", "failed", exc.one_line()))
+        store.audit(action, "refused", snapshot=snap.filename, target=target.conn.display, error=exc.one_line())
+        raise
     report(Log(f"pre-flight: {target.info.current_user} can drop and re-create {', '.join(schemas) or 'the scope'}"
                + (f" and what the snapshot keeps on {', '.join(sorted(set(owners)))}" if owners else "")))
 

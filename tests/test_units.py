@@ -3,9 +3,8 @@ and the rule that services/ never imports Textual."""
 
 from __future__ import annotations
 
-import os
-
 import datetime as dt
+import os
 import subprocess
 import sys
 

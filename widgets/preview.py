@@ -23,7 +23,7 @@ _W = 9  # width of the field names
 
 def _line(name: str, value: str | Content, style: str = "") -> Content:
     value = Content.styled(value, style) if isinstance(value, str) else value
-    return Content.assemble((f"{name:<{_W}}", "$text-muted"), value)
+    return Content.assemble((f"{name:<{_W - 1}} ", "$text-muted"), value)
 
 
 def status_lines(snap: Snapshot, validation: Validation | None) -> list[Content]:
