@@ -410,7 +410,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
     partial = final.with_name(final.name + PARTIAL_SUFFIX)
     kind = "schema-only" if schema_only else "full"
     args = [target.tools.pg_dump, "--clean", "--if-exists", "--no-owner", "--verbose", "--no-password",
-            *(["--schema-only"] if schema_only else []), *scope.pg_dump_args(target.tools.major)]
+            *scope.pg_dump_args(target.tools.major, schema_only)]
     report(Log(f"Taking a {kind} snapshot of {target.conn.display} with pg_dump {target.tools.version}"
                + (f", {compress}-compressed" if compress != "none" else "")))
     report(Log("scope: " + ", ".join(scope.schemas)

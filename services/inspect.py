@@ -29,6 +29,8 @@ SUPABASE_MANAGED = (
     "tiger_data",
 )
 SUPABASE_MANAGED_PREFIXES = ("timescaledb_",)
+#: The Supabase CLI's migration history (``schema_migrations``, ``seed_files``).
+HISTORY_SCHEMA = "supabase_migrations"
 
 
 def is_managed(schema: str) -> bool:
@@ -120,7 +122,20 @@ class Scope:
         non-Supabase scope (it leaves them out with --schema; Supabase's belong to the platform)."""
         return self.mode == "all-except" and not self.supabase
 
-    def pg_dump_args(self, tools_major: int) -> list[str]:
+    def pg_dump_args(self, tools_major: int, schema_only: bool = False) -> list[str]:
+        return self._data_args(schema_only) + self._scope_args(tools_major)
+
+    def _data_args(self, schema_only: bool) -> list[str]:
+        """A schema snapshot of a Supabase project keeps the migration history's rows: restoring the
+        structure of some day with the history of today (or none) would have ``supabase db push`` re-apply,
+        or skip, the wrong migrations. So it is a full dump without the other schemas' table data."""
+        if not schema_only:
+            return []
+        if not (self.supabase and HISTORY_SCHEMA in self.schemas):
+            return ["--schema-only"]
+        return [f"--exclude-table-data={_pattern(s)}.*" for s in self.schemas if s != HISTORY_SCHEMA]
+
+    def _scope_args(self, tools_major: int) -> list[str]:
         if self.mode == "only":
             return [f"--schema={_pattern(s)}" for s in self.schemas]
         args = [f"--exclude-schema={_pattern(s)}" for s in self.excluded]

@@ -344,8 +344,9 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
         # spares that dump when the file is bad; without one, the inline check is enough.
         (validate_or_refuse if pre_snapshot else quick_check_or_refuse)(store, snap, report)
     if snap.type == "schema-only":
+        history = inspect.HISTORY_SCHEMA in (snap.get("schemas") or []) and (snap.get("scope") or {}).get("supabase")
         warn = (f"{snap.filename} is schema-only: every row in its tables will be lost "
-                "(tables come back empty).")
+                "(tables come back empty" + (", the migration history as it was)." if history else ")."))
         result.warnings.append(warn)
         report(Log("WARNING: " + warn, level="warning"))
     scope = inspect.Scope.from_meta(snap.get("schemas") or [], snap.get("scope"))

@@ -19,6 +19,7 @@ from tests.conftest import PLATFORM, comparable, run_cli
 from tests.test_restore_fidelity import assert_same
 
 LATER_SCHEMA = "supabase_subscription_mgmt"
+LATER_MIGRATION = PLATFORM / "sql/supabase-postgres/later/20250915105031_add_subscription_mgmt_schema.sql"
 
 #: What a bad migration does: destroys outside objects with CASCADE, drops a realtime table, revokes
 #: grants, changes default privileges, records itself in the history, adds a table.
@@ -76,8 +77,7 @@ async def test_restore_as_postgres_is_exact_after_a_destructive_migration(platfo
 
     platform.psql(MIGRATION, supa.dbname, "postgres")
     # A later platform migration, applied by the platform: a schema of supabase_admin's we have never heard of.
-    platform.psql((PLATFORM / "sql/supabase-postgres/later/20250915105031_add_subscription_mgmt_schema.sql")
-                  .read_text(), supa.dbname)
+    platform.psql(LATER_MIGRATION.read_text(), supa.dbname)
     assert sign_up(platform, supa, "44444444-4444-4444-4444-444444444444", "lost") == ""  # trigger is gone
 
     result = await restore.restore(supa, store, snap)
@@ -106,6 +106,8 @@ def _without_user(dump_text: str, uid: str) -> str:
 
 async def test_emergency_rollback_and_schema_snapshot_from_the_cli_as_postgres(platform, supa, snapdir):
     env = {"SUPABASE_DB_URL": _url(supa), "DBSAGE_SNAPSHOT_DIR": str(snapdir)}
+    # A platform schema of supabase_admin's that is on no list of ours, there before the snapshots.
+    platform.psql(LATER_MIGRATION.read_text(), supa.dbname)
     before = admin_dump(platform, supa)
     res = run_cli("snapshot", "--label", "nightly", "--json", env=env)
     assert res.returncode == 0, res.stderr
@@ -116,6 +118,9 @@ async def test_emergency_rollback_and_schema_snapshot_from_the_cli_as_postgres(p
     res = run_cli("restore", "1", "--yes", "--no-pre-snapshot", env=env)  # the schema snapshot
     assert res.returncode == 0, res.stderr
     assert platform.psql("SELECT count(*) FROM public.profiles", supa.dbname).strip() == "0"
+    # ... but not the migration history's: the structure is the snapshot's, so is the list of what made it.
+    assert platform.psql("SELECT string_agg(version, ',' ORDER BY version) FROM supabase_migrations.schema_migrations",
+                         supa.dbname).strip() == "20261101090000,20261102090000"
     assert sign_up(platform, supa, "66666666-6666-6666-6666-666666666666", "schemaonly") == "schemaonly"
     platform.psql("DELETE FROM auth.users WHERE id = '66666666-6666-6666-6666-666666666666'", supa.dbname)
 
@@ -129,6 +134,11 @@ async def test_emergency_rollback_and_schema_snapshot_from_the_cli_as_postgres(p
     assert res.returncode == 0, res.stderr
     assert "20261102090000 messages" in res.stdout
     assert "Left out:  auth, extensions," in res.stdout and "(managed by Supabase)" in res.stdout
+    assert f"{LATER_SCHEMA} (owned by supabase_admin)" in res.stdout
+    listed = json.loads(run_cli("list", "--json", env=env).stdout)
+    assert [(s["label"], s["migration"]) for s in listed] == [
+        ("pre-rollback", "20261102090000 messages"), ("schema-only", "20261102090000 messages"),
+        ("nightly", "20261102090000 messages")]
     assert "trigger on_auth_user_created on table auth.users" in res.stdout
 
 
