@@ -242,6 +242,16 @@ async def check_ownership(con: asyncpg.Connection, schemas: list[str], outside: 
             "not a member of, so the restore could not drop and re-create it.",
             f"Have {row['owner']} drop it or hand it over (ALTER {row['kind'].upper()} {row['name']} OWNER TO "
             f"{me}), or restore as a member of {row['owner']}.")
+    lost = await con.fetchrow(
+        """SELECT d.defaclnamespace::regnamespace::text AS nsp, pg_get_userbyid(d.defaclrole) AS role
+           FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace
+           WHERE n.nspname = ANY($1::text[]) AND n.nspname <> 'public' AND NOT pg_has_role(d.defaclrole, 'USAGE')
+           ORDER BY 1, 2 LIMIT 1""", schemas)
+    if lost is not None:  # dropping the schema would drop them, and no restore as us could set them again
+        raise OperationFailed(
+            f"Cannot restore as {me}: schema {lost['nsp']} holds default privileges of {lost['role']}, a role "
+            f"{me} is not a member of; replacing the schema would lose them.",
+            f"Restore as a member of {lost['role']}, or have {lost['role']} remove them first.")
     grants = await _supautils_grants(con, me)
     for need in sorted(set(outside)):
         kind, _, name = need.partition(" ")

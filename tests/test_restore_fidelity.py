@@ -305,3 +305,30 @@ async def test_a_pg15_snapshot_restores_into_pg18(pg15, db15, pg18, db18, snapdi
     after = full_dump(db18)
     assert "SET (n_distinct=20)" in after
     assert_same(_across_versions(full_dump(db15)), _across_versions(after))
+
+
+async def test_a_non_superuser_restore_refuses_to_lose_another_roles_default_privileges(pg, db, snapdir):
+    """Outside Supabase too: a schema the restoring role owns holds default privileges of a role it is not
+    a member of. The snapshot writes them commented out (no restore as this role could set them); a
+    restore would drop the schema and lose them, so the pre-flight refuses, naming schema and role, with
+    the database as it was."""
+    import dataclasses
+    pg.psql(f"""DO $$ BEGIN
+                  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app_owner') THEN
+                    CREATE ROLE app_owner LOGIN PASSWORD '{pg.password}'; CREATE ROLE alice NOLOGIN;
+                  END IF; END $$;""")
+    pg.psql("CREATE SCHEMA app AUTHORIZATION app_owner; GRANT CREATE ON DATABASE "
+            f'"{db.dbname}" TO app_owner; ALTER DEFAULT PRIVILEGES FOR ROLE alice IN SCHEMA app '
+            "GRANT SELECT ON TABLES TO app_reader; SET ROLE app_owner; CREATE TABLE app.t (id int);", db.dbname)
+    owner = dataclasses.replace(db, user="app_owner")
+    store = SnapshotStore(snapdir)
+    snap = await dump.snapshot(owner, store, "as-owner", schemas=["app"])
+    text = snap.path.read_text()
+    assert "-- dbsage-tui: another role's, left as it is: ALTER DEFAULT PRIVILEGES FOR ROLE alice" in text
+    assert snap.meta["default_privileges_left_alone"] == ["alice"]
+    pg.psql("INSERT INTO app.t VALUES (1)", db.dbname)
+    state = full_dump(db)
+    with pytest.raises(restore.OperationFailed) as err:
+        await restore.restore(owner, store, snap)
+    assert "schema app holds default privileges of alice" in err.value.one_line()
+    assert full_dump(db) == state
