@@ -174,20 +174,17 @@ async def publication_members(con: asyncpg.Connection, schemas: list[str], *,
                                [], [sql]))
     if new:
         for r in await con.fetch(
-                """SELECT quote_ident(p.pubname) AS pub, p.pubname, n.nspname FROM pg_publication_namespace pn
+                """SELECT quote_ident(p.pubname) AS pub, p.pubname, n.nspname, quote_ident(n.nspname) AS nsp
+                   FROM pg_publication_namespace pn
                    JOIN pg_publication p ON p.oid = pn.pnpubid JOIN pg_namespace n ON n.oid = pn.pnnspid
                    WHERE n.nspname = ANY($1::text[]) AND n.nspname <> 'public' ORDER BY 2, 3""", schemas):
-            sql = f"ALTER PUBLICATION {r['pub']} ADD TABLES IN SCHEMA {_ident(r['nspname'])};"
+            sql = f"ALTER PUBLICATION {r['pub']} ADD TABLES IN SCHEMA {r['nsp']};"
             if if_present:
-                sql = (f"DO $dbsage$ BEGIN IF to_regnamespace({_literal(_ident(r['nspname']))}) IS NOT NULL "
+                sql = (f"DO $dbsage$ BEGIN IF to_regnamespace({_literal(r['nsp'])}) IS NOT NULL "
                        f"THEN {sql} END IF; END $dbsage$;")
             found.append(Dependent(f"schema {r['nspname']} in publication {r['pubname']}",
                                    f"publication {r['pubname']}", [], [sql]))
     return found
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def appendix(found: list[Dependent]) -> bytes:

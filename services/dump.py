@@ -419,10 +419,11 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
     scanner = DumpScanner(rewrite=others_default_privileges(others, left_alone) if others else None)
     digest = hashlib.sha256()
     renamed = False
+    compressor = codec.Compressor(compress) if compress != "none" else None
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    rfd, wfd = make_pipe()
+    rfd, wfd = make_pipe()  # _stream closes the write end, whatever happens
     try:
-        pump = SnapshotPump(rfd, fd, digest, scanner, codec.Compressor(compress) if compress != "none" else None)
+        pump = SnapshotPump(rfd, fd, digest, scanner, compressor)
         streamed = await _stream(target, args, pump, wfd, scope, schema_only, report, started)
         await asyncio.to_thread(os.fsync, fd)  # can take a while for a large dump: keep the loop free
         os.close(fd)
