@@ -379,7 +379,9 @@ async def cmd_rollback(ws: Workspace, args) -> int:
 
 async def cmd_psql(ws: Workspace, args) -> int:
     from services.pgtools import psql_command, run_psql
-    return run_psql(*psql_command(ws.require_conn(), args.psql_args))
+    conn = ws.require_conn()
+    argv, relay = psql_command(conn, args.psql_args)
+    return run_psql(argv, conn, relay)
 
 
 async def cmd_protect(ws: Workspace, args) -> int:

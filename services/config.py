@@ -9,11 +9,13 @@ The config file is ``$XDG_CONFIG_HOME/dbsage-tui/config.yaml`` (or DBSAGE_CONFIG
 from __future__ import annotations
 
 import os
+import re
+import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from .errors import BadInput
+from .errors import BadInput, OperationFailed
 
 DEFAULT_SNAPSHOT_DIR = Path("supabase/snapshots")
 #: Seconds to wait for a connection before giving up (libpq's connect_timeout, asyncpg's timeout).
@@ -86,19 +88,9 @@ class ConnInfo:
                 env[_LIBPQ_ENV[key]] = value
         return env
 
-    def asyncpg_kwargs(self) -> dict:
-        params = dict(self.params)
-        kwargs: dict = {
-            "host": self.host, "port": self.port, "user": self.user, "database": self.dbname,
-            "password": self.password, "timeout": self.connect_timeout,
-            "server_settings": {"application_name": params.get("application_name", "dbsage-tui")},
-        }
-        sslmode = params.get("sslmode")
-        if sslmode:
-            kwargs["ssl"] = sslmode
-        else:
-            kwargs["ssl"] = "prefer"
-        return kwargs
+    @property
+    def uses_tcp(self) -> bool:
+        return not self.host.startswith("/")
 
 
 def parse_url(url: str, source: str = "--db-url") -> ConnInfo:
@@ -145,14 +137,61 @@ def from_pg_env(env: dict[str, str]) -> ConnInfo:
 def resolve_target(db_url: str | None, env: dict[str, str] | None = None) -> ConnInfo | None:
     """The database to work on, by the layering above; None when nothing at all is configured."""
     env = dict(os.environ if env is None else env)
+    conn = None
     if db_url:
-        return parse_url(db_url, "--db-url")
-    for name in ("SUPABASE_DB_URL", "DATABASE_URL"):
-        if env.get(name):
-            return parse_url(env[name], name)
-    if any(env.get(v) for v in ("PGHOST", "PGDATABASE", "PGUSER", "PGPORT", "PGSERVICE")):
-        return from_pg_env(env)
-    return None
+        conn = parse_url(db_url, "--db-url")
+    else:
+        for name in ("SUPABASE_DB_URL", "DATABASE_URL"):
+            if env.get(name):
+                conn = parse_url(env[name], name)
+                break
+        else:
+            if any(env.get(v) for v in ("PGHOST", "PGDATABASE", "PGUSER", "PGPORT", "PGSERVICE")):
+                conn = from_pg_env(env)
+    if conn is not None:
+        check_target(conn)
+    return conn
+
+
+# -- hosted Supabase's endpoints ---------------------------------------------------------------------------
+#: Supabase's transaction-mode poolers: Supavisor (``*.pooler.supabase.com``) and the dedicated PgBouncer
+#: (``db.<ref>.supabase.co``), both on 6543. They hand each transaction to any server session, so pg_dump's
+#: snapshot, psql's single transaction and the advisory lock would not hold.
+TRANSACTION_POOLER_PORT = 6543
+_SUPABASE_HOST = re.compile(r"(^|\.)(pooler\.supabase\.com|supabase\.co)$", re.IGNORECASE)
+_DIRECT_HOST = re.compile(r"^db\.([a-z0-9]+)\.supabase\.co$", re.IGNORECASE)
+
+
+def check_target(conn: ConnInfo) -> None:
+    """Refuse, before connecting, what cannot work or would be weaker than asked."""
+    if dict(conn.params).get("channel_binding") == "require":
+        raise BadInput(f"The URL from {conn.source} asks for channel_binding=require, which neither our connection "
+                       "(asyncpg) nor the bundled pg_dump/psql can do.",
+                       "Leave it out and use sslmode=verify-full, which checks the server's certificate.")
+    if conn.port == TRANSACTION_POOLER_PORT and _SUPABASE_HOST.search(conn.host):
+        raise BadInput(
+            f"{conn.host}:{conn.port} ({conn.source}) is Supabase's transaction pooler, which cannot keep the "
+            "session a snapshot or a restore needs.",
+            f"Use the session pooler: the same URL with port 5432 (postgresql://{conn.user}:…@{conn.host}:5432/"
+            f"{conn.dbname}), from the dashboard's Connect panel.")
+
+
+def ipv6_only_advice(conn: ConnInfo) -> OperationFailed | None:
+    """When a host that has IPv6 addresses only cannot be reached (Supabase's direct host on many plans,
+    seen from a network without IPv6), the sentence that says so; None otherwise."""
+    if not conn.uses_tcp:
+        return None
+    try:
+        families = {info[0] for info in socket.getaddrinfo(conn.host, conn.port, type=socket.SOCK_STREAM)}
+    except OSError:
+        return None
+    if families != {socket.AF_INET6}:
+        return None
+    direct = _DIRECT_HOST.match(conn.host)
+    hint = (f"Use the session pooler instead: postgresql://postgres.{direct.group(1)}:…@"
+            "aws-0-<region>.pooler.supabase.com:5432/postgres (the dashboard's Connect panel, Session pooler)."
+            if direct else "Connect from a network with IPv6, or use an address of the server this machine reaches.")
+    return OperationFailed(f"{conn.host} has IPv6 addresses only, and none of them answered from this machine.", hint)
 
 
 def config_file(env: dict[str, str] | None = None) -> Path:

@@ -44,6 +44,7 @@ from .store import (
     human_size,
     os_user,
 )
+from .tls import TlsRelay
 
 CHUNK = 1 << 20
 #: Bytes of snapshot between two requests to start writing them to disk (``start_writeback``).
@@ -62,10 +63,24 @@ class Target:
     con: asyncpg.Connection
     info: inspect.ServerInfo
     tools: PgTools
+    #: Where pg_dump/psql connect when our session is encrypted (``services.tls``), else None.
+    relay: TlsRelay | None = None
+
+    def child_env(self) -> dict[str, str]:
+        """pg_dump/psql's environment: through the TLS relay whenever our own session uses TLS."""
+        return self.relay.child_env() if self.relay else self.conn.child_env()
+
+    @property
+    def tls(self) -> dict:
+        """What the metadata and ``show`` say about encryption: never a secret."""
+        protocols = self.relay.protocols if self.relay and self.relay.protocols else [self.info.tls or "none"]
+        return {"protocol": protocols[-1], "sslmode": self.conn.sslmode}
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.con.close(), 5)
+        if self.relay:
+            await asyncio.to_thread(self.relay.close)
 
 
 async def open_target(conn: ConnInfo) -> Target:
@@ -81,11 +96,12 @@ async def open_target(conn: ConnInfo) -> Target:
                 probing.exception()  # retrieved: find_tools probes again and reports any error
     try:
         info = await inspect.server_info(con)
-        tools = find_tools(info.major, need_ssl=conn.sslmode in ("require", "verify-ca", "verify-full"))
+        tools = find_tools(info.major)
+        relay = await asyncio.to_thread(TlsRelay(conn).start) if info.tls and conn.uses_tcp else None
     except BaseException:
         await con.close()
         raise
-    return Target(conn=conn, con=con, info=info, tools=tools)
+    return Target(conn=conn, con=con, info=info, tools=tools, relay=relay)
 
 
 @contextlib.asynccontextmanager
@@ -285,7 +301,7 @@ async def _stream(target: Target, args: list[str], pump: SnapshotPump, wfd: int,
         spawned = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.DEVNULL, stdout=wfd, stderr=asyncio.subprocess.PIPE,
-            env=target.conn.child_env(), **child_kwargs())
+            env=target.child_env(), **child_kwargs())
         os.close(wfd)  # pg_dump holds the only write end: its exit is the pump's end of input
         wfd = -1
         stderr_lines: list[str] = []
@@ -376,6 +392,7 @@ def _metadata(target: Target, scope: inspect.Scope, filename: str, ts, kind: str
         "database": info.database,
         "host": f"{target.conn.host}:{target.conn.port}",
         "role": info.current_user,
+        "tls": target.tls,
         "schemas": scope.schemas,
         "scope": scope.to_meta(),
         "outside_dependents": [dep.what for dep in streamed.outside],

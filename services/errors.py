@@ -51,6 +51,9 @@ class LockHeld(OperationFailed):
 
 # What pg_dump / psql / the server say, mapped to what to do next (the seed story's error table, extended).
 _KNOWN_ERRORS: list[tuple[re.Pattern[str], str, str]] = [
+    (re.compile(r"dbsage-tui TLS: (.*?)\.?$", re.MULTILINE),  # services.tls: the relay could not reach the server
+     "{0}.",
+     "Check the host, sslmode and sslrootcert in the connection URL."),
     (re.compile(r"password authentication failed|no password supplied|authentication failed"),
      "Authentication failed for the database user.",
      "Check the password in SUPABASE_DB_URL / DATABASE_URL (percent-encode special characters)."),

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from dataclasses import dataclass, field
 
 import asyncpg
 
 from . import dependents
-from .config import ConnInfo
+from .config import ConnInfo, ipv6_only_advice
 from .errors import OperationFailed, explain_tool_failure
+from .tls import TLS_REQUIRED, client_context, tls_failure
 
 SYSTEM_SCHEMA_RE = re.compile(r"^(pg_catalog|information_schema|pg_toast.*|pg_temp_.*)$")
 
@@ -37,14 +39,27 @@ def is_managed(schema: str) -> bool:
     return schema in SUPABASE_MANAGED or schema.startswith(SUPABASE_MANAGED_PREFIXES)
 
 
+def connect_kwargs(conn: ConnInfo) -> dict:
+    """asyncpg's arguments for ``conn``: under ``require`` and ``verify-*`` the TLS rules of the relay that
+    carries pg_dump and psql (``services.tls``), so that both verify alike; asyncpg's own ``prefer`` and
+    ``allow`` fall back to cleartext exactly as libpq's do."""
+    return {"host": conn.host, "port": conn.port, "user": conn.user, "database": conn.dbname,
+            "password": conn.password, "timeout": conn.connect_timeout,
+            "server_settings": {"application_name": dict(conn.params).get("application_name", "dbsage-tui")},
+            "ssl": client_context(conn) if conn.sslmode in TLS_REQUIRED else conn.sslmode}
+
+
 async def connect(conn: ConnInfo) -> asyncpg.Connection:
     """Connect with a bounded timeout; failures become one clear sentence, never a traceback."""
     try:
-        con = await asyncio.wait_for(asyncpg.connect(**conn.asyncpg_kwargs()), conn.connect_timeout + 1)
-    except TimeoutError:
-        raise explain_tool_failure("timeout expired", f"Connecting to {conn.display}") from None
+        con = await asyncio.wait_for(asyncpg.connect(**connect_kwargs(conn)), conn.connect_timeout + 1)
+    except ssl.SSLError as exc:
+        raise tls_failure(exc, conn) from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
-        text = str(exc)
+        text = "timeout expired" if isinstance(exc, TimeoutError) else str(exc)
+        if isinstance(exc, OSError) and not isinstance(exc, ConnectionRefusedError) and (
+                advice := ipv6_only_advice(conn)):
+            raise advice from None  # unreachable or timed out: a network without IPv6
         if isinstance(exc, ConnectionRefusedError) or "Connect call failed" in text:
             text = "Connection refused"
         if isinstance(exc, OSError) and "Name or service not known" in text:
@@ -65,6 +80,8 @@ class ServerInfo:
     database: str
     #: The newest applied Supabase migration: {"version": ..., "name": ...}, or None.
     migration: dict | None = None
+    #: The TLS protocol of our session ("TLSv1.3"), None when it is not encrypted.
+    tls: str | None = None
 
     @property
     def major(self) -> int:
@@ -78,7 +95,8 @@ async def server_info(con: asyncpg.Connection) -> ServerInfo:
                   current_database() AS db,
                   (SELECT count(*) FROM pg_roles WHERE rolname IN ('anon','authenticated','service_role')) = 3
                   AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'auth') AS supabase,
-                  to_regclass('supabase_migrations.schema_migrations') IS NOT NULL AS has_migrations""")
+                  to_regclass('supabase_migrations.schema_migrations') IS NOT NULL AS has_migrations,
+                  (SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl) AS tls""")
     head = None
     if row["has_migrations"]:
         try:  # older CLIs made the table without a name column
@@ -90,7 +108,8 @@ async def server_info(con: asyncpg.Connection) -> ServerInfo:
     return ServerInfo(version=f"PostgreSQL {version}", version_num=row["n"], current_user=row["u"],
                       superuser=bool(row["su"]), supabase=bool(row["supabase"]),
                       supabase_version=head["version"] if head else None, database=row["db"],
-                      migration={"version": head["version"], "name": head["name"]} if head else None)
+                      migration={"version": head["version"], "name": head["name"]} if head else None,
+                      tls=row["tls"])
 
 
 async def roles_not_ours(con: asyncpg.Connection) -> list[str]:

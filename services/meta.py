@@ -172,12 +172,17 @@ def migration_text(meta: dict | None) -> str | None:
 def scope_facts(meta: dict | None) -> list[tuple[str, str]]:
     """What a restore of this snapshot touches beyond its schemas and what it leaves alone, as (field,
     text) pairs for ``show`` and the preview: the migration head, the schemas left out and why, the
-    outside objects it re-creates, the default privileges it cannot set."""
+    outside objects it re-creates, the default privileges it cannot set; and whether the dump crossed the
+    network encrypted."""
     from .inspect import Scope  # asyncpg is already imported wherever a scope is shown with its reasons
     m = meta or {}
     facts = []
     if migration := migration_text(m):
         facts.append(("Migration", migration))
+    if isinstance(tls := m.get("tls"), dict):
+        protocol = tls.get("protocol")
+        facts.append(("TLS", f"{protocol if protocol not in (None, 'none') else 'not used'} "
+                             f"(sslmode {tls.get('sslmode', '?')})"))
     scope = Scope.from_meta(m.get("schemas") or [], m.get("scope"))
     if scope.excluded:
         facts.append(("Left out", "; ".join(scope.left_out())))

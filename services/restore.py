@@ -160,7 +160,7 @@ async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, repor
     try:
         proc = await asyncio.create_subprocess_exec(
             *args, stdin=pipe_r, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=target.conn.child_env(), **child_kwargs())
+            env=target.child_env(), **child_kwargs())
     finally:
         os.close(pipe_r)
     lines: list[str] = []

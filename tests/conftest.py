@@ -3,12 +3,15 @@ database per test, hermetic settings. Nothing here fakes pg_dump, psql or the se
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -164,6 +167,44 @@ def full_dump(conn: ConnInfo, bindir: Path | None = None) -> str:
 
 def has_extension(server: LocalServer, name: str) -> bool:
     return server.psql(f"SELECT count(*) FROM pg_available_extensions WHERE name = '{name}'").strip() == "1"
+
+
+@contextlib.contextmanager
+def watch_cmdlines():
+    """The argv of every process this test run starts (children of the CLI it runs), sampled every 10 ms
+    while the block runs: what ``ps`` shows every user of the machine."""
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def ours(proc: Path) -> bool:
+        """Started by this test run: another test suite on the machine may run psql with a URL of its own."""
+        pid, me = int(proc.name), os.getpid()
+        for _ in range(8):
+            try:
+                pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                return False
+            if pid == me:
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    def watch():
+        while not stop.is_set():
+            for proc in Path("/proc").iterdir():
+                if proc.name.isdigit() and ours(proc):
+                    with contextlib.suppress(OSError):
+                        seen.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            time.sleep(0.01)
+
+    w = threading.Thread(target=watch)
+    w.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        w.join()
 
 
 def run_cli(*args: str, env: dict | None = None, input: str | None = None, timeout: float = 300):

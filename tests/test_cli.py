@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pytest
 
 from services.store import SnapshotStore
-from tests.conftest import full_dump, run_cli
+from tests.conftest import full_dump, run_cli, watch_cmdlines
 
 
 def url(conn, password: str | None = None) -> str:
@@ -255,46 +255,13 @@ def test_password_never_in_argv_files_logs_or_output(pg, db, snapdir, cli):
     snapshot directory, the audit log, or anything the CLI printed."""
     seed(pg, db)
     password = db.password
-    seen_cmdlines: list[str] = []
-    stop = threading.Event()
-
-    def ours(proc: Path) -> bool:
-        """Started by this test run (a child of the CLI it runs): another test suite on the machine may
-        run psql with a URL of its own."""
-        pid, me = int(proc.name), os.getpid()
-        for _ in range(8):
-            try:
-                pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                return False
-            if pid == me:
-                return True
-            if pid <= 1:
-                return False
-        return False
-
-    def watch():
-        while not stop.is_set():
-            for proc in Path("/proc").iterdir():
-                if proc.name.isdigit() and ours(proc):
-                    try:
-                        seen_cmdlines.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-                    except OSError:
-                        pass
-            time.sleep(0.01)
-
-    w = threading.Thread(target=watch)
-    w.start()
     outputs = []
-    try:
+    with watch_cmdlines() as seen_cmdlines:
         for args in (("snapshot", "--label", "secret-check", "--json"), ("list", "--json"), ("show", "1", "--json"),
                      ("restore", "1", "--yes", "--json"), ("rollback", "--emergency", "--json")):
             res = cli(*args)
             assert res.returncode == 0, res.stderr
             outputs += [res.stdout, res.stderr]
-    finally:
-        stop.set()
-        w.join()
     assert any("pg_dump" in c for c in seen_cmdlines), "the watcher saw pg_dump run"
     assert any("psql" in c for c in seen_cmdlines), "the watcher saw psql run"
     assert not [c for c in seen_cmdlines if password in c]

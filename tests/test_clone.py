@@ -13,6 +13,7 @@ import pytest
 from services import clone, dbprops
 from services.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INVALID_SNAPSHOT, InvalidSnapshot
 from services.events import Log
+from services.inspect import connect_kwargs
 from services.store import SnapshotStore, load_meta
 from tests.conftest import FIXTURES, full_dump, load_sql
 
@@ -122,7 +123,7 @@ async def test_clone_database_is_sealed_and_drop_clone_removes_it(pg18, db18, sn
     assert pg18.psql(f"SELECT datallowconn, datistemplate FROM pg_database WHERE datname = '{name}'").strip() \
         == "f|t"
     with pytest.raises(asyncpg.PostgresError, match="not currently accepting connections"):
-        await asyncpg.connect(**db18.with_dbname(name).asyncpg_kwargs())
+        await asyncpg.connect(**connect_kwargs(db18.with_dbname(name)))
     elsewhere = dataclasses.replace(db18, port=db18.port + 1)
     with pytest.raises(clone.BadInput, match="not on"):
         await clone.drop_clone(elsewhere, snap)
@@ -144,7 +145,7 @@ async def test_refusals_are_one_line_and_touch_nothing(pg18, db18, snapdir, clon
     assert "file snapshot" in exc.value.hint
 
     # Another session connected: named, never terminated.
-    other = await asyncpg.connect(**db18.asyncpg_kwargs())
+    other = await asyncpg.connect(**connect_kwargs(db18))
     try:
         pid = other.get_server_pid()
         with pytest.raises(clone.DatabaseBusy) as exc:
@@ -174,7 +175,7 @@ async def test_refusals_are_one_line_and_touch_nothing(pg18, db18, snapdir, clon
     snap = await clone.create_clone(db18, store, "base")
     pg18.psql("INSERT INTO t VALUES (2)", db18.dbname)
     changed = full_dump(db18)
-    other = await asyncpg.connect(**db18.asyncpg_kwargs())
+    other = await asyncpg.connect(**connect_kwargs(db18))
     try:
         with pytest.raises(clone.DatabaseBusy, match="Cannot restore"):
             await clone.restore_clone(db18, store, snap)

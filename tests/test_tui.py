@@ -33,6 +33,7 @@ from app.workflow import default_path, load_workflow
 from services import dump
 from services.config import ConnInfo
 from services.errors import BadInput
+from services.inspect import connect_kwargs
 from services.listcache import directory_signature
 from services.store import SnapshotStore, suggest_label
 from services.workspace import Workspace
@@ -223,7 +224,7 @@ async def test_label_is_checked_live_and_a_suggestion_offered(tmp_path):
 async def test_cancel_a_running_dump_removes_the_partial_file(pg18, db18, snapdir):
     """pg_dump waits on a lock held by another session; escape kills it and nothing is left behind."""
     seed_items(pg18, db18)
-    blocker = await asyncpg.connect(**db18.asyncpg_kwargs())
+    blocker = await asyncpg.connect(**connect_kwargs(db18))
     tx = blocker.transaction()
     await tx.start()
     await blocker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
@@ -252,7 +253,7 @@ async def test_cancel_a_running_dump_removes_the_partial_file(pg18, db18, snapdi
 
 async def test_quitting_during_a_dump_asks_then_cleans_up(pg18, db18, snapdir):
     seed_items(pg18, db18)
-    blocker = await asyncpg.connect(**db18.asyncpg_kwargs())
+    blocker = await asyncpg.connect(**connect_kwargs(db18))
     tx = blocker.transaction()
     await tx.start()
     await blocker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
@@ -355,7 +356,7 @@ async def test_cancelling_a_restore_leaves_the_database_as_it_was(pg18, db18, sn
     store = SnapshotStore(snapdir)
     await dump.snapshot(db18, store, "baseline")
     pg18.psql("DELETE FROM items WHERE id > 10", db18.dbname)
-    blocker = await asyncpg.connect(**db18.asyncpg_kwargs())
+    blocker = await asyncpg.connect(**connect_kwargs(db18))
     tx = blocker.transaction()
     await tx.start()
     await blocker.execute("LOCK TABLE items IN ACCESS SHARE MODE")

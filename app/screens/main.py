@@ -455,7 +455,7 @@ class MainScreen(Jobs, Screen):
 
         from services.pgtools import psql_command, run_psql
         try:
-            argv, env = psql_command(self.ws.conn, [])
+            argv, relay = psql_command(self.ws.conn, [])
         except DbsageError as exc:
             self.notify(exc.one_line(), title="psql", severity="error", markup=False)
             return
@@ -465,7 +465,7 @@ class MainScreen(Jobs, Screen):
             with self.app.suspend():
                 print(f"\npsql on {self.ws.target_label}. \\q returns to dbsage-tui.\n", flush=True)
                 try:
-                    code = run_psql(argv, env)
+                    code = run_psql(argv, self.ws.conn, relay)
                 except OSError as exc:
                     failed = exc
         except SuspendNotSupported:
