@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write .sql.gz or .sql.zst (gunzip -c / zstd -dc give the SQL back); default: the "
                         "config file's 'compress', else none")
     p.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    lock_args(p, terminate=False)
 
     p = cmd("list", "list snapshots, newest first")
     p.add_argument("--json", action="store_true")
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pre-snapshot", action="store_true",
                    help="skip the full pre-rollback snapshot of the current state")
     p.add_argument("--json", action="store_true")
+    lock_args(p)
 
     p = cmd("rollback", "emergency rollback to the newest valid full snapshot, no questions asked")
     p.add_argument("--emergency", action="store_true", required=True,
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pre-timeout", type=float, default=None, metavar="SECONDS",
                    help="give up the pre-rollback snapshot after this long and restore anyway (default 120)")
     p.add_argument("--json", action="store_true")
+    lock_args(p)
 
     for name, text in (("protect", "protect a snapshot from cleanup"), ("unprotect", "remove the protection")):
         p = cmd(name, text)
@@ -105,6 +108,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Our options that take a value (``--dir X``): what follows them is not a command.
 _VALUED = ("--db-url", "--dir")
+
+
+def lock_args(p, terminate: bool = True) -> None:
+    p.add_argument("--lock-timeout", type=float, default=None, metavar="SECONDS",
+                   help="give up, changing nothing, when another session's lock is held longer than this "
+                        "(default: the config file's lock_timeout, else 30)")
+    if terminate:
+        p.add_argument("--terminate-blockers", action="store_true",
+                       help="terminate exactly the sessions whose locks the restore waits for (audited)")
+
+
+def lock_policy(args):
+    """The ``LockPolicy`` of a command: --lock-timeout, else the config file's, else the default."""
+    from services.config import lock_timeout_setting
+    from services.locks import DEFAULT_LOCK_TIMEOUT, LockPolicy
+    if args.lock_timeout is not None and args.lock_timeout <= 0:
+        raise BadInput(f"--lock-timeout {args.lock_timeout:g} is not a positive number of seconds.", "Use e.g. 30.")
+    timeout = args.lock_timeout or lock_timeout_setting() or DEFAULT_LOCK_TIMEOUT
+    return LockPolicy(timeout=timeout, terminate=getattr(args, "terminate_blockers", False))
 
 
 def split_psql_args(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -243,7 +265,7 @@ async def cmd_snapshot(ws: Workspace, args) -> int:
         snap = await dump.snapshot(conn, ws.store, args.label, schema_only=args.type == "schema",
                                    purpose=args.purpose, notes=args.notes, schemas=args.schema,
                                    protected=args.protect, compress=args.compress or default_compression(),
-                                   report=printer)
+                                   report=printer, locks=lock_policy(args))
     if args.json:
         print_json(snap.meta)
     else:
@@ -335,15 +357,22 @@ async def cmd_restore(ws: Workspace, args) -> int:
     check(ws.store, snap, printer)
     if snap.type == "schema-only" and not args.json:
         print("\n*** WARNING: this is a SCHEMA-ONLY snapshot. Every row in its tables will be lost. ***\n")
+    locks = lock_policy(args)
     if not args.yes:
         if not sys.stdin.isatty():
             raise BadInput("Refusing to restore without confirmation: no terminal to ask on.",
                            "Pass --yes to confirm in scripts.")
+        from services.locks import sessions_now
+        others = await sessions_now(conn)
+        print(f"Sessions:  {len(others) or 'no'} other session{'s' if len(others) != 1 else ''} connected"
+              + (" (a restore waits for their locks, up to --lock-timeout):" if others else ""))
+        for b in others:
+            print(f"  {b.text()}")
         if not confirm("This will replace current database. Continue?"):
             print("Cancelled: nothing was changed.")
             return EXIT_OK
     result = await restore.restore(conn, ws.store, snap, pre_snapshot=not args.no_pre_snapshot, report=printer,
-                                   validated=True)
+                                   validated=True, locks=locks)
     return finish_restore(result, args.json, "restore")
 
 
@@ -352,7 +381,8 @@ def finish_restore(result, json_mode: bool, action: str) -> int:
             "pre_snapshot": result.pre_snapshot.filename if result.pre_snapshot else None,
             "status": "ok" if result.smoke_ok else "smoke-test-failed", "duration_seconds": result.duration,
             "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks],
-            "warnings": result.warnings, "preserved": result.preserved}
+            "warnings": result.warnings, "preserved": result.preserved,
+            "terminated": [b.as_dict() for b in result.terminated]}
     if json_mode:
         print_json(data)
     else:
@@ -363,6 +393,8 @@ def finish_restore(result, json_mode: bool, action: str) -> int:
             print(f"  {'✔' if c.ok else '✘'} {c.name}: {c.detail}")
         for w in result.warnings:
             print(f"  ! {w}")
+        for b in result.terminated:
+            print(f"  ! terminated {b.text()} (it blocked the restore)")
         if result.pre_snapshot:
             print(f"Undo this restore with: dbsage-tui restore {result.pre_snapshot.filename}")
         print("Next: run your application's checks; see the audit log (audit.log) in the snapshot directory.")
@@ -373,7 +405,8 @@ async def cmd_rollback(ws: Workspace, args) -> int:
     from services import restore
     conn = ws.require_conn()
     kwargs = {} if args.pre_timeout is None else {"pre_timeout": args.pre_timeout}
-    result = await restore.emergency_rollback(conn, ws.store, report=Printer(args.json), **kwargs)
+    result = await restore.emergency_rollback(conn, ws.store, report=Printer(args.json), locks=lock_policy(args),
+                                              **kwargs)
     return finish_restore(result, args.json, "rollback")
 
 
@@ -436,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             handler = cli_maintenance.COMMANDS[args.command]
         return asyncio.run(handler(ws, args))
     except DbsageError as exc:
-        return _fail(exc.one_line(), exc.exit_code, json_mode)
+        return _fail(exc.one_line(), exc.exit_code, json_mode, exc.extra)
     except KeyboardInterrupt:
         return _fail("Cancelled: work in progress was stopped and cleaned up.", EXIT_FAILED, json_mode)
     except BrokenPipeError:
@@ -487,9 +520,9 @@ def _status_line(text: str) -> bool:
     return True
 
 
-def _fail(message: str, code: int, json_mode: bool) -> int:
+def _fail(message: str, code: int, json_mode: bool, extra: dict | None = None) -> int:
     if json_mode:
-        print(json.dumps({"error": message, "exit_code": code}))
+        print(json.dumps({"error": message, "exit_code": code, **(extra or {})}))
     print(f"error: {message}", file=sys.stderr)
     return code
 

@@ -218,6 +218,16 @@ def load_config(env: dict[str, str] | None = None) -> dict:
     return data
 
 
+def lock_timeout_setting(env: dict[str, str] | None = None) -> float | None:
+    """The config file's ``lock_timeout`` (seconds a statement may wait for another session's lock)."""
+    value = load_config(env).get("lock_timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise BadInput(f"The config file's lock_timeout is {value!r}.", "Use a number of seconds, e.g. 30.")
+    return float(value)
+
+
 def resolve_snapshot_dir(cli_dir: str | None, env: dict[str, str] | None = None) -> Path:
     env = dict(os.environ if env is None else env)
     if cli_dir:

@@ -21,7 +21,8 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -29,6 +30,7 @@ from . import __version__, codec, dependents, inspect
 from .config import ConnInfo
 from .errors import LockHeld, OperationFailed, audit_outcome, explain_tool_failure
 from .events import Log, Progress, Reporter, null_reporter
+from .locks import LockPolicy, watching
 from .meta import preload_meta_writer
 from .pgtools import PgTools, candidate_bindirs, find_tools, probe
 from .scanner import DumpScanner, ScanResult
@@ -65,10 +67,15 @@ class Target:
     tools: PgTools
     #: Where pg_dump/psql connect when our session is encrypted (``services.tls``), else None.
     relay: TlsRelay | None = None
+    locks: LockPolicy = field(default_factory=LockPolicy)
 
-    def child_env(self) -> dict[str, str]:
-        """pg_dump/psql's environment: through the TLS relay whenever our own session uses TLS."""
-        return self.relay.child_env() if self.relay else self.conn.child_env()
+    def child_env(self, app: str | None = None) -> dict[str, str]:
+        """pg_dump/psql's environment: through the TLS relay whenever our own session uses TLS; ``app``
+        names the session (``LockWatch`` finds it by that name)."""
+        env = self.relay.child_env() if self.relay else self.conn.child_env()
+        if app:
+            env["PGAPPNAME"] = app
+        return env
 
     @property
     def tls(self) -> dict:
@@ -83,7 +90,7 @@ class Target:
             await asyncio.to_thread(self.relay.close)
 
 
-async def open_target(conn: ConnInfo) -> Target:
+async def open_target(conn: ConnInfo, locks: LockPolicy | None = None) -> Target:
     # Ask the first candidate pg_dump its version (a short process; cached) while we connect.
     first = candidate_bindirs()[:1]
     probing = asyncio.ensure_future(asyncio.to_thread(probe, first[0])) if first else None
@@ -95,13 +102,16 @@ async def open_target(conn: ConnInfo) -> Target:
             if not probing.cancelled():
                 probing.exception()  # retrieved: find_tools probes again and reports any error
     try:
+        locks = locks or LockPolicy()
+        # Our own session's queries are catalog reads; should one ever wait for a lock, never forever.
+        await con.execute(f"SET lock_timeout = {locks.timeout_ms}")
         info = await inspect.server_info(con)
         tools = find_tools(info.major)
         relay = await asyncio.to_thread(TlsRelay(conn).start) if info.tls and conn.uses_tcp else None
     except BaseException:
         await con.close()
         raise
-    return Target(conn=conn, con=con, info=info, tools=tools, relay=relay)
+    return Target(conn=conn, con=con, info=info, tools=tools, relay=relay, locks=locks)
 
 
 @contextlib.asynccontextmanager
@@ -293,42 +303,46 @@ class _Streamed:
 
 
 async def _stream(target: Target, args: list[str], pump: SnapshotPump, wfd: int, scope: inspect.Scope,
-                  schema_only: bool, report: Reporter, started: float) -> _Streamed:
+                  schema_only: bool, report: Reporter, started: float, audit: Callable[..., None]) -> _Streamed:
     """Run pg_dump into the pump's pipe (``wfd``: its write end, closed here), then append what the
     snapshot records of the world outside its scope. Any failure or cancellation kills pg_dump."""
     proc = pumping = None
     try:
-        spawned = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL, stdout=wfd, stderr=asyncio.subprocess.PIPE,
-            env=target.child_env(), **child_kwargs())
-        os.close(wfd)  # pg_dump holds the only write end: its exit is the pump's end of input
-        wfd = -1
-        stderr_lines: list[str] = []
-        err_task = asyncio.create_task(pump_stderr(proc.stderr, "pg_dump", report, stderr_lines))
-        pumping = asyncio.ensure_future(asyncio.to_thread(pump.run))
-        preload_meta_writer()
-        # Asked while pg_dump starts (round trips before it count on a hosted database).
-        tables = await inspect.tables_count(target.con, scope.schemas)
-        estimate = await inspect.estimate_dump_bytes(target.con, scope.schemas, schema_only)
-        if estimate:
-            report(Log(f"about {human_size(estimate)} of table data to dump"))
-        report(Progress("dump", 0, estimate, 0.0))
-        outside = await _outside(target, scope, report)
-        exited = asyncio.ensure_future(proc.wait())
-        while not exited.done():
-            await asyncio.wait({exited} if pumping.done() else {exited, pumping}, timeout=PROGRESS_EVERY,
-                               return_when=asyncio.FIRST_COMPLETED)
-            if pumping.done():  # a failed reader/writer fails the dump at once
-                pumping.result()
-            report(Progress("dump", pump.moved, estimate, time.monotonic() - started))
-        rc = exited.result()
-        pg_dump_seconds = round(time.monotonic() - spawned, 3)
-        await err_task
+        async with watching(target.conn, "snapshot", target.locks, report, audit) as watch:
+            spawned = time.monotonic()
+            proc = await asyncio.create_subprocess_exec(
+                *args, f"--lock-wait-timeout={target.locks.timeout_ms}", stdin=asyncio.subprocess.DEVNULL,
+                stdout=wfd, stderr=asyncio.subprocess.PIPE, env=target.child_env(watch.app), **child_kwargs())
+            os.close(wfd)  # pg_dump holds the only write end: its exit is the pump's end of input
+            wfd = -1
+            stderr_lines: list[str] = []
+            err_task = asyncio.create_task(pump_stderr(proc.stderr, "pg_dump", report, stderr_lines))
+            pumping = asyncio.ensure_future(asyncio.to_thread(pump.run))
+            preload_meta_writer()
+            # Asked while pg_dump starts (round trips before it count on a hosted database).
+            tables = await inspect.tables_count(target.con, scope.schemas)
+            estimate = await inspect.estimate_dump_bytes(target.con, scope.schemas, schema_only)
+            if estimate:
+                report(Log(f"about {human_size(estimate)} of table data to dump"))
+            report(Progress("dump", 0, estimate, 0.0))
+            outside = await _outside(target, scope, report)
+            exited = asyncio.ensure_future(proc.wait())
+            while not exited.done():
+                await asyncio.wait({exited} if pumping.done() else {exited, pumping}, timeout=PROGRESS_EVERY,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if pumping.done():  # a failed reader/writer fails the dump at once
+                    pumping.result()
+                report(Progress("dump", pump.moved, estimate, time.monotonic() - started))
+            rc = exited.result()
+            pg_dump_seconds = round(time.monotonic() - spawned, 3)
+            await err_task
         if rc < 0:
             raise OperationFailed(f"pg_dump failed: it was killed by signal {-rc}.",
                                   "Nothing was saved; take the snapshot again.")
         if rc != 0:
+            # --lock-wait-timeout is a statement_timeout around pg_dump's LOCK TABLE statements.
+            if "due to statement timeout" in "\n".join(stderr_lines):
+                raise watch.timed_out("The snapshot", can_terminate=False)
             raise explain_tool_failure("\n".join(stderr_lines), "pg_dump")
         try:
             await pumping
@@ -441,7 +455,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
     rfd, wfd = make_pipe()  # _stream closes the write end, whatever happens
     try:
         pump = SnapshotPump(rfd, fd, digest, scanner, compressor)
-        streamed = await _stream(target, args, pump, wfd, scope, schema_only, report, started)
+        streamed = await _stream(target, args, pump, wfd, scope, schema_only, report, started, store.audit)
         await asyncio.to_thread(os.fsync, fd)  # can take a while for a large dump: keep the loop free
         os.close(fd)
         fd = -1
@@ -474,11 +488,12 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
         os.close(rfd)
 
 
-async def snapshot(conn: ConnInfo, store: SnapshotStore, label: str, **kwargs) -> Snapshot:
+async def snapshot(conn: ConnInfo, store: SnapshotStore, label: str, *, locks: LockPolicy | None = None,
+                   **kwargs) -> Snapshot:
     """The standalone operation: connect, take both locks, dump."""
     check_label(label)
     with store.lock("snapshot", conn.display):
-        target = await open_target(conn)
+        target = await open_target(conn, locks)
         try:
             async with database_lock(target, "snapshot"):
                 return await create_snapshot(target, store, label, **kwargs)

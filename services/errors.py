@@ -25,6 +25,8 @@ class DbsageError(Exception):
         self.message = message
         self.hint = hint
         self.detail = detail
+        #: Facts for ``--json`` output beside the message (e.g. the sessions in the way).
+        self.extra: dict = {}
 
     def one_line(self) -> str:
         """The message and the hint as the single line the CLI prints and the TUI notifies: two sentences."""
@@ -90,6 +92,9 @@ _KNOWN_ERRORS: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"relation \"([^\"]+)\" already exists"),
      "Relation {0} already exists.",
      "The snapshot was not made with --clean; restore it with dbsage-tui, which drops the objects first."),
+    (re.compile(r"deadlock detected"),
+     "a deadlock with another session aborted it",
+     "Retry, or first stop the application that writes to these tables."),
     (re.compile(r"server version mismatch"),
      "pg_dump is older than the server.",
      "Install a pg_dump whose major version is at least the server's."),

@@ -55,7 +55,48 @@ class Step:
     detail: str = ""
 
 
-Event = Log | Progress | Step
+@dataclass(frozen=True)
+class Blocker:
+    """Another session holding a lock we wait for (or, before a restore, just connected)."""
+
+    pid: int
+    role: str
+    application: str
+    client: str
+    state: str
+    seconds: float | None  # None: hidden from a role without pg_read_all_stats, as the query is
+    query: str
+
+    def text(self) -> str:
+        app = f", {self.application}" if self.application else ""
+        query = f': "{self.query.rstrip("; ")}"' if self.query else ""
+        since = f" for {_duration(self.seconds)}" if self.seconds is not None else ""
+        return f"pid {self.pid} ({self.role}{app}, from {self.client}) {self.state}{since}{query}"
+
+    def as_dict(self) -> dict:
+        return {"pid": self.pid, "role": self.role, "application": self.application, "client": self.client,
+                "state": self.state, "seconds": None if self.seconds is None else round(self.seconds, 1),
+                "query": self.query}
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """An event: ``operation`` has waited ``waited`` seconds for a lock these sessions hold."""
+
+    operation: str
+    waited: float
+    blockers: tuple[Blocker, ...]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+Event = Log | Progress | Step | Blocked
 Reporter = Callable[[Event], None]
 
 

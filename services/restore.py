@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import codec, dependents, inspect
@@ -33,14 +34,13 @@ from .dump import (
     pump_stderr,
 )
 from .errors import DbsageError, InvalidSnapshot, OperationFailed, audit_outcome, explain_tool_failure
-from .events import Log, Progress, Reporter, Step, null_reporter
-from .scanner import DumpScanner
+from .events import Blocker, Log, Progress, Reporter, Step, null_reporter
+from .locks import LockPolicy, watching
+from .scanner import DumpScanner, ScanResult
 from .store import Snapshot, SnapshotStore
 
 #: Seconds the emergency rollback gives its pre-rollback snapshot of a possibly broken database.
 EMERGENCY_PRE_TIMEOUT = 120
-#: Seconds to wait for table locks held by other sessions before giving up (the database stays unchanged).
-LOCK_TIMEOUT = "60s"
 
 
 @dataclass
@@ -58,6 +58,8 @@ class RestoreResult:
     duration: float = 0.0
     preserved: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Sessions terminated because they blocked the restore (``--terminate-blockers``).
+    terminated: list[Blocker] = field(default_factory=list)
 
     @property
     def smoke_ok(self) -> bool:
@@ -139,7 +141,21 @@ def quick_check_or_refuse(store: SnapshotStore, snap: Snapshot, report: Reporter
 _COPY_TAG = re.compile(rb"COPY (\d+)")
 
 
-async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, report: Reporter) -> dict[str, int]:
+@dataclass
+class _Fed:
+    """What feeding psql left: its exit code and stderr, the ``COPY n`` tags, what followed the marker."""
+
+    rc: int
+    stderr: str
+    tags: list[int]
+    after_marker: list[bytes]
+    feeder: _Feeder
+    scan: ScanResult
+    mismatch: str | None
+
+
+async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, report: Reporter,
+                  audit: Callable[..., None]) -> dict[str, int]:
     """Feed psql; COMMIT only when the bytes matched the metadata and the server loaded exactly the rows
     the snapshot holds. Returns the rows loaded per table (psql's ``COPY n`` tags)."""
     # The transaction is ours, not psql's --single-transaction: at end of input psql -1 COMMITs, so if we
@@ -149,18 +165,49 @@ async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, repor
     # COPY has printed its row count, which is checked first.
     marker = f"dbsage-fed-{secrets.token_hex(8)}"
     prelude = "\n".join(["BEGIN;", "SET LOCAL client_min_messages = warning;",
-                         f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';", *plan.prelude, ""]).encode()
+                         f"SET LOCAL lock_timeout = {target.locks.timeout_ms};", *plan.prelude, ""]).encode()
     postlude = "\n".join(["", "SET search_path = pg_catalog;", *plan.postlude, f"\\echo {marker}", ""]).encode()
-    prelude_lines = prelude.count(b"\n")
-    total = snap.get("size_bytes") or snap.path.stat().st_size
-    args = [target.tools.psql, "--no-psqlrc", "--no-password", "-v", "ON_ERROR_STOP=1", "--file=-"]
     report(Log(f"Replaying {snap.filename} into {target.conn.display} with psql {target.tools.version} "
                "in one transaction"))
+    async with watching(target.conn, "restore", target.locks, report, audit) as watch:
+        fed = await _feed(target, snap, watch.app, (prelude, postlude, marker), report)
+    rolled_back = "Nothing was committed: the database is unchanged. Choose another snapshot."
+    if fed.feeder.damaged:
+        raise InvalidSnapshot(f"Snapshot {snap.filename} is damaged: {fed.feeder.damaged}.", rolled_back)
+    if not fed.feeder.intact:
+        raise InvalidSnapshot(f"Snapshot {snap.filename} does not match its metadata (sha256 or size): it is "
+                              "corrupt or changed after it was taken.", rolled_back)
+    if not fed.scan.complete:
+        raise InvalidSnapshot(f"Snapshot {snap.filename} is incomplete: its SQL has no dump-complete trailer.",
+                              rolled_back)
+    if fed.rc != 0:
+        if "lock timeout" in fed.stderr:
+            raise watch.timed_out("The restore")
+        raise _restore_failure(fed.stderr, prelude.count(b"\n"), snap)
+    if fed.mismatch is not None:
+        raise OperationFailed(f"Restore failed: {fed.mismatch}. The transaction was rolled back: the database is "
+                              "unchanged.", "Validate the snapshot (`dbsage-tui validate`) and check its metadata.")
+    if b"COMMIT" not in fed.after_marker:
+        raise OperationFailed("Restore failed: psql ended without committing. The transaction was rolled back: "
+                              "the database is unchanged.", "See the log for psql's output.")
+    loaded: dict[str, int] = {}
+    for (table, _), rows in zip(fed.scan.copies, fed.tags, strict=True):
+        loaded[table] = loaded.get(table, 0) + rows
+    return loaded
+
+
+async def _feed(target: Target, snap: Snapshot, app: str, script: tuple[bytes, bytes, str],
+                report: Reporter) -> _Fed:
+    """Run psql (named ``app``) on the prelude, the snapshot's bytes and the postlude; send COMMIT only
+    after the marker came back and the row counts agree."""
+    prelude, postlude, marker = script
+    total = snap.get("size_bytes") or snap.path.stat().st_size
+    args = [target.tools.psql, "--no-psqlrc", "--no-password", "-v", "ON_ERROR_STOP=1", "--file=-"]
     pipe_r, pipe_w = make_pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
             *args, stdin=pipe_r, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=target.child_env(), **child_kwargs())
+            env=target.child_env(app), **child_kwargs())
     finally:
         os.close(pipe_r)
     lines: list[str] = []
@@ -217,28 +264,7 @@ async def _replay(target: Target, snap: Snapshot, plan: inspect.ClearPlan, repor
     finally:
         if pipe_w >= 0:
             os.close(pipe_w)
-    if feeder.damaged:
-        raise InvalidSnapshot(f"Snapshot {snap.filename} is damaged: {feeder.damaged}.",
-                              "Nothing was committed: the database is unchanged. Choose another snapshot.")
-    if not feeder.intact:
-        raise InvalidSnapshot(f"Snapshot {snap.filename} does not match its metadata (sha256 or size): it is "
-                              "corrupt or changed after it was taken.",
-                              "Nothing was committed: the database is unchanged. Choose another snapshot.")
-    if not scan.complete:
-        raise InvalidSnapshot(f"Snapshot {snap.filename} is incomplete: its SQL has no dump-complete trailer.",
-                              "Nothing was committed: the database is unchanged. Choose another snapshot.")
-    if rc != 0:
-        raise _restore_failure("\n".join(lines), prelude_lines, snap)
-    if mismatch is not None:
-        raise OperationFailed(f"Restore failed: {mismatch}. The transaction was rolled back: the database is "
-                              "unchanged.", "Validate the snapshot (`dbsage-tui validate`) and check its metadata.")
-    if b"COMMIT" not in after_marker:
-        raise OperationFailed("Restore failed: psql ended without committing. The transaction was rolled back: "
-                              "the database is unchanged.", "See the log for psql's output.")
-    loaded: dict[str, int] = {}
-    for (table, _), rows in zip(scan.copies, tags, strict=True):
-        loaded[table] = loaded.get(table, 0) + rows
-    return loaded
+    return _Fed(rc, "\n".join(lines), tags, after_marker, feeder, scan, mismatch)
 
 
 def _loaded_mismatch(copies: list[tuple[str, int]], tags: list[int], snap: Snapshot) -> str | None:
@@ -378,7 +404,7 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
         for p in plan.preserved:
             report(Log(f"re-created outside the scope: {p}"))
         result.preserved = plan.preserved
-        loaded = await _replay(target, snap, plan, report)
+        loaded = await _replay(target, snap, plan, report, store.audit)
     except BaseException as exc:
         outcome, msg = audit_outcome(exc)
         report(Step("restore", "failed", msg))
@@ -388,6 +414,7 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
                     duration_seconds=round(time.monotonic() - started, 3), error=msg)
         raise
     report(Step("restore", "ok", f"{snap.filename} committed"))
+    result.terminated = target.locks.terminated
 
     report(Step("smoke test", "running", ""))
     result.checks = await smoke_test(target, snap, loaded)
@@ -423,7 +450,7 @@ async def _preflight(target: Target, store: SnapshotStore, snap: Snapshot, scope
 
 
 async def restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *, validated: bool = False,
-                  **kwargs) -> RestoreResult:
+                  locks: LockPolicy | None = None, **kwargs) -> RestoreResult:
     """The standalone operation: validate, lock, (pre-snapshot), replay, smoke test, audit.
     ``validated``: the caller has just run ``validate_or_refuse`` (the CLI does, before asking).
     A clone snapshot is restored by ``clone.restore_clone`` (a server-side copy and a rename swap)."""
@@ -437,7 +464,7 @@ async def restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *, valid
         check = validate_or_refuse if kwargs.get("pre_snapshot", True) else quick_check_or_refuse
         check(store, snap, kwargs.get("report", null_reporter))
     with store.lock(kwargs.get("action", "restore"), conn.display):
-        target = await open_target(conn)
+        target = await open_target(conn, locks)
         try:
             async with database_lock(target, "restore"):
                 return await restore_into(target, store, snap, validated=True, **kwargs)
@@ -461,10 +488,11 @@ def emergency_candidate(store: SnapshotStore) -> tuple[Snapshot, str]:
 
 
 async def emergency_rollback(conn: ConnInfo, store: SnapshotStore, report: Reporter = null_reporter,
-                             pre_timeout: float = EMERGENCY_PRE_TIMEOUT) -> RestoreResult:
+                             pre_timeout: float = EMERGENCY_PRE_TIMEOUT,
+                             locks: LockPolicy | None = None) -> RestoreResult:
     snap, why = emergency_candidate(store)
     report(Log(f"EMERGENCY ROLLBACK to {snap.filename}: {why}", level="warning"))
     return await restore(conn, store, snap, pre_snapshot=True, pre_timeout=pre_timeout, report=report,
-                         action="rollback", validated=True)
+                         action="rollback", validated=True, locks=locks)
 
 

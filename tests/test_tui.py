@@ -383,6 +383,45 @@ async def test_cancelling_a_restore_leaves_the_database_as_it_was(pg18, db18, sn
     assert len(store.list()) == 1
 
 
+async def test_the_operation_screen_names_the_blocker_and_k_terminates_it(pg18, db18, snapdir):
+    """A session idle in transaction holds a lock the restore needs: the operation screen names it
+    (pid, state), ``k`` appears and terminates exactly that session, and the restore completes."""
+    seed_items(pg18, db18, 50)
+    store = SnapshotStore(snapdir)
+    await dump.snapshot(db18, store, "baseline")
+    pg18.psql("DELETE FROM items WHERE id > 10", db18.dbname)
+    blocker = await asyncpg.connect(**connect_kwargs(db18))
+    pid = await blocker.fetchval("SELECT pg_backend_pid()")
+    await blocker.execute("BEGIN; SELECT count(*) FROM items;")
+    try:
+        app = make_app(Workspace(conn=db18, store=store))
+        async with app.run_test(size=SIZE) as pilot:
+            await listed(pilot, 1)
+            await open_restore(pilot)
+            await pilot.click("#pre-snapshot")
+            await pilot.click("#answer-yes")
+            await until(pilot, lambda: isinstance(app.screen, OperationScreen))
+            op = app.screen
+            assert op.check_action("terminate_blockers", ()) is False     # nothing in the way yet
+            await until(pilot, lambda: f"pid {pid} " in str(op.query_one("#blocked", Static).render()),
+                        timeout=10, what="the blocker to be named")
+            assert "idle in transaction" in str(op.query_one("#blocked", Static).render())
+            assert op.check_action("terminate_blockers", ()) is True
+            await pilot.press("k")
+            await until(pilot, lambda: not op.running, timeout=30, what="the restore to end")
+            assert "RESTORE OK" in str(op.query_one("#summary", Static).render())
+            assert f"terminated pid {pid} " in log_text(app)
+        assert blocker.is_closed() or await blocker.fetchval("SELECT 1") is None
+    except (asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.AdminShutdownError,
+            asyncpg.exceptions.InterfaceError, ConnectionError):
+        pass  # the blocker's connection was terminated: what k is for
+    finally:
+        blocker.terminate()
+    assert count_items(pg18, db18) == 50
+    audit = [json.loads(line) for line in (snapdir / "audit.log").read_text().splitlines()]
+    assert [(a["action"], a["pid"]) for a in audit if a["action"] == "terminate"] == [("terminate", pid)]
+
+
 async def test_a_corrupt_snapshot_cannot_be_restored(pg18, db18, snapdir):
     """Same size, one byte changed: the quick listing check passes, the full sha256 check refuses."""
     seed_items(pg18, db18, 20)

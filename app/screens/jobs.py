@@ -25,10 +25,12 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from app.cli import debug_log
 from app.screens.messages import bridge
+from services.config import lock_timeout_setting
 from services.errors import DbsageError
 from services.events import Log, Reporter, Step
 from services.gcpause import freeze_start_up, paused_gc
 from services.listcache import Signature, directory_signature
+from services.locks import DEFAULT_LOCK_TIMEOUT, LockPolicy
 from services.store import META_SUFFIX, Snapshot
 
 if TYPE_CHECKING:
@@ -93,6 +95,14 @@ def current_stamp(directory: Path, filename: str) -> tuple:
 class Jobs:
     """Mixed into the main screen, which provides ``ws``, ``report``, ``say``, ``_operation`` and the
     ``_<job>_done`` handlers. Work that changes the database is in the group "work": one at a time."""
+
+    @property
+    def lock_timeout(self) -> float:
+        """The config file's ``lock_timeout``; a bad value means the default here (the CLI names it)."""
+        try:
+            return lock_timeout_setting() or DEFAULT_LOCK_TIMEOUT
+        except DbsageError:
+            return DEFAULT_LOCK_TIMEOUT
 
     # -- bookkeeping -------------------------------------------------------------------------------------
     def _busy(self) -> bool:
@@ -198,7 +208,8 @@ class Jobs:
                                             purpose=request.purpose, report=self.report)
         return await dump.snapshot(self.ws.require_conn(), self.ws.store, request.label,
                                    schema_only=request.schema_only, purpose=request.purpose,
-                                   compress=request.compression, report=self.report)
+                                   compress=request.compression, report=self.report,
+                                   locks=LockPolicy(timeout=self.lock_timeout))
 
     @work(thread=True, exclusive=True, group="validate", name="validate", exit_on_error=False,
           description="Validating a snapshot (full sha256 read)")
@@ -208,11 +219,12 @@ class Jobs:
 
     @work(exclusive=True, group="work", name="restore", exit_on_error=False,
           description="Restoring a snapshot")
-    async def run_restore(self, request: RestoreRequest, report: Reporter) -> RestoreResult:
+    async def run_restore(self, request: RestoreRequest, report: Reporter, locks: LockPolicy) -> RestoreResult:
         from services import restore
         # Validated in full just before the confirmation (as the CLI does), so not read a second time.
         return await restore.restore(self.ws.require_conn(), self.ws.store, request.snapshot,
-                                     pre_snapshot=request.pre_snapshot, report=report, validated=True)
+                                     pre_snapshot=request.pre_snapshot, report=report, validated=True,
+                                     locks=locks)
 
     @work(exclusive=True, group="work", name="emergency", exit_on_error=False,
           description="Emergency rollback to the newest valid full snapshot")
@@ -229,7 +241,7 @@ class Jobs:
         report(Log(f"EMERGENCY ROLLBACK to {snap.filename}: {why}", level="warning"))
         return await restore.restore(conn, self.ws.store, snap, pre_snapshot=True,
                                      pre_timeout=restore.EMERGENCY_PRE_TIMEOUT, report=report,
-                                     action="rollback", validated=True)
+                                     action="rollback", validated=True, locks=op.locks)
 
     @work(thread=True, exclusive=True, group="files", name="files", exit_on_error=False,
           description="Changing a snapshot")

@@ -32,6 +32,7 @@ from app.screens.messages import EngineLog, EngineProgress, EngineStep, bridge
 from app.workflow import Workflow
 from services.errors import DbsageError
 from services.gcpause import freeze_start_up, paused_gc
+from services.locks import LockPolicy
 from services.store import AUDIT_NAME, Snapshot, human_size
 from services.validation import Validation
 from services.workspace import Workspace
@@ -346,13 +347,14 @@ class MainScreen(Jobs, Screen):
                                   emergency=False,
                                   done={"validate": ("ok", "sha256, size and structure match")})
         self.activity.start(f"restoring {snap.filename}…")
-        self.run_restore(request, bridge(self, op))
+        self.run_restore(request, bridge(self, op), op.locks)
 
     def _open_operation(self, title: str, subject: str, emergency: bool,
                         done: dict[str, tuple[str, str]] | None = None) -> OperationScreen:
         from app.screens.operation import OperationScreen
         op = OperationScreen(title, subject, emergency=emergency, cancel_work=self._cancel_work,
-                             audit_path=str(self.ws.store.directory / AUDIT_NAME), done=done)
+                             audit_path=str(self.ws.store.directory / AUDIT_NAME), done=done,
+                             locks=LockPolicy(timeout=self.lock_timeout))
         self._operation = op
         self.app.push_screen(op, self._operation_closed)
         self.refresh_bindings()

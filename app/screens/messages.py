@@ -9,7 +9,7 @@ from __future__ import annotations
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from services.events import Event, Log, Progress, Reporter, Step
+from services.events import Blocked, Event, Log, Progress, Reporter, Step
 
 
 class EngineLog(Message):
@@ -39,7 +39,15 @@ class EngineProgress(Message):
         return isinstance(message, EngineProgress)
 
 
-_WRAP = {Log: EngineLog, Step: EngineStep, Progress: EngineProgress}
+class EngineBlocked(Message):
+    """The work has waited a while for locks other sessions hold: who they are."""
+
+    def __init__(self, event: Blocked) -> None:
+        super().__init__()
+        self.event = event
+
+
+_WRAP = {Log: EngineLog, Step: EngineStep, Progress: EngineProgress, Blocked: EngineBlocked}
 
 
 def bridge(*targets: MessagePump) -> Reporter:

@@ -22,7 +22,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
 from app.cli import progress_text
-from app.screens.messages import EngineLog, EngineProgress, EngineStep
+from app.screens.messages import EngineBlocked, EngineLog, EngineProgress, EngineStep
+from services.events import Blocked, Log
+from services.locks import LockPolicy
 from services.restore import RestoreResult
 from widgets.activity_log import ActivityLog
 from widgets.steps import StepList
@@ -42,11 +44,15 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
             self.result = result
             self.error = error
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel_or_close", "Cancel / close",
-                        tooltip="Cancel the running restore (the database stays as it was), or close")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel_or_close", "Cancel / close",
+                tooltip="Cancel the running restore (the database stays as it was), or close"),
+        Binding("k", "terminate_blockers", "Terminate blockers",
+                tooltip="Terminate exactly the sessions whose locks the restore waits for (audited)")]
 
     def __init__(self, title: str, subject: str, *, emergency: bool, cancel_work: Callable[[], None],
-                 audit_path: str, done: dict[str, tuple[str, str]] | None = None) -> None:
+                 audit_path: str, done: dict[str, tuple[str, str]] | None = None,
+                 locks: LockPolicy | None = None) -> None:
         super().__init__(classes="-emergency" if emergency else "")
         self.done = done or {}  # steps already done before the work started (validated before asking)
         self.title_text = title
@@ -56,12 +62,16 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         self.audit_path = audit_path
         self.result: RestoreResult | None = None
         self.running = True
+        #: The restore's lock policy: ``k`` switches on the termination of the sessions in the way.
+        self.locks = locks or LockPolicy()
+        self.blocked: Blocked | None = None
 
     def compose(self) -> ComposeResult:
         steps = ["choose snapshot", *RESTORE_STEPS[1:]] if self.emergency else RESTORE_STEPS
         with VerticalScroll(id="dialog", classes="dialog -wide", can_focus=False):
             yield Label(self.title_text, classes="dialog-title", markup=False)
             yield Static(self.subject, id="subject", markup=False)
+            yield Static("", id="blocked", markup=False)
             yield StepList(steps, initial=self.done, id="steps")
             yield Static("", id="summary")
             yield ActivityLog(id="op-activity")
@@ -86,6 +96,24 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
 
     def on_engine_log(self, message: EngineLog) -> None:
         self.query_one(ActivityLog).write_event(message.event)
+
+    def on_engine_blocked(self, message: EngineBlocked) -> None:
+        self.blocked = message.event
+        who = "; ".join(b.text() for b in message.event.blockers)
+        self.query_one("#blocked", Static).update(
+            f"Waiting {message.event.waited:.0f} s (gives up at {self.locks.timeout:g} s) for a lock held by "
+            f"{who}. k terminates {'it' if len(message.event.blockers) == 1 else 'them'}.")
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "terminate_blockers":
+            return self.running and self.blocked is not None and not self.locks.terminate
+        return True
+
+    def action_terminate_blockers(self) -> None:
+        self.locks.terminate = True  # the lock watch reads it on its next look
+        self.query_one(ActivityLog).write_event(Log("terminating the sessions in the way…", level="warning"))
+        self.refresh_bindings()
 
     # -- outcome ---------------------------------------------------------------------------------------
     def on_operation_screen_ended(self, message: Ended) -> None:
@@ -158,6 +186,8 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         """Show the outcome: ``-done`` swaps progress, output and Cancel for the summary and Close (the
         log pane behind keeps every line of output)."""
         self.running = False
+        self.query_one("#blocked", Static).update(
+            "\n".join(f"Terminated {b.text()}: it blocked the restore." for b in self.locks.terminated))
         self.query_one("#summary", Static).update(summary)
         self.add_class("-done")
         self.query_one("#close", Button).focus()

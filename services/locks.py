@@ -1,0 +1,186 @@
+"""Lock waits: a restore or a snapshot never waits silently, and never forever, behind another session.
+
+Each pg_dump/psql an operation starts carries an ``application_name`` of its own (``LockWatch.app``). While
+it runs, ``LockWatch`` looks on a connection of its own every half second for that session waiting on a
+lock and, past ``REPORT_AFTER`` seconds, reports who is in the way (``Blocked``: pid, role, application,
+client, state and for how long, the query shortened). The server gives up on its own at the policy's
+timeout (``lock_timeout`` for psql, ``--lock-wait-timeout`` for pg_dump), which rolls the restore back;
+``LockWatch.timed_out`` turns that into one sentence naming the blockers. When the policy says so
+(``--terminate-blockers``, the TUI's key), exactly the sessions ``pg_blocking_pids`` names are
+terminated, re-read on every look, never our own; each termination is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from .config import ConnInfo
+from .errors import DbsageError, OperationFailed
+from .events import Blocked, Blocker, Log, Reporter
+from .inspect import connect
+
+#: Seconds a statement may wait for a lock before the server gives up on it (config ``lock_timeout``).
+DEFAULT_LOCK_TIMEOUT = 30.0
+#: Seconds of waiting before the blockers are reported.
+REPORT_AFTER = 2.0
+POLL = 0.5
+
+
+@dataclass
+class LockPolicy:
+    """How long to wait for locks, and whether to clear the way. ``terminate`` may be switched on while the
+    operation runs (the TUI's key): the watch reads it on every look."""
+
+    timeout: float = DEFAULT_LOCK_TIMEOUT
+    terminate: bool = False
+    #: What the watch did under this policy: sessions terminated, and those it could not (pid -> why).
+    terminated: list[Blocker] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def timeout_ms(self) -> int:
+        return max(1, round(self.timeout * 1000))
+
+
+_BLOCKERS = """
+SELECT b.pid, coalesce(b.usename, '?') AS role, coalesce(b.application_name, '') AS application,
+       coalesce(host(b.client_addr), 'local socket') AS client, coalesce(b.state, 'state hidden') AS state,
+       extract(epoch FROM now() - coalesce(b.state_change, b.backend_start))::float8 AS seconds,
+       left(regexp_replace(coalesce(b.query, ''), '\\s+', ' ', 'g'), 80) AS query,
+       (SELECT extract(epoch FROM now() - min(l.waitstart))::float8 FROM pg_locks l
+         WHERE l.pid = w.pid AND NOT l.granted) AS waited
+FROM pg_stat_activity w
+CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS blocking(pid)
+JOIN pg_stat_activity b ON b.pid = blocking.pid
+WHERE w.application_name = $1 AND b.application_name IS DISTINCT FROM $1 AND b.pid <> pg_backend_pid()
+ORDER BY b.pid"""
+
+_OTHERS = """
+SELECT pid, coalesce(usename, '?') AS role, coalesce(application_name, '') AS application,
+       coalesce(host(client_addr), 'local socket') AS client, coalesce(state, 'state hidden') AS state,
+       extract(epoch FROM now() - coalesce(state_change, backend_start))::float8 AS seconds,
+       left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 80) AS query
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+  AND application_name NOT LIKE 'dbsage-tui%'
+ORDER BY pid"""
+
+
+async def sessions_now(conn: ConnInfo) -> list[Blocker]:
+    """The sessions connected to the database besides ours: who a restore might wait for."""
+    con = await connect(conn)
+    try:
+        return [Blocker(**dict(r)) for r in await con.fetch(_OTHERS)]
+    finally:
+        await con.close()
+
+
+class LockTimeout(OperationFailed):
+    """The server gave up waiting for a lock; ``blockers`` are who held it (for --json)."""
+
+    def __init__(self, message: str, hint: str, blockers: tuple[Blocker, ...]) -> None:
+        super().__init__(message, hint)
+        self.extra = {"blockers": [b.as_dict() for b in blockers]}
+
+
+def watching(conn: ConnInfo, operation: str, policy: LockPolicy, report: Reporter, audit) -> LockWatch:
+    """``async with watching(...) as watch``: the sessions named ``watch.app`` are watched on a connection
+    of the watch's own (the operation's may be busy), opened in the background: nothing waits for it."""
+    return LockWatch(conn, operation, policy, report, audit)
+
+
+@dataclass
+class LockWatch:
+    """Watches the sessions named ``app`` while an operation runs (``async with``)."""
+
+    conn: ConnInfo
+    operation: str
+    policy: LockPolicy
+    report: Reporter
+    audit: Callable[..., None]  # SnapshotStore.audit: (action, outcome, **fields)
+    app: str = ""
+    con: asyncpg.Connection | None = None
+    blockers: tuple[Blocker, ...] = ()
+    waited: float = 0.0
+    _task: asyncio.Task | None = None
+
+    def __post_init__(self) -> None:
+        self.app = self.app or f"dbsage-tui {self.operation} {os.getpid()}"
+
+    async def __aenter__(self) -> LockWatch:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _run(self) -> None:
+        try:
+            self.con = await connect(self.conn)
+            await self._watch()
+        except (DbsageError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            return  # the watch is a help, never a reason to fail: the server's timeout still holds
+        finally:
+            if self.con is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.con.close(), 5)
+
+    async def _watch(self) -> None:
+        assert self.con is not None
+        reported: frozenset[int] = frozenset()
+        while True:
+            await asyncio.sleep(POLL)
+            rows = await self.con.fetch(_BLOCKERS, self.app)
+            self.blockers = tuple(Blocker(**{k: r[k] for k in r.keys() if k != "waited"}) for r in rows)
+            self.waited = max((r["waited"] or 0.0 for r in rows), default=0.0)
+            pids = frozenset(b.pid for b in self.blockers)
+            if pids and self.waited >= REPORT_AFTER and pids != reported:
+                reported = pids
+                self.report(Blocked(self.operation, self.waited, self.blockers))
+                for b in self.blockers:
+                    self.report(Log(f"waiting {self.waited:.0f} s for a lock held by {b.text()}", level="warning"))
+            if pids and self.policy.terminate:
+                await self._terminate()
+
+    async def _terminate(self) -> None:
+        assert self.con is not None
+        refused = self.policy.refused
+        for b in self.blockers:
+            if b.pid in refused:
+                continue
+            try:
+                done = await self.con.fetchval("SELECT pg_terminate_backend($1)", b.pid)
+            except asyncpg.PostgresError as exc:
+                refused[b.pid] = str(exc).rstrip(".")
+                self.report(Log(f"cannot terminate pid {b.pid} ({b.role}): {refused[b.pid]}", level="error"))
+                self.audit("terminate", "refused", pid=b.pid, role=b.role, application=b.application,
+                           target=self.conn.display, error=refused[b.pid])
+                continue
+            if done:
+                self.policy.terminated.append(b)
+                self.report(Log(f"terminated {b.text()}", level="warning"))
+                self.audit("terminate", "ok", pid=b.pid, role=b.role, application=b.application,
+                           client=b.client, state=b.state, query=b.query, target=self.conn.display,
+                           reason=f"blocked dbsage-tui {self.operation}")
+
+    def timed_out(self, what: str, can_terminate: bool = True) -> LockTimeout:
+        """The server gave up waiting: one sentence naming who was in the way, and the ways forward."""
+        who = "; ".join(b.text() for b in self.blockers) or "another session"
+        refused = [f"pid {pid}: {why}" for pid, why in self.policy.refused.items()]
+        return LockTimeout(
+            f"{what} gave up after waiting {self.policy.timeout:g} s for a lock held by {who}"
+            + (f" (could not terminate {'; '.join(refused)})" if refused else "")
+            + ". Nothing was changed.",
+            "Stop that session, or run again with --terminate-blockers (in the app: k while it waits), "
+            "or allow longer with --lock-timeout." if can_terminate else
+            "Let that session finish (a migration holds its locks until it commits), or allow longer with "
+            "--lock-timeout.", blockers=self.blockers)

@@ -1,0 +1,137 @@
+"""A restore or a snapshot never hangs behind another session: real sessions holding real locks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from urllib.parse import quote
+
+import asyncpg
+import pytest
+
+from services.config import ConnInfo
+from services.inspect import connect_kwargs
+from tests.conftest import full_dump, run_cli
+
+
+def url(conn: ConnInfo) -> str:
+    return f"postgresql://{conn.user}:{quote(conn.password or '', safe='')}@{conn.host}:{conn.port}/{conn.dbname}"
+
+
+def cli(conn: ConnInfo, snapdir, *args: str):
+    return run_cli(*args, "--dir", str(snapdir), env={"DATABASE_URL": url(conn)})
+
+
+def seed(pg, db, snapdir, conn: ConnInfo | None = None) -> str:
+    """A table, a snapshot of it, then a change: what a restore would undo. The dump of the snapshot's state."""
+    pg.psql("CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, name text);"
+            "INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 200) i;", db.dbname)
+    res = cli(conn or db, snapdir, "snapshot", "--label", "base")
+    assert res.returncode == 0, res.stderr
+    at_snapshot = full_dump(db)
+    pg.psql("DELETE FROM items WHERE id > 100", db.dbname)
+    return at_snapshot
+
+
+async def idle_in_transaction(conn: ConnInfo) -> tuple[asyncpg.Connection, int]:
+    """What application pools often leave: a transaction that read the table, then went idle."""
+    con = await asyncpg.connect(**connect_kwargs(conn))
+    await con.execute("BEGIN; SELECT count(*) FROM items;")
+    return con, await con.fetchval("SELECT pg_backend_pid()")
+
+
+def errors(res) -> list[str]:
+    assert "Traceback" not in res.stdout + res.stderr
+    return [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
+
+
+async def test_restore_names_the_blocker_and_gives_up_at_the_lock_timeout(pg18, db18, snapdir):
+    seed(pg18, db18, snapdir)
+    before = full_dump(db18)
+    blocker, pid = await idle_in_transaction(db18)
+    try:
+        res = cli(db18, snapdir, "restore", "1", "--yes", "--no-pre-snapshot", "--lock-timeout", "5", "--json")
+    finally:
+        await blocker.close()
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.splitlines()
+    waiting = [i for i, ln in enumerate(lines) if ln.startswith("waiting ") and f"pid {pid} " in ln]
+    assert waiting and "idle in transaction" in lines[waiting[0]], res.stderr  # reported live, before giving up
+    [error] = errors(res)
+    assert waiting[0] < lines.index(error)
+    assert f"gave up after waiting 5 s for a lock held by pid {pid} " in error and "--terminate-blockers" in error
+    out = json.loads(res.stdout)
+    assert [b["pid"] for b in out["blockers"]] == [pid] and out["blockers"][0]["state"] == "idle in transaction"
+    assert full_dump(db18) == before
+
+
+async def test_terminate_blockers_clears_exactly_the_way_and_audits_it(pg18, db18, snapdir):
+    at_snapshot = seed(pg18, db18, snapdir)
+    bystander = await asyncpg.connect(**connect_kwargs(db18))  # connected, idle, in nobody's way
+    blocker, pid = await idle_in_transaction(db18)
+    try:
+        res = cli(db18, snapdir, "restore", "1", "--yes", "--no-pre-snapshot", "--lock-timeout", "20",
+                  "--terminate-blockers", "--json")
+        assert res.returncode == 0, res.stderr
+        assert [b["pid"] for b in json.loads(res.stdout)["terminated"]] == [pid]
+        with pytest.raises((asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.AdminShutdownError,
+                            asyncpg.exceptions.InterfaceError, ConnectionError)):
+            await blocker.fetchval("SELECT 1")
+        assert await bystander.fetchval("SELECT 1") == 1
+    finally:
+        await bystander.close()
+        await blocker.close()
+    assert full_dump(db18) == at_snapshot
+    audit = [json.loads(line) for line in (snapdir / "audit.log").read_text().splitlines()]
+    [terminated] = [a for a in audit if a["action"] == "terminate"]
+    assert terminated["outcome"] == "ok" and terminated["pid"] == pid and terminated["state"] == "idle in transaction"
+
+
+async def test_a_blocker_the_role_may_not_signal_is_a_clear_refusal(pg18, db18, snapdir):
+    """The restore runs as the database's non-superuser owner; the blocker is a superuser's session,
+    which only a superuser may terminate."""
+    role = f"{db18.dbname}_owner"
+    pg18.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{pg18.password}'; "
+              f'ALTER DATABASE "{db18.dbname}" OWNER TO {role};')
+    pg18.psql(f"ALTER SCHEMA public OWNER TO {role}; SET ROLE {role};"
+              "CREATE TABLE items (id int PRIMARY KEY, name text);", db18.dbname)
+    owner = dataclasses.replace(db18, user=role)
+    try:
+        seed(pg18, db18, snapdir, conn=owner)
+        before = full_dump(db18)
+        blocker, pid = await idle_in_transaction(db18)  # as the superuser postgres
+        try:
+            res = cli(owner, snapdir, "restore", "1", "--yes", "--no-pre-snapshot", "--lock-timeout", "4",
+                      "--terminate-blockers")
+            assert await blocker.fetchval("SELECT 1") == 1  # still there
+        finally:
+            await blocker.close()
+        assert res.returncode == 1, res.stderr
+        [error] = errors(res)
+        assert f"lock held by pid {pid} " in error and f"could not terminate pid {pid}: permission denied" in error
+        assert full_dump(db18) == before
+        audit = [json.loads(line) for line in (snapdir / "audit.log").read_text().splitlines()]
+        assert [a["outcome"] for a in audit if a["action"] == "terminate"] == ["refused"]
+    finally:
+        pg18.psql(f'DROP DATABASE IF EXISTS "{db18.dbname}" WITH (FORCE)')
+        pg18.psql(f"DROP ROLE IF EXISTS {role}")
+
+
+async def test_a_snapshot_behind_an_exclusive_lock_fails_at_the_timeout_naming_it(pg18, db18, snapdir):
+    pg18.psql("CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 10);",
+              db18.dbname)
+    migration = await asyncpg.connect(**connect_kwargs(db18))
+    pid = await migration.fetchval("SELECT pg_backend_pid()")
+    await migration.execute("BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE;")
+    try:
+        res = cli(db18, snapdir, "snapshot", "--label", "behind", "--lock-timeout", "3")
+    finally:
+        await migration.close()
+    assert res.returncode == 1, res.stderr
+    [error] = errors(res)
+    assert error.startswith("error: The snapshot gave up after waiting 3 s for a lock held by "
+                            f"pid {pid} "), error
+    assert 'LOCK TABLE items IN ACCESS EXCLUSIVE MODE' in error and "--terminate-blockers" not in error
+    listed = cli(db18, snapdir, "list", "--json")
+    assert json.loads(listed.stdout) == []
+    assert not [p for p in snapdir.iterdir() if not p.name.startswith(("audit", "."))] if snapdir.exists() else True
