@@ -108,6 +108,7 @@ class LockWatch:
     con: asyncpg.Connection | None = None
     blockers: tuple[Blocker, ...] = ()
     waited: float = 0.0
+    _stopped: bool = False
     _task: asyncio.Task | None = None
 
     def __post_init__(self) -> None:
@@ -118,15 +119,18 @@ class LockWatch:
         return self
 
     async def __aexit__(self, *exc) -> None:
+        # A flag as well as the cancel: asyncio.wait_for (in connect) can swallow a cancellation that
+        # lands as the connection completes, and the watch must end all the same.
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await asyncio.wait({self._task}, timeout=5)
 
     async def _run(self) -> None:
         try:
             self.con = await connect(self.conn)
-            await self._watch()
+            if not self._stopped:
+                await self._watch()
         except (DbsageError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             return  # the watch is a help, never a reason to fail: the server's timeout still holds
         finally:
@@ -137,7 +141,7 @@ class LockWatch:
     async def _watch(self) -> None:
         assert self.con is not None
         reported: frozenset[int] = frozenset()
-        while True:
+        while not self._stopped:
             await asyncio.sleep(POLL)
             rows = await self.con.fetch(_BLOCKERS, self.app)
             self.blockers = tuple(Blocker(**{k: r[k] for k in r.keys() if k != "waited"}) for r in rows)
