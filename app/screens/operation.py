@@ -81,6 +81,7 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
 
     def on_mount(self) -> None:
         self.query_one(ActivityLog).start("starting…")
+        self.query_one("#blocked").display = False  # shown only while sessions are in the way
 
     # -- engine events ---------------------------------------------------------------------------------
     def set_subject(self, text: str) -> None:
@@ -100,6 +101,7 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
     def on_engine_blocked(self, message: EngineBlocked) -> None:
         self.blocked = message.event
         who = "; ".join(b.text() for b in message.event.blockers)
+        self.query_one("#blocked").display = True
         self.query_one("#blocked", Static).update(
             f"Waiting {message.event.waited:.0f} s (gives up at {self.locks.timeout:g} s) for a lock held by "
             f"{who}. k terminates {'it' if len(message.event.blockers) == 1 else 'them'}.")
@@ -186,8 +188,9 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         """Show the outcome: ``-done`` swaps progress, output and Cancel for the summary and Close (the
         log pane behind keeps every line of output)."""
         self.running = False
-        self.query_one("#blocked", Static).update(
-            "\n".join(f"Terminated {b.text()}: it blocked the restore." for b in self.locks.terminated))
+        blocked = self.query_one("#blocked", Static)
+        blocked.update("\n".join(f"Terminated {b.text()}: it blocked the restore." for b in self.locks.terminated))
+        blocked.display = bool(self.locks.terminated)
         self.query_one("#summary", Static).update(summary)
         self.add_class("-done")
         self.query_one("#close", Button).focus()
