@@ -56,6 +56,7 @@ from .config import ConnInfo
 from .dbprops import carry_over_commands
 from .errors import BadInput, DbsageError, InvalidSnapshot, OperationFailed, audit_outcome
 from .events import Log, Progress, Reporter, Step, null_reporter
+from .locks import other_sessions
 from .restore import RestoreResult, SmokeCheck, report_checks
 from .store import (
     CLONE_SUFFIX,
@@ -106,18 +107,6 @@ async def _server_id(con: asyncpg.Connection) -> str | None:
     return str(val) if val is not None else None
 
 
-async def other_sessions(con: asyncpg.Connection, dbname: str) -> list[str]:
-    """Who else is connected to ``dbname`` (autovacuum excluded: the server stops it itself)."""
-    rows = await con.fetch(
-        """SELECT pid, coalesce(nullif(application_name, ''), backend_type, '?') AS app,
-                  coalesce(client_addr::text, 'local socket') AS addr, usename
-           FROM pg_stat_activity
-           WHERE datname = $1 AND pid <> pg_backend_pid()
-             AND coalesce(backend_type, '') <> 'autovacuum worker'
-           ORDER BY pid""", dbname)
-    return [f"pid {r['pid']} ({r['app']}, {r['usename'] or '?'} from {r['addr']})" for r in rows]
-
-
 def _busy(dbname: str, sessions: list[str], what: str) -> DatabaseBusy:
     shown = "; ".join(sessions[:5]) + (f"; and {len(sessions) - 5} more" if len(sessions) > 5 else "")
     return DatabaseBusy(f"Cannot {what}: {len(sessions)} other session(s) are connected to database {dbname}: "
@@ -158,7 +147,7 @@ async def check_clone_allowed(conn: ConnInfo, con_maint: asyncpg.Connection, *,
         raise CloneNotAllowed(f"Role {info.current_user} {why}, which clone snapshots need.",
                               f"Connect as a superuser or as the database's owner with CREATEDB (ALTER ROLE "
                               f"{info.current_user} CREATEDB), or take a file snapshot instead.")
-    sessions = await other_sessions(con_maint, conn.dbname)
+    sessions = [b.text() for b in await other_sessions(con_maint, conn.dbname)]
     if sessions:
         raise _busy(conn.dbname, sessions, what)
     return dataclasses.replace(info, database=conn.dbname)

@@ -94,17 +94,16 @@ async def open_target(conn: ConnInfo, locks: LockPolicy | None = None) -> Target
     # Ask the first candidate pg_dump its version (a short process; cached) while we connect.
     first = candidate_bindirs()[:1]
     probing = asyncio.ensure_future(asyncio.to_thread(probe, first[0])) if first else None
+    locks = locks or LockPolicy()
     try:
-        con = await inspect.connect(conn)
+        # Our own session's queries are catalog reads; should one ever wait for a lock, never forever.
+        con = await inspect.connect(conn, {"lock_timeout": str(locks.timeout_ms)})
     finally:
         if probing is not None:
             await asyncio.wait({probing})
             if not probing.cancelled():
                 probing.exception()  # retrieved: find_tools probes again and reports any error
     try:
-        locks = locks or LockPolicy()
-        # Our own session's queries are catalog reads; should one ever wait for a lock, never forever.
-        await con.execute(f"SET lock_timeout = {locks.timeout_ms}")
         info = await inspect.server_info(con)
         tools = find_tools(info.major)
         relay = await asyncio.to_thread(TlsRelay(conn).start) if info.tls and conn.uses_tcp else None

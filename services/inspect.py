@@ -39,20 +39,22 @@ def is_managed(schema: str) -> bool:
     return schema in SUPABASE_MANAGED or schema.startswith(SUPABASE_MANAGED_PREFIXES)
 
 
-def connect_kwargs(conn: ConnInfo) -> dict:
+def connect_kwargs(conn: ConnInfo, settings: dict[str, str] | None = None) -> dict:
     """asyncpg's arguments for ``conn``: under ``require`` and ``verify-*`` the TLS rules of the relay that
     carries pg_dump and psql (``services.tls``), so that both verify alike; asyncpg's own ``prefer`` and
     ``allow`` fall back to cleartext exactly as libpq's do."""
     return {"host": conn.host, "port": conn.port, "user": conn.user, "database": conn.dbname,
             "password": conn.password, "timeout": conn.connect_timeout,
-            "server_settings": {"application_name": dict(conn.params).get("application_name", "dbsage-tui")},
+            "server_settings": {"application_name": dict(conn.params).get("application_name", "dbsage-tui"),
+                                **(settings or {})},
             "ssl": client_context(conn) if conn.sslmode in TLS_REQUIRED else conn.sslmode}
 
 
-async def connect(conn: ConnInfo) -> asyncpg.Connection:
-    """Connect with a bounded timeout; failures become one clear sentence, never a traceback."""
+async def connect(conn: ConnInfo, settings: dict[str, str] | None = None) -> asyncpg.Connection:
+    """Connect with a bounded timeout (``settings``: server settings sent with the startup packet, at no
+    extra round trip); failures become one clear sentence, never a traceback."""
     try:
-        con = await asyncio.wait_for(asyncpg.connect(**connect_kwargs(conn)), conn.connect_timeout + 1)
+        con = await asyncio.wait_for(asyncpg.connect(**connect_kwargs(conn, settings)), conn.connect_timeout + 1)
     except ssl.SSLError as exc:
         raise tls_failure(exc, conn) from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:

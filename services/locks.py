@@ -61,22 +61,24 @@ JOIN pg_stat_activity b ON b.pid = blocking.pid
 WHERE w.application_name = $1 AND b.application_name IS DISTINCT FROM $1 AND b.pid <> pg_backend_pid()
 ORDER BY b.pid"""
 
-_OTHERS = """
-SELECT pid, coalesce(usename, '?') AS role, coalesce(application_name, '') AS application,
-       coalesce(host(client_addr), 'local socket') AS client, coalesce(state, 'state hidden') AS state,
-       extract(epoch FROM now() - coalesce(state_change, backend_start))::float8 AS seconds,
-       left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 80) AS query
-FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
-  AND application_name NOT LIKE 'dbsage-tui%'
-ORDER BY pid"""
+async def other_sessions(con: asyncpg.Connection, dbname: str) -> list[Blocker]:
+    """Who else is connected to ``dbname`` (autovacuum excluded: the server stops it itself)."""
+    return [Blocker(**dict(r)) for r in await con.fetch(
+        """SELECT pid, coalesce(usename, '?') AS role,
+                  coalesce(nullif(application_name, ''), backend_type, '') AS application,
+                  coalesce(host(client_addr), 'local socket') AS client, coalesce(state, 'state hidden') AS state,
+                  extract(epoch FROM now() - coalesce(state_change, backend_start))::float8 AS seconds,
+                  left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 80) AS query
+           FROM pg_stat_activity
+           WHERE datname = $1 AND pid <> pg_backend_pid() AND coalesce(backend_type, '') <> 'autovacuum worker'
+           ORDER BY pid""", dbname)]
 
 
 async def sessions_now(conn: ConnInfo) -> list[Blocker]:
     """The sessions connected to the database besides ours: who a restore might wait for."""
     con = await connect(conn)
     try:
-        return [Blocker(**dict(r)) for r in await con.fetch(_OTHERS)]
+        return await other_sessions(con, conn.dbname)
     finally:
         await con.close()
 
@@ -107,7 +109,6 @@ class LockWatch:
     app: str = ""
     con: asyncpg.Connection | None = None
     blockers: tuple[Blocker, ...] = ()
-    waited: float = 0.0
     _stopped: bool = False
     _task: asyncio.Task | None = None
 
@@ -145,13 +146,13 @@ class LockWatch:
             await asyncio.sleep(POLL)
             rows = await self.con.fetch(_BLOCKERS, self.app)
             self.blockers = tuple(Blocker(**{k: r[k] for k in r.keys() if k != "waited"}) for r in rows)
-            self.waited = max((r["waited"] or 0.0 for r in rows), default=0.0)
+            waited = max((r["waited"] or 0.0 for r in rows), default=0.0)
             pids = frozenset(b.pid for b in self.blockers)
-            if pids and self.waited >= REPORT_AFTER and pids != reported:
+            if pids and waited >= REPORT_AFTER and pids != reported:
                 reported = pids
-                self.report(Blocked(self.operation, self.waited, self.blockers))
+                self.report(Blocked(self.operation, waited, self.blockers))
                 for b in self.blockers:
-                    self.report(Log(f"waiting {self.waited:.0f} s for a lock held by {b.text()}", level="warning"))
+                    self.report(Log(f"waiting {waited:.0f} s for a lock held by {b.text()}", level="warning"))
             if pids and self.policy.terminate:
                 await self._terminate()
 

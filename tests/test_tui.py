@@ -350,12 +350,18 @@ async def test_restore_without_pre_snapshot_and_a_schema_only_warning(pg18, db18
     assert len(store.list()) == 1
 
 
-async def test_cancelling_a_restore_leaves_the_database_as_it_was(pg18, db18, snapdir):
-    """psql waits on a lock held by another session; escape kills it before anything commits."""
+async def fifty_then_ten(pg18, db18, snapdir) -> SnapshotStore:
+    """A "baseline" snapshot of 50 items, then 40 of them deleted: what a restore brings back."""
     seed_items(pg18, db18, 50)
     store = SnapshotStore(snapdir)
     await dump.snapshot(db18, store, "baseline")
     pg18.psql("DELETE FROM items WHERE id > 10", db18.dbname)
+    return store
+
+
+async def test_cancelling_a_restore_leaves_the_database_as_it_was(pg18, db18, snapdir):
+    """psql waits on a lock held by another session; escape kills it before anything commits."""
+    store = await fifty_then_ten(pg18, db18, snapdir)
     blocker = await asyncpg.connect(**connect_kwargs(db18))
     tx = blocker.transaction()
     await tx.start()
@@ -386,10 +392,7 @@ async def test_cancelling_a_restore_leaves_the_database_as_it_was(pg18, db18, sn
 async def test_the_operation_screen_names_the_blocker_and_k_terminates_it(pg18, db18, snapdir):
     """A session idle in transaction holds a lock the restore needs: the operation screen names it
     (pid, state), ``k`` appears and terminates exactly that session, and the restore completes."""
-    seed_items(pg18, db18, 50)
-    store = SnapshotStore(snapdir)
-    await dump.snapshot(db18, store, "baseline")
-    pg18.psql("DELETE FROM items WHERE id > 10", db18.dbname)
+    store = await fifty_then_ten(pg18, db18, snapdir)
     blocker = await asyncpg.connect(**connect_kwargs(db18))
     pid = await blocker.fetchval("SELECT pg_backend_pid()")
     await blocker.execute("BEGIN; SELECT count(*) FROM items;")
