@@ -7,7 +7,8 @@ client, state and for how long, the query shortened). The server gives up on its
 timeout (``lock_timeout`` for psql, ``--lock-wait-timeout`` for pg_dump), which rolls the restore back;
 ``LockWatch.timed_out`` turns that into one sentence naming the blockers. When the policy says so
 (``--terminate-blockers``, the TUI's key), exactly the sessions ``pg_blocking_pids`` names are
-terminated, re-read on every look, never our own; each termination is written to the audit log.
+terminated, re-read on every look, never our own nor an autovacuum worker (the server cancels one that is
+in the way by itself); each termination is written to the audit log.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ FROM pg_stat_activity w
 CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS blocking(pid)
 JOIN pg_stat_activity b ON b.pid = blocking.pid
 WHERE w.application_name = $1 AND b.application_name IS DISTINCT FROM $1 AND b.pid <> pg_backend_pid()
+  -- an autovacuum worker in the way cancels itself once we have waited deadlock_timeout: never ours to end
+  AND coalesce(b.backend_type, '') <> 'autovacuum worker'
 ORDER BY b.pid"""
 
 async def other_sessions(con: asyncpg.Connection, dbname: str) -> list[Blocker]:
