@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import os
+import shutil
 from urllib.parse import quote
 
 import asyncpg
@@ -135,3 +138,51 @@ async def test_a_snapshot_behind_an_exclusive_lock_fails_at_the_timeout_naming_i
     listed = cli(db18, snapdir, "list", "--json")
     assert json.loads(listed.stdout) == []
     assert not [p for p in snapdir.iterdir() if not p.name.startswith(("audit", "."))] if snapdir.exists() else True
+
+
+async def test_a_deadlock_with_another_session_leaves_the_database_unchanged(pg18, db18, snapdir):
+    """Another session holds one in-scope table and, once the restore waits for it, asks for a table the
+    restore already holds: the server aborts the restore (its deadlock check fires first), and the user
+    gets one sentence, the database as it was, and the way forward."""
+    pg18.psql("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'a');", db18.dbname)
+    seed(pg18, db18, snapdir)
+    before = full_dump(db18)
+    other = await asyncpg.connect(**connect_kwargs(db18))
+    await other.execute("SET deadlock_timeout = '60s'")  # so that the restore's check is the one that fires
+    app = None
+    try:
+        blocker_pid = await other.fetchval("SELECT pg_backend_pid()")
+        await other.execute("BEGIN; SELECT count(*) FROM notes;")
+        exe = shutil.which("dbsage-tui")
+        proc = await asyncio.create_subprocess_exec(
+            exe, "restore", "1", "--yes", "--no-pre-snapshot", "--lock-timeout", "30", "--dir", str(snapdir),
+            env={**os.environ, "DATABASE_URL": url(db18)}, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        watcher = await asyncpg.connect(**connect_kwargs(db18))
+        try:
+            for _ in range(200):  # until the restore waits for our session's lock on notes
+                held = await watcher.fetchval(
+                    """SELECT string_agg(l.relation::regclass::text, ',') FROM pg_stat_activity a
+                       JOIN pg_locks l ON l.pid = a.pid AND l.granted AND l.locktype = 'relation'
+                                      AND l.mode = 'AccessExclusiveLock'
+                       WHERE a.application_name LIKE 'dbsage-tui restore%' AND $1 = ANY(pg_blocking_pids(a.pid))""",
+                    blocker_pid)
+                if held:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await watcher.close()
+        assert held and "items" in held.split(","), held  # the restore holds items and waits for notes
+        # Waits for the restore: a cycle. The server aborts the restore, and this read then goes through.
+        assert await asyncio.wait_for(other.fetchval("SELECT count(*) FROM items"), 30) == 100
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+        app = proc.returncode, stderr.decode()
+    finally:
+        await other.close()
+    code, err = app
+    assert code == 1, err
+    error = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(error) == 1 and "deadlock detected" in error[0], err
+    assert "the database is unchanged. Retry, or first stop the application" in error[0]
+    assert "Traceback" not in err
+    assert full_dump(db18) == before

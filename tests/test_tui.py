@@ -390,8 +390,9 @@ async def test_cancelling_a_restore_leaves_the_database_as_it_was(pg18, db18, sn
 
 
 async def test_the_operation_screen_names_the_blocker_and_k_terminates_it(pg18, db18, snapdir):
-    """A session idle in transaction holds a lock the restore needs: the operation screen names it
-    (pid, state), ``k`` appears and terminates exactly that session, and the restore completes."""
+    """A session idle in transaction holds a lock the restore needs: the restore dialog lists it before
+    anything starts, the operation screen names it (pid, state), ``k`` appears and terminates exactly that
+    session, and the restore completes."""
     store = await fifty_then_ten(pg18, db18, snapdir)
     blocker = await asyncpg.connect(**connect_kwargs(db18))
     pid = await blocker.fetchval("SELECT pg_backend_pid()")
@@ -400,7 +401,12 @@ async def test_the_operation_screen_names_the_blocker_and_k_terminates_it(pg18, 
         app = make_app(Workspace(conn=db18, store=store))
         async with app.run_test(size=SIZE) as pilot:
             await listed(pilot, 1)
-            await open_restore(pilot)
+            modal = await open_restore(pilot)
+            await until(pilot, lambda: modal.query_one("#sessions").display, what="the other sessions")
+            sessions = str(modal.query_one("#sessions", Static).render())
+            # (the app's own start-up probe may still be closing its connection, so no exact count)
+            assert "connected (the restore waits for their locks, up to 30 s):" in sessions
+            assert f"pid {pid} " in sessions and "idle in transaction" in sessions
             await pilot.click("#pre-snapshot")
             await pilot.click("#answer-yes")
             await until(pilot, lambda: isinstance(app.screen, OperationScreen))

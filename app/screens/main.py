@@ -321,7 +321,8 @@ class MainScreen(Jobs, Screen):
         elif then_restore:
             from app.screens.restore import RestoreModal
             modal = RestoreModal(self.workflow.operation("restore"), snap, validation,
-                                 self.ws.target_label, self.clock(), self._index(snap))
+                                 self.ws.target_label, self.clock(), self._index(snap),
+                                 self.ws.require_conn(), self.lock_timeout)
             self.app.push_screen(modal, self._restore_answered)
         elif validation.ok:
             self.notify(f"{snap.filename} is valid: size, sha256 and structure match.", title="Valid",

@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import ClassVar
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -18,6 +19,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Label, Static
 
 from app.workflow import Operation
+from services.config import ConnInfo
+from services.errors import DbsageError
 from services.store import Snapshot
 from services.validation import Validation
 from widgets.preview import SnapshotPreview
@@ -38,7 +41,8 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
 
     def __init__(self, operation: Operation, snap: Snapshot, validation: Validation, target: str,
-                 now: dt.datetime, index: int | None = None) -> None:
+                 now: dt.datetime, index: int | None = None, conn: ConnInfo | None = None,
+                 lock_timeout: float | None = None) -> None:
         super().__init__()
         self.operation = operation
         self.snap = snap
@@ -46,6 +50,8 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
         self.target = target
         self.now = now
         self.index = index
+        self.conn = conn
+        self.lock_timeout = lock_timeout
 
     def compose(self) -> ComposeResult:
         confirm = self.operation.confirm
@@ -53,6 +59,7 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
         with VerticalScroll(id="dialog", classes="dialog -wide", can_focus=False):
             yield Label(f"{self.operation.label}: {self.snap.label}", classes="dialog-title", markup=False)
             yield Static(f"Target database: {self.target}", classes="dialog-target", markup=False)
+            yield Static(id="sessions", markup=False)
             yield SnapshotPreview(id="restore-preview")
             if not self.validation.ok:
                 yield Static(f"✗ This snapshot cannot be restored: {self.validation.reason}. "
@@ -74,8 +81,26 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
 
     def on_mount(self) -> None:
         self.query_one(SnapshotPreview).show(self.snap, self.now, self.validation, self.index)
+        if self.validation.ok and self.conn is not None:
+            self.list_sessions(self.conn)
         default = self.operation.confirm.default if self.validation.ok else "no"
         self.query_one(f"#answer-{default}", Button).focus()
+
+    @work(exit_on_error=False, description="Listing the other sessions on the database")
+    async def list_sessions(self, conn: ConnInfo) -> None:
+        """Who else is connected: the restore waits for their locks. Shown when there are any; the question
+        does not wait for this (an unreachable server is reported by the restore itself)."""
+        from services.locks import sessions_now
+        try:
+            sessions = await sessions_now(conn)
+        except DbsageError:
+            return
+        if sessions:
+            wait = f"up to {self.lock_timeout:g} s" if self.lock_timeout else "as long as they hold them"
+            lines = [f"{len(sessions)} other session{'s' if len(sessions) != 1 else ''} connected "
+                     f"(the restore waits for their locks, {wait}):", *(f"  {b.text()}" for b in sessions)]
+            self.query_one("#sessions", Static).update("\n".join(lines))
+            self.query_one("#sessions").display = True
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "answer-yes" and self.validation.ok:
