@@ -15,9 +15,8 @@ import json
 import os
 import signal
 import sys
-import traceback
-from pathlib import Path
 
+from app.common import debug_log, progress_text
 from services import __version__
 from services.errors import EXIT_FAILED, EXIT_OK, BadInput, DbsageError
 from services.events import Event, Log, Progress, Step
@@ -119,14 +118,13 @@ def lock_args(p, terminate: bool = True) -> None:
                        help="terminate exactly the sessions whose locks the restore waits for (audited)")
 
 
-def lock_policy(args):
+def lock_policy(ws: Workspace, args):
     """The ``LockPolicy`` of a command: --lock-timeout, else the config file's, else the default."""
-    from services.config import lock_timeout_setting
-    from services.locks import DEFAULT_LOCK_TIMEOUT, LockPolicy
+    from services.locks import LockPolicy
     if args.lock_timeout is not None and args.lock_timeout <= 0:
         raise BadInput(f"--lock-timeout {args.lock_timeout:g} is not a positive number of seconds.", "Use e.g. 30.")
-    timeout = args.lock_timeout or lock_timeout_setting() or DEFAULT_LOCK_TIMEOUT
-    return LockPolicy(timeout=timeout, terminate=getattr(args, "terminate_blockers", False))
+    return LockPolicy(timeout=args.lock_timeout or ws.settings.lock_timeout,
+                      terminate=getattr(args, "terminate_blockers", False))
 
 
 def split_psql_args(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -180,21 +178,6 @@ class Printer:
             self._progress_shown = False
 
 
-def progress_text(p: Progress) -> str:
-    verb = {"dump": "dumping", "restore": "restoring"}.get(p.phase, p.phase)
-    text = f"{verb}: {human_size(p.done)}"
-    if p.total:
-        text += f" of ~{human_size(p.total)}" if p.phase == "dump" else f" of {human_size(p.total)}"
-        frac = p.fraction
-        if frac is not None:
-            text += f" ({frac:.0%})"
-    if p.elapsed > 0.5:
-        text += f", {human_size(int(p.rate))}/s"
-        if p.eta is not None:
-            text += f", ~{p.eta:.0f}s left"
-    return text
-
-
 def snapshot_json(snap: Snapshot, index: int | None = None) -> dict:
     data = {"index": index, "filename": snap.filename, "label": snap.label, "timestamp": format_ts(snap.timestamp),
             "type": snap.type if snap.meta else None, "size_bytes": snap.size_bytes, "purpose": snap.purpose,
@@ -239,15 +222,6 @@ def describe(snap: Snapshot) -> list[str]:
     return lines
 
 
-def default_compression() -> str:
-    """The config file's ``compress: none|gzip|zstd`` (a bad value is a clear error), else none."""
-    from services.config import load_config
-    value = str(load_config().get("compress") or "none")
-    if value not in ("none", "gzip", "zstd"):
-        raise BadInput(f"The config file's 'compress' is {value!r}.", "Use none, gzip or zstd.")
-    return value
-
-
 # -- commands ---------------------------------------------------------------------------------------------
 
 async def cmd_snapshot(ws: Workspace, args) -> int:
@@ -264,8 +238,8 @@ async def cmd_snapshot(ws: Workspace, args) -> int:
     else:
         snap = await dump.snapshot(conn, ws.store, args.label, schema_only=args.type == "schema",
                                    purpose=args.purpose, notes=args.notes, schemas=args.schema,
-                                   protected=args.protect, compress=args.compress or default_compression(),
-                                   report=printer, locks=lock_policy(args))
+                                   protected=args.protect, compress=args.compress or ws.settings.compress,
+                                   report=printer, locks=lock_policy(ws, args))
     if args.json:
         print_json(snap.meta)
     else:
@@ -357,7 +331,7 @@ async def cmd_restore(ws: Workspace, args) -> int:
     check(ws.store, snap, printer)
     if snap.type == "schema-only" and not args.json:
         print("\n*** WARNING: this is a SCHEMA-ONLY snapshot. Every row in its tables will be lost. ***\n")
-    locks = lock_policy(args)
+    locks = lock_policy(ws, args)
     if not args.yes:
         if not sys.stdin.isatty():
             raise BadInput("Refusing to restore without confirmation: no terminal to ask on.",
@@ -405,7 +379,7 @@ async def cmd_rollback(ws: Workspace, args) -> int:
     from services import restore
     conn = ws.require_conn()
     kwargs = {} if args.pre_timeout is None else {"pre_timeout": args.pre_timeout}
-    result = await restore.emergency_rollback(conn, ws.store, report=Printer(args.json), locks=lock_policy(args),
+    result = await restore.emergency_rollback(conn, ws.store, report=Printer(args.json), locks=lock_policy(ws, args),
                                               **kwargs)
     return finish_restore(result, args.json, "rollback")
 
@@ -418,29 +392,14 @@ async def cmd_psql(ws: Workspace, args) -> int:
 
 
 async def cmd_protect(ws: Workspace, args) -> int:
-    snap = ws.store.resolve(args.snapshot)
-    on = args.command == "protect"
-    ws.store.set_protected(snap, on)
-    ws.store.audit(args.command, "ok", snapshot=snap.filename)
-    print(f"{snap.filename} is {'protected' if on else 'no longer protected'}.")
+    from services import maintenance
+    print(maintenance.set_protected(ws.store, ws.store.resolve(args.snapshot), args.command == "protect"))
     return EXIT_OK
 
 
 COMMANDS = {"snapshot": cmd_snapshot, "list": cmd_list, "show": cmd_show, "validate": cmd_validate,
             "restore": cmd_restore, "rollback": cmd_rollback, "protect": cmd_protect, "unprotect": cmd_protect,
             "psql": cmd_psql}
-
-
-def debug_log(exc: BaseException) -> Path | None:
-    """Keep the traceback of an unexpected error in a file the user can attach to a bug report."""
-    try:
-        from services.config import data_dir
-        path = data_dir() / "last-error.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(traceback.format_exception(exc)))
-        return path
-    except OSError:
-        return None
 
 
 def _terminate(_signum, _frame) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from services import retention
-from services.config import load_config
+from services import maintenance
 from services.errors import EXIT_OK, BadInput
 from services.store import utcnow
 
@@ -26,57 +25,28 @@ def register(cmd) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def policy_from_config() -> retention.Policy:
-    """Retention tiers from the config file's ``retention:`` mapping (keep_all_days, daily_days,
-    weekly_days); the story's 7/30/365 days otherwise."""
-    cfg = load_config().get("retention") or {}
-    if not isinstance(cfg, dict):
-        raise BadInput("The config file's retention: is not a mapping.", "Fix or remove it.")
-    try:
-        return retention.Policy(**{k: int(v) for k, v in cfg.items()
-                                   if k in ("keep_all_days", "daily_days", "weekly_days")})
-    except (TypeError, ValueError):
-        raise BadInput("The config file's retention values are not whole numbers of days.",
-                       "Fix or remove them.") from None
-
-
-def _print_plan(plan: retention.Plan, leftovers: list) -> None:
+def _print_plan(planned: maintenance.CleanupPlan) -> None:
+    plan = planned.plan
     for title, decisions in (("Keep", plan.keep), ("Delete", plan.delete), ("Invalid", plan.invalid)):
         if decisions:
             print(f"{title} ({len(decisions)}):")
             for d in decisions:
                 print(f"  {d.filename}  — {d.reason}")
-    if leftovers:
-        print(f"Leftovers ({len(leftovers)}), removed only with --remove-invalid:")
-        for path in leftovers:
+    if planned.leftovers:
+        print(f"Leftovers ({len(planned.leftovers)}), removed only with --remove-invalid:")
+        for path in planned.leftovers:
             print(f"  {path.name}")
-
-
-def clone_dropper(ws):
-    """For retention.apply, in a worker thread: drop a clone snapshot's database (None without a target)."""
-    if ws.conn is None:
-        return None
-
-    def drop(snap) -> None:
-        from services import clone
-        asyncio.run(clone.drop_clone(ws.conn, snap))
-    return drop
 
 
 async def cmd_cleanup(ws, args) -> int:
     from app.cli import confirm, print_json
-    store = ws.store
-    snaps = store.list()
-    plan = retention.plan(retention.items_from_snapshots(snaps), utcnow(), policy_from_config())
-    leftovers = [p for p in store.orphans() if not p.name.endswith(".sql") or
-                 p.name not in {s.filename for s in snaps}]
-    data = {**plan.to_json(), "leftovers": [p.name for p in leftovers]}
+    planned = maintenance.plan_cleanup(ws.store, utcnow(), ws.settings.retention)
     if not args.json:
-        _print_plan(plan, leftovers)
-    removing = len(plan.delete) + (len(plan.invalid) + len(leftovers) if args.remove_invalid else 0)
+        _print_plan(planned)
+    removing = planned.removable(args.remove_invalid)
     if args.dry_run or removing == 0:
         if args.json:
-            print_json({**data, "deleted": []})
+            print_json({**planned.to_json(), "deleted": []})
         elif removing == 0:
             print("Nothing to delete.")
         return EXIT_OK
@@ -87,20 +57,13 @@ async def cmd_cleanup(ws, args) -> int:
         if not confirm(f"Delete {removing} file(s)?"):
             print("Cancelled: nothing was deleted.")
             return EXIT_OK
-    with store.lock("cleanup", str(store.directory)):
-        deleted = await asyncio.to_thread(retention.apply, store, plan, snaps, include_invalid=args.remove_invalid,
-                                          drop_clone=clone_dropper(ws))
-        if args.remove_invalid:
-            for path in leftovers:
-                if path.exists():
-                    path.unlink()
-                    store.audit("delete", "ok", snapshot=path.name, reason="leftover")
-                    deleted.append(path.name)
-        store.audit("cleanup", "ok", deleted=deleted, kept=len(plan.keep))
+    remove = ([d.filename for d in planned.plan.invalid] + [p.name for p in planned.leftovers]
+              if args.remove_invalid else [])
+    result = await asyncio.to_thread(maintenance.cleanup, ws.store, planned, ws.conn, remove=remove)
     if args.json:
-        print_json({**data, "deleted": deleted})
+        print_json({**planned.to_json(), "deleted": result.deleted})
     else:
-        print(f"Deleted {len(deleted)} file(s); kept {len(plan.keep)} snapshot(s).")
+        print(result.text())
     return EXIT_OK
 
 

@@ -207,7 +207,7 @@ def load_config(env: dict[str, str] | None = None) -> dict:
     path = config_file(env)
     if not path.exists():
         return {}
-    import yaml  # only with a config file: 15 ms of start-up otherwise
+    import yaml  # only with a config file
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -218,24 +218,78 @@ def load_config(env: dict[str, str] | None = None) -> dict:
     return data
 
 
-def lock_timeout_setting(env: dict[str, str] | None = None) -> float | None:
-    """The config file's ``lock_timeout`` (seconds a statement may wait for another session's lock)."""
-    value = load_config(env).get("lock_timeout")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise BadInput(f"The config file's lock_timeout is {value!r}.", "Use a number of seconds, e.g. 30.")
-    return float(value)
+@dataclass(frozen=True)
+class Policy:
+    """Retention tiers in days (config ``retention:``): everything younger than ``keep_all_days``, the
+    newest per day until ``daily_days``, the newest per ISO week until ``weekly_days``. The defaults are the
+    recommended policy; the tiers must be increasing."""
+
+    keep_all_days: int = 7
+    daily_days: int = 30
+    weekly_days: int = 365
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.keep_all_days <= self.daily_days <= self.weekly_days:
+            tiers = f"{self.keep_all_days}/{self.daily_days}/{self.weekly_days}"
+            raise BadInput(f"Invalid retention policy {tiers} days: the tiers must not overlap.",
+                           "Use increasing values, e.g. keep all 7, daily 30, weekly 365.")
 
 
-def resolve_snapshot_dir(cli_dir: str | None, env: dict[str, str] | None = None) -> Path:
+COMPRESSIONS = ("none", "gzip", "zstd")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The config file, checked once: every value typed, a bad one named in one sentence.
+
+    - ``snapshot_dir``: where snapshots live (after --dir and DBSAGE_SNAPSHOT_DIR);
+    - ``compress``: none | gzip | zstd, the default for new snapshots (CLI and TUI);
+    - ``lock_timeout``: seconds a statement may wait for another session's lock;
+    - ``retention``: the cleanup policy's tiers;
+    - ``keymap``: binding id -> key(s), e.g. ``{new-snapshot: ctrl+n}`` (ids are listed in the help screen).
+    """
+
+    snapshot_dir: Path | None = None
+    compress: str = "none"
+    lock_timeout: float = 30.0
+    retention: Policy = Policy()
+    keymap: dict[str, str] = field(default_factory=dict)
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    raw = load_config(env)
+    compress = str(raw.get("compress") or "none")
+    if compress not in COMPRESSIONS:
+        raise BadInput(f"The config file's compress is {compress!r}.", "Use none, gzip or zstd.")
+    timeout = raw.get("lock_timeout", 30.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise BadInput(f"The config file's lock_timeout is {timeout!r}.", "Use a number of seconds, e.g. 30.")
+    tiers = raw.get("retention") or {}
+    keymap = raw.get("keymap") or {}
+    if not isinstance(tiers, dict):
+        raise BadInput("The config file's retention: is not a mapping.", "Fix or remove it.")
+    if not isinstance(keymap, dict) or not all(isinstance(v, str) for v in keymap.values()):
+        raise BadInput("The config file's keymap: is not a mapping of binding ids to keys.",
+                       "Write e.g. keymap: {new-snapshot: ctrl+n}.")
+    try:
+        retention = Policy(**{k: int(v) for k, v in tiers.items()
+                              if k in ("keep_all_days", "daily_days", "weekly_days")})
+    except (TypeError, ValueError):
+        raise BadInput("The config file's retention values are not whole numbers of days.",
+                       "Fix or remove them.") from None
+    directory = raw.get("snapshot_dir")
+    return Settings(snapshot_dir=Path(directory) if directory else None, compress=compress,
+                    lock_timeout=float(timeout), retention=retention, keymap={str(k): v for k, v in keymap.items()})
+
+
+def resolve_snapshot_dir(cli_dir: str | None, env: dict[str, str] | None = None,
+                         settings: Settings | None = None) -> Path:
     env = dict(os.environ if env is None else env)
     if cli_dir:
         return Path(cli_dir)
     if env.get("DBSAGE_SNAPSHOT_DIR"):
         return Path(env["DBSAGE_SNAPSHOT_DIR"])
-    cfg = load_config(env).get("snapshot_dir")
-    return Path(cfg) if cfg else DEFAULT_SNAPSHOT_DIR
+    return (settings or load_settings(env)).snapshot_dir or DEFAULT_SNAPSHOT_DIR
 
 
 def data_dir(env: dict[str, str] | None = None) -> Path:

@@ -30,7 +30,8 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .errors import BadInput, OperationFailed
+from .config import Policy
+from .errors import OperationFailed
 from .meta import parse_ts
 from .store import Snapshot, SnapshotStore
 
@@ -38,21 +39,6 @@ from .store import Snapshot, SnapshotStore
 _VERSION_RE = re.compile(r"v\d|\d+\.\d+", re.IGNORECASE)
 #: Labels that mark a state someone will want back however old it is (``_`` and ``-`` are equivalent).
 PROTECTED_LABELS = frozenset({"before-migration", "baseline"})
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Tier edges in days. The defaults are the recommended policy; all three must be increasing."""
-
-    keep_all_days: int = 7
-    daily_days: int = 30
-    weekly_days: int = 365
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.keep_all_days <= self.daily_days <= self.weekly_days:
-            tiers = f"{self.keep_all_days}/{self.daily_days}/{self.weekly_days}"
-            raise BadInput(f"Invalid retention policy {tiers} days: the tiers must not overlap.",
-                           "Use increasing values, e.g. keep all 7, daily 30, weekly 365.")
 
 
 @dataclass(frozen=True)
@@ -129,8 +115,9 @@ def _protection(item: Item) -> str | None:
     return None
 
 
-def plan(items: Iterable[Item], now: dt.datetime, policy: Policy = Policy()) -> Plan:
+def plan(items: Iterable[Item], now: dt.datetime, policy: Policy | None = None) -> Plan:
     """Decide every item's fate. Pure: same items, same ``now``, same plan."""
+    policy = policy or Policy()
     now = _utc(now)
     order = sorted(items, key=lambda i: (_utc(i.timestamp), i.filename), reverse=True)  # newest first
     newest_full = next((i.filename for i in order if i.valid and i.full), None)

@@ -4,9 +4,9 @@ The CLI and the TUI both build it here, from the same layered settings (see ``co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .config import ConnInfo, resolve_snapshot_dir, resolve_target
+from .config import ConnInfo, Settings, load_settings, resolve_snapshot_dir, resolve_target
 from .errors import BadInput
 from .store import SnapshotStore
 
@@ -18,6 +18,8 @@ class Workspace:
     demo: bool = False
     #: This process started the demo sandbox's server, and stops it when it ends (``services.demo``).
     demo_started: bool = False
+    #: The config file, read once for the whole run.
+    settings: Settings = field(default_factory=Settings)
 
     def require_conn(self) -> ConnInfo:
         if self.conn is None:
@@ -33,9 +35,11 @@ class Workspace:
 
 
 def open_workspace(db_url: str | None, snapshot_dir: str | None, demo: bool) -> Workspace:
+    settings = load_settings()
     if demo:
         from .demo import demo_snapshot_dir, ensure_demo
         conn, started = ensure_demo()
-        store = SnapshotStore(demo_snapshot_dir() if snapshot_dir is None else resolve_snapshot_dir(snapshot_dir))
-        return Workspace(conn=conn, store=store, demo=True, demo_started=started)
-    return Workspace(conn=resolve_target(db_url), store=SnapshotStore(resolve_snapshot_dir(snapshot_dir)))
+        directory = demo_snapshot_dir() if snapshot_dir is None else resolve_snapshot_dir(snapshot_dir, None, settings)
+        return Workspace(conn=conn, store=SnapshotStore(directory), demo=True, demo_started=started, settings=settings)
+    directory = resolve_snapshot_dir(snapshot_dir, None, settings)
+    return Workspace(conn=resolve_target(db_url), store=SnapshotStore(directory), settings=settings)

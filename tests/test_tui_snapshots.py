@@ -215,8 +215,7 @@ def test_emergency_recovery_status(snap_compare, tmp_path):
         op = OperationScreen("EMERGENCY ROLLBACK",
                              f"Restoring {snaps['emergency-backup'].filename} (newest valid full snapshot, "
                              f"labeled for emergencies) into {target}",
-                             emergency=True, cancel_work=lambda: None,
-                             audit_path=str(store.directory / "audit.log"))
+                             emergency=True, audit_path=str(store.directory / "audit.log"))
         await pilot.app.push_screen(op)
         pre = Snapshot(path=store.directory / "20241027150000_pre-rollback.sql", label="pre-rollback",
                        timestamp=NOW)
@@ -225,11 +224,12 @@ def test_emergency_recovery_status(snap_compare, tmp_path):
                                      ("restore", "ok", f"{snaps['emergency-backup'].filename} committed"),
                                      ("smoke test", "ok", "all checks passed")]:
             op.post_message(EngineStep(Step(name, status, detail)))
-        op.post_message(OperationScreen.Ended(RestoreResult(
+        await pilot.pause()  # the steps' messages first, as the engine's arrive before its result
+        op.finish(RestoreResult(
             snapshot=snaps["emergency-backup"], pre_snapshot=pre, duration=2.4,
             checks=[SmokeCheck("connection", True, f"connected to {target}"),
                     SmokeCheck("tables", True, "1 tables (snapshot: 1)"),
-                    SmokeCheck("row counts", True, "1 tables, 25 rows match")])))
+                    SmokeCheck("row counts", True, "1 tables, 25 rows match")]))
         await pilot.pause()
     assert snap_compare(app_for(tmp_path), terminal_size=(110, 36), run_before=run)
 
@@ -240,7 +240,7 @@ def test_restore_in_progress(snap_compare, tmp_path):
         await settle(pilot)
         snap = {s.label: s for s in pilot.app.ws.store.list()}["v1.0"]
         op = OperationScreen(f"Restore {snap.label}", f"{snap.filename} → {TARGET.display}", emergency=False,
-                             cancel_work=lambda: None, audit_path="supabase/snapshots/audit.log",
+                             audit_path="supabase/snapshots/audit.log",
                              done={"validate": ("ok", "sha256, size and structure match")})
         await pilot.app.push_screen(op)
         for message in [EngineStep(Step("pre-rollback snapshot", "ok", "20241027150000_pre-rollback.sql")),

@@ -1,32 +1,31 @@
 """The cleanup dialog: the retention plan as a table, every row with its reason, rows toggled one by one.
 
-The plan comes from ``services.retention`` (the single source of the policy); this screen only lets the
-user keep more than the policy would delete, never delete what the policy protects. Enter or the button
-confirms; the caller deletes in a worker and reports the outcome.
+The plan comes from ``services.maintenance`` (the policy is ``services.retention``); this screen only lets
+the user keep more than the policy would delete, never delete what the policy protects. Invalid snapshots
+and leftovers (stale partial files, metadata without a file) are listed unchecked. Ctrl+D or the button
+deletes, in this screen's worker, with the same operation as the CLI's ``cleanup``; the screen closes with
+its result.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label, Static
+from textual.worker import Worker, WorkerState
 
-from services.retention import Plan
-
-
-@dataclass(frozen=True)
-class CleanupRequest:
-    delete: list[str]  # file names the user confirmed for deletion
-    remove_invalid: list[str]  # invalid snapshots the user chose to remove too
+from app.common import failure_text
+from services.maintenance import CleanupPlan, CleanupResult
+from services.workspace import Workspace
 
 
-class CleanupModal(ModalScreen[CleanupRequest | None]):
+class CleanupModal(ModalScreen[CleanupResult | None]):
     """The plan: keep / delete / invalid rows with reasons. Space toggles a deletable row."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -35,13 +34,18 @@ class CleanupModal(ModalScreen[CleanupRequest | None]):
         Binding("ctrl+d", "confirm", "Delete", tooltip="Delete the rows marked for deletion"),
     ]
 
-    def __init__(self, plan: Plan, directory: str) -> None:
+    def __init__(self, planned: CleanupPlan, ws: Workspace) -> None:
         super().__init__()
-        self.plan = plan
-        self.directory = directory
-        # Rows the user may toggle: the policy's deletions (checked) and invalid snapshots (unchecked).
-        self.chosen: dict[str, bool] = {d.filename: True for d in plan.delete}
-        self.chosen.update({d.filename: False for d in plan.invalid})
+        self.planned = planned
+        self.plan = planned.plan
+        self.ws = ws
+        self.directory = str(ws.store.directory)
+        #: Why each row is listed; leftovers get a reason of their own.
+        self.reasons = {d.filename: d.reason for d in self.plan.delete + self.plan.invalid}
+        self.reasons.update({p.name: "invalid: leftover, not a snapshot" for p in planned.leftovers})
+        # Rows the user may toggle: the policy's deletions (checked), invalid snapshots and leftovers (not).
+        self.chosen: dict[str, bool] = {name: name in {d.filename for d in self.plan.delete} for name in self.reasons}
+        self.reasons.update({d.filename: d.reason for d in self.plan.keep})
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog -wide"):
@@ -59,8 +63,8 @@ class CleanupModal(ModalScreen[CleanupRequest | None]):
         table.add_column("", key="action", width=8)
         table.add_column("Snapshot", key="file")
         table.add_column("Why", key="reason")
-        for d in self.plan.delete + self.plan.invalid + self.plan.keep:
-            table.add_row(*self._cells(d.filename, d.reason), key=d.filename)
+        for name, reason in self.reasons.items():
+            table.add_row(*self._cells(name, reason), key=name)
         self._refresh_summary()
         (self.query_one("#cancel", Button) if not self.chosen else table).focus()
 
@@ -92,19 +96,30 @@ class CleanupModal(ModalScreen[CleanupRequest | None]):
                         severity="warning")
             return
         self.chosen[key] = not self.chosen[key]
-        reason = next(d.reason for d in self.plan.delete + self.plan.invalid if d.filename == key)
-        action, _, why = self._cells(key, reason)
+        action, _, why = self._cells(key, self.reasons[key])
         table.update_cell(key, "action", action)
         table.update_cell(key, "reason", why)
         self._refresh_summary()
 
     def action_confirm(self) -> None:
-        if not any(self.chosen.values()):
-            return
-        invalid = {d.filename for d in self.plan.invalid}
-        self.dismiss(CleanupRequest(
-            delete=[f for f, on in self.chosen.items() if on and f not in invalid],
-            remove_invalid=[f for f, on in self.chosen.items() if on and f in invalid]))
+        if any(self.chosen.values()) and not self.workers:
+            self.query_one("#confirm", Button).disabled = True
+            self.delete_chosen([name for name, on in self.chosen.items() if on])
+
+    @work(thread=True, exclusive=True, group="files", exit_on_error=False,
+          description="Deleting the snapshots the cleanup plan chose")
+    def delete_chosen(self, names: list[str]) -> CleanupResult:
+        """What the user confirmed: a subset of the policy's plan, never more."""
+        from services import maintenance
+        return maintenance.cleanup(self.ws.store, self.planned, self.ws.conn, delete=names, remove=names)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.SUCCESS:
+            self.dismiss(event.worker.result)
+        elif event.state == WorkerState.ERROR:
+            text, _ = failure_text(event.worker.error)
+            self.notify(text, title="Cleanup failed", severity="error", timeout=12, markup=False)
+            self.dismiss(None)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "confirm":

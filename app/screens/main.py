@@ -1,8 +1,8 @@
 """The main screen: the snapshot list, the preview of the highlighted snapshot, and the log pane.
 
-Keys start work here; the work itself runs in the workers of ``Jobs`` (jobs.py), whose single
-``on_worker_state_changed`` hands each result back to a ``_<job>_done`` method below. The engine reports
-through ``bridge``: its events arrive as messages and are rendered by the widgets. The directory is
+Keys start work here; the work itself runs in the workers of ``Jobs`` (jobs.py), which post what they
+found as typed messages handled below with ``@on``; a restore runs in the operation screen it opens. The
+engine reports through ``bridge``: its events arrive as messages and are rendered by the widgets. The directory is
 re-listed when it changes (checked every second), so snapshots taken from another terminal appear without
 a key press, and ages tick.
 
@@ -13,7 +13,7 @@ for what it shows (the restore and operation screens alone bring in the engine's
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
@@ -25,10 +25,23 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static
 
-from app.cli import progress_text
+from app.common import progress_text
 from app.screens.confirm import ConfirmModal
-from app.screens.jobs import Jobs, Scan, file_stamp
-from app.screens.messages import EngineLog, EngineProgress, EngineStep, bridge
+from app.screens.jobs import Jobs, file_stamp
+from app.screens.messages import (
+    CleanupPlanned,
+    DiffReady,
+    EngineLog,
+    EngineProgress,
+    EngineStep,
+    FilesChanged,
+    Scan,
+    Scanned,
+    ServerProbed,
+    SnapshotTaken,
+    Validated,
+    bridge,
+)
 from app.workflow import Workflow
 from services.errors import DbsageError
 from services.gcpause import freeze_start_up, paused_gc
@@ -47,6 +60,7 @@ if TYPE_CHECKING:
     from app.screens.operation import OperationScreen
     from app.screens.restore import RestoreRequest
     from services.inspect import ServerInfo
+    from services.maintenance import CleanupResult
     from services.restore import RestoreResult
 
 #: Seconds between checks of the snapshot directory (and age updates).
@@ -120,7 +134,6 @@ class MainScreen(Jobs, Screen):
         self._last_scan: Scan | None = None
         self._select_next: str | None = None
         self._last_scan_error: str | None = None
-        self._operation: OperationScreen | None = None
         self._filter_timer: Timer | None = None
         self.report = bridge(self)
 
@@ -210,9 +223,11 @@ class MainScreen(Jobs, Screen):
         if not any(w.group == "scan" and not w.is_finished for w in self.workers):
             self.scan()
 
-    def _scan_done(self, scan: Scan | None) -> None:
-        if scan is None:
-            return
+    @on(Scanned)
+    def _scanned(self, message: Scanned) -> None:
+        self._show_scan(message.scan)
+
+    def _show_scan(self, scan: Scan) -> None:
         self._last_scan = scan
         if scan.snapshots is None:
             return
@@ -274,8 +289,9 @@ class MainScreen(Jobs, Screen):
         self.say(f"{glyph} {ev.name}" + (f": {ev.detail}" if ev.detail else ""), level)
 
     # -- server ----------------------------------------------------------------------------------------
-    def _probe_done(self, info: ServerInfo) -> None:
-        self.server_info = info
+    @on(ServerProbed)
+    def _probed(self, message: ServerProbed) -> None:
+        self.server_info = message.info
         self._show_header()
 
     # -- new snapshot ----------------------------------------------------------------------------------
@@ -297,7 +313,9 @@ class MainScreen(Jobs, Screen):
         self.take_snapshot(request)
         self.refresh_bindings()
 
-    def _dump_done(self, snap: Snapshot) -> None:
+    @on(SnapshotTaken)
+    def _snapshot_taken(self, message: SnapshotTaken) -> None:
+        snap = message.snapshot
         self.notify(f"Saved {snap.filename} ({human_size(snap.size_bytes)}).", title="Snapshot taken",
                     markup=False)
         self._select_next = snap.filename
@@ -310,9 +328,10 @@ class MainScreen(Jobs, Screen):
             self.say(f"Validating {snap.filename} (reading every byte)…")
             self.validate_snapshot(snap)
 
-    def _validate_done(self, result) -> None:
-        snap, validation, then_restore, stamp = result
-        self.validations[snap.filename] = (validation, stamp)
+    @on(Validated)
+    def _validated(self, message: Validated) -> None:
+        snap, validation, then_restore = message.snapshot, message.validation, message.then_restore
+        self.validations[snap.filename] = (validation, message.stamp)
         for name, ok, detail in validation.checks:
             self.say(f"{'✔' if ok else '✘'} {name}: {detail}", "info" if ok else "error")
         self._update_preview()
@@ -344,46 +363,32 @@ class MainScreen(Jobs, Screen):
         if not self._can_run(conn=True, idle=True):
             return
         snap = request.snapshot
-        op = self._open_operation(f"Restore {snap.label}", f"{snap.filename} → {self.ws.target_label}",
-                                  emergency=False,
-                                  done={"validate": ("ok", "sha256, size and structure match")})
         self.activity.start(f"restoring {snap.filename}…")
-        self.run_restore(request, bridge(self, op), op.locks)
+        self._open_operation(f"Restore {snap.label}", f"{snap.filename} → {self.ws.target_label}",
+                             lambda op: self.restore_job(request, op), emergency=False,
+                             done={"validate": ("ok", "sha256, size and structure match")})
 
-    def _open_operation(self, title: str, subject: str, emergency: bool,
-                        done: dict[str, tuple[str, str]] | None = None) -> OperationScreen:
+    def _open_operation(self, title: str, subject: str, run: Callable[[OperationScreen], Awaitable[RestoreResult]],
+                        emergency: bool, done: dict[str, tuple[str, str]] | None = None) -> None:
+        """The operation screen runs the work and shows how it ended; the list is re-read when it closes."""
         from app.screens.operation import OperationScreen
-        op = OperationScreen(title, subject, emergency=emergency, cancel_work=self._cancel_work,
+        op = OperationScreen(title, subject, emergency=emergency, run=run, also_to=self,
                              audit_path=str(self.ws.store.directory / AUDIT_NAME), done=done,
                              locks=LockPolicy(timeout=self.lock_timeout))
-        self._operation = op
         self.app.push_screen(op, self._operation_closed)
+
+    def _operation_closed(self, _result: RestoreResult | None) -> None:
+        self.activity.stop()
         self.refresh_bindings()
-        return op
-
-    def _operation_closed(self, _result) -> None:
-        self._operation = None
         self.scan(force=True)
-
-    def _restore_done(self, result: RestoreResult) -> None:
-        """A restore or an emergency rollback ended (the smoke test may still have failed)."""
-        ok = result.smoke_ok
-        self.say(f"{'Restored' if ok else 'Restored, but the smoke test failed:'} {result.snapshot.filename} "
-                 f"in {result.duration:.1f}s" + (f"; undo with {result.pre_snapshot.filename}"
-                                                 if result.pre_snapshot else ""), "info" if ok else "error")
-        if self._operation is not None:
-            self._operation.post_message(self._operation.Ended(result=result))
-        self.scan(force=True)
-
-    _emergency_done = _restore_done
 
     # -- emergency -------------------------------------------------------------------------------------
     def action_emergency(self) -> None:
         if not self._can_run(conn=True, idle=True):
             return
-        op = self._open_operation("EMERGENCY ROLLBACK", "Choosing the snapshot to restore…", emergency=True)
         self.activity.start("emergency rollback…")
-        self.run_emergency(op)
+        self._open_operation("EMERGENCY ROLLBACK", "Choosing the snapshot to restore…", self.emergency_job,
+                             emergency=True)
 
     # -- protect / delete --------------------------------------------------------------------------------
     def action_protect(self) -> None:
@@ -400,9 +405,10 @@ class MainScreen(Jobs, Screen):
                              "This cannot be undone.", yes="Delete", no="Keep it")
         self.app.push_screen(modal, lambda yes: yes and self.change_snapshot(snap, "delete"))
 
-    def _files_done(self, text: str) -> None:
-        self.say(text)
-        self.notify(text, markup=False)
+    @on(FilesChanged)
+    def _files_changed(self, message: FilesChanged) -> None:
+        self.say(message.text)
+        self.notify(message.text, markup=False)
         self.scan(force=True)
 
     # -- mark / diff / cleanup ----------------------------------------------------------------------------
@@ -427,26 +433,28 @@ class MainScreen(Jobs, Screen):
         self.say(f"Comparing {older.filename} → {newer.filename} …")
         self.run_diff(older, newer)
 
-    def _diff_done(self, result) -> None:
+    @on(DiffReady)
+    def _diff_ready(self, message: DiffReady) -> None:
         from app.screens.diff import DiffScreen
-        self.app.push_screen(DiffScreen(result))
+        self.app.push_screen(DiffScreen(message.result))
 
     def action_cleanup(self) -> None:
         self.say("Planning a cleanup with the retention policy …")
         self.plan_cleanup(self.clock())
 
-    def _cleanup_plan_done(self, planned) -> None:
-        plan, snaps = planned
-        if not plan.delete and not plan.invalid:
-            self.notify(f"Nothing to clean up: the policy keeps all {len(plan.keep)} snapshot(s).",
+    @on(CleanupPlanned)
+    def _cleanup_planned(self, message: CleanupPlanned) -> None:
+        planned = message.planned
+        if not planned.removable(remove_invalid=True):
+            self.notify(f"Nothing to clean up: the policy keeps all {len(planned.plan.keep)} snapshot(s).",
                         title="Cleanup", markup=False)
             return
         from app.screens.cleanup import CleanupModal
-        self.app.push_screen(CleanupModal(plan, str(self.ws.store.directory)),
-                             lambda request: request and self.run_cleanup(plan, snaps, request))
+        self.app.push_screen(CleanupModal(planned, self.ws), self._cleaned_up)
 
-    def _cleanup_done(self, text: str) -> None:
-        self._files_done(text)
+    def _cleaned_up(self, result: CleanupResult | None) -> None:
+        if result is not None:
+            self.post_message(FilesChanged(f"Cleanup: {result.text()}"))
 
     # -- psql ------------------------------------------------------------------------------------------
     def action_psql(self) -> None:

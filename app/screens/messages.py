@@ -6,10 +6,21 @@ only the newest is handled, so a fast dump cannot flood the UI."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 from textual.message_pump import MessagePump
 
 from services.events import Blocked, Event, Log, Progress, Reporter, Step
+
+if TYPE_CHECKING:
+    from services.diff import DiffResult
+    from services.inspect import ServerInfo
+    from services.listcache import Signature
+    from services.maintenance import CleanupPlan
+    from services.store import Snapshot
+    from services.validation import Validation
 
 
 class EngineLog(Message):
@@ -61,3 +72,70 @@ def bridge(*targets: MessagePump) -> Reporter:
             target.post_message(wrap(event))
 
     return report
+
+
+@dataclass
+class Scan:
+    """One look at the directory: per-entry (size, mtime) (``listcache.directory_signature``), the
+    directory's mtime, when, and the new listing when something changed (None when nothing did)."""
+
+    signature: Signature
+    dir_mtime: int | None
+    at: float
+    snapshots: list[Snapshot] | None
+
+
+# -- what the main screen's workers found: one message each, handled with @on -----------------------------
+
+class Scanned(Message):
+    """The directory was looked at (``scan.snapshots`` is None when nothing changed)."""
+
+    def __init__(self, scan: Scan) -> None:
+        super().__init__()
+        self.scan = scan
+
+
+class ServerProbed(Message):
+    """The server answered: its version and what kind it is."""
+
+    def __init__(self, info: ServerInfo) -> None:
+        super().__init__()
+        self.info = info
+
+
+class SnapshotTaken(Message):
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class Validated(Message):
+    """A full check ended; ``stamp`` identifies the version of the files checked; ``then_restore`` when
+    the check was the first step of a restore."""
+
+    def __init__(self, snapshot: Snapshot, validation: Validation, stamp: tuple, then_restore: bool) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        self.validation = validation
+        self.stamp = stamp
+        self.then_restore = then_restore
+
+
+class FilesChanged(Message):
+    """A snapshot was deleted, protected or cleaned up: the sentence that says what happened."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class CleanupPlanned(Message):
+    def __init__(self, planned: CleanupPlan) -> None:
+        super().__init__()
+        self.planned = planned
+
+
+class DiffReady(Message):
+    def __init__(self, result: DiffResult) -> None:
+        super().__init__()
+        self.result = result

@@ -1,28 +1,28 @@
 """A restore or an emergency rollback as it happens: steps, progress, output, then the outcome.
 
-The work itself runs in a worker of the main screen (the one place worker failures are handled); this
-screen receives the engine's events as messages, and then an ``Ended`` message saying how it ended. The
-end travels through the same queue as the events, so it is never shown before the last step. Escape
+The screen runs the work in its own worker and shows how it ended: the engine's events and the worker's
+end arrive through the same message queue, so the outcome is never shown before the last step. Escape
 while work runs cancels it: the restore runs in one transaction, so the database stays as it was unless
 the restore step had already committed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
-from textual.message import Message
+from textual.message_pump import MessagePump
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
+from textual.worker import Worker, WorkerState
 
-from app.cli import progress_text
-from app.screens.messages import EngineBlocked, EngineLog, EngineProgress, EngineStep
+from app.common import failure_text, progress_text
+from app.screens.messages import EngineBlocked, EngineLog, EngineProgress, EngineStep, bridge
 from services.events import Blocked, Log
 from services.locks import LockPolicy
 from services.restore import RestoreResult
@@ -34,15 +34,11 @@ RESTORE_STEPS = ["validate", "pre-rollback snapshot", "restore", "smoke test"]
 
 
 class OperationScreen(ModalScreen[RestoreResult | None]):
-    """Live view of one restore (``emergency=False``) or emergency rollback (``emergency=True``)."""
+    """Live view of one restore (``emergency=False``) or emergency rollback (``emergency=True``).
 
-    class Ended(Message):
-        """The work is over: a result, or the error's one line, or neither (cancelled)."""
-
-        def __init__(self, result: RestoreResult | None = None, error: str | None = None) -> None:
-            super().__init__()
-            self.result = result
-            self.error = error
+    ``run`` is the work: given this screen (its ``report`` for the engine's events, its ``locks``, its
+    ``set_subject``), it returns the restore's result. Without it the screen only shows what it is told
+    (pictures of the screen in tests)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel_or_close", "Cancel / close",
@@ -50,15 +46,18 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         Binding("k", "terminate_blockers", "Terminate blockers",
                 tooltip="Terminate exactly the sessions whose locks the restore waits for (audited)")]
 
-    def __init__(self, title: str, subject: str, *, emergency: bool, cancel_work: Callable[[], None],
-                 audit_path: str, done: dict[str, tuple[str, str]] | None = None,
-                 locks: LockPolicy | None = None) -> None:
+    def __init__(self, title: str, subject: str, *, emergency: bool, audit_path: str,
+                 run: Callable[[OperationScreen], Awaitable[RestoreResult]] | None = None,
+                 done: dict[str, tuple[str, str]] | None = None, locks: LockPolicy | None = None,
+                 also_to: MessagePump | None = None) -> None:
         super().__init__(classes="-emergency" if emergency else "")
         self.done = done or {}  # steps already done before the work started (validated before asking)
         self.title_text = title
         self.subject = subject
         self.emergency = emergency
-        self.cancel_work = cancel_work
+        self.run = run
+        #: The engine's events go to this screen and to ``also_to`` (the main screen's log).
+        self.report = bridge(self, *([also_to] if also_to else []))
         self.audit_path = audit_path
         self.result: RestoreResult | None = None
         self.running = True
@@ -82,6 +81,26 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
     def on_mount(self) -> None:
         self.query_one(ActivityLog).start("starting…")
         self.query_one("#blocked").display = False  # shown only while sessions are in the way
+        if self.run is not None:
+            self.run_work()
+
+    @work(exclusive=True, group="work", exit_on_error=False, description="Restoring a snapshot")
+    async def run_work(self) -> RestoreResult:
+        return await self.run(self)
+
+    @on(Worker.StateChanged)
+    def _work_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.SUCCESS:
+            self.finish(event.worker.result)
+        elif event.state == WorkerState.ERROR:
+            text, detail = failure_text(event.worker.error)
+            title = "Emergency rollback failed" if self.emergency else "Restore failed"
+            self.notify(text, title=title, severity="error", timeout=12, markup=False)
+            self.report(Log(text + (f"\n{detail.strip()}" if detail else ""), level="error"))
+            self.fail(text)
+        elif event.state == WorkerState.CANCELLED:
+            self.report(Log("Restore cancelled.", level="warning"))
+            self.cancelled()
 
     # -- engine events ---------------------------------------------------------------------------------
     def set_subject(self, text: str) -> None:
@@ -118,17 +137,12 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         self.refresh_bindings()
 
     # -- outcome ---------------------------------------------------------------------------------------
-    def on_operation_screen_ended(self, message: Ended) -> None:
-        if message.result is not None:
-            self.finish(message.result)
-        elif message.error is not None:
-            self.fail(message.error)
-        else:
-            self.cancelled()
-
     def finish(self, result: RestoreResult) -> None:
         self.result = result
         ok = result.smoke_ok
+        undo = f"; undo with {result.pre_snapshot.filename}" if result.pre_snapshot else ""
+        self.report(Log(f"{'Restored' if ok else 'Restored, but the smoke test failed:'} {result.snapshot.filename} "
+                        f"in {result.duration:.1f}s{undo}", level="info" if ok else "error"))
         if self.emergency:
             head = "RECOVERY STATUS: OK" if ok else "RECOVERY STATUS: CHECK NEEDED (smoke test failed)"
         else:
@@ -207,6 +221,6 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
     def action_cancel_or_close(self) -> None:
         if self.running:
             self.notify("Cancelling…", severity="warning")
-            self.cancel_work()
+            self.workers.cancel_node(self)
         else:
             self.dismiss(self.result)
