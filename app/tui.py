@@ -42,6 +42,10 @@ class DbsageApp(App[int]):
         self.clock = clock
         self.server_info = server_info
 
+    def on_mount(self) -> None:
+        if self.ws.settings.keymap:  # the config file's keymap: binding id -> key(s)
+            self.set_keymap(self.ws.settings.keymap)
+
     def get_default_screen(self) -> MainScreen:
         return MainScreen(self.ws, self.workflow, self.clock, self.server_info)
 

@@ -31,7 +31,7 @@ from app.screens.restore import RestoreModal
 from app.tui import make_app
 from app.workflow import default_path, load_workflow
 from services import dump
-from services.config import ConnInfo
+from services.config import ConnInfo, Settings
 from services.errors import BadInput
 from services.inspect import connect_kwargs
 from services.listcache import directory_signature
@@ -922,6 +922,26 @@ async def test_mark_diff_cleanup_palette_and_help(tmp_path):
         assert "*snapshot-cleanup" in text and "Emergency" in text
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
+
+
+async def test_the_config_keymap_rebinds_keys_and_compress_is_the_default(tmp_path):
+    """``keymap:`` rebinds by binding id (the footer, the help and the palette follow); ``compress:`` is
+    the create dialog's default compression."""
+    settings = Settings(compress="zstd", keymap={"new-snapshot": "ctrl+n", "help": "f1"})
+    app = make_app(Workspace(conn=ConnInfo(host="127.0.0.1", port=free_port(), user="u", dbname="d"),
+                             store=SnapshotStore(tmp_path / "snaps"), settings=settings), server_info=SERVER)
+    async with app.run_test(size=SIZE) as pilot:
+        await listed(pilot, 0)
+        await pilot.press("n")
+        assert isinstance(app.screen, MainScreen)  # n is no longer bound
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-body", Static).render())
+        assert "ctrl+n" in text and "f1" in text
+        await pilot.press("escape", "ctrl+n")
+        await until(pilot, lambda: isinstance(app.screen, CreateSnapshotModal), what="the create dialog")
+        chosen = [b.label.plain for b in app.screen.query(RadioButton) if b.value]
+        assert "zstd (.sql.zst)" in chosen
 
 
 def tree_text(screen) -> str:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from services.config import parse_url, resolve_snapshot_dir, resolve_target
+from services.config import Settings, load_settings, parse_url, resolve_snapshot_dir, resolve_target
 from services.errors import BadInput
 from services.scanner import DumpScanner, parse_qualified_name, trailer_ok
 from services.store import age_text, check_label, load_meta, suggest_label
@@ -58,6 +58,22 @@ def test_snapshot_dir_layering(tmp_path):
     assert str(resolve_snapshot_dir(None, {**env, "DBSAGE_SNAPSHOT_DIR": "/from/env"})) == "/from/env"
     assert str(resolve_snapshot_dir("/from/flag", {**env, "DBSAGE_SNAPSHOT_DIR": "/x"})) == "/from/flag"
     assert str(resolve_snapshot_dir(None, {"DBSAGE_CONFIG": str(tmp_path / "none.yaml")})) == "supabase/snapshots"
+
+
+def test_the_config_file_is_read_once_into_typed_settings(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("compress: zstd\nlock_timeout: 5\nretention: {keep_all_days: 1, daily_days: 2}\n"
+                   "keymap: {new-snapshot: ctrl+n}\n")
+    s = load_settings({"DBSAGE_CONFIG": str(cfg)})
+    assert (s.compress, s.lock_timeout, s.keymap) == ("zstd", 5.0, {"new-snapshot": "ctrl+n"})
+    assert (s.retention.keep_all_days, s.retention.daily_days, s.retention.weekly_days) == (1, 2, 365)
+    assert load_settings({"DBSAGE_CONFIG": str(tmp_path / "none.yaml")}) == Settings()
+    for bad, words in [("compress: lz4", "compress is 'lz4'"), ("lock_timeout: -1", "lock_timeout is -1"),
+                       ("keymap: [n]", "keymap: is not a mapping"), ("retention: {daily_days: x}", "whole numbers"),
+                       ("retention: {keep_all_days: 9, daily_days: 2}", "must not overlap")]:
+        cfg.write_text(bad + "\n")
+        with pytest.raises(BadInput, match=words):
+            load_settings({"DBSAGE_CONFIG": str(cfg)})
 
 
 @pytest.mark.parametrize("label, suggestion", [

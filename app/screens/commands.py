@@ -22,7 +22,7 @@ class DbsageCommands(Provider):
         entries = [(op.palette, f"{op.label}: {op.help}" if op.help else op.label, op.action)
                    for op in workflow.operations if op.palette]
         entries += [(f"{b.description} ({key_name(b)})", b.tooltip, b.action)
-                    for b in screen.BINDINGS if getattr(b, "id", None) and b.action != "cancel"]
+                    for b in screen.keys() if b.action != "cancel"]
         return entries
 
     async def discover(self) -> Hits:

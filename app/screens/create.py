@@ -50,10 +50,12 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", tooltip="Close without taking a snapshot")]
 
-    def __init__(self, operation: Operation, target: str) -> None:
+    def __init__(self, operation: Operation, target: str, compression: str = "none") -> None:
         super().__init__()
         self.operation = operation
         self.target = target
+        #: The config file's ``compress:`` is the default choice (the workflow's when there is none).
+        self.compression = compression
         self._typed_ahead = False
 
     def compose(self) -> ComposeResult:
@@ -72,9 +74,10 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
             return
         yield Label(f.label, classes="field-label", markup=False)
         if f.type == "choice":
+            default = self.compression if f.name == "compression" else f.default
             with RadioSet(id=f"field-{f.name}", compact=True):
                 for opt in f.options:
-                    yield RadioButton(opt.label, value=opt.value == f.default)
+                    yield RadioButton(opt.label, value=opt.value == default)
         else:
             validators = [LabelValidator()] if f.name == "label" else None
             yield Input(str(f.default or ""), id=f"field-{f.name}", validators=validators,

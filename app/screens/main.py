@@ -68,7 +68,8 @@ SCAN_EVERY = 1.0
 #: The filter waits for a pause in typing (seconds) once the list has this many snapshots.
 DEBOUNCE, DEBOUNCE_FROM = 0.25, 1000
 
-#: The keys. Ids let a keymap rebind them; tooltips explain them in the footer, the palette and the help.
+#: The keys. The config file's ``keymap:`` rebinds them by id; tooltips explain them in the footer, the
+#: palette and the help.
 BINDINGS = [
     Binding("n", "new_snapshot", "New", id="new-snapshot",
             tooltip="Take a labeled snapshot of the database"),
@@ -80,7 +81,7 @@ BINDINGS = [
             tooltip="Full check of the highlighted snapshot (sha256)"),
     Binding("p", "protect", "Protect", id="protect", show=False,
             tooltip="Protect or unprotect the highlighted snapshot"),
-    Binding("slash", "filter", "Filter", id="filter", key_display="/",
+    Binding("slash", "filter", "Filter", id="filter",
             tooltip="Filter the list by label or purpose"),
     Binding("space", "mark", "Mark", id="mark", show=False,
             tooltip="Mark the highlighted snapshot for a diff"),
@@ -96,7 +97,7 @@ BINDINGS = [
             tooltip="Re-read the snapshot directory now"),
     Binding("escape", "cancel", "Cancel", id="cancel",
             tooltip="Cancel the running work, or close the filter"),
-    Binding("question_mark", "help", "Help", id="help", key_display="?", tooltip="Keys, commands and marks"),
+    Binding("question_mark", "help", "Help", id="help", tooltip="Keys, commands and marks"),
     Binding("q", "quit", "Quit", id="quit", tooltip="Quit dbsage-tui"),
 ]
 
@@ -299,7 +300,8 @@ class MainScreen(Jobs, Screen):
         if not self._can_run(conn=True, idle=True):
             return
         from app.screens.create import CreateSnapshotModal
-        modal = CreateSnapshotModal(self.workflow.operation("snapshot"), self.ws.target_label)
+        modal = CreateSnapshotModal(self.workflow.operation("snapshot"), self.ws.target_label,
+                                    self.ws.settings.compress)
         self.app.push_screen(modal, self._create_answered)
 
     def _create_answered(self, request: CreateRequest | None) -> None:
@@ -540,7 +542,13 @@ class MainScreen(Jobs, Screen):
 
     def action_help(self) -> None:
         from app.screens.help import HelpScreen
-        self.app.push_screen(HelpScreen(self.BINDINGS, self.workflow))
+        self.app.push_screen(HelpScreen(self.keys(), self.workflow))
+
+    def keys(self) -> list[Binding]:
+        """The screen's bindings with the keys they have now (the config's keymap applied), for the
+        help and the palette."""
+        remapped = {ab.binding.id: ab.binding for ab in self.active_bindings.values() if ab.binding.id}
+        return [remapped.get(b.id, b) for b in BINDINGS]
 
     def action_quit(self) -> None:
         if not self._busy():
