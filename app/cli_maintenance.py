@@ -69,7 +69,7 @@ async def cmd_cleanup(ws, args) -> int:
 
 async def cmd_diff(ws, args) -> int:
     from app.cli import print_json
-    from services import diff as diff_service  # pglast costs ~40 ms to import: only when diffing
+    from services import diff as diff_service  # pglast is imported only when diffing
     snaps = ws.store.list()
     a = ws.store.resolve(args.snapshot_a, snaps)
     b = ws.store.resolve(args.snapshot_b, snaps)

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static, Tree
 
-if TYPE_CHECKING:  # the module imports pglast (~50 ms): only when a diff is actually run
+if TYPE_CHECKING:  # the module imports pglast: loaded only when a diff is actually run
     from services.diff import DiffResult
 
 _SIGNS = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "yellow")}
