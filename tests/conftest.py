@@ -27,6 +27,20 @@ SYSTEM_PG15 = Path("/usr/lib/postgresql/15/bin")
 _counter = itertools.count(1)
 
 
+#: Fixtures that start a real PostgreSQL: a test that uses one is in the "pg" lane.
+PG_FIXTURES = {"pg", "pg18", "pg15", "platform", "supa"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """The lanes: ``-m "not pg"`` runs what needs no PostgreSQL (seconds), ``-m tui`` the app's pilot and
+    picture tests. A test that starts a server without a fixture (the demo) carries the mark itself."""
+    for item in items:
+        if PG_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.pg)
+        if item.module.__name__.split(".")[-1].startswith("test_tui"):
+            item.add_marker(pytest.mark.tui)
+
+
 def server_versions() -> list[str]:
     versions = ["18"]
     if (SYSTEM_PG15 / "postgres").exists() and os.environ.get("DBSAGE_TEST_PG15", "1") != "0":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from services import dump
 from services.events import Log, Progress
 from services.store import SnapshotStore
@@ -23,6 +25,7 @@ async def test_dump_streams_progress_and_pg_dump_lines(pg18, db18, snapdir):
     assert any("dumping contents of table" in t for t in verbose)
 
 
+@pytest.mark.pg
 def test_demo_sandbox_end_to_end(tmp_path):
     """`--demo` starts an embedded server in the data dir, seeds the shop database once, keeps its own
     snapshot directory and says SANDBOX. Each command stops the server it started (no postgres is left

@@ -257,6 +257,7 @@ def _own_server(tmp_path) -> LocalServer:
     return srv
 
 
+@pytest.mark.pg
 def test_server_stops_during_dump_and_restore(tmp_path):
     srv = _own_server(tmp_path)
     snapdir = tmp_path / "snaps"
