@@ -22,7 +22,8 @@ from pathlib import Path
 from . import codec
 from .errors import InvalidSnapshot
 from .events import Reporter, null_reporter
-from .schemamodel import KINDS, RELATION_KINDS, Model, Obj, load_model
+from .schemamodel import KINDS, Model, Obj, load_model
+from .sqlcanon import RELATION_KINDS
 
 _SHORT = 100  # a change detail shows both values when they fit in this many characters
 

@@ -1,175 +1,46 @@
 """Taking a snapshot: pg_dump writes into a pipe; one thread turns its SQL into ``NAME.partial``.
 
-The thread (``SnapshotPump``) reads 1 MiB at a time, scans it (COPY row counts, trailer), comments out
-the lines no restore as this role could run (another role's default privileges), compresses it when
-asked, hashes and writes it, and starts its writeback as it goes: memory stays flat whatever the database
-size, the sha256 is of the bytes in the file, and the fsync before the rename is short. After pg_dump's
-trailer comes the appendix: the objects outside the scope that depend on it (``services.dependents``).
-Only a dump that pg_dump finished with exit 0 *and* whose trailer is present becomes ``NAME.sql``
-(``.sql.gz``, ``.sql.zst``); its metadata is written after the rename. Any failure or cancellation kills
-pg_dump and removes what was written.
+The thread (``SnapshotPump``) reads the pipe a chunk at a time, scans it (COPY row counts,
+trailer), comments out the lines no restore as this role could run (another role's default privileges),
+compresses it when asked, hashes and writes it, and starts its writeback as it goes: memory stays flat
+whatever the database size, the sha256 is of the bytes in the file, and the fsync before the rename is
+short. After pg_dump's trailer comes the appendix: the objects outside the scope that depend on it
+(``services.dependents``). Only a dump that pg_dump finished with exit 0 *and* whose trailer is present
+becomes ``NAME.sql`` (``.sql.gz``, ``.sql.zst``); its metadata is written after the rename. Any failure or
+cancellation kills pg_dump and removes what was written.
+
+In three steps: plan (scope, name, arguments), run (pg_dump into the partial file), seal (fsync, rename,
+metadata, audit).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
+import datetime as dt
 import hashlib
 import os
-import signal
-import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import asyncpg
-
-from . import __version__, codec, dependents, inspect
+from . import codec, dependents, inspect
 from .config import ConnInfo
-from .errors import LockHeld, OperationFailed, audit_outcome, explain_tool_failure
+from .errors import OperationFailed, audit_failure, explain_tool_failure
 from .events import Log, Progress, Reporter, null_reporter
-from .locks import LockPolicy, watching
+from .locks import LockPolicy, LockWatch, watching
 from .meta import preload_meta_writer
-from .pgtools import PgTools, candidate_bindirs, find_tools, probe
+from .pgtools import CHUNK, PROGRESS_EVERY, child_kwargs, kill_process, make_pipe, pump_stderr, write_all
 from .scanner import DumpScanner, ScanResult
-from .store import (
-    META_SUFFIX,
-    PARTIAL_SUFFIX,
-    Snapshot,
-    SnapshotStore,
-    check_label,
-    format_ts,
-    free_name,
-    fsync_dir,
-    human_size,
-    os_user,
-)
-from .tls import TlsRelay
+from .snaprecord import restore_instructions, snapshot_record
+from .store import META_SUFFIX, PARTIAL_SUFFIX, Snapshot, SnapshotStore, check_label, free_name, fsync_dir, human_size
+from .target import Target, database_lock, open_target, opened
 
-CHUNK = 1 << 20
+__all__ = ["Target", "create_snapshot", "database_lock", "open_target", "snapshot"]
+
 #: Bytes of snapshot between two requests to start writing them to disk (``start_writeback``).
 WRITEBACK_EVERY = 8 << 20
-#: How often progress events are emitted while bytes stream (seconds).
-PROGRESS_EVERY = 0.1
-#: A key for pg_try_advisory_lock: one dbsage-tui operation per database at a time, whatever the directory.
-ADVISORY_KEY = 0x6462736167  # "dbsag"
-
-
-@dataclass
-class Target:
-    """An open connection to the database being worked on, with what we learned about it."""
-
-    conn: ConnInfo
-    con: asyncpg.Connection
-    info: inspect.ServerInfo
-    tools: PgTools
-    #: Where pg_dump/psql connect when our session is encrypted (``services.tls``), else None.
-    relay: TlsRelay | None = None
-    locks: LockPolicy = field(default_factory=LockPolicy)
-
-    def child_env(self, app: str | None = None) -> dict[str, str]:
-        """pg_dump/psql's environment: through the TLS relay whenever our own session uses TLS; ``app``
-        names the session (``LockWatch`` finds it by that name)."""
-        env = self.relay.child_env() if self.relay else self.conn.child_env()
-        if app:
-            env["PGAPPNAME"] = app
-        return env
-
-    @property
-    def tls(self) -> dict:
-        """What the metadata and ``show`` say about encryption: never a secret."""
-        protocols = self.relay.protocols if self.relay and self.relay.protocols else [self.info.tls or "none"]
-        return {"protocol": protocols[-1], "sslmode": self.conn.sslmode}
-
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.con.close(), 5)
-        if self.relay:
-            await asyncio.to_thread(self.relay.close)
-
-
-async def open_target(conn: ConnInfo, locks: LockPolicy | None = None) -> Target:
-    # Ask the first candidate pg_dump its version (a short process; cached) while we connect.
-    first = candidate_bindirs()[:1]
-    probing = asyncio.ensure_future(asyncio.to_thread(probe, first[0])) if first else None
-    locks = locks or LockPolicy()
-    try:
-        # Our own session's queries are catalog reads; should one ever wait for a lock, never forever.
-        con = await inspect.connect(conn, {"lock_timeout": str(locks.timeout_ms)})
-    finally:
-        if probing is not None:
-            await asyncio.wait({probing})
-            if not probing.cancelled():
-                probing.exception()  # retrieved: find_tools probes again and reports any error
-    try:
-        info = await inspect.server_info(con)
-        tools = find_tools(info.major)
-        relay = await asyncio.to_thread(TlsRelay(conn).start) if info.tls and conn.uses_tcp else None
-    except BaseException:
-        await con.close()
-        raise
-    return Target(conn=conn, con=con, info=info, tools=tools, relay=relay, locks=locks)
-
-
-@contextlib.asynccontextmanager
-async def database_lock(target: Target, operation: str):
-    """Session advisory lock: a second dbsage-tui working on the same database is refused at once."""
-    got = await target.con.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_KEY)
-    if not got:
-        holder = await target.con.fetchval(
-            """SELECT format('pid %s (%s, from %s) since %s', a.pid, a.application_name,
-                             coalesce(a.client_addr::text, 'local'), to_char(a.backend_start, 'HH24:MI:SS'))
-               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-               WHERE l.locktype = 'advisory' AND l.objid = $1 AND l.granted LIMIT 1""", ADVISORY_KEY & 0xFFFFFFFF)
-        raise LockHeld(f"Another dbsage-tui is working on database {target.conn.dbname}: backend {holder}.",
-                       "Wait for it to finish, then try again.")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(Exception):
-            await target.con.execute("SELECT pg_advisory_unlock($1)", ADVISORY_KEY)
-
-
-def restore_instructions(filename: str, server_major: int, tools_major: int) -> str:
-    """How to restore, for the metadata: our exact restore first, then plain psql (no secrets: the URL stays
-    in the environment variable). Compressed files go through ``gunzip -c``/``zstd -dc`` first."""
-    psql = "psql \"$SUPABASE_DB_URL\" --single-transaction -v ON_ERROR_STOP=1"
-    method = codec.method_of(filename)
-    source = f"{codec.BY_HAND[method]} {filename} | " if method != "none" else ""
-    if server_major < 17 <= tools_major:
-        # pg_dump 17+ writes SET transaction_timeout, which servers before 17 reject.
-        strip = "sed '/^SET transaction_timeout = 0;$/d'"
-        by_hand = (f"{source}{strip} | {psql} -f -" if source else f"{strip} {filename} | {psql} -f -")
-    else:
-        by_hand = f"{source}{psql} -f -" if source else f"{psql} -f {filename}"
-    return (f"dbsage-tui restore {filename}\n"
-            f"# or by hand (does not drop objects created after the snapshot):\n{by_hand}\n")
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL when dbsage-tui dies, so that a ``kill -9`` of us never
-    leaves a pg_dump waiting on a lock or a psql holding a half-fed transaction (Linux only)."""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def child_kwargs() -> dict:
-    """Options for every pg_dump/psql we start: own session (a Ctrl-C reaches us, and we stop the child
-    cleanly), and death with the parent."""
-    return {"start_new_session": True, "preexec_fn": _die_with_parent if sys.platform == "linux" else None}
-
-
-def make_pipe() -> tuple[int, int]:
-    """A pipe with a 1 MiB buffer where the kernel allows it (fewer wake-ups than the 64 KiB default)."""
-    r, w = os.pipe()
-    with contextlib.suppress(OSError, AttributeError):
-        fcntl.fcntl(w, getattr(fcntl, "F_SETPIPE_SZ", 1031), CHUNK)
-    return r, w
 
 
 def start_writeback(fd: int, start: int, length: int) -> None:
@@ -237,9 +108,7 @@ class SnapshotPump:
             return
         self.digest.update(data)
         self.written += len(data)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.dst, view):]
+        write_all(self.dst, data)
         if self.written - self._flushed >= WRITEBACK_EVERY:
             start_writeback(self.dst, self._flushed, self.written - self._flushed)
             self._flushed = self.written
@@ -263,32 +132,30 @@ def others_default_privileges(roles: list[str], seen: set[str]):
     return rewrite
 
 
-async def kill_process(proc: asyncio.subprocess.Process) -> None:
-    """Stop a child: SIGTERM, then SIGKILL after 3 s. Used on cancel and on failure."""
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), 3)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+@dataclass
+class _Plan:
+    """What a snapshot will be, decided before pg_dump starts."""
 
+    scope: inspect.Scope
+    kind: str  # "full" | "schema-only"
+    compress: str
+    ts: dt.datetime
+    final: Path
+    args: list[str]
+    scanner: DumpScanner
+    left_alone: set[str] = field(default_factory=set)  # roles whose default privileges were commented out
+    renamed: bool = False
 
-async def pump_stderr(stream: asyncio.StreamReader, source: str, report: Reporter, keep: list[str]) -> None:
-    """Forward a child's stderr line by line to the reporter; keep the lines for error messages."""
-    while True:
-        line = await stream.readline()
-        if not line:
-            return
-        text = line.decode("utf-8", "replace").rstrip()
-        keep.append(text)
-        if len(keep) > 400:
-            del keep[:100]
-        level = "error" if ("error:" in text or "ERROR:" in text or "FATAL:" in text) else "info"
-        report(Log(text, source=source, level=level))
+    @property
+    def partial(self) -> Path:
+        return self.final.with_name(self.final.name + PARTIAL_SUFFIX)
+
+    def discard(self) -> None:
+        """After a failure: nothing of this snapshot stays on disk."""
+        self.partial.unlink(missing_ok=True)
+        if self.renamed:
+            self.final.unlink(missing_ok=True)
+            self.final.with_name(self.final.name + META_SUFFIX).unlink(missing_ok=True)
 
 
 @dataclass
@@ -301,8 +168,46 @@ class _Streamed:
     pg_dump_seconds: float
 
 
-async def _stream(target: Target, args: list[str], pump: SnapshotPump, wfd: int, scope: inspect.Scope,
-                  schema_only: bool, report: Reporter, started: float, audit: Callable[..., None]) -> _Streamed:
+async def _plan(target: Target, store: SnapshotStore, label: str, schema_only: bool, schemas: list[str] | None,
+                compress: str, report: Reporter) -> _Plan:
+    """The scope, the file name and pg_dump's arguments; refuses an empty scope."""
+    info = target.info
+    scope = await inspect.resolve_scope(target.con, info.supabase, schemas)
+    if not scope.schemas:
+        raise OperationFailed("There is nothing to snapshot: no schema in scope.",
+                              "Check the connection's role can use the schemas, or name them with --schema.")
+    others = [] if info.superuser else await inspect.roles_not_ours(target.con)
+    ts, final = free_name(store.directory, label, codec.SUFFIXES[compress])
+    kind = "schema-only" if schema_only else "full"
+    args = [target.tools.pg_dump, "--clean", "--if-exists", "--no-owner", "--verbose", "--no-password",
+            *scope.pg_dump_args(target.tools.major, schema_only)]
+    plan = _Plan(scope, kind, compress, ts, final, args, DumpScanner())
+    if others:
+        plan.scanner = DumpScanner(rewrite=others_default_privileges(others, plan.left_alone))
+    report(Log(f"Taking a {kind} snapshot of {target.conn.display} with pg_dump {target.tools.version}"
+               + (f", {compress}-compressed" if compress != "none" else "")))
+    report(Log("scope: " + ", ".join(scope.schemas)
+               + (f" (excluded: {', '.join(scope.excluded)})" if scope.excluded else "")))
+    return plan
+
+
+async def _run(target: Target, plan: _Plan, fd: int, report: Reporter, started: float,
+               audit: Callable[..., None]) -> tuple[SnapshotPump, _Streamed]:
+    """pg_dump into the partial file ``fd`` (closed here), fsynced."""
+    rfd, wfd = make_pipe()  # _stream closes the write end, whatever happens
+    try:
+        compressor = codec.Compressor(plan.compress) if plan.compress != "none" else None
+        pump = SnapshotPump(rfd, fd, hashlib.sha256(), plan.scanner, compressor)
+        streamed = await _stream(target, plan, pump, wfd, report, started, audit)
+        await asyncio.to_thread(os.fsync, fd)  # can take a while for a large dump: keep the loop free
+        return pump, streamed
+    finally:
+        os.close(fd)
+        os.close(rfd)
+
+
+async def _stream(target: Target, plan: _Plan, pump: SnapshotPump, wfd: int, report: Reporter, started: float,
+                  audit: Callable[..., None]) -> _Streamed:
     """Run pg_dump into the pump's pipe (``wfd``: its write end, closed here), then append what the
     snapshot records of the world outside its scope. Any failure or cancellation kills pg_dump."""
     proc = pumping = None
@@ -310,7 +215,7 @@ async def _stream(target: Target, args: list[str], pump: SnapshotPump, wfd: int,
         async with watching(target.conn, "snapshot", target.locks, report, audit) as watch:
             spawned = time.monotonic()
             proc = await asyncio.create_subprocess_exec(
-                *args, f"--lock-wait-timeout={target.locks.timeout_ms}", stdin=asyncio.subprocess.DEVNULL,
+                *plan.args, f"--lock-wait-timeout={target.locks.timeout_ms}", stdin=asyncio.subprocess.DEVNULL,
                 stdout=wfd, stderr=asyncio.subprocess.PIPE, env=target.child_env(watch.app), **child_kwargs())
             os.close(wfd)  # pg_dump holds the only write end: its exit is the pump's end of input
             wfd = -1
@@ -318,41 +223,12 @@ async def _stream(target: Target, args: list[str], pump: SnapshotPump, wfd: int,
             err_task = asyncio.create_task(pump_stderr(proc.stderr, "pg_dump", report, stderr_lines))
             pumping = asyncio.ensure_future(asyncio.to_thread(pump.run))
             preload_meta_writer()
-            # Asked while pg_dump starts (round trips before it count on a hosted database).
-            tables = await inspect.tables_count(target.con, scope.schemas)
-            estimate = await inspect.estimate_dump_bytes(target.con, scope.schemas, schema_only)
-            if estimate:
-                report(Log(f"about {human_size(estimate)} of table data to dump"))
-            report(Progress("dump", 0, estimate, 0.0))
-            outside = await _outside(target, scope, report)
-            exited = asyncio.ensure_future(proc.wait())
-            while not exited.done():
-                await asyncio.wait({exited} if pumping.done() else {exited, pumping}, timeout=PROGRESS_EVERY,
-                                   return_when=asyncio.FIRST_COMPLETED)
-                if pumping.done():  # a failed reader/writer fails the dump at once
-                    pumping.result()
-                report(Progress("dump", pump.moved, estimate, time.monotonic() - started))
-            rc = exited.result()
+            tables, estimate, outside = await _survey(target, plan, report)
+            rc = await _wait(proc, pumping, pump, estimate, report, started)
             pg_dump_seconds = round(time.monotonic() - spawned, 3)
             await err_task
-        if rc < 0:
-            raise OperationFailed(f"pg_dump failed: it was killed by signal {-rc}.",
-                                  "Nothing was saved; take the snapshot again.")
-        if rc != 0:
-            # --lock-wait-timeout is a statement_timeout around pg_dump's LOCK TABLE statements.
-            if "due to statement timeout" in "\n".join(stderr_lines):
-                raise watch.timed_out("The snapshot", can_terminate=False)
-            raise explain_tool_failure("\n".join(stderr_lines), "pg_dump")
-        try:
-            await pumping
-            await asyncio.to_thread(pump.finish, dependents.appendix(outside) if outside else b"")
-        except OSError as exc:
-            raise explain_tool_failure(f"{exc.strerror}", "Writing the snapshot") from None
-        scan = pump.scanner.finish()
-        if not scan.complete:
-            raise OperationFailed("pg_dump's output is incomplete (no dump-complete trailer).",
-                                  "Check the server log; nothing was saved.")
-        return _Streamed(tables, scan, outside, pg_dump_seconds)
+        _check_exit(rc, stderr_lines, watch)
+        return _Streamed(tables, await _finish(pump, pumping, outside), outside, pg_dump_seconds)
     except BaseException:
         if proc is not None:
             await kill_process(proc)
@@ -364,6 +240,55 @@ async def _stream(target: Target, args: list[str], pump: SnapshotPump, wfd: int,
     finally:
         if wfd >= 0:
             os.close(wfd)
+
+
+async def _survey(target: Target, plan: _Plan, report: Reporter) -> tuple[int, int | None, list]:
+    """Asked while pg_dump starts (round trips before it count on a hosted database): the tables, the
+    size to expect, the objects outside the scope that depend on it."""
+    tables = await inspect.tables_count(target.con, plan.scope.schemas)
+    estimate = await inspect.estimate_dump_bytes(target.con, plan.scope.schemas, plan.kind == "schema-only")
+    if estimate:
+        report(Log(f"about {human_size(estimate)} of table data to dump"))
+    report(Progress("dump", 0, estimate, 0.0))
+    return tables, estimate, await _outside(target, plan.scope, report)
+
+
+async def _wait(proc: asyncio.subprocess.Process, pumping: asyncio.Future, pump: SnapshotPump,
+                estimate: int | None, report: Reporter, started: float) -> int:
+    """pg_dump's exit code, reporting progress meanwhile; a failed reader/writer fails the dump at once."""
+    exited = asyncio.ensure_future(proc.wait())
+    while not exited.done():
+        await asyncio.wait({exited} if pumping.done() else {exited, pumping}, timeout=PROGRESS_EVERY,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if pumping.done():
+            pumping.result()
+        report(Progress("dump", pump.moved, estimate, time.monotonic() - started))
+    return exited.result()
+
+
+def _check_exit(rc: int, stderr_lines: list[str], watch: LockWatch) -> None:
+    if rc < 0:
+        raise OperationFailed(f"pg_dump failed: it was killed by signal {-rc}.",
+                              "Nothing was saved; take the snapshot again.")
+    if rc != 0:
+        # --lock-wait-timeout is a statement_timeout around pg_dump's LOCK TABLE statements.
+        if "due to statement timeout" in "\n".join(stderr_lines):
+            raise watch.timed_out("The snapshot", can_terminate=False)
+        raise explain_tool_failure("\n".join(stderr_lines), "pg_dump")
+
+
+async def _finish(pump: SnapshotPump, pumping: asyncio.Future, outside: list[dependents.Dependent]) -> ScanResult:
+    """The pump's last bytes and the appendix; the dump must end with pg_dump's trailer."""
+    try:
+        await pumping
+        await asyncio.to_thread(pump.finish, dependents.appendix(outside) if outside else b"")
+    except OSError as exc:
+        raise explain_tool_failure(f"{exc.strerror}", "Writing the snapshot") from None
+    scan = pump.scanner.finish()
+    if not scan.complete:
+        raise OperationFailed("pg_dump's output is incomplete (no dump-complete trailer).",
+                              "Check the server log; nothing was saved.")
+    return scan
 
 
 async def _outside(target: Target, scope: inspect.Scope, report: Reporter) -> list[dependents.Dependent]:
@@ -378,46 +303,33 @@ async def _outside(target: Target, scope: inspect.Scope, report: Reporter) -> li
         report(Log(f"recorded outside the scope: {dep.what}"))
     return found
 
-
-def _metadata(target: Target, scope: inspect.Scope, filename: str, ts, kind: str, pump: SnapshotPump,
-              streamed: _Streamed, left_alone: set[str], duration: float, *, label: str, purpose: str, notes: str,
-              protected: bool, compress: str) -> dict:
-    """The ``.meta.yaml`` of a snapshot just renamed into place."""
-    info = target.info
-    return {
-        "label": label,
-        "purpose": purpose or "",
-        "timestamp": format_ts(ts),
-        "database_version": info.version,
-        "supabase_version": info.supabase_version,
-        "migration": info.migration,
-        "type": kind,
-        "size_bytes": pump.written,
-        "size_human": human_size(pump.written),
-        "compression": compress,
-        "sql_bytes": pump.moved,
-        "tables_count": streamed.tables,
-        "restore_instructions": restore_instructions(filename, info.major, target.tools.major),
-        "notes": notes or "",
-        "filename": filename,
-        "sha256": pump.digest.hexdigest(),
-        "pg_dump_version": target.tools.version,
-        "database": info.database,
-        "host": f"{target.conn.host}:{target.conn.port}",
-        "role": info.current_user,
-        "tls": target.tls,
-        "schemas": scope.schemas,
-        "scope": scope.to_meta(),
-        "outside_dependents": [dep.what for dep in streamed.outside],
-        "outside_owners": sorted({dep.owner_of for dep in streamed.outside}),
-        "default_privileges_left_alone": sorted(left_alone),
-        "row_counts": None if kind == "schema-only" else dict(sorted(streamed.scan.row_counts.items())),
-        "duration_seconds": duration,
-        "pg_dump_seconds": streamed.pg_dump_seconds,
-        "tool_version": __version__,
-        "protected": bool(protected),
-        "created_by": f"{os_user()}@{socket.gethostname()}",
-    }
+def _seal(target: Target, store: SnapshotStore, plan: _Plan, pump: SnapshotPump, streamed: _Streamed,
+          started: float, report: Reporter, *, label: str, purpose: str, notes: str, protected: bool) -> Snapshot:
+    """The partial file, fsynced, becomes the snapshot: rename, metadata, audit."""
+    os.rename(plan.partial, plan.final)
+    plan.renamed = True
+    fsync_dir(store.directory)
+    duration = round(time.monotonic() - started, 3)
+    info, name, scope = target.info, plan.final.name, plan.scope
+    meta = snapshot_record(
+        label=label, purpose=purpose, notes=notes, ts=plan.ts, kind=plan.kind, filename=name, size=pump.written,
+        sha256=pump.digest.hexdigest(), database_version=info.version, database=info.database,
+        host=f"{target.conn.host}:{target.conn.port}", tables=streamed.tables,
+        row_counts=None if plan.kind == "schema-only" else dict(sorted(streamed.scan.row_counts.items())),
+        instructions=restore_instructions(name, info.major, target.tools.major), duration=duration,
+        protected=protected, details={
+            "supabase_version": info.supabase_version, "migration": info.migration, "compression": plan.compress,
+            "sql_bytes": pump.moved, "pg_dump_version": target.tools.version, "role": info.current_user,
+            "tls": target.tls, "schemas": scope.schemas, "scope": scope.to_meta(),
+            "outside_dependents": [dep.what for dep in streamed.outside],
+            "outside_owners": sorted({dep.owner_of for dep in streamed.outside}),
+            "default_privileges_left_alone": sorted(plan.left_alone), "pg_dump_seconds": streamed.pg_dump_seconds})
+    store.write_meta(plan.final, meta)
+    report(Progress("dump", pump.written, pump.written, time.monotonic() - started))
+    report(Log(f"Saved {name} ({human_size(pump.written)}, {streamed.tables} tables, {duration:.1f}s)"))
+    store.audit("snapshot", "ok", snapshot=name, type=plan.kind, target=target.conn.display,
+                size_bytes=pump.written, duration_seconds=duration, pg_dump_seconds=streamed.pg_dump_seconds)
+    return Snapshot(path=plan.final, label=label, timestamp=plan.ts, meta=meta, file_size=pump.written)
 
 
 async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, schema_only: bool = False,
@@ -430,61 +342,20 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
     codec.check_method(compress)
     store.ensure_dir()
     started = time.monotonic()
-    info = target.info
-    scope = await inspect.resolve_scope(target.con, info.supabase, schemas)
-    if not scope.schemas:
-        raise OperationFailed("There is nothing to snapshot: no schema in scope.",
-                              "Check the connection's role can use the schemas, or name them with --schema.")
-    others = [] if info.superuser else await inspect.roles_not_ours(target.con)
-    ts, final = free_name(store.directory, label, codec.SUFFIXES[compress])
-    partial = final.with_name(final.name + PARTIAL_SUFFIX)
-    kind = "schema-only" if schema_only else "full"
-    args = [target.tools.pg_dump, "--clean", "--if-exists", "--no-owner", "--verbose", "--no-password",
-            *scope.pg_dump_args(target.tools.major, schema_only)]
-    report(Log(f"Taking a {kind} snapshot of {target.conn.display} with pg_dump {target.tools.version}"
-               + (f", {compress}-compressed" if compress != "none" else "")))
-    report(Log("scope: " + ", ".join(scope.schemas)
-               + (f" (excluded: {', '.join(scope.excluded)})" if scope.excluded else "")))
-    left_alone: set[str] = set()
-    scanner = DumpScanner(rewrite=others_default_privileges(others, left_alone) if others else None)
-    digest = hashlib.sha256()
-    renamed = False
-    compressor = codec.Compressor(compress) if compress != "none" else None
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    rfd, wfd = make_pipe()  # _stream closes the write end, whatever happens
+    plan = await _plan(target, store, label, schema_only, schemas, compress, report)
+    fd = os.open(plan.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        pump = SnapshotPump(rfd, fd, digest, scanner, compressor)
-        streamed = await _stream(target, args, pump, wfd, scope, schema_only, report, started, store.audit)
-        await asyncio.to_thread(os.fsync, fd)  # can take a while for a large dump: keep the loop free
-        os.close(fd)
-        fd = -1
-        os.rename(partial, final)
-        renamed = True
-        fsync_dir(store.directory)
-        duration = round(time.monotonic() - started, 3)
-        meta = _metadata(target, scope, final.name, ts, kind, pump, streamed, left_alone, duration,
-                         label=label, purpose=purpose, notes=notes, protected=protected, compress=compress)
-        store.write_meta(final, meta)
-        report(Progress("dump", pump.written, pump.written, time.monotonic() - started))
-        report(Log(f"Saved {final.name} ({human_size(pump.written)}, {streamed.tables} tables, {duration:.1f}s)"))
-        snap = Snapshot(path=final, label=label, timestamp=ts, meta=meta, file_size=pump.written)
-        store.audit("snapshot", "ok", snapshot=final.name, type=kind, target=target.conn.display,
-                    size_bytes=pump.written, duration_seconds=duration, pg_dump_seconds=streamed.pg_dump_seconds)
-        return snap
-    except BaseException as exc:
-        if fd >= 0:
-            os.close(fd)
-        partial.unlink(missing_ok=True)
-        if renamed:
-            final.unlink(missing_ok=True)
-            final.with_name(final.name + META_SUFFIX).unlink(missing_ok=True)
-        outcome, msg = audit_outcome(exc)
-        store.audit("snapshot", outcome, snapshot=final.name, type=kind, target=target.conn.display, error=msg)
-        if isinstance(exc, OSError):
-            raise explain_tool_failure(str(exc), "Writing the snapshot") from None
-        raise
-    finally:
-        os.close(rfd)
+        with audit_failure(store.audit, "snapshot", snapshot=plan.final.name, type=plan.kind,
+                           target=target.conn.display):
+            try:
+                pump, streamed = await _run(target, plan, fd, report, started, store.audit)
+                return _seal(target, store, plan, pump, streamed, started, report, label=label, purpose=purpose,
+                             notes=notes, protected=protected)
+            except BaseException:
+                plan.discard()
+                raise
+    except OSError as exc:
+        raise explain_tool_failure(str(exc), "Writing the snapshot") from None
 
 
 async def snapshot(conn: ConnInfo, store: SnapshotStore, label: str, *, locks: LockPolicy | None = None,
@@ -492,9 +363,5 @@ async def snapshot(conn: ConnInfo, store: SnapshotStore, label: str, *, locks: L
     """The standalone operation: connect, take both locks, dump."""
     check_label(label)
     with store.lock("snapshot", conn.display):
-        target = await open_target(conn, locks)
-        try:
-            async with database_lock(target, "snapshot"):
-                return await create_snapshot(target, store, label, **kwargs)
-        finally:
-            await target.close()
+        async with opened(conn, locks, "snapshot") as target:
+            return await create_snapshot(target, store, label, **kwargs)

@@ -7,7 +7,12 @@ Exit codes are part of the CLI contract: 0 ok, 1 operation failed (database left
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import time
+from collections.abc import Callable, Iterator
+
+from .events import Reporter, Step
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -101,11 +106,24 @@ _KNOWN_ERRORS: list[tuple[re.Pattern[str], str, str]] = [
 ]
 
 
-def audit_outcome(exc: BaseException) -> tuple[str, str]:
-    """How the audit log and the step list record an operation that ``exc`` ended: "cancelled" (Escape,
-    Ctrl-C) or "failed", and the one line to show."""
-    outcome = "cancelled" if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt) else "failed"
-    return outcome, exc.one_line() if isinstance(exc, DbsageError) else exc.__class__.__name__
+@contextlib.contextmanager
+def audit_failure(audit: Callable[..., None], action: str, *, report: Reporter | None = None,
+                  step: str | None = None, started: float | None = None, **fields) -> Iterator[dict]:
+    """Around an operation's work (every snapshot and restore): when it raises, cancellation included,
+    report ``Step(step, "failed")`` and write one line with ``audit`` (``SnapshotStore.audit``): outcome
+    "cancelled" (Escape, Ctrl-C) or "failed", ``fields`` (the block may add to the dict it is given), the
+    time since ``started`` and the error's one line. The error goes on."""
+    try:
+        yield fields
+    except BaseException as exc:
+        outcome = "cancelled" if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt) else "failed"
+        msg = exc.one_line() if isinstance(exc, DbsageError) else exc.__class__.__name__
+        if step and report:
+            report(Step(step, "failed", msg))
+        if started is not None:
+            fields["duration_seconds"] = round(time.monotonic() - started, 3)
+        audit(action, outcome, **fields, error=msg)
+        raise
 
 
 def explain_tool_failure(stderr: str, action: str) -> OperationFailed:

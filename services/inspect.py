@@ -1,8 +1,6 @@
-"""Catalog inspection over asyncpg: server facts, snapshot scope, counts, and the SQL that clears a scope.
+"""Catalog inspection over asyncpg: connecting, server facts, a snapshot's scope, counts.
 
-The restore of a ``pg_dump --clean`` file is only exact if the target scope is emptied first (objects made
-after the snapshot would survive otherwise) without touching anything outside the scope. That knowledge
-lives here, next to the catalog queries it depends on.
+The SQL that clears a scope before a replay is in ``services.clearing``.
 """
 
 from __future__ import annotations
@@ -14,9 +12,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from . import dependents
 from .config import ConnInfo, ipv6_only_advice
-from .errors import OperationFailed, explain_tool_failure
+from .errors import explain_tool_failure
 from .tls import TLS_REQUIRED, client_context, tls_failure
 
 SYSTEM_SCHEMA_RE = re.compile(r"^(pg_catalog|information_schema|pg_toast.*|pg_temp_.*)$")
@@ -280,176 +277,3 @@ def quote_ident(name: str) -> str:
 async def table_names(con: asyncpg.Connection, schemas: list[str]) -> list[str]:
     """``schema.table`` of every ordinary table in the scope (the keys of a snapshot's row_counts)."""
     return [f"{r['nspname']}.{r['relname']}" for r in await con.fetch(_USER_TABLES, schemas, ["r"])]
-
-
-# -- clearing a scope before replaying a --clean dump ------------------------------------------------------
-
-# Object kinds as pg_identify_object names them -> the DROP command for them. Order matters: extensions
-# first (their members cannot be dropped alone), then relations, then what relations use.
-_DROP_ORDER = [
-    ("extension", "EXTENSION"), ("event trigger", "EVENT TRIGGER"),
-    ("materialized view", "MATERIALIZED VIEW"), ("view", "VIEW"), ("foreign table", "FOREIGN TABLE"),
-    ("table", "TABLE"), ("sequence", "SEQUENCE"), ("index", "INDEX"),
-    ("function", "ROUTINE"), ("procedure", "ROUTINE"), ("aggregate", "ROUTINE"),
-    ("operator class", "OPERATOR CLASS"), ("operator family", "OPERATOR FAMILY"), ("operator", "OPERATOR"),
-    ("statistics object", "STATISTICS"), ("text search configuration", "TEXT SEARCH CONFIGURATION"),
-    ("text search dictionary", "TEXT SEARCH DICTIONARY"), ("text search parser", "TEXT SEARCH PARSER"),
-    ("text search template", "TEXT SEARCH TEMPLATE"), ("collation", "COLLATION"), ("conversion", "CONVERSION"),
-    ("composite type", "TYPE"), ("domain", "DOMAIN"), ("type", "TYPE"),
-]
-_DROP_RANK = {kind: i for i, (kind, _) in enumerate(_DROP_ORDER)}
-
-@dataclass
-class ClearPlan:
-    """SQL to run, inside the restore's transaction, before (``prelude``) and after (``postlude``) the dump."""
-
-    prelude: list[str]
-    postlude: list[str]
-    preserved: list[str]  # descriptions of outside objects dropped and re-created around the replay
-
-
-async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumped_global_default_acls: bool,
-                     dumped_publications: bool = False, recorded: list[str] | None = None) -> ClearPlan:
-    """Empty ``schemas`` so that replaying a ``--clean`` dump yields exactly the dump's state.
-
-    * Schemas other than ``public`` are dropped with CASCADE (the dump re-creates them).
-    * ``public`` cannot be dropped (pg_dump never re-creates it; its initial privileges would be lost), so its
-      objects are dropped one by one, its ACL reset to what pg_dump assumes, its default ACLs cleared.
-    * Objects outside the scope that depend on objects inside it (``services.dependents``) are dropped
-      first. A snapshot that recorded them (``recorded``: their descriptions, from its metadata)
-      re-creates them from its appendix, as they were when it was taken; for an older snapshot they are
-      put back after the replay as they are now. Dependents that cannot be re-created (a view or a
-      column type outside the scope) stop the restore before it starts.
-    * Publications, when the dump has them all (a whole-database, non-Supabase scope): every one is
-      dropped, as the dump's own ``--clean`` drops those it re-creates, so that one made after the
-      snapshot is gone too. (Subscriptions are left alone: dropping one drops its slot on the publisher.)
-    """
-    prelude: list[str] = []
-    if dumped_publications:
-        pubs = await con.fetch("SELECT quote_ident(pubname) AS name FROM pg_publication ORDER BY pubname")
-        prelude += [f"DROP PUBLICATION {r['name']};" for r in pubs]
-    found, blocked = await dependents.read(con, schemas)
-    if blocked:
-        raise dependents.blocked_error(blocked)
-    postlude: list[str] = []
-    for dep in found:
-        prelude += dep.drop
-    if recorded is None:
-        if not dumped_publications:
-            found += await dependents.publication_members(con, schemas, if_present=True)
-        for dep in found:
-            postlude += dep.create
-        preserved = [dep.what for dep in found]
-    else:
-        preserved = list(recorded)
-
-    for schema in schemas:
-        if schema == "public":
-            prelude += await _empty_public(con)
-        else:
-            prelude.append(f"DROP SCHEMA {quote_ident(schema)} CASCADE;")
-    acl_prelude, acl_postlude = await _reset_default_acls(con, schemas, dumped_global_default_acls)
-    return ClearPlan(prelude=prelude + acl_prelude, postlude=postlude + acl_postlude, preserved=preserved)
-
-
-async def _empty_public(con: asyncpg.Connection) -> list[str]:
-    rows = await con.fetch(
-        """SELECT (pg_identify_object(d.classid, d.objid, 0)).type AS kind,
-                  (pg_identify_object(d.classid, d.objid, 0)).identity AS ident
-           FROM pg_depend d
-           WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = 'public'::regnamespace
-             AND d.deptype = 'n'
-             AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = d.classid AND e.objid = d.objid
-                             AND e.deptype = 'e')""")
-    sql = []
-    unknown = sorted({r["kind"] for r in rows if r["kind"] not in _DROP_RANK})
-    if unknown:
-        raise OperationFailed(f"Cannot clear schema public: it holds objects of kind {', '.join(unknown)}.",
-                              "Please report this; restore by hand with psql meanwhile.")
-    keyword = dict(_DROP_ORDER)
-    for r in sorted(rows, key=lambda r: (_DROP_RANK[r["kind"]], r["ident"])):
-        sql.append(f"DROP {keyword[r['kind']]} IF EXISTS {r['ident']} CASCADE;")
-    # Reset the schema's ACL to the state pg_dump measures its GRANT/REVOKE commands from: the initial
-    # privileges initdb recorded (pg_init_privs), with pg_database_owner standing for the owner.
-    acl = await con.fetchrow(
-        """SELECT n.nspowner::regrole::text AS owner,
-                  ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                             ELSE quote_ident(a.grantee::regrole::text) END
-                        FROM aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a) AS grantees,
-                  ARRAY(SELECT format('GRANT %s ON SCHEMA public TO %s%s', a.privilege_type,
-                                      CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                           WHEN a.grantee = 'pg_database_owner'::regrole
-                                                THEN quote_ident(n.nspowner::regrole::text)
-                                           ELSE quote_ident(a.grantee::regrole::text) END,
-                                      CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-                        FROM aclexplode(coalesce(
-                             (SELECT initprivs FROM pg_init_privs WHERE classoid = 'pg_namespace'::regclass
-                              AND objoid = n.oid AND objsubid = 0),
-                             acldefault('n', n.nspowner))) a) AS grants
-           FROM pg_namespace n WHERE n.nspname = 'public'""")
-    # pg_dump omits public's comment when it is initdb's; it emits COMMENT ... IS NULL when there is none.
-    sql.append("COMMENT ON SCHEMA public IS 'standard public schema';")
-    if acl is not None:
-        sql += [f"REVOKE ALL ON SCHEMA public FROM {g} CASCADE;" for g in acl["grantees"]]
-        sql += [g + ";" for g in acl["grants"]]
-    return sql
-
-
-_DEFACL_KIND = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS",
-                "L": "LARGE OBJECTS"}
-
-
-async def _reset_default_acls(con: asyncpg.Connection, schemas: list[str],
-                              dumped_global: bool) -> tuple[list[str], list[str]]:
-    """ALTER DEFAULT PRIVILEGES commands (prelude, postlude) around the replay.
-
-    Default privileges apply to every object the replay creates, but pg_dump writes each object's grants
-    relative to the built-in defaults and its own default-privilege commands last. So they are all brought
-    back to the built-in defaults first. Schema-specific entries of dropped schemas vanish with them; those
-    of public are reset here and re-created by the dump. Database-wide entries are re-created by the dump when
-    it holds them (``dumped_global``: a whole-database, non-Supabase scope); otherwise they are set aside and
-    put back exactly as they were in the postlude. Only roles we may act for are touched."""
-    rows = await con.fetch(
-        """SELECT quote_ident(d.defaclrole::regrole::text) AS role, d.defaclobjtype::text AS kind,
-                  CASE WHEN d.defaclnamespace = 0 THEN NULL ELSE d.defaclnamespace::regnamespace::text END AS nsp,
-                  ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                        ELSE quote_ident(a.grantee::regrole::text) END
-                        FROM aclexplode(d.defaclacl) a) AS grantees,
-                  ARRAY(SELECT format('%s TO %s%s', a.privilege_type,
-                                      CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                      ELSE quote_ident(a.grantee::regrole::text) END,
-                                      CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-                        FROM aclexplode(d.defaclacl) a) AS current,
-                  CASE WHEN d.defaclnamespace = 0 THEN ARRAY(
-                        SELECT format('%s TO %s', a.privilege_type,
-                                      CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                      ELSE quote_ident(a.grantee::regrole::text) END)
-                        FROM aclexplode(acldefault(CASE d.defaclobjtype WHEN 'S' THEN 's' WHEN 'T' THEN 'T'
-                                        WHEN 'r' THEN 'r' WHEN 'f' THEN 'f' WHEN 'n' THEN 'n' ELSE 'L' END::"char",
-                                        d.defaclrole)) a) ELSE '{}' END AS defaults
-           FROM pg_default_acl d
-           WHERE pg_has_role(d.defaclrole, 'USAGE')
-             AND (d.defaclnamespace = 0 OR d.defaclnamespace::regnamespace::text = 'public'
-                  AND 'public' = ANY($1::text[]))
-           ORDER BY 1, 2, 3""", schemas)
-    prelude: list[str] = []
-    postlude: list[str] = []
-    for r in rows:
-        kind = _DEFACL_KIND.get(r["kind"])
-        if not kind:
-            continue
-        where = f" IN SCHEMA {r['nsp']}" if r["nsp"] else ""
-        head = f"ALTER DEFAULT PRIVILEGES FOR ROLE {r['role']}{where}"
-        if r["grantees"]:
-            prelude.append(f"{head} REVOKE ALL ON {kind} FROM {', '.join(r['grantees'])};")
-        for grant in r["defaults"]:
-            priv, _, grantee = grant.partition(" TO ")
-            prelude.append(f"{head} GRANT {priv} ON {kind} TO {grantee};")
-        if r["nsp"] is None and not dumped_global:
-            default_grantees = sorted({g.partition(" TO ")[2] for g in r["defaults"]})
-            if default_grantees:
-                postlude.append(f"{head} REVOKE ALL ON {kind} FROM {', '.join(default_grantees)};")
-            for grant in r["current"]:
-                priv, _, grantee = grant.partition(" TO ")
-                postlude.append(f"{head} GRANT {priv} ON {kind} TO {grantee};")
-    return prelude, postlude

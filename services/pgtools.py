@@ -1,4 +1,4 @@
-"""Finding a pg_dump/psql pair that can talk to the server.
+"""Finding a pg_dump/psql pair that can talk to the server, and running them as children.
 
 pg_dump refuses to dump a server newer than itself ("server version mismatch"), so we choose tools whose
 major version is at least the server's, in this order: DBSAGE_PG_BINDIR (explicit override), the binaries
@@ -9,18 +9,23 @@ connect through ``services.tls.TlsRelay``, whichever build they are.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
 import functools
 import importlib.util
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import OperationFailed
+from .events import Log, Reporter
 from .tls import TlsRelay
 
 if TYPE_CHECKING:
@@ -133,3 +138,71 @@ def run_psql(argv: list[str], conn: ConnInfo, relay: TlsRelay | None) -> int:
             return subprocess.run(argv, env=env).returncode
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# -- the children ------------------------------------------------------------------------------------------
+
+#: Bytes read or written at a time, and the pipe buffer asked for.
+CHUNK = 1 << 20
+#: How often progress events are emitted while bytes stream (seconds).
+PROGRESS_EVERY = 0.1
+#: Seconds a child gets to exit after SIGTERM before SIGKILL.
+KILL_GRACE = 3
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when dbsage-tui dies, so that a ``kill -9`` of us never
+    leaves a pg_dump waiting on a lock or a psql holding a half-fed transaction (Linux only)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def child_kwargs() -> dict:
+    """Options for every pg_dump/psql we start: own session (a Ctrl-C reaches us, and we stop the child
+    cleanly), and death with the parent."""
+    return {"start_new_session": True, "preexec_fn": _die_with_parent if sys.platform == "linux" else None}
+
+
+def make_pipe() -> tuple[int, int]:
+    """A pipe with a ``CHUNK`` buffer where the kernel allows it (fewer wake-ups than the default)."""
+    r, w = os.pipe()
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(w, getattr(fcntl, "F_SETPIPE_SZ", 1031), CHUNK)
+    return r, w
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+async def kill_process(proc: asyncio.subprocess.Process) -> None:
+    """Stop a child: SIGTERM, then SIGKILL after ``KILL_GRACE``. Used on cancel and on failure."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), KILL_GRACE)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+async def pump_stderr(stream: asyncio.StreamReader, source: str, report: Reporter, keep: list[str]) -> None:
+    """Forward a child's stderr line by line to the reporter; keep the lines for error messages."""
+    while True:
+        line = await stream.readline()
+        if not line:
+            return
+        text = line.decode("utf-8", "replace").rstrip()
+        keep.append(text)
+        if len(keep) > 400:
+            del keep[:100]
+        level = "error" if ("error:" in text or "ERROR:" in text or "FATAL:" in text) else "info"
+        report(Log(text, source=source, level=level))

@@ -20,7 +20,6 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -29,18 +28,25 @@ from pathlib import Path
 
 from pglast import ast, enums, parse_sql
 from pglast.parser import ParseError
-from pglast.stream import RawStream
 
 from . import codec
-from .compat import SERVER_STAMPED_OPTIONS
 from .events import Progress, Reporter, null_reporter
 from .scanner import DumpScanner
+from .sqlcanon import (
+    body_sql,
+    canon,
+    canon_without,
+    dotted,
+    object_target,
+    rv_name,
+    signature,
+    without_server_stamps,
+)
 
 #: Order of kinds in reports: containers first, then what lives in them.
 KINDS = ("schema", "extension", "type", "sequence", "table", "column", "constraint", "index", "view",
          "materialized_view", "function", "procedure", "aggregate", "trigger", "policy", "rule", "comment",
          "grant")
-RELATION_KINDS = ("table", "view", "materialized_view")
 _TOC_RE = re.compile(r"^-- (?:Data for )?Name: (?P<name>.*?); Type: (?P<type>[A-Z ]+); "
                      r"Schema: (?P<schema>.*?);")
 _META_RE = re.compile(rb"^\\(restrict|unrestrict|connect)\b")
@@ -68,95 +74,6 @@ class Model:
     unparsed: list[str] = field(default_factory=list)  # TOC names compared as text
     ddl_bytes: int = 0  # DDL handed to the parser, in total
     max_entry_bytes: int = 0  # the largest single TOC entry held at once
-
-
-# -- canonical SQL and names -----------------------------------------------------------------------
-
-def _sql(node) -> str:
-    """Canonical SQL for a node; the location-free parse tree when pglast has no printer for it."""
-    try:
-        return RawStream()(node)
-    except Exception:  # noqa: BLE001 - any printer gap; the tree itself is just as canonical
-        return json.dumps(_no_locations(node()), sort_keys=True, default=str)
-
-
-def _sql_without(node, part=None, **blanked) -> str:
-    """``_sql(node)`` with some attributes of ``part`` (default: the node) set aside for the call: how a
-    table's definition is told apart from its columns. Cheaper than a deep copy, which dominated the time."""
-    part = node if part is None else part
-    saved = {key: getattr(part, key) for key in blanked}
-    try:
-        for key, value in blanked.items():
-            setattr(part, key, value)
-        return _sql(node)
-    finally:
-        for key, value in saved.items():
-            setattr(part, key, value)
-
-
-def _without_server_stamps(cmds):
-    """ALTER TABLE commands without the column options a server sets itself (``compat``; like the OIDs in
-    pg_dump's comments, not something a snapshot or a restore can carry); a SET of nothing else goes."""
-    out = []
-    for cmd in cmds or ():
-        if cmd.subtype == enums.AlterTableType.AT_SetOptions and cmd.def_:
-            kept = tuple(d for d in cmd.def_ if d.defname not in SERVER_STAMPED_OPTIONS)
-            if not kept:
-                continue
-            cmd.def_ = kept
-        out.append(cmd)
-    return tuple(out)
-
-
-def _no_locations(value):
-    if isinstance(value, dict):
-        return {k: _no_locations(v) for k, v in value.items() if "location" not in k}
-    if isinstance(value, (list, tuple)):
-        return [_no_locations(v) for v in value]
-    return value
-
-
-def _body_sql(body) -> str:
-    if isinstance(body, tuple):
-        return "; ".join(_body_sql(b) for b in body if b is not None)
-    return _sql(body) if body is not None else ""
-
-
-def _rv(rv: ast.RangeVar) -> str:
-    return f"{rv.schemaname}.{rv.relname}" if rv.schemaname else rv.relname
-
-
-def _dotted(names) -> str:
-    return ".".join(n.sval if isinstance(n, ast.String) else _sql(n) for n in names or ())
-
-
-_NO_ARG_MODES = (enums.FunctionParameterMode.FUNC_PARAM_OUT, enums.FunctionParameterMode.FUNC_PARAM_TABLE)
-
-
-def _signature(names, params) -> str:
-    """``schema.f(integer, text)``: the identity arguments, as PostgreSQL names a routine (no OUT args)."""
-    args = [_sql(p.argType) for p in params or () if p.mode not in _NO_ARG_MODES]
-    return f"{_dotted(names)}({', '.join(args)})"
-
-
-def _target(objtype, obj) -> tuple[str, str, str]:
-    """The (kind word, name, parent token) of a COMMENT's or GRANT's object."""
-    word = objtype.name.removeprefix("OBJECT_").lower()
-    word = {"matview": "materialized_view", "tabconstraint": "constraint", "foreign_table": "table",
-            "domain": "type", "routine": "function"}.get(word, word)
-    if isinstance(obj, ast.RangeVar):
-        name = _rv(obj)
-    elif isinstance(obj, ast.ObjectWithArgs):
-        name = f"{_dotted(obj.objname)}({', '.join(_sql(t) for t in obj.objargs or ())})"
-    elif isinstance(obj, ast.TypeName):
-        name = _dotted(obj.names)
-    elif isinstance(obj, ast.String):
-        name = obj.sval
-    elif isinstance(obj, tuple):
-        name = _dotted(obj)
-    else:
-        name = _sql(obj)
-    return word, name, (f"rel:{name}" if word in RELATION_KINDS else f"{word}:{name}")
 
 
 # -- building a model from one dump ------------------------------------------------------------------------
@@ -232,29 +149,29 @@ class _Builder:
         """Anything we have no model for (publications, operators, text search...): by its TOC name."""
         kind, schema, name = self.toc or ("OTHER", "-", type(n).__name__)
         self.set(kind.lower().replace(" ", "_"), name if schema == "-" else f"{schema}.{name}",
-                 "definition", _sql(n), append=True)
+                 "definition", canon(n), append=True)
 
     # -- tables and columns ----------------------------------------------------------------------------
     def _create_table(self, n: ast.CreateStmt) -> None:
-        table = _rv(n.relation)
-        self.set("table", table, "definition", _sql_without(n, tableElts=None))
+        table = rv_name(n.relation)
+        self.set("table", table, "definition", canon_without(n, tableElts=None))
         self.set("table", table, "row level security", "disabled")
         for elt in n.tableElts or ():
             if isinstance(elt, ast.ColumnDef):
                 self._column(table, elt)
             elif isinstance(elt, ast.Constraint) and elt.conname:
-                self.set("constraint", f"{table}.{elt.conname}", "definition", _sql(elt),
+                self.set("constraint", f"{table}.{elt.conname}", "definition", canon(elt),
                          parent=f"rel:{table}")
             else:
-                self.set("table", table, "elements", _sql(elt), append=True)
+                self.set("table", table, "elements", canon(elt), append=True)
 
     def _create_foreign_table(self, n: ast.CreateForeignTableStmt) -> None:
         self._create_table(n.base)
-        self.set("table", _rv(n.base.relation), "definition", _sql_without(n, n.base, tableElts=None))
+        self.set("table", rv_name(n.base.relation), "definition", canon_without(n, n.base, tableElts=None))
 
     def _column(self, table: str, col: ast.ColumnDef) -> None:
         name, parent = f"{table}.{col.colname}", f"rel:{table}"
-        typ = _sql(col.typeName) + (f" {_sql(col.collClause)}" if col.collClause else "")
+        typ = canon(col.typeName) + (f" {canon(col.collClause)}" if col.collClause else "")
         self.set("column", name, "type", typ, parent=parent)
         self.set("column", name, "nullable", "NULL")
         for c in col.constraints or ():
@@ -262,144 +179,144 @@ class _Builder:
             if c.contype == ct.CONSTR_NOTNULL:
                 self.set("column", name, "nullable", "NOT NULL")
             elif c.contype == ct.CONSTR_DEFAULT:
-                self.set("column", name, "default", _sql(c.raw_expr))
+                self.set("column", name, "default", canon(c.raw_expr))
             elif c.contype == ct.CONSTR_GENERATED:
-                self.set("column", name, "generated", _sql(c))
+                self.set("column", name, "generated", canon(c))
             elif c.contype == ct.CONSTR_IDENTITY:
-                self.set("column", name, "identity", _sql(c))
+                self.set("column", name, "identity", canon(c))
             elif c.conname:
-                self.set("constraint", f"{table}.{c.conname}", "definition", _sql(c), parent=parent)
+                self.set("constraint", f"{table}.{c.conname}", "definition", canon(c), parent=parent)
             else:
-                self.set("column", name, "constraints", _sql(c), append=True)
+                self.set("column", name, "constraints", canon(c), append=True)
 
     def _alter_table(self, n: ast.AlterTableStmt) -> None:
         if n.missing_ok:  # ALTER TABLE IF EXISTS ... DROP CONSTRAINT: the --clean preamble
             return
-        n.cmds = _without_server_stamps(n.cmds)
+        n.cmds = without_server_stamps(n.cmds)
         if not n.cmds:
             return
-        rel = _rv(n.relation)
+        rel = rv_name(n.relation)
         if n.objtype == enums.ObjectType.OBJECT_INDEX:
             # ATTACH PARTITION of an index follows from the table partitions and the indexes themselves.
             if any(c.subtype != enums.AlterTableType.AT_AttachPartition for c in n.cmds):
-                self.set("index", rel, "alter", _sql(n), append=True)
+                self.set("index", rel, "alter", canon(n), append=True)
             return
         at = enums.AlterTableType
         for cmd in n.cmds:
             col = f"{rel}.{cmd.name}" if cmd.name else None
             if cmd.subtype == at.AT_AddConstraint and cmd.def_.conname:
-                self.set("constraint", f"{rel}.{cmd.def_.conname}", "definition", _sql(cmd.def_),
+                self.set("constraint", f"{rel}.{cmd.def_.conname}", "definition", canon(cmd.def_),
                          parent=f"rel:{rel}")
             elif cmd.subtype == at.AT_ColumnDefault and col:
-                self.set("column", col, "default", _sql(cmd.def_) if cmd.def_ else None, parent=f"rel:{rel}")
+                self.set("column", col, "default", canon(cmd.def_) if cmd.def_ else None, parent=f"rel:{rel}")
             elif cmd.subtype == at.AT_AddIdentity and col:
-                self.set("column", col, "identity", _sql(cmd.def_), parent=f"rel:{rel}")
+                self.set("column", col, "identity", canon(cmd.def_), parent=f"rel:{rel}")
             elif cmd.subtype == at.AT_SetNotNull and col:
                 self.set("column", col, "nullable", "NOT NULL", parent=f"rel:{rel}")
             elif cmd.subtype == at.AT_AttachPartition:
-                self.set("table", _rv(cmd.def_.name), "partition of", f"{rel} {_sql(cmd.def_.bound)}")
+                self.set("table", rv_name(cmd.def_.name), "partition of", f"{rel} {canon(cmd.def_.bound)}")
             elif cmd.subtype == at.AT_EnableRowSecurity:
                 self.set("table", rel, "row level security", "enabled")
             elif cmd.subtype == at.AT_ForceRowSecurity:
                 self.set("table", rel, "row level security forced", "yes")
             elif col:
-                self.set("column", col, "alter", _sql(n), append=True, parent=f"rel:{rel}")
+                self.set("column", col, "alter", canon(n), append=True, parent=f"rel:{rel}")
             else:
-                self.set("table", rel, "alter", _sql(n), append=True)
+                self.set("table", rel, "alter", canon(n), append=True)
 
     # -- relations that are not tables -----------------------------------------------------------------
     def _index(self, n: ast.IndexStmt) -> None:
-        self.set("index", f"{n.relation.schemaname}.{n.idxname}", "definition", _sql(n),
-                 parent=f"rel:{_rv(n.relation)}")
+        self.set("index", f"{n.relation.schemaname}.{n.idxname}", "definition", canon(n),
+                 parent=f"rel:{rv_name(n.relation)}")
 
     def _view(self, n: ast.ViewStmt) -> None:
-        self.set("view", _rv(n.view), "definition", _sql(n))  # a later CREATE OR REPLACE wins
+        self.set("view", rv_name(n.view), "definition", canon(n))  # a later CREATE OR REPLACE wins
 
     def _create_table_as(self, n: ast.CreateTableAsStmt) -> None:
         kind = "materialized_view" if n.objtype == enums.ObjectType.OBJECT_MATVIEW else "table"
-        self.set(kind, _rv(n.into.rel), "definition", _sql(n))
+        self.set(kind, rv_name(n.into.rel), "definition", canon(n))
 
     def _create_seq(self, n: ast.CreateSeqStmt) -> None:
-        self.set("sequence", _rv(n.sequence), "definition", _sql(n))
+        self.set("sequence", rv_name(n.sequence), "definition", canon(n))
 
     def _alter_seq(self, n: ast.AlterSeqStmt) -> None:
-        seq = _rv(n.sequence)
+        seq = rv_name(n.sequence)
         for opt in n.options or ():
             if opt.defname == "owned_by":
-                owner = _dotted(opt.arg)
+                owner = dotted(opt.arg)
                 table = owner.rsplit(".", 1)[0]
                 self.set("sequence", seq, "owned by", owner, parent=f"rel:{table}" if "." in owner else None)
             else:
-                self.set("sequence", seq, "alter", _sql(opt), append=True)
+                self.set("sequence", seq, "alter", canon(opt), append=True)
 
     # -- routines and types ----------------------------------------------------------------------------
     def _create_function(self, n: ast.CreateFunctionStmt) -> None:
         kind = "procedure" if n.is_procedure else "function"
-        name = _signature(n.funcname, n.parameters)
+        name = signature(n.funcname, n.parameters)
         body = next((o for o in n.options or () if o.defname == "as"), None)
         if body is not None:  # AS 'source' (or AS 'file', 'symbol' for C): compared verbatim, as stored
             parts = body.arg if isinstance(body.arg, tuple) else (body.arg,)
             text = "\n".join(p.sval for p in parts).strip()
         else:  # BEGIN ATOMIC ... END or RETURN expr: parsed SQL, compared canonically
-            text = _body_sql(n.sql_body)
+            text = body_sql(n.sql_body)
         options = tuple(o for o in n.options or () if o.defname != "as") or None
-        self.set(kind, name, "definition", _sql_without(n, options=options, sql_body=None, returnType=None))
-        self.set(kind, name, "returns", _sql(n.returnType) if n.returnType else None)
+        self.set(kind, name, "definition", canon_without(n, options=options, sql_body=None, returnType=None))
+        self.set(kind, name, "returns", canon(n.returnType) if n.returnType else None)
         self.set(kind, name, "body", text)
 
     def _define(self, n: ast.DefineStmt) -> None:
         ot = enums.ObjectType
         if n.kind == ot.OBJECT_AGGREGATE:
             params = n.args[0] if n.args and isinstance(n.args[0], tuple) else ()
-            self.set("aggregate", _signature(n.defnames, params), "definition", _sql(n))
+            self.set("aggregate", signature(n.defnames, params), "definition", canon(n))
         elif n.kind == ot.OBJECT_TYPE:
             if n.definition:  # a shell type ("CREATE TYPE x;") is only a forward declaration
-                self.set("type", _dotted(n.defnames), "definition", _sql(n))
+                self.set("type", dotted(n.defnames), "definition", canon(n))
         else:
             self._other(n)
 
     def _create_enum(self, n: ast.CreateEnumStmt) -> None:
-        self.set("type", _dotted(n.typeName), "definition", _sql(n))
+        self.set("type", dotted(n.typeName), "definition", canon(n))
 
     def _create_range(self, n: ast.CreateRangeStmt) -> None:
-        self.set("type", _dotted(n.typeName), "definition", _sql(n))
+        self.set("type", dotted(n.typeName), "definition", canon(n))
 
     def _composite_type(self, n: ast.CompositeTypeStmt) -> None:
-        self.set("type", _rv(n.typevar), "definition", _sql(n))
+        self.set("type", rv_name(n.typevar), "definition", canon(n))
 
     def _create_domain(self, n: ast.CreateDomainStmt) -> None:
-        self.set("type", _dotted(n.domainname), "definition", _sql(n))
+        self.set("type", dotted(n.domainname), "definition", canon(n))
 
     def _alter_domain(self, n: ast.AlterDomainStmt) -> None:
-        self.set("type", _dotted(n.typeName), "alter", _sql(n), append=True)
+        self.set("type", dotted(n.typeName), "alter", canon(n), append=True)
 
     # -- everything else with a name ---------------------------------------------------------------------
     def _create_schema(self, n: ast.CreateSchemaStmt) -> None:
-        self.set("schema", n.schemaname, "definition", _sql(n))
+        self.set("schema", n.schemaname, "definition", canon(n))
 
     def _create_extension(self, n: ast.CreateExtensionStmt) -> None:
-        self.set("extension", n.extname, "definition", _sql(n))
+        self.set("extension", n.extname, "definition", canon(n))
 
     def _create_trig(self, n: ast.CreateTrigStmt) -> None:
-        rel = _rv(n.relation)
-        self.set("trigger", f"{rel}.{n.trigname}", "definition", _sql(n), parent=f"rel:{rel}")
+        rel = rv_name(n.relation)
+        self.set("trigger", f"{rel}.{n.trigname}", "definition", canon(n), parent=f"rel:{rel}")
 
     def _create_policy(self, n: ast.CreatePolicyStmt) -> None:
-        rel = _rv(n.table)
-        self.set("policy", f"{rel}.{n.policy_name}", "definition", _sql(n), parent=f"rel:{rel}")
+        rel = rv_name(n.table)
+        self.set("policy", f"{rel}.{n.policy_name}", "definition", canon(n), parent=f"rel:{rel}")
 
     def _rule(self, n: ast.RuleStmt) -> None:
-        rel = _rv(n.relation)
-        self.set("rule", f"{rel}.{n.rulename}", "definition", _sql(n), parent=f"rel:{rel}")
+        rel = rv_name(n.relation)
+        self.set("rule", f"{rel}.{n.rulename}", "definition", canon(n), parent=f"rel:{rel}")
 
     def _comment(self, n: ast.CommentStmt) -> None:
-        word, name, token = _target(n.objtype, n.object)
+        word, name, token = object_target(n.objtype, n.object)
         self.set("comment", f"{word} {name}", "text", n.comment, parent=token)
 
     def _grant(self, n: ast.GrantStmt) -> None:
         for obj in n.objects or ():
-            word, name, token = _target(n.objtype, obj)
-            self.set("grant", f"{word} {name}", "privileges", _sql(n), parent=token, append=True)
+            word, name, token = object_target(n.objtype, obj)
+            self.set("grant", f"{word} {name}", "privileges", canon(n), parent=token, append=True)
 
 
 #: Statement node -> the _Builder method that models it; anything else goes to ``_other``.

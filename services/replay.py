@@ -1,0 +1,256 @@
+"""Replaying a snapshot's SQL into psql, in a transaction of our own that commits only when verified.
+
+The transaction is ours, not psql's --single-transaction: at end of input psql -1 COMMITs, so if we died
+mid-stream a half-restored database would be committed. With our own BEGIN, input that ends before our
+COMMIT leaves psql to exit with the transaction open, and the server rolls it back. The COMMIT is held
+back until psql echoes a marker placed after everything else: by then every COPY has printed its row
+count, which is checked first, and the bytes fed have been hashed against the metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import codec
+from .compat import ReplayFilter
+from .errors import InvalidSnapshot, OperationFailed, explain_tool_failure
+from .events import Log, Progress, Reporter
+from .locks import watching
+from .pgtools import PROGRESS_EVERY, child_kwargs, kill_process, make_pipe, pump_stderr, write_all
+from .scanner import DumpScanner, ScanResult
+from .store import Snapshot
+from .target import Target
+
+_COPY_TAG = re.compile(rb"COPY (\d+)")
+
+
+class _Feeder:
+    """Runs in a worker thread: writes the prelude, then the snapshot's bytes (hashed and scanned on the
+    way, made fit for this server by ``compat.ReplayFilter``), into psql's stdin. Hashing while feeding
+    closes the gap between validation and replay: the COMMIT is only sent if the bytes psql received are
+    the ones the metadata vouches for. The scan lists the COPY blocks in order, to match against the
+    ``COPY n`` tags psql prints."""
+
+    def __init__(self, dst: int, snap: Snapshot, prelude: bytes, server_major: int) -> None:
+        self.dst, self.snap, self.prelude, self.server_major = dst, snap, prelude, server_major
+        self.digest = hashlib.sha256()
+        self.scanner = DumpScanner()
+        self.moved = 0  # bytes of the file hashed (their SQL, unless psql stopped reading, sent)
+        self.damaged: str | None = None  # why the compressed stream could not be decoded
+        self.psql_stopped = False
+
+    def run(self) -> None:
+        try:
+            write_all(self.dst, self.prelude)
+        except BrokenPipeError:
+            self.psql_stopped = True
+        sql = ReplayFilter(self.server_major)
+        with open(self.snap.path, "rb") as fh:
+            raw = codec.HashingReader(fh, self.digest)
+            try:
+                for chunk in codec.iter_plain(raw, codec.method_of(self.snap.filename)):
+                    self.moved = raw.read_bytes
+                    self.scanner.feed(chunk)
+                    self._send(sql.feed(chunk))
+                self._send(sql.flush())
+            except codec.CorruptCompressedData as exc:
+                self.damaged = str(exc)  # not intact either: the rest of the file was not read
+            self.moved = raw.read_bytes
+
+    def _send(self, data: bytes) -> None:
+        if data and not self.psql_stopped:
+            try:
+                write_all(self.dst, data)
+            except BrokenPipeError:
+                self.psql_stopped = True  # psql failed; keep hashing to tell a bad file apart
+
+    @property
+    def intact(self) -> bool:
+        return (self.damaged is None and self.moved == self.snap.get("size_bytes")
+                and self.digest.hexdigest() == self.snap.get("sha256"))
+
+
+@dataclass
+class _Fed:
+    """What feeding psql left: its exit code and stderr, the ``COPY n`` tags, what followed the marker."""
+
+    rc: int
+    stderr: str
+    tags: list[int]
+    after_marker: list[bytes]
+    feeder: _Feeder
+    scan: ScanResult
+    mismatch: str | None
+
+
+class PsqlSession:
+    """One psql (named ``app``) reading the prelude, the snapshot's bytes and the postlude from a pipe,
+    inside our BEGIN; ``COMMIT`` is written only after the marker came back and the row counts agree."""
+
+    def __init__(self, target: Target, snap: Snapshot, app: str, prelude: bytes, postlude: bytes, marker: str,
+                 report: Reporter) -> None:
+        self.target, self.snap, self.app, self.report = target, snap, app, report
+        self.prelude, self.postlude, self.marker = prelude, postlude, marker.encode()
+        self.stderr: list[str] = []
+        self.tags: list[int] = []
+        self.after_marker: list[bytes] = []
+        self.echoed = asyncio.Event()
+
+    async def run(self) -> _Fed:
+        pipe_r, self.pipe_w = make_pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.target.tools.psql, "--no-psqlrc", "--no-password", "-v", "ON_ERROR_STOP=1", "--file=-",
+                stdin=pipe_r, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env=self.target.child_env(self.app), **child_kwargs())
+        except BaseException:
+            self._close_input()
+            raise
+        finally:
+            os.close(pipe_r)
+        err_task = asyncio.create_task(pump_stderr(proc.stderr, "psql", self.report, self.stderr))
+        out_task = asyncio.create_task(self._read_stdout(proc.stdout))
+        feeder = _Feeder(self.pipe_w, self.snap, self.prelude, self.target.info.major)
+        feeding = asyncio.ensure_future(asyncio.to_thread(feeder.run))
+        try:
+            scan = await self._feed(feeder, feeding)
+            mismatch = await self._commit_if_verified(feeder, scan, out_task)
+            self._close_input()  # end of input: without our COMMIT, psql exits and the server rolls back
+            rc = await proc.wait()
+            await err_task
+            await out_task
+        except BaseException:
+            await kill_process(proc)
+            if not feeding.done():
+                await asyncio.wait({feeding})
+            out_task.cancel()
+            raise
+        finally:
+            self._close_input()
+        return _Fed(rc, "\n".join(self.stderr), self.tags, self.after_marker, feeder, scan, mismatch)
+
+    def _close_input(self) -> None:
+        if self.pipe_w >= 0:
+            os.close(self.pipe_w)
+            self.pipe_w = -1
+
+    async def _read_stdout(self, stdout: asyncio.StreamReader) -> None:
+        """Command tags and query results; only ``COPY n`` lines before the marker and what follows it
+        (COMMIT's tag) matter. Result rows never match: psql's aligned format indents them."""
+        while line := await stdout.readline():
+            text = line.rstrip(b"\n")
+            if self.echoed.is_set():
+                self.after_marker.append(text)
+            elif text == self.marker:
+                self.echoed.set()
+            elif m := _COPY_TAG.fullmatch(text):
+                self.tags.append(int(m.group(1)))
+
+    async def _feed(self, feeder: _Feeder, feeding: asyncio.Future) -> ScanResult:
+        total = self.snap.get("size_bytes") or self.snap.path.stat().st_size
+        started = time.monotonic()
+        while not feeding.done():
+            await asyncio.wait({feeding}, timeout=PROGRESS_EVERY)
+            self.report(Progress("restore", feeder.moved, total, time.monotonic() - started))
+        feeding.result()
+        return feeder.scanner.finish()
+
+    async def _commit_if_verified(self, feeder: _Feeder, scan: ScanResult, out_task: asyncio.Task) -> str | None:
+        """Send the postlude, wait for the marker, and COMMIT when the bytes and the row counts agree.
+        Returns why the rows disagree, if they do."""
+        if not (feeder.intact and scan.complete and not feeder.psql_stopped):
+            return None
+        with contextlib.suppress(BrokenPipeError):
+            await asyncio.to_thread(write_all, self.pipe_w, self.postlude)
+        waiting = asyncio.ensure_future(self.echoed.wait())
+        await asyncio.wait({waiting, out_task}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if not self.echoed.is_set():
+            return None
+        mismatch = loaded_mismatch(scan.copies, self.tags, self.snap)
+        if mismatch is None:
+            with contextlib.suppress(BrokenPipeError):
+                write_all(self.pipe_w, b"COMMIT;\n")
+        return mismatch
+
+
+async def replay(target: Target, snap: Snapshot, prelude: list[str], postlude: list[str], report: Reporter,
+                 audit: Callable[..., None]) -> dict[str, int]:
+    """Feed psql the clearing ``prelude``, the snapshot and the ``postlude``; COMMIT only when the bytes
+    matched the metadata and the server loaded exactly the rows the snapshot holds. Returns the rows
+    loaded per table (psql's ``COPY n`` tags)."""
+    marker = f"dbsage-fed-{secrets.token_hex(8)}"
+    head = "\n".join(["BEGIN;", "SET LOCAL client_min_messages = warning;",
+                      f"SET LOCAL lock_timeout = {target.locks.timeout_ms};", *prelude, ""]).encode()
+    tail = "\n".join(["", "SET search_path = pg_catalog;", *postlude, f"\\echo {marker}", ""]).encode()
+    report(Log(f"Replaying {snap.filename} into {target.conn.display} with psql {target.tools.version} "
+               "in one transaction"))
+    async with watching(target.conn, "restore", target.locks, report, audit) as watch:
+        fed = await PsqlSession(target, snap, watch.app, head, tail, marker, report).run()
+    rolled_back = "Nothing was committed: the database is unchanged. Choose another snapshot."
+    if fed.feeder.damaged:
+        raise InvalidSnapshot(f"Snapshot {snap.filename} is damaged: {fed.feeder.damaged}.", rolled_back)
+    if not fed.feeder.intact:
+        raise InvalidSnapshot(f"Snapshot {snap.filename} does not match its metadata (sha256 or size): it is "
+                              "corrupt or changed after it was taken.", rolled_back)
+    if not fed.scan.complete:
+        raise InvalidSnapshot(f"Snapshot {snap.filename} is incomplete: its SQL has no dump-complete trailer.",
+                              rolled_back)
+    if fed.rc != 0:
+        if "lock timeout" in fed.stderr:
+            raise watch.timed_out("The restore")
+        raise _restore_failure(fed.stderr, head.count(b"\n"), snap)
+    if fed.mismatch is not None:
+        raise OperationFailed(f"Restore failed: {fed.mismatch}. The transaction was rolled back: the database is "
+                              "unchanged.", "Validate the snapshot (`dbsage-tui validate`) and check its metadata.")
+    if b"COMMIT" not in fed.after_marker:
+        raise OperationFailed("Restore failed: psql ended without committing. The transaction was rolled back: "
+                              "the database is unchanged.", "See the log for psql's output.")
+    loaded: dict[str, int] = {}
+    for (table, _), rows in zip(fed.scan.copies, fed.tags, strict=True):
+        loaded[table] = loaded.get(table, 0) + rows
+    return loaded
+
+
+def loaded_mismatch(copies: list[tuple[str, int]], tags: list[int], snap: Snapshot) -> str | None:
+    """Why the rows the server loaded differ from the snapshot's, or None when they agree: one ``COPY n``
+    tag per COPY block of the file, and per table the row counts recorded when the snapshot was taken."""
+    if len(tags) != len(copies):
+        return f"psql reported {len(tags)} COPY results for the {len(copies)} tables of data in the file"
+    loaded: dict[str, int] = {}
+    for (table, in_file), rows in zip(copies, tags, strict=True):
+        if rows != in_file:
+            return f"the server loaded {rows} rows into {table}, the file holds {in_file}"
+        loaded[table] = loaded.get(table, 0) + rows
+    recorded = snap.get("row_counts")
+    if snap.is_full and isinstance(recorded, dict):
+        for table, want in sorted(recorded.items()):
+            if loaded.get(table, 0) != want:
+                return (f"the server loaded {loaded.get(table, 0)} rows into {table}, the snapshot's metadata "
+                        f"records {want}")
+        extra = sorted(set(loaded) - set(recorded))
+        if extra:
+            return f"the file loads {extra[0]}, which the snapshot's metadata does not list"
+    return None
+
+
+def _restore_failure(stderr: str, prelude_lines: int, snap: Snapshot) -> OperationFailed:
+    err = explain_tool_failure(stderr, "Restore")
+    m = re.search(r"psql:<stdin>:(\d+): (?:ERROR|FATAL):\s*(.*)", stderr)
+    if m:
+        line = int(m.group(1))
+        where = " while clearing the current objects" if line <= prelude_lines \
+            else f" at line {line - prelude_lines} of {snap.filename}"
+        err.message = f"Restore failed{where}: {m.group(2).strip()}"
+    err.message = err.message.rstrip(".") + ". The transaction was rolled back: the database is unchanged."
+    if not err.hint:
+        err.hint = "See the log for psql's output."
+    return err
