@@ -12,7 +12,6 @@ directory.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import time
@@ -33,7 +32,6 @@ from app.screens.messages import (
     SnapshotTaken,
     Validated,
 )
-from services.events import Log, Step
 from services.gcpause import freeze_start_up, paused_gc
 from services.listcache import Signature, directory_signature
 from services.locks import LockPolicy
@@ -197,18 +195,13 @@ class Jobs:
                                      locks=op.locks)
 
     async def emergency_job(self, op: OperationScreen) -> RestoreResult:
-        """The emergency rollback, run by the operation screen. The choice reads every byte of the
-        candidate, so it runs in a thread; the rollback itself is the restore() call the CLI's makes."""
+        """The emergency rollback, run by the operation screen: the CLI's ``rollback --emergency``."""
         from services import restore
-        report = op.report
-        report(Step("choose snapshot", "running", "newest valid full snapshot (checking sha256)"))
-        snap, why = await asyncio.to_thread(restore.emergency_candidate, self.ws.store)
-        report(Step("choose snapshot", "ok", snap.filename))
-        op.set_subject(f"Restoring {snap.filename} ({why}) into {self.ws.target_label}")
-        report(Log(f"EMERGENCY ROLLBACK to {snap.filename}: {why}", level="warning"))
-        return await restore.restore(self.ws.require_conn(), self.ws.store, snap, pre_snapshot=True,
-                                     pre_timeout=restore.EMERGENCY_PRE_TIMEOUT, report=report,
-                                     action="rollback", validated=True, locks=op.locks)
+
+        def chosen(snap: Snapshot, why: str) -> None:
+            op.set_subject(f"Restoring {snap.filename} ({why}) into {self.ws.target_label}")
+        return await restore.emergency_rollback(self.ws.require_conn(), self.ws.store, report=op.report,
+                                                locks=op.locks, chosen=chosen)
 
     @work(thread=True, exclusive=True, group="files", name="files", exit_on_error=False,
           description="Changing a snapshot")
