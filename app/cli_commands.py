@@ -1,0 +1,248 @@
+"""The subcommands: each a thin face over one operation of ``services``. Parse nothing (``cli_parser``
+did), call the service, print its events and its result (``cli_output``)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from app.cli_output import Printer, confirm, describe, print_json, print_table, snapshot_json
+from services import maintenance
+from services.errors import EXIT_FAILED, EXIT_OK, BadInput
+from services.gcpause import paused_gc
+from services.meta import migration_text
+from services.store import age_text, human_size, utcnow
+from services.workspace import Workspace
+
+
+def lock_policy(ws: Workspace, args):
+    """The ``LockPolicy`` of a command: --lock-timeout, else the config file's, else the default."""
+    from services.locks import LockPolicy
+    if args.lock_timeout is not None and args.lock_timeout <= 0:
+        raise BadInput(f"--lock-timeout {args.lock_timeout:g} is not a positive number of seconds.", "Use e.g. 30.")
+    return LockPolicy(timeout=args.lock_timeout or ws.settings.lock_timeout,
+                      terminate=getattr(args, "terminate_blockers", False))
+
+
+async def cmd_snapshot(ws: Workspace, args) -> int:
+    from services import dump
+    conn = ws.require_conn()
+    printer = Printer(args.json)
+    if args.type == "clone":
+        from services import clone
+        if args.compress not in (None, "none") or args.schema:
+            raise BadInput("A clone snapshot copies the whole database on the server: --compress and --schema "
+                           "do not apply.", "Leave them out, or take a file snapshot (--type full).")
+        snap = await clone.create_clone(conn, ws.store, args.label, purpose=args.purpose, notes=args.notes,
+                                        protected=args.protect, report=printer)
+    else:
+        snap = await dump.snapshot(conn, ws.store, args.label, schema_only=args.type == "schema",
+                                   purpose=args.purpose, notes=args.notes, schemas=args.schema,
+                                   protected=args.protect, compress=args.compress or ws.settings.compress,
+                                   report=printer, locks=lock_policy(ws, args))
+    if args.json:
+        print_json(snap.meta)
+    else:
+        m = snap.meta
+        size = m.get("clone_size_human", m["size_human"])
+        print(f"Saved {snap.path} ({size}, {m['tables_count']} tables, {m['duration_seconds']:.1f}s)")
+        print(f"Restore with: dbsage-tui restore {snap.filename}")
+    return EXIT_OK
+
+
+async def cmd_list(ws: Workspace, args) -> int:
+    # The listing and the JSON made of it (10,000 dicts) make no cycles. The pause covers both: the
+    # collector counts what was made while it was paused, and its first pass after a pause walks all
+    # of it (400,000 objects after a listing of 10,000: 40 ms) to free nothing.
+    with paused_gc():
+        snaps = ws.store.list()
+        if args.json:
+            print_json([snapshot_json(s, i) for i, s in enumerate(snaps, 1)], compact=True)
+            return EXIT_OK
+    stale = [p.name for p in ws.store.orphans() if p.name.endswith(".partial")]
+    if stale:
+        print(f"! {len(stale)} unfinished snapshot file(s) from an interrupted run ({', '.join(stale[:3])}): "
+              "remove with `dbsage-tui cleanup --remove-invalid`\n")
+    if not snaps:
+        print(f"No snapshots in {ws.store.directory}. Take one with: dbsage-tui snapshot --label before-migration")
+        return EXIT_OK
+    print(f"Available snapshots in {ws.store.directory} (newest first):\n")
+    rows = []
+    heads = [migration_text(s.meta) for s in snaps]
+    for i, (s, head) in enumerate(zip(snaps, heads, strict=True), 1):
+        flags = ("!" if not s.valid else "") + ("P" if s.protected else "")
+        rows.append([str(i), s.label, s.timestamp.strftime("%Y-%m-%d %H:%M"), age_text(s.timestamp),
+                     s.type if s.meta else "?", human_size(s.size_bytes), s.purpose[:40],
+                     *([(head or "-").split(" ")[0]] if any(heads) else []), flags])
+    print_table(rows, ["#", "Label", "Date (UTC)", "Age", "Type", "Size", "Purpose",
+                       *(["Migration"] if any(heads) else []), ""])
+    bad = [s for s in snaps if not s.valid]
+    if bad:
+        print(f"\n! {len(bad)} invalid: " + "; ".join(f"{s.filename}: {s.problem}" for s in bad[:5]))
+    print("\nSelect a snapshot by number or file name, e.g. dbsage-tui restore 1")
+    return EXIT_OK
+
+
+async def cmd_show(ws: Workspace, args) -> int:
+    snap = ws.store.resolve(args.snapshot)
+    if args.json:
+        print_json({**snapshot_json(snap), "metadata": snap.meta})
+    else:
+        print("\n".join(describe(snap)))
+        if snap.meta:
+            print("\nRestore instructions:\n  " + str(snap.get("restore_instructions", "")).strip()
+                  .replace("\n", "\n  "))
+    return EXIT_OK
+
+
+async def cmd_validate(ws: Workspace, args) -> int:
+    from services.errors import EXIT_INVALID_SNAPSHOT
+    snap = ws.store.resolve(args.snapshot)
+    v = ws.store.validate(snap)
+    if args.json:
+        print_json({"filename": snap.filename, "valid": v.ok, "reason": v.reason,
+                    "checks": [{"check": n, "ok": ok, "detail": d} for n, ok, d in v.checks]})
+    else:
+        for name, ok, detail in v.checks:
+            print(f"{'✔' if ok else '✘'} {name}: {detail}")
+        print(f"{snap.filename}: {'valid' if v.ok else 'INVALID: ' + str(v.reason)}")
+    return EXIT_OK if v.ok else EXIT_INVALID_SNAPSHOT
+
+
+async def cmd_restore(ws: Workspace, args) -> int:
+    from services import restore
+    conn = ws.require_conn()
+    snap = ws.store.resolve(args.snapshot)
+    printer = Printer(args.json)
+    if not args.json:
+        print("\n".join(describe(snap)))
+        print(f"Target:    {('SANDBOX ' if ws.demo else '') + conn.display}")
+    # Refuse an invalid snapshot before asking anything or touching the database (full sha256 check
+    # up front when a pre-rollback snapshot will be taken; otherwise it runs inline, before COMMIT).
+    check = restore.quick_check_or_refuse if args.no_pre_snapshot else restore.validate_or_refuse
+    check(ws.store, snap, printer)
+    if snap.type == "schema-only" and not args.json:
+        print("\n*** WARNING: this is a SCHEMA-ONLY snapshot. Every row in its tables will be lost. ***\n")
+    locks = lock_policy(ws, args)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise BadInput("Refusing to restore without confirmation: no terminal to ask on.",
+                           "Pass --yes to confirm in scripts.")
+        from services.locks import sessions_now
+        others = await sessions_now(conn)
+        print(f"Sessions:  {len(others) or 'no'} other session{'s' if len(others) != 1 else ''} connected"
+              + (" (a restore waits for their locks, up to --lock-timeout):" if others else ""))
+        for b in others:
+            print(f"  {b.text()}")
+        if not confirm("This will replace current database. Continue?"):
+            print("Cancelled: nothing was changed.")
+            return EXIT_OK
+    result = await restore.restore(conn, ws.store, snap, pre_snapshot=not args.no_pre_snapshot, report=printer,
+                                   validated=True, locks=locks)
+    return finish_restore(result, args.json, "restore")
+
+
+def finish_restore(result, json_mode: bool, action: str) -> int:
+    data = {"action": action, "snapshot": result.snapshot.filename,
+            "pre_snapshot": result.pre_snapshot.filename if result.pre_snapshot else None,
+            "status": "ok" if result.smoke_ok else "smoke-test-failed", "duration_seconds": result.duration,
+            "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks],
+            "warnings": result.warnings, "preserved": result.preserved,
+            "terminated": [b.as_dict() for b in result.terminated]}
+    if json_mode:
+        print_json(data)
+    else:
+        title = "RECOVERY STATUS" if action == "rollback" else "Restore summary"
+        print(f"\n{title}: {'OK' if result.smoke_ok else 'SMOKE TEST FAILED'} "
+              f"— {result.snapshot.filename} restored in {result.duration:.1f}s")
+        for c in result.checks:
+            print(f"  {'✔' if c.ok else '✘'} {c.name}: {c.detail}")
+        for w in result.warnings:
+            print(f"  ! {w}")
+        for b in result.terminated:
+            print(f"  ! terminated {b.text()} (it blocked the restore)")
+        if result.pre_snapshot:
+            print(f"Undo this restore with: dbsage-tui restore {result.pre_snapshot.filename}")
+        print("Next: run your application's checks; see the audit log (audit.log) in the snapshot directory.")
+    return EXIT_OK if result.smoke_ok else EXIT_FAILED
+
+
+async def cmd_rollback(ws: Workspace, args) -> int:
+    from services import restore
+    conn = ws.require_conn()
+    kwargs = {} if args.pre_timeout is None else {"pre_timeout": args.pre_timeout}
+    result = await restore.emergency_rollback(conn, ws.store, report=Printer(args.json), locks=lock_policy(ws, args),
+                                              **kwargs)
+    return finish_restore(result, args.json, "rollback")
+
+
+async def cmd_psql(ws: Workspace, args) -> int:
+    from services.pgtools import psql_command, run_psql
+    conn = ws.require_conn()
+    argv, relay = psql_command(conn, args.psql_args)
+    return run_psql(argv, conn, relay)
+
+
+async def cmd_protect(ws: Workspace, args) -> int:
+    from services import maintenance
+    print(maintenance.set_protected(ws.store, ws.store.resolve(args.snapshot), args.command == "protect"))
+    return EXIT_OK
+
+
+def _print_plan(planned: maintenance.CleanupPlan) -> None:
+    plan = planned.plan
+    for title, decisions in (("Keep", plan.keep), ("Delete", plan.delete), ("Invalid", plan.invalid)):
+        if decisions:
+            print(f"{title} ({len(decisions)}):")
+            for d in decisions:
+                print(f"  {d.filename}  — {d.reason}")
+    if planned.leftovers:
+        print(f"Leftovers ({len(planned.leftovers)}), removed only with --remove-invalid:")
+        for path in planned.leftovers:
+            print(f"  {path.name}")
+
+
+async def cmd_cleanup(ws, args) -> int:
+    planned = maintenance.plan_cleanup(ws.store, utcnow(), ws.settings.retention)
+    if not args.json:
+        _print_plan(planned)
+    removing = planned.removable(args.remove_invalid)
+    if args.dry_run or removing == 0:
+        if args.json:
+            print_json({**planned.to_json(), "deleted": []})
+        elif removing == 0:
+            print("Nothing to delete.")
+        return EXIT_OK
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise BadInput("Refusing to delete without confirmation: no terminal to ask on.",
+                           "Pass --yes to confirm, or --dry-run to see the plan.")
+        if not confirm(f"Delete {removing} file(s)?"):
+            print("Cancelled: nothing was deleted.")
+            return EXIT_OK
+    remove = ([d.filename for d in planned.plan.invalid] + [p.name for p in planned.leftovers]
+              if args.remove_invalid else [])
+    result = await asyncio.to_thread(maintenance.cleanup, ws.store, planned, ws.conn, remove=remove)
+    if args.json:
+        print_json({**planned.to_json(), "deleted": result.deleted})
+    else:
+        print(result.text())
+    return EXIT_OK
+
+
+async def cmd_diff(ws, args) -> int:
+    from services import diff as diff_service  # pglast is imported only when diffing
+    snaps = ws.store.list()
+    a = ws.store.resolve(args.snapshot_a, snaps)
+    b = ws.store.resolve(args.snapshot_b, snaps)
+    result = diff_service.diff_snapshots(a, b)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        sys.stdout.write(diff_service.format_text(result))
+    return EXIT_OK
+
+
+COMMANDS = {"snapshot": cmd_snapshot, "list": cmd_list, "show": cmd_show, "validate": cmd_validate,
+            "restore": cmd_restore, "rollback": cmd_rollback, "protect": cmd_protect, "unprotect": cmd_protect,
+            "psql": cmd_psql, "cleanup": cmd_cleanup, "diff": cmd_diff}
