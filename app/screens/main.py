@@ -28,6 +28,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from app.common import progress_text
 from app.screens.confirm import ConfirmModal
 from app.screens.jobs import Jobs, file_stamp
+from app.screens.keys import BINDINGS
 from app.screens.messages import (
     CleanupPlanned,
     DiffReady,
@@ -67,40 +68,6 @@ if TYPE_CHECKING:
 SCAN_EVERY = 1.0
 #: The filter waits for a pause in typing (seconds) once the list has this many snapshots.
 DEBOUNCE, DEBOUNCE_FROM = 0.25, 1000
-
-#: The keys. The config file's ``keymap:`` rebinds them by id; tooltips explain them in the footer, the
-#: palette and the help.
-BINDINGS = [
-    Binding("n", "new_snapshot", "New", id="new-snapshot",
-            tooltip="Take a labeled snapshot of the database"),
-    Binding("r", "restore", "Restore", id="restore",
-            tooltip="Restore the highlighted snapshot (validates, then asks)"),
-    Binding("E", "emergency", "Emergency", id="emergency",
-            tooltip="Roll back to the newest valid full snapshot at once, no question asked"),
-    Binding("v", "validate", "Validate", id="validate",
-            tooltip="Full check of the highlighted snapshot (sha256)"),
-    Binding("p", "protect", "Protect", id="protect", show=False,
-            tooltip="Protect or unprotect the highlighted snapshot"),
-    Binding("slash", "filter", "Filter", id="filter",
-            tooltip="Filter the list by label or purpose"),
-    Binding("space", "mark", "Mark", id="mark", show=False,
-            tooltip="Mark the highlighted snapshot for a diff"),
-    Binding("d", "diff", "Diff", id="diff", show=False,
-            tooltip="Compare the marked snapshot with the highlighted one"),
-    Binding("c", "cleanup", "Cleanup", id="cleanup", show=False,
-            tooltip="Delete snapshots past the retention policy"),
-    Binding("delete", "delete", "Delete", id="delete", show=False,
-            tooltip="Delete the highlighted snapshot (asks first)"),
-    Binding("s", "psql", "psql", id="psql", show=False,
-            tooltip="Open psql on the database (the app waits until you quit psql with \\q)"),
-    Binding("ctrl+r", "refresh", "Refresh", id="refresh", show=False,
-            tooltip="Re-read the snapshot directory now"),
-    Binding("escape", "cancel", "Cancel", id="cancel",
-            tooltip="Cancel the running work, or close the filter"),
-    Binding("question_mark", "help", "Help", id="help", tooltip="Keys, commands and marks"),
-    Binding("q", "quit", "Quit", id="quit", tooltip="Quit dbsage-tui"),
-]
-
 
 def _commands() -> type:
     """The command palette's provider, loaded when the palette first opens."""
@@ -460,36 +427,9 @@ class MainScreen(Jobs, Screen):
 
     # -- psql ------------------------------------------------------------------------------------------
     def action_psql(self) -> None:
-        """psql on the target in this terminal, the app suspended until it exits (as lazygit hands the
-        terminal to an editor). Only when nothing runs: the work's events would wait for psql."""
-        if not self._can_run(conn=True, idle=True):
-            return
-        from textual.app import SuspendNotSupported
-
-        from services.pgtools import psql_command, run_psql
-        try:
-            argv, relay = psql_command(self.ws.conn, [])
-        except DbsageError as exc:
-            self.notify(exc.one_line(), title="psql", severity="error", markup=False)
-            return
-        failed: OSError | None = None
-        try:
-            # Nothing may escape this block: App.suspend would not give the screen back.
-            with self.app.suspend():
-                print(f"\npsql on {self.ws.target_label}. \\q returns to dbsage-tui.\n", flush=True)
-                try:
-                    code = run_psql(argv, self.ws.conn, relay)
-                except OSError as exc:
-                    failed = exc
-        except SuspendNotSupported:
-            self.notify("This terminal cannot hand the screen over: run dbsage-tui psql in a shell.",
-                        severity="warning")
-            return
-        if failed is not None:
-            self.notify(f"psql did not start: {failed}", title="psql", severity="error", markup=False)
-            return
-        self.say(f"psql on {self.ws.target_label} exited" + (f" with code {code}." if code else "."))
-        self.scan(force=True)
+        if self._can_run(conn=True, idle=True):
+            from app.screens.psql import hand_over_to_psql
+            hand_over_to_psql(self)
 
     # -- list handling -----------------------------------------------------------------------------------
     def action_filter(self) -> None:
