@@ -19,11 +19,11 @@ import traceback
 from pathlib import Path
 
 from services import __version__
+from services.display import age_text, human_size
 from services.errors import EXIT_FAILED, EXIT_OK, BadInput, DbsageError
 from services.events import Event, Log, Progress, Step
-from services.gcpause import freeze_start_up, paused_gc
 from services.meta import migration_text, scope_facts
-from services.store import Snapshot, age_text, format_ts, human_size
+from services.store import Snapshot, format_ts
 from services.workspace import Workspace, open_workspace
 
 
@@ -277,14 +277,10 @@ async def cmd_snapshot(ws: Workspace, args) -> int:
 
 
 async def cmd_list(ws: Workspace, args) -> int:
-    # The listing and the JSON made of it (10,000 dicts) make no cycles. The pause covers both: the
-    # collector counts what was made while it was paused, and its first pass after a pause walks all
-    # of it (400,000 objects after a listing of 10,000: 40 ms) to free nothing.
-    with paused_gc():
-        snaps = ws.store.list()
-        if args.json:
-            print_json([snapshot_json(s, i) for i, s in enumerate(snaps, 1)], compact=True)
-            return EXIT_OK
+    snaps = ws.store.list()
+    if args.json:
+        print_json([snapshot_json(s, i) for i, s in enumerate(snaps, 1)], compact=True)
+        return EXIT_OK
     stale = [p.name for p in ws.store.orphans() if p.name.endswith(".partial")]
     if stale:
         print(f"! {len(stale)} unfinished snapshot file(s) from an interrupted run ({', '.join(stale[:3])}): "
@@ -459,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ws = open_workspace(args.db_url, args.dir, args.demo)
         if args.command is None:
-            return import_tui(ws).run_tui(ws)
+            return importlib.import_module("app.tui").run_tui(ws)
         if ws.demo:
             print(f"SANDBOX: embedded PostgreSQL, demo database {ws.conn.dbname} at {ws.conn.display}; "
                   f"snapshots in {ws.store.directory}", file=sys.stderr)
@@ -486,38 +482,6 @@ def main(argv: list[str] | None = None) -> int:
             from services.demo import release_demo
             with contextlib.suppress(Exception):  # the command's own outcome is what the user needs
                 release_demo()
-
-
-def import_tui(ws: Workspace):
-    """``app.tui``, imported while a large snapshot directory is listed (``SnapshotStore.prefetch``):
-    the imports (Textual's, about 0.2 s) overlap the forked child's share of the listing instead of
-    coming before all of it."""
-    shown = []
-
-    def announce(count: int) -> None:  # the first listing is read before the TUI takes the screen
-        if _status_line(f"dbsage-tui: reading {count:,} snapshots for the first time (cached after)..."):
-            shown.append(count)
-
-    # What the listing and the imports make is frozen (services.gcpause) before the pause ends: the
-    # collector's first pass after it would walk all of it (40 ms after 10,000 snapshots) to free nothing.
-    try:
-        with paused_gc():
-            ws.store.prefetch(meanwhile=lambda: importlib.import_module("app.tui"), announce=announce)
-            freeze_start_up()
-    finally:
-        if shown:
-            _status_line("")
-    return importlib.import_module("app.tui")
-
-
-def _status_line(text: str) -> bool:
-    """Show ``text`` on the terminal's current line, in place of what was there (an empty text clears it).
-    Only on a terminal; False when nothing was shown."""
-    if not sys.stderr.isatty():
-        return False
-    sys.stderr.write("\r\x1b[2K" + text)
-    sys.stderr.flush()
-    return True
 
 
 def _fail(message: str, code: int, json_mode: bool, extra: dict | None = None) -> int:

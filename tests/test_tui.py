@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import yaml
+from services.listcache import directory_signature
 from textual.widgets import DataTable, Input, RadioButton, RichLog, Static, Tree
 
 from app.screens.cleanup import CleanupModal
@@ -34,7 +35,6 @@ from services import dump
 from services.config import ConnInfo
 from services.errors import BadInput
 from services.inspect import connect_kwargs
-from services.listcache import directory_signature
 from services.store import SnapshotStore, suggest_label
 from services.workspace import Workspace
 from tests.conftest import run_cli

@@ -12,8 +12,9 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
+from services.display import age_text, human_size
 from services.meta import scope_facts
-from services.store import Snapshot, age_text, human_size
+from services.store import Snapshot
 from services.validation import Validation
 
 #: Row counts listed before "… and N more".

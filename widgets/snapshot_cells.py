@@ -14,7 +14,7 @@ from collections.abc import Callable
 from rich.cells import cell_len
 from rich.text import Text
 
-from services.store import age_text, human_size
+from services.display import age_text, human_size
 
 #: (header, key) of each column, in order. "#" is the list number of the CLI (1 = newest).
 COLUMNS = (("#", "index"), ("Label", "label"), ("Date (UTC)", "date"), ("Age", "age"), ("Type", "type"),

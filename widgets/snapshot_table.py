@@ -34,7 +34,8 @@ from textual.geometry import Size
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, Column, ColumnKey, DuplicateKey, Row, RowKey
 
-from services.store import Snapshot, age_changes_at
+from services.display import age_changes_at
+from services.store import Snapshot
 from widgets.snapshot_cells import (
     BUILT,
     COLUMNS,

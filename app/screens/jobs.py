@@ -28,8 +28,7 @@ from app.screens.messages import bridge
 from services.config import lock_timeout_setting
 from services.errors import DbsageError
 from services.events import Log, Reporter, Step
-from services.gcpause import freeze_start_up, paused_gc
-from services.listcache import Signature, directory_signature
+from services.listing import Signature, directory_signature
 from services.locks import DEFAULT_LOCK_TIMEOUT, LockPolicy
 from services.store import META_SUFFIX, Snapshot
 
@@ -59,7 +58,7 @@ ENTRIES_PER_SECOND = 2000
 
 @dataclass
 class Scan:
-    """One look at the directory: per-entry (size, mtime) (``listcache.directory_signature``), the
+    """One look at the directory: per-entry (size, mtime) (``listing.directory_signature``), the
     directory's mtime, when, and the new listing when something changed (None when nothing did)."""
 
     signature: Signature
@@ -159,16 +158,7 @@ class Jobs:
 
     # -- the jobs ----------------------------------------------------------------------------------------
     def first_scan(self) -> None:
-        """Show the listing made before the app started (``SnapshotStore.prefetch``: a large directory)
-        at once, in the first frame; else list the directory in the worker.
-        Taking it here rather than in the worker saves the worker's start and its result's way back to the
-        loop (0.1-0.2 s while the screen is being built)."""
-        mtime = dir_mtime(self.ws.store.directory)  # before the check: a change after it shows next tick
-        with paused_gc():  # (the check makes 20,000 tuples; the rows are made under a pause too)
-            primed = self.ws.store.take_primed()
-            if primed is not None:
-                self._scan_done(Scan(primed[1], mtime, time.monotonic(), primed[0]))
-                return
+        """List the directory for the first time, whatever its state."""
         self.scan(force=True)
 
     @work(thread=True, exclusive=True, group="scan", name="scan", exit_on_error=False,
@@ -184,10 +174,7 @@ class Jobs:
             return None
         if not force and last is not None and directory_signature(directory) == last.signature:
             return Scan(last.signature, mtime, now, None)
-        with paused_gc():
-            snapshots, signature = self.ws.store.list_signed()
-            if last is None:
-                freeze_start_up()
+        snapshots, signature = self.ws.store.list_signed()
         return Scan(signature, mtime, now, snapshots)
 
     @work(exclusive=True, group="probe", name="probe", exit_on_error=False,

@@ -23,17 +23,17 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from app.cli import progress_text
 from app.screens.confirm import ConfirmModal
 from app.screens.jobs import Jobs, Scan, file_stamp
 from app.screens.messages import EngineLog, EngineProgress, EngineStep, bridge
 from app.workflow import Workflow
+from services.display import human_size
 from services.errors import DbsageError
-from services.gcpause import freeze_start_up, paused_gc
 from services.locks import LockPolicy
-from services.store import AUDIT_NAME, Snapshot, human_size
+from services.store import AUDIT_NAME, Snapshot
 from services.validation import Validation
 from services.workspace import Workspace
 from widgets.activity_log import ActivityLog
@@ -233,9 +233,7 @@ class MainScreen(Jobs, Screen):
         needle = self.filter_text.strip().lower()
         entries = [(i, s) for i, s in enumerate(self.snapshots, 1)
                    if not needle or needle in s.label.lower() or needle in s.purpose.lower()]
-        with paused_gc():
-            self.table.show(entries, self.clock(), self.marked)
-            freeze_start_up(done=True)
+        self.table.show(entries, self.clock(), self.marked)
         empty = self.query_one("#empty", Static)
         empty.display = not entries
         if not entries:
@@ -256,7 +254,7 @@ class MainScreen(Jobs, Screen):
             snap, self.clock(), cached[0] if cached else None, self._index(snap) if snap else None,
             empty="No snapshot selected." if self.snapshots else "No snapshot here yet. Press n to take one.")
 
-    @on(DataTable.RowHighlighted)
+    @on(SnapshotTable.Highlighted)
     def _row_highlighted(self) -> None:
         self._update_preview()
 
