@@ -116,7 +116,7 @@ def go_to(label: str):
     async def run(pilot) -> None:
         await settle(pilot)
         table = pilot.app.screen.query_one("SnapshotTable")
-        key = next(k.value for k in table.rows if k.value.endswith(f"_{label}.sql"))
+        key = next(k for k in table.keys if k.endswith(f"_{label}.sql"))
         table.select_key(key)
         await pilot.pause()
     return run
