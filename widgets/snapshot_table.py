@@ -254,15 +254,17 @@ class SnapshotTable(ScrollView, can_focus=True):
         if y == 0:
             segments = self._draw(HEADERS)
             style = base + self.get_component_rich_style("snapshot-table--header")
-            strip = Strip(Segment.apply_style(segments, style))
         elif (index := scroll_y + y - 1) < len(self._order):
+            segments = self._row_segments(self._order[index])
             style = base + self.get_component_rich_style(
                 "snapshot-table--odd-row" if index % 2 else "snapshot-table--even-row")
-            cursor = self.get_component_rich_style("snapshot-table--cursor") if index == self.cursor_row else None
-            strip = Strip(Segment.apply_style(self._row_segments(self._order[index]), style, cursor))
+            if index == self.cursor_row:  # over the cells' own colours, as DataTable's cursor
+                cursor = self.get_component_rich_style("snapshot-table--cursor")
+                segments, style = Segment.apply_style(segments, post_style=cursor), style + cursor
         else:
             return Strip.blank(self.size.width, base)
-        return strip.crop_extend(scroll_x, scroll_x + self.size.width, base)
+        # The line's style fills the width beyond the last column too.
+        return Strip(Segment.apply_style(segments, style)).crop_extend(scroll_x, scroll_x + self.size.width, style)
 
     def _row_segments(self, key: str) -> list[Segment]:
         row = self._known[key]
