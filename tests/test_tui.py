@@ -628,6 +628,33 @@ async def test_a_filter_over_many_rows_and_back_keeps_the_cursor_on_its_snapshot
         assert row_text(table, table.cursor_row).split()[:2] == ["43", "nightly-41"]
 
 
+async def test_the_cursor_moves_by_key_and_by_click_and_stays_in_view(tmp_path):
+    """up/down/j/k, page up/down, home/end move the cursor and scroll it into view; a click on a row
+    selects it (the header line is not a row); the preview follows."""
+    store = SnapshotStore(tmp_path / "snaps")
+    names = write_many(store, 120)
+    app = make_app(Workspace(conn=None, store=store), clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await listed(pilot, 120)
+        seen = table.scrollable_content_region.height - 1  # rows below the header
+        await pilot.press("down", "j", "j", "k")
+        assert table.cursor_row == 2 and table.highlighted_key == names[2]
+        await pilot.press("end")
+        assert table.cursor_row == 119 and table.scroll_y == 120 + 1 - table.scrollable_content_region.height
+        assert row_text(table, 119).split()[:2] == ["120", "nightly-119"]
+        await pilot.press("home", "pagedown")
+        assert table.cursor_row == seen and table.scroll_y == 1
+        await pilot.press("pageup", "up")
+        assert table.cursor_row == 0 and table.scroll_y == 0
+        await pilot.click(table, offset=(5, 3))                  # the third row (line 0 is the header)
+        await pilot.pause()
+        assert table.highlighted_key == names[2]
+        await until(pilot, lambda: names[2] in str(app.screen.query_one("#preview").render()) or
+                    "release-2" in html.unescape(app.export_screenshot()), what="the preview to follow")
+        await pilot.click(table, offset=(5, 0))                  # the header: the cursor stays
+        assert table.highlighted_key == names[2]
+
+
 async def test_new_and_removed_snapshots_renumber_the_rows_on_screen(tmp_path):
     """"#" is the list number (1 = newest, as `dbsage-tui restore 1`): a snapshot added at the top or
     removed above a row changes the number of every row below it, on the screen, and the column's width."""

@@ -13,6 +13,7 @@ for what it shows (the restore and operation screens alone bring in the engine's
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
@@ -205,7 +206,7 @@ class MainScreen(Jobs, Screen):
     def _tick(self) -> None:
         self.table.tick(self.clock())
         self._update_preview()
-        # A first listing of a large directory (metadata not cached yet) can take seconds: let it finish
+        # A listing of a large directory (every file is read) can take a while: let it finish
         # rather than replace it every tick (scan is exclusive, so a new one would cancel it).
         if not any(w.group == "scan" and not w.is_finished for w in self.workers):
             self.scan()
@@ -225,6 +226,11 @@ class MainScreen(Jobs, Screen):
         if self.marked and self.marked not in self._by_name:
             self.marked = None
         self._render_rows()  # rows that did not change cost one comparison each
+        if not gc.get_freeze_count():
+            # The app and the first listing live as long as the process and make no reference cycles:
+            # moved out of the collector's sight (the standard ``gc.freeze``), its full passes, which
+            # run on the event loop, no longer walk every snapshot's metadata again.
+            gc.freeze()
         if self._select_next:
             self.table.select_key(self._select_next)
             self._select_next = None
