@@ -8,7 +8,7 @@ part of what a user waits for; ``--spawned-at`` is the parent's ``time.monotonic
 spawn (CLOCK_MONOTONIC is system-wide on Linux), so "from spawn" includes the interpreter start.
 
 paint: time until the snapshot table on the screen holds ``--expect`` rows, then until the next refresh after that
-(``call_after_refresh``) — "first painted table".
+(``call_after_refresh``) — "first painted table"; and until no row waits for its metadata any more.
 
 keys: starts a full snapshot from the app (its ``new_snapshot`` action and the create form, as a user
 would), waits until the dump has streamed ``--min-bytes``, then sends cursor keys straight to
@@ -129,10 +129,17 @@ async def _paint(app, args, t0: float) -> dict:
         t_rows = time.monotonic()
         await _after_refresh(app)
         t_paint = time.monotonic()
+        # A large directory is painted from names and sizes first: also time until every row shows what
+        # its metadata says (no snapshot pending) and that is painted.
+        while any(getattr(s, "pending", False) for s in getattr(app.screen, "snapshots", ())):
+            await asyncio.sleep(0.005)
+        await _after_refresh(app)
+        t_filled = time.monotonic()
     base = args.spawned_at or t0
     return {"status": "ok", "rows": rows, "from_spawn_to_paint": t_paint - base, "in_process_to_paint":
             t_paint - t0, "import_and_start": t0 - base if args.spawned_at else None,
-            "build_app": t_built - t0, "ready": t_ready - t0, "rows_in": t_rows - t0}
+            "build_app": t_built - t0, "ready": t_ready - t0, "rows_in": t_rows - t0,
+            "from_spawn_to_filled_in": t_filled - base}
 
 
 async def _start_dump(app, label: str) -> str:

@@ -85,6 +85,8 @@ class Snapshot:
     meta: dict | None = None
     problem: str | None = None  # why the quick check fails; None when it passes
     file_size: int = 0
+    #: Listed from its name and ``stat`` alone (``list_signed(read=False)``): its files are not read yet.
+    pending: bool = False
 
     @property
     def filename(self) -> str:
@@ -174,10 +176,13 @@ class SnapshotStore:
         listing is not read again; ``validate`` always reads afresh."""
         return self.list_signed(False)[0]
 
-    def list_signed(self, sign: bool = True) -> tuple[list[Snapshot], Signature | None]:
+    def list_signed(self, sign: bool = True, read: bool = True) -> tuple[list[Snapshot], Signature | None]:
         """``list``, and the directory's ``listing.directory_signature`` as the listing saw it (each file's stamp
         taken before the file was read, so any change after it shows in the next signature): a caller that
-        keeps the listing (the TUI) knows when to list again without another stat of every file."""
+        keeps the listing (the TUI) knows when to list again without another stat of every file.
+
+        ``read=False`` opens no file: each snapshot is ``pending``, known by its name and size only, so
+        that a large directory can be shown at once and filled in by a listing that reads."""
         entries = {e.name: e for e in self._entries()}
         signature: Signature | None = {} if sign else None
         memo, fresh = self._memo, {}
@@ -188,18 +193,22 @@ class SnapshotStore:
                 continue
             stamp = stamp_of(entry, entries.get(name + META_SUFFIX))
             known = memo.get(name)
-            if stamp is not None and known is not None and known[0] == stamp:
+            if not read:
+                snap = Snapshot(self.directory / name, m.group(2), name_ts(m.group(1)),
+                                file_size=stamp[0] if stamp else 0, pending=True)
+            elif stamp is not None and known is not None and known[0] == stamp:
                 snap = Snapshot(self.directory / name, m.group(2), name_ts(m.group(1)), *known[1:])
             else:
                 snap = self._load(self.directory / name, m, None if stamp is None else stamp[0])
-            if stamp is not None:
+            if stamp is not None and read:
                 fresh[name] = (stamp, snap.meta, snap.problem, snap.file_size)
-                if signature is not None:
-                    signature[name] = stamp[0:2]
-                    if stamp[3] is not None:
-                        signature[name + META_SUFFIX] = stamp[3:5]
+            if stamp is not None and signature is not None:
+                signature[name] = stamp[0:2]
+                if stamp[3] is not None:
+                    signature[name + META_SUFFIX] = stamp[3:5]
             snaps.append(snap)
-        self._memo = fresh
+        if read:
+            self._memo = fresh
         if signature is not None:
             sign_rest(signature, entries)
         # Newest first, by name: a name starts with its timestamp (fixed width, UTC), so this is the order

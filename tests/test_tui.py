@@ -628,6 +628,22 @@ async def test_a_filter_over_many_rows_and_back_keeps_the_cursor_on_its_snapshot
         assert row_text(table, table.cursor_row).split()[:2] == ["43", "nightly-41"]
 
 
+async def test_a_large_directory_is_shown_from_names_first_then_filled_in(tmp_path, monkeypatch):
+    """From ``NAMES_FIRST`` snapshots the first listing is painted from names and sizes, then completed by
+    the listing that reads every file: in the end the rows are those of a full listing."""
+    from app.screens import jobs
+    monkeypatch.setattr(jobs, "NAMES_FIRST", 2)
+    store = SnapshotStore(tmp_path / "snaps")
+    names = write_many(store, 4)
+    app = make_app(Workspace(conn=None, store=store), clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await listed(pilot, 4)
+        await until(pilot, lambda: all(not s.pending for s in app.screen.snapshots), what="the files read")
+        await pilot.pause()
+        assert keys_of(table) == names
+        assert all(" full " in row_text(table, i) and "…" not in row_text(table, i) for i in range(4))
+
+
 async def test_the_cursor_moves_by_key_and_by_click_and_stays_in_view(tmp_path):
     """up/down/j/k, page up/down, home/end move the cursor and scroll it into view; a click on a row
     selects it (the header line is not a row); the preview follows."""

@@ -35,6 +35,8 @@ def status_lines(snap: Snapshot, validation: Validation | None) -> list[Content]
         return [_line("Status", "✔ verified: size, sha256 and structure match", "$text-success")]
     if not snap.valid:
         return [_line("Status", f"✗ INVALID: {snap.problem}", "bold $text-error")]
+    if snap.pending:
+        return [_line("Status", "… reading its metadata", "$text-muted")]
     return [_line("Status", "✔ complete (v checks its sha256)", "$text-success")]
 
 

@@ -31,7 +31,7 @@ def number_width(index: int) -> int:
 
 _AGES: dict[int, str] = {}
 _SIZES: dict[int, str] = {}
-_TYPES = {"full": " full", "schema-only": " schema", "clone": " clone"}  # the preview spells it out
+_TYPES = {"full": " full", "schema-only": " schema", "clone": " clone", "…": " …"}  # the preview spells it out
 
 
 def cached_age_text(ts: dt.datetime, now: dt.datetime) -> str:

@@ -296,7 +296,7 @@ def _shown(snap: Snapshot, marked: bool) -> tuple:
     Snapshot in place (protect, validate), so the object the row was built from cannot tell whether it
     changed."""
     return (marked, snap.label, snap.valid, snap.protected, snap.timestamp,
-            snap.type if snap.meta else "?", snap.size_bytes, snap.purpose, snap.problem)
+            "…" if snap.pending else snap.type if snap.meta else "?", snap.size_bytes, snap.purpose, snap.problem)
 
 
 class _Row:

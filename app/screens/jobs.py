@@ -54,6 +54,9 @@ TITLES = {"dump": "Snapshot failed", "restore": "Restore failed", "emergency": "
 #: is added, removed or replaced by rename, which is how the engine and the usual tools write.
 FULL_CHECK_EVERY = 2.0
 ENTRIES_PER_SECOND = 2000
+#: From this many snapshots, the first listing is shown from names and sizes alone (no file opened), then
+#: filled in by the listing that reads every file: the list is on the screen while its metadata is read.
+NAMES_FIRST = 1000
 
 
 @dataclass
@@ -174,6 +177,10 @@ class Jobs:
             return None
         if not force and last is not None and directory_signature(directory) == last.signature:
             return Scan(last.signature, mtime, now, None)
+        if last is None:
+            names, _ = self.ws.store.list_signed(sign=False, read=False)
+            if len(names) >= NAMES_FIRST:
+                self.app.call_from_thread(self._scan_done, Scan({}, None, now, names))
         snapshots, signature = self.ws.store.list_signed()
         return Scan(signature, mtime, now, snapshots)
 

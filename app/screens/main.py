@@ -226,7 +226,7 @@ class MainScreen(Jobs, Screen):
         if self.marked and self.marked not in self._by_name:
             self.marked = None
         self._render_rows()  # rows that did not change cost one comparison each
-        if not gc.get_freeze_count():
+        if self.snapshots and not self.snapshots[0].pending and not gc.get_freeze_count():
             # The app and the first listing live as long as the process and make no reference cycles:
             # moved out of the collector's sight (the standard ``gc.freeze``), its full passes, which
             # run on the event loop, no longer walk every snapshot's metadata again.
