@@ -94,6 +94,13 @@ async def _wait_rows(app, expect: int, timeout: float):
     return None, best
 
 
+async def _filled_in(app) -> None:
+    """Until no listed snapshot waits for its metadata to be read (``Snapshot.pending``), and a refresh."""
+    while any(getattr(s, "pending", False) for s in getattr(app.screen, "snapshots", ())):
+        await asyncio.sleep(0.005)
+    await _after_refresh(app)
+
+
 async def _after_refresh(app) -> None:
     done = asyncio.Event()
     app.call_after_refresh(done.set)
@@ -130,10 +137,8 @@ async def _paint(app, args, t0: float) -> dict:
         await _after_refresh(app)
         t_paint = time.monotonic()
         # A large directory is painted from names and sizes first: also time until every row shows what
-        # its metadata says (no snapshot pending) and that is painted.
-        while any(getattr(s, "pending", False) for s in getattr(app.screen, "snapshots", ())):
-            await asyncio.sleep(0.005)
-        await _after_refresh(app)
+        # its metadata says and that is painted.
+        await _filled_in(app)
         t_filled = time.monotonic()
     base = args.spawned_at or t0
     return {"status": "ok", "rows": rows, "from_spawn_to_paint": t_paint - base, "in_process_to_paint":
@@ -217,6 +222,7 @@ async def probe_keys(args) -> dict:
         table, _ = await _wait_rows(app, 1, 30)
         if table is None:
             raise NotReady("the app shows no snapshot table with rows")
+        await _filled_in(app)  # "listed": every row shows its metadata, not only its name
         listed = table.row_count
         how = await _start_dump(app, "bench-keypress")
         partial = PartialFile(directory)

@@ -1,10 +1,9 @@
 """The snapshot directory: naming, listing, the lock and the audit log (metadata files: ``meta``; checking
-the snapshot files: ``validation``).
+the snapshot files: ``validation``; what a listing sees without reading: ``listing``).
 
 A snapshot is ``{YYYYmmddHHMMSS}_{label}.sql`` (or ``.sql.gz``, ``.sql.zst``, or a ``.clone`` pointer to a
-database copy on the server) plus ``{filename}.meta.yaml``; nothing else in the directory
-lists as one. Work in progress is ``{filename}.partial`` until it is complete, so a crash never leaves a file
-that looks like a snapshot.
+database copy on the server) plus ``{filename}.meta.yaml``; nothing else in the directory lists as one. Work
+in progress is ``{filename}.partial`` until it is complete, so a crash never leaves a file that looks like one.
 """
 
 from __future__ import annotations
@@ -26,8 +25,7 @@ from . import codec, validation
 from .display import human_size, utcnow  # noqa: F401 - human_size: dump and clone import it from here, for now
 from .errors import BadInput, InvalidSnapshot, LockHeld, OperationFailed
 from .listing import Signature, name_ts, sign_rest, stamp_of
-from .meta import check_meta, load_meta, meta_text, parse_ts  # noqa: F401 - parse_ts: tests and bench
-from .validation import Validation
+from .meta import check_meta, load_meta, meta_text
 
 #: 1-64 letters, digits, '.', '_' or '-', not starting with '-' or '.' (no option look-alikes, no hidden
 #: or parent-directory names). Used for new snapshots; FILENAME_RE accepts what is already on disk.
@@ -177,9 +175,8 @@ class SnapshotStore:
         return self.list_signed(False)[0]
 
     def list_signed(self, sign: bool = True, read: bool = True) -> tuple[list[Snapshot], Signature | None]:
-        """``list``, and the directory's ``listing.directory_signature`` as the listing saw it (each file's stamp
-        taken before the file was read, so any change after it shows in the next signature): a caller that
-        keeps the listing (the TUI) knows when to list again without another stat of every file.
+        """``list``, and the directory's ``listing.directory_signature`` as the listing saw it (each stamp taken
+        before its file was read): a caller that keeps the listing knows when to list again.
 
         ``read=False`` opens no file: each snapshot is ``pending``, known by its name and size only, so
         that a large directory can be shown at once and filled in by a listing that reads."""
@@ -240,7 +237,7 @@ class SnapshotStore:
         snap.problem = check_meta(snap.meta, path, snap.label, ts) or validation.quick_check(snap)
         return snap
 
-    def validate(self, snap: Snapshot, report=None) -> Validation:
+    def validate(self, snap: Snapshot, report=None) -> validation.Validation:
         """Full check (``validation.full_check``) against the metadata as it is on disk now."""
         fresh = self._load(snap.path, FILENAME_RE.match(snap.filename))
         return validation.full_check(snap, fresh)
