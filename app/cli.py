@@ -19,8 +19,7 @@ from app.cli_commands import COMMANDS
 from app.cli_parser import build_parser, split_psql_args
 from app.common import debug_log
 from services.errors import EXIT_FAILED, DbsageError
-from services.gcpause import freeze_start_up, paused_gc
-from services.workspace import Workspace, open_workspace
+from services.workspace import open_workspace
 
 
 def _terminate(_signum, _frame) -> None:
@@ -39,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ws = open_workspace(args.db_url, args.dir, args.demo)
         if args.command is None:
-            return import_tui(ws).run_tui(ws)
+            return importlib.import_module("app.tui").run_tui(ws)
         if ws.demo:
             print(f"SANDBOX: embedded PostgreSQL, demo database {ws.conn.dbname} at {ws.conn.display}; "
                   f"snapshots in {ws.store.directory}", file=sys.stderr)
@@ -62,38 +61,6 @@ def main(argv: list[str] | None = None) -> int:
             from services.demo import release_demo
             with contextlib.suppress(Exception):  # the command's own outcome is what the user needs
                 release_demo()
-
-
-def import_tui(ws: Workspace):
-    """``app.tui``, imported while a large snapshot directory is listed (``SnapshotStore.prefetch``):
-    the imports (Textual's, about 0.2 s) overlap the forked child's share of the listing instead of
-    coming before all of it."""
-    shown = []
-
-    def announce(count: int) -> None:  # the first listing is read before the TUI takes the screen
-        if _status_line(f"dbsage-tui: reading {count:,} snapshots for the first time (cached after)..."):
-            shown.append(count)
-
-    # What the listing and the imports make is frozen (services.gcpause) before the pause ends: the
-    # collector's first pass after it would walk all of it (40 ms after 10,000 snapshots) to free nothing.
-    try:
-        with paused_gc():
-            ws.store.prefetch(meanwhile=lambda: importlib.import_module("app.tui"), announce=announce)
-            freeze_start_up()
-    finally:
-        if shown:
-            _status_line("")
-    return importlib.import_module("app.tui")
-
-
-def _status_line(text: str) -> bool:
-    """Show ``text`` on the terminal's current line, in place of what was there (an empty text clears it).
-    Only on a terminal; False when nothing was shown."""
-    if not sys.stderr.isatty():
-        return False
-    sys.stderr.write("\r\x1b[2K" + text)
-    sys.stderr.flush()
-    return True
 
 
 def _fail(message: str, code: int, json_mode: bool, extra: dict | None = None) -> int:

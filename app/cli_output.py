@@ -7,9 +7,10 @@ import json
 import sys
 
 from app.common import progress_text
+from services.display import age_text, human_size
 from services.events import Event, Log, Progress, Step
 from services.meta import migration_text, scope_facts
-from services.store import Snapshot, age_text, format_ts, human_size
+from services.store import Snapshot, format_ts
 
 
 class Printer:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
+from services.display import human_size
 from services.events import Progress
-from services.store import human_size
 
 
 def progress_text(p: Progress) -> str:

@@ -18,7 +18,7 @@ from textual.app import App
 
 from app.screens.main import MainScreen
 from app.workflow import Workflow, load_workflow
-from services.store import utcnow
+from services.display import utcnow
 from services.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -79,9 +79,7 @@ def make_app(ws: Workspace, *, clock: Callable[[], dt.datetime] | None = None,
              server_info: ServerInfo | None = None, workflow_path: Path | None = None) -> DbsageApp:
     """The app as users get it. ``clock`` (aware UTC) drives ages and the 24 h highlight; ``server_info``
     stands in for the connection made at start to read the server version (pictures of the screen in
-    tests use both so that they never change); ``workflow_path`` replaces the shipped workflow file.
-    The CLI lists a large directory before it gets here, while it imports this module
-    (``app.cli.import_tui``): the app shows that listing in its first frame."""
+    tests use both so that they never change); ``workflow_path`` replaces the shipped workflow file."""
     return DbsageApp(ws, load_workflow(workflow_path), clock or utcnow, server_info)
 
 

@@ -1,9 +1,9 @@
 """``list --json`` and the TUI over a directory of many snapshots (default 10,000), cold and warm.
 
 Cold: only the snapshot files are there, as after an upgrade or on a copied directory: anything
-dbsage-tui added itself (a listing cache, an audit log) is removed before the run. Warm: the directory as
-the previous run left it, as on every later start. Both matter: a cache that only helps the second start
-still leaves the first one to the targets.
+dbsage-tui added itself (an audit log, a listing cache of older versions) is removed before the run. Warm:
+the directory as the previous run left it, as on every later start. dbsage-tui keeps nothing between runs
+for a listing, so the two differ by what the page cache holds.
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ class SnapshotDir:
         self.baseline = set(os.listdir(path))
 
     def cold(self) -> None:
-        # A first listing writes its cache from a detached process after it has answered (about 0.15 s
-        # for 10,000): let that finish, or the cache would appear during the next "cold" run.
-        time.sleep(1.0)
         for name in set(os.listdir(self.path)) - self.baseline:
             (self.path / name).unlink()
 

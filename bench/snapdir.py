@@ -14,11 +14,9 @@ import datetime as dt
 import os
 from pathlib import Path
 
-import yaml
-
+from services.meta import meta_text
 from services.store import META_SUFFIX, TS_FORMAT, format_ts, load_meta
 
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 LABELS = ["before-migration", "nightly", "pre-rollback", "release-2.4.1", "add-rls-to-todos", "manual",
           "hotfix-billing", "weekly", "before-bulk-update", "emergency-backup"]
 PURPOSES = ["", "add RLS to todos", "before the 2.4 release", "bulk price update",
@@ -43,9 +41,7 @@ def make_snapshot_dir(template: Path, directory: Path, count: int,
                  protected=(i % 50 == 7),
                  restore_instructions=str(meta.get("restore_instructions", "")).replace(template.name, name))
         _write(directory / name, body)
-        text = yaml.dump({"snapshot": m}, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
-                         default_flow_style=False, width=100)
-        _write(directory / (name + META_SUFFIX), text.encode())
+        _write(directory / (name + META_SUFFIX), meta_text(m).encode())  # as ``write_meta`` writes it
     return directory
 
 

@@ -7,8 +7,8 @@ A fresh process per measurement, because start-up (imports, app construction, li
 part of what a user waits for; ``--spawned-at`` is the parent's ``time.monotonic()`` just before the
 spawn (CLOCK_MONOTONIC is system-wide on Linux), so "from spawn" includes the interpreter start.
 
-paint: time until a DataTable on the screen holds ``--expect`` rows, then until the next refresh after that
-(``call_after_refresh``) — "first painted table".
+paint: time until the snapshot table on the screen holds ``--expect`` rows, then until the next refresh after that
+(``call_after_refresh``) — "first painted table"; and until no row waits for its metadata any more.
 
 keys: starts a full snapshot from the app (its ``new_snapshot`` action and the create form, as a user
 would), waits until the dump has streamed ``--min-bytes``, then sends cursor keys straight to
@@ -50,13 +50,11 @@ class NotReady(Exception):
 
 def build_app(snapshot_dir: Path):
     """The app exactly as users get it: ``app.tui.make_app`` with a workspace from the environment
-    (DATABASE_URL) and ``--dir``, ``app.tui`` imported as the CLI imports it (``app.cli.import_tui``,
-    alongside a first listing). Any signature change is matched by parameter name."""
+    (DATABASE_URL) and ``--dir``. Any signature change is matched by parameter name."""
     from services.workspace import open_workspace
     ws = open_workspace(None, str(snapshot_dir), False)
     try:
-        import app.cli as cli
-        tui = cli.import_tui(ws) if hasattr(cli, "import_tui") else importlib.import_module("app.tui")
+        tui = importlib.import_module("app.tui")
     except Exception as exc:  # noqa: BLE001 - a half-built module is "not ready", not a crash
         raise NotReady(f"app.tui does not import: {exc.__class__.__name__}: {exc}") from None
     factory = getattr(tui, "make_app", None)
@@ -74,15 +72,15 @@ def build_app(snapshot_dir: Path):
 
 
 def _tables(app):
-    from textual.widgets import DataTable
+    from widgets.snapshot_table import SnapshotTable
     try:
-        return list(app.screen.query(DataTable))
+        return list(app.screen.query(SnapshotTable))
     except Exception:  # noqa: BLE001 - screen changing under us
         return []
 
 
 async def _wait_rows(app, expect: int, timeout: float):
-    """The DataTable with the most rows once it has ``expect``; (None, best count) on timeout."""
+    """The snapshot table with the most rows once it has ``expect``; (None, best count) on timeout."""
     deadline = time.monotonic() + timeout
     best = 0
     while time.monotonic() < deadline:
@@ -96,6 +94,13 @@ async def _wait_rows(app, expect: int, timeout: float):
     return None, best
 
 
+async def _filled_in(app) -> None:
+    """Until no listed snapshot waits for its metadata to be read (``Snapshot.pending``), and a refresh."""
+    while any(getattr(s, "pending", False) for s in getattr(app.screen, "snapshots", ())):
+        await asyncio.sleep(0.005)
+    await _after_refresh(app)
+
+
 async def _after_refresh(app) -> None:
     done = asyncio.Event()
     app.call_after_refresh(done.set)
@@ -104,9 +109,7 @@ async def _after_refresh(app) -> None:
 
 async def probe_paint(args) -> dict:
     t0 = time.monotonic()
-    # The app is built before the sampler's thread starts: a first listing of a large directory begins in
-    # a forked child when the app is made, which is only done while the process has one thread, as a
-    # user's dbsage-tui has then. Stalls while the app is built are not sampled.
+    # Stalls while the app is built (before the sampler's thread starts) are not sampled.
     app = build_app(Path(args.dir))
     sampler = StallSampler().start()
     stop = asyncio.Event()
@@ -128,15 +131,20 @@ async def _paint(app, args, t0: float) -> dict:
         table, rows = await _wait_rows(app, args.expect, args.timeout)
         if table is None:
             if rows == 0 and not _tables(app):
-                raise NotReady("the app shows no DataTable")
+                raise NotReady("the app shows no snapshot table")
             return {"status": "timeout", "rows": rows, "expect": args.expect, "timeout": args.timeout}
         t_rows = time.monotonic()
         await _after_refresh(app)
         t_paint = time.monotonic()
+        # A large directory is painted from names and sizes first: also time until every row shows what
+        # its metadata says and that is painted.
+        await _filled_in(app)
+        t_filled = time.monotonic()
     base = args.spawned_at or t0
     return {"status": "ok", "rows": rows, "from_spawn_to_paint": t_paint - base, "in_process_to_paint":
             t_paint - t0, "import_and_start": t0 - base if args.spawned_at else None,
-            "build_app": t_built - t0, "ready": t_ready - t0, "rows_in": t_rows - t0}
+            "build_app": t_built - t0, "ready": t_ready - t0, "rows_in": t_rows - t0,
+            "from_spawn_to_filled_in": t_filled - base}
 
 
 async def _start_dump(app, label: str) -> str:
@@ -213,7 +221,8 @@ async def probe_keys(args) -> dict:
     async with app.run_test(size=(160, 50)) as pilot:
         table, _ = await _wait_rows(app, 1, 30)
         if table is None:
-            raise NotReady("the app shows no DataTable with rows")
+            raise NotReady("the app shows no snapshot table with rows")
+        await _filled_in(app)  # "listed": every row shows its metadata, not only its name
         listed = table.row_count
         how = await _start_dump(app, "bench-keypress")
         partial = PartialFile(directory)

@@ -44,11 +44,12 @@ from .clonedb import DatabaseBusy
 from .clonefile import POINTER_HEADER, CloneNotAllowed, check_local, check_pointer, clone_name
 from .config import ConnInfo
 from .dbprops import carry_over_commands
+from .display import human_size, utcnow
 from .errors import BadInput, DbsageError, InvalidSnapshot, audit_failure
 from .events import Log, Progress, Reporter, Step, null_reporter
 from .smoke import RestoreResult, seal_restore
 from .snaprecord import snapshot_record
-from .store import CLONE_SUFFIX, Snapshot, SnapshotStore, check_label, free_name, human_size, utcnow
+from .store import CLONE_SUFFIX, Snapshot, SnapshotStore, check_label, free_name
 
 __all__ = ["POINTER_HEADER", "BadInput", "CloneNotAllowed", "DatabaseBusy", "check_pointer", "clone_name",
            "create_clone", "drop_clone", "restore_clone"]

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from . import codec, dependents, inspect
 from .config import ConnInfo
+from .display import human_size
 from .errors import OperationFailed, audit_failure, explain_tool_failure
 from .events import Log, Progress, Reporter, null_reporter
 from .locks import LockPolicy, LockWatch, watching
@@ -34,7 +35,7 @@ from .meta import preload_meta_writer
 from .pgtools import CHUNK, PROGRESS_EVERY, child_kwargs, kill_process, make_pipe, pump_stderr, write_all
 from .scanner import DumpScanner, ScanResult
 from .snaprecord import restore_instructions, snapshot_record
-from .store import META_SUFFIX, PARTIAL_SUFFIX, Snapshot, SnapshotStore, check_label, free_name, fsync_dir, human_size
+from .store import META_SUFFIX, PARTIAL_SUFFIX, Snapshot, SnapshotStore, check_label, free_name, fsync_dir
 from .target import Target, database_lock, open_target, opened
 
 __all__ = ["Target", "create_snapshot", "database_lock", "open_target", "snapshot"]

@@ -1,14 +1,16 @@
-"""Metadata files, ``{snapshot}.meta.yaml``: reading them safely and fast, checking that one describes its
-file, and the YAML text ``SnapshotStore.write_meta`` writes.
+"""Metadata files, ``{snapshot}.meta.yaml``: the text ``SnapshotStore.write_meta`` writes, reading it back
+safely, and checking that it describes its file.
 
-PyYAML, metafast (which uses PyYAML's resolvers) and humanize are imported on first use: a snapshot never
-needs them before pg_dump starts, nor a listing answered from the cache, and they were 15-20 ms of every
-command's start-up.
+The file is YAML written so that it is also JSON (indented, keys in the writer's order): YAML 1.2 is a
+superset of JSON, so any YAML reader or a person reads it as before, and a listing reads it with the
+standard library's C JSON parser. Hand-edited or older block-style files are read by PyYAML's safe loader.
+PyYAML is imported only for those: a listing of files dbsage-tui wrote never needs it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 from pathlib import Path
@@ -18,29 +20,10 @@ from . import codec
 MAX_META_BYTES = 256 * 1024
 
 
-def _yaml():
-    """PyYAML and its C loader and dumper, imported on first use: a snapshot or a cached listing never
-    needs them before its work starts, and the import is 15 ms of every command's start-up."""
-    import yaml
-    return yaml, getattr(yaml, "CSafeLoader", yaml.SafeLoader), getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
 def preload_meta_writer() -> None:
-    """Import what writing metadata needs (PyYAML, humanize) now: a snapshot calls this once pg_dump
-    runs, so that the imports overlap the dump instead of following it."""
-    _yaml()
+    """Import what writing metadata needs (humanize, for its sizes) now: a snapshot calls this once
+    pg_dump runs, so that the import overlaps the dump instead of following it."""
     import humanize  # noqa: F401
-
-
-def preload_reader() -> None:
-    """Import the metadata reader now: a listing calls this before it forks, so that the parent and the
-    child do not both import it."""
-    _metafast()
-
-
-def _metafast():
-    from . import metafast  # imports yaml's resolver: on first use, as _yaml
-    return metafast
 
 
 def parse_ts(value) -> dt.datetime | None:
@@ -55,17 +38,22 @@ def parse_ts(value) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-def load_meta(path: Path) -> dict:
-    """Parse a metadata file safely (no custom tags, bounded size); raises ValueError with the reason.
+def load_meta(path: Path | str) -> dict:
+    """The ``snapshot:`` mapping of a metadata file, parsed safely (no custom tags, no aliases, bounded
+    size); raises ValueError with the reason, which the listing shows as the snapshot's problem."""
+    text = _read_text(path)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = _yaml_load(text)
+    if not isinstance(data, dict) or not isinstance(data.get("snapshot"), dict):
+        raise ValueError("metadata has no 'snapshot:' mapping")
+    return data["snapshot"]
 
-    What ``write_meta`` writes is read by ``metafast`` (exactly what PyYAML returns, several times
-    sooner); anything else, hand-edited or hostile, by PyYAML's safe loader."""
-    return read_meta(path)[0]
 
-
-def read_meta(path: Path | str) -> tuple[dict, bool]:
-    """``load_meta``, and whether the result is known to survive a JSON round trip unchanged (true of
-    everything ``metafast`` returns; PyYAML may return dates or non-string keys)."""
+def _read_text(path: Path | str) -> str:
+    # Metadata is about 1 kB: one small unbuffered read (a buffered ``open().read(limit)`` allocates the
+    # whole limit for every file), then more only if the file is larger.
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -73,15 +61,9 @@ def read_meta(path: Path | str) -> tuple[dict, bool]:
     except OSError as exc:
         raise ValueError(f"metadata file unreadable ({exc.__class__.__name__})") from None
     try:
-        # Metadata is about 1 kB: one small read (a 256 kB one costs more in malloc than in the kernel);
-        # a short read of a regular file is its end.
         raw = os.read(fd, 8192)
-        if len(raw) == 8192:
-            while len(raw) <= MAX_META_BYTES:
-                more = os.read(fd, MAX_META_BYTES + 1 - len(raw))
-                if not more:
-                    break
-                raw += more
+        while 8192 <= len(raw) <= MAX_META_BYTES and (more := os.read(fd, MAX_META_BYTES + 1 - len(raw))):
+            raw += more
     except OSError as exc:
         raise ValueError(f"metadata file unreadable ({exc.__class__.__name__})") from None
     finally:
@@ -89,28 +71,19 @@ def read_meta(path: Path | str) -> tuple[dict, bool]:
     if len(raw) > MAX_META_BYTES:
         raise ValueError("metadata file is too large")
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"metadata file unreadable ({exc.__class__.__name__})") from None
-    if "\r" in text:  # as text-mode reading did: universal newlines
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    metafast = _metafast()
-    try:
-        data, faithful = metafast.parse(text), True
-    except metafast.Unsupported:
-        data, faithful = _yaml_load(text), False
-    if not isinstance(data, dict) or not isinstance(data.get("snapshot"), dict):
-        raise ValueError("metadata has no 'snapshot:' mapping")
-    return data["snapshot"], faithful
 
 
 def _yaml_load(text: str):
-    yaml, _Loader, _ = _yaml()
+    import yaml
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         # Aliases are how YAML bombs multiply; our metadata never uses them, so refuse any.
-        if "*" in text and any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=_Loader)):
+        if "*" in text and any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=loader)):
             raise ValueError("metadata uses YAML aliases, which snapshots never do")
-        return yaml.load(text, Loader=_Loader)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         raise ValueError(f"metadata is not valid YAML ({exc.__class__.__name__})") from None
 
@@ -121,10 +94,11 @@ _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 def check_meta(meta: dict, path: Path, label: str, ts: dt.datetime) -> str | None:
     """Why this metadata does not describe this file, or None."""
+    name = path.name
     for key, typ in _META_TYPES.items():
         if not isinstance(meta.get(key), typ) or isinstance(meta.get(key), bool):
             return f"metadata field {key!r} is missing or not a {typ.__name__}"
-    if meta.get("filename") not in (None, path.name):
+    if meta.get("filename") not in (None, name):
         return f"metadata describes another file ({meta.get('filename')})"
     if meta["label"] != label:
         return f"metadata label {meta['label']!r} does not match the file name"
@@ -133,32 +107,23 @@ def check_meta(meta: dict, path: Path, label: str, ts: dt.datetime) -> str | Non
         return "metadata timestamp is missing or not ISO 8601"
     if mts != ts:
         return "metadata timestamp does not match the file name"
-    if path.name.endswith(".clone"):
+    if name.endswith(".clone"):
         if meta["type"] != "clone":
             return f"metadata type {meta['type']!r} does not describe a clone snapshot"
     elif meta["type"] not in ("full", "schema-only"):
         return f"metadata type {meta['type']!r} is neither full nor schema-only"
-    elif meta.get("compression", "none") != codec.method_of(path.name):
+    elif meta.get("compression", "none") != codec.method_of(name):
         return f"metadata says compression {meta.get('compression')!r}, the file name says otherwise"
     if not _SHA256_RE.fullmatch(meta["sha256"]):
         return "metadata sha256 is not a hex digest"
     return None
 
 
-def json_faithful(value) -> bool:
-    """Whether JSON gives ``value`` back unchanged: str keys only, no dates, sets or bytes."""
-    if isinstance(value, dict):
-        return all(type(k) is str and json_faithful(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(json_faithful(v) for v in value)
-    return value is None or type(value) in (str, int, float, bool)
-
-
 def meta_text(meta: dict) -> str:
-    """The YAML ``write_meta`` writes: one ``snapshot:`` mapping, keys in the caller's order."""
-    yaml, _, dumper = _yaml()
-    return yaml.dump({"snapshot": meta}, Dumper=dumper, sort_keys=False, allow_unicode=True,
-                     default_flow_style=False, width=100)
+    """What ``write_meta`` writes: one ``snapshot`` mapping, keys in the caller's order, as indented JSON
+    (which is YAML too). A value JSON has no type for (a date a hand edit made PyYAML return) is written as
+    its text, which ``parse_ts`` reads back."""
+    return json.dumps({"snapshot": meta}, indent=2, ensure_ascii=False, default=str) + "\n"
 
 
 def migration_text(meta: dict | None) -> str | None:

@@ -7,7 +7,8 @@ import datetime as dt
 import socket
 
 from . import __version__, codec
-from .store import format_ts, human_size, os_user
+from .display import human_size
+from .store import format_ts, os_user
 
 
 def restore_instructions(filename: str, server_major: int, tools_major: int) -> str:

@@ -3,7 +3,8 @@
 restore and by ``validate`` (every byte hashed, the dump's structure scanned as it streams).
 
 The store reads the metadata (``SnapshotStore._load``) and hands the snapshot over: this module reads
-only the snapshot files themselves.
+only the snapshot files themselves, and knows a snapshot only by what it uses of one (``SnapshotFile``), so
+that the store, which calls it, is not imported back.
 """
 
 from __future__ import annotations
@@ -11,16 +12,29 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from . import codec
 from .scanner import HEADER, DumpScanner, trailer_ok
 
-if TYPE_CHECKING:
-    from .store import Snapshot
-
 #: The first line of a clone snapshot's pointer file (services.clone writes it; a test keeps them equal).
 CLONE_HEADER = b"-- dbsage-tui clone snapshot\n"
+
+
+class SnapshotFile(Protocol):
+    """What the checks use of a ``store.Snapshot``."""
+
+    path: Path
+    meta: dict | None
+    problem: str | None
+    file_size: int
+
+    @property
+    def filename(self) -> str: ...
+
+    @property
+    def is_clone(self) -> bool: ...
 
 
 @dataclass
@@ -33,7 +47,7 @@ class Validation:
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
 
 
-def quick_check(snap: Snapshot) -> str | None:
+def quick_check(snap: SnapshotFile) -> str | None:
     """Size, and what can be checked without reading the file through: a dump's header and trailer;
     a compressed dump's magic number (its trailer is checked as it streams, before any COMMIT); a clone
     pointer's first line."""
@@ -72,7 +86,7 @@ def quick_check(snap: Snapshot) -> str | None:
     return None
 
 
-def full_check(snap: Snapshot, fresh: Snapshot) -> Validation:
+def full_check(snap: SnapshotFile, fresh: SnapshotFile) -> Validation:
     """Metadata, size, sha256 over every byte, header and trailer, COPY blocks closed. ``fresh`` is the
     same snapshot read again by the store (metadata and quick check as they are on disk now); ``snap``
     gets its metadata when the file is valid."""

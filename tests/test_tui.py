@@ -12,7 +12,6 @@ import datetime as dt
 import html
 import json
 import socket
-import time
 from pathlib import Path
 
 import asyncpg
@@ -34,11 +33,12 @@ from services import dump
 from services.config import ConnInfo, Settings
 from services.errors import BadInput
 from services.inspect import connect_kwargs
-from services.listcache import directory_signature
+from services.listing import directory_signature
 from services.store import SnapshotStore, suggest_label
 from services.workspace import Workspace
 from tests.conftest import run_cli
 from tests.test_tui_snapshots import NOW, SERVER, write_snapshot
+from widgets.snapshot_table import SnapshotTable
 
 SIZE = (120, 36)
 PASSWORD = "s3cr3t-Test-pw-7Q"  # the test server's password (tests/conftest.py): never on screen
@@ -79,17 +79,17 @@ async def until(pilot, condition, timeout: float = 15.0, what: str = "condition"
         await pilot.pause(0.05)
 
 
-async def listed(pilot, n: int | None = None) -> DataTable:
+async def listed(pilot, n: int | None = None) -> SnapshotTable:
     """Wait until the first listing is on screen (and holds ``n`` rows when given)."""
     main = main_screen(pilot.app)
-    table = main.query_one(DataTable)
+    table = main.query_one(SnapshotTable)
     await until(pilot, lambda: main._last_scan is not None and (n is None or table.row_count == n),
                 what=f"{n} rows listed")
     return table
 
 
-def keys_of(table: DataTable) -> list[str]:
-    return [row.key.value for row in table.ordered_rows]
+def keys_of(table: SnapshotTable) -> list[str]:
+    return table.keys
 
 
 async def open_restore(pilot) -> RestoreModal:
@@ -216,7 +216,7 @@ async def test_label_is_checked_live_and_a_suggestion_offered(tmp_path):
         assert "my-label.sql" in str(hint.render())
         await pilot.press("escape")                      # dismissed with None: nothing happens
         assert isinstance(app.screen, MainScreen)
-        assert isinstance(app.focused, DataTable)
+        assert isinstance(app.focused, SnapshotTable)
         await app.workers.wait_for_complete()
     assert sql_files(store.directory) == []
 
@@ -323,7 +323,7 @@ async def test_restore_declined_leaves_the_database_unchanged(pg18, db18, snapdi
         await pilot.press(how)                                       # enter answers the focused "No"
         await pilot.pause()
         assert isinstance(app.screen, MainScreen)
-        assert isinstance(app.focused, DataTable)
+        assert isinstance(app.focused, SnapshotTable)
         await app.workers.wait_for_complete()
         assert "Restore cancelled: nothing was changed." in log_text(app)
     assert count_items(pg18, db18) == 10
@@ -572,7 +572,7 @@ async def test_filter_by_label_or_purpose(tmp_path):
         await pilot.press("backspace", "backspace", "backspace", "backspace", *"production")   # purpose
         assert [k.split("_", 1)[1] for k in keys_of(table)] == ["baseline.sql"]
         await pilot.press("enter")
-        assert isinstance(app.focused, DataTable)
+        assert isinstance(app.focused, SnapshotTable)
         assert "1 of 3" in app.screen.query_one("#list-pane").border_title
         await pilot.press("escape")
         assert table.row_count == 3
@@ -592,7 +592,7 @@ def write_many(store: SnapshotStore, count: int) -> list[str]:
     return names
 
 
-def row_text(table: DataTable, row: int) -> str:
+def row_text(table: SnapshotTable, row: int) -> str:
     return table.render_line(row + 1 - int(table.scroll_y)).text  # + 1: the header line
 
 
@@ -626,6 +626,49 @@ async def test_a_filter_over_many_rows_and_back_keeps_the_cursor_on_its_snapshot
         assert keys_of(table)[1:] == names and "newest" in keys_of(table)[0]
         assert table.highlighted_key == chosen
         assert row_text(table, table.cursor_row).split()[:2] == ["43", "nightly-41"]
+
+
+async def test_a_large_directory_is_shown_from_names_first_then_filled_in(tmp_path, monkeypatch):
+    """From ``NAMES_FIRST`` snapshots the first listing is painted from names and sizes, then completed by
+    the listing that reads every file: in the end the rows are those of a full listing."""
+    from app.screens import jobs
+    monkeypatch.setattr(jobs, "NAMES_FIRST", 2)
+    store = SnapshotStore(tmp_path / "snaps")
+    names = write_many(store, 4)
+    app = make_app(Workspace(conn=None, store=store), clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await listed(pilot, 4)
+        await until(pilot, lambda: all(not s.pending for s in app.screen.snapshots), what="the files read")
+        await pilot.pause()
+        assert keys_of(table) == names
+        assert all(" full " in row_text(table, i) and "…" not in row_text(table, i) for i in range(4))
+
+
+async def test_the_cursor_moves_by_key_and_by_click_and_stays_in_view(tmp_path):
+    """up/down/j/k, page up/down, home/end move the cursor and scroll it into view; a click on a row
+    selects it (the header line is not a row); the preview follows."""
+    store = SnapshotStore(tmp_path / "snaps")
+    names = write_many(store, 120)
+    app = make_app(Workspace(conn=None, store=store), clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await listed(pilot, 120)
+        seen = table.scrollable_content_region.height - 1  # rows below the header
+        await pilot.press("down", "j", "j", "k")
+        assert table.cursor_row == 2 and table.highlighted_key == names[2]
+        await pilot.press("end")
+        assert table.cursor_row == 119 and table.scroll_y == 120 + 1 - table.scrollable_content_region.height
+        assert row_text(table, 119).split()[:2] == ["120", "nightly-119"]
+        await pilot.press("home", "pagedown")
+        assert table.cursor_row == seen and table.scroll_y == 1
+        await pilot.press("pageup", "up")
+        assert table.cursor_row == 0 and table.scroll_y == 0
+        await pilot.click(table, offset=(5, 3))                  # the third row (line 0 is the header)
+        await pilot.pause()
+        assert table.highlighted_key == names[2]
+        await until(pilot, lambda: names[2] in str(app.screen.query_one("#preview").render()) or
+                    "release-2" in html.unescape(app.export_screenshot()), what="the preview to follow")
+        await pilot.click(table, offset=(5, 0))                  # the header: the cursor stays
+        assert table.highlighted_key == names[2]
 
 
 async def test_new_and_removed_snapshots_renumber_the_rows_on_screen(tmp_path):
@@ -666,118 +709,6 @@ async def test_new_and_removed_snapshots_renumber_the_rows_on_screen(tmp_path):
         await pilot.press("ctrl+r")
         await until(pilot, lambda: [number for number, _ in numbered()] == [" 1 ", " 3 ", " 4 ", " 6 "],
                     timeout=5, what="the shown rows renumbered")
-
-
-async def test_a_large_directory_is_listed_before_the_app_starts(tmp_path, monkeypatch):
-    """The listing of a large directory is made when the app is made (in the one-threaded process,
-    where it can share the reading, or the stat calls of a cached listing, with a forked child), and the
-    table shows exactly that listing."""
-    import subprocess
-    import sys
-    import textwrap
-
-    from services import listcache
-    monkeypatch.setattr(listcache, "PARALLEL_MIN", 5)  # "large": 10,000 in the benchmark
-    store = SnapshotStore(tmp_path / "snaps")
-    names = write_many(store, 12)
-    # In a fresh process, as dbsage-tui starts (this one has the test loop's worker threads by now).
-    # app.tui is imported as the CLI imports it: while the listing is made. The first frame has the rows
-    # (that listing, not one made again by the app: list_signed is counted, not replaced).
-    script = textwrap.dedent("""
-        import asyncio, sys
-        from services import listcache, store
-        from services.workspace import Workspace
-        from app.cli import import_tui
-        listcache.PARALLEL_MIN = 5
-        s = store.SnapshotStore(sys.argv[1])
-        ws = Workspace(conn=None, store=s)
-        tui = import_tui(ws)
-        print(s._primed is not None)
-        listings = []
-        real = store.SnapshotStore.list_signed
-        store.SnapshotStore.list_signed = lambda *a, **k: listings.append(1) or real(*a, **k)
-        async def first_frame():
-            app = tui.make_app(ws)
-            async with app.run_test(size=(120, 30)):
-                print(app.screen.query_one("#snapshots").row_count, len(listings))
-        asyncio.run(first_frame())
-        """)
-    index = store.directory / ".dbsage-index.json"
-    for cached in (False, True):
-        made = subprocess.run([sys.executable, "-c", script, str(store.directory)], capture_output=True,
-                              text=True, timeout=60)
-        assert made.stdout.split("\n")[:2] == ["True", "12 0"], (cached, made.stderr)  # listed before
-        for _ in range(500):  # (the cache is written by a detached process, after the listing)
-            if index.exists():
-                break
-            time.sleep(0.01)
-    assert len(json.loads(index.read_text())) == 13  # version + 12: what the second start was listed from
-    index.unlink()
-    app = make_app(Workspace(conn=None, store=store), clock=lambda: NOW)
-    async with app.run_test(size=SIZE) as pilot:
-        table = await listed(pilot, 12)
-        assert keys_of(table) == names
-
-
-def test_a_first_listing_before_the_app_starts_is_announced_on_the_terminal(tmp_path):
-    """A directory's first listing reads every file before the TUI takes the screen (seconds when they
-    are not in the page cache, after a reboot): a line on the terminal says what is being waited for, and
-    is cleared before the app starts. Nothing is written to stderr that is not a terminal, and nothing is
-    announced when the listing comes from the cache."""
-    import os
-    import pty
-    import subprocess
-    import sys
-    import textwrap
-    store = SnapshotStore(tmp_path / "snaps")
-    write_many(store, 6)
-    script = textwrap.dedent("""
-        import sys
-        from services import listcache, store
-        from services.workspace import Workspace
-        from app.cli import import_tui
-        listcache.PARALLEL_MIN = 5
-        s = store.SnapshotStore(sys.argv[1])
-        import_tui(Workspace(conn=None, store=s))
-        print(s._primed is not None)
-        """)
-
-    def start(on_terminal: bool) -> tuple[str, bytes]:
-        master, slave = pty.openpty() if on_terminal else (-1, subprocess.PIPE)
-        proc = subprocess.Popen([sys.executable, "-c", script, str(store.directory)], stdout=subprocess.PIPE,
-                                stderr=slave)
-        if not on_terminal:
-            out, err = proc.communicate(timeout=60)
-            return out.decode().strip(), err
-        os.close(slave)
-        err = b""
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the child's end is closed
-                break
-            if not chunk:
-                break
-            err += chunk
-        os.close(master)
-        return proc.communicate(timeout=60)[0].decode().strip(), err
-
-    index = store.directory / ".dbsage-index.json"
-
-    def wait_for_cache() -> None:
-        for _ in range(500):  # written by a detached process after the listing
-            if index.exists():
-                return
-            time.sleep(0.01)
-
-    assert start(on_terminal=False) == ("True", b"")
-    wait_for_cache()
-    index.unlink()
-    primed, err = start(on_terminal=True)
-    assert primed == "True"
-    assert err == b"\r\x1b[2Kdbsage-tui: reading 6 snapshots for the first time (cached after)...\r\x1b[2K", err
-    wait_for_cache()
-    assert start(on_terminal=True) == ("True", b"")  # listed from the cache: no wait worth a line
 
 
 async def test_columns_fit_their_cells_and_the_purpose_takes_the_rest(tmp_path):
@@ -999,7 +930,7 @@ async def test_cleanup_dialog_deletes_only_what_was_confirmed(tmp_path):
         assert str(plan.get_row_at(0)[0]) == "keep"
         await pilot.press("ctrl+d")
         await app.workers.wait_for_complete()
-        await until(pilot, lambda: main_screen(app).query_one(DataTable).row_count == 3, what="the listing")
+        await until(pilot, lambda: main_screen(app).query_one(SnapshotTable).row_count == 3, what="the listing")
     names = {p.name for p in store.directory.glob("*.sql")}
     assert keep_newest.name in names
     assert (older.name in names) != (oldest.name in names), "exactly one of the two was deleted"

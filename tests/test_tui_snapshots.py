@@ -18,11 +18,12 @@ from app.screens.messages import EngineLog, EngineProgress, EngineStep
 from app.screens.operation import OperationScreen
 from app.tui import make_app
 from services.config import ConnInfo
+from services.display import human_size
 from services.dump import restore_instructions
 from services.events import Log, Progress, Step
 from services.inspect import ServerInfo
 from services.restore import RestoreResult, SmokeCheck
-from services.store import TS_FORMAT, Snapshot, SnapshotStore, format_ts, human_size
+from services.store import TS_FORMAT, Snapshot, SnapshotStore, format_ts
 from services.workspace import Workspace
 
 UTC = dt.UTC
@@ -115,7 +116,7 @@ def go_to(label: str):
     async def run(pilot) -> None:
         await settle(pilot)
         table = pilot.app.screen.query_one("SnapshotTable")
-        key = next(k.value for k in table.rows if k.value.endswith(f"_{label}.sql"))
+        key = next(k for k in table.keys if k.endswith(f"_{label}.sql"))
         table.select_key(key)
         await pilot.pause()
     return run

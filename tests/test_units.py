@@ -11,9 +11,10 @@ import sys
 import pytest
 
 from services.config import Settings, load_settings, parse_url, resolve_snapshot_dir, resolve_target
+from services.display import age_text
 from services.errors import BadInput
 from services.scanner import DumpScanner, parse_qualified_name, trailer_ok
-from services.store import age_text, check_label, load_meta, suggest_label
+from services.store import check_label, load_meta, suggest_label
 from tests.conftest import FIXTURES
 
 

@@ -12,8 +12,9 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
+from services.display import age_text, human_size
 from services.meta import scope_facts
-from services.store import Snapshot, age_text, human_size
+from services.store import Snapshot
 from services.validation import Validation
 
 #: Row counts listed before "… and N more".
@@ -34,6 +35,8 @@ def status_lines(snap: Snapshot, validation: Validation | None) -> list[Content]
         return [_line("Status", "✔ verified: size, sha256 and structure match", "$text-success")]
     if not snap.valid:
         return [_line("Status", f"✗ INVALID: {snap.problem}", "bold $text-error")]
+    if snap.pending:
+        return [_line("Status", "… reading its metadata", "$text-muted")]
     return [_line("Status", "✔ complete (v checks its sha256)", "$text-success")]
 
 

@@ -1,9 +1,8 @@
-"""The snapshot table's cells: what each column shows of a snapshot, built only when first rendered.
+"""The snapshot table's cells: what each column shows of a snapshot, from plain values.
 
-``SnapshotTable`` keeps, per row, each column's inputs (plain values it can compare) and a ``Cell`` made
-from them; the Rich ``Text`` is built the first time the cell is rendered or read. A table of 10,000
-rows renders a screenful, so most Texts are never built. ``cell_widths`` gives the widths the cells will
-have from the same inputs, so that the table sizes its columns without building or measuring them.
+``SnapshotTable`` keeps, per row, each column's inputs (values it can compare) and builds the Rich ``Text``
+of a cell only when the row is drawn, so only rows on the screen are ever built. ``cell_widths`` gives the
+widths the cells will have from the same inputs, so that the table sizes its columns without building them.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from collections.abc import Callable
 from rich.cells import cell_len
 from rich.text import Text
 
-from services.store import age_text, human_size
+from services.display import age_text, human_size
 
 #: (header, key) of each column, in order. "#" is the list number of the CLI (1 = newest).
 COLUMNS = (("#", "index"), ("Label", "label"), ("Date (UTC)", "date"), ("Age", "age"), ("Type", "type"),
@@ -25,64 +24,6 @@ INVALID_MARK, PROTECTED_MARK, DIFF_MARK = "✗", "◆", "●"
 MAX_LABEL = 32
 
 
-class Cell:
-    """One cell: its inputs, and its Text when first rendered or read. A table of 10,000 rows renders a
-    screenful; building every row's seven Texts up front was a third of the time it took to show them.
-    DataTable renders the cell through ``__rich_console__``; ``text``, ``plain`` and ``style`` are what a
-    Text cell would have."""
-
-    __slots__ = ("_text", "args", "build", "colors")
-
-    def __init__(self, build: Callable[..., Text], args: tuple, colors: dict) -> None:
-        self.build = build
-        self.args = args
-        self.colors = colors
-        self._text: Text | None = None
-
-    @property
-    def text(self) -> Text:
-        if self._text is None:
-            self._text = self.build(*self.args, self.colors)
-        return self._text
-
-    @property
-    def plain(self) -> str:
-        return self.text.plain
-
-    @property
-    def style(self):
-        return self.text.style
-
-    def __str__(self) -> str:
-        return self.text.plain
-
-    def __rich_console__(self, console, options):
-        yield self.text
-
-    def __rich_measure__(self, console, options):
-        return self.text.__rich_measure__(console, options)
-
-
-class NumberCell(Cell):
-    """The "#" cell: the list number of its row (anything with an ``index``), read when rendered. A new
-    snapshot at the top renumbers every row; with the number read here, that changes one int per row and
-    no cell (rebuilding and re-putting 10,000 cells froze the app for 0.3 s after each new snapshot)."""
-
-    __slots__ = ("_for", "row")
-
-    def __init__(self, row) -> None:
-        super().__init__(_index_cell, (), {})
-        self.row = row
-        self._for = -1
-
-    @property
-    def text(self) -> Text:
-        if self._for != self.row.index:
-            self._for = self.row.index
-            self._text = self.build(self._for, self.colors)
-        return self._text
-
-
 def number_width(index: int) -> int:
     """The width of the "#" cell of list number ``index``."""
     return len(str(index)) + 1
@@ -90,11 +31,12 @@ def number_width(index: int) -> int:
 
 _AGES: dict[int, str] = {}
 _SIZES: dict[int, str] = {}
-_TYPES = {"full": " full", "schema-only": " schema", "clone": " clone"}  # the preview spells it out
+_TYPES = {"full": " full", "schema-only": " schema", "clone": " clone", "…": " …"}  # the preview spells it out
 
 
 def cached_age_text(ts: dt.datetime, now: dt.datetime) -> str:
-    """``age_text``, remembered per whole day beyond a day (the text then counts days, months, years)."""
+    """``age_text``, remembered per whole day beyond a day (the text then counts days, months, years): most
+    rows of a long list are older than a day, and share a few texts."""
     days = (now - ts).days
     if days < 1:
         return age_text(ts, now)

@@ -32,8 +32,7 @@ from app.screens.messages import (
     SnapshotTaken,
     Validated,
 )
-from services.gcpause import freeze_start_up, paused_gc
-from services.listcache import Signature, directory_signature
+from services.listing import Signature, directory_signature
 from services.locks import LockPolicy
 from services.store import META_SUFFIX, Snapshot
 
@@ -54,6 +53,9 @@ TITLES = {"dump": "Snapshot failed", "validate": "Validation failed", "probe": "
 #: is added, removed or replaced by rename, which is how the engine and the usual tools write.
 FULL_CHECK_EVERY = 2.0
 ENTRIES_PER_SECOND = 2000
+#: From this many snapshots, the first listing is shown from names and sizes alone (no file opened), then
+#: filled in by the listing that reads every file: the list is on the screen while its metadata is read.
+NAMES_FIRST = 1000
 
 
 def dir_mtime(directory: Path) -> int | None:
@@ -127,16 +129,7 @@ class Jobs:
 
     # -- the jobs ----------------------------------------------------------------------------------------
     def first_scan(self) -> None:
-        """Show the listing made before the app started (``SnapshotStore.prefetch``: a large directory)
-        at once, in the first frame; else list the directory in the worker.
-        Taking it here rather than in the worker saves the worker's start and its result's way back to the
-        loop (0.1-0.2 s while the screen is being built)."""
-        mtime = dir_mtime(self.ws.store.directory)  # before the check: a change after it shows next tick
-        with paused_gc():  # (the check makes 20,000 tuples; the rows are made under a pause too)
-            primed = self.ws.store.take_primed()
-            if primed is not None:
-                self._show_scan(Scan(primed[1], mtime, time.monotonic(), primed[0]))
-                return
+        """List the directory for the first time, whatever its state."""
         self.scan(force=True)
 
     @work(thread=True, exclusive=True, group="scan", name="scan", exit_on_error=False,
@@ -153,10 +146,11 @@ class Jobs:
         if not force and last is not None and directory_signature(directory) == last.signature:
             self.post_message(Scanned(Scan(last.signature, mtime, now, None)))
             return
-        with paused_gc():
-            snapshots, signature = self.ws.store.list_signed()
-            if last is None:
-                freeze_start_up()
+        if last is None:
+            names, _ = self.ws.store.list_signed(sign=False, read=False)
+            if len(names) >= NAMES_FIRST:
+                self.post_message(Scanned(Scan({}, None, now, names)))
+        snapshots, signature = self.ws.store.list_signed()
         self.post_message(Scanned(Scan(signature, mtime, now, snapshots)))
 
     @work(exclusive=True, group="probe", name="probe", exit_on_error=False,

@@ -13,6 +13,7 @@ for what it shows (the restore and operation screens alone bring in the engine's
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, ClassVar
 
@@ -23,7 +24,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from app.common import progress_text
 from app.screens.confirm import ConfirmModal
@@ -44,10 +45,10 @@ from app.screens.messages import (
     bridge,
 )
 from app.workflow import Workflow
+from services.display import human_size
 from services.errors import DbsageError
-from services.gcpause import freeze_start_up, paused_gc
 from services.locks import LockPolicy
-from services.store import AUDIT_NAME, Snapshot, human_size
+from services.store import AUDIT_NAME, Snapshot
 from services.validation import Validation
 from services.workspace import Workspace
 from widgets.activity_log import ActivityLog
@@ -186,7 +187,7 @@ class MainScreen(Jobs, Screen):
     def _tick(self) -> None:
         self.table.tick(self.clock())
         self._update_preview()
-        # A first listing of a large directory (metadata not cached yet) can take seconds: let it finish
+        # A listing of a large directory (every file is read) can take a while: let it finish
         # rather than replace it every tick (scan is exclusive, so a new one would cancel it).
         if not any(w.group == "scan" and not w.is_finished for w in self.workers):
             self.scan()
@@ -208,6 +209,11 @@ class MainScreen(Jobs, Screen):
         if self.marked and self.marked not in self._by_name:
             self.marked = None
         self._render_rows()  # rows that did not change cost one comparison each
+        if self.snapshots and not self.snapshots[0].pending and not gc.get_freeze_count():
+            # The app and the first listing live as long as the process and make no reference cycles:
+            # moved out of the collector's sight (the standard ``gc.freeze``), its full passes, which
+            # run on the event loop, no longer walk every snapshot's metadata again.
+            gc.freeze()
         if self._select_next:
             self.table.select_key(self._select_next)
             self._select_next = None
@@ -216,9 +222,7 @@ class MainScreen(Jobs, Screen):
         needle = self.filter_text.strip().lower()
         entries = [(i, s) for i, s in enumerate(self.snapshots, 1)
                    if not needle or needle in s.label.lower() or needle in s.purpose.lower()]
-        with paused_gc():
-            self.table.show(entries, self.clock(), self.marked)
-            freeze_start_up(done=True)
+        self.table.show(entries, self.clock(), self.marked)
         empty = self.query_one("#empty", Static)
         empty.display = not entries
         if not entries:
@@ -239,7 +243,7 @@ class MainScreen(Jobs, Screen):
             snap, self.clock(), cached[0] if cached else None, self._index(snap) if snap else None,
             empty="No snapshot selected." if self.snapshots else "No snapshot here yet. Press n to take one.")
 
-    @on(DataTable.RowHighlighted)
+    @on(SnapshotTable.Highlighted)
     def _row_highlighted(self) -> None:
         self._update_preview()
 

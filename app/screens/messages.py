@@ -17,7 +17,7 @@ from services.events import Blocked, Event, Log, Progress, Reporter, Step
 if TYPE_CHECKING:
     from services.diff import DiffResult
     from services.inspect import ServerInfo
-    from services.listcache import Signature
+    from services.listing import Signature
     from services.maintenance import CleanupPlan
     from services.store import Snapshot
     from services.validation import Validation
@@ -76,7 +76,7 @@ def bridge(*targets: MessagePump) -> Reporter:
 
 @dataclass
 class Scan:
-    """One look at the directory: per-entry (size, mtime) (``listcache.directory_signature``), the
+    """One look at the directory: per-entry (size, mtime) (``listing.directory_signature``), the
     directory's mtime, when, and the new listing when something changed (None when nothing did)."""
 
     signature: Signature
