@@ -8,6 +8,7 @@ applies the styles and shows the main screen, where the work happens.
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -41,6 +42,10 @@ class DbsageApp(App[int]):
         self.workflow = workflow
         self.clock = clock
         self.server_info = server_info
+        #: Where each key from the terminal was typed (the screen and the focus then), and the keys handed
+        #: on to a new focus (see ``on_key``).
+        self.key_origins: weakref.WeakKeyDictionary[events.Key, tuple] = weakref.WeakKeyDictionary()
+        self.keys_handed_on: weakref.WeakSet[events.Key] = weakref.WeakSet()
 
     def on_mount(self) -> None:
         if self.ws.settings.keymap:  # the config file's keymap: binding id -> key(s)
@@ -58,20 +63,25 @@ class DbsageApp(App[int]):
     # given to what has focus now, as a terminal application's typed-ahead keys are.
 
     async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and event in self.keys_handed_on:
+            # A key handed on below, back up here: its bindings run (MessagePump's dispatch, which ends in
+            # App._on_key), it is not taken for a new key from the terminal.
+            await super(App, self).on_event(event)
+            return
         if isinstance(event, events.Key) and not event.is_forwarded:
-            event._typed_on = (self.screen, self.focused)  # noqa: SLF001 - our own attribute on the event
+            self.key_origins[event] = (self.screen, self.focused)
         await super().on_event(event)
 
-    def _on_key(self, event: events.Key) -> None:
-        # Runs before App._on_key (Textual calls the handler of every class up the MRO), which checks the
+    def on_key(self, event: events.Key) -> None:
+        # Runs before App._on_key (the handlers of the classes up the MRO run in turn), which checks the
         # bindings; prevent_default() keeps that from running for a key handed on.
-        screen, focus = getattr(event, "_typed_on", (None, None))
+        screen, focus = self.key_origins.get(event, (None, None))
         if screen is None or (screen is self.screen and focus is self.focused) or screen not in self.screen_stack:
             return
         event.prevent_default()
         again = events.Key(event.key, event.character)
-        again._typed_on = (self.screen, self.focused)  # noqa: SLF001
-        again._set_forwarded()  # as the driver's keys are once sent on: not taken for a new one here
+        self.key_origins[again] = (self.screen, self.focused)
+        self.keys_handed_on.add(again)
         (self.focused or self.screen).post_message(again)
 
 
