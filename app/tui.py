@@ -65,7 +65,7 @@ class DbsageApp(App[int]):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key) and event in self.keys_handed_on:
             # A key handed on below, back up here: its bindings run (MessagePump's dispatch, which ends in
-            # App._on_key), it is not taken for a new key from the terminal.
+            # the App's own key handler), it is not taken for a new key from the terminal.
             await super(App, self).on_event(event)
             return
         if isinstance(event, events.Key) and not event.is_forwarded:
@@ -73,8 +73,8 @@ class DbsageApp(App[int]):
         await super().on_event(event)
 
     def on_key(self, event: events.Key) -> None:
-        # Runs before App._on_key (the handlers of the classes up the MRO run in turn), which checks the
-        # bindings; prevent_default() keeps that from running for a key handed on.
+        # Runs before the App's own key handler (the handlers of the classes up the MRO run in turn), which
+        # checks the bindings; prevent_default() keeps that from running for a key handed on.
         screen, focus = self.key_origins.get(event, (None, None))
         if screen is None or (screen is self.screen and focus is self.focused) or screen not in self.screen_stack:
             return
