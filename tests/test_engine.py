@@ -72,6 +72,7 @@ def test_demo_sandbox_end_to_end(tmp_path):
         stop_demo()
 
 
+@pytest.mark.pg
 def test_the_demo_app_on_a_terminal_hands_it_to_psql_and_quits_stopping_its_server(tmp_path):
     """The full-screen app on a real terminal (a pty), as a new user runs it: ``dbsage-tui --demo``, the
     screen shows the sandbox; ``s`` gives the terminal to psql on the sandbox (a table created there is

@@ -21,6 +21,9 @@ from services.sandbox import LocalServer
 from services.tls import TlsRelay
 from tests.conftest import SYSTEM_PG15, run_cli, watch_cmdlines
 
+#: Every test here starts a PostgreSQL 15 server of its own, with TLS.
+pytestmark = pytest.mark.pg
+
 PASSWORD = "tls-Secret-pw-9Z"
 SSL_ONLY = """local all all trust
 hostssl all all 127.0.0.1/32 scram-sha-256
