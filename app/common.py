@@ -7,6 +7,7 @@ import traceback
 from pathlib import Path
 
 from services.display import human_size
+from services.errors import DbsageError
 from services.events import Progress
 
 
@@ -40,7 +41,6 @@ def debug_log(exc: BaseException) -> Path | None:
 def failure_text(error: BaseException | None) -> tuple[str, str | None]:
     """How a failed operation is told: the engine's one line (and its detail for the log), or for an
     unexpected error its class and message, with the traceback kept in a file."""
-    from services.errors import DbsageError
     if isinstance(error, DbsageError):
         return error.one_line(), error.detail
     where = debug_log(error) if error is not None else None

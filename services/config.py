@@ -20,6 +20,8 @@ from .errors import BadInput, OperationFailed
 DEFAULT_SNAPSHOT_DIR = Path("supabase/snapshots")
 #: Seconds to wait for a connection before giving up (libpq's connect_timeout, asyncpg's timeout).
 DEFAULT_CONNECT_TIMEOUT = 10
+#: Seconds a statement may wait for a lock before the server gives up on it (config ``lock_timeout``).
+DEFAULT_LOCK_TIMEOUT = 30.0
 
 _LIBPQ_ENV = {
     "host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE",
@@ -251,7 +253,7 @@ class Settings:
 
     snapshot_dir: Path | None = None
     compress: str = "none"
-    lock_timeout: float = 30.0
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     retention: Policy = Policy()
     keymap: dict[str, str] = field(default_factory=dict)
 
@@ -261,7 +263,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     compress = str(raw.get("compress") or "none")
     if compress not in COMPRESSIONS:
         raise BadInput(f"The config file's compress is {compress!r}.", "Use none, gzip or zstd.")
-    timeout = raw.get("lock_timeout", 30.0)
+    timeout = raw.get("lock_timeout", DEFAULT_LOCK_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         raise BadInput(f"The config file's lock_timeout is {timeout!r}.", "Use a number of seconds, e.g. 30.")
     tiers = raw.get("retention") or {}

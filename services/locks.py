@@ -21,13 +21,11 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from .config import ConnInfo
+from .config import DEFAULT_LOCK_TIMEOUT, ConnInfo
 from .errors import DbsageError, OperationFailed
 from .events import Blocked, Blocker, Log, Reporter
 from .inspect import connect
 
-#: Seconds a statement may wait for a lock before the server gives up on it (config ``lock_timeout``).
-DEFAULT_LOCK_TIMEOUT = 30.0
 #: Seconds of waiting before the blockers are reported.
 REPORT_AFTER = 2.0
 POLL = 0.5

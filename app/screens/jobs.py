@@ -128,10 +128,6 @@ class Jobs:
             self._show_header(problem="not reachable (see the log)")
 
     # -- the jobs ----------------------------------------------------------------------------------------
-    def first_scan(self) -> None:
-        """List the directory for the first time, whatever its state."""
-        self.scan(force=True)
-
     @work(thread=True, exclusive=True, group="scan", name="scan", exit_on_error=False,
           description="Listing the snapshot directory")
     def scan(self, force: bool = False) -> None:

@@ -130,7 +130,7 @@ class MainScreen(Jobs, Screen):
                      "warning")
         elif self.server_info is None:
             self.probe_server()
-        self.first_scan()
+        self.scan(force=True)
         self.set_interval(SCAN_EVERY, self._tick)
         self.query_one(SnapshotTable).focus()
 
