@@ -7,16 +7,16 @@ import asyncio
 import sys
 
 from app.cli_output import Printer, confirm, describe, print_json, print_table, snapshot_json
-from services import maintenance
 from services.display import age_text, human_size, utcnow
 from services.errors import EXIT_FAILED, EXIT_OK, BadInput
-from services.meta import migration_text
+from services.snapshots import maintenance
+from services.snapshots.meta import migration_text
 from services.workspace import Workspace
 
 
 def lock_policy(ws: Workspace, args):
     """The ``LockPolicy`` of a command: --lock-timeout, else the config file's, else the default."""
-    from services.locks import LockPolicy
+    from services.server.locks import LockPolicy
     if args.lock_timeout is not None and args.lock_timeout <= 0:
         raise BadInput(f"--lock-timeout {args.lock_timeout:g} is not a positive number of seconds.", "Use e.g. 30.")
     return LockPolicy(timeout=args.lock_timeout or ws.settings.lock_timeout,
@@ -24,11 +24,11 @@ def lock_policy(ws: Workspace, args):
 
 
 async def cmd_snapshot(ws: Workspace, args) -> int:
-    from services import dump
+    from services.server import dump
     conn = ws.require_conn()
     printer = Printer(args.json)
     if args.type == "clone":
-        from services import clone
+        from services.server import clone
         if args.compress not in (None, "none") or args.schema:
             raise BadInput("A clone snapshot copies the whole database on the server: --compress and --schema "
                            "do not apply.", "Leave them out, or take a file snapshot (--type full).")
@@ -105,7 +105,7 @@ async def cmd_validate(ws: Workspace, args) -> int:
 
 
 async def cmd_restore(ws: Workspace, args) -> int:
-    from services import restore
+    from services.server import restore
     conn = ws.require_conn()
     snap = ws.store.resolve(args.snapshot)
     printer = Printer(args.json)
@@ -123,7 +123,7 @@ async def cmd_restore(ws: Workspace, args) -> int:
         if not sys.stdin.isatty():
             raise BadInput("Refusing to restore without confirmation: no terminal to ask on.",
                            "Pass --yes to confirm in scripts.")
-        from services.locks import sessions_now
+        from services.server.locks import sessions_now
         others = await sessions_now(conn)
         print(f"Sessions:  {len(others) or 'no'} other session{'s' if len(others) != 1 else ''} connected"
               + (" (a restore waits for their locks, up to --lock-timeout):" if others else ""))
@@ -163,7 +163,7 @@ def finish_restore(result, json_mode: bool, action: str) -> int:
 
 
 async def cmd_rollback(ws: Workspace, args) -> int:
-    from services import restore
+    from services.server import restore
     conn = ws.require_conn()
     kwargs = {} if args.pre_timeout is None else {"pre_timeout": args.pre_timeout}
     result = await restore.emergency_rollback(conn, ws.store, report=Printer(args.json), locks=lock_policy(ws, args),
@@ -172,14 +172,14 @@ async def cmd_rollback(ws: Workspace, args) -> int:
 
 
 async def cmd_psql(ws: Workspace, args) -> int:
-    from services.pgtools import psql_command, run_psql
+    from services.server.processes import psql_command, run_psql
     conn = ws.require_conn()
     argv, relay = psql_command(conn, args.psql_args)
     return run_psql(argv, conn, relay)
 
 
 async def cmd_protect(ws: Workspace, args) -> int:
-    from services import maintenance
+    from services.snapshots import maintenance
     print(maintenance.set_protected(ws.store, ws.store.resolve(args.snapshot), args.command == "protect"))
     return EXIT_OK
 

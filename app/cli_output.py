@@ -9,8 +9,8 @@ import sys
 from app.common import progress_text
 from services.display import age_text, human_size
 from services.events import Event, Log, Progress, Step
-from services.meta import migration_text, scope_facts
-from services.store import Snapshot, format_ts
+from services.snapshots.meta import migration_text, scope_facts
+from services.snapshots.store import Snapshot, format_ts
 
 
 class Printer:

@@ -23,7 +23,7 @@ from services.display import utcnow
 from services.workspace import Workspace
 
 if TYPE_CHECKING:
-    from services.inspect import ServerInfo  # asyncpg: loaded when the app first connects
+    from services.server.catalog import ServerInfo  # asyncpg: loaded when the app first connects
 
 STYLES = Path(str(resources.files("styles")))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from services.errors import BadInput
-from services.store import check_label
+from services.snapshots.store import check_label
 
 WORKFLOW_FILE = "backup-restore-workflow.yaml"
 

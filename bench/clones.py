@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from bench.measure import Pair, Sample, Series, alternate
-from services.store import load_meta
+from services.snapshots.store import load_meta
 
 DB = "bench"
 

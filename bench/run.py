@@ -26,8 +26,8 @@ from urllib.parse import quote
 from bench import clones, compression, dataset, facts, listing, pairs, report, topology
 from bench.measure import Sample, cpu_gauge_ms, loadavg, run_timed
 from services.errors import DbsageError
-from services.pgtools import embedded_bindir
 from services.sandbox import LocalServer
+from services.server.processes import embedded_bindir
 
 STEPS = ("dump", "schema", "restore", "apart", "compress", "clone", "list", "tui")
 _T0 = time.monotonic()

@@ -4,7 +4,7 @@ Taking 10,000 real snapshots would take an hour and measure nothing new; what ``
 for is per-file work (stat, metadata parse, quick header/trailer check). So each copy is the real tiny
 dump (same bytes, so its size and sha256 stay right) with metadata rewritten to agree with its new name:
 ``label``, ``timestamp`` and ``filename`` must match ``{YYYYmmddHHMMSS}_{label}.sql`` (see
-``services.store.check_meta``). Labels, purposes, ages and protection vary as in a long-lived project.
+``services.snapshots.store.check_meta``). Labels, purposes, ages and protection vary as in a long-lived project.
 Files are written without fsync: durability is not what is measured.
 """
 
@@ -14,8 +14,8 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from services.meta import meta_text
-from services.store import META_SUFFIX, TS_FORMAT, format_ts, load_meta
+from services.snapshots.meta import meta_text
+from services.snapshots.store import META_SUFFIX, TS_FORMAT, format_ts, load_meta
 
 LABELS = ["before-migration", "nightly", "pre-rollback", "release-2.4.1", "add-rls-to-todos", "manual",
           "hotfix-billing", "weekly", "before-bulk-update", "emergency-backup"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from .errors import BadInput, OperationFailed
+from services.errors import BadInput, OperationFailed
 
 DEFAULT_SNAPSHOT_DIR = Path("supabase/snapshots")
 #: Seconds to wait for a connection before giving up (libpq's connect_timeout, asyncpg's timeout).

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import ConnInfo, data_dir
-from .sandbox import LocalServer
+from services.config import ConnInfo, data_dir
+from services.sandbox import LocalServer
 
 DEMO_DB = "shop"
 

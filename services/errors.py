@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 
-from .events import Reporter, Step
+from services.events import Reporter, Step
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -58,7 +58,7 @@ class LockHeld(OperationFailed):
 
 # What pg_dump / psql / the server say, mapped to what to do next (the seed story's error table, extended).
 _KNOWN_ERRORS: list[tuple[re.Pattern[str], str, str]] = [
-    (re.compile(r"dbsage-tui TLS: (.*?)\.?$", re.MULTILINE),  # services.tls: the relay could not reach the server
+    (re.compile(r"dbsage-tui TLS: (.*?)\.?$", re.MULTILINE),  # the TLS relay could not reach the server
      "{0}.",
      "Check the host, sslmode and sslrootcert in the connection URL."),
     (re.compile(r"password authentication failed|no password supplied|authentication failed"),

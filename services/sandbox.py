@@ -16,9 +16,9 @@ import socket
 import subprocess
 from pathlib import Path
 
-from .config import ConnInfo
-from .errors import OperationFailed
-from .pgtools import embedded_bindir
+from services.config import ConnInfo
+from services.errors import OperationFailed
+from services.server.processes import embedded_bindir
 
 
 def _free_port() -> int:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import ConnInfo, Settings, load_settings, resolve_snapshot_dir, resolve_target
-from .errors import BadInput
-from .store import SnapshotStore
+from services.config import ConnInfo, Settings, load_settings, resolve_snapshot_dir, resolve_target
+from services.errors import BadInput
+from services.snapshots.store import SnapshotStore
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Workspace:
 def open_workspace(db_url: str | None, snapshot_dir: str | None, demo: bool) -> Workspace:
     settings = load_settings()
     if demo:
-        from .demo import demo_snapshot_dir, ensure_demo
+        from services.demo import demo_snapshot_dir, ensure_demo
         conn, started = ensure_demo()
         directory = demo_snapshot_dir() if snapshot_dir is None else resolve_snapshot_dir(snapshot_dir, None, settings)
         return Workspace(conn=conn, store=SnapshotStore(directory), demo=True, demo_started=started, settings=settings)

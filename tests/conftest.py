@@ -172,7 +172,7 @@ def comparable(dump_text: str) -> str:
 def full_dump(conn: ConnInfo, bindir: Path | None = None) -> str:
     """A pg_dump of the whole database *with* owners and privileges, made ``comparable``: what "the
     database is exactly as before" is measured by."""
-    from services.pgtools import embedded_bindir
+    from services.server.processes import embedded_bindir
     tool = str((bindir or embedded_bindir()) / "pg_dump")
     res = subprocess.run([tool, "--no-password"], env=conn.child_env(), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
@@ -240,8 +240,8 @@ class Platform:
     the non-superuser ``postgres``, as ``supabase db push`` would."""
 
     def __init__(self, version: str, root: Path) -> None:
-        from services.pgtools import embedded_bindir
         from services.sandbox import _free_port
+        from services.server.processes import embedded_bindir
         self.bindir = embedded_bindir() if version == "18" else SYSTEM_PG15
         self.datadir = root / f"platform{version}"
         self.port = _free_port()

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from services.store import SnapshotStore
+from services.snapshots.store import SnapshotStore
 from tests.conftest import full_dump, run_cli, watch_cmdlines
 
 

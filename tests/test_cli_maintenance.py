@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import shutil
 
-from services.store import SnapshotStore, format_ts, load_meta, utcnow
+from services.snapshots.store import SnapshotStore, format_ts, load_meta, utcnow
 from tests.conftest import run_cli
 from tests.test_cli import assert_clean_error, url
 

@@ -10,11 +10,11 @@ import os
 import asyncpg
 import pytest
 
-from services import clone, dbprops
 from services.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INVALID_SNAPSHOT, InvalidSnapshot
 from services.events import Log
-from services.inspect import connect_kwargs
-from services.store import SnapshotStore, load_meta
+from services.server import clone, db_properties
+from services.server.catalog import connect_kwargs
+from services.snapshots.store import SnapshotStore, load_meta
 from tests.conftest import FIXTURES, full_dump, load_sql
 
 
@@ -290,8 +290,8 @@ def test_clone_names_are_valid_identifiers():
     assert len(long.encode()) <= 63 and long.endswith("__dbsage_20250102030405")
     assert clone.clone_name("app", ts, {"app__dbsage_20250102030405"}) == "app__dbsage_20250102030405_2"
     assert clone.clone_name("épicerie", ts).isascii()
-    assert dbprops.split_guc_list('"$user", public, "Odd ""q"" Schema"') == ["$user", "public", 'Odd "q" Schema']
-    assert dbprops.set_command("d", None, 'search_path="$user", public') == \
+    assert db_properties.split_guc_list('"$user", public, "Odd ""q"" Schema"') == ["$user", "public", 'Odd "q" Schema']
+    assert db_properties.set_command("d", None, 'search_path="$user", public') == \
         "ALTER DATABASE \"d\" SET \"search_path\" = '$user', 'public'"
-    assert dbprops.set_command("d", "app_reader", "statement_timeout=5s") == \
+    assert db_properties.set_command("d", "app_reader", "statement_timeout=5s") == \
         "ALTER ROLE app_reader IN DATABASE \"d\" SET \"statement_timeout\" = '5s'"

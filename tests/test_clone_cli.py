@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from services import clone, retention
 from services.errors import OperationFailed
-from services.store import SnapshotStore
-from services.validation import CLONE_HEADER
+from services.server import clone
+from services.snapshots import retention
+from services.snapshots.store import SnapshotStore
+from services.snapshots.validation import CLONE_HEADER
 from tests.conftest import FIXTURES, full_dump, load_sql, run_cli
 from tests.test_cli import url
 

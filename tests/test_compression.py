@@ -11,9 +11,11 @@ import subprocess
 
 import pytest
 
-from services import codec, diff, dump, restore
+from services.diff import compare
 from services.errors import InvalidSnapshot
-from services.store import SnapshotStore
+from services.server import dump, restore
+from services.snapshots import compression
+from services.snapshots.store import SnapshotStore
 from tests.conftest import FIXTURES, full_dump, load_sql, run_cli
 from tests.test_cli import url
 
@@ -43,9 +45,9 @@ async def test_compressed_snapshot_holds_the_same_sql_and_restores_exactly(pg, d
     before = full_dump(db)
 
     m = packed.meta
-    assert packed.filename.endswith(codec.SUFFIXES[method]) and m["compression"] == method
+    assert packed.filename.endswith(compression.SUFFIXES[method]) and m["compression"] == method
     raw = packed.path.read_bytes()
-    assert raw.startswith(codec.MAGIC[method])
+    assert raw.startswith(compression.MAGIC[method])
     assert m["size_bytes"] == len(raw) and m["sha256"] == hashlib.sha256(raw).hexdigest()
     assert m["size_bytes"] < plain.meta["size_bytes"] / 2, "Northwind's SQL compresses well"
     assert m["row_counts"] == plain.meta["row_counts"] and m["sql_bytes"] == plain.meta["size_bytes"]
@@ -73,7 +75,7 @@ def test_restore_instructions_work_by_hand(pg, db, snapdir, method):
     assert res.returncode == 0, res.stderr
     meta = json.loads(res.stdout)
     command = meta["restore_instructions"].splitlines()[-1]
-    assert command.startswith(codec.BY_HAND[method])
+    assert command.startswith(compression.BY_HAND[method])
     before = full_dump(db)
     pg.psql("CREATE DATABASE by_hand_target")
     try:
@@ -137,7 +139,7 @@ async def test_diff_reads_compressed_snapshots(pg18, db18, snapdir):
     a = await dump.snapshot(db18, store, "a", compress="zstd")
     pg18.psql("CREATE TABLE u (id int); INSERT INTO t VALUES (51);", db18.dbname)
     b = await dump.snapshot(db18, store, "b", compress="gzip")
-    result = diff.diff(a.path, b.path)
+    result = compare.diff(a.path, b.path)
     assert "public.u" in [c.name for c in result.added]
     rows = {r.table: (r.before, r.after) for r in result.rows}
     assert rows["public.t"] == (50, 51)

@@ -8,13 +8,14 @@ import tracemalloc
 
 import pytest
 
-from services import diff, dump, schemamodel
+from services.diff import compare, schema
 from services.errors import InvalidSnapshot
-from services.store import SnapshotStore
+from services.server import dump
+from services.snapshots.store import SnapshotStore
 from tests.conftest import FIXTURES, has_extension, load_sql
 
 
-def changes(result: diff.DiffResult) -> dict:
+def changes(result: compare.DiffResult) -> dict:
     """The schema part of the result as sets, so that order does not matter to the assertions."""
     js = result.to_json()["schema"]
     return {"added": {(c["kind"], c["name"]) for c in js["added"]},
@@ -22,7 +23,7 @@ def changes(result: diff.DiffResult) -> dict:
             "changed": {(c["kind"], c["name"], c["detail"]) for c in js["changed"]}}
 
 
-def rows(result: diff.DiffResult) -> list[tuple]:
+def rows(result: compare.DiffResult) -> list[tuple]:
     return [(r["table"], r["before"], r["after"], r["delta"]) for r in result.to_json()["rows"]]
 
 
@@ -65,7 +66,7 @@ async def test_known_changes_on_pagila_are_reported_exactly(pg18, pagila, store)
         """, pagila.dbname)
     after = await dump.snapshot(pagila, store, "after")
 
-    result = diff.diff_snapshots(before, after)
+    result = compare.diff_snapshots(before, after)
 
     assert changes(result) == {
         # The new table's columns, primary key and identity sequence are part of it, not listed again.
@@ -80,11 +81,11 @@ async def test_known_changes_on_pagila_are_reported_exactly(pg18, pagila, store)
     assert rows(result) == expected_rows
     assert result.data and result.rows_source == "metadata" and result.notes == []
     # Counting COPY rows in the files gives the same answer as the metadata.
-    scanned = diff.diff(before.path, after.path, None, None)
+    scanned = compare.diff(before.path, after.path, None, None)
     assert rows(scanned) == expected_rows and scanned.rows_source == "scan"
     assert changes(scanned) == changes(result)
 
-    text = diff.format_text(result)
+    text = compare.format_text(result)
     for line in ("  + table public.audit_note", "  - column public.staff.picture",
                  "  ~ column public.film.rental_duration: default 3 → 5",
                  "  ~ function public.last_updated(): body changed", "  + index public.idx_film_release_year",
@@ -141,7 +142,7 @@ async def test_each_kind_of_object_is_compared(pg18, db18, store):
         """, db18.dbname)
     after = await dump.snapshot(db18, store, "after")
 
-    result = diff.diff_snapshots(before, after)
+    result = compare.diff_snapshots(before, after)
 
     assert changes(result) == {
         "added": {("schema", "extra"), ("table", "extra.u"), ("constraint", "public.t.t_name_check"),
@@ -171,11 +172,11 @@ async def test_unchanged_database_and_self_diff_are_empty(northwind, store):
     first = await dump.snapshot(northwind, store, "first")
     second = await dump.snapshot(northwind, store, "second")
     for a, b in ((first, first), (first, second)):
-        result = diff.diff_snapshots(a, b)
+        result = compare.diff_snapshots(a, b)
         assert result.empty, result.to_json()
         assert result.to_json()["schema"] == {"added": [], "removed": [], "changed": []}
         assert result.to_json()["rows"] == [] and result.data
-        text = diff.format_text(result)
+        text = compare.format_text(result)
         assert "Schema: no changes." in text and "Rows: no table's row count changed." in text
 
 
@@ -188,11 +189,11 @@ async def test_a_table_recreated_unchanged_is_no_change_but_its_options_are(pg, 
     first = await dump.snapshot(db, store, "first")
     pg.psql("DROP TABLE t; " + table, db.dbname)
     second = await dump.snapshot(db, store, "second")
-    result = diff.diff_snapshots(first, second)
+    result = compare.diff_snapshots(first, second)
     assert result.empty, result.to_json()
     pg.psql("ALTER TABLE t ALTER COLUMN b SET (n_distinct = 7)", db.dbname)
     third = await dump.snapshot(db, store, "third")
-    found = changes(diff.diff_snapshots(second, third))
+    found = changes(compare.diff_snapshots(second, third))
     assert not found["added"] and not found["removed"]
     assert [name for _, name, _ in found["changed"]] == ["public.t.b"], found
     assert "n_distinct" in str(found["changed"]) and "pg_attver" not in str(found["changed"])
@@ -202,13 +203,13 @@ async def test_schema_only_side_has_no_data(pg18, northwind, store):
     full = await dump.snapshot(northwind, store, "full")
     schema = await dump.snapshot(northwind, store, "schema", schema_only=True)
     for a, b, meta in ((full, schema, True), (schema, full, True), (full, schema, False)):
-        result = diff.diff(a.path, b.path, a.meta if meta else None, b.meta if meta else None)
+        result = compare.diff(a.path, b.path, a.meta if meta else None, b.meta if meta else None)
         js = result.to_json()
         # The same schema, with or without data.
         assert js["schema"] == {"added": [], "removed": [], "changed": []}
         assert js["rows"] == [] and js["data"] is False and js["rows_source"] is None
         assert js["notes"] == [f"No data comparison: {schema.filename} is schema-only."]
-        assert "Rows: not compared." in diff.format_text(result)
+        assert "Rows: not compared." in compare.format_text(result)
 
 
 async def test_large_copy_block_streams_past_without_being_held(pg18, db18, store):
@@ -221,14 +222,14 @@ async def test_large_copy_block_streams_past_without_being_held(pg18, db18, stor
     assert size > 10_000_000
 
     seen: list[str] = []
-    model = schemamodel.load_model(snap.path, on_sql=seen.append)
+    model = schema.load_model(snap.path, on_sql=seen.append)
     assert model.row_counts == {"public.big": 250000}
     assert seen and not any("zz-data-marker" in text for text in seen)
     assert model.max_entry_bytes < 4096 and model.ddl_bytes < 4096
 
     tracemalloc.start()
     try:
-        result = diff.diff(snap.path, snap.path, None, None)
+        result = compare.diff(snap.path, snap.path, None, None)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -244,7 +245,7 @@ async def test_entry_pglast_cannot_parse_is_compared_as_text(pagila, store, tmp_
     broken = tmp_path / "broken.sql"
     broken.write_bytes(text.replace(line, line[:-1] + b" WITH WITH;"))
 
-    result = diff.diff(snap.path, broken, None, None)
+    result = compare.diff(snap.path, broken, None, None)
 
     assert [(c.kind, c.name) for c in result.changed] == [("index", "public.idx_title")]
     assert not result.added and not result.removed
@@ -258,9 +259,9 @@ async def test_incomplete_or_foreign_files_are_refused(northwind, store, tmp_pat
     truncated = tmp_path / "truncated.sql"
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(InvalidSnapshot, match="incomplete"):
-        diff.diff(snap.path, truncated)
+        compare.diff(snap.path, truncated)
     foreign = tmp_path / "notes.sql"
     foreign.write_text("SELECT 1;\n")
     with pytest.raises(InvalidSnapshot, match="not a pg_dump file"):
-        diff.diff(foreign, snap.path)
+        compare.diff(foreign, snap.path)
 

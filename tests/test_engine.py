@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from services import dump
 from services.events import Log, Progress
-from services.store import SnapshotStore
+from services.server import dump
+from services.snapshots.store import SnapshotStore
 from tests.conftest import run_cli
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from services.sandbox import LocalServer
-from services.store import SnapshotStore
+from services.snapshots.store import SnapshotStore
 from tests.conftest import full_dump, run_cli
 from tests.test_cli import assert_clean_error, url
 

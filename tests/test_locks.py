@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from services.config import ConnInfo
-from services.inspect import connect_kwargs
+from services.server.catalog import connect_kwargs
 from tests.conftest import full_dump, run_cli
 
 

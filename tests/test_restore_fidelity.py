@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from services import dump, restore
-from services.store import SnapshotStore
+from services.server import dump, restore
+from services.snapshots.store import SnapshotStore
 from tests.conftest import FIXTURES, SQL, comparable, full_dump, has_extension, load_sql
 
 
@@ -213,7 +213,7 @@ async def test_supabase_shape_full_dump_equal_when_auth_untouched(pg, db, snapdi
 def _schema_dump(conn, schema: str) -> str:
     import subprocess
 
-    from services.pgtools import embedded_bindir
+    from services.server.processes import embedded_bindir
     res = subprocess.run([str(embedded_bindir() / "pg_dump"), "--schema-only", f"--schema={schema}"],
                          env=conn.child_env(), capture_output=True, text=True, check=True)
     return res.stdout

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services import retention
 from services.errors import BadInput
-from services.retention import Item, Policy, is_protected_label, items_from_snapshots, plan
-from services.store import TS_FORMAT, SnapshotStore, format_ts
+from services.snapshots import retention
+from services.snapshots.retention import Item, Policy, is_protected_label, items_from_snapshots, plan
+from services.snapshots.store import TS_FORMAT, SnapshotStore, format_ts
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 

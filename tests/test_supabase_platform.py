@@ -11,10 +11,10 @@ from urllib.parse import quote
 
 import pytest
 
-from services import dump, restore
 from services.errors import OperationFailed
-from services.pgtools import embedded_bindir
-from services.store import SnapshotStore
+from services.server import dump, restore
+from services.server.processes import embedded_bindir
+from services.snapshots.store import SnapshotStore
 from tests.conftest import PLATFORM, comparable, run_cli
 from tests.test_restore_fidelity import assert_same
 

@@ -16,9 +16,9 @@ import pytest
 
 from services.config import ConnInfo
 from services.errors import explain_tool_failure
-from services.pgtools import embedded_bindir
 from services.sandbox import LocalServer
-from services.tls import TlsRelay
+from services.server.processes import embedded_bindir
+from services.server.tls import TlsRelay
 from tests.conftest import SYSTEM_PG15, run_cli, watch_cmdlines
 
 #: Every test here starts a PostgreSQL 15 server of its own, with TLS.

@@ -29,12 +29,12 @@ from app.screens.operation import OperationScreen
 from app.screens.restore import RestoreModal
 from app.tui import make_app
 from app.workflow import default_path, load_workflow
-from services import dump
 from services.config import ConnInfo, Settings
 from services.errors import BadInput
-from services.inspect import connect_kwargs
-from services.listing import directory_signature
-from services.store import SnapshotStore, suggest_label
+from services.server import dump
+from services.server.catalog import connect_kwargs
+from services.snapshots.listing import directory_signature
+from services.snapshots.store import SnapshotStore, suggest_label
 from services.workspace import Workspace
 from tests.conftest import run_cli
 from tests.test_tui_snapshots import NOW, SERVER, write_snapshot

@@ -19,11 +19,11 @@ from app.screens.operation import OperationScreen
 from app.tui import make_app
 from services.config import ConnInfo
 from services.display import human_size
-from services.dump import restore_instructions
 from services.events import Log, Progress, Step
-from services.inspect import ServerInfo
-from services.restore import RestoreResult, SmokeCheck
-from services.store import TS_FORMAT, Snapshot, SnapshotStore, format_ts
+from services.server.catalog import ServerInfo
+from services.server.dump import restore_instructions
+from services.server.restore import RestoreResult, SmokeCheck
+from services.snapshots.store import TS_FORMAT, Snapshot, SnapshotStore, format_ts
 from services.workspace import Workspace
 
 UTC = dt.UTC

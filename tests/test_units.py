@@ -13,15 +13,15 @@ import pytest
 from services.config import Settings, load_settings, parse_url, resolve_snapshot_dir, resolve_target
 from services.display import age_text
 from services.errors import BadInput
-from services.scanner import DumpScanner, parse_qualified_name, trailer_ok
-from services.store import check_label, load_meta, suggest_label
+from services.snapshots.scanner import DumpScanner, parse_qualified_name, trailer_ok
+from services.snapshots.store import check_label, load_meta, suggest_label
 from tests.conftest import FIXTURES
 
 
 def test_services_never_import_textual():
     """The engine is UI-free (harlequin's habit): importing every service module leaves Textual unloaded."""
     code = ("import sys, pkgutil, importlib, services\n"
-            "for m in pkgutil.iter_modules(services.__path__): importlib.import_module('services.' + m.name)\n"
+            "for m in pkgutil.walk_packages(services.__path__, 'services.'): importlib.import_module(m.name)\n"
             "print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
@@ -151,8 +151,8 @@ def test_pump_comments_out_other_roles_default_privileges_whatever_the_chunking(
     sha256 is of the bytes in the file; the appendix follows pg_dump's trailer and completes the file."""
     import hashlib
 
-    from services.dump import SnapshotPump, others_default_privileges
-    from services.scanner import APPENDIX_BEGIN, APPENDIX_END
+    from services.server.dump import SnapshotPump, others_default_privileges
+    from services.snapshots.scanner import APPENDIX_BEGIN, APPENDIX_END
     appendix = b"\n--\n" + APPENDIX_BEGIN + b" x\n--\nCREATE TRIGGER t AFTER INSERT ON auth.users;\n--\n" \
         + APPENDIX_END + b"\n--\n"
     want = _dump_with_others(_MARK) + appendix
@@ -227,7 +227,7 @@ def test_replay_filter_leaves_out_stamps_and_unknown_settings_in_any_chunking(ma
     """What psql receives: no pg_attver (options users set kept), no transaction_timeout for a server
     before 17, the same number of lines (psql's error line numbers stay the file's), and the data after
     the first COPY byte for byte, even where it looks like a stamped line; whatever the chunk boundaries."""
-    from services.compat import ReplayFilter
+    from services.server.replay_filter import ReplayFilter
     text = _DUMP_HEAD + _DUMP_DATA
     want_head = (_DUMP_HEAD.replace(b"ALTER TABLE ONLY public.t ALTER COLUMN a SET (pg_attver=22158952);", b"")
                  .replace(b"(pg_attver=22158952, n_distinct=5)", b"(n_distinct=5)")
@@ -242,7 +242,7 @@ def test_replay_filter_leaves_out_stamps_and_unknown_settings_in_any_chunking(ma
 
 
 def test_replay_filter_passes_a_file_without_copy_and_without_final_newline():
-    from services.compat import ReplayFilter
+    from services.server.replay_filter import ReplayFilter
     f = ReplayFilter(18)
     text = b"CREATE TABLE t (a int);\nALTER TABLE ONLY t ALTER COLUMN a SET (pg_attver=3);"
     assert f.feed(text[:30]) + f.feed(text[30:]) + f.flush() == b"CREATE TABLE t (a int);\n"

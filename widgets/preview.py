@@ -13,9 +13,9 @@ from textual.content import Content
 from textual.widgets import Static
 
 from services.display import age_text, human_size
-from services.meta import scope_facts
-from services.store import Snapshot
-from services.validation import Validation
+from services.snapshots.meta import scope_facts
+from services.snapshots.store import Snapshot
+from services.snapshots.validation import Validation
 
 #: Row counts listed before "… and N more".
 MAX_TABLES = 12

@@ -28,7 +28,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from services.display import age_changes_at
-from services.store import Snapshot
+from services.snapshots.store import Snapshot
 from widgets.snapshot_cells import (
     BUILT,
     COLUMNS,

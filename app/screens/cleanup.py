@@ -1,10 +1,10 @@
 """The cleanup dialog: the retention plan as a table, every row with its reason, rows toggled one by one.
 
-The plan comes from ``services.maintenance`` (the policy is ``services.retention``); this screen only lets
-the user keep more than the policy would delete, never delete what the policy protects. Invalid snapshots
-and leftovers (stale partial files, metadata without a file) are listed unchecked. Ctrl+D or the button
-deletes, in this screen's worker, with the same operation as the CLI's ``cleanup``; the screen closes with
-its result.
+The plan comes from ``services.snapshots.maintenance`` (the policy is ``services.snapshots.retention``);
+this screen only lets the user keep more than the policy would delete, never delete what the policy
+protects. Invalid snapshots and leftovers (stale partial files, metadata without a file) are listed
+unchecked. Ctrl+D or the button deletes, in this screen's worker, with the same operation as the CLI's
+``cleanup``; the screen closes with its result.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from textual.widgets import Button, DataTable, Label, Static
 from textual.worker import Worker, WorkerState
 
 from app.common import failure_text
-from services.maintenance import CleanupPlan, CleanupResult
+from services.snapshots.maintenance import CleanupPlan, CleanupResult
 from services.workspace import Workspace
 
 
@@ -110,7 +110,7 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
           description="Deleting the snapshots the cleanup plan chose")
     def delete_chosen(self, names: list[str]) -> CleanupResult:
         """What the user confirmed: a subset of the policy's plan, never more."""
-        from services import maintenance
+        from services.snapshots import maintenance
         return maintenance.cleanup(self.ws.store, self.planned, self.ws.conn, delete=names, remove=names)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

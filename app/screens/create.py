@@ -19,9 +19,9 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
 from app.workflow import Field, Operation
-from services.codec import SUFFIXES
 from services.errors import BadInput
-from services.store import check_label, suggest_label
+from services.snapshots.compression import SUFFIXES
+from services.snapshots.store import check_label, suggest_label
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The diff screen: schema changes between two snapshots as a tree grouped by kind, row counts as a table.
 
-The comparison itself is ``services.diff`` (offline, from the two files); the main screen runs it in a
+The comparison itself is ``services.diff.compare`` (offline, from the two files); the main screen runs it in a
 thread worker and pushes this screen with the result. Escape or q closes it.
 """
 
@@ -16,7 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static, Tree
 
 if TYPE_CHECKING:  # the module imports pglast: loaded only when a diff is actually run
-    from services.diff import DiffResult
+    from services.diff.compare import DiffResult
 
 _SIGNS = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "yellow")}
 

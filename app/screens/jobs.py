@@ -32,15 +32,15 @@ from app.screens.messages import (
     SnapshotTaken,
     Validated,
 )
-from services.listing import Signature, directory_signature
-from services.locks import LockPolicy
-from services.store import META_SUFFIX, Snapshot
+from services.server.locks import LockPolicy
+from services.snapshots.listing import Signature, directory_signature
+from services.snapshots.store import META_SUFFIX, Snapshot
 
 if TYPE_CHECKING:
     from app.screens.create import CreateRequest
     from app.screens.operation import OperationScreen
     from app.screens.restore import RestoreRequest
-    from services.restore import RestoreResult
+    from services.server.restore import RestoreResult
 
 #: Notice titles by job name.
 TITLES = {"dump": "Snapshot failed", "validate": "Validation failed", "probe": "Database not reachable",
@@ -152,14 +152,14 @@ class Jobs:
     @work(exclusive=True, group="probe", name="probe", exit_on_error=False,
           description="Connecting to read the server version")
     async def probe_server(self) -> None:
-        from services import dump
+        from services.server import dump
         target = await dump.open_target(self.ws.require_conn())
         await target.close()
         self.post_message(ServerProbed(target.info))
 
     @work(exclusive=True, group="work", name="dump", exit_on_error=False, description="Taking a snapshot")
     async def take_snapshot(self, request: CreateRequest) -> None:
-        from services import clone, dump
+        from services.server import clone, dump
         if request.clone:
             snap = await clone.create_clone(self.ws.require_conn(), self.ws.store, request.label,
                                             purpose=request.purpose, report=self.report)
@@ -179,14 +179,14 @@ class Jobs:
     async def restore_job(self, request: RestoreRequest, op: OperationScreen) -> RestoreResult:
         """A restore, run by the operation screen. Validated in full just before the confirmation (as the
         CLI does), so not read a second time."""
-        from services import restore
+        from services.server import restore
         return await restore.restore(self.ws.require_conn(), self.ws.store, request.snapshot,
                                      pre_snapshot=request.pre_snapshot, report=op.report, validated=True,
                                      locks=op.locks)
 
     async def emergency_job(self, op: OperationScreen) -> RestoreResult:
         """The emergency rollback, run by the operation screen: the CLI's ``rollback --emergency``."""
-        from services import restore
+        from services.server import restore
 
         def chosen(snap: Snapshot, why: str) -> None:
             op.set_subject(f"Restoring {snap.filename} ({why}) into {self.ws.target_label}")
@@ -196,7 +196,7 @@ class Jobs:
     @work(thread=True, exclusive=True, group="files", name="files", exit_on_error=False,
           description="Changing a snapshot")
     def change_snapshot(self, snap: Snapshot, what: str) -> None:
-        from services import maintenance
+        from services.snapshots import maintenance
         if what == "delete":
             maintenance.delete(self.ws.store, snap, self.ws.conn, self.ws.target_label)
             self.post_message(FilesChanged(f"Deleted {snap.filename}."))
@@ -206,7 +206,7 @@ class Jobs:
     @work(thread=True, exclusive=True, group="files", name="cleanup_plan", exit_on_error=False,
           description="Planning a cleanup (retention policy)")
     def plan_cleanup(self, now) -> None:
-        from services import maintenance
+        from services.snapshots import maintenance
         self.post_message(CleanupPlanned(maintenance.plan_cleanup(self.ws.store, now, self.ws.settings.retention)))
 
     @work(thread=True, exclusive=True, group="diff", name="diff", exit_on_error=False,

@@ -47,9 +47,9 @@ from app.screens.messages import (
 from app.workflow import Workflow
 from services.display import human_size
 from services.errors import DbsageError
-from services.locks import LockPolicy
-from services.store import AUDIT_NAME, Snapshot
-from services.validation import Validation
+from services.server.locks import LockPolicy
+from services.snapshots.store import AUDIT_NAME, Snapshot
+from services.snapshots.validation import Validation
 from services.workspace import Workspace
 from widgets.activity_log import ActivityLog
 from widgets.header import TargetHeader
@@ -61,9 +61,9 @@ if TYPE_CHECKING:
     from app.screens.create import CreateRequest
     from app.screens.operation import OperationScreen
     from app.screens.restore import RestoreRequest
-    from services.inspect import ServerInfo
-    from services.maintenance import CleanupResult
-    from services.restore import RestoreResult
+    from services.server.catalog import ServerInfo
+    from services.server.restore import RestoreResult
+    from services.snapshots.maintenance import CleanupResult
 
 #: Seconds between checks of the snapshot directory (and age updates).
 SCAN_EVERY = 1.0

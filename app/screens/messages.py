@@ -15,12 +15,12 @@ from textual.message_pump import MessagePump
 from services.events import Blocked, Event, Log, Progress, Reporter, Step
 
 if TYPE_CHECKING:
-    from services.diff import DiffResult
-    from services.inspect import ServerInfo
-    from services.listing import Signature
-    from services.maintenance import CleanupPlan
-    from services.store import Snapshot
-    from services.validation import Validation
+    from services.diff.compare import DiffResult
+    from services.server.catalog import ServerInfo
+    from services.snapshots.listing import Signature
+    from services.snapshots.maintenance import CleanupPlan
+    from services.snapshots.store import Snapshot
+    from services.snapshots.validation import Validation
 
 
 class EngineLog(Message):

@@ -24,8 +24,8 @@ from textual.worker import Worker, WorkerState
 from app.common import failure_text, progress_text
 from app.screens.messages import EngineBlocked, EngineLog, EngineProgress, EngineStep, bridge
 from services.events import Blocked, Log
-from services.locks import LockPolicy
-from services.restore import RestoreResult
+from services.server.locks import LockPolicy
+from services.server.restore import RestoreResult
 from widgets.activity_log import ActivityLog
 from widgets.steps import StepList
 

@@ -7,7 +7,7 @@ from textual.app import SuspendNotSupported
 from textual.screen import Screen
 
 from services.errors import DbsageError
-from services.pgtools import psql_command, run_psql
+from services.server.processes import psql_command, run_psql
 
 
 def hand_over_to_psql(screen: Screen) -> None:

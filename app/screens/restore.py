@@ -21,8 +21,8 @@ from textual.widgets import Button, Checkbox, Label, Static
 from app.workflow import Operation
 from services.config import ConnInfo
 from services.errors import DbsageError
-from services.store import Snapshot
-from services.validation import Validation
+from services.snapshots.store import Snapshot
+from services.snapshots.validation import Validation
 from widgets.preview import SnapshotPreview
 
 
@@ -90,7 +90,7 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
     async def list_sessions(self, conn: ConnInfo) -> None:
         """Who else is connected: the restore waits for their locks. Shown when there are any; the question
         does not wait for this (an unreachable server is reported by the restore itself)."""
-        from services.locks import sessions_now
+        from services.server.locks import sessions_now
         try:
             sessions = await sessions_now(conn)
         except DbsageError:

@@ -14,10 +14,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import retention
-from .config import ConnInfo, Policy
-from .errors import BadInput
-from .store import Snapshot, SnapshotStore
+from services.config import ConnInfo, Policy
+from services.errors import BadInput
+from services.snapshots import retention
+from services.snapshots.store import Snapshot, SnapshotStore
 
 
 def _clone_dropper(conn: ConnInfo | None) -> Callable[[Snapshot], None] | None:
@@ -27,7 +27,7 @@ def _clone_dropper(conn: ConnInfo | None) -> Callable[[Snapshot], None] | None:
         return None
 
     def drop(snap: Snapshot) -> None:
-        from . import clone
+        from services.server import clone
         asyncio.run(clone.drop_clone(conn, snap))
     return drop
 

@@ -15,7 +15,7 @@ Only for local development servers: hosted databases (and Supabase) must use fil
 statement runs over a connection to the *maintenance* database (``postgres``, else ``template1``):
 ``CREATE DATABASE ... TEMPLATE`` and ``RENAME`` both require that nobody is connected to the database, us
 included. Other sessions are listed in the refusal, never terminated. The server-side checks and
-database operations are ``services.clonedb``; the pointer file, ``services.clonefile``.
+database operations are ``services.server.clone_db``; the pointer file, ``services.server.clone_file``.
 
 Errors and exit codes (services.errors):
   * ``CloneNotAllowed`` (BadInput, exit 2): not a local server, a Supabase server, a role that may not
@@ -39,30 +39,30 @@ from pathlib import Path
 
 import asyncpg
 
-from . import clonedb, clonefile, inspect
-from .clonedb import DatabaseBusy
-from .clonefile import POINTER_HEADER, CloneNotAllowed, check_local, check_pointer, clone_name
-from .config import ConnInfo
-from .dbprops import carry_over_commands
-from .display import human_size, utcnow
-from .errors import BadInput, DbsageError, InvalidSnapshot, audit_failure
-from .events import Log, Progress, Reporter, Step, null_reporter
-from .smoke import RestoreResult, seal_restore
-from .snaprecord import snapshot_record
-from .store import CLONE_SUFFIX, Snapshot, SnapshotStore, check_label, free_name
+from services.config import ConnInfo
+from services.display import human_size, utcnow
+from services.errors import BadInput, DbsageError, InvalidSnapshot, audit_failure
+from services.events import Log, Progress, Reporter, Step, null_reporter
+from services.server import catalog, clone_db, clone_file
+from services.server.clone_db import DatabaseBusy
+from services.server.clone_file import POINTER_HEADER, CloneNotAllowed, check_local, check_pointer, clone_name
+from services.server.db_properties import carry_over_commands
+from services.server.smoke import RestoreResult, seal_restore
+from services.snapshots.record import snapshot_record
+from services.snapshots.store import CLONE_SUFFIX, Snapshot, SnapshotStore, check_label, free_name
 
 __all__ = ["POINTER_HEADER", "BadInput", "CloneNotAllowed", "DatabaseBusy", "check_pointer", "clone_name",
            "create_clone", "drop_clone", "restore_clone"]
 
 
 def _write_snapshot(store: SnapshotStore, pointer: Path, ts: dt.datetime, label: str, *, conn: ConnInfo,
-                    info: inspect.ServerInfo, server_id: str | None, clone_db: str, clone_oid: int,
+                    info: catalog.ServerInfo, server_id: str | None, clone_db: str, clone_oid: int,
                     clone_bytes: int, tables: int, purpose: str, notes: str, protected: bool,
                     duration: float) -> Snapshot:
     """Pointer file, then metadata (each atomic): the snapshot lists only once both are complete."""
     server = f"{conn.host}:{conn.port}"
-    text = clonefile.pointer_text(clone_db, conn.dbname, server, server_id, ts, pointer.name)
-    data = clonefile.write_pointer(pointer, text)
+    text = clone_file.pointer_text(clone_db, conn.dbname, server, server_id, ts, pointer.name)
+    data = clone_file.write_pointer(pointer, text)
     meta = snapshot_record(
         label=label, purpose=purpose, notes=notes, ts=ts, kind="clone", filename=pointer.name, size=len(data),
         sha256=hashlib.sha256(data).hexdigest(), database_version=info.version, database=conn.dbname,
@@ -104,7 +104,7 @@ async def create_clone(conn: ConnInfo, store: SnapshotStore, label: str, *, purp
     store.ensure_dir()
     started = time.monotonic()
     with store.lock("snapshot", conn.display):
-        con = await clonedb.connect_maintenance(conn)
+        con = await clone_db.connect_maintenance(conn)
         made = _Made()
         try:
             with audit_failure(store.audit, "snapshot", snapshot=None, type="clone",
@@ -117,27 +117,27 @@ async def create_clone(conn: ConnInfo, store: SnapshotStore, label: str, *, purp
                     await _unmake(conn, con, made)
                     raise
         except asyncpg.PostgresError as exc:
-            raise clonedb.explain(exc, conn.dbname, "take a clone snapshot") from None
+            raise clone_db.explain(exc, conn.dbname, "take a clone snapshot") from None
         finally:
             await _close(con)
 
 
 async def _take(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore, label: str, made: _Made,
                 started: float, report: Reporter, **about) -> Snapshot:
-    info = await clonedb.check_clone_allowed(conn, con)
-    server_id = await clonedb.read_server_id(con)
-    tables = await clonedb.probe_tables(conn, con)
+    info = await clone_db.check_clone_allowed(conn, con)
+    server_id = await clone_db.read_server_id(con)
+    tables = await clone_db.probe_tables(conn, con)
     ts, made.pointer = free_name(store.directory, label, CLONE_SUFFIX)
-    made.clone = clone = clone_name(conn.dbname, ts, await clonedb.database_names(con))
+    made.clone = clone = clone_name(conn.dbname, ts, await clone_db.database_names(con))
     size = await con.fetchval("SELECT pg_database_size($1)", conn.dbname)
     report(Log(f"Cloning database {conn.dbname} ({human_size(size)}) into {clone} on "
                f"{conn.host}:{conn.port} (CREATE DATABASE ... TEMPLATE, STRATEGY FILE_COPY)"))
     report(Progress("dump", 0, size, 0.0))
     try:
-        await clonedb.create_copy(con, clone, conn.dbname, info.major)
+        await clone_db.create_copy(con, clone, conn.dbname, info.major)
     except asyncpg.PostgresError as exc:
         made.clone = None  # not made: nothing to drop
-        raise clonedb.explain(exc, conn.dbname, "take a clone snapshot") from None
+        raise clone_db.explain(exc, conn.dbname, "take a clone snapshot") from None
     made.oid = await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", clone)
     clone_bytes = await con.fetchval("SELECT pg_database_size($1::oid)", made.oid)
     duration = round(time.monotonic() - started, 3)
@@ -154,12 +154,12 @@ async def _take(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore, l
 async def _unmake(conn: ConnInfo, con: asyncpg.Connection, made: _Made) -> None:
     """After a failure or a cancellation: the files go, and the half-made database is dropped."""
     if made.pointer is not None:
-        clonefile.remove_files(made.pointer)
+        clone_file.remove_files(made.pointer)
     if made.clone is not None:
         with contextlib.suppress(Exception):
-            fresh = await clonedb.settle(conn, con)
+            fresh = await clone_db.settle(conn, con)
             try:
-                await clonedb.drop_database(fresh, made.clone, made.oid)
+                await clone_db.drop_database(fresh, made.clone, made.oid)
             finally:
                 await fresh.close()
 
@@ -189,10 +189,10 @@ async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *,
         raise InvalidSnapshot(f"Snapshot {snap.filename} is invalid: {problem}.",
                               "The database was not touched. Choose another snapshot (`dbsage-tui list`).")
     check_local(conn)
-    clonedb.check_same_server(conn, snap)
+    clone_db.check_same_server(conn, snap)
     result = RestoreResult(snapshot=snap, pre_snapshot=None)
     with store.lock(action, conn.display):
-        con = await clonedb.connect_maintenance(conn)
+        con = await clone_db.connect_maintenance(conn)
         swap = _Swap()
         try:
             with audit_failure(store.audit, action, report=report, step="restore", started=started,
@@ -203,7 +203,7 @@ async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *,
                     await _undo_swap(conn, con, swap, result)
                     raise
         except asyncpg.PostgresError as exc:
-            raise clonedb.explain(exc, conn.dbname, "restore") from None
+            raise clone_db.explain(exc, conn.dbname, "restore") from None
         finally:
             await _close(con)
         report(Step("restore", "ok", f"{snap.filename} swapped in"))
@@ -218,13 +218,13 @@ async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *,
 async def _swap_in(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore, snap: Snapshot, swap: _Swap,
                    result: RestoreResult, report: Reporter, action: str, pre_snapshot: bool, started: float) -> None:
     report(Step("validate", "running", snap.filename))
-    info = await clonedb.check_clone_allowed(conn, con, what="restore")
-    server_id = await clonedb.read_server_id(con)
-    await clonedb.check_clone_db(con, snap, server_id)
+    info = await clone_db.check_clone_allowed(conn, con, what="restore")
+    server_id = await clone_db.read_server_id(con)
+    await clone_db.check_clone_db(con, snap, server_id)
     report(Step("validate", "ok", f"clone database {snap.get('clone_database')} is present"))
-    tables = await clonedb.probe_tables(conn, con) if pre_snapshot else 0
+    tables = await clone_db.probe_tables(conn, con) if pre_snapshot else 0
     ts = utcnow()
-    names = await clonedb.database_names(con)
+    names = await clone_db.database_names(con)
     if pre_snapshot:
         ts, swap.pointer = free_name(store.directory, "pre-rollback", CLONE_SUFFIX)
     swap.old = clone_name(conn.dbname, ts, names)
@@ -239,7 +239,7 @@ async def _swap_in(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore
             clone_oid=old_oid, clone_bytes=size, tables=tables, purpose=f"before restoring {snap.filename}",
             notes=f"Taken automatically by dbsage-tui {action} (the database as it was, renamed away).",
             protected=False, duration=0.0)
-    qt, qo, qn = (inspect.quote_ident(x) for x in (conn.dbname, swap.old, swap.tmp))
+    qt, qo, qn = (catalog.quote_ident(x) for x in (conn.dbname, swap.old, swap.tmp))
     commands += [f"ALTER DATABASE {qt} RENAME TO {qo}", f"ALTER DATABASE {qn} RENAME TO {qt}",
                  f"ALTER DATABASE {qo} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true"]
     report(Log(f"Swapping in one transaction: {conn.dbname} -> {swap.old}, {swap.tmp} -> {conn.dbname}"))
@@ -248,7 +248,7 @@ async def _swap_in(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore
             for stmt in commands:
                 await con.execute(stmt)
     except asyncpg.PostgresError as exc:
-        raise clonedb.explain(exc, conn.dbname, "restore") from None
+        raise clone_db.explain(exc, conn.dbname, "restore") from None
     swap.tmp = None  # it is the target now
 
 
@@ -259,10 +259,10 @@ async def _copy_clone(con: asyncpg.Connection, snap: Snapshot, swap: _Swap, majo
     total = snap.get("clone_bytes") if isinstance(snap.get("clone_bytes"), int) else None
     report(Progress("restore", 0, total, 0.0))
     try:
-        await clonedb.create_copy(con, swap.tmp, snap.get("clone_database"), major)
+        await clone_db.create_copy(con, swap.tmp, snap.get("clone_database"), major)
     except asyncpg.PostgresError as exc:
         swap.tmp = None
-        raise clonedb.explain(exc, str(snap.get("clone_database")), "restore") from None
+        raise clone_db.explain(exc, str(snap.get("clone_database")), "restore") from None
     swap.tmp_oid = await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", swap.tmp)
     report(Progress("restore", total or 0, total, time.monotonic() - started))
 
@@ -273,26 +273,26 @@ async def _undo_swap(conn: ConnInfo, con: asyncpg.Connection, swap: _Swap, resul
     committed = False
     if swap.tmp is not None or swap.pointer is not None:
         with contextlib.suppress(Exception):
-            fresh = await clonedb.settle(conn, con)
+            fresh = await clone_db.settle(conn, con)
             try:
                 # A cancellation can land after COMMIT reached the server: then the swap stands.
                 committed = swap.tmp_oid is not None and swap.tmp_oid == await fresh.fetchval(
                     "SELECT oid FROM pg_database WHERE datname = $1", conn.dbname)
                 if not committed and swap.tmp is not None:
-                    await clonedb.drop_database(fresh, swap.tmp, swap.tmp_oid)
+                    await clone_db.drop_database(fresh, swap.tmp, swap.tmp_oid)
             finally:
                 await fresh.close()
     if swap.pointer is not None and not committed:
-        clonefile.remove_files(swap.pointer)
+        clone_file.remove_files(swap.pointer)
         result.pre_snapshot = None
 
 
 async def _drop_replaced(conn: ConnInfo, old: str, result: RestoreResult, report: Reporter) -> None:
     """Without a pre-rollback snapshot, the database swapped out is dropped; failing that is a warning."""
     try:
-        con = await clonedb.connect_maintenance(conn)
+        con = await clone_db.connect_maintenance(conn)
         try:
-            await clonedb.drop_database(con, old)
+            await clone_db.drop_database(con, old)
         finally:
             await con.close()
         report(Log(f"Dropped the replaced database {old}"))
@@ -316,10 +316,10 @@ async def drop_clone(conn: ConnInfo, snap: Snapshot) -> bool:
     if snap.get("type") != "clone" or not isinstance(name, str) or not name:
         raise InvalidSnapshot(f"{snap.filename} is not a clone snapshot.")
     check_local(conn)
-    clonedb.check_same_server(conn, snap)
-    con = await clonedb.connect_maintenance(conn)
+    clone_db.check_same_server(conn, snap)
+    con = await clone_db.connect_maintenance(conn)
     try:
-        recorded, server_id = snap.get("server_id"), await clonedb.read_server_id(con)
+        recorded, server_id = snap.get("server_id"), await clone_db.read_server_id(con)
         if recorded and server_id and recorded != server_id:
             raise BadInput(f"{snap.filename} was taken on another PostgreSQL server.",
                            "Connect to the server it was taken on.")
@@ -331,8 +331,8 @@ async def drop_clone(conn: ConnInfo, snap: Snapshot) -> bool:
             raise InvalidSnapshot(f"The database {name} is not the clone {snap.filename} was taken into; "
                                   "it was left alone.", "Delete the snapshot's files only.")
         try:
-            return await clonedb.drop_database(con, name, found)
+            return await clone_db.drop_database(con, name, found)
         except asyncpg.PostgresError as exc:
-            raise clonedb.explain(exc, name, f"drop the clone database {name}") from None
+            raise clone_db.explain(exc, name, f"drop the clone database {name}") from None
     finally:
         await _close(con)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from .errors import OperationFailed
-from .scanner import APPENDIX_BEGIN, APPENDIX_END
+from services.errors import OperationFailed
+from services.snapshots.scanner import APPENDIX_BEGIN, APPENDIX_END
 
 _OBJ_NS = """
     obj_ns(cls, oid, ns) AS (

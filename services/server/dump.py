@@ -5,7 +5,7 @@ trailer), comments out the lines no restore as this role could run (another role
 compresses it when asked, hashes and writes it, and starts its writeback as it goes: memory stays flat
 whatever the database size, the sha256 is of the bytes in the file, and the fsync before the rename is
 short. After pg_dump's trailer comes the appendix: the objects outside the scope that depend on it
-(``services.dependents``). Only a dump that pg_dump finished with exit 0 *and* whose trailer is present
+(``services.server.dependents``). Only a dump that pg_dump finished with exit 0 *and* whose trailer is present
 becomes ``NAME.sql`` (``.sql.gz``, ``.sql.zst``); its metadata is written after the rename. Any failure or
 cancellation kills pg_dump and removes what was written.
 
@@ -25,18 +25,35 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import codec, dependents, inspect
-from .config import ConnInfo
-from .display import human_size
-from .errors import OperationFailed, audit_failure, explain_tool_failure
-from .events import Log, Progress, Reporter, null_reporter
-from .locks import LockPolicy, LockWatch, watching
-from .meta import preload_meta_writer
-from .pgtools import CHUNK, PROGRESS_EVERY, child_kwargs, kill_process, make_pipe, pump_stderr, write_all
-from .scanner import DumpScanner, ScanResult
-from .snaprecord import restore_instructions, snapshot_record
-from .store import META_SUFFIX, PARTIAL_SUFFIX, Snapshot, SnapshotStore, check_label, free_name, fsync_dir
-from .target import Target, database_lock, open_target, opened
+from services.config import ConnInfo
+from services.display import human_size
+from services.errors import OperationFailed, audit_failure, explain_tool_failure
+from services.events import Log, Progress, Reporter, null_reporter
+from services.server import catalog, dependents
+from services.server.locks import LockPolicy, LockWatch, watching
+from services.server.processes import (
+    CHUNK,
+    PROGRESS_EVERY,
+    child_kwargs,
+    kill_process,
+    make_pipe,
+    pump_stderr,
+    write_all,
+)
+from services.server.target import Target, database_lock, open_target, opened
+from services.snapshots import compression
+from services.snapshots.meta import preload_meta_writer
+from services.snapshots.record import restore_instructions, snapshot_record
+from services.snapshots.scanner import DumpScanner, ScanResult
+from services.snapshots.store import (
+    META_SUFFIX,
+    PARTIAL_SUFFIX,
+    Snapshot,
+    SnapshotStore,
+    check_label,
+    free_name,
+    fsync_dir,
+)
 
 __all__ = ["Target", "create_snapshot", "database_lock", "open_target", "snapshot"]
 
@@ -63,7 +80,7 @@ class SnapshotPump:
     incomplete at the end of a chunk it is held back (DDL lines are short; COPY data is never held)."""
 
     def __init__(self, src: int, dst: int, digest, scanner: DumpScanner,
-                 compressor: codec.Compressor | None = None) -> None:
+                 compressor: compression.Compressor | None = None) -> None:
         self.src, self.dst, self.digest, self.scanner, self.compressor = src, dst, digest, scanner, compressor
         self.moved = 0
         self.written = 0
@@ -137,7 +154,7 @@ def others_default_privileges(roles: list[str], seen: set[str]):
 class _Plan:
     """What a snapshot will be, decided before pg_dump starts."""
 
-    scope: inspect.Scope
+    scope: catalog.Scope
     kind: str  # "full" | "schema-only"
     compress: str
     ts: dt.datetime
@@ -173,12 +190,12 @@ async def _plan(target: Target, store: SnapshotStore, label: str, schema_only: b
                 compress: str, report: Reporter) -> _Plan:
     """The scope, the file name and pg_dump's arguments; refuses an empty scope."""
     info = target.info
-    scope = await inspect.resolve_scope(target.con, info.supabase, schemas)
+    scope = await catalog.resolve_scope(target.con, info.supabase, schemas)
     if not scope.schemas:
         raise OperationFailed("There is nothing to snapshot: no schema in scope.",
                               "Check the connection's role can use the schemas, or name them with --schema.")
-    others = [] if info.superuser else await inspect.roles_not_ours(target.con)
-    ts, final = free_name(store.directory, label, codec.SUFFIXES[compress])
+    others = [] if info.superuser else await catalog.roles_not_ours(target.con)
+    ts, final = free_name(store.directory, label, compression.SUFFIXES[compress])
     kind = "schema-only" if schema_only else "full"
     args = [target.tools.pg_dump, "--clean", "--if-exists", "--no-owner", "--verbose", "--no-password",
             *scope.pg_dump_args(target.tools.major, schema_only)]
@@ -197,7 +214,7 @@ async def _run(target: Target, plan: _Plan, fd: int, report: Reporter, started: 
     """pg_dump into the partial file ``fd`` (closed here), fsynced."""
     rfd, wfd = make_pipe()  # _stream closes the write end, whatever happens
     try:
-        compressor = codec.Compressor(plan.compress) if plan.compress != "none" else None
+        compressor = compression.Compressor(plan.compress) if plan.compress != "none" else None
         pump = SnapshotPump(rfd, fd, hashlib.sha256(), plan.scanner, compressor)
         streamed = await _stream(target, plan, pump, wfd, report, started, audit)
         await asyncio.to_thread(os.fsync, fd)  # can take a while for a large dump: keep the loop free
@@ -246,8 +263,8 @@ async def _stream(target: Target, plan: _Plan, pump: SnapshotPump, wfd: int, rep
 async def _survey(target: Target, plan: _Plan, report: Reporter) -> tuple[int, int | None, list]:
     """Asked while pg_dump starts (round trips before it count on a hosted database): the tables, the
     size to expect, the objects outside the scope that depend on it."""
-    tables = await inspect.tables_count(target.con, plan.scope.schemas)
-    estimate = await inspect.estimate_dump_bytes(target.con, plan.scope.schemas, plan.kind == "schema-only")
+    tables = await catalog.tables_count(target.con, plan.scope.schemas)
+    estimate = await catalog.estimate_dump_bytes(target.con, plan.scope.schemas, plan.kind == "schema-only")
     if estimate:
         report(Log(f"about {human_size(estimate)} of table data to dump"))
     report(Progress("dump", 0, estimate, 0.0))
@@ -292,7 +309,7 @@ async def _finish(pump: SnapshotPump, pumping: asyncio.Future, outside: list[dep
     return scan
 
 
-async def _outside(target: Target, scope: inspect.Scope, report: Reporter) -> list[dependents.Dependent]:
+async def _outside(target: Target, scope: catalog.Scope, report: Reporter) -> list[dependents.Dependent]:
     """Objects outside the scope that depend on it (and, when the dump has no publications, the scope's
     publication memberships), as they are now: the file's appendix."""
     found, blocked = await dependents.read(target.con, scope.schemas)
@@ -340,7 +357,7 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
     """Dump ``target`` into a new snapshot. The caller holds the locks (see ``snapshot`` for the
     standalone operation)."""
     check_label(label)
-    codec.check_method(compress)
+    compression.check_method(compress)
     store.ensure_dir()
     started = time.monotonic()
     plan = await _plan(target, store, label, schema_only, schemas, compress, report)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 HEADER = b"--\n-- PostgreSQL database dump\n--\n"
 TRAILER = b"-- PostgreSQL database dump complete"
-#: First and last lines of what dbsage-tui appends after pg_dump's trailer (``services.dependents``).
+#: First and last lines of what dbsage-tui appends after pg_dump's trailer (``services.server.dependents``).
 APPENDIX_BEGIN = b"-- dbsage-tui appendix:"
 APPENDIX_END = b"-- dbsage-tui appendix complete"
 _COPY_END = b"\\.\n"

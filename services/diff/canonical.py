@@ -1,4 +1,4 @@
-"""Canonical SQL and names of pglast parse nodes, for ``services.schemamodel``: the same object written
+"""Canonical SQL and names of pglast parse nodes, for ``services.diff.schema``: the same object written
 two ways (``character varying`` or ``varchar``, pg_dump's OID comments, columns options the server stamps
 itself) prints the same, and every object gets the name PostgreSQL gives it."""
 
@@ -9,7 +9,7 @@ import json
 from pglast import ast, enums
 from pglast.stream import RawStream
 
-from .compat import SERVER_STAMPED_OPTIONS
+from services.server.replay_filter import SERVER_STAMPED_OPTIONS
 
 RELATION_KINDS = ("table", "view", "materialized_view")
 
@@ -37,7 +37,7 @@ def canon_without(node, part=None, **blanked) -> str:
 
 
 def without_server_stamps(cmds):
-    """ALTER TABLE commands without the column options a server sets itself (``compat``; like the OIDs in
+    """ALTER TABLE commands without the column options a server sets itself (``replay_filter``; like the OIDs in
     pg_dump's comments, not something a snapshot or a restore can carry); a SET of nothing else goes."""
     out = []
     for cmd in cmds or ():

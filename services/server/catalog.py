@@ -1,6 +1,6 @@
 """Catalog inspection over asyncpg: connecting, server facts, a snapshot's scope, counts.
 
-The SQL that clears a scope before a replay is in ``services.clearing``.
+The SQL that clears a scope before a replay is in ``services.server.clearing``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from .config import ConnInfo, ipv6_only_advice
-from .errors import explain_tool_failure
-from .tls import TLS_REQUIRED, client_context, tls_failure
+from services.config import ConnInfo, ipv6_only_advice
+from services.errors import explain_tool_failure
+from services.server.tls import TLS_REQUIRED, client_context, tls_failure
 
 SYSTEM_SCHEMA_RE = re.compile(r"^(pg_catalog|information_schema|pg_toast.*|pg_temp_.*)$")
 
@@ -38,7 +38,7 @@ def is_managed(schema: str) -> bool:
 
 def connect_kwargs(conn: ConnInfo, settings: dict[str, str] | None = None) -> dict:
     """asyncpg's arguments for ``conn``: under ``require`` and ``verify-*`` the TLS rules of the relay that
-    carries pg_dump and psql (``services.tls``), so that both verify alike; asyncpg's own ``prefer`` and
+    carries pg_dump and psql (``services.server.tls``), so that both verify alike; asyncpg's own ``prefer`` and
     ``allow`` fall back to cleartext exactly as libpq's do."""
     return {"host": conn.host, "port": conn.port, "user": conn.user, "database": conn.dbname,
             "password": conn.password, "timeout": conn.connect_timeout,
@@ -211,7 +211,7 @@ async def resolve_scope(con: asyncpg.Connection, supabase: bool, only: list[str]
     if only:
         missing = [s for s in only if s not in names]
         if missing:
-            from .errors import BadInput
+            from services.errors import BadInput
             raise BadInput(f"Schema {', '.join(missing)} does not exist in this database.",
                            f"Choose from: {', '.join(sorted(names))}.")
         return Scope(mode="only", schemas=sorted(only), supabase=supabase)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from . import dependents
-from .errors import OperationFailed
-from .inspect import quote_ident
+from services.errors import OperationFailed
+from services.server import dependents
+from services.server.catalog import quote_ident
 
 # Object kinds as pg_identify_object names them -> the DROP command for them. Order matters: extensions
 # first (their members cannot be dropped alone), then relations, then what relations use.
@@ -47,7 +47,7 @@ async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumped_global_
     * Schemas other than ``public`` are dropped with CASCADE (the dump re-creates them).
     * ``public`` cannot be dropped (pg_dump never re-creates it; its initial privileges would be lost), so its
       objects are dropped one by one, its ACL reset to what pg_dump assumes, its default ACLs cleared.
-    * Objects outside the scope that depend on objects inside it (``services.dependents``) are dropped
+    * Objects outside the scope that depend on objects inside it (``services.server.dependents``) are dropped
       first. A snapshot that recorded them (``recorded``: their descriptions, from its metadata)
       re-creates them from its appendix, as they were when it was taken; for an older snapshot they are
       put back after the replay as they are now. Dependents that cannot be re-created (a view or a

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from . import inspect
-from .config import ConnInfo
-from .errors import DbsageError
-from .events import Blocker, Log, Reporter, Step
-from .store import Snapshot, SnapshotStore
+from services.config import ConnInfo
+from services.errors import DbsageError
+from services.events import Blocker, Log, Reporter, Step
+from services.server import catalog
+from services.snapshots.store import Snapshot, SnapshotStore
 
 
 @dataclass
@@ -40,15 +40,15 @@ async def smoke_test(conn: ConnInfo, snap: Snapshot, loaded: dict[str, int] | No
     file snapshot) the rows loaded (``loaded``: psql's COPY results, already matched with the metadata
     before COMMIT). A clone snapshot's scope is the whole database, as it was copied."""
     try:
-        con = await inspect.connect(conn)
+        con = await catalog.connect(conn)
     except DbsageError as exc:
         return [SmokeCheck("connection", False, exc.message)]
     try:
         checks = [SmokeCheck("connection", True, f"connected to {conn.display}")]
-        schemas = (await inspect.resolve_scope(con, False, None)).schemas if snap.is_clone \
+        schemas = (await catalog.resolve_scope(con, False, None)).schemas if snap.is_clone \
             else list(snap.get("schemas") or [])
         want_tables = snap.get("tables_count")
-        got_tables = await inspect.tables_count(con, schemas)
+        got_tables = await catalog.tables_count(con, schemas)
         checks.append(SmokeCheck("tables", got_tables == want_tables, f"{got_tables} tables (snapshot: {want_tables})"))
         if loaded is not None:
             checks.append(await _row_counts(con, snap, schemas, loaded))
@@ -61,7 +61,7 @@ async def _row_counts(con, snap: Snapshot, schemas: list[str], loaded: dict[str,
     want_rows = snap.get("row_counts")
     if not (snap.is_full and isinstance(want_rows, dict)):
         return SmokeCheck("row counts", True, "schema-only snapshot: tables are empty by design")
-    present = set(await inspect.table_names(con, schemas))
+    present = set(await catalog.table_names(con, schemas))
     missing = sorted(set(want_rows) - present)
     extra = sorted(present - set(want_rows))
     bad = [f"{t}: {loaded.get(t, 0)} rows loaded, snapshot {n}" for t, n in want_rows.items()

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from .inspect import quote_ident
-from .scanner import read_quoted
+from services.server.catalog import quote_ident
+from services.snapshots.scanner import read_quoted
 
 #: Settings whose values are lists of identifiers (pg_dump's variable_is_guc_list_quote).
 _GUC_LIST_QUOTE = frozenset({"local_preload_libraries", "search_path", "session_preload_libraries",

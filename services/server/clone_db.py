@@ -1,5 +1,5 @@
 """Clone snapshots, the server side: the maintenance connection, the checks that refuse what cannot work,
-and the database-level operations (copy, cancel and settle, drop) that ``services.clone`` composes."""
+and the database-level operations (copy, cancel and settle, drop) that ``services.server.clone`` composes."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import time
 
 import asyncpg
 
-from . import inspect
-from .clonefile import CloneNotAllowed, check_local, is_local_host
-from .config import ConnInfo
-from .errors import BadInput, DbsageError, InvalidSnapshot, OperationFailed
-from .locks import other_sessions
-from .store import Snapshot
+from services.config import ConnInfo
+from services.errors import BadInput, DbsageError, InvalidSnapshot, OperationFailed
+from services.server import catalog
+from services.server.clone_file import CloneNotAllowed, check_local, is_local_host
+from services.server.locks import other_sessions
+from services.snapshots.store import Snapshot
 
 #: Where clone work connects, in order: never the database being copied or replaced.
 MAINTENANCE_DBS = ("postgres", "template1")
@@ -34,7 +34,7 @@ async def connect_maintenance(conn: ConnInfo) -> asyncpg.Connection:
         if name == conn.dbname:
             continue
         try:
-            return await inspect.connect(conn.with_dbname(name))
+            return await catalog.connect(conn.with_dbname(name))
         except OperationFailed as exc:
             if "does not exist" not in exc.one_line():
                 raise
@@ -61,13 +61,13 @@ def _busy(dbname: str, sessions: list[str], what: str) -> DatabaseBusy:
 
 
 async def check_clone_allowed(conn: ConnInfo, con_maint: asyncpg.Connection, *,
-                              what: str = "take a clone snapshot") -> inspect.ServerInfo:
+                              what: str = "take a clone snapshot") -> catalog.ServerInfo:
     """Refuse, with one sentence and a hint, whatever would make cloning ``conn.dbname`` fail or unsafe:
     a non-local or Supabase server, a server before PostgreSQL 15, a missing or template database, a role
     that may not create databases or does not own this one, other sessions connected to it. Runs on the
     maintenance connection ``con_maint``; returns the server's facts (``database`` is ``conn.dbname``)."""
     check_local(conn)
-    info = await inspect.server_info(con_maint)
+    info = await catalog.server_info(con_maint)
     supabase_role = await con_maint.fetchval("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_admin')")
     if info.supabase or supabase_role:
         raise CloneNotAllowed("Clone snapshots are not available on Supabase servers.",
@@ -101,11 +101,11 @@ async def check_clone_allowed(conn: ConnInfo, con_maint: asyncpg.Connection, *,
 async def probe_tables(conn: ConnInfo, con_maint: asyncpg.Connection) -> int:
     """Tables in the database's schemas, counted over a short connection of its own that is fully gone
     (out of pg_stat_activity) before we return, so that it never blocks the copy or the rename."""
-    con = await inspect.connect(conn)
+    con = await catalog.connect(conn)
     try:
         pid = con.get_server_pid()
-        scope = await inspect.resolve_scope(con, False, None)
-        tables = await inspect.tables_count(con, scope.schemas)
+        scope = await catalog.resolve_scope(con, False, None)
+        tables = await catalog.tables_count(con, scope.schemas)
     finally:
         await con.close()
     deadline = time.monotonic() + SESSION_GONE_TIMEOUT
@@ -140,7 +140,7 @@ async def create_copy(con: asyncpg.Connection, new: str, template: str, major: i
         with contextlib.suppress(asyncpg.PostgresError):
             await con.execute("SET file_copy_method = clone")
     strategy = " STRATEGY FILE_COPY" if major >= 15 else ""
-    await con.execute(f"CREATE DATABASE {inspect.quote_ident(new)} TEMPLATE {inspect.quote_ident(template)}"
+    await con.execute(f"CREATE DATABASE {catalog.quote_ident(new)} TEMPLATE {catalog.quote_ident(template)}"
                       f"{strategy} ALLOW_CONNECTIONS false IS_TEMPLATE true")
 
 
@@ -169,7 +169,7 @@ async def drop_database(con: asyncpg.Connection, name: str, oid: int | None = No
     found = await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", name)
     if found is None or (oid is not None and found != oid):
         return False
-    q = inspect.quote_ident(name)
+    q = catalog.quote_ident(name)
     await con.execute(f"ALTER DATABASE {q} IS_TEMPLATE false")
     try:
         await con.execute(f"DROP DATABASE {q}")

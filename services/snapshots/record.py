@@ -6,17 +6,18 @@ from __future__ import annotations
 import datetime as dt
 import socket
 
-from . import __version__, codec
-from .display import human_size
-from .store import format_ts, os_user
+from services import __version__
+from services.display import human_size
+from services.snapshots import compression
+from services.snapshots.store import format_ts, os_user
 
 
 def restore_instructions(filename: str, server_major: int, tools_major: int) -> str:
     """How to restore, for the metadata: our exact restore first, then plain psql (no secrets: the URL stays
     in the environment variable). Compressed files go through ``gunzip -c``/``zstd -dc`` first."""
     psql = "psql \"$SUPABASE_DB_URL\" --single-transaction -v ON_ERROR_STOP=1"
-    method = codec.method_of(filename)
-    source = f"{codec.BY_HAND[method]} {filename} | " if method != "none" else ""
+    method = compression.method_of(filename)
+    source = f"{compression.BY_HAND[method]} {filename} | " if method != "none" else ""
     if server_major < 17 <= tools_major:
         # pg_dump 17+ writes SET transaction_timeout, which servers before 17 reject.
         strip = "sed '/^SET transaction_timeout = 0;$/d'"

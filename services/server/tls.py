@@ -29,10 +29,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import BadInput, OperationFailed
+from services.errors import BadInput, OperationFailed
 
 if TYPE_CHECKING:
-    from .config import ConnInfo
+    from services.config import ConnInfo
 
 #: The modes in which a connection without TLS is refused (libpq's definition).
 TLS_REQUIRED = ("require", "verify-ca", "verify-full")

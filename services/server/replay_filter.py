@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-#: Attribute options a server sets on its own; a restore leaves them out (``services.diff`` ignores them).
+#: Attribute options a server sets on its own; a restore leaves them out (``services.diff.compare`` ignores them).
 SERVER_STAMPED_OPTIONS = frozenset({"pg_attver"})
 
 _STAMP = b"pg_attver="

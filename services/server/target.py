@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from . import inspect
-from .config import ConnInfo
-from .errors import LockHeld
-from .locks import LockPolicy
-from .pgtools import PgTools, candidate_bindirs, find_tools, probe
-from .tls import TlsRelay
+from services.config import ConnInfo
+from services.errors import LockHeld
+from services.server import catalog
+from services.server.locks import LockPolicy
+from services.server.processes import PgTools, candidate_bindirs, find_tools, probe
+from services.server.tls import TlsRelay
 
 #: A key for pg_try_advisory_lock: one dbsage-tui operation per database at a time, whatever the directory.
 ADVISORY_KEY = 0x6462736167  # "dbsag"
@@ -26,9 +26,9 @@ class Target:
 
     conn: ConnInfo
     con: asyncpg.Connection
-    info: inspect.ServerInfo
+    info: catalog.ServerInfo
     tools: PgTools
-    #: Where pg_dump/psql connect when our session is encrypted (``services.tls``), else None.
+    #: Where pg_dump/psql connect when our session is encrypted (``services.server.tls``), else None.
     relay: TlsRelay | None = None
     locks: LockPolicy = field(default_factory=LockPolicy)
 
@@ -60,14 +60,14 @@ async def open_target(conn: ConnInfo, locks: LockPolicy | None = None) -> Target
     locks = locks or LockPolicy()
     try:
         # Our own session's queries are catalog reads; should one ever wait for a lock, never forever.
-        con = await inspect.connect(conn, {"lock_timeout": str(locks.timeout_ms)})
+        con = await catalog.connect(conn, {"lock_timeout": str(locks.timeout_ms)})
     finally:
         if probing is not None:
             await asyncio.wait({probing})
             if not probing.cancelled():
                 probing.exception()  # retrieved: find_tools probes again and reports any error
     try:
-        info = await inspect.server_info(con)
+        info = await catalog.server_info(con)
         tools = find_tools(info.major)
         relay = await asyncio.to_thread(TlsRelay(conn).start) if info.tls and conn.uses_tcp else None
     except BaseException:

@@ -19,22 +19,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import codec
-from .compat import ReplayFilter
-from .errors import InvalidSnapshot, OperationFailed, explain_tool_failure
-from .events import Log, Progress, Reporter
-from .locks import watching
-from .pgtools import PROGRESS_EVERY, child_kwargs, kill_process, make_pipe, pump_stderr, write_all
-from .scanner import DumpScanner, ScanResult
-from .store import Snapshot
-from .target import Target
+from services.errors import InvalidSnapshot, OperationFailed, explain_tool_failure
+from services.events import Log, Progress, Reporter
+from services.server.locks import watching
+from services.server.processes import PROGRESS_EVERY, child_kwargs, kill_process, make_pipe, pump_stderr, write_all
+from services.server.replay_filter import ReplayFilter
+from services.server.target import Target
+from services.snapshots import compression
+from services.snapshots.scanner import DumpScanner, ScanResult
+from services.snapshots.store import Snapshot
 
 _COPY_TAG = re.compile(rb"COPY (\d+)")
 
 
 class _Feeder:
     """Runs in a worker thread: writes the prelude, then the snapshot's bytes (hashed and scanned on the
-    way, made fit for this server by ``compat.ReplayFilter``), into psql's stdin. Hashing while feeding
+    way, made fit for this server by ``replay_filter.ReplayFilter``), into psql's stdin. Hashing while feeding
     closes the gap between validation and replay: the COMMIT is only sent if the bytes psql received are
     the ones the metadata vouches for. The scan lists the COPY blocks in order, to match against the
     ``COPY n`` tags psql prints."""
@@ -54,14 +54,14 @@ class _Feeder:
             self.psql_stopped = True
         sql = ReplayFilter(self.server_major)
         with open(self.snap.path, "rb") as fh:
-            raw = codec.HashingReader(fh, self.digest)
+            raw = compression.HashingReader(fh, self.digest)
             try:
-                for chunk in codec.iter_plain(raw, codec.method_of(self.snap.filename)):
+                for chunk in compression.iter_plain(raw, compression.method_of(self.snap.filename)):
                     self.moved = raw.read_bytes
                     self.scanner.feed(chunk)
                     self._send(sql.feed(chunk))
                 self._send(sql.flush())
-            except codec.CorruptCompressedData as exc:
+            except compression.CorruptCompressedData as exc:
                 self.damaged = str(exc)  # not intact either: the rest of the file was not read
             self.moved = raw.read_bytes
 

@@ -30,10 +30,10 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .config import Policy
-from .errors import OperationFailed
-from .meta import parse_ts
-from .store import Snapshot, SnapshotStore
+from services.config import Policy
+from services.errors import OperationFailed
+from services.snapshots.meta import parse_ts
+from services.snapshots.store import Snapshot, SnapshotStore
 
 #: ``v`` followed by a digit anywhere (v1, v1.0, app-v2), or a dotted version number (2.3, release-2.3.1).
 _VERSION_RE = re.compile(r"v\d|\d+\.\d+", re.IGNORECASE)

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from .config import DEFAULT_LOCK_TIMEOUT, ConnInfo
-from .errors import DbsageError, OperationFailed
-from .events import Blocked, Blocker, Log, Reporter
-from .inspect import connect
+from services.config import DEFAULT_LOCK_TIMEOUT, ConnInfo
+from services.errors import DbsageError, OperationFailed
+from services.events import Blocked, Blocker, Log, Reporter
+from services.server.catalog import connect
 
 #: Seconds of waiting before the blockers are reported.
 REPORT_AFTER = 2.0

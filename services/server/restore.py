@@ -4,8 +4,8 @@ The snapshot is validated (sha256 and structure) before the database is touched.
 stdin, inside one BEGIN ... COMMIT with ``ON_ERROR_STOP``: our prelude (empty the snapshot's scope,
 set aside outside objects that depend on it), the snapshot's bytes, and our postlude (put those outside
 objects back). Either all of it commits or nothing does: a failure, a kill of psql or of us, or a server
-crash leaves the database as it was. The psql session and its verified COMMIT are ``services.replay``;
-the smoke test and the result, shared with clone snapshots, ``services.smoke``.
+crash leaves the database as it was. The psql session and its verified COMMIT are ``services.server.replay``;
+the smoke test and the result, shared with clone snapshots, ``services.server.smoke``.
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from . import dependents, inspect
-from .clearing import plan_clear
-from .config import ConnInfo
-from .dump import create_snapshot
-from .errors import DbsageError, InvalidSnapshot, OperationFailed, audit_failure
-from .events import Log, Reporter, Step, null_reporter
-from .locks import LockPolicy
-from .replay import replay
-from .smoke import RestoreResult, SmokeCheck, seal_restore
-from .store import Snapshot, SnapshotStore
-from .target import Target, opened
+from services.config import ConnInfo
+from services.errors import DbsageError, InvalidSnapshot, OperationFailed, audit_failure
+from services.events import Log, Reporter, Step, null_reporter
+from services.server import catalog, dependents
+from services.server.clearing import plan_clear
+from services.server.dump import create_snapshot
+from services.server.locks import LockPolicy
+from services.server.replay import replay
+from services.server.smoke import RestoreResult, SmokeCheck, seal_restore
+from services.server.target import Target, opened
+from services.snapshots.store import Snapshot, SnapshotStore
 
 __all__ = ["EMERGENCY_PRE_TIMEOUT", "OperationFailed", "RestoreResult", "SmokeCheck", "emergency_candidate",
            "emergency_rollback", "quick_check_or_refuse", "restore", "restore_into", "validate_or_refuse"]
@@ -70,7 +70,7 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
         # spares that dump when the file is bad; without one, the inline check is enough.
         (validate_or_refuse if pre_snapshot else quick_check_or_refuse)(store, snap, report)
     _warn_schema_only(snap, result, report)
-    scope = inspect.Scope.from_meta(snap.get("schemas") or [], snap.get("scope"))
+    scope = catalog.Scope.from_meta(snap.get("schemas") or [], snap.get("scope"))
     await _preflight(target, store, snap, scope, report, action)
     if pre_snapshot:
         await _pre_rollback_snapshot(target, store, snap, result, report, action, pre_timeout)
@@ -89,7 +89,7 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
 def _warn_schema_only(snap: Snapshot, result: RestoreResult, report: Reporter) -> None:
     if snap.type != "schema-only":
         return
-    history = inspect.HISTORY_SCHEMA in (snap.get("schemas") or []) and (snap.get("scope") or {}).get("supabase")
+    history = catalog.HISTORY_SCHEMA in (snap.get("schemas") or []) and (snap.get("scope") or {}).get("supabase")
     warn = (f"{snap.filename} is schema-only: every row in its tables will be lost "
             "(tables come back empty" + (", the migration history as it was)." if history else ")."))
     result.warnings.append(warn)
@@ -116,10 +116,10 @@ async def _pre_rollback_snapshot(target: Target, store: SnapshotStore, snap: Sna
         report(Step("pre-rollback snapshot", "warning", warn))
 
 
-async def _replace(target: Target, store: SnapshotStore, snap: Snapshot, scope: inspect.Scope,
+async def _replace(target: Target, store: SnapshotStore, snap: Snapshot, scope: catalog.Scope,
                    result: RestoreResult, report: Reporter) -> dict[str, int]:
     """Clear the scope as it is now and replay the snapshot, in one transaction; the rows loaded."""
-    schemas = await inspect.current_scope_schemas(target.con, scope)
+    schemas = await catalog.current_scope_schemas(target.con, scope)
     plan = await plan_clear(target.con, schemas, dumped_global_default_acls=scope.dumps_everything,
                             dumped_publications=scope.dumps_everything, recorded=snap.get("outside_dependents"))
     for p in plan.preserved:
@@ -128,12 +128,12 @@ async def _replace(target: Target, store: SnapshotStore, snap: Snapshot, scope: 
     return await replay(target, snap, plan.prelude, plan.postlude, report, store.audit)
 
 
-async def _preflight(target: Target, store: SnapshotStore, snap: Snapshot, scope: inspect.Scope,
+async def _preflight(target: Target, store: SnapshotStore, snap: Snapshot, scope: catalog.Scope,
                      report: Reporter, action: str) -> None:
     """Before anything is touched (the pre-rollback snapshot included): the role can drop and re-create
     the scope as it is now and the outside objects the snapshot re-creates, and nothing outside the scope
     depends on it in a way a restore cannot undo. A refusal is audited."""
-    schemas = await inspect.current_scope_schemas(target.con, scope)
+    schemas = await catalog.current_scope_schemas(target.con, scope)
     live, blocked = await dependents.read(target.con, schemas)
     recorded = snap.get("outside_owners")
     owners = [*(recorded if isinstance(recorded, list) else []), *(d.owner_of for d in live)]
@@ -155,7 +155,7 @@ async def restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *, valid
     ``validated``: the caller has just run ``validate_or_refuse`` (the CLI does, before asking).
     A clone snapshot is restored by ``clone.restore_clone`` (a server-side copy and a rename swap)."""
     if snap.is_clone:
-        from .clone import restore_clone  # clone snapshots need no pg tools: loaded only for them
+        from services.server.clone import restore_clone  # clone snapshots need no pg tools: loaded only for them
         return await restore_clone(conn, store, snap, pre_snapshot=kwargs.get("pre_snapshot", True),
                                    report=kwargs.get("report", null_reporter),
                                    action=kwargs.get("action", "restore"))

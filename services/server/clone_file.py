@@ -1,6 +1,6 @@
 """Clone snapshots on disk: the pointer file (``{YYYYmmddHHMMSS}_{label}.clone``) that names the database
 copy on the server, its free name, how it is written, read and checked, and where clones may be made at
-all (local servers). ``services.clone`` does the server side: creating, restoring and dropping copies.
+all (local servers). ``services.server.clone`` does the server side: creating, restoring and dropping copies.
 """
 
 from __future__ import annotations
@@ -12,10 +12,18 @@ import re
 from collections.abc import Collection
 from pathlib import Path
 
-from . import inspect
-from .config import ConnInfo
-from .errors import BadInput, OperationFailed
-from .store import META_SUFFIX, PARTIAL_SUFFIX, TS_FORMAT, Snapshot, format_ts, fsync_dir, write_atomic
+from services.config import ConnInfo
+from services.errors import BadInput, OperationFailed
+from services.server import catalog
+from services.snapshots.store import (
+    META_SUFFIX,
+    PARTIAL_SUFFIX,
+    TS_FORMAT,
+    Snapshot,
+    format_ts,
+    fsync_dir,
+    write_atomic,
+)
 
 #: The first line of every pointer file (what a quick check looks for, as HEADER is for dumps).
 POINTER_HEADER = "-- dbsage-tui clone snapshot"
@@ -55,7 +63,7 @@ def clone_name(dbname: str, ts: dt.datetime, taken: Collection[str] = (), tag: s
 
 def pointer_text(clone_db: str, source_db: str, server: str, server_id: str | None, ts: dt.datetime,
                  filename: str) -> str:
-    q = inspect.quote_ident(clone_db)
+    q = catalog.quote_ident(clone_db)
     return "\n".join([
         POINTER_HEADER,
         f"-- The data of this snapshot is not in this file: it is the database {q} on the PostgreSQL server",

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import codec, validation
-from .display import utcnow
-from .errors import BadInput, InvalidSnapshot, LockHeld, OperationFailed
-from .listing import Signature, name_ts, sign_rest, stamp_of
-from .meta import check_meta, load_meta, meta_text
+from services.display import utcnow
+from services.errors import BadInput, InvalidSnapshot, LockHeld, OperationFailed
+from services.snapshots import compression, validation
+from services.snapshots.listing import Signature, name_ts, sign_rest, stamp_of
+from services.snapshots.meta import check_meta, load_meta, meta_text
 
 #: 1-64 letters, digits, '.', '_' or '-', not starting with '-' or '.' (no option look-alikes, no hidden
 #: or parent-directory names). Used for new snapshots; FILENAME_RE accepts what is already on disk.
@@ -66,7 +66,7 @@ def free_name(directory: Path, label: str, suffix: str) -> tuple[dt.datetime, Pa
     ts = utcnow()
     while True:
         stem = f"{ts.strftime(TS_FORMAT)}_{label}"
-        taken = [directory / (stem + sfx + end) for sfx in (*codec.SUFFIXES.values(), CLONE_SUFFIX)
+        taken = [directory / (stem + sfx + end) for sfx in (*compression.SUFFIXES.values(), CLONE_SUFFIX)
                  for end in ("", PARTIAL_SUFFIX)]
         if not any(p.exists() for p in taken):
             return ts, directory / (stem + suffix)

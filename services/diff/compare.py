@@ -2,7 +2,7 @@
 
 Why it is built this way:
 
-- **Two models, compared.** Each file is read once into a ``schemamodel.Model`` (streaming, parsed with
+- **Two models, compared.** Each file is read once into a ``schema.Model`` (streaming, parsed with
   PostgreSQL's own parser, objects rather than statements: see there), and the models are compared
   object by object, so formatting and pg_dump's OIDs never show up as changes.
 - **Folded.** When a table is added or removed, its columns, constraints, indexes, triggers, policies,
@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import codec
-from .errors import InvalidSnapshot
-from .events import Reporter, null_reporter
-from .schemamodel import KINDS, Model, Obj, load_model
-from .sqlcanon import RELATION_KINDS
+from services.diff.canonical import RELATION_KINDS
+from services.diff.schema import KINDS, Model, Obj, load_model
+from services.errors import InvalidSnapshot
+from services.events import Reporter, null_reporter
+from services.snapshots import compression
 
 _SHORT = 100  # a change detail shows both values when they fit in this many characters
 
@@ -144,7 +144,7 @@ def diff(path_a: Path | str, path_b: Path | str, meta_a: dict | None = None, met
         except OSError as exc:
             raise InvalidSnapshot(f"Cannot read {path.name}: {exc.strerror or exc}.",
                                   "Check that the file exists and is readable.") from None
-        except codec.CorruptCompressedData as exc:
+        except compression.CorruptCompressedData as exc:
             raise InvalidSnapshot(f"Cannot read {path.name}: {exc}.", f"Run `dbsage-tui validate {path.name}`.") \
                 from None
         if not model.has_header:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from . import codec
-from .scanner import HEADER, DumpScanner, trailer_ok
+from services.snapshots import compression
+from services.snapshots.scanner import HEADER, DumpScanner, trailer_ok
 
-#: The first line of a clone snapshot's pointer file (services.clone writes it; a test keeps them equal).
+#: The first line of a clone snapshot's pointer file (services.server.clone writes it; a test keeps them equal).
 CLONE_HEADER = b"-- dbsage-tui clone snapshot\n"
 
 
@@ -53,9 +53,9 @@ def quick_check(snap: SnapshotFile) -> str | None:
     pointer's first line."""
     if snap.file_size != snap.meta.get("size_bytes"):
         return f"size is {snap.file_size} bytes, metadata says {snap.meta.get('size_bytes')}"
-    method = codec.method_of(snap.filename)
+    method = compression.method_of(snap.filename)
     if method != "none" or snap.is_clone:
-        want = CLONE_HEADER if snap.is_clone else codec.MAGIC[method]
+        want = CLONE_HEADER if snap.is_clone else compression.MAGIC[method]
         try:
             with open(snap.path, "rb") as fh:
                 head = fh.read(len(want))
@@ -104,15 +104,15 @@ def full_check(snap: SnapshotFile, fresh: SnapshotFile) -> Validation:
     damaged = None
     try:
         with open(snap.path, "rb") as fh:
-            raw = codec.HashingReader(fh, digest)
+            raw = compression.HashingReader(fh, digest)
             if snap.is_clone:
                 while raw.read(1 << 20):
                     pass
             else:
                 try:
-                    for chunk in codec.iter_plain(raw, codec.method_of(snap.filename)):
+                    for chunk in compression.iter_plain(raw, compression.method_of(snap.filename)):
                         scanner.feed(chunk)
-                except codec.CorruptCompressedData as exc:
+                except compression.CorruptCompressedData as exc:
                     damaged = str(exc)
                     while raw.read(1 << 20):  # hash the rest: a size or sha256 mismatch explains more
                         pass
@@ -141,8 +141,8 @@ def full_check(snap: SnapshotFile, fresh: SnapshotFile) -> Validation:
         reason = damaged or "truncated: the dump is incomplete"
         checks.append(("structure", False, reason))
         return Validation(False, reason, checks)
-    inside = f" inside the {codec.method_of(snap.filename)} stream" if codec.method_of(snap.filename) != "none" \
-        else ""
+    method = compression.method_of(snap.filename)
+    inside = f" inside the {method} stream" if method != "none" else ""
     checks.append(("structure", True, f"header, COPY blocks and dump-complete trailer present{inside}"))
     snap.meta, snap.problem = fresh.meta, None
     return Validation(True, None, checks)
