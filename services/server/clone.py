@@ -189,7 +189,6 @@ async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *,
         raise InvalidSnapshot(f"Snapshot {snap.filename} is invalid: {problem}.",
                               "The database was not touched. Choose another snapshot (`dbsage-tui list`).")
     check_local(conn)
-    clone_db.check_same_server(conn, snap)
     result = RestoreResult(snapshot=snap, pre_snapshot=None)
     with store.lock(action, conn.display):
         con = await clone_db.connect_maintenance(conn)
@@ -219,8 +218,7 @@ async def _swap_in(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore
                    result: RestoreResult, report: Reporter, action: str, pre_snapshot: bool, started: float) -> None:
     report(Step("validate", "running", snap.filename))
     info = await clone_db.check_clone_allowed(conn, con, what="restore")
-    server_id = await clone_db.read_server_id(con)
-    await clone_db.check_clone_db(con, snap, server_id)
+    server_id = await clone_db.check_clone_db(con, conn, snap)
     report(Step("validate", "ok", f"clone database {snap.get('clone_database')} is present"))
     tables = await clone_db.probe_tables(conn, con) if pre_snapshot else 0
     ts = utcnow()
@@ -316,13 +314,9 @@ async def drop_clone(conn: ConnInfo, snap: Snapshot) -> bool:
     if snap.get("type") != "clone" or not isinstance(name, str) or not name:
         raise InvalidSnapshot(f"{snap.filename} is not a clone snapshot.")
     check_local(conn)
-    clone_db.check_same_server(conn, snap)
     con = await clone_db.connect_maintenance(conn)
     try:
-        recorded, server_id = snap.get("server_id"), await clone_db.read_server_id(con)
-        if recorded and server_id and recorded != server_id:
-            raise BadInput(f"{snap.filename} was taken on another PostgreSQL server.",
-                           "Connect to the server it was taken on.")
+        clone_db.check_same_server(conn, snap, await clone_db.read_server_id(con))
         oid = snap.get("clone_oid")
         found = await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", name)
         if found is None:

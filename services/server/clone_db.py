@@ -181,20 +181,27 @@ async def drop_database(con: asyncpg.Connection, name: str, oid: int | None = No
 
 
 
-def check_same_server(conn: ConnInfo, snap: Snapshot) -> None:
-    """Refuse to act on a clone snapshot taken on another server (its database name means nothing here)."""
+def check_same_server(conn: ConnInfo, snap: Snapshot, server_id: str | None) -> None:
+    """Refuse a clone snapshot of another server (its database name means nothing here). A server is
+    known by its system identifier, which survives a restart on another port; a pointer that lacks one
+    falls back to the address it was taken at."""
+    recorded = snap.get("server_id")
+    if recorded and server_id:
+        if recorded != server_id:
+            raise BadInput(f"{snap.filename} was taken on another PostgreSQL server (system identifier "
+                           f"{recorded}, this one is {server_id}).", "Connect to the server it was taken on.")
+        return
     host, _, port = str(snap.get("host") or "").rpartition(":")
     if not (port == str(conn.port) and (host == conn.host or (is_local_host(host) and is_local_host(conn.host)))):
         raise BadInput(f"{snap.filename} is a clone snapshot on the server at {snap.get('host')}, not on "
                        f"{conn.host}:{conn.port}.", "Connect to the server it was taken on.")
 
 
-async def check_clone_db(con: asyncpg.Connection, snap: Snapshot, server_id: str | None) -> None:
+async def check_clone_db(con: asyncpg.Connection, conn: ConnInfo, snap: Snapshot) -> str | None:
+    """Check that ``snap``'s clone database is on this server, intact; returns the server's identifier."""
+    server_id = await read_server_id(con)
+    check_same_server(conn, snap, server_id)
     name, oid = snap.get("clone_database"), snap.get("clone_oid")
-    recorded = snap.get("server_id")
-    if recorded and server_id and recorded != server_id:
-        raise BadInput(f"{snap.filename} was taken on another PostgreSQL server (system identifier "
-                       f"{recorded}, this one is {server_id}).", "Connect to the server it was taken on.")
     row = await con.fetchrow("SELECT oid, datistemplate FROM pg_database WHERE datname = $1", name)
     if row is None:
         raise InvalidSnapshot(f"The clone database {name} of {snap.filename} no longer exists (it was dropped "
@@ -204,4 +211,5 @@ async def check_clone_db(con: asyncpg.Connection, snap: Snapshot, server_id: str
         raise InvalidSnapshot(f"The database {name} is not the clone {snap.filename} was taken into (it was "
                               "replaced or altered outside dbsage-tui).",
                               "The database was not touched. Choose another snapshot.")
+    return server_id
 
