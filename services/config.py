@@ -56,6 +56,11 @@ class ConnInfo:
             return DEFAULT_CONNECT_TIMEOUT
 
     @property
+    def command(self) -> str:
+        """How the user runs dbsage-tui on this database, for hints meant to be copied and pasted."""
+        return "dbsage-tui --demo" if self.source == "--demo" else "dbsage-tui"
+
+    @property
     def display(self) -> str:
         """``user@host:port/dbname`` — safe to print anywhere."""
         return f"{self.user}@{self.host}:{self.port}/{self.dbname}"

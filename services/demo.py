@@ -9,6 +9,7 @@ project's ``supabase/snapshots``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from services.config import ConnInfo, data_dir
@@ -101,7 +102,7 @@ def ensure_demo() -> tuple[ConnInfo, bool]:
     if not exists:
         server.psql(f"CREATE DATABASE {DEMO_DB}")
         server.psql(SEED_SQL, DEMO_DB)
-    return server.conninfo(DEMO_DB), started
+    return dataclasses.replace(server.conninfo(DEMO_DB), source="--demo"), started
 
 
 def release_demo() -> None:

@@ -63,7 +63,7 @@ _KNOWN_ERRORS: list[tuple[re.Pattern[str], str, str]] = [
      "Check the host, sslmode and sslrootcert in the connection URL."),
     (re.compile(r"password authentication failed|no password supplied|authentication failed"),
      "Authentication failed for the database user.",
-     "Check the password in SUPABASE_DB_URL / DATABASE_URL (percent-encode special characters)."),
+     "Check the password in {where} (percent-encode special characters)."),
     (re.compile(r"database \"([^\"]+)\" does not exist"),
      "The database {0} does not exist on the server.",
      "Check the database name in the connection URL."),
@@ -77,7 +77,7 @@ _KNOWN_ERRORS: list[tuple[re.Pattern[str], str, str]] = [
                 r"|Name or service not known|server closed the connection unexpectedly|terminating connection"
                 r"|no connection to the server|connection to server was lost"),
      "Connection to the database server failed.",
-     "Check the database is running and SUPABASE_DB_URL is set; test with: psql \"$SUPABASE_DB_URL\" -c 'SELECT 1'."),
+     "Check the database is running and {where} is right{test}."),
     (re.compile(r"permission denied for (schema|table|sequence|function|database|relation) ([^\s]+)"),
      "Permission denied for {0} {1}.",
      "Use a role that owns the objects (on Supabase: the postgres / service role), or GRANT the access."),
@@ -126,15 +126,26 @@ def audit_failure(audit: Callable[..., None], action: str, *, report: Reporter |
         raise
 
 
-def explain_tool_failure(stderr: str, action: str) -> OperationFailed:
-    """Turn a pg_dump/psql failure into one clear sentence; the raw stderr stays in ``detail``."""
+def explain_tool_failure(stderr: str, action: str, source: str = "SUPABASE_DB_URL") -> OperationFailed:
+    """Turn a pg_dump/psql failure into one clear sentence; the raw stderr stays in ``detail``. ``source``:
+    where the connection settings came from (``ConnInfo.source``), named in the advice."""
     for pattern, message, hint in _KNOWN_ERRORS:
         m = pattern.search(stderr)
         if m:
-            return OperationFailed(f"{action} failed: {message.format(*m.groups())}", hint, detail=stderr)
+            return OperationFailed(f"{action} failed: {message.format(*m.groups())}",
+                                   hint.format(**_where(source)), detail=stderr)
     lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
     last = first_error_line(stderr) or (lines[-1] if lines else "the tool exited with an error")
     return OperationFailed(f"{action} failed: {last}", "See the log for the full output.", detail=stderr)
+
+
+def _where(source: str) -> dict[str, str]:
+    """The words for where the settings came from: the variable a user set, or the option they gave."""
+    if source.endswith("_URL"):
+        return {"where": source, "test": f"; test with: psql \"${source}\" -c 'SELECT 1'"}
+    named = {"--db-url": "the URL given with --db-url", "PG* environment": "the PG* variables",
+             "sandbox": "the demo server (dbsage-tui --demo starts it)"}
+    return {"where": named.get(source, "SUPABASE_DB_URL / DATABASE_URL"), "test": ""}
 
 
 def first_error_line(stderr: str) -> str | None:

@@ -76,11 +76,12 @@ def test_restore_instructions_work_by_hand(pg, db, snapdir, method):
     meta = json.loads(res.stdout)
     command = meta["restore_instructions"].splitlines()[-1]
     assert command.startswith(compression.BY_HAND[method])
+    assert '"$DATABASE_URL"' in command, "the hint names the variable the snapshot was taken with"
     before = full_dump(db)
     pg.psql("CREATE DATABASE by_hand_target")
     try:
         target = pg.conninfo("by_hand_target")
-        env = {**os.environ, **target.child_env(), "SUPABASE_DB_URL": url(target)}
+        env = {**os.environ, "DATABASE_URL": url(target)}
         done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=snapdir, env=env,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr

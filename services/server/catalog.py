@@ -63,7 +63,7 @@ async def connect(conn: ConnInfo, settings: dict[str, str] | None = None) -> asy
             text = "Connection refused"
         if isinstance(exc, OSError) and "Name or service not known" in text:
             text = "could not translate host"
-        raise explain_tool_failure(text, f"Connecting to {conn.display}") from None
+        raise explain_tool_failure(text, f"Connecting to {conn.display}", conn.source) from None
     await con.execute("SET search_path = pg_catalog")
     return con
 

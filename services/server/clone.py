@@ -69,7 +69,7 @@ def _write_snapshot(store: SnapshotStore, pointer: Path, ts: dt.datetime, label:
         host=server, tables=tables,
         # Counting rows would read every table of the database: the opposite of an instant snapshot.
         row_counts=None,
-        instructions=f"dbsage-tui restore {pointer.name}\n# the data is in database {clone_db} on {server}; "
+        instructions=f"{conn.command} restore {pointer.name}\n# the data is in database {clone_db} on {server}; "
                      "it cannot be restored by hand with psql\n",
         duration=duration, protected=protected,
         details={"clone_database": clone_db, "clone_oid": clone_oid, "clone_bytes": clone_bytes,

@@ -334,7 +334,7 @@ def _seal(target: Target, store: SnapshotStore, plan: _Plan, pump: SnapshotPump,
         sha256=pump.digest.hexdigest(), database_version=info.version, database=info.database,
         host=f"{target.conn.host}:{target.conn.port}", tables=streamed.tables,
         row_counts=None if plan.kind == "schema-only" else dict(sorted(streamed.scan.row_counts.items())),
-        instructions=restore_instructions(name, info.major, target.tools.major), duration=duration,
+        instructions=restore_instructions(name, info.major, target.tools.major, target.conn), duration=duration,
         protected=protected, details={
             "supabase_version": info.supabase_version, "migration": info.migration, "compression": plan.compress,
             "sql_bytes": pump.moved, "pg_dump_version": target.tools.version, "role": info.current_user,

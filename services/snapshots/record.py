@@ -7,15 +7,22 @@ import datetime as dt
 import socket
 
 from services import __version__
+from services.config import ConnInfo
 from services.display import human_size
 from services.snapshots import compression
 from services.snapshots.store import format_ts, os_user
 
 
-def restore_instructions(filename: str, server_major: int, tools_major: int) -> str:
+def restore_instructions(filename: str, server_major: int, tools_major: int, conn: ConnInfo) -> str:
     """How to restore, for the metadata: our exact restore first, then plain psql (no secrets: the URL stays
-    in the environment variable). Compressed files go through ``gunzip -c``/``zstd -dc`` first."""
-    psql = "psql \"$SUPABASE_DB_URL\" --single-transaction -v ON_ERROR_STOP=1"
+    in the environment variable it came from). Compressed files go through ``gunzip -c``/``zstd -dc`` first.
+    The demo's server runs only while dbsage-tui does, so it gets no psql line."""
+    ours = f"{conn.command} restore {filename}\n"
+    if conn.source == "--demo":
+        return ours
+    url = "" if conn.source == "PG* environment" else \
+        f'"${conn.source}" ' if conn.source.endswith("_URL") else '"$SUPABASE_DB_URL" '
+    psql = f"psql {url}--single-transaction -v ON_ERROR_STOP=1"
     method = compression.method_of(filename)
     source = f"{compression.BY_HAND[method]} {filename} | " if method != "none" else ""
     if server_major < 17 <= tools_major:
@@ -24,8 +31,7 @@ def restore_instructions(filename: str, server_major: int, tools_major: int) -> 
         by_hand = (f"{source}{strip} | {psql} -f -" if source else f"{strip} {filename} | {psql} -f -")
     else:
         by_hand = f"{source}{psql} -f -" if source else f"{psql} -f {filename}"
-    return (f"dbsage-tui restore {filename}\n"
-            f"# or by hand (does not drop objects created after the snapshot):\n{by_hand}\n")
+    return f"{ours}# or by hand (does not drop objects created after the snapshot):\n{by_hand}\n"
 
 
 def snapshot_record(*, label: str, purpose: str, notes: str, ts: dt.datetime, kind: str, filename: str,
