@@ -228,14 +228,18 @@ def load_config(env: dict[str, str] | None = None) -> dict:
 @dataclass(frozen=True)
 class Policy:
     """Retention tiers in days (config ``retention:``): everything younger than ``keep_all_days``, the
-    newest per day until ``daily_days``, the newest per ISO week until ``weekly_days``. The defaults are the
-    recommended policy; the tiers must be increasing."""
+    newest per day until ``daily_days``, the newest per ISO week until ``weekly_days``; and the newest
+    ``pre_rollback`` of the snapshots restores take automatically (a full copy each, they would pile up).
+    The defaults are the recommended policy; the tiers must be increasing."""
 
     keep_all_days: int = 7
     daily_days: int = 30
     weekly_days: int = 365
+    pre_rollback: int = 3
 
     def __post_init__(self) -> None:
+        if self.pre_rollback < 0:
+            raise BadInput(f"Invalid retention pre_rollback {self.pre_rollback}.", "Use 0 or more, e.g. 3.")
         if not 0 <= self.keep_all_days <= self.daily_days <= self.weekly_days:
             tiers = f"{self.keep_all_days}/{self.daily_days}/{self.weekly_days}"
             raise BadInput(f"Invalid retention policy {tiers} days: the tiers must not overlap.",
@@ -280,7 +284,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
                        "Write e.g. keymap: {new-snapshot: ctrl+n}.")
     try:
         retention = Policy(**{k: int(v) for k, v in tiers.items()
-                              if k in ("keep_all_days", "daily_days", "weekly_days")})
+                              if k in ("keep_all_days", "daily_days", "weekly_days", "pre_rollback")})
     except (TypeError, ValueError):
         raise BadInput("The config file's retention values are not whole numbers of days.",
                        "Fix or remove them.") from None

@@ -88,6 +88,11 @@ class Blocked:
     blockers: tuple[Blocker, ...]
 
 
+@dataclass(frozen=True)
+class Committing:
+    """An event: a restore's COMMIT is on its way to the server; from here the database may have changed."""
+
+
 def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s"
@@ -96,7 +101,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-Event = Log | Progress | Step | Blocked
+Event = Log | Progress | Step | Blocked | Committing
 Reporter = Callable[[Event], None]
 
 

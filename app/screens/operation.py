@@ -30,7 +30,7 @@ from widgets.activity_log import ActivityLog
 from widgets.steps import StepList
 
 #: The steps the engine reports for a restore, in order.
-RESTORE_STEPS = ["validate", "pre-rollback snapshot", "restore", "smoke test"]
+RESTORE_STEPS = ["validate", "pre-rollback snapshot", "restore", "analyze", "smoke test"]
 
 
 class OperationScreen(ModalScreen[RestoreResult | None]):

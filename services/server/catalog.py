@@ -252,6 +252,16 @@ _USER_TABLES = """
     ORDER BY 1, 2"""
 
 
+async def analyze(con: asyncpg.Connection, schemas: list[str]) -> int:
+    """ANALYZE the scope's tables (a restore leaves no statistics: the planner and our progress estimates
+    need them); the number of tables."""
+    rows = await con.fetch(_USER_TABLES, schemas, ["r", "p", "m"])
+    if rows:
+        await con.execute("ANALYZE " + ", ".join(f"{quote_ident(r['nspname'])}.{quote_ident(r['relname'])}"
+                                                 for r in rows))
+    return len(rows)
+
+
 async def tables_count(con: asyncpg.Connection, schemas: list[str]) -> int:
     """Tables of relkind r or p in the scope (extension-owned tables excluded: pg_dump skips them)."""
     return len(await con.fetch(_USER_TABLES, schemas, ["r", "p"]))

@@ -206,6 +206,7 @@ async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *,
         finally:
             await _close(con)
         report(Step("restore", "ok", f"{snap.filename} swapped in"))
+        report(Step("analyze", "skipped", "the clone's statistics came with it"))
         if pre_snapshot:
             report(Step("pre-rollback snapshot", "ok", result.pre_snapshot.filename))
         else:

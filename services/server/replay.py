@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.errors import InvalidSnapshot, OperationFailed, explain_tool_failure
-from services.events import Log, Progress, Reporter
+from services.events import Committing, Log, Progress, Reporter
 from services.server.locks import watching
 from services.server.processes import PROGRESS_EVERY, child_kwargs, kill_process, make_pipe, pump_stderr, write_all
 from services.server.replay_filter import ReplayFilter
@@ -177,6 +177,7 @@ class PsqlSession:
             return None
         mismatch = loaded_mismatch(scan.copies, self.tags, self.snap)
         if mismatch is None:
+            self.report(Committing())
             with contextlib.suppress(BrokenPipeError):
                 write_all(self.pipe_w, b"COMMIT;\n")
         return mismatch

@@ -14,9 +14,11 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import asyncpg
+
 from services.config import ConnInfo
 from services.errors import DbsageError, InvalidSnapshot, OperationFailed, audit_failure
-from services.events import Log, Reporter, Step, null_reporter
+from services.events import Committing, Event, Log, Reporter, Step, null_reporter
 from services.server import catalog, dependents
 from services.server.clearing import plan_clear
 from services.server.dump import create_snapshot
@@ -77,13 +79,49 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
     else:
         report(Step("pre-rollback snapshot", "skipped", "--no-pre-snapshot"))
     report(Step("restore", "running", snap.filename))
-    with audit_failure(store.audit, action, report=report, step="restore", started=started, snapshot=snap.filename,
-                       target=target.conn.display) as fields:
-        fields["pre_snapshot"] = result.pre_snapshot.filename if result.pre_snapshot else None
-        loaded = await _replace(target, store, snap, scope, result, report)
+    committing: list[Committing] = []
+
+    def noting_commit(event: Event) -> None:
+        if isinstance(event, Committing):
+            committing.append(event)
+        report(event)
+    try:
+        with audit_failure(store.audit, action, report=report, step="restore", started=started,
+                           snapshot=snap.filename, target=target.conn.display) as fields:
+            fields["pre_snapshot"] = result.pre_snapshot.filename if result.pre_snapshot else None
+            loaded = await _replace(target, store, snap, scope, result, noting_commit)
+    except BaseException:
+        if result.pre_snapshot and not committing:
+            _drop_pre_snapshot(store, result.pre_snapshot, report)
+        raise
     report(Step("restore", "ok", f"{snap.filename} committed"))
     result.terminated = target.locks.terminated
+    await _analyze(target, scope, report)
     return await seal_restore(store, target.conn, result, report, action=action, started=started, loaded=loaded)
+
+
+def _drop_pre_snapshot(store: SnapshotStore, pre: Snapshot, report: Reporter) -> None:
+    """The restore did not happen (no COMMIT was sent), so its pre-rollback snapshot is a copy of the
+    database as it still is: it goes, rather than piling up a full copy per attempt."""
+    try:
+        store.delete(pre)
+    except OSError as exc:
+        report(Log(f"could not remove the unneeded pre-rollback snapshot {pre.filename}: {exc.strerror}",
+                   level="warning"))
+        return
+    store.audit("delete", "ok", snapshot=pre.filename, reason="its restore did not happen: the database is unchanged")
+    report(Log(f"removed {pre.filename}: the restore did not happen, the database is unchanged"))
+
+
+async def _analyze(target: Target, scope: catalog.Scope, report: Reporter) -> None:
+    """Fresh statistics for the restored tables. The restore is committed: a failure here is a warning."""
+    report(Step("analyze", "running", "statistics for the planner"))
+    try:
+        n = await catalog.analyze(target.con, await catalog.current_scope_schemas(target.con, scope))
+    except asyncpg.PostgresError as exc:
+        report(Step("analyze", "warning", f"ANALYZE failed ({exc}); autovacuum will catch up"))
+        return
+    report(Step("analyze", "ok", f"{n} tables analyzed"))
 
 
 def _warn_schema_only(snap: Snapshot, result: RestoreResult, report: Reporter) -> None:

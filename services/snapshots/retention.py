@@ -11,6 +11,8 @@ age (metadata time)    kept
 > 365 days             the newest of each calendar month
 protected              forever (metadata ``protected: true``, a version-like label, ``before-migration``,
                        ``baseline``)
+pre-rollback           the newest 3 (config ``retention: {pre_rollback: N}``), whatever their age: each
+                       restore takes one, a full copy, so they would pile up
 =====================  =============================================
 
 The newest valid full snapshot is never deleted, even when newer schema-only ones supersede it in its
@@ -39,6 +41,8 @@ from services.snapshots.store import Snapshot, SnapshotStore
 _VERSION_RE = re.compile(r"v\d|\d+\.\d+", re.IGNORECASE)
 #: Labels that mark a state someone will want back however old it is (``_`` and ``-`` are equivalent).
 PROTECTED_LABELS = frozenset({"before-migration", "baseline"})
+#: The label of the snapshot a restore takes of the state it replaces.
+PRE_ROLLBACK = "pre-rollback"
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ def plan(items: Iterable[Item], now: dt.datetime, policy: Policy | None = None) 
     newest_full = next((i.filename for i in order if i.valid and i.full), None)
     result = Plan()
     winners: dict[str, str] = {}  # bucket -> filename of its newest snapshot (the first seen)
+    pre_rollbacks = 0
     for item in order:
         protection = _protection(item)
         if not item.valid:
@@ -134,6 +139,16 @@ def plan(items: Iterable[Item], now: dt.datetime, policy: Policy | None = None) 
             continue
         if protection:
             result.keep.append(Decision(item.filename, True, protection))
+            continue
+        if item.label == PRE_ROLLBACK:
+            pre_rollbacks += 1
+            if pre_rollbacks <= policy.pre_rollback or item.filename == newest_full:
+                why = f"one of the {policy.pre_rollback} newest pre-rollback snapshots" \
+                    if pre_rollbacks <= policy.pre_rollback else "newest valid full snapshot"
+                result.keep.append(Decision(item.filename, True, f"kept: {why}"))
+            else:
+                result.delete.append(Decision(item.filename, False, "delete: pre-rollback snapshot older than "
+                                                                    f"the newest {policy.pre_rollback}"))
             continue
         bucket = _bucket(_utc(item.timestamp), now, policy)
         if bucket is None:
