@@ -73,7 +73,7 @@ def _fail(message: str, code: int, json_mode: bool, extra: dict | None = None) -
 def entry() -> None:
     """The console script: ``main``, then a quick exit. Everything that matters is done when ``main``
     returns (files fsynced, children reaped, locks released, the terminal restored), so the interpreter's
-    own teardown, which frees every object one by one (about 30 ms after a snapshot), is skipped; only
+    own teardown, which frees every object one by one, is skipped; only
     what is still buffered on stdout and stderr is written first."""
     code = main()
     for stream in (sys.stdout, sys.stderr):
