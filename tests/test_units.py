@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -272,3 +273,23 @@ def test_ages_change_exactly_when_their_text_does():
         dt.timedelta(seconds=90)
     # A timestamp ahead of the clock ("in 5 minutes") is looked at again in a second.
     assert next_change(ts, ts - dt.timedelta(minutes=5)) == ts - dt.timedelta(minutes=5, seconds=-1)
+
+
+def test_a_killed_relays_socket_directory_is_swept_by_the_next_relay(tmp_path, monkeypatch):
+    """A relay killed with SIGKILL cannot remove its directory; the next one removes it (and leaves the
+    live ones alone)."""
+    import tempfile
+
+    from services.config import ConnInfo
+    from services.server.tls import TlsRelay
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"dbsage-tls-{child.stdout.strip()}-abc"
+    dead.mkdir()
+    (dead / ".s.PGSQL.5432").touch()
+    alive = tmp_path / f"dbsage-tls-{os.getpid()}-xyz"
+    alive.mkdir()
+    with TlsRelay(ConnInfo(host="db.example.com", params=(("sslmode", "require"),))) as relay:
+        assert relay.dir.startswith(str(tmp_path / f"dbsage-tls-{os.getpid()}-"))
+        assert not dead.exists() and alive.exists()
+    assert not Path(relay.dir).exists()

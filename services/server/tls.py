@@ -136,6 +136,23 @@ def _error_message(text: str) -> bytes:
     return b"E" + struct.pack("!I", len(body) + 4) + body
 
 
+RELAY_PREFIX = "dbsage-tls-"
+
+
+def sweep_stale_relay_dirs() -> None:
+    """Remove the socket directories of relays whose process is gone (killed before it could clean up):
+    each is named ``dbsage-tls-{pid}-…``."""
+    for path in Path(tempfile.gettempdir()).glob(f"{RELAY_PREFIX}*-*"):
+        pid = path.name[len(RELAY_PREFIX):].split("-", 1)[0]
+        try:
+            if pid.isdigit() and path.stat().st_uid == os.getuid():
+                os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass  # gone meanwhile, or alive and someone else's
+
+
 class TlsRelay:
     """A private Unix socket that speaks TLS to ``conn``'s server on behalf of the tools connecting to it.
 
@@ -159,7 +176,8 @@ class TlsRelay:
         self._sessions: set[asyncio.Task] = set()
 
     def start(self) -> TlsRelay:
-        self.dir = tempfile.mkdtemp(prefix="dbsage-tls-")  # 0700: only we can connect
+        sweep_stale_relay_dirs()
+        self.dir = tempfile.mkdtemp(prefix=f"{RELAY_PREFIX}{os.getpid()}-")  # 0700: only we can connect
         self._thread.start()
         path = os.path.join(self.dir, f".s.PGSQL.{self.conn.port}")
         listening = asyncio.run_coroutine_threadsafe(asyncio.start_unix_server(self._session, path=path), self._loop)
