@@ -131,17 +131,25 @@ class LocalServer:
             return
         last = self._portfile.read_text().strip() if self._portfile.exists() else ""
         port = _free_port(int(last) if last.isdigit() else 0)  # a stable address: the URL a user noted still works
-        res = self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-w", "-t", "60",
-                         "-l", str(self.datadir / "server.log"),
-                         "-o", f"-p {port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off",
-                         "start"])
+        res = self._pg_ctl_start(port)
+        if res.returncode != 0 and "already in use" in self._log_tail():
+            port = _free_port()  # taken between our probe and the server's bind: once more, elsewhere
+            res = self._pg_ctl_start(port)
         if res.returncode != 0:
-            log = (self.datadir / "server.log")
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise OperationFailed("The sandbox PostgreSQL server did not start.", "See the log.",
-                                  detail=res.stdout + res.stderr + tail)
+                                  detail=res.stdout + res.stderr + self._log_tail())
         self.port = port
         self._portfile.write_text(f"{port}\n")
+
+    def _pg_ctl_start(self, port: int) -> subprocess.CompletedProcess:
+        return self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-w", "-t", "60",
+                          "-l", str(self.datadir / "server.log"),
+                          "-o", f"-p {port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off",
+                          "start"])
+
+    def _log_tail(self) -> str:
+        log = self.datadir / "server.log"
+        return log.read_text(errors="replace")[-2000:] if log.exists() else ""
 
     def ensure_running(self) -> ConnInfo:
         self.init()

@@ -243,6 +243,10 @@ class TlsRelay:
                 for copy in copies:
                     copy.cancel()
                 await asyncio.gather(*copies, return_exceptions=True)
+        except asyncio.CancelledError:
+            # ``close`` cancels the sessions still open. Ending normally: the stream server's callback
+            # would otherwise print the cancellation as a traceback (Python 3.11).
+            return
         finally:
             self._sessions.discard(task)
             for writer in (client_w, server_w):
