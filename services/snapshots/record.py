@@ -56,3 +56,18 @@ def snapshot_record(*, label: str, purpose: str, notes: str, ts: dt.datetime, ki
         "protected": bool(protected),
         "created_by": f"{os_user()}@{socket.gethostname()}",
     }
+
+
+def guard_record(*, command: str, cwd: str, git: dict | None, migrations: dict) -> dict:
+    """The ``guard`` mapping of a snapshot taken by ``dbsage-tui guard``, before the command runs: what it
+    guards (the command line, secrets redacted), where it ran, the project's git state and the newest
+    applied migration of each tool. ``guard_outcome`` adds how the command ended."""
+    return {"command": command, "cwd": cwd, "git": git, "migrations": migrations,
+            "outcome": "running", "exit_code": None, "duration_seconds": None}
+
+
+def guard_outcome(record: dict, *, exit_code: int, duration: float, outcome: str, **more) -> dict:
+    """``record`` with the command's end: its exit code, how long it ran, and in words what became of it
+    ("succeeded", "failed", "failed, rolled back", "failed, rollback failed"); ``more``: e.g. the
+    pre-rollback snapshot holding the failed state."""
+    return {**record, "outcome": outcome, "exit_code": exit_code, "duration_seconds": round(duration, 3), **more}
