@@ -157,15 +157,19 @@ async def cmd_restore(ws: Workspace, args) -> int:
         print(f"Target:    {('SANDBOX ' if ws.demo else '') + conn.display}")
     # Refuse an invalid snapshot before asking anything or touching the database (full sha256 check
     # up front when a pre-rollback snapshot will be taken; otherwise it runs inline, before COMMIT).
-    check = restore.quick_check_or_refuse if args.no_pre_snapshot else restore.validate_or_refuse
-    check(ws.store, snap, printer)
+    # A dry run reads the file whole anyway: the cheap checks are enough for it.
+    quick = args.no_pre_snapshot or args.dry_run
+    (restore.quick_check_or_refuse if quick else restore.validate_or_refuse)(ws.store, snap, printer)
     if snap.type == "schema-only" and not args.json:
         print("\n*** WARNING: this is a SCHEMA-ONLY snapshot. Every row in its tables will be lost. ***\n")
+    if args.dry_run:
+        return await _dry_run(ws, snap, args.json)
     locks = lock_policy(ws, args)
     if not args.yes:
         if not sys.stdin.isatty():
             raise BadInput("Refusing to restore without confirmation: no terminal to ask on.",
                            "Pass --yes to confirm in scripts.")
+        await _print_preview(ws, snap)
         from services.server.locks import sessions_now
         others = await sessions_now(conn)
         print(f"Sessions:  {len(others) or 'no'} other session{'s' if len(others) != 1 else ''} connected"
@@ -178,6 +182,31 @@ async def cmd_restore(ws: Workspace, args) -> int:
     result = await restore.restore(conn, ws.store, snap, pre_snapshot=not args.no_pre_snapshot, report=printer,
                                    validated=True, locks=locks)
     return finish_restore(result, args.json, "restore")
+
+
+async def _dry_run(ws: Workspace, snap, json_mode: bool) -> int:
+    """``restore --dry-run``: what the restore would do, against the live database; nothing is changed."""
+    from services.server.preview import preview_restore, summary_lines
+    result = await preview_restore(ws.require_conn(), ws.store, snap)
+    if json_mode:
+        print_json(result.to_json())
+    else:
+        print("\nDry run: nothing was changed. Restoring it would, compared with the database now:")
+        print("\n".join(summary_lines(result, limit=50)))
+    return EXIT_OK
+
+
+async def _print_preview(ws: Workspace, snap) -> None:
+    """Before the question: what the restore will remove, bring back and undo. A preview that cannot be
+    made is one line; the question is asked all the same."""
+    from services.errors import DbsageError
+    from services.server.preview import preview_restore, summary_lines
+    try:
+        result = await preview_restore(ws.require_conn(), ws.store, snap)
+    except DbsageError as exc:
+        print(f"Preview:   not available ({exc.one_line()})")
+        return
+    print("Compared with the database now:\n  " + "\n  ".join(summary_lines(result)))
 
 
 def finish_restore(result, json_mode: bool, action: str) -> int:
