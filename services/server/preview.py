@@ -30,7 +30,7 @@ from services.diff.schema import load_model
 from services.errors import BadInput, explain_tool_failure
 from services.server import catalog, migrations
 from services.server.locks import LockPolicy
-from services.server.processes import child_kwargs
+from services.server.processes import child_kwargs, kill_process
 from services.server.target import Target, open_target
 from services.snapshots.store import Snapshot, SnapshotStore
 
@@ -135,7 +135,11 @@ async def _live_model(target: Target, snap: Snapshot):
             proc = await asyncio.create_subprocess_exec(
                 *args, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.PIPE,
                 env=target.child_env("dbsage-tui preview"), **child_kwargs())
-            _, err = await proc.communicate()
+            try:
+                _, err = await proc.communicate()
+            except BaseException:  # cancelled (the dialog closed): pg_dump goes too
+                await kill_process(proc)
+                raise
         if proc.returncode != 0:
             raise explain_tool_failure(err.decode("utf-8", "replace"), "Reading the database's schema")
         return await asyncio.to_thread(load_model, path)
@@ -232,11 +236,26 @@ def _rows_text(r: TableRows) -> str:
     return f"{r.table}: {now} → {after} ({'' if r.exact else '~'}{r.delta:+,})"
 
 
+def _moved(p: Preview) -> list[TableRows]:
+    return [r for r in p.rows if r.delta or r.now is None or r.snapshot is None]
+
+
+def headline(p: Preview) -> str:
+    """The preview in one line: ``1 gone · 2 back · 0 redefined · rows differ in 1 of 5 tables · …``."""
+    undone = sum(len(rows) for rows in p.undone.values())
+    parts = [f"{len(p.gone)} gone", f"{len(p.back)} back", f"{len(p.changed)} redefined",
+             f"rows differ in {len(_moved(p))} of {len(p.rows)} tables",
+             f"{undone or 'no'} migration{'s' if undone != 1 else ''} undone"]
+    if p.estimate_seconds is not None:
+        parts.append(f"~{p.estimate_seconds:.{0 if p.estimate_seconds >= 10 else 1}f}s")
+    return " · ".join(parts)
+
+
 def summary_lines(p: Preview, limit: int = 6) -> list[str]:
     """The preview as short lines (at most ``limit`` items per section), for the CLI's confirmation and
-    the restore dialog: schema changes, the tables whose rows change, the migrations undone and what
-    re-applies them, the duration to expect."""
-    out = []
+    the restore dialog: the headline, schema changes, the tables whose rows change, the migrations
+    undone and what re-applies them, the duration to expect."""
+    out = [headline(p)]
     for title, items in (("Gone after the restore", p.gone), ("Back from the snapshot", p.back),
                          ("Defined differently", p.changed)):
         if items:
@@ -245,7 +264,7 @@ def summary_lines(p: Preview, limit: int = 6) -> list[str]:
                                                    + (f": {c.detail}" if c.detail else "") for c in items], limit)]
     if not (p.gone or p.back or p.changed):
         out.append("Schema: the same as now.")
-    moved = [r for r in p.rows if r.delta or r.now is None or r.snapshot is None]
+    moved = _moved(p)
     if moved:
         out.append(f"Rows, now → after ({len(moved)} of {len(p.rows)} tables change):")
         out += ["  " + line for line in _more([_rows_text(r) for r in moved], limit)]
