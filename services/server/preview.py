@@ -17,6 +17,7 @@ another session's lock, and the temporary dump is removed.
 from __future__ import annotations
 
 import asyncio
+import mmap
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from services.server import catalog, migrations
 from services.server.locks import LockPolicy
 from services.server.processes import child_kwargs, kill_process
 from services.server.target import Target, open_target
+from services.snapshots import compression
 from services.snapshots.store import Snapshot, SnapshotStore
 
 #: Tables the planner estimates below this many rows are counted exactly; larger ones are estimated.
@@ -96,20 +98,27 @@ async def preview_restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot,
     if snap.is_clone:
         raise BadInput(f"{snap.filename} is a clone snapshot: a dry run compares a snapshot file with the "
                        "database.", "Restore it, or preview a file snapshot.")
-    loading = asyncio.ensure_future(asyncio.to_thread(load_model, snap.path))
+    # The snapshot file is read in a thread from the start; meanwhile pg_dump reads the database's schema
+    # and our connection counts rows: the three overlap.
+    loading = asyncio.ensure_future(asyncio.to_thread(schema_model, snap))
+    result = Preview(snapshot=snap.filename)
     target = await open_target(conn, LockPolicy(timeout=LOCK_WAIT))
     try:
-        result = Preview(snapshot=snap.filename)
-        live = await _live_model(target, snap)
-        snap_model = await loading
-        result.back, result.gone, result.changed = compare_schema(live, snap_model)
+        scope = await _live_scope(target, snap)
         schemas = await catalog.current_scope_schemas(target.con, _scope_of(snap))
-        result.rows = await _rows(target.con, schemas, _snapshot_rows(snap, snap_model))
-        await _migrations(target.con, snap, result)
+        dumping = asyncio.ensure_future(_live_model(target, scope))
+        try:
+            now = await _live_rows(target.con, schemas)
+            await _migrations(target.con, snap, result)
+        finally:
+            live = await dumping
+        snap_model = await loading
     finally:
         await target.close()
         if not loading.done():
             await asyncio.wait({loading})
+    result.back, result.gone, result.changed = compare_schema(live, snap_model)
+    result.rows = _combine(now, _snapshot_rows(snap, snap_model))
     result.local_files = local_files_undone(project_dir or Path.cwd(), result.undone.get("supabase") or [])
     result.estimate_seconds, result.estimate_basis = estimate_duration(store, snap)
     if snap.type == "schema-only":
@@ -117,16 +126,42 @@ async def preview_restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot,
     return result
 
 
+def schema_model(snap: Snapshot):
+    """The snapshot's schema (``diff.schema.Model``), read without its table data when that is safe: in a
+    plain dump, everything before the first ``-- Data for Name:`` entry and after the last COPY block's
+    end is the whole schema (pg_dump writes pre-data, data, post-data), so only those two ends of the file
+    are read, through a small temporary copy. A compressed file, or one whose row counts the metadata
+    does not hold (the model's COPY counts then stand in), is read whole."""
+    if compression.method_of(snap.filename) != "none" or not isinstance(snap.get("row_counts"), dict):
+        return load_model(snap.path)
+    with open(snap.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        first = data.find(b"\n-- Data for Name: ")
+        last = data.rfind(b"\n\\.\n")
+        if first < 0 or last < first:
+            return load_model(snap.path)
+        with tempfile.TemporaryDirectory(prefix="dbsage-preview-") as tmp:
+            path = Path(tmp) / "schema.sql"
+            with open(path, "wb") as out:
+                out.write(data[:first + 1])
+                out.write(data[last + 4:])
+            return load_model(path)
+
+
 def _scope_of(snap: Snapshot) -> catalog.Scope:
     return catalog.Scope.from_meta(snap.get("schemas") or [], snap.get("scope"))
 
 
-async def _live_model(target: Target, snap: Snapshot):
-    """The schema of the database now, as a snapshot taken now would have it (the snapshot's own
-    schemas when it named them), read from a schema-only pg_dump into a private temporary file."""
+async def _live_scope(target: Target, snap: Snapshot) -> catalog.Scope:
+    """The scope a snapshot taken now would have (the snapshot's own schemas when it named them)."""
     recorded = _scope_of(snap)
-    scope = recorded if recorded.mode == "only" else await catalog.resolve_scope(
-        target.con, target.info.supabase, None)
+    if recorded.mode == "only":
+        return recorded
+    return await catalog.resolve_scope(target.con, target.info.supabase, None)
+
+
+async def _live_model(target: Target, scope: catalog.Scope):
+    """The schema of the database now, read from a schema-only pg_dump of ``scope`` into a private
+    temporary file (our connection is not used: it counts rows meanwhile)."""
     args = [target.tools.pg_dump, "--clean", "--if-exists", "--no-owner", "--no-password",
             f"--lock-wait-timeout={target.locks.timeout_ms}", *scope.pg_dump_args(target.tools.major, True)]
     with tempfile.TemporaryDirectory(prefix="dbsage-preview-") as tmp:
@@ -156,16 +191,17 @@ def _snapshot_rows(snap: Snapshot, model) -> dict[str, int]:
     return counts
 
 
-async def _rows(con: asyncpg.Connection, schemas: list[str], after: dict[str, int]) -> list[TableRows]:
-    """Each table's rows now (exact below ``EXACT_ROWS``) against ``after``, sorted by name."""
+async def _live_rows(con: asyncpg.Connection, schemas: list[str]) -> dict[str, tuple[int | None, bool]]:
+    """Each table's rows now, and whether the count is exact (below ``EXACT_ROWS``)."""
     found = await con.fetch(
         "SELECT n.nspname || '.' || c.relname AS name, format('%I.%I', n.nspname, c.relname) AS quoted, "
         "c.reltuples::bigint AS estimate FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE c.relkind = 'r' AND n.nspname = ANY($1::text[]) AND NOT EXISTS (SELECT 1 FROM pg_depend d "
         "WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')", schemas)
-    now: dict[str, tuple[int | None, bool]] = {}
-    for r in found:
-        now[r["name"]] = await _count(con, r["quoted"], r["estimate"])
+    return {r["name"]: await _count(con, r["quoted"], r["estimate"]) for r in found}
+
+
+def _combine(now: dict[str, tuple[int | None, bool]], after: dict[str, int]) -> list[TableRows]:
     out = []
     for table in sorted(now.keys() | after.keys()):
         rows, exact = now.get(table, (None, True))
