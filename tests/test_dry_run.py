@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from services.diff.schema import load_model
+from services.server.preview import schema_model
 from services.snapshots.store import SnapshotStore
 from tests.conftest import full_dump
 from tests.test_cli import url
@@ -49,7 +51,18 @@ def test_dry_run_lists_exactly_what_changes_and_touches_nothing(pg, db, snapdir,
                CREATE SCHEMA supabase_migrations;
                CREATE TABLE supabase_migrations.schema_migrations (version text PRIMARY KEY, name text);
                INSERT INTO supabase_migrations.schema_migrations VALUES ('20260101000000', 'init');""", db.dbname)
+    pg.psql("""CREATE INDEX items_name ON items (name); ALTER TABLE items ENABLE ROW LEVEL SECURITY;
+               CREATE POLICY mine ON items USING (id > 0);
+               CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                 NEW.id := NEW.id; RETURN NEW;
+               END $$;
+               CREATE TRIGGER t BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION public.touch();""",
+            db.dbname)
     name = snapshot(db, snapdir, "before-change")
+    # The preview reads only the schema's two ends of the file: the same model as reading it whole.
+    snap = SnapshotStore(snapdir).list()[0]
+    assert schema_model(snap).objects == load_model(snap.path).objects
     pg.psql("""CREATE TABLE added (id int); INSERT INTO added SELECT generate_series(1, 7);
                ALTER TABLE items DROP COLUMN price;
                CREATE OR REPLACE FUNCTION public.total() RETURNS bigint LANGUAGE sql AS 'SELECT 42::bigint';
