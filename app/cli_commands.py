@@ -4,6 +4,7 @@ did), call the service, print its events and its result (``cli_output``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 
 from app.cli_output import Printer, confirm, describe, print_json, print_table, snapshot_json
@@ -47,6 +48,48 @@ async def cmd_snapshot(ws: Workspace, args) -> int:
         print(f"Saved {snap.path} ({size}, {m['tables_count']} tables, {m['duration_seconds']:.1f}s)")
         print(f"Restore with: dbsage-tui restore {snap.filename}")
     return EXIT_OK
+
+
+def _again(ws: Workspace, args) -> str:
+    """How to call ``dbsage-tui`` again on the same database and directory, for copy-paste hints."""
+    import shlex
+    return "dbsage-tui" + (" --demo" if ws.demo else "") + (f" --dir {shlex.quote(args.dir)}" if args.dir else "")
+
+
+async def cmd_guard(ws: Workspace, args) -> int:
+    from services import guard
+    conn = ws.require_conn()
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if args.rollback_on_failure and args.type == "schema":
+        raise BadInput("--rollback-on-failure needs a full snapshot: restoring a schema snapshot empties "
+                       "every table.", "Leave out --type schema, or roll back by hand.")
+    printer = Printer(False)
+    guarded = await guard.take_snapshot(conn, ws.store, argv, label=args.label, purpose=args.purpose,
+                                        schema_only=args.type == "schema", report=printer, locks=lock_policy(ws, args),
+                                        compress=args.compress or ws.settings.compress)
+    name = guarded.snapshot.filename
+    print(f"guard: snapshot {name} taken; running: {guarded.command}", file=sys.stderr, flush=True)
+    code, duration = guard.run_guarded(conn, argv)
+    if code != 0:
+        print(f"guard: the command failed with exit code {code} after {duration:.1f}s."
+              + (" Rolling back." if args.rollback_on_failure else ""), file=sys.stderr, flush=True)
+    guarded = await guard.finish(conn, ws.store, guarded, code, duration, rollback=args.rollback_on_failure,
+                                 locks=lock_policy(ws, args), report=printer)
+    restore_hint = f"{_again(ws, args)} restore {name}"
+    if code == 0:
+        print(f"guard: the command succeeded in {duration:.1f}s; snapshot {name} is kept. "
+              f"Roll back with: {restore_hint}", file=sys.stderr)
+        return EXIT_OK
+    if guarded.rollback_error:
+        print(f"guard: ROLLBACK FAILED: {guarded.rollback_error} The database is in the failed state. "
+              f"Roll back with: {restore_hint}", file=sys.stderr)
+        return guard.EXIT_ROLLBACK_FAILED
+    if guarded.rollback is not None:
+        with contextlib.redirect_stdout(sys.stderr):
+            finish_restore(guarded.rollback, False, "rollback")
+        return guard.EXIT_ROLLBACK_FAILED if guarded.rollback_failed else code
+    print(f"guard: the database is as the command left it. Roll back with: {restore_hint}", file=sys.stderr)
+    return code
 
 
 async def cmd_list(ws: Workspace, args) -> int:
@@ -114,15 +157,19 @@ async def cmd_restore(ws: Workspace, args) -> int:
         print(f"Target:    {('SANDBOX ' if ws.demo else '') + conn.display}")
     # Refuse an invalid snapshot before asking anything or touching the database (full sha256 check
     # up front when a pre-rollback snapshot will be taken; otherwise it runs inline, before COMMIT).
-    check = restore.quick_check_or_refuse if args.no_pre_snapshot else restore.validate_or_refuse
-    check(ws.store, snap, printer)
+    # A dry run reads the file whole anyway: the cheap checks are enough for it.
+    quick = args.no_pre_snapshot or args.dry_run
+    (restore.quick_check_or_refuse if quick else restore.validate_or_refuse)(ws.store, snap, printer)
     if snap.type == "schema-only" and not args.json:
         print("\n*** WARNING: this is a SCHEMA-ONLY snapshot. Every row in its tables will be lost. ***\n")
+    if args.dry_run:
+        return await _dry_run(ws, snap, args.json)
     locks = lock_policy(ws, args)
     if not args.yes:
         if not sys.stdin.isatty():
             raise BadInput("Refusing to restore without confirmation: no terminal to ask on.",
                            "Pass --yes to confirm in scripts.")
+        await _print_preview(ws, snap)
         from services.server.locks import sessions_now
         others = await sessions_now(conn)
         print(f"Sessions:  {len(others) or 'no'} other session{'s' if len(others) != 1 else ''} connected"
@@ -135,6 +182,31 @@ async def cmd_restore(ws: Workspace, args) -> int:
     result = await restore.restore(conn, ws.store, snap, pre_snapshot=not args.no_pre_snapshot, report=printer,
                                    validated=True, locks=locks)
     return finish_restore(result, args.json, "restore")
+
+
+async def _dry_run(ws: Workspace, snap, json_mode: bool) -> int:
+    """``restore --dry-run``: what the restore would do, against the live database; nothing is changed."""
+    from services.server.preview import preview_restore, summary_lines
+    result = await preview_restore(ws.require_conn(), ws.store, snap)
+    if json_mode:
+        print_json(result.to_json())
+    else:
+        print("\nDry run: nothing was changed. Restoring it would, compared with the database now:")
+        print("\n".join(summary_lines(result, limit=50)))
+    return EXIT_OK
+
+
+async def _print_preview(ws: Workspace, snap) -> None:
+    """Before the question: what the restore will remove, bring back and undo. A preview that cannot be
+    made is one line; the question is asked all the same."""
+    from services.errors import DbsageError
+    from services.server.preview import preview_restore, summary_lines
+    try:
+        result = await preview_restore(ws.require_conn(), ws.store, snap)
+    except DbsageError as exc:
+        print(f"Preview:   not available ({exc.one_line()})")
+        return
+    print("Compared with the database now:\n  " + "\n  ".join(summary_lines(result)))
 
 
 def finish_restore(result, json_mode: bool, action: str) -> int:
@@ -238,6 +310,6 @@ async def cmd_diff(ws, args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"snapshot": cmd_snapshot, "list": cmd_list, "show": cmd_show, "validate": cmd_validate,
+COMMANDS = {"snapshot": cmd_snapshot, "guard": cmd_guard, "list": cmd_list, "show": cmd_show, "validate": cmd_validate,
             "restore": cmd_restore, "rollback": cmd_rollback, "protect": cmd_protect, "unprotect": cmd_protect,
             "psql": cmd_psql, "cleanup": cmd_cleanup, "diff": cmd_diff}

@@ -10,6 +10,7 @@ from app.common import progress_text
 from services.display import age_text, human_size
 from services.events import Event, Log, Progress, Step
 from services.snapshots.meta import migration_text, scope_facts
+from services.snapshots.record import guard_facts
 from services.snapshots.store import Snapshot, format_ts
 
 
@@ -84,7 +85,7 @@ def describe(snap: Snapshot) -> list[str]:
                 if m.get("compression", "none") != "none" else ""),
              f"Database:  {m.get('database', '?')} on {m.get('host', '?')} ({m.get('database_version', '?')})",
              f"Tables:    {m.get('tables_count', '?')}   Schemas: {', '.join(m.get('schemas') or []) or '?'}"]
-    lines += [f"{name + ':':<10} {text}" for name, text in scope_facts(m)]
+    lines += [f"{name + ':':<10} {text}" for name, text in scope_facts(m) + guard_facts(m)]
     if not snap.valid:
         lines.append(f"INVALID:   {snap.problem}")
     return lines

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     _snapshot_commands(cmd)
+    _guard_command(cmd)
     _restore_commands(cmd)
     _maintenance_commands(cmd)
     return parser
@@ -68,6 +69,24 @@ def _snapshot_commands(cmd) -> None:
         p.add_argument("--json", action="store_true")
 
 
+def _guard_command(cmd) -> None:
+    p = cmd("guard", "take a snapshot, then run COMMAND (a migration) in this terminal; on failure, say how to "
+                     "roll back, or roll back at once with --rollback-on-failure")
+    p.add_argument("--type", choices=["full", "schema"], default="full",
+                   help="full: schema and data (default); schema: schema only")
+    p.add_argument("--label", default=None, help="default: from the command, e.g. before-db-push")
+    p.add_argument("--purpose", default=None, help="default: the command line, passwords and URLs redacted")
+    p.add_argument("--compress", choices=["none", "gzip", "zstd"], default=None,
+                   help="default: the config file's 'compress', else none")
+    p.add_argument("--rollback-on-failure", action="store_true",
+                   help="when COMMAND fails, restore the snapshot at once (after a pre-rollback snapshot of the "
+                        "failed state); exit 4 if that restore fails")
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS]",
+                   help="the command, its stdin, output and terminal passed through; it gets the database "
+                        "as DATABASE_URL, SUPABASE_DB_URL and PG* variables")
+    lock_args(p, terminate=False)
+
+
 def _restore_commands(cmd) -> None:
     """restore and the emergency rollback."""
     p = cmd("restore", "restore a snapshot (exactly, in one transaction)")
@@ -75,6 +94,9 @@ def _restore_commands(cmd) -> None:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--no-pre-snapshot", action="store_true",
                    help="skip the full pre-rollback snapshot of the current state")
+    p.add_argument("--dry-run", action="store_true",
+                   help="change nothing: show what the restore would remove, bring back and change, the row "
+                        "counts, the migrations it would undo and how long it may take")
     p.add_argument("--json", action="store_true")
     lock_args(p)
 

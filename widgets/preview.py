@@ -14,6 +14,7 @@ from textual.widgets import Static
 
 from services.display import age_text, human_size
 from services.snapshots.meta import scope_facts
+from services.snapshots.record import guard_facts
 from services.snapshots.store import Snapshot
 from services.snapshots.validation import Validation
 
@@ -66,7 +67,7 @@ def describe(snap: Snapshot, now: dt.datetime, validation: Validation | None = N
         else:
             lines.extend(_table_lines(m.get("tables_count", "?"), m.get("row_counts"), snap.is_full))
         lines.append(_line("sha256", str(m.get("sha256", "?"))))
-        lines.extend(_line(name, text) for name, text in scope_facts(m))
+        lines.extend(_line(name, text) for name, text in scope_facts(m) + guard_facts(m))
     lines.extend(status_lines(snap, validation))
     if snap.meta is not None and snap.valid:
         lines.append(_line("Restore", "press r, or from a shell:"))

@@ -1,8 +1,11 @@
-"""The restore confirmation: what will be restored, whether it passed validation, and the question.
+"""The restore confirmation: what will be restored, whether it passed validation, what the restore will
+change in the database as it is now, and the question.
 
 The snapshot was fully validated (sha256, size, structure) before this screen opened; an invalid one is
 shown with its reason and the Yes button stays disabled. "No" has the focus, so a stray Enter cancels.
 The workflow file supplies the question, the answers and the pre-rollback option with its default.
+What the restore changes (``services.server.preview``) is worked out by a worker of the dialog's own:
+the question can be answered before it arrives.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Label, Static
 
+from app.common import failure_text
 from app.workflow import Operation
 from services.config import ConnInfo
 from services.errors import DbsageError
-from services.snapshots.store import Snapshot
+from services.snapshots.store import Snapshot, SnapshotStore
 from services.snapshots.validation import Validation
 from widgets.preview import SnapshotPreview
 
@@ -37,8 +41,11 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", tooltip="Close without restoring")]
-    #: Short terminals get a shorter metadata box, so the question and the answers stay in view.
-    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
+    #: Shorter terminals get shorter metadata and preview boxes (styles/modals.tcss), so that the whole
+    #: dialog fits and the question and the answers stay in view.
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall"), (44, "-roomy")]
+    #: Items per section of the preview (more are counted, not listed).
+    COST_ITEMS = 4
 
     def __init__(self, operation: Operation, snap: Snapshot, validation: Validation, target: str,
                  now: dt.datetime, index: int | None = None, conn: ConnInfo | None = None,
@@ -61,6 +68,8 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
             yield Static(f"Target database: {self.target}", classes="dialog-target", markup=False)
             yield Static(id="sessions", markup=False)
             yield SnapshotPreview(id="restore-preview")
+            with VerticalScroll(id="cost", can_focus=False):
+                yield Static(id="cost-body", markup=False)
             if not self.validation.ok:
                 yield Static(f"✗ This snapshot cannot be restored: {self.validation.reason}. "
                              "Choose another one.", classes="danger", markup=False)
@@ -81,26 +90,50 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
 
     def on_mount(self) -> None:
         self.query_one(SnapshotPreview).show(self.snap, self.now, self.validation, self.index)
+        cost = self.query_one("#cost")
+        cost.display = self.validation.ok and self.conn is not None and not self.snap.is_clone
+        if cost.display:
+            self.query_one("#cost-body", Static).update("Comparing the snapshot with the database now…")
         if self.validation.ok and self.conn is not None:
-            self.list_sessions(self.conn)
+            self.inspect_database(self.conn, cost.display)
         default = self.operation.confirm.default if self.validation.ok else "no"
         self.query_one(f"#answer-{default}", Button).focus()
 
-    @work(exit_on_error=False, description="Listing the other sessions on the database")
-    async def list_sessions(self, conn: ConnInfo) -> None:
+    @work(exclusive=True, exit_on_error=False, description="Looking at the database the restore replaces")
+    async def inspect_database(self, conn: ConnInfo, cost: bool) -> None:
+        """The other sessions, then (``cost``) what the restore changes: in this order, so that the
+        preview's own connections are not listed as others."""
+        if await self.list_sessions(conn) and cost:
+            await self.show_cost(conn)
+
+    async def list_sessions(self, conn: ConnInfo) -> bool:
         """Who else is connected: the restore waits for their locks. Shown when there are any; the question
-        does not wait for this (an unreachable server is reported by the restore itself)."""
+        does not wait for this (an unreachable server is reported by the restore itself). False when the
+        database cannot be reached."""
         from services.server.locks import sessions_now
         try:
             sessions = await sessions_now(conn)
-        except DbsageError:
-            return
+        except DbsageError as exc:
+            self.query_one("#cost-body", Static).update(f"What the restore changes is not known: {exc.message}")
+            return False
         if sessions:
             wait = f"up to {self.lock_timeout:g} s" if self.lock_timeout else "as long as they hold them"
             lines = [f"{len(sessions)} other session{'s' if len(sessions) != 1 else ''} connected "
                      f"(the restore waits for their locks, {wait}):", *(f"  {b.text()}" for b in sessions)]
             self.query_one("#sessions", Static).update("\n".join(lines))
             self.query_one("#sessions").display = True
+        return True
+
+    async def show_cost(self, conn: ConnInfo) -> None:
+        """What the restore will remove, bring back, change and undo, against the database now."""
+        from services.server.preview import preview_restore, summary_lines
+        try:
+            result = await preview_restore(conn, SnapshotStore(self.snap.path.parent), self.snap)
+        except Exception as exc:  # noqa: BLE001 - the question stands without the preview; say why it is missing
+            text, _ = failure_text(exc)
+            self.query_one("#cost-body", Static).update(f"What the restore changes is not known: {text}")
+            return
+        self.query_one("#cost-body", Static).update("\n".join(summary_lines(result, self.COST_ITEMS)))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "answer-yes" and self.validation.ok:

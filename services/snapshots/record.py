@@ -62,3 +62,47 @@ def snapshot_record(*, label: str, purpose: str, notes: str, ts: dt.datetime, ki
         "protected": bool(protected),
         "created_by": f"{os_user()}@{socket.gethostname()}",
     }
+
+
+def guard_record(*, command: str, cwd: str, git: dict | None, migrations: dict) -> dict:
+    """The ``guard`` mapping of a snapshot taken by ``dbsage-tui guard``, before the command runs: what it
+    guards (the command line, secrets redacted), where it ran, the project's git state and the newest
+    applied migration of each tool. ``guard_outcome`` adds how the command ended."""
+    return {"command": command, "cwd": cwd, "git": git, "migrations": migrations,
+            "outcome": "running", "exit_code": None, "duration_seconds": None}
+
+
+def guard_outcome(record: dict, *, exit_code: int, duration: float, outcome: str, **more) -> dict:
+    """``record`` with the command's end: its exit code, how long it ran, and in words what became of it
+    ("succeeded", "failed", "failed, rolled back", "failed, rollback failed"); ``more``: e.g. the
+    pre-rollback snapshot holding the failed state."""
+    return {**record, "outcome": outcome, "exit_code": exit_code, "duration_seconds": round(duration, 3), **more}
+
+
+def _head_text(head) -> str:
+    if not isinstance(head, dict):
+        return "none"
+    return " ".join(str(x) for x in (head.get("version"), head.get("name")) if x)
+
+
+def guard_facts(meta: dict | None) -> list[tuple[str, str]]:
+    """What a guarded snapshot says of its command, as (field, text) pairs for ``show`` and the preview:
+    the command, how it ended, the migration heads before it ran, the project's git state."""
+    guard = (meta or {}).get("guard")
+    if not isinstance(guard, dict):
+        return []
+    facts = [("Guarded", str(guard.get("command", "?")))]
+    code, seconds = guard.get("exit_code"), guard.get("duration_seconds")
+    if code is None:
+        facts.append(("Outcome", "not recorded (dbsage-tui was stopped while the command ran)"))
+    else:
+        took = f", {seconds:.1f}s" if isinstance(seconds, int | float) else ""
+        facts.append(("Outcome", f"{guard.get('outcome', '?')} (exit {code}{took})"))
+    heads = guard.get("migrations")
+    if isinstance(heads, dict) and heads:
+        facts.append(("Heads", "; ".join(f"{tool} {_head_text(h)}" for tool, h in heads.items())))
+    git = guard.get("git")
+    if isinstance(git, dict) and git.get("commit"):
+        facts.append(("Git", f"{git.get('branch') or '?'} {str(git['commit'])[:12]}"
+                      + (" (uncommitted changes)" if git.get("dirty") else "")))
+    return facts
