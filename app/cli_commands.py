@@ -46,7 +46,7 @@ async def cmd_snapshot(ws: Workspace, args) -> int:
         m = snap.meta
         size = m.get("clone_size_human", m["size_human"])
         print(f"Saved {snap.path} ({size}, {m['tables_count']} tables, {m['duration_seconds']:.1f}s)")
-        print(f"Restore with: dbsage-tui restore {snap.filename}")
+        print(f"Restore with: {_again(ws, args)} restore {snap.filename}")
     return EXIT_OK
 
 
@@ -86,7 +86,7 @@ async def cmd_guard(ws: Workspace, args) -> int:
         return guard.EXIT_ROLLBACK_FAILED
     if guarded.rollback is not None:
         with contextlib.redirect_stdout(sys.stderr):
-            finish_restore(guarded.rollback, False, "rollback")
+            finish_restore(guarded.rollback, False, "rollback", _again(ws, args))
         return guard.EXIT_ROLLBACK_FAILED if guarded.rollback_failed else code
     print(f"guard: the database is as the command left it. Roll back with: {restore_hint}", file=sys.stderr)
     return code
@@ -100,9 +100,10 @@ async def cmd_list(ws: Workspace, args) -> int:
     stale = [p.name for p in ws.store.orphans() if p.name.endswith(".partial")]
     if stale:
         print(f"! {len(stale)} unfinished snapshot file(s) from an interrupted run ({', '.join(stale[:3])}): "
-              "remove with `dbsage-tui cleanup --remove-invalid`\n")
+              f"remove with `{_again(ws, args)} cleanup --remove-invalid`\n")
     if not snaps:
-        print(f"No snapshots in {ws.store.directory}. Take one with: dbsage-tui snapshot --label before-migration")
+        print(f"No snapshots in {ws.store.directory}. "
+              f"Take one with: {_again(ws, args)} snapshot --label before-migration")
         return EXIT_OK
     print(f"Available snapshots in {ws.store.directory} (newest first):\n")
     rows = []
@@ -117,7 +118,7 @@ async def cmd_list(ws: Workspace, args) -> int:
     bad = [s for s in snaps if not s.valid]
     if bad:
         print(f"\n! {len(bad)} invalid: " + "; ".join(f"{s.filename}: {s.problem}" for s in bad[:5]))
-    print("\nSelect a snapshot by number or file name, e.g. dbsage-tui restore 1")
+    print(f"\nSelect a snapshot by number or file name, e.g. {_again(ws, args)} restore 1")
     return EXIT_OK
 
 
@@ -181,7 +182,7 @@ async def cmd_restore(ws: Workspace, args) -> int:
             return EXIT_OK
     result = await restore.restore(conn, ws.store, snap, pre_snapshot=not args.no_pre_snapshot, report=printer,
                                    validated=True, locks=locks)
-    return finish_restore(result, args.json, "restore")
+    return finish_restore(result, args.json, "restore", _again(ws, args))
 
 
 async def _dry_run(ws: Workspace, snap, json_mode: bool) -> int:
@@ -209,7 +210,7 @@ async def _print_preview(ws: Workspace, snap) -> None:
     print("Compared with the database now:\n  " + "\n  ".join(summary_lines(result)))
 
 
-def finish_restore(result, json_mode: bool, action: str) -> int:
+def finish_restore(result, json_mode: bool, action: str, again: str) -> int:
     data = {"action": action, "snapshot": result.snapshot.filename,
             "pre_snapshot": result.pre_snapshot.filename if result.pre_snapshot else None,
             "status": "ok" if result.smoke_ok else "smoke-test-failed", "duration_seconds": result.duration,
@@ -229,7 +230,7 @@ def finish_restore(result, json_mode: bool, action: str) -> int:
         for b in result.terminated:
             print(f"  ! terminated {b.text()} (it blocked the restore)")
         if result.pre_snapshot:
-            print(f"Undo this restore with: dbsage-tui restore {result.pre_snapshot.filename}")
+            print(f"Undo this restore with: {again} restore {result.pre_snapshot.filename}")
         print("Next: run your application's checks; see the audit log (audit.log) in the snapshot directory.")
     return EXIT_OK if result.smoke_ok else EXIT_FAILED
 
@@ -240,7 +241,7 @@ async def cmd_rollback(ws: Workspace, args) -> int:
     kwargs = {} if args.pre_timeout is None else {"pre_timeout": args.pre_timeout}
     result = await restore.emergency_rollback(conn, ws.store, report=Printer(args.json), locks=lock_policy(ws, args),
                                               **kwargs)
-    return finish_restore(result, args.json, "rollback")
+    return finish_restore(result, args.json, "rollback", _again(ws, args))
 
 
 async def cmd_psql(ws: Workspace, args) -> int:

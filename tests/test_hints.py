@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import socket
+
+import pytest
 
 from services.config import ConnInfo
 from services.snapshots.record import restore_instructions
@@ -30,3 +34,17 @@ def test_a_refused_connection_names_database_url_when_that_was_set(tmp_path):
                   env={"DATABASE_URL": f"postgresql://u:pw@127.0.0.1:{port}/db", "SUPABASE_DB_URL": ""})
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert "DATABASE_URL" in res.stderr and "SUPABASE_DB_URL" not in res.stderr, res.stderr
+
+
+@pytest.mark.pg
+def test_the_demo_s_hints_work_as_printed(tmp_path):
+    """Every copy-paste line the demo prints carries --demo, and running it as printed works."""
+    env = {"DBSAGE_DATA_DIR": str(tmp_path / "data")}
+    res = run_cli("--demo", "snapshot", "--label", "first", env=env)
+    assert res.returncode == 0, res.stderr
+    [hint] = [ln for ln in res.stdout.splitlines() if ln.startswith("Restore with: ")]
+    assert hint.startswith("Restore with: dbsage-tui --demo restore ")
+    meta = json.loads(run_cli("--demo", "list", "--json", env=env).stdout)
+    assert "dbsage-tui --demo restore" in run_cli("--demo", "show", "1", env=env).stdout
+    res = run_cli(*shlex.split(hint.removeprefix("Restore with: dbsage-tui ")), "--yes", "--no-pre-snapshot", env=env)
+    assert res.returncode == 0 and meta[0]["label"] == "first", res.stderr
