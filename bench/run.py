@@ -1,8 +1,10 @@
-"""The benchmark's one entry point: ``python -m bench.run [--size-mb 1000] [--runs 5] [--keep] [--out FILE]``.
+"""The benchmark's one entry point: ``python -m bench.run [--size-mb 1000] [--scale 50] [--runs 5] [--keep]
+[--out FILE]``.
 
 It starts a private PostgreSQL (``services.sandbox.LocalServer``) in a temp directory, builds a database of
-the requested size (``bench.dataset``) and compares ``dbsage-tui`` with the raw tools from the same bin
-directory in alternating A/B runs (``bench.pairs``); then ``list --json`` and the TUI with 10,000
+wide rows of the requested size and pgbench's narrow rows at the requested scale (``bench.dataset``), and
+compares ``dbsage-tui`` with the raw tools from the same bin directory in alternating A/B runs on both
+(``bench.pairs``); then ``list --json`` and the TUI with 10,000
 snapshots, and key presses during a dump (``bench.listing``). It writes RESULTS.md, RESULTS.json (every
 sample) and RESULTS.svg, prints progress on stderr, and destroys its server and temp directory whatever
 happens, unless ``--keep``. Connection settings travel in the environment only (DATABASE_URL for
@@ -148,12 +150,20 @@ class Bench:
                                     "build_seconds": round(time.monotonic() - t, 1)}
         say(f"database: {report.mb(built.size_bytes)} on disk, {sum(built.tables.values()):,} rows in "
             f"{len(built.tables)} tables, built in {time.monotonic() - t:.0f}s")
+        if self.args.scale and steps & {"dump", "restore"}:
+            t = time.monotonic()
+            narrow = dataset.build_narrow(self.server, pairs.NARROW, self.args.scale, say)
+            self.results["narrow_database"] = {"size_bytes": narrow.size_bytes, "tables": narrow.tables,
+                                               "build_seconds": round(time.monotonic() - t, 1),
+                                               "scale": self.args.scale}
         full = pairs.snapshot_pair(self, "full") if steps & {"dump", "restore", "apart", "compress", "clone"} \
             else None
         if "schema" in steps:
             pairs.snapshot_pair(self, "schema")
         if "restore" in steps:
             pairs.restore_pair(self, full)
+        if "narrow_database" in self.results:
+            pairs.narrow_pairs(self, "restore" in steps)
         if "apart" in steps and full:
             pairs.apart_pairs(self, full)
         if "clone" in steps and full:
@@ -175,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         "Benchmark dbsage-tui against pg_dump/psql on a private PostgreSQL it starts and destroys; "
         "writes bench/RESULTS.md. Not a test: nothing asserts on time."))
     p.add_argument("--size-mb", type=int, default=1000, help="database size on disk to build (default 1000)")
+    p.add_argument("--scale", type=int, default=50,
+                   help="pgbench -i scale of the narrow-row database (default 50; 0: wide data only)")
     p.add_argument("--runs", type=int, default=5, help="timed runs per side (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs per side first (default 1)")
     p.add_argument("--snapshots", type=int, default=10000, help="snapshots for list and TUI (default 10000)")

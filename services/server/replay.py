@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from services.errors import InvalidSnapshot, OperationFailed, explain_tool_failure
 from services.events import Committing, Log, Progress, Reporter
-from services.server.locks import watching
+from services.server.locks import LockWatch, watching
 from services.server.processes import PROGRESS_EVERY, child_kwargs, kill_process, make_pipe, pump_stderr, write_all
 from services.server.replay_filter import ReplayFilter
 from services.server.target import Target
@@ -37,12 +37,14 @@ class _Feeder:
     way, made fit for this server by ``replay_filter.ReplayFilter``), into psql's stdin. Hashing while feeding
     closes the gap between validation and replay: the COMMIT is only sent if the bytes psql received are
     the ones the metadata vouches for. The scan lists the COPY blocks in order, to match against the
-    ``COPY n`` tags psql prints."""
+    ``COPY n`` tags psql prints. Their rows are counted only when the metadata has no count per table
+    (``counts_rows``): otherwise the bytes, once their sha256 matches, are the ones those counts were
+    taken from, and the tags are held against them."""
 
     def __init__(self, dst: int, snap: Snapshot, prelude: bytes, server_major: int) -> None:
         self.dst, self.snap, self.prelude, self.server_major = dst, snap, prelude, server_major
         self.digest = hashlib.sha256()
-        self.scanner = DumpScanner()
+        self.scanner = DumpScanner(count_rows=not recorded_rows(snap))
         self.moved = 0  # bytes of the file hashed (their SQL, unless psql stopped reading, sent)
         self.damaged: str | None = None  # why the compressed stream could not be decoded
         self.psql_stopped = False
@@ -92,49 +94,61 @@ class _Fed:
 
 
 class PsqlSession:
-    """One psql (named ``app``) reading the prelude, the snapshot's bytes and the postlude from a pipe,
-    inside our BEGIN; ``COMMIT`` is written only after the marker came back and the row counts agree."""
+    """One psql reading the prelude, the snapshot's bytes and the postlude from a pipe, inside our BEGIN;
+    ``COMMIT`` is written only after the marker came back and the row counts agree. It is started before
+    its input is ready (``start_psql``): it connects while the restore's last checks run, and if they
+    refuse, ``close`` ends its input and it exits having run nothing. Its session is named ``watch.app``."""
 
-    def __init__(self, target: Target, snap: Snapshot, app: str, prelude: bytes, postlude: bytes, marker: str,
-                 report: Reporter) -> None:
-        self.target, self.snap, self.app, self.report = target, snap, app, report
-        self.prelude, self.postlude, self.marker = prelude, postlude, marker.encode()
+    def __init__(self, target: Target, watch: LockWatch, report: Reporter) -> None:
+        self.target, self.watch, self.report = target, watch, report
+        self.marker = b""
         self.stderr: list[str] = []
         self.tags: list[int] = []
         self.after_marker: list[bytes] = []
         self.echoed = asyncio.Event()
+        self.pipe_w = -1
 
-    async def run(self) -> _Fed:
+    async def start(self) -> PsqlSession:
         pipe_r, self.pipe_w = make_pipe()
         try:
-            proc = await asyncio.create_subprocess_exec(
+            self.proc = await asyncio.create_subprocess_exec(
                 self.target.tools.psql, "--no-psqlrc", "--no-password", "-v", "ON_ERROR_STOP=1", "--file=-",
                 stdin=pipe_r, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                env=self.target.child_env(self.app), **child_kwargs())
+                env=self.target.child_env(self.watch.app), **child_kwargs())
         except BaseException:
             self._close_input()
             raise
         finally:
             os.close(pipe_r)
-        err_task = asyncio.create_task(pump_stderr(proc.stderr, "psql", self.report, self.stderr))
-        out_task = asyncio.create_task(self._read_stdout(proc.stdout))
-        feeder = _Feeder(self.pipe_w, self.snap, self.prelude, self.target.info.major)
+        self.err_task = asyncio.create_task(pump_stderr(self.proc.stderr, "psql", self.report, self.stderr))
+        self.out_task = asyncio.create_task(self._read_stdout(self.proc.stdout))
+        return self
+
+    async def close(self) -> None:
+        """After a refusal, or whatever ``run`` left: no psql and no reader left behind."""
+        self._close_input()
+        await kill_process(self.proc)
+        self.out_task.cancel()
+        await asyncio.wait({self.err_task, self.out_task})
+
+    async def run(self, snap: Snapshot, prelude: bytes, postlude: bytes, marker: str) -> _Fed:
+        self.snap, self.marker = snap, marker.encode()
+        feeder = _Feeder(self.pipe_w, snap, prelude, self.target.info.major)
         feeding = asyncio.ensure_future(asyncio.to_thread(feeder.run))
         try:
             scan = await self._feed(feeder, feeding)
-            mismatch = await self._commit_if_verified(feeder, scan, out_task)
+            mismatch = await self._commit_if_verified(feeder, scan, postlude)
             self._close_input()  # end of input: without our COMMIT, psql exits and the server rolls back
-            rc = await proc.wait()
-            await err_task
-            await out_task
+            rc = await self.proc.wait()
+            await self.err_task
+            await self.out_task
         except BaseException:
-            await kill_process(proc)
+            await kill_process(self.proc)
             if not feeding.done():
                 await asyncio.wait({feeding})
-            out_task.cancel()
             raise
         finally:
-            self._close_input()
+            await self.close()
         return _Fed(rc, "\n".join(self.stderr), self.tags, self.after_marker, feeder, scan, mismatch)
 
     def _close_input(self) -> None:
@@ -163,15 +177,15 @@ class PsqlSession:
         feeding.result()
         return feeder.scanner.finish()
 
-    async def _commit_if_verified(self, feeder: _Feeder, scan: ScanResult, out_task: asyncio.Task) -> str | None:
+    async def _commit_if_verified(self, feeder: _Feeder, scan: ScanResult, postlude: bytes) -> str | None:
         """Send the postlude, wait for the marker, and COMMIT when the bytes and the row counts agree.
         Returns why the rows disagree, if they do."""
         if not (feeder.intact and scan.complete and not feeder.psql_stopped):
             return None
         with contextlib.suppress(BrokenPipeError):
-            await asyncio.to_thread(write_all, self.pipe_w, self.postlude)
+            await asyncio.to_thread(write_all, self.pipe_w, postlude)
         waiting = asyncio.ensure_future(self.echoed.wait())
-        await asyncio.wait({waiting, out_task}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({waiting, self.out_task}, return_when=asyncio.FIRST_COMPLETED)
         waiting.cancel()
         if not self.echoed.is_set():
             return None
@@ -183,19 +197,25 @@ class PsqlSession:
         return mismatch
 
 
+async def start_psql(target: Target, report: Reporter, audit: Callable[..., None]) -> PsqlSession:
+    """A restore's psql, started now, idle until ``replay`` feeds it (the caller ``close``s it if not)."""
+    return await PsqlSession(target, watching(target.conn, "restore", target.locks, report, audit), report).start()
+
+
 async def replay(target: Target, snap: Snapshot, prelude: list[str], postlude: list[str], report: Reporter,
-                 audit: Callable[..., None]) -> dict[str, int]:
-    """Feed psql the clearing ``prelude``, the snapshot and the ``postlude``; COMMIT only when the bytes
-    matched the metadata and the server loaded exactly the rows the snapshot holds. Returns the rows
-    loaded per table (psql's ``COPY n`` tags)."""
+                 audit: Callable[..., None], session: PsqlSession | None = None) -> dict[str, int]:
+    """Feed psql (``session``, started early, or one started now) the clearing ``prelude``, the snapshot
+    and the ``postlude``; COMMIT only when the bytes matched the metadata and the server loaded exactly the
+    rows the snapshot holds. Returns the rows loaded per table (psql's ``COPY n`` tags)."""
     marker = f"dbsage-fed-{secrets.token_hex(8)}"
     head = "\n".join(["BEGIN;", "SET LOCAL client_min_messages = warning;",
                       f"SET LOCAL lock_timeout = {target.locks.timeout_ms};", *prelude, ""]).encode()
     tail = "\n".join(["", "SET search_path = pg_catalog;", *postlude, f"\\echo {marker}", ""]).encode()
     report(Log(f"Replaying {snap.filename} into {target.conn.display} with psql {target.tools.version} "
                "in one transaction"))
-    async with watching(target.conn, "restore", target.locks, report, audit) as watch:
-        fed = await PsqlSession(target, snap, watch.app, head, tail, marker, report).run()
+    session = session or await start_psql(target, report, audit)
+    async with session.watch as watch:
+        fed = await session.run(snap, head, tail, marker)
     rolled_back = "Nothing was committed: the database is unchanged. Choose another snapshot."
     if fed.feeder.damaged:
         raise InvalidSnapshot(f"Snapshot {snap.filename} is damaged: {fed.feeder.damaged}.", rolled_back)
@@ -221,18 +241,25 @@ async def replay(target: Target, snap: Snapshot, prelude: list[str], postlude: l
     return loaded
 
 
+def recorded_rows(snap: Snapshot) -> dict | None:
+    """The rows per table a full snapshot's metadata records, if it does."""
+    recorded = snap.get("row_counts")
+    return recorded if snap.is_full and isinstance(recorded, dict) else None
+
+
 def loaded_mismatch(copies: list[tuple[str, int]], tags: list[int], snap: Snapshot) -> str | None:
     """Why the rows the server loaded differ from the snapshot's, or None when they agree: one ``COPY n``
-    tag per COPY block of the file, and per table the row counts recorded when the snapshot was taken."""
+    tag per COPY block of the file, and per table the row counts recorded when the snapshot was taken
+    (or, without them, the rows counted in each block while feeding)."""
     if len(tags) != len(copies):
         return f"psql reported {len(tags)} COPY results for the {len(copies)} tables of data in the file"
+    recorded = recorded_rows(snap)
     loaded: dict[str, int] = {}
     for (table, in_file), rows in zip(copies, tags, strict=True):
-        if rows != in_file:
+        if recorded is None and rows != in_file:
             return f"the server loaded {rows} rows into {table}, the file holds {in_file}"
         loaded[table] = loaded.get(table, 0) + rows
-    recorded = snap.get("row_counts")
-    if snap.is_full and isinstance(recorded, dict):
+    if recorded is not None:
         for table, want in sorted(recorded.items()):
             if loaded.get(table, 0) != want:
                 return (f"the server loaded {loaded.get(table, 0)} rows into {table}, the snapshot's metadata "

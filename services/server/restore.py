@@ -23,7 +23,7 @@ from services.server import catalog, dependents
 from services.server.clearing import plan_clear
 from services.server.dump import create_snapshot
 from services.server.locks import LockPolicy
-from services.server.replay import replay
+from services.server.replay import PsqlSession, replay, start_psql
 from services.server.smoke import RestoreResult, SmokeCheck, seal_restore
 from services.server.target import Target, opened
 from services.snapshots.store import Snapshot, SnapshotStore
@@ -73,27 +73,33 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
         (validate_or_refuse if pre_snapshot else quick_check_or_refuse)(store, snap, report)
     _warn_schema_only(snap, result, report)
     scope = catalog.Scope.from_meta(snap.get("schemas") or [], snap.get("scope"))
-    await _preflight(target, store, snap, scope, report, action)
-    if pre_snapshot:
-        await _pre_rollback_snapshot(target, store, snap, result, report, action, pre_timeout)
-    else:
-        report(Step("pre-rollback snapshot", "skipped", "--no-pre-snapshot"))
-    report(Step("restore", "running", snap.filename))
     committing: list[Committing] = []
 
     def noting_commit(event: Event) -> None:
         if isinstance(event, Committing):
             committing.append(event)
         report(event)
+    # psql connects while the checks run (after the pre-rollback snapshot, if any); a refusal closes it.
+    psql = None if pre_snapshot else await start_psql(target, noting_commit, store.audit)
     try:
+        await _preflight(target, store, snap, scope, report, action)
+        if pre_snapshot:
+            await _pre_rollback_snapshot(target, store, snap, result, report, action, pre_timeout)
+        else:
+            report(Step("pre-rollback snapshot", "skipped", "--no-pre-snapshot"))
+        report(Step("restore", "running", snap.filename))
         with audit_failure(store.audit, action, report=report, step="restore", started=started,
                            snapshot=snap.filename, target=target.conn.display) as fields:
             fields["pre_snapshot"] = result.pre_snapshot.filename if result.pre_snapshot else None
-            loaded = await _replace(target, store, snap, scope, result, noting_commit)
+            psql = psql or await start_psql(target, noting_commit, store.audit)
+            loaded = await _replace(target, store, snap, scope, result, noting_commit, psql)
     except BaseException:
         if result.pre_snapshot and not committing:
             _drop_pre_snapshot(store, result.pre_snapshot, report)
         raise
+    finally:
+        if psql is not None:
+            await psql.close()
     report(Step("restore", "ok", f"{snap.filename} committed"))
     result.terminated = target.locks.terminated
     await _analyze(target, scope, report)
@@ -155,7 +161,7 @@ async def _pre_rollback_snapshot(target: Target, store: SnapshotStore, snap: Sna
 
 
 async def _replace(target: Target, store: SnapshotStore, snap: Snapshot, scope: catalog.Scope,
-                   result: RestoreResult, report: Reporter) -> dict[str, int]:
+                   result: RestoreResult, report: Reporter, psql: PsqlSession) -> dict[str, int]:
     """Clear the scope as it is now and replay the snapshot, in one transaction; the rows loaded."""
     schemas = await catalog.current_scope_schemas(target.con, scope)
     plan = await plan_clear(target.con, schemas, dumped_global_default_acls=scope.dumps_everything,
@@ -163,7 +169,7 @@ async def _replace(target: Target, store: SnapshotStore, snap: Snapshot, scope: 
     for p in plan.preserved:
         report(Log(f"re-created outside the scope: {p}"))
     result.preserved = plan.preserved
-    return await replay(target, snap, plan.prelude, plan.postlude, report, store.audit)
+    return await replay(target, snap, plan.prelude, plan.postlude, report, store.audit, psql)
 
 
 async def _preflight(target: Target, store: SnapshotStore, snap: Snapshot, scope: catalog.Scope,
