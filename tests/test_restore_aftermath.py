@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from services.config import Policy
+from services.display import human_size
 from services.snapshots.retention import Item, plan
 from tests.conftest import full_dump
 from tests.test_locks import cli, idle_in_transaction, seed
@@ -35,9 +36,13 @@ async def test_a_restore_that_did_not_happen_leaves_no_pre_rollback_snapshot(pg1
     assert full_dump(db18) == before
 
 
-async def test_a_restore_leaves_fresh_statistics(pg18, db18, snapdir):
+async def test_a_restore_leaves_fresh_statistics_and_list_shows_what_pre_rollbacks_take(pg18, db18, snapdir):
     seed(pg18, db18, snapdir)
-    res = cli(db18, snapdir, "restore", "1", "--yes", "--no-pre-snapshot")
+    res = cli(db18, snapdir, "restore", "1", "--yes")
     assert res.returncode == 0, res.stderr
     stats = pg18.psql("SELECT reltuples::int, relpages > 0 FROM pg_class WHERE oid = 'items'::regclass", db18.dbname)
     assert stats.strip() == "200|t", "the planner (and our size estimates) see the restored rows"
+    sizes = {p.name.split("_", 1)[1]: p.stat().st_size for p in snapdir.iterdir() if p.suffix == ".sql"}
+    listed = cli(db18, snapdir, "list").stdout
+    assert (f"2 snapshots, {human_size(sum(sizes.values()))} on disk ({human_size(sizes['pre-rollback.sql'])} "
+            "in pre-rollback snapshots; cleanup keeps the newest 3)") in listed, listed
