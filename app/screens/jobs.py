@@ -175,8 +175,8 @@ class Jobs:
     @work(thread=True, exclusive=True, group="diff", name="diff", exit_on_error=False,
           description="Comparing two snapshots (reads both files)")
     def run_diff(self, older: Snapshot, newer: Snapshot) -> None:
-        from services import diff  # pglast is loaded on the first diff, not at start-up
-        self.post_message(DiffReady(diff.diff_snapshots(older, newer)))
+        from services.diff import compare  # pglast is loaded on the first diff, not at start-up
+        self.post_message(DiffReady(compare.diff_snapshots(older, newer)))
 
     @work(group="quit", exit_on_error=False, description="Cancelling the running work before quitting")
     async def cancel_and_quit(self) -> None:
