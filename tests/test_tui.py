@@ -378,7 +378,11 @@ async def test_cancelling_a_restore_leaves_the_database_as_it_was(pg18, db18, sn
             await until(pilot, lambda: op.query_one("StepList").get("restore").status == "running",
                         what="psql to start")
             await pilot.pause(0.5)
-            await pilot.press("escape")
+            await pilot.press("escape")                               # asks once, and says it is safe
+            await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="the question")
+            assert "the database stays unchanged" in str(app.screen.query_one(".question", Static).render())
+            assert op.running and app.focused.id == "no"
+            await pilot.click("#yes")
             await until(pilot, lambda: not op.running, timeout=20, what="the cancel")
             summary = str(op.query_one("#summary", Static).render())
             assert "CANCELLED" in summary and "nothing was committed" in summary
@@ -838,8 +842,12 @@ async def test_mark_diff_cleanup_palette_and_help(tmp_path):
         await until(pilot, lambda: isinstance(app.screen, DiffScreen), what="the diff screen")
         assert "no schema changes" in tree_text(app.screen)
         await pilot.press("escape")
-        await pilot.press("c")
-        await until(pilot, lambda: any("Nothing to clean up" in n for n in notices(app)), what="the notice")
+        await pilot.press("c")                                      # the plan, even when nothing is due
+        await until(pilot, lambda: isinstance(app.screen, CleanupModal), what="the cleanup plan")
+        await pilot.pause()
+        assert "Nothing to delete: the policy keeps all 2" in str(app.screen.query_one("#plan-summary",
+                                                                                        Static).render())
+        await pilot.press("q")
         # The palette offers the story's commands; *snapshot-list clears the filter.
         await pilot.press("slash", *"zzz", "enter")
         assert table.row_count == 0
@@ -927,7 +935,9 @@ async def test_cleanup_dialog_deletes_only_what_was_confirmed(tmp_path):
         plan = app.screen.query_one("#plan", DataTable)
         assert plan.row_count == 4
         assert str(plan.get_row_at(0)[0]) == "DELETE" and str(plan.get_row_at(1)[0]) == "DELETE"
-        assert "superseded by" in str(plan.get_row_at(0)[2])
+        assert "delete: older snapshot of" in str(plan.get_row_at(0)[3])  # the reason column (cut to fit)
+        detail = str(app.screen.query_one("#plan-detail", Static).render())  # the whole of it, under the table
+        assert "superseded by" in detail and keep_newest.name in detail
         await pilot.press("space")                  # keep the first deletion after all
         assert str(plan.get_row_at(0)[0]) == "keep"
         await pilot.press("ctrl+d")

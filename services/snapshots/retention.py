@@ -87,8 +87,8 @@ def policy_text(policy: Policy) -> str:
     """The policy in one sentence, with the configured tiers (the help and the CLI say the same)."""
     return (f"every snapshot of the last {policy.keep_all_days} days; the newest of each day up to "
             f"{policy.daily_days} days, of each ISO week up to {policy.weekly_days} days, of each month beyond; "
-            "protected ones (p, or a label such as v1.0, before-migration, baseline) forever; the newest "
-            "valid full snapshot always")
+            f"the newest {policy.pre_rollback} pre-rollback snapshots; protected ones (p, or a label such as "
+            "v1.0, before-migration, baseline) forever; the newest valid full snapshot always")
 
 
 def is_protected_label(label: str) -> bool:
