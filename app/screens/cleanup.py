@@ -31,6 +31,10 @@ from services.workspace import Workspace
 MAX_WIDTH, MAX_LABEL = 140, 24
 
 
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 class CleanupModal(ModalScreen[CleanupResult | None]):
     """The plan: keep / delete / invalid rows with reasons. Space toggles a deletable row."""
 
@@ -72,11 +76,12 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
                        else ("", name) for name in self.reasons}
         label_width = min(max((len(label) for _, label in self.labels.values()), default=8), MAX_LABEL)
         # The dialog's inner width (borders, padding, scrollbar) less the other columns and their padding.
-        room = min(self.app.size.width, MAX_WIDTH) - 4 - (6 + 16 + label_width + 4 * 2)
+        room = min(self.app.size.width, MAX_WIDTH) - 6 - (6 + 16 + label_width + 4 * 2)
+        self.widths = {"label": label_width, "reason": max(room, 16)}
         table.add_column("", key="action", width=6)
         table.add_column("Taken (UTC)", key="taken", width=16)
         table.add_column("Snapshot", key="label", width=label_width)
-        table.add_column("Why", key="reason", width=max(room, 16))
+        table.add_column("Why", key="reason", width=self.widths["reason"])
         for name, reason in self.reasons.items():
             table.add_row(*self._cells(name, reason), key=name)
         self._refresh_summary()
@@ -96,8 +101,7 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
         else:
             action = Text("keep", style="yellow")
         taken, label = self.labels[filename]
-        return (action, taken, Text(label, no_wrap=True, overflow="ellipsis"),
-                Text(self._reason(filename), no_wrap=True, overflow="ellipsis"))
+        return action, taken, _cut(label, self.widths["label"]), _cut(self._reason(filename), self.widths["reason"])
 
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -1,13 +1,10 @@
 """The main screen: the snapshot list, the preview of the highlighted snapshot, and the log pane.
 
-Keys start work here; the work itself runs in the workers of ``Jobs`` (jobs.py), which post what they
-found as typed messages handled below with ``@on``; a restore runs in the operation screen it opens. The
-engine reports through ``bridge``: its events arrive as messages and are rendered by the widgets. The directory is
-re-listed when it changes (checked every second), so snapshots taken from another terminal appear without
-a key press, and ages tick.
-
-Dialogs and other screens are imported where they are first opened: the first paint of the list only pays
-for what it shows (the restore and operation screens alone bring in the engine's restore and asyncpg).
+Keys start work here; the work runs in the workers of ``Jobs`` (jobs.py), of ``Recovery`` (recovery.py: r,
+E) and of ``Housekeeping`` (housekeeping.py: p, delete, c), which post what they found as typed messages.
+The engine's events arrive as messages rendered by the widgets. The directory is re-listed when it
+changes (checked every second), so snapshots taken from another terminal appear, and ages tick.
+Dialogs are imported where they are first opened: the first paint of the list pays only for what it shows.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer
 
@@ -351,6 +347,12 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
     def on_resize(self) -> None:
         self._fit_log()
 
+    def on_screen_suspend(self) -> None:
+        self.query_one(Footer).visible = False  # a dialog on top shows its own keys in its own footer
+
+    def on_screen_resume(self) -> None:
+        self.query_one(Footer).visible = True
+
     def _fit_log(self) -> None:
         log_open = self.log_open if self.log_open is not None else self.size.height >= LOG_OPEN_FROM
         self.activity.set_class(not log_open, "-collapsed")
@@ -388,11 +390,8 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
         self.app.push_screen(modal, lambda yes: yes and self.cancel_and_quit())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "cancel":
-            try:
-                return self._busy() or self.list_pane.filter_open
-            except NoMatches:
-                return False
+        if action == "cancel":  # (asked before the list pane is mounted, too)
+            return self._busy() or any(pane.filter_open for pane in self.query(SnapshotList))
         if action in NEEDS_DB and self.ws.conn is None:
             return None  # dimmed: the header and the log say how to configure a database
         return True
