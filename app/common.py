@@ -7,22 +7,24 @@ import traceback
 from pathlib import Path
 
 from services.display import human_size
-from services.errors import DbsageError
+from services.errors import DbsageError, in_words
 from services.events import Progress
 
 
 def progress_text(p: Progress) -> str:
+    """``restoring 30%, ~7s left: 36.0 MB of 120.0 MB at 12.0 MB/s``: what matters first, as a line that is
+    cut at its end in a narrow terminal."""
     verb = {"dump": "dumping", "restore": "restoring"}.get(p.phase, p.phase)
-    text = f"{verb}: {human_size(p.done)}"
+    frac = p.fraction if p.total else None
+    head = verb + (f" {frac:.0%}" if frac is not None else "")
+    moving = p.elapsed > 0.5
+    if moving and p.eta is not None:
+        head += f", ~{p.eta:.0f}s left"
+    text = f"{head}: {human_size(p.done)}"
     if p.total:
         text += f" of ~{human_size(p.total)}" if p.phase == "dump" else f" of {human_size(p.total)}"
-        frac = p.fraction
-        if frac is not None:
-            text += f" ({frac:.0%})"
-    if p.elapsed > 0.5:
-        text += f", {human_size(int(p.rate))}/s"
-        if p.eta is not None:
-            text += f", ~{p.eta:.0f}s left"
+    if moving:
+        text += f" at {human_size(int(p.rate))}/s"
     return text
 
 
@@ -40,9 +42,9 @@ def debug_log(exc: BaseException) -> Path | None:
 
 def failure_text(error: BaseException | None) -> tuple[str, str | None]:
     """How a failed operation is told: the engine's one line (and its detail for the log), or for an
-    unexpected error its class and message, with the traceback kept in a file."""
+    unexpected error its message in words (``in_words``), with the traceback kept in a file."""
     if isinstance(error, DbsageError):
         return error.one_line(), error.detail
     where = debug_log(error) if error is not None else None
-    return (f"Unexpected error: {error.__class__.__name__}: {str(error).rstrip('.')}."
-            + (f" Details in {where}." if where else "")), None
+    text = in_words(error).rstrip(".") if error is not None else "unexpected error"
+    return text[0].upper() + text[1:] + "." + (f" Details in {where}." if where else ""), None

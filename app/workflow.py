@@ -104,7 +104,9 @@ def load_workflow(path: Path | None = None) -> Workflow:
         data = yaml.safe_load(text)
         return _parse(data)
     except OSError as exc:
-        problem = f"it cannot be read ({exc.strerror or exc.__class__.__name__})"
+        problem = f"it cannot be read ({exc.strerror or 'an I/O error'})"
+    except UnicodeDecodeError:
+        problem = "it is not UTF-8 text"
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

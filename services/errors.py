@@ -106,6 +106,15 @@ _KNOWN_ERRORS: list[tuple[re.Pattern[str], str, str]] = [
 ]
 
 
+def in_words(exc: BaseException) -> str:
+    """What went wrong, for a person (a dialog, the log, the audit log): never an exception's class name."""
+    if isinstance(exc, DbsageError):
+        return exc.one_line()
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+        return "cancelled by the user"
+    return f"unexpected error: {str(exc).strip() or 'no message'}"
+
+
 @contextlib.contextmanager
 def audit_failure(audit: Callable[..., None], action: str, *, report: Reporter | None = None,
                   step: str | None = None, started: float | None = None, **fields) -> Iterator[dict]:
@@ -116,10 +125,11 @@ def audit_failure(audit: Callable[..., None], action: str, *, report: Reporter |
     try:
         yield fields
     except BaseException as exc:
-        outcome = "cancelled" if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt) else "failed"
-        msg = exc.one_line() if isinstance(exc, DbsageError) else exc.__class__.__name__
+        cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
+        outcome = "cancelled" if cancelled else "failed"
+        msg = in_words(exc)
         if step and report:
-            report(Step(step, "failed", msg))
+            report(Step(step, outcome, msg))
         if started is not None:
             fields["duration_seconds"] = round(time.monotonic() - started, 3)
         audit(action, outcome, **fields, error=msg)

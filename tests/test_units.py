@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from services.config import Settings, load_settings, parse_url, resolve_snapshot_dir, resolve_target
-from services.display import age_text
+from services.display import compact_age
 from services.errors import BadInput
 from services.snapshots.scanner import DumpScanner, parse_qualified_name, trailer_ok
 from services.snapshots.store import check_label, load_meta, suggest_label
@@ -250,14 +250,13 @@ def test_replay_filter_passes_a_file_without_copy_and_without_final_newline():
 
 
 def test_ages_change_exactly_when_their_text_does():
-    """The table re-renders an age only at ``next_change``: that must be the very second ``age_text``
-    reads otherwise (humanize rounds: 90 s is already "2 minutes ago"), never later, and the 24 h
-    highlight ends on the dot. Walked second by second over the first three hours and around the day
-    mark, then hour by hour for a year."""
+    """The table re-renders an age only at ``next_change``: that must be the very second its compact age
+    reads otherwise, never later, and the 24 h highlight ends on the dot. Walked second by second over the
+    first three hours and around the day mark, then hour by hour for two years."""
     from widgets.snapshot_table import RECENT, next_change
     ts = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    ages = [*range(0, 3 * 3600), *range(23 * 3600, 25 * 3600), *range(25 * 3600, 400 * 86400, 3600)]
-    texts = {age: age_text(ts, ts + dt.timedelta(seconds=age)) for age in ages}
+    ages = [*range(0, 3 * 3600), *range(23 * 3600, 25 * 3600), *range(25 * 3600, 800 * 86400, 3600)]
+    texts = {age: compact_age(ts, ts + dt.timedelta(seconds=age)) for age in ages}
     step = dict(zip(ages, ages[1:], strict=False))
     for age in ages[:-1]:
         now = ts + dt.timedelta(seconds=age, microseconds=250_000)
@@ -269,9 +268,9 @@ def test_ages_change_exactly_when_their_text_does():
             assert (due == ts + dt.timedelta(seconds=nxt)) == changes, (age, texts[age], texts[nxt], due)
         else:  # walked by the hour: no change is missed in between
             assert due <= ts + dt.timedelta(seconds=nxt) or texts[nxt] == texts[age], (age, due)
-    assert texts[90] == "2 minutes ago" and next_change(ts, ts + dt.timedelta(seconds=60)) == ts + \
-        dt.timedelta(seconds=90)
-    # A timestamp ahead of the clock ("in 5 minutes") is looked at again in a second.
+    assert [texts[a] for a in (59, 60, 8 * 60, 3 * 86400, 700 * 86400)] == ["59s", "1m", "8m", "3d", "1y11mo"]
+    # A timestamp ahead of the clock reads "now" and is looked at again in a second.
+    assert compact_age(ts, ts - dt.timedelta(minutes=5)) == "now"
     assert next_change(ts, ts - dt.timedelta(minutes=5)) == ts - dt.timedelta(minutes=5, seconds=-1)
 
 

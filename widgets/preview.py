@@ -15,6 +15,7 @@ from textual.widgets import Static
 from services.display import age_text, human_size
 from services.snapshots.meta import scope_facts
 from services.snapshots.record import guard_facts
+from services.snapshots.retention import is_protected
 from services.snapshots.store import Snapshot
 from services.snapshots.validation import Validation
 
@@ -41,12 +42,18 @@ def status_lines(snap: Snapshot, validation: Validation | None) -> list[Content]
     return [_line("Status", "✔ complete (v checks its sha256)", "$text-success")]
 
 
+def _protection(snap: Snapshot) -> str:
+    if snap.protected:
+        return "  ◆ protected"
+    return "  ◆ protected (label)" if is_protected(snap) else ""
+
+
 def describe(snap: Snapshot, now: dt.datetime, validation: Validation | None = None,
-             index: int | None = None) -> Content:
-    """The snapshot's metadata as aligned lines."""
+             index: int | None = None, verdict: str | None = None) -> Content:
+    """The snapshot's metadata as aligned lines; ``verdict``: what a cleanup would do with it."""
     m = snap.meta or {}
     lines = [Content.assemble((snap.label, "bold"), (f"  #{index}" if index else "", "$text-muted"),
-                              ("  ◆ protected" if snap.protected else "", "$text-warning")),
+                              (_protection(snap), "$text-warning")),
              Content.styled(snap.filename, "$text-muted"),
              _line("Purpose", snap.purpose or "-"),
              _line("Taken", f"{snap.timestamp:%Y-%m-%d %H:%M:%S} UTC"),
@@ -69,6 +76,8 @@ def describe(snap: Snapshot, now: dt.datetime, validation: Validation | None = N
         lines.append(_line("sha256", str(m.get("sha256", "?"))))
         lines.extend(_line(name, text) for name, text in scope_facts(m) + guard_facts(m))
     lines.extend(status_lines(snap, validation))
+    if verdict:
+        lines.append(_line("Cleanup", verdict, "$text-error" if verdict.startswith("delete") else ""))
     if snap.meta is not None and snap.valid:
         lines.append(_line("Restore", "press r, or from a shell:"))
         for text in str(m.get("restore_instructions", "")).strip().splitlines():
@@ -103,11 +112,11 @@ class SnapshotPreview(VerticalScroll):
         yield Static(id="preview-body")
 
     def show(self, snap: Snapshot | None, now: dt.datetime, validation: Validation | None = None,
-             index: int | None = None, empty: str = "No snapshot selected.") -> None:
+             index: int | None = None, verdict: str | None = None, empty: str = "No snapshot selected.") -> None:
         """Show a snapshot (or ``empty``). The screen calls this every second (ages tick) and on every
         cursor move: the same text is not rendered again, and text whose lines keep their widths (an age
         that ticks) is re-rendered without a layout of the whole screen."""
-        content = describe(snap, now, validation, index) if snap is not None else Content(empty)
+        content = describe(snap, now, validation, index, verdict) if snap is not None else Content(empty)
         widths = tuple(line.cell_length for line in content.split("\n"))
         shown = (content.plain, content.spans, widths)
         if shown == self._shown:

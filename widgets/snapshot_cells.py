@@ -13,7 +13,7 @@ from collections.abc import Callable
 from rich.cells import cell_len
 from rich.text import Text
 
-from services.display import age_text, human_size
+from services.display import human_size
 
 #: (header, key) of each column, in order. "#" is the list number of the CLI (1 = newest).
 COLUMNS = (("#", "index"), ("Label", "label"), ("Date (UTC)", "date"), ("Age", "age"), ("Type", "type"),
@@ -29,20 +29,8 @@ def number_width(index: int) -> int:
     return len(str(index)) + 1
 
 
-_AGES: dict[int, str] = {}
 _SIZES: dict[int, str] = {}
 _TYPES = {"full": " full", "schema-only": " schema", "clone": " clone", "…": " …"}  # the preview spells it out
-
-
-def cached_age_text(ts: dt.datetime, now: dt.datetime) -> str:
-    """``age_text``, remembered per whole day beyond a day (the text then counts days, months, years): most
-    rows of a long list are older than a day, and share a few texts."""
-    days = (now - ts).days
-    if days < 1:
-        return age_text(ts, now)
-    if days not in _AGES:
-        _AGES[days] = age_text(ts, now)
-    return _AGES[days]
 
 
 def _size_text(size: int) -> str:

@@ -27,7 +27,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from services.display import age_changes_at
+from services.display import compact_age, compact_age_changes_at
+from services.snapshots.retention import is_protected
 from services.snapshots.store import Snapshot
 from widgets.snapshot_cells import (
     BUILT,
@@ -35,7 +36,6 @@ from widgets.snapshot_cells import (
     DIFF_MARK,
     INVALID_MARK,
     PROTECTED_MARK,
-    cached_age_text,
     cell_widths,
     number_width,
 )
@@ -46,16 +46,16 @@ MIN_PURPOSE = 4
 DEFAULT_PURPOSE = 40  # until the table knows its width
 #: Column widths while no row is shown (a first launch, a filter that matches nothing): those of a typical
 #: row, so that the header reads as a table and does not jump when the first snapshot comes in.
-EMPTY_WIDTHS = (number_width(1), *cell_widths(("before-migration", True, False, False, False), "3 min ago",
+EMPTY_WIDTHS = (number_width(1), *cell_widths(("before-migration", True, False, False, False), "59m",
                                               "schema-only", 150_000))
 LEGEND = f"{INVALID_MARK} invalid  {PROTECTED_MARK} protected  {DIFF_MARK} marked  bold: last 24 h"
 HEADERS = tuple(Text(" " + header, justify="right" if key in ("index", "size") else "left")
                 for header, key in COLUMNS)
 
 
-def next_change(ts: dt.datetime, now: dt.datetime, text: str | None = None) -> dt.datetime:
-    """When the age text of ``ts`` (``text`` now, if known) or its 24 h highlight can next change."""
-    due = age_changes_at(ts, now, text)
+def next_change(ts: dt.datetime, now: dt.datetime) -> dt.datetime:
+    """When the compact age of ``ts`` or its 24 h highlight can next change."""
+    due = compact_age_changes_at(ts, now)
     return min(due, ts + RECENT) if now < ts + RECENT else due
 
 
@@ -96,8 +96,8 @@ class SnapshotTable(ScrollView, can_focus=True):
         Binding("down,j", "cursor(1)", "Down", show=False),
         Binding("pageup", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home,ctrl+home", "cursor_to(0)", "First", show=False),
-        Binding("end,ctrl+end", "cursor_to(-1)", "Last", show=False),
+        Binding("home,ctrl+home,g", "cursor_to(0)", "First", show=False),
+        Binding("end,ctrl+end,G", "cursor_to(-1)", "Last", show=False),
     ]
 
     @dataclass
@@ -142,6 +142,13 @@ class SnapshotTable(ScrollView, can_focus=True):
         if key in self._known and key in self._order:
             self._move_cursor(self._order.index(key))
 
+    def select_index(self, number: int) -> bool:
+        """Put the cursor on the row of list number ``number``; False when no shown row has it."""
+        key = next((k for k in self._order if self._known[k].index == number), None)
+        if key is not None:
+            self._move_cursor(self._order.index(key))
+        return key is not None
+
     def get_row_at(self, index: int) -> list[Text]:
         """The cells of the row at ``index`` as they are drawn (before they are cut to their widths)."""
         return self._texts(self._known[self._order[index]])
@@ -169,9 +176,8 @@ class SnapshotTable(ScrollView, can_focus=True):
             self._due = [(row.age_until, key) for key, row in self._known.items()]
             heapq.heapify(self._due)
         keep = self._cursor_key
-        self._move_cursor(order.index(keep) if keep in self._known and keep in order else self.cursor_row,
-                          scroll=False)
         self._fit()
+        self._move_cursor(order.index(keep) if keep in self._known and keep in order else self.cursor_row)
 
     def tick(self, now: dt.datetime) -> None:
         """Time passed: update the ages (and 24 h highlights) that changed, and only those."""
@@ -183,13 +189,13 @@ class SnapshotTable(ScrollView, can_focus=True):
                 self._update(row, key, row.snap, now)
                 changed = True
         if changed:
-            self._fit()  # "9 minutes ago" -> "10 minutes ago" widens the age column
+            self._fit()  # "9m" -> "10m" widens the age column
 
     def _update(self, row: _Row, key: str, snap: Snapshot, now: dt.datetime) -> None:
         """Bring ``row`` up to date with ``snap`` at ``now``."""
         if row.age_until <= now or row.snap is None or row.snap.timestamp != snap.timestamp:
-            row.age = cached_age_text(snap.timestamp, now)
-            row.age_until = next_change(snap.timestamp, now, row.age)
+            row.age = compact_age(snap.timestamp, now)
+            row.age_until = next_change(snap.timestamp, now)
             heapq.heappush(self._due, (row.age_until, key))
         row.snap, row.shown = snap, _shown(snap, key == self._marked)
         marked, label, valid, protected, ts, kind, size, purpose, problem = row.shown
@@ -214,6 +220,7 @@ class SnapshotTable(ScrollView, can_focus=True):
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit()
+        self.call_after_refresh(self._scroll_to_cursor)  # a shorter list keeps its highlighted row in sight
 
     # -- the cursor ----------------------------------------------------------------------------------
     def action_cursor(self, step: int) -> None:
@@ -232,20 +239,24 @@ class SnapshotTable(ScrollView, can_focus=True):
             if row < len(self._order):
                 self._move_cursor(row)
 
-    def _move_cursor(self, row: int, scroll: bool = True) -> None:
+    def _move_cursor(self, row: int) -> None:
         """Put the cursor on ``row`` (clamped to the rows), scroll it into view, say so if the snapshot
         under it changed."""
         self.cursor_row = max(0, min(row, len(self._order) - 1))
-        if scroll and self._order:
-            visible = max(self.scrollable_content_region.height - 1, 1)
-            if self.cursor_row < self.scroll_y:
-                self.scroll_to(y=self.cursor_row, animate=False, immediate=True)
-            elif self.cursor_row >= self.scroll_y + visible:
-                self.scroll_to(y=self.cursor_row - visible + 1, animate=False, immediate=True)
+        self._scroll_to_cursor()
         self.refresh()
         if self.highlighted_key != self._cursor_key:
             self._cursor_key = self.highlighted_key
             self.post_message(self.Highlighted(self, self._cursor_key))
+
+    def _scroll_to_cursor(self) -> None:
+        if not self._order:
+            return
+        visible = max(self.scrollable_content_region.height - 1, 1)
+        if self.cursor_row < self.scroll_y:
+            self.scroll_to(y=self.cursor_row, animate=False, immediate=True)
+        elif self.cursor_row >= self.scroll_y + visible:
+            self.scroll_to(y=self.cursor_row - visible + 1, animate=False, immediate=True)
 
     # -- drawing -------------------------------------------------------------------------------------
     def render_line(self, y: int) -> Strip:
@@ -295,7 +306,7 @@ def _shown(snap: Snapshot, marked: bool) -> tuple:
     """Everything a row shows of a snapshot but its list number and age, as values: the engine updates a
     Snapshot in place (protect, validate), so the object the row was built from cannot tell whether it
     changed."""
-    return (marked, snap.label, snap.valid, snap.protected, snap.timestamp,
+    return (marked, snap.label, snap.valid, is_protected(snap), snap.timestamp,
             "…" if snap.pending else snap.type if snap.meta else "?", snap.size_bytes, snap.purpose, snap.problem)
 
 

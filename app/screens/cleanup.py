@@ -4,7 +4,10 @@ The plan comes from ``services.snapshots.maintenance`` (the policy is ``services
 this screen only lets the user keep more than the policy would delete, never delete what the policy
 protects. Invalid snapshots and leftovers (stale partial files, metadata without a file) are listed
 unchecked. Ctrl+D or the button deletes, in this screen's worker, with the same operation as the CLI's
-``cleanup``; the screen closes with its result.
+``cleanup``; the screen closes with its result. The plan is shown even when it deletes nothing.
+
+The table shows each snapshot by its time and label, and its reason cut to the room left; the line under
+the table holds the highlighted row's file name and whole reason, so that nothing is lost at 80 columns.
 """
 
 from __future__ import annotations
@@ -12,24 +15,31 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Label, Static
+from textual.widgets import Button, DataTable, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
 from app.common import failure_text
 from services.snapshots.maintenance import CleanupPlan, CleanupResult
 from services.workspace import Workspace
 
+#: The dialog's widest (styles/maintenance.tcss) and the longest label shown whole in the table.
+MAX_WIDTH, MAX_LABEL = 140, 24
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
 
 class CleanupModal(ModalScreen[CleanupResult | None]):
     """The plan: keep / delete / invalid rows with reasons. Space toggles a deletable row."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", tooltip="Close without deleting anything"),
+        Binding("escape,q", "cancel", "Cancel", tooltip="Close without deleting anything"),
         Binding("space", "toggle", "Toggle", tooltip="Keep or delete the highlighted row"),
         Binding("ctrl+d", "confirm", "Delete", tooltip="Delete the rows marked for deletion"),
     ]
@@ -50,23 +60,38 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog -wide"):
             yield Label("Cleanup: retention plan", classes="dialog-title")
-            yield Static(f"Directory: {self.directory}   ·   space: toggle a row   ·   ctrl+d: delete",
-                         classes="dialog-target", markup=False)
+            yield Static(f"Directory: {self.directory}", classes="dialog-target", markup=False)
             yield DataTable(id="plan", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="plan-detail", markup=False)
             yield Static("", id="plan-summary")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
                 yield Button("Delete", id="confirm", variant="error", compact=True)
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_column("", key="action", width=8)
-        table.add_column("Snapshot", key="file")
-        table.add_column("Why", key="reason")
+        snaps = {s.filename: s for s in self.planned.snapshots}
+        self.labels = {name: (f"{snaps[name].timestamp:%Y-%m-%d %H:%M}", snaps[name].label) if name in snaps
+                       else ("", name) for name in self.reasons}
+        label_width = min(max((len(label) for _, label in self.labels.values()), default=8), MAX_LABEL)
+        # The dialog's inner width (borders, padding, scrollbar) less the other columns and their padding.
+        room = min(self.app.size.width, MAX_WIDTH) - 6 - (6 + 16 + label_width + 4 * 2)
+        self.widths = {"label": label_width, "reason": max(room, 16)}
+        table.add_column("", key="action", width=6)
+        table.add_column("Taken (UTC)", key="taken", width=16)
+        table.add_column("Snapshot", key="label", width=label_width)
+        table.add_column("Why", key="reason", width=self.widths["reason"])
         for name, reason in self.reasons.items():
             table.add_row(*self._cells(name, reason), key=name)
         self._refresh_summary()
         (self.query_one("#cancel", Button) if not self.chosen else table).focus()
+
+    def _reason(self, filename: str) -> str:
+        reason = self.reasons[filename]
+        if self.chosen.get(filename) is False and not reason.startswith("invalid"):
+            return "kept by you: " + reason
+        return reason
 
     def _cells(self, filename: str, reason: str) -> tuple:
         if filename not in self.chosen:
@@ -75,13 +100,20 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
             action = Text("DELETE", style="bold red")
         else:
             action = Text("keep", style="yellow")
-            reason = "kept by you: " + reason if not reason.startswith("invalid") else reason
-        return action, filename, reason
+        taken, label = self.labels[filename]
+        return action, taken, _cut(label, self.widths["label"]), _cut(self._reason(filename), self.widths["reason"])
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        name = event.row_key.value
+        self.query_one("#plan-detail", Static).update(f"{name}: {self._reason(name)}")
 
     def _refresh_summary(self) -> None:
         n = sum(self.chosen.values())
         kept = len(self.plan.keep) + len(self.chosen) - n
-        self.query_one("#plan-summary", Static).update(f"{n} to delete, {kept} to keep.")
+        self.query_one("#plan-summary", Static).update(
+            f"{n} to delete, {kept} to keep." if n or self.chosen else
+            f"Nothing to delete: the policy keeps all {kept} snapshot(s).")
         button = self.query_one("#confirm", Button)
         button.label = f"Delete {n}" if n else "Nothing to delete"
         button.disabled = n == 0
@@ -96,9 +128,10 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
                         severity="warning")
             return
         self.chosen[key] = not self.chosen[key]
-        action, _, why = self._cells(key, self.reasons[key])
+        action, _, _, why = self._cells(key, self.reasons[key])
         table.update_cell(key, "action", action)
         table.update_cell(key, "reason", why)
+        self.query_one("#plan-detail", Static).update(f"{key}: {self._reason(key)}")
         self._refresh_summary()
 
     def action_confirm(self) -> None:

@@ -8,14 +8,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Footer, Label, Static
 
 
 class ConfirmModal(ModalScreen[bool | None]):
     """Returns True for yes, False for no, None for escape."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", tooltip="Close without doing anything")]
+        Binding("escape,q", "cancel", "Cancel", tooltip="Close without doing anything")]
 
     def __init__(self, title: str, question: str, yes: str = "Yes", no: str = "No") -> None:
         super().__init__()
@@ -28,6 +28,7 @@ class ConfirmModal(ModalScreen[bool | None]):
             with Horizontal(classes="buttons"):
                 yield Button(self.no, id="no", compact=True)
                 yield Button(self.yes, id="yes", variant="error", compact=True)
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

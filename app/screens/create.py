@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
-from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Checkbox, Footer, Input, Label, RadioButton, RadioSet, Static
 
 from app.workflow import Field, Operation
 from services.errors import BadInput
@@ -48,7 +48,7 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
     """Label, type and purpose of a new snapshot; the fields, labels and defaults come from the workflow."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", tooltip="Close without taking a snapshot")]
+        Binding("escape,q", "cancel", "Cancel", tooltip="Close without taking a snapshot")]
 
     def __init__(self, operation: Operation, target: str, compression: str = "none") -> None:
         super().__init__()
@@ -67,6 +67,7 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
                 yield Button("Take snapshot", variant="primary", id="create", compact=True)
+        yield Footer(compact=True)
 
     def _field(self, f: Field) -> ComposeResult:
         if f.type == "boolean":

@@ -1,7 +1,8 @@
 """The diff screen: schema changes between two snapshots as a tree grouped by kind, row counts as a table.
 
 The comparison itself is ``services.diff.compare`` (offline, from the two files); the main screen runs it in a
-thread worker and pushes this screen with the result. Escape or q closes it.
+thread worker and pushes this screen with the result. Escape or q closes it. Below 120 columns the row
+counts go under the tree, so that their after and delta columns are never cut.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label, Static, Tree
+from textual.widgets import DataTable, Footer, Label, Static, Tree
 
 if TYPE_CHECKING:  # the module imports pglast: loaded only when a diff is actually run
     from services.diff.compare import DiffResult
@@ -24,9 +25,9 @@ _SIGNS = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "ye
 class DiffScreen(ModalScreen[None]):
     """Read-only view of a ``DiffResult``."""
 
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Close", tooltip="Back to the snapshot list"),
-        Binding("q", "close", "Close", show=False),
+        Binding("escape,q", "close", "Close", tooltip="Back to the snapshot list"),
     ]
 
     def __init__(self, result: DiffResult) -> None:
@@ -46,6 +47,7 @@ class DiffScreen(ModalScreen[None]):
                 yield DataTable(id="diff-rows", cursor_type="row", zebra_stripes=True)
             for note in r.notes:
                 yield Static(f"Note: {note}", classes="dialog-target", markup=False)
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         r = self.result

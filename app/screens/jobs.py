@@ -4,7 +4,8 @@ Each job calls one engine operation (services/) and posts what it found as a typ
 (``messages.py``), which the main screen handles with ``@on``. A failure becomes one notice (the engine's
 ``one_line()``) with the full detail in the log pane. Async jobs run on the event loop and are cancelled
 by cancelling their worker (the engine then kills pg_dump/psql and cleans up); jobs that read whole files
-run in threads so the screen stays live. Restores run in the operation screen, which owns their worker.
+run in threads so the screen stays live. Restores run in the operation screen, which owns their worker
+(``recovery.py``).
 
 The engine's operations are imported by the job that runs them: start-up pays only for listing the
 directory.
@@ -23,9 +24,7 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from app.common import failure_text
 from app.screens.messages import (
-    CleanupPlanned,
     DiffReady,
-    FilesChanged,
     Scan,
     Scanned,
     ServerProbed,
@@ -38,9 +37,6 @@ from services.snapshots.store import META_SUFFIX, Snapshot
 
 if TYPE_CHECKING:
     from app.screens.create import CreateRequest
-    from app.screens.operation import OperationScreen
-    from app.screens.restore import RestoreRequest
-    from services.server.restore import RestoreResult
 
 #: Notice titles by job name.
 TITLES = {"dump": "Snapshot failed", "validate": "Validation failed", "probe": "Database not reachable",
@@ -175,39 +171,6 @@ class Jobs:
     def validate_snapshot(self, snap: Snapshot, then_restore: bool = False) -> None:
         stamp = current_stamp(self.ws.store.directory, snap.filename)
         self.post_message(Validated(snap, self.ws.store.validate(snap), stamp, then_restore))
-
-    async def restore_job(self, request: RestoreRequest, op: OperationScreen) -> RestoreResult:
-        """A restore, run by the operation screen. Validated in full just before the confirmation (as the
-        CLI does), so not read a second time."""
-        from services.server import restore
-        return await restore.restore(self.ws.require_conn(), self.ws.store, request.snapshot,
-                                     pre_snapshot=request.pre_snapshot, report=op.report, validated=True,
-                                     locks=op.locks)
-
-    async def emergency_job(self, op: OperationScreen) -> RestoreResult:
-        """The emergency rollback, run by the operation screen: the CLI's ``rollback --emergency``."""
-        from services.server import restore
-
-        def chosen(snap: Snapshot, why: str) -> None:
-            op.set_subject(f"Restoring {snap.filename} ({why}) into {self.ws.target_label}")
-        return await restore.emergency_rollback(self.ws.require_conn(), self.ws.store, report=op.report,
-                                                locks=op.locks, chosen=chosen)
-
-    @work(thread=True, exclusive=True, group="files", name="files", exit_on_error=False,
-          description="Changing a snapshot")
-    def change_snapshot(self, snap: Snapshot, what: str) -> None:
-        from services.snapshots import maintenance
-        if what == "delete":
-            maintenance.delete(self.ws.store, snap, self.ws.conn, self.ws.target_label)
-            self.post_message(FilesChanged(f"Deleted {snap.filename}."))
-        else:
-            self.post_message(FilesChanged(maintenance.set_protected(self.ws.store, snap, what == "protect")))
-
-    @work(thread=True, exclusive=True, group="files", name="cleanup_plan", exit_on_error=False,
-          description="Planning a cleanup (retention policy)")
-    def plan_cleanup(self, now) -> None:
-        from services.snapshots import maintenance
-        self.post_message(CleanupPlanned(maintenance.plan_cleanup(self.ws.store, now, self.ws.settings.retention)))
 
     @work(thread=True, exclusive=True, group="diff", name="diff", exit_on_error=False,
           description="Comparing two snapshots (reads both files)")

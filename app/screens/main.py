@@ -1,42 +1,36 @@
 """The main screen: the snapshot list, the preview of the highlighted snapshot, and the log pane.
 
-Keys start work here; the work itself runs in the workers of ``Jobs`` (jobs.py), which post what they
-found as typed messages handled below with ``@on``; a restore runs in the operation screen it opens. The
-engine reports through ``bridge``: its events arrive as messages and are rendered by the widgets. The directory is
-re-listed when it changes (checked every second), so snapshots taken from another terminal appear without
-a key press, and ages tick.
-
-Dialogs and other screens are imported where they are first opened: the first paint of the list only pays
-for what it shows (the restore and operation screens alone bring in the engine's restore and asyncpg).
+Keys start work here; the work runs in the workers of ``Jobs`` (jobs.py), of ``Recovery`` (recovery.py: r,
+E) and of ``Housekeeping`` (housekeeping.py: p, delete, c), which post what they found as typed messages.
+The engine's events arrive as messages rendered by the widgets. The directory is re-listed when it
+changes (checked every second), so snapshots taken from another terminal appear, and ages tick.
+Dialogs are imported where they are first opened: the first paint of the list pays only for what it shows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import gc
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
-from textual.css.query import NoMatches
+from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.timer import Timer
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Footer
 
 from app.common import progress_text
 from app.screens.confirm import ConfirmModal
+from app.screens.housekeeping import Housekeeping
 from app.screens.jobs import Jobs, file_stamp
 from app.screens.keys import BINDINGS
 from app.screens.messages import (
-    CleanupPlanned,
     DiffReady,
     EngineLog,
     EngineProgress,
     EngineStep,
-    FilesChanged,
     Scan,
     Scanned,
     ServerProbed,
@@ -44,31 +38,31 @@ from app.screens.messages import (
     Validated,
     bridge,
 )
+from app.screens.recovery import Recovery
 from app.workflow import Workflow
 from services.display import human_size
 from services.errors import DbsageError
-from services.server.locks import LockPolicy
-from services.snapshots.store import AUDIT_NAME, Snapshot
+from services.snapshots.store import Snapshot
 from services.snapshots.validation import Validation
 from services.workspace import Workspace
 from widgets.activity_log import ActivityLog
 from widgets.header import TargetHeader
 from widgets.preview import SnapshotPreview
-from widgets.snapshot_table import LEGEND, SnapshotTable
+from widgets.snapshot_list import SnapshotList
+from widgets.snapshot_table import SnapshotTable
 from widgets.steps import GLYPHS
 
 if TYPE_CHECKING:
     from app.screens.create import CreateRequest
-    from app.screens.operation import OperationScreen
-    from app.screens.restore import RestoreRequest
     from services.server.catalog import ServerInfo
-    from services.server.restore import RestoreResult
-    from services.snapshots.maintenance import CleanupResult
 
 #: Seconds between checks of the snapshot directory (and age updates).
 SCAN_EVERY = 1.0
-#: The filter waits for a pause in typing (seconds) once the list has this many snapshots.
-DEBOUNCE, DEBOUNCE_FROM = 0.25, 1000
+#: Below this many lines the log pane starts collapsed to its last line (``l`` opens it), so that the
+#: list keeps the room.
+LOG_OPEN_FROM = 32
+#: Actions that need a database: dimmed in the footer without one.
+NEEDS_DB = frozenset({"new_snapshot", "restore", "emergency", "psql"})
 
 def _commands() -> type:
     """The command palette's provider, loaded when the palette first opens."""
@@ -76,10 +70,11 @@ def _commands() -> type:
     return DbsageCommands
 
 
-class MainScreen(Jobs, Screen):
+class MainScreen(Recovery, Housekeeping, Jobs, Screen):
     """List, preview, log; every action of the app starts here."""
 
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (130, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-tiny"), (20, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = BINDINGS
     COMMANDS: ClassVar[set] = {_commands}
 
@@ -99,29 +94,23 @@ class MainScreen(Jobs, Screen):
         #: Full validation results by file name, with the file's (size, mtime) when it was validated.
         self.validations: dict[str, tuple[Validation, tuple]] = {}
         self.marked: str | None = None
-        self.filter_text = ""
         self._last_scan: Scan | None = None
         self._select_next: str | None = None
         self._last_scan_error: str | None = None
-        self._filter_timer: Timer | None = None
+        #: The log pane opened or closed with ``l`` (None: by the terminal's height).
+        self.log_open: bool | None = None
         self.report = bridge(self)
 
     def compose(self) -> ComposeResult:
         yield TargetHeader(id="header")
         with Horizontal(id="body"):
-            with Vertical(id="list-pane"):
-                yield Input(placeholder="filter by label or purpose · enter keeps it · escape clears",
-                            id="filter", compact=True)
-                yield SnapshotTable(id="snapshots")
-                yield Static("", id="empty", markup=False)
+            yield SnapshotList(str(self.ws.store.directory), self.clock, id="list-pane")
             yield SnapshotPreview(id="preview")
         yield ActivityLog(id="activity")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#list-pane").border_subtitle = LEGEND
         self.query_one("#preview").border_title = "Snapshot"
-        self.query_one("#activity").border_title = "Log"
         self._show_header()
         self.say(f"Snapshot directory: {self.ws.store.directory}")
         if self.ws.conn is None:
@@ -138,6 +127,10 @@ class MainScreen(Jobs, Screen):
     @property
     def table(self) -> SnapshotTable:
         return self.query_one(SnapshotTable)
+
+    @property
+    def list_pane(self) -> SnapshotList:
+        return self.query_one(SnapshotList)
 
     @property
     def activity(self) -> ActivityLog:
@@ -219,21 +212,9 @@ class MainScreen(Jobs, Screen):
             self._select_next = None
 
     def _render_rows(self) -> None:
-        needle = self.filter_text.strip().lower()
-        entries = [(i, s) for i, s in enumerate(self.snapshots, 1)
-                   if not needle or needle in s.label.lower() or needle in s.purpose.lower()]
-        self.table.show(entries, self.clock(), self.marked)
-        empty = self.query_one("#empty", Static)
-        empty.display = not entries
-        if not entries:
-            empty.update(f"No snapshot matches “{self.filter_text}”. Press escape to clear the filter."
-                         if self.snapshots else
-                         f"No snapshots in {self.ws.store.directory} yet. Press n to take the first one.")
-        pane = self.query_one("#list-pane")
-        pane.set_class(not entries, "-empty")
-        count = (f"{len(entries)} of {len(self.snapshots)} match “{self.filter_text}”" if self.filter_text
-                 else str(len(self.snapshots)))
-        pane.border_title = f"Snapshots ({count}) · {self.ws.store.directory}"
+        where = f"No snapshots in {self.ws.store.directory} yet."
+        self.list_pane.show(self.snapshots, self.marked, f"{where} Press n to take the first one." if self.ws.conn
+                            else f"{where} Taking one needs a database: see the log.")
         self._update_preview()
 
     def _update_preview(self) -> None:
@@ -241,7 +222,8 @@ class MainScreen(Jobs, Screen):
         cached = self.validations.get(snap.filename) if snap else None
         self.query_one(SnapshotPreview).show(
             snap, self.clock(), cached[0] if cached else None, self._index(snap) if snap else None,
-            empty="No snapshot selected." if self.snapshots else "No snapshot here yet. Press n to take one.")
+            verdict=self.verdict(snap) if snap else None, empty="No snapshot selected." if self.snapshots else
+            "No snapshot here yet." + (" Press n to take one." if self.ws.conn else ""))
 
     @on(SnapshotTable.Highlighted)
     def _row_highlighted(self) -> None:
@@ -308,14 +290,8 @@ class MainScreen(Jobs, Screen):
         for name, ok, detail in validation.checks:
             self.say(f"{'✔' if ok else '✘'} {name}: {detail}", "info" if ok else "error")
         self._update_preview()
-        if then_restore and self.app.screen is not self:
-            self.say("The restore dialog was not opened: another dialog is open. Press r again.", "warning")
-        elif then_restore:
-            from app.screens.restore import RestoreModal
-            modal = RestoreModal(self.workflow.operation("restore"), snap, validation,
-                                 self.ws.target_label, self.clock(), self._index(snap),
-                                 self.ws.require_conn(), self.lock_timeout)
-            self.app.push_screen(modal, self._restore_answered)
+        if then_restore:
+            self._ask_restore(snap, validation)
         elif validation.ok:
             self.notify(f"{snap.filename} is valid: size, sha256 and structure match.", title="Valid",
                         markup=False)
@@ -323,68 +299,7 @@ class MainScreen(Jobs, Screen):
             self.notify(f"{snap.filename} is INVALID: {validation.reason}.", title="Invalid snapshot",
                         severity="error", markup=False)
 
-    def action_restore(self) -> None:
-        snap = self._chosen(conn=True, idle=True)
-        if snap:
-            self.say(f"Validating {snap.filename} before restoring…")
-            self.validate_snapshot(snap, then_restore=True)
-
-    def _restore_answered(self, request: RestoreRequest | None) -> None:
-        if request is None:
-            self.say("Restore cancelled: nothing was changed.")
-            return
-        if not self._can_run(conn=True, idle=True):
-            return
-        snap = request.snapshot
-        self.activity.start(f"restoring {snap.filename}…")
-        self._open_operation(f"Restore {snap.label}", f"{snap.filename} → {self.ws.target_label}",
-                             lambda op: self.restore_job(request, op), emergency=False,
-                             done={"validate": ("ok", "sha256, size and structure match")})
-
-    def _open_operation(self, title: str, subject: str, run: Callable[[OperationScreen], Awaitable[RestoreResult]],
-                        emergency: bool, done: dict[str, tuple[str, str]] | None = None) -> None:
-        """The operation screen runs the work and shows how it ended; the list is re-read when it closes."""
-        from app.screens.operation import OperationScreen
-        op = OperationScreen(title, subject, emergency=emergency, run=run, also_to=self,
-                             audit_path=str(self.ws.store.directory / AUDIT_NAME), done=done,
-                             locks=LockPolicy(timeout=self.lock_timeout))
-        self.app.push_screen(op, self._operation_closed)
-
-    def _operation_closed(self, _result: RestoreResult | None) -> None:
-        self.activity.stop()
-        self.refresh_bindings()
-        self.scan(force=True)
-
-    # -- emergency -------------------------------------------------------------------------------------
-    def action_emergency(self) -> None:
-        if not self._can_run(conn=True, idle=True):
-            return
-        self.activity.start("emergency rollback…")
-        self._open_operation("EMERGENCY ROLLBACK", "Choosing the snapshot to restore…", self.emergency_job,
-                             emergency=True)
-
-    # -- protect / delete --------------------------------------------------------------------------------
-    def action_protect(self) -> None:
-        snap = self._chosen()
-        if snap:
-            self.change_snapshot(snap, "unprotect" if snap.protected else "protect")
-
-    def action_delete(self) -> None:
-        snap = self._chosen(idle=True)
-        if not snap:
-            return
-        warn = " It is PROTECTED." if snap.protected else ""
-        modal = ConfirmModal("Delete snapshot", f"Delete {snap.filename} and its metadata?{warn} "
-                             "This cannot be undone.", yes="Delete", no="Keep it")
-        self.app.push_screen(modal, lambda yes: yes and self.change_snapshot(snap, "delete"))
-
-    @on(FilesChanged)
-    def _files_changed(self, message: FilesChanged) -> None:
-        self.say(message.text)
-        self.notify(message.text, markup=False)
-        self.scan(force=True)
-
-    # -- mark / diff / cleanup ----------------------------------------------------------------------------
+    # -- mark / diff -------------------------------------------------------------------------------
     def action_mark(self) -> None:
         snap = self._chosen()
         if snap:
@@ -411,24 +326,6 @@ class MainScreen(Jobs, Screen):
         from app.screens.diff import DiffScreen
         self.app.push_screen(DiffScreen(message.result))
 
-    def action_cleanup(self) -> None:
-        self.say("Planning a cleanup with the retention policy …")
-        self.plan_cleanup(self.clock())
-
-    @on(CleanupPlanned)
-    def _cleanup_planned(self, message: CleanupPlanned) -> None:
-        planned = message.planned
-        if not planned.removable(remove_invalid=True):
-            self.notify(f"Nothing to clean up: the policy keeps all {len(planned.plan.keep)} snapshot(s).",
-                        title="Cleanup", markup=False)
-            return
-        from app.screens.cleanup import CleanupModal
-        self.app.push_screen(CleanupModal(planned, self.ws), self._cleaned_up)
-
-    def _cleaned_up(self, result: CleanupResult | None) -> None:
-        if result is not None:
-            self.post_message(FilesChanged(f"Cleanup: {result.text()}"))
-
     # -- psql ------------------------------------------------------------------------------------------
     def action_psql(self) -> None:
         if self._can_run(conn=True, idle=True):
@@ -437,56 +334,45 @@ class MainScreen(Jobs, Screen):
 
     # -- list handling -----------------------------------------------------------------------------------
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.display = True
-        self.set_focus(box)  # now, not after a refresh (focus()): keys typed right behind "/" go into it
+        self.list_pane.open_filter()
 
     def action_show_list(self) -> None:
-        self._close_filter()
+        self.list_pane.close_filter()
         self.scan(force=True)
 
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.filter_text = event.value
-        if self._filter_timer is not None:
-            self._filter_timer.stop()
-            self._filter_timer = None
-        if len(self.snapshots) < DEBOUNCE_FROM:
-            self._render_rows()
-        else:  # thousands of rows: re-render once the typing pauses
-            self._filter_timer = self.set_timer(DEBOUNCE, self._render_rows)
+    def action_toggle_log(self) -> None:
+        self.log_open = self.activity.has_class("-collapsed")
+        self._fit_log()
 
-    @on(Input.Submitted, "#filter")
-    def _filter_submitted(self) -> None:
-        if not self.filter_text:
-            self.query_one("#filter", Input).display = False
-        self.table.focus()
+    def on_resize(self) -> None:
+        self._fit_log()
 
-    def _close_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.value = ""
-        box.display = False
-        self.filter_text = ""
-        self._render_rows()
-        self.table.focus()
+    def on_screen_suspend(self) -> None:
+        self.query_one(Footer).visible = False  # a dialog on top shows its own keys in its own footer
+
+    def on_screen_resume(self) -> None:
+        self.query_one(Footer).visible = True
+
+    def _fit_log(self) -> None:
+        log_open = self.log_open if self.log_open is not None else self.size.height >= LOG_OPEN_FROM
+        self.activity.set_class(not log_open, "-collapsed")
+        self.activity.border_title = "Log" if log_open else "Log · l opens it"
 
     def action_refresh(self) -> None:
         self.scan(force=True)
         self.say("Re-read the snapshot directory.")
 
     def action_cancel(self) -> None:
-        box = self.query_one("#filter", Input)
-        if box.has_focus:
-            self._close_filter()
+        pane = self.list_pane
+        if pane.filter_open and (getattr(self.focused, "id", None) == "filter" or not self._busy()):
+            pane.close_filter()
         elif self._busy():
             self.say("Cancelling…", "warning")
             self._cancel_work()
-        elif box.display:
-            self._close_filter()
 
     def action_help(self) -> None:
         from app.screens.help import HelpScreen
-        self.app.push_screen(HelpScreen(self.keys(), self.workflow))
+        self.app.push_screen(HelpScreen(self.keys(), self.workflow, self.ws.settings.retention))
 
     def keys(self) -> list[Binding]:
         """The screen's bindings with the keys they have now (the config's keymap applied), for the
@@ -504,10 +390,8 @@ class MainScreen(Jobs, Screen):
         self.app.push_screen(modal, lambda yes: yes and self.cancel_and_quit())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "cancel":
-            try:
-                shown = self.query_one("#filter", Input).display
-            except NoMatches:
-                return False
-            return self._busy() or shown
+        if action == "cancel":  # (asked before the list pane is mounted, too)
+            return self._busy() or any(pane.filter_open for pane in self.query(SnapshotList))
+        if action in NEEDS_DB and self.ws.conn is None:
+            return None  # dimmed: the header and the log say how to configure a database
         return True

@@ -2,8 +2,8 @@
 
 The screen runs the work in its own worker and shows how it ended: the engine's events and the worker's
 end arrive through the same message queue, so the outcome is never shown before the last step. Escape
-while work runs cancels it: the restore runs in one transaction, so the database stays as it was unless
-the restore step had already committed.
+(or q) while work runs asks once whether to stop it: the restore runs in one transaction, so the database
+stays as it was unless the restore step had already committed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.message_pump import MessagePump
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
 from app.common import failure_text, progress_text
@@ -41,8 +41,8 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
     (pictures of the screen in tests)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel_or_close", "Cancel / close",
-                tooltip="Cancel the running restore (the database stays as it was), or close"),
+        Binding("escape,q", "cancel_or_close", "Stop / close",
+                tooltip="Stop the running restore (asks first; the database stays as it was), or close"),
         Binding("k", "terminate_blockers", "Terminate blockers",
                 tooltip="Terminate exactly the sessions whose locks the restore waits for (audited)")]
 
@@ -77,6 +77,7 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel", variant="warning", compact=True)
                 yield Button("Close", id="close", variant="primary", compact=True)
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one(ActivityLog).start("starting…")
@@ -219,8 +220,21 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         self.dismiss(self.result)
 
     def action_cancel_or_close(self) -> None:
-        if self.running:
-            self.notify("Cancelling…", severity="warning")
-            self.workers.cancel_node(self)
-        else:
+        if not self.running:
             self.dismiss(self.result)
+            return
+        what = "emergency rollback" if self.emergency else "restore"
+        if self._committed():
+            question = (f"The {what} has committed: stopping now only skips the checks that follow. "
+                        "The database keeps the snapshot.")
+        else:
+            question = (f"Stop the {what}? It is safe: the database stays unchanged (the {what} runs in "
+                        "one transaction, which is rolled back).")
+        from app.screens.confirm import ConfirmModal
+        self.app.push_screen(ConfirmModal(f"Stop the {what}?", question, yes=f"Stop the {what}",
+                                          no="Keep going"), self._stop_answered)
+
+    def _stop_answered(self, stop: bool | None) -> None:
+        if stop and self.running:
+            self.notify("Stopping…", severity="warning")
+            self.workers.cancel_node(self)

@@ -59,21 +59,21 @@ def _read_text(path: Path | str) -> str:
     except FileNotFoundError:
         raise ValueError("metadata file is missing") from None
     except OSError as exc:
-        raise ValueError(f"metadata file unreadable ({exc.__class__.__name__})") from None
+        raise ValueError(f"metadata file unreadable ({exc.strerror or 'an I/O error'})") from None
     try:
         raw = os.read(fd, 8192)
         while 8192 <= len(raw) <= MAX_META_BYTES and (more := os.read(fd, MAX_META_BYTES + 1 - len(raw))):
             raw += more
     except OSError as exc:
-        raise ValueError(f"metadata file unreadable ({exc.__class__.__name__})") from None
+        raise ValueError(f"metadata file unreadable ({exc.strerror or 'an I/O error'})") from None
     finally:
         os.close(fd)
     if len(raw) > MAX_META_BYTES:
         raise ValueError("metadata file is too large")
     try:
         return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"metadata file unreadable ({exc.__class__.__name__})") from None
+    except UnicodeDecodeError:
+        raise ValueError("metadata file unreadable (not UTF-8 text)") from None
 
 
 def _yaml_load(text: str):
@@ -85,7 +85,9 @@ def _yaml_load(text: str):
             raise ValueError("metadata uses YAML aliases, which snapshots never do")
         return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
-        raise ValueError(f"metadata is not valid YAML ({exc.__class__.__name__})") from None
+        # The parser's own words ("special characters are not allowed", "found unexpected end of stream").
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or "unreadable"
+        raise ValueError(f"metadata is not valid YAML ({problem})") from None
 
 
 _META_TYPES = {"label": str, "type": str, "size_bytes": int, "sha256": str}

@@ -73,15 +73,32 @@ class Plan:
     delete: list[Decision] = field(default_factory=list)
     invalid: list[Decision] = field(default_factory=list)
 
+    def verdicts(self) -> dict[str, str]:
+        """Each snapshot's file name -> what a cleanup now would do with it, and why."""
+        return {d.filename: d.reason for d in self.keep + self.delete + self.invalid}
+
     def to_json(self) -> dict:
         def rows(decisions: list[Decision]) -> list[dict]:
             return [{"filename": d.filename, "reason": d.reason} for d in decisions]
         return {"keep": rows(self.keep), "delete": rows(self.delete), "invalid": rows(self.invalid)}
 
 
+def policy_text(policy: Policy) -> str:
+    """The policy in one sentence, with the configured tiers (the help and the CLI say the same)."""
+    return (f"every snapshot of the last {policy.keep_all_days} days; the newest of each day up to "
+            f"{policy.daily_days} days, of each ISO week up to {policy.weekly_days} days, of each month beyond; "
+            f"the newest {policy.pre_rollback} pre-rollback snapshots; protected ones (p, or a label such as "
+            "v1.0, before-migration, baseline) forever; the newest valid full snapshot always")
+
+
 def is_protected_label(label: str) -> bool:
     """A version marker (``v1``, ``v1.0``, ``release-2.3.1``) or a label such as ``before-migration``."""
     return bool(_VERSION_RE.search(label)) or label.lower().replace("_", "-") in PROTECTED_LABELS
+
+
+def is_protected(snap: Snapshot) -> bool:
+    """Protected by its metadata (``p``) or by its label: a cleanup never deletes it."""
+    return snap.protected or is_protected_label(snap.label)
 
 
 def items_from_snapshots(snaps: Iterable[Snapshot]) -> list[Item]:
