@@ -12,7 +12,6 @@ from services.display import age_text, human_size, utcnow
 from services.errors import EXIT_FAILED, EXIT_OK, BadInput
 from services.snapshots import maintenance
 from services.snapshots.meta import migration_text
-from services.snapshots.store import disk_use
 from services.workspace import Workspace
 
 
@@ -119,7 +118,7 @@ async def cmd_list(ws: Workspace, args) -> int:
     bad = [s for s in snaps if not s.valid]
     if bad:
         print(f"\n! {len(bad)} invalid: " + "; ".join(f"{s.filename}: {s.problem}" for s in bad[:5]))
-    total, pre = disk_use(snaps)
+    total, pre = maintenance.disk_use(snaps)
     print(f"\n{len(snaps)} snapshot{'s' if len(snaps) != 1 else ''}, {human_size(total)} on disk"
           + (f" ({human_size(pre)} in pre-rollback snapshots; cleanup keeps the newest "
              f"{ws.settings.retention.pre_rollback})" if pre else ""))

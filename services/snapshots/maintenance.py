@@ -46,6 +46,13 @@ def delete(store: SnapshotStore, snap: Snapshot, conn: ConnInfo | None, target: 
     store.audit("delete", "ok", snapshot=snap.filename)
 
 
+def disk_use(snaps: list[Snapshot]) -> tuple[int, int]:
+    """Bytes the snapshot files take in the directory, and how many of them are pre-rollback snapshots
+    (clone snapshots live on the server and take almost nothing here)."""
+    files = [s for s in snaps if not s.is_clone]
+    return sum(s.size_bytes for s in files), sum(s.size_bytes for s in files if s.label == "pre-rollback")
+
+
 def set_protected(store: SnapshotStore, snap: Snapshot, on: bool) -> str:
     """Protect a snapshot from cleanup (or take the protection back); the sentence that says so."""
     store.set_protected(snap, on)

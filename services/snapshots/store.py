@@ -357,13 +357,6 @@ class SnapshotStore:
         return out
 
 
-def disk_use(snaps: list[Snapshot]) -> tuple[int, int]:
-    """Bytes the snapshot files take in the directory, and how many of them are pre-rollback snapshots
-    (clone snapshots live on the server and take almost nothing here)."""
-    files = [s for s in snaps if not s.is_clone]
-    return sum(s.size_bytes for s in files), sum(s.size_bytes for s in files if s.label == "pre-rollback")
-
-
 def _read_holder(path: Path) -> str:
     try:
         info = json.loads(path.read_text() or "{}")
