@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - never a traceback on the user's terminal
         where = debug_log(exc)
-        return _fail(f"Unexpected error: {exc.__class__.__name__}: {exc}."
+        return _fail(f"Unexpected error: {str(exc).strip().rstrip('.') or 'no message'}."
                      + (f" Details in {where}." if where else ""), EXIT_FAILED, json_mode)
     finally:
         if ws is not None and ws.demo_started:

@@ -217,9 +217,10 @@ def load_config(env: dict[str, str] | None = None) -> dict:
     import yaml  # only with a config file
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise BadInput(f"The config file {path} cannot be read: {exc.__class__.__name__}.",
-                       "Fix or remove it.") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else (
+            getattr(exc, "problem", None) or getattr(exc, "strerror", None) or "not valid YAML")
+        raise BadInput(f"The config file {path} cannot be read: {why}.", "Fix or remove it.") from None
     if not isinstance(data, dict):
         raise BadInput(f"The config file {path} is not a mapping.", "Fix or remove it.")
     return data

@@ -292,3 +292,13 @@ def test_a_killed_relays_socket_directory_is_swept_by_the_next_relay(tmp_path, m
         assert relay.dir.startswith(str(tmp_path / f"dbsage-tls-{os.getpid()}-"))
         assert not dead.exists() and alive.exists()
     assert not Path(relay.dir).exists()
+
+
+@pytest.mark.parametrize(("body", "why"), [(b"compress: [\n", "expected the node content"),
+                                           (b"\xff\xfe", "not UTF-8 text")])
+def test_a_broken_config_file_is_one_sentence_in_words(tmp_path, body, why):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(body)
+    with pytest.raises(BadInput) as err:
+        load_settings({"DBSAGE_CONFIG": str(path)})
+    assert why in err.value.message and "Error" not in err.value.message

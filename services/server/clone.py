@@ -41,7 +41,7 @@ import asyncpg
 
 from services.config import ConnInfo
 from services.display import human_size, utcnow
-from services.errors import BadInput, DbsageError, InvalidSnapshot, audit_failure
+from services.errors import BadInput, DbsageError, InvalidSnapshot, audit_failure, in_words
 from services.events import Log, Progress, Reporter, Step, null_reporter
 from services.server import catalog, clone_db, clone_file
 from services.server.clone_db import DatabaseBusy
@@ -296,7 +296,7 @@ async def _drop_replaced(conn: ConnInfo, old: str, result: RestoreResult, report
             await con.close()
         report(Log(f"Dropped the replaced database {old}"))
     except (DbsageError, asyncpg.PostgresError, OSError) as exc:
-        warn = (f"The replaced database {old} could not be dropped ({exc.__class__.__name__}); drop it by hand: "
+        warn = (f"The replaced database {old} could not be dropped ({in_words(exc)}); drop it by hand: "
                 f"ALTER DATABASE {old} IS_TEMPLATE false; DROP DATABASE {old};")
         result.warnings.append(warn)
         report(Log("WARNING: " + warn, level="warning"))

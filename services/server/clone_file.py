@@ -89,7 +89,8 @@ def read_pointer(path: Path) -> dict[str, str]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"pointer file unreadable ({exc.__class__.__name__})") from None
+        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else (exc.strerror or str(exc))
+        raise ValueError(f"pointer file unreadable ({why})") from None
     if not text.startswith(POINTER_HEADER + "\n"):
         raise ValueError("not a clone pointer file (header missing)")
     fields = {m.group(1): m.group(2) for line in text.splitlines() if (m := _POINTER_FIELD.match(line))}
