@@ -21,7 +21,9 @@ def progress_text(p: Progress) -> str:
     if moving and p.eta is not None:
         head += f", ~{p.eta:.0f}s left"
     text = f"{head}: {human_size(p.done)}"
-    if p.total:
+    if p.past_estimate:
+        text += f", past the ~{human_size(p.total)} estimated"
+    elif p.total:
         text += f" of ~{human_size(p.total)}" if p.phase == "dump" else f" of {human_size(p.total)}"
     if moving:
         text += f" at {human_size(int(p.rate))}/s"

@@ -29,8 +29,13 @@ class Progress:
     elapsed: float
 
     @property
+    def past_estimate(self) -> bool:
+        """A dump that outgrew its estimate (table statistics are stale until ANALYZE): no percentage then."""
+        return self.phase == "dump" and bool(self.total) and self.done > self.total
+
+    @property
     def fraction(self) -> float | None:
-        if not self.total:
+        if not self.total or self.past_estimate:
             return None
         return min(self.done / self.total, 0.99 if self.phase == "dump" else 1.0)
 

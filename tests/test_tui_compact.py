@@ -173,6 +173,10 @@ async def test_progress_leads_with_percent_and_time_left():
     text = progress_text(Progress("restore", 36_000_000, 120_000_000, 3.0))
     assert text.startswith("restoring 30%, ~7s left: 36.0 MB of 120.0 MB")
     assert progress_text(Progress("dump", 1000, None, 0.1)) == "dumping: 1.0 kB"
+    # Issue 30, item 6: a dump that outgrew its estimate shows no percentage and no time left, only the truth.
+    past = Progress("dump", 88_700_000, 311_300, 4.0)
+    assert past.fraction is None and past.eta is None
+    assert progress_text(past) == "dumping: 88.7 MB, past the ~311.3 kB estimated at 22.2 MB/s"
 
 
 # -- item 4: footers tell the truth ---------------------------------------------------------------------
