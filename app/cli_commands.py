@@ -12,6 +12,7 @@ from services.display import age_text, human_size, utcnow
 from services.errors import EXIT_FAILED, EXIT_OK, BadInput
 from services.snapshots import maintenance
 from services.snapshots.meta import migration_text
+from services.snapshots.retention import is_protected
 from services.workspace import Workspace
 
 
@@ -109,7 +110,7 @@ async def cmd_list(ws: Workspace, args) -> int:
     rows = []
     heads = [migration_text(s.meta) for s in snaps]
     for i, (s, head) in enumerate(zip(snaps, heads, strict=True), 1):
-        flags = ("!" if not s.valid else "") + ("P" if s.protected else "")
+        flags = ("!" if not s.valid else "") + ("P" if is_protected(s) else "")
         rows.append([str(i), s.label, s.timestamp.strftime("%Y-%m-%d %H:%M"), age_text(s.timestamp),
                      s.type if s.meta else "?", human_size(s.size_bytes), s.purpose[:40],
                      *([(head or "-").split(" ")[0]] if any(heads) else []), flags])

@@ -7,10 +7,10 @@ import json
 import sys
 
 from app.common import progress_text
-from services.display import age_text, human_size
 from services.events import Event, Log, Progress, Step
-from services.snapshots.meta import migration_text, scope_facts
-from services.snapshots.record import guard_facts
+from services.snapshots.meta import migration_text
+from services.snapshots.record import facts
+from services.snapshots.retention import is_protected
 from services.snapshots.store import Snapshot, format_ts
 
 
@@ -50,7 +50,7 @@ class Printer:
 def snapshot_json(snap: Snapshot, index: int | None = None) -> dict:
     data = {"index": index, "filename": snap.filename, "label": snap.label, "timestamp": format_ts(snap.timestamp),
             "type": snap.type if snap.meta else None, "size_bytes": snap.size_bytes, "purpose": snap.purpose,
-            "protected": snap.protected, "valid": snap.valid, "migration": migration_text(snap.meta)}
+            "protected": is_protected(snap), "valid": snap.valid, "migration": migration_text(snap.meta)}
     if not snap.valid:
         data["problem"] = snap.problem
     if index is None:
@@ -73,19 +73,10 @@ def print_table(rows: list[list[str]], headers: list[str]) -> None:
 
 
 def describe(snap: Snapshot) -> list[str]:
-    """The metadata preview shown before a restore and by ``show``."""
-    m = snap.meta or {}
+    """The metadata preview shown before a restore and by ``show``: the preview panel's facts, as text."""
     lines = [f"Snapshot:  {snap.filename}",
-             f"Label:     {snap.label}" + ("  [protected]" if snap.protected else ""),
-             f"Purpose:   {snap.purpose or '-'}",
-             f"Taken:     {format_ts(snap.timestamp)} ({age_text(snap.timestamp)})",
-             f"Type:      {m.get('type', '?')}",
-             f"Size:      {human_size(snap.size_bytes)}"
-             + (f" ({m['compression']}; {human_size(m.get('sql_bytes'))} of SQL)"
-                if m.get("compression", "none") != "none" else ""),
-             f"Database:  {m.get('database', '?')} on {m.get('host', '?')} ({m.get('database_version', '?')})",
-             f"Tables:    {m.get('tables_count', '?')}   Schemas: {', '.join(m.get('schemas') or []) or '?'}"]
-    lines += [f"{name + ':':<10} {text}" for name, text in scope_facts(m) + guard_facts(m)]
+             f"Label:     {snap.label}" + ("  [protected]" if is_protected(snap) else "")]
+    lines += [f"{name + ':':<10} {text}" for name, text in facts(snap)]
     if not snap.valid:
         lines.append(f"INVALID:   {snap.problem}")
     return lines

@@ -12,9 +12,7 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
-from services.display import age_text, human_size
-from services.snapshots.meta import scope_facts
-from services.snapshots.record import guard_facts
+from services.snapshots.record import facts
 from services.snapshots.retention import is_protected
 from services.snapshots.store import Snapshot
 from services.snapshots.validation import Validation
@@ -50,31 +48,16 @@ def _protection(snap: Snapshot) -> str:
 
 def describe(snap: Snapshot, now: dt.datetime, validation: Validation | None = None,
              index: int | None = None, verdict: str | None = None) -> Content:
-    """The snapshot's metadata as aligned lines; ``verdict``: what a cleanup would do with it."""
+    """The snapshot's facts (``record.facts``, as ``show`` prints them) as aligned lines, the row counts
+    under Tables; ``verdict``: what a cleanup would do with it."""
     m = snap.meta or {}
     lines = [Content.assemble((snap.label, "bold"), (f"  #{index}" if index else "", "$text-muted"),
                               (_protection(snap), "$text-warning")),
-             Content.styled(snap.filename, "$text-muted"),
-             _line("Purpose", snap.purpose or "-"),
-             _line("Taken", f"{snap.timestamp:%Y-%m-%d %H:%M:%S} UTC"),
-             _line("Age", age_text(snap.timestamp, now))]
-    kind = {"full": "full (schema + data)", "schema-only": "schema-only (no rows)",
-            "clone": "clone (a copy of the database on the server)"}.get(snap.type, "?")
-    packed = m.get("compression") if m.get("compression") not in (None, "none") else None
-    size = human_size(snap.size_bytes) + (f" {packed} ({human_size(m.get('sql_bytes'))} of SQL)" if packed else "")
-    lines.append(_line("Type", Content.assemble((kind, "$text-warning" if snap.type == "schema-only" else ""),
-                                                f" · {size}")))
-    if snap.meta is not None:
-        supabase = m.get("supabase_version") and f"Supabase {m['supabase_version']}"
-        server = " · ".join(str(x) for x in (m.get("database_version"), supabase) if x)
-        lines.append(_line("Server", server or "?"))
-        lines.append(_line("Database", f"{m.get('database', '?')} on {m.get('host', '?')}"))
-        if snap.type == "clone":
-            lines.append(_line("Tables", f"{m.get('tables_count', '?')} · in database {m.get('clone_database', '?')}"))
-        else:
-            lines.extend(_table_lines(m.get("tables_count", "?"), m.get("row_counts"), snap.is_full))
-        lines.append(_line("sha256", str(m.get("sha256", "?"))))
-        lines.extend(_line(name, text) for name, text in scope_facts(m) + guard_facts(m))
+             Content.styled(snap.filename, "$text-muted")]
+    for name, text in facts(snap, now):
+        lines.append(_line(name, text, "$text-warning" if name == "Type" and snap.type == "schema-only" else ""))
+        if name == "Tables" and snap.is_full and isinstance(m.get("row_counts"), dict):
+            lines.extend(_row_lines(m["row_counts"]))
     lines.extend(status_lines(snap, validation))
     if verdict:
         lines.append(_line("Cleanup", verdict, "$text-error" if verdict.startswith("delete") else ""))
@@ -85,18 +68,12 @@ def describe(snap: Snapshot, now: dt.datetime, validation: Validation | None = N
     return Content("\n").join(lines)
 
 
-def _table_lines(tables, row_counts, full: bool) -> list[Content]:
-    if not full or not isinstance(row_counts, dict):
-        rows = "no rows (schema only)" if not full else "row counts unknown"
-        return [_line("Tables", f"{tables} · {rows}")]
-    total = sum(v for v in row_counts.values() if isinstance(v, int))
-    lines = [_line("Tables", f"{tables} · {total:,} rows")]
+def _row_lines(row_counts: dict) -> list[Content]:
     items = sorted(row_counts.items())
-    for table, count in items[:MAX_TABLES]:
-        lines.append(Content.assemble(f"{count:>{_W + 6},}  ", (str(table), "$text-muted")))
+    lines = [Content.assemble(f"{count:>{_W + 6},}  ", (str(table), "$text-muted"))
+             for table, count in items[:MAX_TABLES]]
     if len(items) > MAX_TABLES:
-        more = f"… and {len(items) - MAX_TABLES} more tables"
-        lines.append(Content.assemble(" " * _W, (more, "$text-muted")))
+        lines.append(Content.assemble(" " * _W, (f"… and {len(items) - MAX_TABLES} more tables", "$text-muted")))
     return lines
 
 

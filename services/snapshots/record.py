@@ -1,5 +1,6 @@
 """The metadata record a new snapshot gets, file or clone: one builder, so that both kinds say the same
-things the same way (``show``, the preview, retention and validation read them)."""
+things the same way (``show``, the preview, retention and validation read them); and ``facts``, what a
+record tells a person, once for ``show`` and the preview."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import socket
 
 from services import __version__
 from services.config import ConnInfo
-from services.display import human_size
+from services.display import age_text, human_size
 from services.snapshots import compression
-from services.snapshots.store import format_ts, os_user
+from services.snapshots.meta import scope_facts
+from services.snapshots.store import Snapshot, format_ts, os_user
 
 
 def restore_instructions(filename: str, server_major: int, tools_major: int, conn: ConnInfo) -> str:
@@ -106,3 +108,35 @@ def guard_facts(meta: dict | None) -> list[tuple[str, str]]:
         facts.append(("Git", f"{git.get('branch') or '?'} {str(git['commit'])[:12]}"
                       + (" (uncommitted changes)" if git.get("dirty") else "")))
     return facts
+
+
+KINDS = {"full": "full (schema + data)", "schema-only": "schema-only (no rows)",
+         "clone": "clone (a copy of the database on the server)"}
+
+
+def facts(snap: Snapshot, now: dt.datetime | None = None) -> list[tuple[str, str]]:
+    """What a snapshot is, as (field, text) pairs, in the order ``show`` and the preview tell them."""
+    m = snap.meta or {}
+    packed = m.get("compression") if m.get("compression") not in (None, "none") else None
+    size = human_size(snap.size_bytes) + (f" {packed} ({human_size(m.get('sql_bytes'))} of SQL)" if packed else "")
+    out = [("Purpose", snap.purpose or "-"), ("Taken", f"{snap.timestamp:%Y-%m-%d %H:%M:%S} UTC"),
+           ("Age", age_text(snap.timestamp, now)), ("Type", f"{KINDS.get(snap.type, '?')} · {size}")]
+    if snap.meta is None:
+        return out
+    supabase = m.get("supabase_version") and f"Supabase {m['supabase_version']}"
+    out += [("Server", " · ".join(str(x) for x in (m.get("database_version"), supabase) if x) or "?"),
+            ("Database", f"{m.get('database', '?')} on {m.get('host', '?')}"),
+            ("Schemas", ", ".join(m.get("schemas") or []) or "?"),
+            ("Tables", _tables_text(snap)), ("sha256", str(m.get("sha256", "?")))]
+    return out + scope_facts(m) + guard_facts(m)
+
+
+def _tables_text(snap: Snapshot) -> str:
+    tables, rows = snap.get("tables_count", "?"), snap.get("row_counts")
+    if snap.type == "clone":
+        return f"{tables} · in database {snap.get('clone_database', '?')}"
+    if not snap.is_full:
+        return f"{tables} · no rows (schema only)"
+    if not isinstance(rows, dict):
+        return f"{tables} · row counts unknown"
+    return f"{tables} · {sum(v for v in rows.values() if isinstance(v, int)):,} rows"
