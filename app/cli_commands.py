@@ -226,15 +226,15 @@ async def cmd_cleanup(ws, args) -> int:
 
 
 async def cmd_diff(ws, args) -> int:
-    from services import diff as diff_service  # pglast is imported only when diffing
+    from services.diff import compare  # pglast is imported only when diffing
     snaps = ws.store.list()
     a = ws.store.resolve(args.snapshot_a, snaps)
     b = ws.store.resolve(args.snapshot_b, snaps)
-    result = diff_service.diff_snapshots(a, b)
+    result = compare.diff_snapshots(a, b)  # older to newer, whatever the order given
     if args.json:
         print_json(result.to_json())
     else:
-        sys.stdout.write(diff_service.format_text(result))
+        sys.stdout.write(compare.format_text(result))
     return EXIT_OK
 
 

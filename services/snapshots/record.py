@@ -9,6 +9,7 @@ import socket
 from services import __version__
 from services.display import human_size
 from services.snapshots import compression
+from services.snapshots.listing import precise_ts
 from services.snapshots.store import format_ts, os_user
 
 
@@ -38,6 +39,7 @@ def snapshot_record(*, label: str, purpose: str, notes: str, ts: dt.datetime, ki
         "label": label,
         "purpose": purpose or "",
         "timestamp": format_ts(ts),
+        "created": precise_ts(),  # taken under the directory's lock: orders snapshots of one second
         "database_version": database_version,
         "type": kind,
         "size_bytes": size,
