@@ -9,17 +9,11 @@ import os
 import threading
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
 from services.snapshots.store import SnapshotStore
-from tests.conftest import full_dump, run_cli, watch_cmdlines
-
-
-def url(conn, password: str | None = None) -> str:
-    pw = quote(password if password is not None else conn.password or "", safe="")
-    return f"postgresql://{conn.user}:{pw}@{conn.host}:{conn.port}/{conn.dbname}"
+from tests.helpers import assert_clean_error, full_dump, run_cli, url, watch_cmdlines
 
 
 @pytest.fixture
@@ -29,15 +23,6 @@ def cli(db, snapdir):
         full_env = {"DATABASE_URL": url(db), **(env or {})}
         return run_cli(*args, "--dir", str(snapdir), env=full_env, **kw)
     return run
-
-
-def assert_clean_error(res, code: int, *phrases: str) -> None:
-    assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
-    assert "Traceback" not in res.stderr + res.stdout
-    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(errors) == 1, res.stderr
-    for p in phrases:
-        assert p in errors[0], errors[0]
 
 
 def seed(pg, db):

@@ -20,8 +20,7 @@ import pytest
 
 from services.sandbox import LocalServer
 from services.snapshots.store import SnapshotStore
-from tests.conftest import full_dump, run_cli
-from tests.test_cli import assert_clean_error, url
+from tests.helpers import assert_clean_error, full_dump, run_cli, url
 
 pytestmark = pytest.mark.faults
 

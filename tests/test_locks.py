@@ -14,7 +14,7 @@ import pytest
 
 from services.config import ConnInfo
 from services.server.catalog import connect_kwargs
-from tests.conftest import full_dump, run_cli
+from tests.helpers import full_dump, run_cli
 
 
 def url(conn: ConnInfo) -> str:

@@ -36,8 +36,7 @@ from services.server.catalog import connect_kwargs
 from services.snapshots.listing import directory_signature
 from services.snapshots.store import SnapshotStore, suggest_label
 from services.workspace import Workspace
-from tests.conftest import run_cli
-from tests.test_tui_snapshots import NOW, SERVER, write_snapshot
+from tests.helpers import NOW, SERVER, run_cli, write_snapshot
 from widgets.snapshot_table import SnapshotTable
 
 SIZE = (120, 36)

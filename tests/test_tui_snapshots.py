@@ -9,7 +9,6 @@ Update the baselines with ``pytest tests/test_tui_snapshots.py --snapshot-update
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -18,58 +17,17 @@ from app.screens.messages import EngineLog, EngineProgress, EngineStep
 from app.screens.operation import OperationScreen
 from app.tui import make_app
 from services.config import ConnInfo
-from services.display import human_size
 from services.events import Log, Progress, Step
 from services.server.catalog import ServerInfo
-from services.server.dump import restore_instructions
 from services.server.restore import RestoreResult, SmokeCheck
-from services.snapshots.store import TS_FORMAT, Snapshot, SnapshotStore, format_ts
+from services.snapshots.store import Snapshot, SnapshotStore
 from services.workspace import Workspace
+from tests.helpers import NOW, SERVER, write_snapshot
 
 UTC = dt.UTC
-NOW = dt.datetime(2024, 10, 27, 15, 0, 0, tzinfo=UTC)
-#: A target that is never contacted (the server facts below stand in for the connection).
+#: A target that is never contacted (``SERVER``'s facts stand in for the connection).
 TARGET = ConnInfo(host="db.example.supabase.co", port=5432, user="postgres", dbname="postgres",
                   password="never-shown-pw-1")
-SERVER = ServerInfo(version="PostgreSQL 15.8", version_num=150008, current_user="postgres", superuser=True,
-                    supabase=True, supabase_version="2024-10-01", database="postgres")
-
-
-def dump_text(rows: int, schema_only: bool = False, extra_ddl: str = "") -> bytes:
-    """A small plain-format dump with the header, one COPY block and the dump-complete trailer."""
-    data = "" if schema_only else (
-        "COPY public.items (id, name) FROM stdin;\n"
-        + "".join(f"{i}\titem {i}\n" for i in range(1, rows + 1)) + "\\.\n\n")
-    return ("--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 15.8\n"
-            "-- Dumped by pg_dump version 18.1\n\nSET statement_timeout = 0;\n\n"
-            "CREATE TABLE public.items (id integer NOT NULL, name text);\n\n" + extra_ddl + data
-            + "--\n-- PostgreSQL database dump complete\n--\n\n").encode()
-
-
-def write_snapshot(store: SnapshotStore, label: str, when: dt.datetime, *, purpose: str = "", rows: int = 3,
-                   schema_only: bool = False, protected: bool = False, truncate: bool = False,
-                   extra_ddl: str = "") -> Path:
-    """Write ``{ts}_{label}.sql`` and its metadata the way a real snapshot has them (``truncate`` cuts the
-    trailer off afterwards, which the quick check reports as incomplete)."""
-    store.directory.mkdir(parents=True, exist_ok=True)
-    body = dump_text(rows, schema_only, extra_ddl)
-    path = store.directory / f"{when.strftime(TS_FORMAT)}_{label}.sql"
-    path.write_bytes(body)
-    meta = {"label": label, "purpose": purpose, "timestamp": format_ts(when),
-            "database_version": "PostgreSQL 15.8", "supabase_version": "2024-10-01",
-            "type": "schema-only" if schema_only else "full",
-            "size_bytes": len(body), "size_human": human_size(len(body)), "tables_count": 1,
-            "restore_instructions": restore_instructions(path.name, 15, 18), "notes": "",
-            "filename": path.name,
-            "sha256": hashlib.sha256(body).hexdigest(), "database": "postgres",
-            "host": "db.example.supabase.co:5432", "schemas": ["public"],
-            "row_counts": None if schema_only else {"public.items": rows}, "protected": protected}
-    store.write_meta(path, meta)
-    if truncate:
-        path.write_bytes(body[: len(body) // 2])
-        meta["size_bytes"] = len(body) // 2
-        store.write_meta(path, meta)
-    return path
 
 
 def seed(directory: Path) -> SnapshotStore:
