@@ -121,6 +121,18 @@ def assert_clean_error(res, code: int, *phrases: str) -> None:
         assert p in errors[0], errors[0]
 
 
+def wait_for(predicate, timeout: float = 20.0, step: float = 0.02):
+    """Poll ``predicate`` until it returns something true, and return that: a test waits for the condition
+    it needs, never a fixed time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not reached in time")
+
+
 @contextlib.contextmanager
 def watch_cmdlines():
     """The argv of every process this test run starts (children of the CLI it runs), sampled every 2 ms
@@ -154,6 +166,27 @@ def watch_cmdlines():
     finally:
         stop.set()
         w.join()
+
+
+# -- snapshots ----------------------------------------------------------------------------------------------
+
+async def snapshots_in_one_second(conn: ConnInfo, store: SnapshotStore, labels: list[str], prepare=None,
+                                  tries: int = 10) -> list:
+    """Real snapshots labeled ``labels``, taken one after the other, whose names all carry the same second
+    (taken again until they do): what a loop or a script makes. ``prepare(i)`` runs before the i-th, to put
+    the database in the state that snapshot should hold."""
+    from services.server import dump
+    for _ in range(tries):
+        snaps = []
+        for i, label in enumerate(labels):
+            if prepare is not None:
+                prepare(i)
+            snaps.append(await dump.snapshot(conn, store, label))
+        if len({s.filename[:14] for s in snaps}) == 1:
+            return snaps
+        for snap in snaps:
+            store.delete(snap)
+    pytest.fail(f"no {len(labels)} snapshots in one second in {tries} tries: the machine is too slow for this test")
 
 
 # -- snapshot files written by hand (no database) -----------------------------------------------------------

@@ -20,7 +20,7 @@ import pytest
 
 from services.sandbox import LocalServer
 from services.snapshots.store import SnapshotStore
-from tests.helpers import assert_clean_error, full_dump, run_cli, url
+from tests.helpers import assert_clean_error, full_dump, run_cli, url, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -58,16 +58,6 @@ def children(pid: int, name: str) -> list[int]:
         if ppid == pid and comm == name and argv[0] and b"--version" not in argv:
             out.append(int(proc.name))
     return out
-
-
-def wait_for(predicate, timeout: float = 20.0, step: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not reached in time")
 
 
 def partial_size(snapdir: Path) -> int:
