@@ -53,7 +53,7 @@ async def test_restore_names_the_blocker_and_gives_up_at_the_lock_timeout(pg18, 
     before = full_dump(db18)
     blocker, pid = await idle_in_transaction(db18)
     try:
-        res = cli(db18, snapdir, "restore", "1", "--yes", "--no-pre-snapshot", "--lock-timeout", "5", "--json")
+        res = cli(db18, snapdir, "restore", "1", "--yes", "--no-pre-snapshot", "--lock-timeout", "3", "--json")
     finally:
         await blocker.close()
     assert res.returncode == 1, res.stderr
@@ -62,7 +62,7 @@ async def test_restore_names_the_blocker_and_gives_up_at_the_lock_timeout(pg18, 
     assert waiting and "idle in transaction" in lines[waiting[0]], res.stderr  # reported live, before giving up
     [error] = errors(res)
     assert waiting[0] < lines.index(error)
-    assert f"gave up after waiting 5 s for a lock held by pid {pid} " in error and "--terminate-blockers" in error
+    assert f"gave up after waiting 3 s for a lock held by pid {pid} " in error and "--terminate-blockers" in error
     out = json.loads(res.stdout)
     assert [b["pid"] for b in out["blockers"]] == [pid] and out["blockers"][0]["state"] == "idle in transaction"
     assert full_dump(db18) == before
@@ -104,7 +104,7 @@ async def test_a_blocker_the_role_may_not_signal_is_a_clear_refusal(pg18, db18, 
         before = full_dump(db18)
         blocker, pid = await idle_in_transaction(db18)  # as the superuser postgres
         try:
-            res = cli(owner, snapdir, "restore", "1", "--yes", "--no-pre-snapshot", "--lock-timeout", "4",
+            res = cli(owner, snapdir, "restore", "1", "--yes", "--no-pre-snapshot", "--lock-timeout", "3",
                       "--terminate-blockers")
             assert await blocker.fetchval("SELECT 1") == 1  # still there
         finally:
@@ -127,12 +127,12 @@ async def test_a_snapshot_behind_an_exclusive_lock_fails_at_the_timeout_naming_i
     pid = await migration.fetchval("SELECT pg_backend_pid()")
     await migration.execute("BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE;")
     try:
-        res = cli(db18, snapdir, "snapshot", "--label", "behind", "--lock-timeout", "3")
+        res = cli(db18, snapdir, "snapshot", "--label", "behind", "--lock-timeout", "2")
     finally:
         await migration.close()
     assert res.returncode == 1, res.stderr
     [error] = errors(res)
-    assert error.startswith("error: The snapshot gave up after waiting 3 s for a lock held by "
+    assert error.startswith("error: The snapshot gave up after waiting 2 s for a lock held by "
                             f"pid {pid} "), error
     assert 'LOCK TABLE items IN ACCESS EXCLUSIVE MODE' in error and "--terminate-blockers" not in error
     listed = cli(db18, snapdir, "list", "--json")
