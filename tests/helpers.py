@@ -44,19 +44,25 @@ def load_sql(server, conn: ConnInfo, path: Path) -> None:
 _templates: set[tuple[Path, str]] = set()
 
 
-def load_fixture(server, conn: ConnInfo, path: Path) -> None:
-    """The new, empty database of ``conn`` becomes ``path`` loaded by ``load_sql``: the file is loaded once per
-    server into a template database, which each later call copies (``CREATE DATABASE … TEMPLATE``) instead
-    of replaying the file. The copy is the same database: objects, rows, owners, privileges."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    template = f"tpl_{digest}"
-    if (server.datadir, digest) not in _templates:
+def copy_template(server, conn: ConnInfo, key: str, build) -> None:
+    """The new, empty database of ``conn`` becomes a copy (``CREATE DATABASE … TEMPLATE``) of the template
+    database ``key`` of this server, which ``build(conninfo)`` fills on first use: each test starts from the
+    same database (objects, rows, owners, privileges) for a fraction of what building it again costs."""
+    template = f"tpl_{key}"
+    if (server.datadir, template) not in _templates:
         server.psql(f'DROP DATABASE IF EXISTS "{template}"')
         server.psql(f'CREATE DATABASE "{template}"')
-        load_sql(server, server.conninfo(template), path)
-        _templates.add((server.datadir, digest))
+        build(server.conninfo(template))
+        _templates.add((server.datadir, template))
     server.psql(f'DROP DATABASE "{conn.dbname}"')
     server.psql(f'CREATE DATABASE "{conn.dbname}" TEMPLATE "{template}"')
+
+
+def load_fixture(server, conn: ConnInfo, path: Path) -> None:
+    """``load_sql`` of ``path`` into the new, empty database of ``conn``, by way of a template database that
+    holds the file loaded once per server (``copy_template``)."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    copy_template(server, conn, digest, lambda template: load_sql(server, template, path))
 
 
 def has_extension(server, name: str) -> bool:
