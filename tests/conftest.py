@@ -4,7 +4,9 @@ per test, hermetic settings. Nothing here fakes pg_dump, psql or the server. Pla
 
 The servers a run needs start in one background thread as soon as the tests are collected, in the order the
 tests need them: the first test waits only for its own server, and the hosted-Supabase platforms (built
-from SQL, the slowest part of the setup) are built while the tests before them run."""
+from SQL, the slowest part of the setup) are built while the tests before them run. ``pytest`` runs the tests
+in two pytest-xdist workers (``addopts`` in pyproject.toml; ``-n 0`` for one process), each with servers of
+its own, started as its tests need them."""
 
 from __future__ import annotations
 
@@ -29,16 +31,23 @@ _counter = itertools.count(1)
 PG_FIXTURES = {"pg", "pg18", "pg15", "platform", "supa"}
 #: Fixtures that stand for "each server version": parametrized by ``pytest_generate_tests``.
 VERSIONED = ("pg", "platform")
+#: Fixtures too slow to build twice (the platforms, the TLS server): pytest-xdist runs the tests that use
+#: one in a single worker (``--dist loadgroup``), which builds it once.
+GROUPED = ("platform", "tls")
 
 
 def pytest_collection_modifyitems(items) -> None:
     """The lanes: ``-m "not pg"`` runs what needs no PostgreSQL (seconds), ``-m tui`` the app's pilot and
     picture tests. A test that starts a server without a fixture (the demo) carries the mark itself."""
     for item in items:
-        if PG_FIXTURES & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        if PG_FIXTURES & names:
             item.add_marker(pytest.mark.pg)
         if item.module.__name__.split(".")[-1].startswith("test_tui"):
             item.add_marker(pytest.mark.tui)
+        for name in GROUPED:
+            if name in names:
+                item.add_marker(pytest.mark.xdist_group(name))
 
 
 def server_versions() -> list[str]:
@@ -89,8 +98,9 @@ def _needs(item) -> list[str]:
 
 
 def pytest_collection_finish(session) -> None:
-    """Queue the servers the selected tests use, in the order of the tests."""
-    if session.config.option.collectonly:
+    """Queue the servers the selected tests use, in the order of the tests. (Not in a pytest-xdist worker,
+    which collects every test but runs those it is sent: it starts what its tests ask for.)"""
+    if session.config.option.collectonly or hasattr(session.config, "workerinput"):
         return
     for item in session.items:
         for key in _needs(item):

@@ -187,7 +187,7 @@ def _items(rows) -> list[Item]:
     return out
 
 
-# Flat tuples, built into items afterwards (hypothesis generates these several times faster than a
+# Flat tuples, built into items afterwards (hypothesis generates these much faster than a
 # composite strategy drawing each field); 0-40 of them, spread evenly rather than mostly short lists.
 _row = st.tuples(st.sampled_from(DAYS), st.integers(0, 86399), st.sampled_from(LABELS), st.integers(0, 3),
                  st.integers(0, 9), st.booleans())
