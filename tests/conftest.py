@@ -36,6 +36,7 @@ VERSIONED = ("pg", "platform")
 GROUPED = ("platform", "tls")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the groups
 def pytest_collection_modifyitems(items) -> None:
     """The lanes: ``-m "not pg"`` runs what needs no PostgreSQL (seconds), ``-m tui`` the app's pilot and
     picture tests. A test that starts a server without a fixture (the demo) carries the mark itself."""
@@ -100,11 +101,15 @@ def _needs(item) -> list[str]:
 def pytest_collection_finish(session) -> None:
     """Queue the servers the selected tests use, in the order of the tests. (Not in a pytest-xdist worker,
     which collects every test but runs those it is sent: it starts what its tests ask for.)"""
-    if session.config.option.collectonly or hasattr(session.config, "workerinput"):
-        return
-    for item in session.items:
+    if not session.config.option.collectonly and not hasattr(session.config, "workerinput"):
+        _queue(session.items)
+
+
+def _queue(items, kind: str = "") -> None:
+    for item in items:
         for key in _needs(item):
-            _start(key)
+            if key.startswith(kind):
+                _start(key)
 
 
 def pytest_sessionfinish(session) -> None:
@@ -257,7 +262,9 @@ class Platform:
 
 @pytest.fixture(scope="session")
 def platform(request) -> Platform:
-    """The hosted-Supabase shape on a server version (built once per version, in the background)."""
+    """The hosted-Supabase shape on a server version (built once per version, in the background). In an
+    xdist worker, which runs every platform test (``GROUPED``), the first one queues the other versions'."""
+    _queue(request.session.items, "platform")
     return _start(f"platform{request.param}").result()
 
 
