@@ -2,11 +2,11 @@
 per test, hermetic settings. Nothing here fakes pg_dump, psql or the server. Plain helpers are in
 ``tests/helpers.py``.
 
-The servers a run needs start in one background thread as soon as the tests are collected, in the order the
-tests need them: the first test waits only for its own server, and the hosted-Supabase platforms (built
-from SQL, the slowest part of the setup) are built while the tests before them run. ``pytest`` runs the tests
-in two pytest-xdist workers (``addopts`` in pyproject.toml; ``-n 0`` for one process), each with servers of
-its own, started as its tests need them."""
+``pytest`` runs the tests in two pytest-xdist workers (``addopts`` in pyproject.toml), each with servers of
+its own, started in a background thread as its tests ask for them; the worker that runs the hosted-Supabase
+platform tests (``GROUPED``) builds the next version's platform, the slowest part of the setup, while the
+first version's tests run. In one process (``-n 0``), every server the selected tests use is queued as soon
+as they are collected, in the order the tests need them."""
 
 from __future__ import annotations
 
