@@ -308,7 +308,7 @@ async def cmd_diff(ws, args) -> int:
     snaps = ws.store.list()
     a = ws.store.resolve(args.snapshot_a, snaps)
     b = ws.store.resolve(args.snapshot_b, snaps)
-    result = compare.diff_snapshots(a, b)
+    result = compare.diff_snapshots(a, b)  # older to newer, whatever the order given
     if args.json:
         print_json(result.to_json())
     else:

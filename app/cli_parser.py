@@ -123,9 +123,10 @@ def _maintenance_commands(cmd) -> None:
                    help="also remove invalid snapshots and leftovers (stale .partial, metadata without a file)")
     p.add_argument("--json", action="store_true")
 
-    p = cmd("diff", "compare two snapshots offline: schema changes and row counts")
-    p.add_argument("snapshot_a", metavar="SNAPSHOT_A", help="the older snapshot (list number or file name)")
-    p.add_argument("snapshot_b", metavar="SNAPSHOT_B", help="the newer snapshot")
+    p = cmd("diff", "compare two snapshots offline: schema changes and row counts, from the older to the newer "
+                    "in either order")
+    p.add_argument("snapshot_a", metavar="SNAPSHOT_A", help="one snapshot (list number or file name)")
+    p.add_argument("snapshot_b", metavar="SNAPSHOT_B", help="the other one")
     p.add_argument("--json", action="store_true")
 
 

@@ -1,44 +1,54 @@
-"""Shared fixtures: real PostgreSQL servers (embedded 18, plus the system's 15 when installed), a fresh
-database per test, hermetic settings. Nothing here fakes pg_dump, psql or the server."""
+"""Fixtures: real PostgreSQL servers (embedded 18, plus the system's 15 when installed), a fresh database
+per test, hermetic settings. Nothing here fakes pg_dump, psql or the server. Plain helpers are in
+``tests/helpers.py``.
+
+``pytest`` runs the tests in two pytest-xdist workers (``addopts`` in pyproject.toml), each with servers of
+its own, started in a background thread as its tests ask for them; the worker that runs the hosted-Supabase
+platform tests (``GROUPED``) builds the next version's platform, the slowest part of the setup, while the
+first version's tests run. In one process (``-n 0``), every server the selected tests use is queued as soon
+as they are collected, in the order the tests need them."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
-import re
 import shutil
 import subprocess
 import tempfile
-import threading
-import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from services.config import ConnInfo
 from services.sandbox import LocalServer
-
-#: ../shared/fixtures beside the repository (CI clones main next to a copy of shared/).
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-SQL = Path(__file__).parent / "sql"
-SYSTEM_PG15 = Path("/usr/lib/postgresql/15/bin")
+from tests.helpers import PLATFORM, SQL, SYSTEM_PG15, load_sql
 
 _counter = itertools.count(1)
 
 
 #: Fixtures that start a real PostgreSQL: a test that uses one is in the "pg" lane.
 PG_FIXTURES = {"pg", "pg18", "pg15", "platform", "supa"}
+#: Fixtures that stand for "each server version": parametrized by ``pytest_generate_tests``.
+VERSIONED = ("pg", "platform")
+#: Fixtures too slow to build twice (the platforms, the TLS server): pytest-xdist runs the tests that use
+#: one in a single worker (``--dist loadgroup``), which builds it once.
+GROUPED = ("platform", "tls")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the groups
 def pytest_collection_modifyitems(items) -> None:
     """The lanes: ``-m "not pg"`` runs what needs no PostgreSQL (seconds), ``-m tui`` the app's pilot and
     picture tests. A test that starts a server without a fixture (the demo) carries the mark itself."""
     for item in items:
-        if PG_FIXTURES & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        if PG_FIXTURES & names:
             item.add_marker(pytest.mark.pg)
         if item.module.__name__.split(".")[-1].startswith("test_tui"):
             item.add_marker(pytest.mark.tui)
+        for name in GROUPED:
+            if name in names:
+                item.add_marker(pytest.mark.xdist_group(name))
 
 
 def server_versions() -> list[str]:
@@ -48,55 +58,111 @@ def server_versions() -> list[str]:
     return versions
 
 
+def pytest_generate_tests(metafunc) -> None:
+    """``pg`` and ``platform`` are every server version in a test marked ``every_version`` (where the version
+    matters: restore fidelity, tool compatibility, the platform's shape), PostgreSQL 18 elsewhere."""
+    every = metafunc.definition.get_closest_marker("every_version") is not None
+    for name in VERSIONED:
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, server_versions() if every else ["18"], indirect=True, scope="session",
+                                 ids=lambda v: f"pg{v}")
+
+
+# -- servers, started in the background --------------------------------------------------------------------
+
+_root: Path | None = None
+_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-servers")
+_started: dict[str, Future] = {}
+
+
+def _server_root() -> Path:
+    global _root
+    if _root is None:
+        _root = Path(tempfile.mkdtemp(prefix="dbsage-test-"))
+    return _root
+
+
+def _start(key: str) -> Future:
+    """The server ``key`` ("pg18", "pg15", "platform18", ...): queued once, started in the background."""
+    if key not in _started:
+        make = Platform if key.startswith("platform") else _make_server
+        _started[key] = _pool.submit(make, key[-2:], _server_root())
+    return _started[key]
+
+
+def _needs(item) -> list[str]:
+    names = set(getattr(item, "fixturenames", ()))
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    keys = [name for name in ("pg18", "pg15") if name in names]
+    keys += [f"{name}{params[name]}" for name in VERSIONED if name in params]
+    return [k for k in keys if not k.endswith("15") or "15" in server_versions()]
+
+
+def pytest_collection_finish(session) -> None:
+    """Queue the servers the selected tests use, in the order of the tests. (Not in a pytest-xdist worker,
+    which collects every test but runs those it is sent: it starts what its tests ask for.)"""
+    if not session.config.option.collectonly and not hasattr(session.config, "workerinput"):
+        _queue(session.items)
+
+
+def _queue(items, kind: str = "") -> None:
+    for item in items:
+        for key in _needs(item):
+            if key.startswith(kind):
+                _start(key)
+
+
+def pytest_sessionfinish(session) -> None:
+    """Stop every server (before its directory goes: without postmaster.pid, pg_ctl cannot stop it)."""
+    _pool.shutdown(wait=True, cancel_futures=True)
+    for future in _started.values():
+        if future.done() and future.exception() is None:
+            server = future.result()
+            if isinstance(server, LocalServer):
+                server.stop("immediate")
+            else:
+                server.stop()
+    if _root is not None:
+        shutil.rmtree(_root, ignore_errors=True)
+
+
+def _make_server(version: str, root: Path) -> LocalServer:
+    bindir = None if version == "18" else SYSTEM_PG15
+    srv = LocalServer(root / f"pg{version}", bindir=bindir, password="s3cr3t-Test-pw-7Q")
+    srv.ensure_running()
+    # Roles a Supabase project has; cluster-wide, so created once per server.
+    srv.psql("""
+        DO $$ BEGIN
+          IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
+            CREATE ROLE anon NOLOGIN; CREATE ROLE authenticated NOLOGIN;
+            CREATE ROLE service_role NOLOGIN BYPASSRLS; CREATE ROLE supabase_auth_admin NOLOGIN;
+            CREATE ROLE app_reader NOLOGIN;
+          END IF;
+        END $$;""")
+    return srv
+
+
+def _server(version: str) -> LocalServer:
+    return _start(f"pg{version}").result()
+
+
 @pytest.fixture(scope="session")
-def server_root():
-    root = Path(tempfile.mkdtemp(prefix="dbsage-test-"))
-    yield root
-    # Stop the servers before their data directories go: without postmaster.pid, pg_ctl cannot stop them
-    # (a pytest_sessionfinish hook did this after the rmtree, and left every server running).
-    for srv in _servers.values():
-        srv.stop("immediate")
-    shutil.rmtree(root, ignore_errors=True)
-
-
-_servers: dict[str, LocalServer] = {}
-
-
-def _server(version: str, root: Path) -> LocalServer:
-    if version not in _servers:
-        bindir = None if version == "18" else SYSTEM_PG15
-        srv = LocalServer(root / f"pg{version}", bindir=bindir, password="s3cr3t-Test-pw-7Q")
-        srv.ensure_running()
-        # Roles a Supabase project has; cluster-wide, so created once per server.
-        srv.psql("""
-            DO $$ BEGIN
-              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
-                CREATE ROLE anon NOLOGIN; CREATE ROLE authenticated NOLOGIN;
-                CREATE ROLE service_role NOLOGIN BYPASSRLS; CREATE ROLE supabase_auth_admin NOLOGIN;
-                CREATE ROLE app_reader NOLOGIN;
-              END IF;
-            END $$;""")
-        _servers[version] = srv
-    return _servers[version]
-
-
-@pytest.fixture(scope="session", params=server_versions(), ids=lambda v: f"pg{v}")
-def pg(request, server_root) -> LocalServer:
-    """Each server version in turn (tests using it run once per version)."""
-    return _server(request.param, server_root)
+def pg(request) -> LocalServer:
+    """A server version (every one in turn in tests marked ``every_version``; see ``pytest_generate_tests``)."""
+    return _server(request.param)
 
 
 @pytest.fixture(scope="session")
-def pg18(server_root) -> LocalServer:
-    return _server("18", server_root)
+def pg18() -> LocalServer:
+    return _server("18")
 
 
 @pytest.fixture(scope="session")
-def pg15(server_root) -> LocalServer:
+def pg15() -> LocalServer:
     """The system's PostgreSQL 15, for tests that move a snapshot between server versions."""
     if "15" not in server_versions():
         pytest.skip("the system's PostgreSQL 15 is not installed")
-    return _server("15", server_root)
+    return _server("15")
 
 
 def _new_db(server: LocalServer) -> ConnInfo:
@@ -107,7 +173,7 @@ def _new_db(server: LocalServer) -> ConnInfo:
 
 @pytest.fixture
 def db(pg) -> ConnInfo:
-    """A fresh empty database on each server version."""
+    """A fresh empty database on the server ``pg``."""
     conn = _new_db(pg)
     yield conn
     _drop(pg, conn.dbname)
@@ -150,87 +216,8 @@ def snapdir(tmp_path) -> Path:
     return tmp_path / "snapshots"
 
 
-def load_sql(server: LocalServer, conn: ConnInfo, path: Path) -> None:
-    """Load a SQL file the way the fixtures' README says: psql -v ON_ERROR_STOP=1 -f FILE."""
-    res = subprocess.run([str(server.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path)],
-                         env=conn.child_env(), capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-
-
-_SERVER_STAMP = re.compile(r"\bpg_attver=\d+")
-
-
-def comparable(dump_text: str) -> str:
-    """A pg_dump's text minus what no restore can carry over: pg_dump 17.6+'s random ``\\restrict`` keys,
-    and the ``pg_attver`` stamp Debian's PostgreSQL 15.20 gives every new column itself (a restore's SET
-    of it is accepted and ignored, as the server picks the value, like an OID). The stamp's presence is
-    kept, only its value masked."""
-    lines = (ln for ln in dump_text.splitlines() if not ln.startswith(("\\restrict", "\\unrestrict")))
-    return _SERVER_STAMP.sub("pg_attver=N", "\n".join(lines))
-
-
-def full_dump(conn: ConnInfo, bindir: Path | None = None) -> str:
-    """A pg_dump of the whole database *with* owners and privileges, made ``comparable``: what "the
-    database is exactly as before" is measured by."""
-    from services.server.processes import embedded_bindir
-    tool = str((bindir or embedded_bindir()) / "pg_dump")
-    res = subprocess.run([tool, "--no-password"], env=conn.child_env(), capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    return comparable(res.stdout)
-
-
-def has_extension(server: LocalServer, name: str) -> bool:
-    return server.psql(f"SELECT count(*) FROM pg_available_extensions WHERE name = '{name}'").strip() == "1"
-
-
-@contextlib.contextmanager
-def watch_cmdlines():
-    """The argv of every process this test run starts (children of the CLI it runs), sampled every 2 ms
-    while the block runs: what ``ps`` shows every user of the machine."""
-    seen: set[str] = set()
-    stop = threading.Event()
-
-    def descendants() -> list[int]:
-        """This test run's processes, found from its own through /proc/PID/task/TID/children: a few reads
-        per look instead of a walk of every process on the machine (a psql of 50 ms was missed that way)."""
-        found, todo = [], [os.getpid()]
-        while todo:
-            for children in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
-                with contextlib.suppress(OSError, ValueError):
-                    kids = [int(k) for k in children.read_text().split()]
-                    found += kids
-                    todo += kids
-        return found
-
-    def watch():
-        while not stop.is_set():
-            for pid in descendants():
-                with contextlib.suppress(OSError):
-                    seen.add(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
-            time.sleep(0.002)
-
-    w = threading.Thread(target=watch)
-    w.start()
-    try:
-        yield seen
-    finally:
-        stop.set()
-        w.join()
-
-
-def run_cli(*args: str, env: dict | None = None, input: str | None = None, timeout: float = 300):
-    """Run the installed ``dbsage-tui`` console script as a user would (a real process)."""
-    exe = shutil.which("dbsage-tui")
-    assert exe, "dbsage-tui is not installed (pip install -e .)"
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run([exe, *args], env=full_env, capture_output=True, text=True, input=input,
-                          timeout=timeout)
-
-
 # -- hosted-Supabase shape: ../shared/fixtures/supabase-platform, the app applied as the non-superuser postgres
 
-PLATFORM = FIXTURES / "supabase-platform"
 PLATFORM_PASSWORD = "Pl4tform-s3cret-pw"
 
 
@@ -273,16 +260,12 @@ class Platform:
                        capture_output=True, timeout=120)
 
 
-_platforms: dict[str, Platform] = {}
-
-
-@pytest.fixture(scope="session", params=server_versions(), ids=lambda v: f"pg{v}")
-def platform(request, server_root) -> Platform:
-    """The hosted-Supabase shape on each server version (built once per version, about 10 s)."""
-    if request.param not in _platforms:
-        _platforms[request.param] = Platform(request.param, server_root)
-        request.addfinalizer(lambda: _platforms.pop(request.param).stop())
-    return _platforms[request.param]
+@pytest.fixture(scope="session")
+def platform(request) -> Platform:
+    """The hosted-Supabase shape on a server version (built once per version, in the background). In an
+    xdist worker, which runs every platform test (``GROUPED``), the first one queues the other versions'."""
+    _queue(request.session.items, "platform")
+    return _start(f"platform{request.param}").result()
 
 
 @pytest.fixture

@@ -9,17 +9,11 @@ import os
 import threading
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
 from services.snapshots.store import SnapshotStore
-from tests.conftest import full_dump, run_cli, watch_cmdlines
-
-
-def url(conn, password: str | None = None) -> str:
-    pw = quote(password if password is not None else conn.password or "", safe="")
-    return f"postgresql://{conn.user}:{pw}@{conn.host}:{conn.port}/{conn.dbname}"
+from tests.helpers import assert_clean_error, full_dump, run_cli, url, wait_for, watch_cmdlines
 
 
 @pytest.fixture
@@ -29,15 +23,6 @@ def cli(db, snapdir):
         full_env = {"DATABASE_URL": url(db), **(env or {})}
         return run_cli(*args, "--dir", str(snapdir), env=full_env, **kw)
     return run
-
-
-def assert_clean_error(res, code: int, *phrases: str) -> None:
-    assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
-    assert "Traceback" not in res.stderr + res.stdout
-    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(errors) == 1, res.stderr
-    for p in phrases:
-        assert p in errors[0], errors[0]
 
 
 def seed(pg, db):
@@ -84,7 +69,6 @@ def test_snapshot_files_metadata_and_permissions(pg, db, snapdir, cli):
 def test_schema_snapshot_and_list_json(pg, db, snapdir, cli):
     seed(pg, db)
     assert cli("snapshot", "--label", "full-one").returncode == 0
-    time.sleep(1.1)
     assert cli("snapshot", "--label", "schema-one", "--type", "schema", "--purpose", "fast").returncode == 0
     res = cli("list", "--json")
     assert res.returncode == 0, res.stderr
@@ -165,9 +149,7 @@ def test_restore_needs_confirmation_without_a_terminal(pg, db, snapdir, cli):
 def test_emergency_rollback_picks_newest_valid_full(pg, db, snapdir, cli):
     seed(pg, db)
     assert cli("snapshot", "--label", "emergency-backup").returncode == 0
-    time.sleep(1.1)
     assert cli("snapshot", "--label", "newer-schema", "--type", "schema").returncode == 0
-    time.sleep(1.1)
     assert cli("snapshot", "--label", "newest-broken").returncode == 0
     broken = SnapshotStore(snapdir).list()[0]
     broken.path.write_bytes(broken.path.read_bytes()[:-200])
@@ -231,20 +213,25 @@ def test_database_lock_spans_directories(pg, db, tmp_path, snapdir):
     seed(pg, db)
     pg.psql("CREATE TABLE slow (x int);", db.dbname)
     import subprocess
-    # Hold a lock that pg_dump must wait for, so the first snapshot stays in progress.
+    locks = "SELECT count(*) FROM pg_locks WHERE relation = 'slow'::regclass AND mode = '{}' AND {} granted"
+    # Hold a lock that pg_dump must wait for, so the first snapshot stays in progress until COMMIT.
     holder = subprocess.Popen([str(pg.bindir / "psql"), "-X", "-q"], stdin=subprocess.PIPE, text=True,
                               env=db.child_env())
-    holder.stdin.write("BEGIN; LOCK TABLE slow IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(8); COMMIT;\n")
+    holder.stdin.write("BEGIN; LOCK TABLE slow IN ACCESS EXCLUSIVE MODE;\n")
     holder.stdin.flush()
-    time.sleep(0.5)
     first: dict = {}
     t = threading.Thread(target=lambda: first.update(res=run_cli(
         "snapshot", "--label", "first", "--dir", str(tmp_path / "a"), env={"DATABASE_URL": url(db)})))
-    t.start()
-    time.sleep(2)
-    second = run_cli("snapshot", "--label", "second", "--dir", str(tmp_path / "b"), env={"DATABASE_URL": url(db)})
-    holder.stdin.close()
-    holder.wait()
+    try:
+        wait_for(lambda: pg.psql(locks.format("AccessExclusiveLock", ""), db.dbname).strip() != "0")
+        t.start()
+        wait_for(lambda: pg.psql(locks.format("AccessShareLock", "NOT"), db.dbname).strip() != "0")  # pg_dump waits
+        second = run_cli("snapshot", "--label", "second", "--dir", str(tmp_path / "b"),
+                         env={"DATABASE_URL": url(db)})
+    finally:
+        holder.stdin.write("COMMIT;\n")
+        holder.stdin.close()
+        holder.wait(timeout=30)
     t.join()
     assert_clean_error(second, 1, "Another dbsage-tui is working on database")
     assert first["res"].returncode == 0, first["res"].stderr

@@ -7,8 +7,7 @@ import json
 import shutil
 
 from services.snapshots.store import SnapshotStore, format_ts, load_meta, utcnow
-from tests.conftest import run_cli
-from tests.test_cli import assert_clean_error, url
+from tests.helpers import assert_clean_error, run_cli, url
 
 
 def copy_as(snapdir, src, label: str, ts: dt.datetime, **meta_changes) -> str:

@@ -17,7 +17,7 @@ from services.sandbox import LocalServer
 from services.server import clone, db_properties
 from services.server.catalog import connect_kwargs
 from services.snapshots.store import SnapshotStore, load_meta
-from tests.conftest import FIXTURES, full_dump, load_sql
+from tests.helpers import FIXTURES, full_dump, load_fixture
 
 
 def _databases(server, dbname: str) -> list[str]:
@@ -47,6 +47,7 @@ def clones(pg18, db18):
     _drop_all(pg18, db18.dbname)
 
 
+@pytest.mark.every_version
 async def test_swap_on_each_server_version(pg, db, snapdir):
     """CREATE DATABASE ... STRATEGY FILE_COPY and the transactional RENAME swap, on 18 and (when installed) 15."""
     try:
@@ -64,7 +65,7 @@ async def test_swap_on_each_server_version(pg, db, snapdir):
 
 async def test_round_trip_is_exact_and_the_pre_rollback_clone_brings_the_mutation_back(pg18, db18, snapdir, clones):
     db = db18.dbname
-    load_sql(pg18, db18, FIXTURES / "northwind.sql")
+    load_fixture(pg18, db18, FIXTURES / "northwind.sql")
     pg18.psql(f"""
         CREATE VIEW big_orders AS SELECT order_id, customer_id FROM orders WHERE freight > 100;
         ALTER DATABASE "{db}" SET work_mem = '7MB';

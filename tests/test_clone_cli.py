@@ -13,8 +13,7 @@ from services.server import clone
 from services.snapshots import retention
 from services.snapshots.store import SnapshotStore
 from services.snapshots.validation import CLONE_HEADER
-from tests.conftest import FIXTURES, full_dump, load_sql, run_cli
-from tests.test_cli import url
+from tests.helpers import FIXTURES, full_dump, load_fixture, run_cli, url
 
 
 def databases(pg) -> set[str]:
@@ -26,7 +25,7 @@ def test_pointer_header_is_what_the_store_checks():
 
 
 def test_clone_snapshot_round_trip_from_the_cli(pg18, db18, snapdir):
-    load_sql(pg18, db18, FIXTURES / "northwind.sql")
+    load_fixture(pg18, db18, FIXTURES / "northwind.sql")
     env = {"DATABASE_URL": url(db18)}
     before_dbs = databases(pg18)
     res = run_cli("snapshot", "--label", "instant", "--type", "clone", "--json", "--dir", str(snapdir), env=env)

@@ -15,8 +15,7 @@ import pytest
 from services.diff.schema import load_model
 from services.server.preview import schema_model
 from services.snapshots.store import SnapshotStore
-from tests.conftest import full_dump
-from tests.test_cli import url
+from tests.helpers import full_dump, url
 
 
 def dbsage(db, snapdir, *args, cwd=None, **kw):

@@ -9,7 +9,7 @@ import pytest
 from services.events import Log, Progress
 from services.server import dump
 from services.snapshots.store import SnapshotStore
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 async def test_dump_streams_progress_and_pg_dump_lines(pg18, db18, snapdir):

@@ -20,19 +20,22 @@ import pytest
 
 from services.sandbox import LocalServer
 from services.snapshots.store import SnapshotStore
-from tests.conftest import full_dump, run_cli
-from tests.test_cli import assert_clean_error, url
+from tests.helpers import assert_clean_error, copy_template, full_dump, run_cli, url, wait_for
 
 pytestmark = pytest.mark.faults
 
 BIG_ROWS = 300_000  # ~40 MB of dump: long enough to interrupt mid-stream, quick to build
 
 
+BIG_SQL = f"""CREATE TABLE big (id int PRIMARY KEY, payload text, doc jsonb);
+              INSERT INTO big SELECT i, repeat(md5(i::text), 3), jsonb_build_object('i', i)
+              FROM generate_series(1, {BIG_ROWS}) i;
+              CREATE TABLE small (id int); INSERT INTO small VALUES (1), (2);"""
+
+
 def make_big(pg, db) -> None:
-    pg.psql(f"""CREATE TABLE big (id int PRIMARY KEY, payload text, doc jsonb);
-               INSERT INTO big SELECT i, repeat(md5(i::text), 3), jsonb_build_object('i', i)
-               FROM generate_series(1, {BIG_ROWS}) i;
-               CREATE TABLE small (id int); INSERT INTO small VALUES (1), (2);""", db.dbname)
+    """``db`` (new and empty) gets ``big`` and ``small``: a copy of a template built once per server."""
+    copy_template(pg, db, "big", lambda template: pg.psql(BIG_SQL, template.dbname))
 
 
 def spawn(args, db, snapdir, **kw) -> subprocess.Popen:
@@ -59,16 +62,6 @@ def children(pid: int, name: str) -> list[int]:
         if ppid == pid and comm == name and argv[0] and b"--version" not in argv:
             out.append(int(proc.name))
     return out
-
-
-def wait_for(predicate, timeout: float = 20.0, step: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not reached in time")
 
 
 def partial_size(snapdir: Path) -> int:
@@ -263,7 +256,7 @@ def test_server_stops_during_dump_and_restore(tmp_path):
     snapdir = tmp_path / "snaps"
     try:
         db = srv.conninfo("app")
-        make_big(srv, db)
+        srv.psql(BIG_SQL, db.dbname)
         env = {"DATABASE_URL": url(db)}
         # During a dump.
         proc, dump_pid = spawn_frozen_dump(srv, db, snapdir, "server-died", 100_000)  # before the stop

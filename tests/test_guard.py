@@ -15,8 +15,7 @@ import pytest
 from services.guard import EXIT_ROLLBACK_FAILED, default_label, redact
 from services.server.processes import embedded_bindir
 from services.snapshots.store import SnapshotStore
-from tests.conftest import full_dump, run_cli, watch_cmdlines
-from tests.test_cli import url
+from tests.helpers import full_dump, run_cli, url, watch_cmdlines
 
 PSQL = str(embedded_bindir() / "psql")
 BAD_MIGRATION = """CREATE TABLE audit_trail (id int PRIMARY KEY, what text);

@@ -11,7 +11,7 @@ import pytest
 
 from services.config import ConnInfo
 from services.snapshots.record import restore_instructions
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def test_demo_hints_carry_the_demo_flag_and_no_psql_line():

@@ -7,40 +7,12 @@ import dataclasses
 import json
 import os
 import shutil
-from urllib.parse import quote
 
 import asyncpg
 import pytest
 
-from services.config import ConnInfo
 from services.server.catalog import connect_kwargs
-from tests.conftest import full_dump, run_cli
-
-
-def url(conn: ConnInfo) -> str:
-    return f"postgresql://{conn.user}:{quote(conn.password or '', safe='')}@{conn.host}:{conn.port}/{conn.dbname}"
-
-
-def cli(conn: ConnInfo, snapdir, *args: str):
-    return run_cli(*args, "--dir", str(snapdir), env={"DATABASE_URL": url(conn)})
-
-
-def seed(pg, db, snapdir, conn: ConnInfo | None = None) -> str:
-    """A table, a snapshot of it, then a change: what a restore would undo. The dump of the snapshot's state."""
-    pg.psql("CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, name text);"
-            "INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 200) i;", db.dbname)
-    res = cli(conn or db, snapdir, "snapshot", "--label", "base")
-    assert res.returncode == 0, res.stderr
-    at_snapshot = full_dump(db)
-    pg.psql("DELETE FROM items WHERE id > 100", db.dbname)
-    return at_snapshot
-
-
-async def idle_in_transaction(conn: ConnInfo) -> tuple[asyncpg.Connection, int]:
-    """What application pools often leave: a transaction that read the table, then went idle."""
-    con = await asyncpg.connect(**connect_kwargs(conn))
-    await con.execute("BEGIN; SELECT count(*) FROM items;")
-    return con, await con.fetchval("SELECT pg_backend_pid()")
+from tests.helpers import cli, full_dump, idle_in_transaction, seed_base_snapshot, url
 
 
 def errors(res) -> list[str]:
@@ -49,11 +21,11 @@ def errors(res) -> list[str]:
 
 
 async def test_restore_names_the_blocker_and_gives_up_at_the_lock_timeout(pg18, db18, snapdir):
-    seed(pg18, db18, snapdir)
+    seed_base_snapshot(pg18, db18, snapdir)
     before = full_dump(db18)
     blocker, pid = await idle_in_transaction(db18)
     try:
-        res = cli(db18, snapdir, "restore", "1", "--yes", "--no-pre-snapshot", "--lock-timeout", "5", "--json")
+        res = cli(db18, snapdir, "restore", "1", "--yes", "--no-pre-snapshot", "--lock-timeout", "3", "--json")
     finally:
         await blocker.close()
     assert res.returncode == 1, res.stderr
@@ -62,14 +34,14 @@ async def test_restore_names_the_blocker_and_gives_up_at_the_lock_timeout(pg18, 
     assert waiting and "idle in transaction" in lines[waiting[0]], res.stderr  # reported live, before giving up
     [error] = errors(res)
     assert waiting[0] < lines.index(error)
-    assert f"gave up after waiting 5 s for a lock held by pid {pid} " in error and "--terminate-blockers" in error
+    assert f"gave up after waiting 3 s for a lock held by pid {pid} " in error and "--terminate-blockers" in error
     out = json.loads(res.stdout)
     assert [b["pid"] for b in out["blockers"]] == [pid] and out["blockers"][0]["state"] == "idle in transaction"
     assert full_dump(db18) == before
 
 
 async def test_terminate_blockers_clears_exactly_the_way_and_audits_it(pg18, db18, snapdir):
-    at_snapshot = seed(pg18, db18, snapdir)
+    at_snapshot = seed_base_snapshot(pg18, db18, snapdir)
     bystander = await asyncpg.connect(**connect_kwargs(db18))  # connected, idle, in nobody's way
     blocker, pid = await idle_in_transaction(db18)
     try:
@@ -100,11 +72,11 @@ async def test_a_blocker_the_role_may_not_signal_is_a_clear_refusal(pg18, db18, 
               "CREATE TABLE items (id int PRIMARY KEY, name text);", db18.dbname)
     owner = dataclasses.replace(db18, user=role)
     try:
-        seed(pg18, db18, snapdir, conn=owner)
+        seed_base_snapshot(pg18, db18, snapdir, conn=owner)
         before = full_dump(db18)
         blocker, pid = await idle_in_transaction(db18)  # as the superuser postgres
         try:
-            res = cli(owner, snapdir, "restore", "1", "--yes", "--no-pre-snapshot", "--lock-timeout", "4",
+            res = cli(owner, snapdir, "restore", "1", "--yes", "--no-pre-snapshot", "--lock-timeout", "3",
                       "--terminate-blockers")
             assert await blocker.fetchval("SELECT 1") == 1  # still there
         finally:
@@ -127,12 +99,12 @@ async def test_a_snapshot_behind_an_exclusive_lock_fails_at_the_timeout_naming_i
     pid = await migration.fetchval("SELECT pg_backend_pid()")
     await migration.execute("BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE;")
     try:
-        res = cli(db18, snapdir, "snapshot", "--label", "behind", "--lock-timeout", "3")
+        res = cli(db18, snapdir, "snapshot", "--label", "behind", "--lock-timeout", "2")
     finally:
         await migration.close()
     assert res.returncode == 1, res.stderr
     [error] = errors(res)
-    assert error.startswith("error: The snapshot gave up after waiting 3 s for a lock held by "
+    assert error.startswith("error: The snapshot gave up after waiting 2 s for a lock held by "
                             f"pid {pid} "), error
     assert 'LOCK TABLE items IN ACCESS EXCLUSIVE MODE' in error and "--terminate-blockers" not in error
     listed = cli(db18, snapdir, "list", "--json")
@@ -145,7 +117,7 @@ async def test_a_deadlock_with_another_session_leaves_the_database_unchanged(pg1
     restore already holds: the server aborts the restore (its deadlock check fires first), and the user
     gets one sentence, the database as it was, and the way forward."""
     pg18.psql("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'a');", db18.dbname)
-    seed(pg18, db18, snapdir)
+    seed_base_snapshot(pg18, db18, snapdir)
     before = full_dump(db18)
     other = await asyncpg.connect(**connect_kwargs(db18))
     await other.execute("SET deadlock_timeout = '60s'")  # so that the restore's check is the one that fires

@@ -16,7 +16,7 @@ import pytest
 from services.server import dump, restore
 from services.snapshots.scanner import DumpScanner
 from services.snapshots.store import SnapshotStore
-from tests.conftest import full_dump
+from tests.helpers import full_dump
 
 
 def _children() -> list[str]:

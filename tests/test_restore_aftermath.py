@@ -8,8 +8,7 @@ import datetime as dt
 from services.config import Policy
 from services.display import human_size
 from services.snapshots.retention import Item, plan
-from tests.conftest import full_dump
-from tests.test_locks import cli, idle_in_transaction, seed
+from tests.helpers import cli, full_dump, idle_in_transaction, seed_base_snapshot
 
 
 def test_only_the_newest_pre_rollback_snapshots_are_kept_whatever_their_age():
@@ -23,7 +22,7 @@ def test_only_the_newest_pre_rollback_snapshots_are_kept_whatever_their_age():
 
 
 async def test_a_restore_that_did_not_happen_leaves_no_pre_rollback_snapshot(pg18, db18, snapdir):
-    seed(pg18, db18, snapdir)
+    seed_base_snapshot(pg18, db18, snapdir)
     before = full_dump(db18)
     blocker, _ = await idle_in_transaction(db18)
     try:
@@ -37,7 +36,7 @@ async def test_a_restore_that_did_not_happen_leaves_no_pre_rollback_snapshot(pg1
 
 
 async def test_a_restore_leaves_fresh_statistics_and_list_shows_what_pre_rollbacks_take(pg18, db18, snapdir):
-    seed(pg18, db18, snapdir)
+    seed_base_snapshot(pg18, db18, snapdir)
     res = cli(db18, snapdir, "restore", "1", "--yes")
     assert res.returncode == 0, res.stderr
     stats = pg18.psql("SELECT reltuples::int, relpages > 0 FROM pg_class WHERE oid = 'items'::regclass", db18.dbname)

@@ -1,25 +1,20 @@
 """Restore fidelity, the heart of the product: after a restore the database is exactly what the snapshot
 captured. Measured the way a Postgres engineer would: a pg_dump of the whole database, with owners and
 privileges, before the snapshot and after the restore must be equal (``\\restrict`` keys and the server's own
-column stamps aside: ``conftest.comparable``)."""
+column stamps aside: ``helpers.comparable``)."""
 
 from __future__ import annotations
 
-import difflib
 import re
 
 import pytest
 
 from services.server import dump, restore
 from services.snapshots.store import SnapshotStore
-from tests.conftest import FIXTURES, SQL, comparable, full_dump, has_extension, load_sql
+from tests.helpers import FIXTURES, SQL, assert_same, comparable, full_dump, has_extension, load_fixture
 
-
-def assert_same(before: str, after: str) -> None:
-    if before != after:
-        diff = "\n".join(list(difflib.unified_diff(before.splitlines(), after.splitlines(), "snapshot-time",
-                                                   "after-restore", lineterm=""))[:80])
-        pytest.fail(f"database differs from the snapshot after restore:\n{diff}")
+#: Restore fidelity depends on the server version (and the bundled tools' against it): each test runs on each.
+pytestmark = pytest.mark.every_version
 
 
 async def roundtrip(server, conn, snapdir, mutate_sql: str, *, schema_only: bool = False):
@@ -75,7 +70,7 @@ def pagila_for(server, tmp_path):
 async def test_pagila_schema_restores_exactly(pg, db, snapdir, tmp_path):
     """Pagila: partitions, domains, enums, triggers, a materialized view, full-text search. A naive
     psql -f of a --clean dump fails on its partitions; ours must restore it exactly."""
-    load_sql(pg, db, pagila_for(pg, tmp_path))
+    load_fixture(pg, db, pagila_for(pg, tmp_path))
     before, after, result = await roundtrip(pg, db, snapdir, PAGILA_MUTATIONS)
     assert_same(before, after)
     assert result.smoke_ok, result.checks
@@ -98,7 +93,7 @@ NORTHWIND_MUTATIONS = """
 async def test_northwind_data_restores_exactly(pg, db, snapdir):
     """Northwind, with data: deleted, updated and inserted rows all come back as they were; and its
     publication (a whole-database snapshot has them all) as it was, one made since gone."""
-    load_sql(pg, db, FIXTURES / "northwind.sql")
+    load_fixture(pg, db, FIXTURES / "northwind.sql")
     pg.psql("CREATE PUBLICATION orders_feed FOR TABLE orders WITH (publish = 'insert')", db.dbname)
     before, after, result = await roundtrip(pg, db, snapdir, NORTHWIND_MUTATIONS)
     assert_same(before, after)
@@ -157,7 +152,7 @@ async def test_supabase_shape_restores_scope_and_keeps_auth(pg, db, snapdir):
     """On a Supabase-shaped database the managed schemas are out of scope: the public schema comes back
     exactly (policies, RLS, grants, default privileges, the sign-up function), while auth.users keeps its
     rows and its trigger calling public.handle_new_user() survives the restore unchanged."""
-    load_sql(pg, db, SQL / "supabase_shape.sql")
+    load_fixture(pg, db, SQL / "supabase_shape.sql")
     store = SnapshotStore(snapdir)
     snap = await dump.snapshot(db, store, "before-migration")
     assert snap.meta["schemas"] == ["public", "supabase_migrations"]  # the history rolls back with the schema
@@ -196,7 +191,7 @@ async def test_supabase_shape_restores_scope_and_keeps_auth(pg, db, snapdir):
 
 async def test_supabase_shape_full_dump_equal_when_auth_untouched(pg, db, snapdir):
     """The whole-database dump is equal when only in-scope objects changed (auth untouched)."""
-    load_sql(pg, db, SQL / "supabase_shape.sql")
+    load_fixture(pg, db, SQL / "supabase_shape.sql")
     before, after, result = await roundtrip(pg, db, snapdir, """
         CREATE TABLE public.secrets (id int);
         DROP POLICY "Users can update own profile." ON public.profiles;
@@ -220,7 +215,7 @@ def _schema_dump(conn, schema: str) -> str:
 
 
 async def test_schema_only_snapshot_restores_structure_with_empty_tables(pg, db, snapdir):
-    load_sql(pg, db, FIXTURES / "northwind.sql")
+    load_fixture(pg, db, FIXTURES / "northwind.sql")
     store = SnapshotStore(snapdir)
     snap = await dump.snapshot(db, store, "schema", schema_only=True)
     structure = _schema_dump(db, "public")
@@ -291,13 +286,13 @@ async def test_a_pg15_snapshot_restores_into_pg18(pg15, db15, pg18, db18, snapdi
     every column with ``pg_attver``, which pg_dump 18 writes out and PostgreSQL 18 rejects ("unrecognized
     parameter"); the restore leaves the stamps out and keeps options users set, so the database on 18 is
     the one the snapshot captured on 15."""
-    load_sql(pg15, db15, FIXTURES / "northwind.sql")
+    load_fixture(pg15, db15, FIXTURES / "northwind.sql")
     pg15.psql("ALTER TABLE customers ALTER COLUMN country SET (n_distinct = 20)", db15.dbname)
     store = SnapshotStore(snapdir)
     snap = await dump.snapshot(db15, store, "on-15")
     if "pg_attver=" not in snap.path.read_text():
         pytest.skip(f"this PostgreSQL 15 ({pg15.psql('SHOW server_version').strip()}) does not stamp columns")
-    load_sql(pg18, db18, FIXTURES / "northwind.sql")
+    load_fixture(pg18, db18, FIXTURES / "northwind.sql")
     pg18.psql("CREATE TABLE created_later (x int)", db18.dbname)
     result = await restore.restore(db18, store, snap, pre_snapshot=False)
     assert result.smoke_ok, result.checks

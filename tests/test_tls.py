@@ -19,7 +19,7 @@ from services.errors import explain_tool_failure
 from services.sandbox import LocalServer
 from services.server.processes import embedded_bindir
 from services.server.tls import TlsRelay
-from tests.conftest import SYSTEM_PG15, run_cli, watch_cmdlines
+from tests.helpers import SYSTEM_PG15, run_cli, watch_cmdlines
 
 #: Every test here starts a PostgreSQL 15 server of its own, with TLS.
 pytestmark = pytest.mark.pg

@@ -26,7 +26,6 @@ from app.screens.diff import DiffScreen
 from app.screens.help import HelpScreen
 from app.screens.main import MainScreen
 from app.screens.operation import OperationScreen
-from app.screens.restore import RestoreModal
 from app.tui import make_app
 from app.workflow import default_path, load_workflow
 from services.config import ConnInfo, Settings
@@ -36,17 +35,11 @@ from services.server.catalog import connect_kwargs
 from services.snapshots.listing import directory_signature
 from services.snapshots.store import SnapshotStore, suggest_label
 from services.workspace import Workspace
-from tests.conftest import run_cli
-from tests.test_tui_snapshots import NOW, SERVER, write_snapshot
+from tests.helpers import NOW, SERVER, listed, main_screen, open_restore, run_cli, seed_items, until, write_snapshot
 from widgets.snapshot_table import SnapshotTable
 
 SIZE = (120, 36)
 PASSWORD = "s3cr3t-Test-pw-7Q"  # the test server's password (tests/conftest.py): never on screen
-
-
-def seed_items(pg, db, rows: int = 50) -> None:
-    pg.psql("CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);"
-            f"INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, {rows}) g;", db.dbname)
 
 
 def count_items(pg, db) -> int:
@@ -61,42 +54,12 @@ def notices(app) -> list[str]:
     return [n.message for n in app._notifications]
 
 
-def main_screen(app) -> MainScreen:
-    return next(s for s in app.screen_stack if isinstance(s, MainScreen))
-
-
 def log_text(app) -> str:
     return "\n".join(strip.text for strip in main_screen(app).query_one("#log", RichLog).lines)
 
 
-async def until(pilot, condition, timeout: float = 15.0, what: str = "condition") -> None:
-    """Poll with short pauses (the app keeps running) instead of sleeping a fixed time."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
-
-
-async def listed(pilot, n: int | None = None) -> SnapshotTable:
-    """Wait until the first listing is on screen (and holds ``n`` rows when given)."""
-    main = main_screen(pilot.app)
-    table = main.query_one(SnapshotTable)
-    await until(pilot, lambda: main._last_scan is not None and (n is None or table.row_count == n),
-                what=f"{n} rows listed")
-    return table
-
-
 def keys_of(table: SnapshotTable) -> list[str]:
     return table.keys
-
-
-async def open_restore(pilot) -> RestoreModal:
-    await pilot.press("r")
-    await until(pilot, lambda: isinstance(pilot.app.screen, RestoreModal), what="the restore dialog")
-    await pilot.pause()
-    return pilot.app.screen
 
 
 def assert_password_hidden(app) -> None:
@@ -901,7 +864,6 @@ async def test_diff_of_two_real_snapshots_shows_the_changes(pg18, db18, snapdir)
     seed_items(pg18, db18, rows=20)
     store = SnapshotStore(snapdir)
     await dump.snapshot(db18, store, "before")
-    await asyncio.sleep(1.1)  # the diff orders the two by time: give them different seconds
     pg18.psql("CREATE TABLE extra (x int); ALTER TABLE items DROP COLUMN name; DELETE FROM items WHERE id > 15;",
               db18.dbname)
     await dump.snapshot(db18, store, "after")

@@ -32,7 +32,7 @@ from services.snapshots.meta import load_meta
 from services.snapshots.retention import policy_text
 from services.snapshots.store import SnapshotStore
 from services.workspace import Workspace
-from tests.test_tui_snapshots import NOW, SERVER, TARGET, seed, settle, write_snapshot
+from tests.helpers import NOW, SERVER, TARGET, seed_store, settle, write_snapshot
 from widgets.snapshot_table import SnapshotTable
 
 UTC = dt.UTC
@@ -47,7 +47,7 @@ def in_project(tmp_path, monkeypatch):
 def many(directory: Path = Path("supabase/snapshots")) -> SnapshotStore:
     """The seed, three snapshots of one day ten days ago (two due for deletion), a dozen older ones and a
     release almost two years old (its age the widest: ``1y11mo``)."""
-    store = seed(directory)
+    store = seed_store(directory)
     day = NOW - dt.timedelta(days=10)
     for hour, label in ((8, "morning"), (12, "noon"), (20, "evening")):
         write_snapshot(store, label, day.replace(hour=hour), purpose="nightly job")

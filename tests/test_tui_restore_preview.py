@@ -10,8 +10,7 @@ from app.tui import make_app
 from services.server import dump
 from services.snapshots.store import SnapshotStore
 from services.workspace import Workspace
-from tests.conftest import full_dump
-from tests.test_tui import listed, open_restore, seed_items, until
+from tests.helpers import full_dump, listed, open_restore, seed_items, until
 
 
 async def test_restore_dialog_shows_what_the_restore_changes(pg18, db18, snapdir):

@@ -9,7 +9,6 @@ Update the baselines with ``pytest tests/test_tui_snapshots.py --snapshot-update
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -18,74 +17,14 @@ from app.screens.messages import EngineLog, EngineProgress, EngineStep
 from app.screens.operation import OperationScreen
 from app.tui import make_app
 from services.config import ConnInfo
-from services.display import human_size
 from services.events import Log, Progress, Step
 from services.server.catalog import ServerInfo
-from services.server.dump import restore_instructions
 from services.server.restore import RestoreResult, SmokeCheck
-from services.snapshots.store import TS_FORMAT, Snapshot, SnapshotStore, format_ts
+from services.snapshots.store import Snapshot, SnapshotStore
 from services.workspace import Workspace
+from tests.helpers import NOW, SERVER, TARGET, seed_store, settle, write_snapshot
 
 UTC = dt.UTC
-NOW = dt.datetime(2024, 10, 27, 15, 0, 0, tzinfo=UTC)
-#: A target that is never contacted (the server facts below stand in for the connection).
-TARGET = ConnInfo(host="db.example.supabase.co", port=5432, user="postgres", dbname="postgres",
-                  password="never-shown-pw-1")
-SERVER = ServerInfo(version="PostgreSQL 15.8", version_num=150008, current_user="postgres", superuser=True,
-                    supabase=True, supabase_version="2024-10-01", database="postgres")
-
-
-def dump_text(rows: int, schema_only: bool = False, extra_ddl: str = "") -> bytes:
-    """A small plain-format dump with the header, one COPY block and the dump-complete trailer."""
-    data = "" if schema_only else (
-        "COPY public.items (id, name) FROM stdin;\n"
-        + "".join(f"{i}\titem {i}\n" for i in range(1, rows + 1)) + "\\.\n\n")
-    return ("--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 15.8\n"
-            "-- Dumped by pg_dump version 18.1\n\nSET statement_timeout = 0;\n\n"
-            "CREATE TABLE public.items (id integer NOT NULL, name text);\n\n" + extra_ddl + data
-            + "--\n-- PostgreSQL database dump complete\n--\n\n").encode()
-
-
-def write_snapshot(store: SnapshotStore, label: str, when: dt.datetime, *, purpose: str = "", rows: int = 3,
-                   schema_only: bool = False, protected: bool = False, truncate: bool = False,
-                   extra_ddl: str = "") -> Path:
-    """Write ``{ts}_{label}.sql`` and its metadata the way a real snapshot has them (``truncate`` cuts the
-    trailer off afterwards, which the quick check reports as incomplete)."""
-    store.directory.mkdir(parents=True, exist_ok=True)
-    body = dump_text(rows, schema_only, extra_ddl)
-    path = store.directory / f"{when.strftime(TS_FORMAT)}_{label}.sql"
-    path.write_bytes(body)
-    meta = {"label": label, "purpose": purpose, "timestamp": format_ts(when),
-            "database_version": "PostgreSQL 15.8", "supabase_version": "2024-10-01",
-            "type": "schema-only" if schema_only else "full",
-            "size_bytes": len(body), "size_human": human_size(len(body)), "tables_count": 1,
-            "restore_instructions": restore_instructions(path.name, 15, 18, ConnInfo(source="SUPABASE_DB_URL")),
-            "notes": "",
-            "filename": path.name,
-            "sha256": hashlib.sha256(body).hexdigest(), "database": "postgres",
-            "host": "db.example.supabase.co:5432", "schemas": ["public"],
-            "row_counts": None if schema_only else {"public.items": rows}, "protected": protected}
-    store.write_meta(path, meta)
-    if truncate:
-        path.write_bytes(body[: len(body) // 2])
-        meta["size_bytes"] = len(body) // 2
-        store.write_meta(path, meta)
-    return path
-
-
-def seed(directory: Path) -> SnapshotStore:
-    """Five snapshots: recent ones (highlighted), a schema-only one, a protected one, an incomplete one."""
-    store = SnapshotStore(directory)
-    write_snapshot(store, "v1.0", NOW - dt.timedelta(hours=2), purpose="Release v1.0 production snapshot",
-                   rows=40)
-    write_snapshot(store, "before-migration", NOW - dt.timedelta(hours=3), schema_only=True,
-                   purpose="Pre-migration safety snapshot")
-    write_snapshot(store, "nightly", NOW - dt.timedelta(hours=20, minutes=30), purpose="Cron", truncate=True)
-    write_snapshot(store, "baseline", NOW - dt.timedelta(days=1, hours=5),
-                   purpose="Initial production baseline", rows=30, protected=True)
-    write_snapshot(store, "emergency-backup", NOW - dt.timedelta(days=2, hours=20, minutes=30),
-                   purpose="Emergency backup before hotfix", rows=25)
-    return store
 
 
 @pytest.fixture(autouse=True)
@@ -96,20 +35,8 @@ def in_project(tmp_path, monkeypatch):
 
 
 def app_for(tmp_path: Path, conn: ConnInfo | None = TARGET, demo: bool = False, server: ServerInfo = SERVER):
-    store = seed(Path("supabase/snapshots"))
+    store = seed_store(Path("supabase/snapshots"))
     return make_app(Workspace(conn=conn, store=store, demo=demo), clock=lambda: NOW, server_info=server)
-
-
-async def settle(pilot) -> None:
-    """Wait until the listing (a thread worker) and any validation have finished and been shown."""
-    for _ in range(100):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-        if pilot.app.screen.query("SnapshotTable") and pilot.app.screen.query_one("SnapshotTable").row_count:
-            break
-        if not pilot.app.screen.query("SnapshotTable"):
-            break
-    await pilot.pause()
 
 
 def go_to(label: str):
@@ -262,7 +189,7 @@ def test_cleanup_dialog(snap_compare, tmp_path):
         await settle(pilot)
         await pilot.press("c")
         await settle(pilot)
-    store = seed(Path("supabase/snapshots"))
+    store = seed_store(Path("supabase/snapshots"))
     day = NOW - dt.timedelta(days=10)
     for hour, label in ((8, "morning"), (12, "noon"), (20, "evening")):
         write_snapshot(store, label, day.replace(hour=hour), purpose="nightly job")

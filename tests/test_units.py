@@ -16,7 +16,7 @@ from services.display import compact_age
 from services.errors import BadInput
 from services.snapshots.scanner import DumpScanner, parse_qualified_name, trailer_ok
 from services.snapshots.store import check_label, load_meta, suggest_label
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 
 def test_services_never_import_textual():

@@ -42,6 +42,7 @@ from app.screens.recovery import Recovery
 from app.workflow import Workflow
 from services.display import human_size
 from services.errors import DbsageError
+from services.snapshots.listing import order_key
 from services.snapshots.store import Snapshot
 from services.snapshots.validation import Validation
 from services.workspace import Workspace
@@ -317,7 +318,7 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
         if marked is None or marked.filename == snap.filename:
             self.notify("Mark one snapshot with space, then press d on another one.", severity="warning")
             return
-        older, newer = sorted((marked, snap), key=lambda s: (s.timestamp, s.filename))
+        older, newer = sorted((marked, snap), key=order_key)
         self.say(f"Comparing {older.filename} → {newer.filename} …")
         self.run_diff(older, newer)
 

@@ -24,6 +24,7 @@ from services.diff.schema import KINDS, Model, Obj, load_model
 from services.errors import InvalidSnapshot
 from services.events import Reporter, null_reporter
 from services.snapshots import compression
+from services.snapshots.listing import order_key
 
 _SHORT = 100  # a change detail shows both values when they fit in this many characters
 
@@ -61,6 +62,9 @@ class DiffResult:
     data: bool = True  # False when a side is schema-only: rows were not compared
     rows_source: str | None = None  # "metadata" | "scan" | None
     notes: list[str] = field(default_factory=list)
+    #: ``diff_snapshots``: ``a`` is the older snapshot and ``b`` the newer; ``swapped`` when they were given
+    #: the other way round. None for ``diff`` of two files, whose order is the caller's.
+    swapped: bool | None = None
 
     @property
     def empty(self) -> bool:
@@ -77,6 +81,7 @@ class DiffResult:
             "rows": [{"table": r.table, "before": r.before, "after": r.after, "delta": r.delta}
                      for r in self.rows],
             "data": self.data, "rows_source": self.rows_source, "notes": list(self.notes),
+            "swapped": bool(self.swapped),  # a, b: the older, the newer (see ``swapped``)
         }
 
 
@@ -180,19 +185,27 @@ def diff(path_a: Path | str, path_b: Path | str, meta_a: dict | None = None, met
 
 
 def diff_snapshots(a, b, *, report: Reporter = null_reporter) -> DiffResult:
-    """``diff`` for two ``store.Snapshot`` objects (before, after)."""
+    """``diff`` for two ``store.Snapshot`` objects, in either order: the changes from the older to the newer
+    (``listing.order_key``, the list's order), whichever was given first."""
     for snap in (a, b):
         if snap.path.name.endswith(".clone"):
             raise InvalidSnapshot(f"{snap.path.name} is a clone snapshot: its data is a database on the server, "
                                   "not a file to compare.", "Diff two file snapshots (full or schema).")
-    return diff(a.path, b.path, a.meta, b.meta, report=report)
+    older, newer = sorted((a, b), key=order_key)
+    result = diff(older.path, newer.path, older.meta, newer.meta, report=report)
+    result.swapped = older is not a
+    return result
 
 
 # -- text --------------------------------------------------------------------------------------------------
 
 def format_text(result: DiffResult) -> str:
     """A readable summary: schema changes grouped by kind (+ added, - removed, ~ changed), then rows."""
-    out = [f"{result.a} → {result.b}", ""]
+    out = [f"{result.a} → {result.b}"]
+    if result.swapped is not None:
+        out.append("Changes from the older snapshot to the newer"
+                   + (" (given newest first, so shown the other way round)." if result.swapped else "."))
+    out.append("")
     n_schema = len(result.added) + len(result.removed) + len(result.changed)
     if not n_schema:
         out.append("Schema: no changes.")

@@ -1,7 +1,7 @@
 """What a listing of the snapshot directory sees of each file without reading it: the stamps (size,
 mtime, inode) that tell whether a snapshot changed since it was last read, and the directory's signature,
 by which a caller that keeps its listing (the TUI, checking every second) knows when to list again.
-Reading and checking the files is ``SnapshotStore.list``'s part.
+Reading and checking the files is ``SnapshotStore.list``'s part; the order of a listing is ``order_key``.
 """
 
 from __future__ import annotations
@@ -64,3 +64,18 @@ def name_ts(stamp: str) -> dt.datetime:
                            int(stamp[10:12]), int(stamp[12:14]), tzinfo=dt.UTC)
     except ValueError:  # e.g. month 13: sorts first, and check_meta reports the mismatch
         return dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def precise_ts(ts: dt.datetime | None = None) -> str:
+    """``ts`` (now by default) to the microsecond, UTC, at one fixed width, so that its text sorts as its
+    time: the metadata's ``created``."""
+    return (ts or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def order_key(snap) -> tuple[str, str, str]:
+    """Sorts ``store.Snapshot`` objects oldest to newest: by the second in the name (fixed width, UTC),
+    then by the metadata's ``created`` (``precise_ts``), then by name. Snapshots of one second are thus in
+    the order they were taken (``loop-9`` before ``loop-10``); one not read yet, or whose metadata predates
+    ``created``, falls back on its name."""
+    created = snap.meta.get("created") if snap.meta else None
+    return snap.path.name[:14], created if isinstance(created, str) else "", snap.path.name

@@ -11,6 +11,7 @@ from services import __version__
 from services.config import ConnInfo
 from services.display import age_text, human_size
 from services.snapshots import compression
+from services.snapshots.listing import precise_ts
 from services.snapshots.meta import scope_facts
 from services.snapshots.store import Snapshot, format_ts, os_user
 
@@ -46,6 +47,7 @@ def snapshot_record(*, label: str, purpose: str, notes: str, ts: dt.datetime, ki
         "label": label,
         "purpose": purpose or "",
         "timestamp": format_ts(ts),
+        "created": precise_ts(),  # taken under the directory's lock: orders snapshots of one second
         "database_version": database_version,
         "type": kind,
         "size_bytes": size,

@@ -24,7 +24,7 @@ from pathlib import Path
 from services.display import utcnow
 from services.errors import BadInput, InvalidSnapshot, LockHeld, OperationFailed
 from services.snapshots import compression, validation
-from services.snapshots.listing import Signature, name_ts, sign_rest, stamp_of
+from services.snapshots.listing import Signature, name_ts, order_key, sign_rest, stamp_of
 from services.snapshots.meta import check_meta, load_meta, meta_text
 
 #: 1-64 letters, digits, '.', '_' or '-', not starting with '-' or '.' (no option look-alikes, no hidden
@@ -169,7 +169,7 @@ class SnapshotStore:
                                   "Fix its permissions or choose another --dir.") from None
 
     def list(self) -> list[Snapshot]:
-        """Snapshots newest first (by metadata timestamp, which equals the name's), each quick-checked.
+        """Snapshots newest first (``listing.order_key``), each quick-checked.
         Within one store, a snapshot whose two files are unchanged (size, mtime, inode) since the last
         listing is not read again; ``validate`` always reads afresh."""
         return self.list_signed(False)[0]
@@ -208,9 +208,7 @@ class SnapshotStore:
             self._memo = fresh
         if signature is not None:
             sign_rest(signature, entries)
-        # Newest first, by name: a name starts with its timestamp (fixed width, UTC), so this is the order
-        # of (timestamp, name) without comparing aware datetimes.
-        snaps.sort(key=lambda s: s.path.name, reverse=True)
+        snaps.sort(key=order_key, reverse=True)
         return snaps, signature
 
     def _load(self, path: Path, m: re.Match, size: int | None = None) -> Snapshot:
