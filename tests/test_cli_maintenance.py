@@ -7,7 +7,7 @@ import json
 import shutil
 
 from services.snapshots.store import SnapshotStore, format_ts, load_meta, utcnow
-from tests.helpers import assert_clean_error, run_cli, url
+from tests.helpers import assert_clean_error, run_cli, url, write_snapshot
 
 
 def copy_as(snapdir, src, label: str, ts: dt.datetime, **meta_changes) -> str:
@@ -83,3 +83,17 @@ def test_diff_cli_reports_exactly_the_changes(pg18, db18, snapdir):
     text = run_cli("diff", "2", "1", "--dir", str(snapdir)).stdout
     assert "+ table public.tags" in text and "- column public.items.name" in text
     assert_clean_error(run_cli("diff", "1", "9", "--dir", str(snapdir)), 2, "no snapshot #9")
+
+
+def test_protection_by_label_shows_in_list_json_and_show(tmp_path):
+    """A label such as v1.0 protects a snapshot from cleanup as the metadata flag does: every face says so."""
+    store = SnapshotStore(tmp_path)
+    now = utcnow()
+    write_snapshot(store, "v1.0", now - dt.timedelta(hours=2))
+    write_snapshot(store, "nightly", now - dt.timedelta(hours=1))
+    rows = json.loads(run_cli("list", "--json", "--dir", str(tmp_path)).stdout)
+    assert [(r["label"], r["protected"]) for r in rows] == [("nightly", False), ("v1.0", True)]
+    table = run_cli("list", "--dir", str(tmp_path)).stdout
+    assert [ln.rstrip().endswith("P") for ln in table.splitlines() if "| v1.0 " in ln or "| nightly " in ln] \
+        == [False, True]
+    assert "Label:     v1.0  [protected]" in run_cli("show", "2", "--dir", str(tmp_path)).stdout
