@@ -3,7 +3,7 @@ the real database while the question is already asked; at 80×24 the question an
 
 from __future__ import annotations
 
-from textual.widgets import Button, Static
+from textual.widgets import Button, Footer, Static
 
 from app.screens.restore import RestoreModal
 from app.tui import make_app
@@ -36,6 +36,9 @@ async def test_restore_dialog_shows_what_the_restore_changes(pg18, db18, snapdir
         assert dialog.max_scroll_y == 0, dialog.max_scroll_y
         for widget in (modal.query_one(".question"), modal.query_one("#answer-yes"), modal.query_one("#cost")):
             assert dialog.region.contains_region(widget.region), widget
-        await pilot.press("escape")
+        # Its own footer, and q closes it like every dialog (issue 30, item 4).
+        shown = {key for key, ab in app.screen.active_bindings.items() if ab.binding.show and ab.node is not app}
+        assert modal.query_one(Footer).display and "escape" in shown and "n" not in shown, shown
+        await pilot.press("q")
         await until(pilot, lambda: not isinstance(app.screen, RestoreModal), what="the dialog to close")
     assert full_dump(db18) == before

@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Label, Static
+from textual.widgets import Button, Checkbox, Footer, Label, Static
 
 from app.common import failure_text
 from app.workflow import Operation
@@ -40,7 +40,7 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
     """Metadata, validation verdict, schema-only warning, pre-rollback option, and Yes/No."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", tooltip="Close without restoring")]
+        Binding("escape,q", "cancel", "Cancel", tooltip="Close without restoring")]
     #: Shorter terminals get shorter metadata and preview boxes (styles/modals.tcss), so that the whole
     #: dialog fits and the question and the answers stay in view.
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall"), (44, "-roomy")]
@@ -83,10 +83,11 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
             with Horizontal(classes="buttons"):
                 if not self.validation.ok:
                     yield Button("Close", id="answer-no", compact=True)
-                    return
-                for opt in confirm.options:
-                    yield Button(opt.label, id=f"answer-{opt.value}",
-                                 variant="error" if opt.value == "yes" else "default", compact=True)
+                else:
+                    for opt in confirm.options:
+                        yield Button(opt.label, id=f"answer-{opt.value}",
+                                     variant="error" if opt.value == "yes" else "default", compact=True)
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one(SnapshotPreview).show(self.snap, self.now, self.validation, self.index)
