@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -160,7 +161,8 @@ def test_cli_compress_flag_and_config_default(db, snapdir, tmp_path):
     assert {r["label"] for r in listed} == {"g", "z"} and all(r["valid"] for r in listed)
     newest = next(r["filename"] for r in listed if r["label"] == "g")
     res = run_cli("show", newest, "--dir", str(snapdir), env=env)
-    assert "gzip;" in res.stdout and "of SQL" in res.stdout
+    assert re.search(r"^Type: +full \(schema \+ data\) · [\d.]+ \w+ gzip \([\d.]+ \w+ of SQL\)$", res.stdout, re.M), \
+        res.stdout
     cfg.write_text("compress: rar\n")
     res = run_cli("snapshot", "--label", "r", "--dir", str(snapdir), env={**env, "DBSAGE_CONFIG": str(cfg)})
     assert res.returncode == 2 and "compress" in res.stderr and "Traceback" not in res.stderr
