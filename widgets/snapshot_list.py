@@ -18,6 +18,8 @@ from textual.containers import Vertical
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
+from services.display import human_size
+from services.snapshots.maintenance import disk_use
 from services.snapshots.store import Snapshot
 from widgets.snapshot_table import LEGEND, SnapshotTable
 
@@ -85,7 +87,8 @@ class SnapshotList(Vertical):
         self.set_class(not entries, "-empty")
         total = len(self._snapshots)
         count = f"{len(entries)} of {total} match “{self.filter_text}”" if self.filter_text else str(total)
-        self.border_title = f"Snapshots ({count}) · {self.directory}"
+        on_disk = human_size(disk_use(self._snapshots)[0]) if self._snapshots else ""
+        self.border_title = f"Snapshots ({count}) · " + (f"{on_disk} · " if on_disk else "") + str(self.directory)
 
     # -- the filter ----------------------------------------------------------------------------------
     def open_filter(self) -> None:
