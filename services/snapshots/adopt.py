@@ -41,6 +41,7 @@ class _Survey:
 
     schemas: set[str] = field(default_factory=set)
     tables: int = 0
+    creates_database: bool = False  # pg_dump --create: CREATE DATABASE and \connect, not ours to replay
 
     def on_line(self, line: bytes) -> None:
         if not line.startswith(b"-- Name: "):
@@ -53,6 +54,7 @@ class _Survey:
         elif m["schema"] != "-":
             self.schemas.add(m["schema"])
         self.tables += m["type"] == "TABLE"
+        self.creates_database |= m["type"] == "DATABASE"
 
 
 @dataclass
@@ -96,6 +98,8 @@ def _refusal(read: _Read) -> str | None:
         return "the pg_dump header names no server or pg_dump version"
     if scan.in_copy_at_end or not scan.has_trailer:
         return "truncated: the dump-complete trailer is missing"
+    if read.survey.creates_database:
+        return "made with pg_dump --create (it creates the database itself); dump without --create"
     if scan.copies and not read.survey.tables:
         return "a data-only dump (it creates no tables), which cannot restore a database"
     return None
