@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import sys
 
-from app.cli_output import Printer, confirm, describe, print_json, print_table, snapshot_json
-from services.display import age_text, human_size, utcnow
+from app.cli_output import (
+    Printer,
+    confirm,
+    describe,
+    print_json,
+    print_snapshot_table,
+    snapshot_json,
+)
+from services.display import human_size, utcnow
 from services.errors import EXIT_FAILED, EXIT_OK, BadInput
 from services.snapshots import maintenance
-from services.snapshots.meta import migration_text
-from services.snapshots.retention import is_protected
+from services.snapshots.adopt import adoptable
 from services.workspace import Workspace
 
 
@@ -107,23 +115,32 @@ async def cmd_list(ws: Workspace, args) -> int:
               f"Take one with: {_again(ws, args)} snapshot --label before-migration")
         return EXIT_OK
     print(f"Available snapshots in {ws.store.directory} (newest first):\n")
-    rows = []
-    heads = [migration_text(s.meta) for s in snaps]
-    for i, (s, head) in enumerate(zip(snaps, heads, strict=True), 1):
-        flags = ("!" if not s.valid else "") + ("P" if is_protected(s) else "")
-        rows.append([str(i), s.label, s.timestamp.strftime("%Y-%m-%d %H:%M"), age_text(s.timestamp),
-                     s.type if s.meta else "?", human_size(s.size_bytes), s.purpose[:40],
-                     *([(head or "-").split(" ")[0]] if any(heads) else []), flags])
-    print_table(rows, ["#", "Label", "Date (UTC)", "Age", "Type", "Size", "Purpose",
-                       *(["Migration"] if any(heads) else []), ""])
+    styled = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    print_snapshot_table(snaps, columns=shutil.get_terminal_size((0, 0)).columns, styled=styled, now=utcnow())
     bad = [s for s in snaps if not s.valid]
     if bad:
-        print(f"\n! {len(bad)} invalid: " + "; ".join(f"{s.filename}: {s.problem}" for s in bad[:5]))
+        print(f"\n! {len(bad)} invalid: " + "; ".join(
+            f"{s.filename}: {s.problem}" + (f" (adopt it with `{_again(ws, args)} adopt {s.filename}`)"
+                                           if adoptable(s) else "") for s in bad[:5]))
     total, pre = maintenance.disk_use(snaps)
     print(f"\n{len(snaps)} snapshot{'s' if len(snaps) != 1 else ''}, {human_size(total)} on disk"
           + (f" ({human_size(pre)} in pre-rollback snapshots; cleanup keeps the newest "
              f"{ws.settings.retention.pre_rollback})" if pre else ""))
     print(f"Select a snapshot by number or file name, e.g. {_again(ws, args)} restore 1")
+    return EXIT_OK
+
+
+async def cmd_adopt(ws: Workspace, args) -> int:
+    from services.snapshots.adopt import adopt
+    snap = adopt(ws.store, args.file, ws.conn)
+    if args.json:
+        print_json(snap.meta)
+    else:
+        m = snap.meta
+        rows = f", {sum(m['row_counts'].values()):,} rows" if m["row_counts"] is not None else ""
+        print(f"Adopted {snap.filename}: {m['type']}, {m['size_human']}, {m['tables_count']} tables{rows}, "
+              f"schemas {', '.join(m['schemas']) or 'none'}; dumped from {m['database_version']}")
+        print(f"Restore with: {_again(ws, args)} restore {snap.filename}")
     return EXIT_OK
 
 
@@ -316,6 +333,6 @@ async def cmd_diff(ws, args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"snapshot": cmd_snapshot, "guard": cmd_guard, "list": cmd_list, "show": cmd_show, "validate": cmd_validate,
-            "restore": cmd_restore, "rollback": cmd_rollback, "protect": cmd_protect, "unprotect": cmd_protect,
-            "psql": cmd_psql, "cleanup": cmd_cleanup, "diff": cmd_diff}
+COMMANDS = {"snapshot": cmd_snapshot, "guard": cmd_guard, "list": cmd_list, "adopt": cmd_adopt, "show": cmd_show,
+            "validate": cmd_validate, "restore": cmd_restore, "rollback": cmd_rollback, "protect": cmd_protect,
+            "unprotect": cmd_protect, "psql": cmd_psql, "cleanup": cmd_cleanup, "diff": cmd_diff}

@@ -3,10 +3,12 @@ a snapshot's description, and the yes/no question."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 
 from app.common import progress_text
+from services.display import compact_age, human_size
 from services.events import Event, Log, Progress, Step
 from services.snapshots.meta import migration_text
 from services.snapshots.record import facts
@@ -63,13 +65,64 @@ def print_json(data, compact: bool = False) -> None:
     print(json.dumps(data, indent=None if compact else 2, default=str))
 
 
-def print_table(rows: list[list[str]], headers: list[str]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    print(line.rstrip())
+def cut(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, a ``…`` where it is cut."""
+    return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
+
+
+def table_width(widths: list[int]) -> int:
+    return sum(widths) + 3 * (len(widths) - 1)
+
+
+def column_widths(rows: list[list[str]], headers: list[str]) -> list[int]:
+    return [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+
+def print_table(rows: list[list[str]], headers: list[str], *, width: int = 0,
+                shrink: tuple[tuple[int, int], ...] = (), bold: set[int] | frozenset[int] = frozenset()) -> None:
+    """Columns separated by `` | ``. With ``width`` (the terminal's), the columns ``shrink`` names, as
+    (column, narrowest), give up characters in that order until the table fits; text they cut ends in
+    ``…``. Rows whose index is in ``bold`` are printed bold (the caller decides whether styles apply)."""
+    widths = column_widths(rows, headers)
+    over = table_width(widths) - width if width else 0
+    for col, narrowest in shrink:
+        give = min(max(over, 0), max(widths[col] - max(narrowest, len(headers[col])), 0))
+        widths[col] -= give
+        over -= give
+    print(" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     print("-|-".join("-" * w for w in widths))
-    for r in rows:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for i, r in enumerate(rows):
+        line = " | ".join(cut(c, w).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        print(f"\x1b[1m{line}\x1b[0m" if i in bold else line)
+
+
+#: Purpose text beyond this many characters is cut in ``list`` (``show`` has it whole).
+PURPOSE_WIDTH = 40
+FLAGS_LEGEND = "Flags: ! invalid  P protected"
+
+
+def print_snapshot_table(snaps: list[Snapshot], *, columns: int, styled: bool, now: dt.datetime) -> None:
+    """``list``'s table. ``columns``: the terminal's width (0 when unknown, e.g. a pipe): the table is made
+    to fit it, purposes then labels cut first, and gets a File column when that fits too. Ages are the
+    app list's short ones (``5h``, ``3d``): the date is beside them. ``styled``: snapshots younger than a
+    day are bold."""
+    heads = [migration_text(s.meta) for s in snaps]
+    migration = any(heads)
+    headers = ["#", "Label", "Date (UTC)", "Age", "Type", "Size", "Purpose", *(["Migration"] if migration else []),
+               "File", "Flags"]
+    rows = [[str(i), s.label, s.timestamp.strftime("%Y-%m-%d %H:%M"), compact_age(s.timestamp, now),
+             s.type if s.meta else "?", human_size(s.size_bytes), cut(s.purpose, PURPOSE_WIDTH),
+             *([(head or "-").split(" ")[0]] if migration else []), s.filename,
+             ("!" if not s.valid else "") + ("P" if is_protected(s) else "")]
+            for i, (s, head) in enumerate(zip(snaps, heads, strict=True), 1)]
+    file_col = len(headers) - 2
+    if not columns or table_width(column_widths(rows, headers)) > columns:
+        del headers[file_col]
+        for r in rows:
+            del r[file_col]
+    recent = {i for i, s in enumerate(snaps) if now - s.timestamp < dt.timedelta(days=1)} if styled else set()
+    print_table(rows, headers, width=columns, shrink=((6, 12), (1, 16), (6, 7), (1, 10)), bold=recent)
+    print(FLAGS_LEGEND)
 
 
 def describe(snap: Snapshot) -> list[str]:

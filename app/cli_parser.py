@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _snapshot_commands(cmd) -> None:
-    """snapshot, list, show, validate."""
+    """snapshot, list, adopt, show, validate."""
     p = cmd("snapshot", "take a labeled snapshot")
     p.add_argument("--label", required=True, help="1-64 letters, digits, '.', '_' or '-'")
     p.add_argument("--type", choices=["full", "schema", "clone"], default="full",
@@ -61,6 +61,11 @@ def _snapshot_commands(cmd) -> None:
 
     p = cmd("list", "list snapshots, newest first")
     p.add_argument("--json", action="store_true")
+
+    p = cmd("adopt", "give a pg_dump file put in the snapshot directory by hand ({YYYYmmddHHMMSS}_{label}.sql, "
+                     ".sql.gz, .sql.zst) its metadata, after a full check, so that it lists and restores")
+    p.add_argument("file", metavar="FILE", help="the file name (or its list number)")
+    p.add_argument("--json", action="store_true", help="print the metadata as JSON")
 
     for name, text in (("show", "show a snapshot's metadata"),
                        ("validate", "check a snapshot: metadata, size, sha256, structure")):

@@ -41,14 +41,12 @@ from services.diff.canonical import (
 )
 from services.events import Progress, Reporter, null_reporter
 from services.snapshots import compression
-from services.snapshots.scanner import DumpScanner
+from services.snapshots.scanner import TOC_RE, DumpScanner
 
 #: Order of kinds in reports: containers first, then what lives in them.
 KINDS = ("schema", "extension", "type", "sequence", "table", "column", "constraint", "index", "view",
          "materialized_view", "function", "procedure", "aggregate", "trigger", "policy", "rule", "comment",
          "grant")
-_TOC_RE = re.compile(r"^-- (?:Data for )?Name: (?P<name>.*?); Type: (?P<type>[A-Z ]+); "
-                     r"Schema: (?P<schema>.*?);")
 _META_RE = re.compile(rb"^\\(restrict|unrestrict|connect)\b")
 #: Statements that are not schema: session settings, the --clean DROPs, setval/set_config, matview refresh.
 _SKIP = (ast.VariableSetStmt, ast.DropStmt, ast.SelectStmt, ast.RefreshMatViewStmt, ast.AlterOwnerStmt)
@@ -91,7 +89,7 @@ class _Builder:
     def on_line(self, line: bytes) -> None:
         if line.startswith((b"-- Name: ", b"-- Data for Name: ")):
             self.flush()
-            m = _TOC_RE.match(line.decode("utf-8", "replace"))
+            m = TOC_RE.match(line.decode("utf-8", "replace"))
             self.toc = (m["type"], m["schema"], m["name"]) if m else None
             return
         if _META_RE.match(line) or (line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;")):

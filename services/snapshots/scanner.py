@@ -8,6 +8,7 @@ the DDL between COPY blocks is split into lines.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,6 +17,10 @@ TRAILER = b"-- PostgreSQL database dump complete"
 #: First and last lines of what dbsage-tui appends after pg_dump's trailer (``services.server.dependents``).
 APPENDIX_BEGIN = b"-- dbsage-tui appendix:"
 APPENDIX_END = b"-- dbsage-tui appendix complete"
+#: The comment pg_dump writes before each TOC entry: ``-- Name: items; Type: TABLE; Schema: public; Owner: app``
+#: (``-- Data for Name: ...`` before a table's COPY block).
+TOC_RE = re.compile(r"^-- (?:Data for )?Name: (?P<name>.*?); Type: (?P<type>[A-Z ]+); "
+                    r"Schema: (?P<schema>.*?);")
 _COPY_END = b"\\.\n"
 _NL_COPY_END = b"\n" + _COPY_END
 _TAIL_KEEP = 4096
