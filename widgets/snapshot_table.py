@@ -51,7 +51,7 @@ DEFAULT_PURPOSE = 40  # until the table knows its width
 EMPTY_WIDTHS = (number_width(1), *cell_widths(("before-migration", True, False, None, False, False), "59m",
                                               "schema-only", 150_000))
 LEGEND = (f"{INVALID_MARK} invalid  {PROTECTED_MARK} protected  {GUARD_MARK} guarded (red: failed)  "
-          f"{DIFF_MARK} marked  bold: last 24 h")
+          f"{DIFF_MARK} marked  bold: < 24 h")
 HEADERS = tuple(Text(" " + header, justify="right" if key in ("index", "size") else "left")
                 for header, key in COLUMNS)
 
