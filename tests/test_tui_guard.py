@@ -12,11 +12,13 @@ import html
 
 from textual.widgets import Static
 
+from app.screens.operation import OperationScreen
 from app.tui import make_app
+from services.server import dump
 from services.snapshots.record import guard_outcome, guard_record
 from services.snapshots.store import SnapshotStore
 from services.workspace import Workspace
-from tests.helpers import NOW, SERVER, TARGET, settle, until, write_snapshot
+from tests.helpers import NOW, SERVER, TARGET, listed, seed_items, settle, until, write_snapshot
 from widgets.snapshot_table import LEGEND, SnapshotTable
 
 SIZE = (80, 24)
@@ -70,3 +72,34 @@ async def test_guarded_snapshots_are_marked_and_a_failed_guard_stands_out(tmp_pa
         text = str(body.render())
         assert "supabase db push" in text and "failed (exit 1, 3.2s)" in text
         assert "supabase 20241020120000 add_orders" in text
+
+
+async def test_after_an_emergency_rollback_the_screen_tells_what_it_undid(pg18, db18, snapdir):
+    """A table added and rows deleted after the snapshot: E rolls back, and the operation screen, at
+    80x24, lists the table as gone and the rows as restored (before the rollback → now)."""
+    seed_items(pg18, db18, 30)
+    store = SnapshotStore(snapdir)
+    await dump.snapshot(db18, store, "emergency-backup")
+    pg18.psql("CREATE TABLE junk (x int); INSERT INTO junk SELECT generate_series(1, 7);"
+              "DELETE FROM items WHERE id > 20;", db18.dbname)
+    app = make_app(Workspace(conn=db18, store=store))
+    async with app.run_test(size=SIZE) as pilot:
+        await listed(pilot, 1)
+        await pilot.press("E")
+        await until(pilot, lambda: isinstance(app.screen, OperationScreen))
+        op = app.screen
+        await until(pilot, lambda: not op.running, timeout=60, what="the rollback to end")
+        assert "RECOVERY STATUS: OK" in str(op.query_one("#summary", Static).render())
+        undone = op.query_one("#undone", Static)
+        await until(pilot, lambda: "Rollback undid: 1 gone" in str(undone.render()), timeout=30,
+                    what="what the rollback undid")
+        text = str(undone.render())
+        assert text.splitlines() == [
+            "Rollback undid: 1 gone · 0 back · 0 redefined · rows in 2 of 2 tables",
+            "  gone: table public.junk",
+            "  rows public.items: 20 → 30 (+10)",
+            "  rows public.junk: 7 → - (-7)"]
+        # The status, what the rollback undid and Close are on the 80x24 screen together.
+        screen = html.unescape(app.export_screenshot()).replace("\xa0", " ")
+        assert "RECOVERY STATUS: OK" in screen and "gone: table public.junk" in screen and " Close " in screen
+    assert pg18.psql("SELECT count(*) FROM items", db18.dbname).strip() == "30"
