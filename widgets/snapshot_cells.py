@@ -19,7 +19,7 @@ from services.display import human_size
 COLUMNS = (("#", "index"), ("Label", "label"), ("Date (UTC)", "date"), ("Age", "age"), ("Type", "type"),
            ("Size", "size"), ("Purpose", "purpose"))
 #: Glyphs in front of a label; the help screen and the table's subtitle explain them.
-INVALID_MARK, PROTECTED_MARK, DIFF_MARK = "✗", "◆", "●"
+INVALID_MARK, PROTECTED_MARK, GUARD_MARK, DIFF_MARK = "✗", "◆", "⚑", "●"
 #: Labels longer than this are shortened in the table (the preview shows them whole).
 MAX_LABEL = 32
 
@@ -40,24 +40,43 @@ def _size_text(size: int) -> str:
     return text
 
 
-def _marks(valid: bool, protected: bool, marked: bool) -> int:
-    return (not valid) + protected + marked
+def guard_state(meta: dict | None) -> str | None:
+    """What the label's guard mark says of a snapshot taken by ``dbsage-tui guard``: "ok" (the command
+    succeeded), "failed" (it failed, rolled back or not), "unknown" (no outcome recorded: dbsage-tui was
+    stopped while it ran), None (not guarded). The preview tells the whole outcome."""
+    guard = (meta or {}).get("guard")
+    if not isinstance(guard, dict):
+        return None
+    code = guard.get("exit_code")
+    return "unknown" if code is None else "ok" if code == 0 else "failed"
 
 
-def _label_width(label: str, valid: bool, protected: bool, marked: bool, recent: bool) -> int:
-    return min(1 + 2 * _marks(valid, protected, marked) + cell_len(label), MAX_LABEL + 1)
+_GUARD_COLORS = {"ok": ("text-success", "green"), "failed": ("text-error", "red"),
+                 "unknown": ("text-warning", "yellow")}
+
+
+def _marks(valid: bool, protected: bool, guard: str | None, marked: bool) -> int:
+    return (not valid) + protected + (guard is not None) + marked
+
+
+def _label_width(label: str, valid: bool, protected: bool, guard: str | None, marked: bool, recent: bool) -> int:
+    return min(1 + 2 * _marks(valid, protected, guard, marked) + cell_len(label), MAX_LABEL + 1)
 
 
 def _index_cell(index: int, colors: dict) -> Text:
     return Text(f" {index}", justify="right")
 
 
-def _label_cell(label: str, valid: bool, protected: bool, marked: bool, recent: bool, colors: dict) -> Text:
+def _label_cell(label: str, valid: bool, protected: bool, guard: str | None, marked: bool, recent: bool,
+                colors: dict) -> Text:
     text = Text(" ", no_wrap=True)
     if not valid:
         text.append(INVALID_MARK + " ", colors.get("text-error", "red"))
     if protected:
         text.append(PROTECTED_MARK + " ", colors.get("text-warning", "yellow"))
+    if guard is not None:
+        name, fallback = _GUARD_COLORS[guard]
+        text.append(GUARD_MARK + " ", ("bold " if guard == "failed" else "") + colors.get(name, fallback))
     if marked:
         text.append(DIFF_MARK + " ", colors.get("text-accent", "magenta"))
     text.append(label, "bold" if recent else "")

@@ -34,9 +34,11 @@ from widgets.snapshot_cells import (
     BUILT,
     COLUMNS,
     DIFF_MARK,
+    GUARD_MARK,
     INVALID_MARK,
     PROTECTED_MARK,
     cell_widths,
+    guard_state,
     number_width,
 )
 
@@ -46,9 +48,10 @@ MIN_PURPOSE = 4
 DEFAULT_PURPOSE = 40  # until the table knows its width
 #: Column widths while no row is shown (a first launch, a filter that matches nothing): those of a typical
 #: row, so that the header reads as a table and does not jump when the first snapshot comes in.
-EMPTY_WIDTHS = (number_width(1), *cell_widths(("before-migration", True, False, False, False), "59m",
+EMPTY_WIDTHS = (number_width(1), *cell_widths(("before-migration", True, False, None, False, False), "59m",
                                               "schema-only", 150_000))
-LEGEND = f"{INVALID_MARK} invalid  {PROTECTED_MARK} protected  {DIFF_MARK} marked  bold: last 24 h"
+LEGEND = (f"{INVALID_MARK} invalid  {PROTECTED_MARK} protected  {GUARD_MARK} guarded (red: failed)  "
+          f"{DIFF_MARK} marked  bold: < 24 h")
 HEADERS = tuple(Text(" " + header, justify="right" if key in ("index", "size") else "left")
                 for header, key in COLUMNS)
 
@@ -60,7 +63,7 @@ def next_change(ts: dt.datetime, now: dt.datetime) -> dt.datetime:
 
 
 class SnapshotTable(ScrollView, can_focus=True):
-    """Snapshots newest first, one row per snapshot file, with validity, protection and recency marks,
+    """Snapshots newest first, one row per snapshot file, with validity, protection, guard and recency marks,
     under a header line that stays put while the rows scroll."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -198,10 +201,10 @@ class SnapshotTable(ScrollView, can_focus=True):
             row.age_until = next_change(snap.timestamp, now)
             heapq.heappush(self._due, (row.age_until, key))
         row.snap, row.shown = snap, _shown(snap, key == self._marked)
-        marked, label, valid, protected, ts, kind, size, purpose, problem = row.shown
+        marked, label, valid, protected, guard, ts, kind, size, purpose, problem = row.shown
         recent = now - ts < RECENT
         # Each column's inputs, in COLUMNS order, but the number's (read from ``row.index`` when drawn).
-        row.inputs = ((label, valid, protected, marked, recent), (ts, recent), (row.age, recent), (kind,),
+        row.inputs = ((label, valid, protected, guard, marked, recent), (ts, recent), (row.age, recent), (kind,),
                       (size,), (purpose, problem))
         row.widths = cell_widths(row.inputs[0], row.age, kind, size)
 
@@ -306,7 +309,7 @@ def _shown(snap: Snapshot, marked: bool) -> tuple:
     """Everything a row shows of a snapshot but its list number and age, as values: the engine updates a
     Snapshot in place (protect, validate), so the object the row was built from cannot tell whether it
     changed."""
-    return (marked, snap.label, snap.valid, is_protected(snap), snap.timestamp,
+    return (marked, snap.label, snap.valid, is_protected(snap), guard_state(snap.meta), snap.timestamp,
             "…" if snap.pending else snap.type if snap.meta else "?", snap.size_bytes, snap.purpose, snap.problem)
 
 

@@ -4,12 +4,16 @@ The screen runs the work in its own worker and shows how it ended: the engine's 
 end arrive through the same message queue, so the outcome is never shown before the last step. Escape
 (or q) while work runs asks once whether to stop it: the restore runs in one transaction, so the database
 stays as it was unless the restore step had already committed.
+
+After an emergency rollback, a second worker tells what the rollback undid (``undone_lines``): its
+pre-rollback snapshot compared with the database now, the comparison ``restore --dry-run`` makes
+(``services.server.preview``), shown under the recovery status once it arrives.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -29,6 +33,9 @@ from services.server.restore import RestoreResult
 from widgets.activity_log import ActivityLog
 from widgets.steps import StepList
 
+if TYPE_CHECKING:
+    from services.server.preview import Preview, TableRows
+
 #: The steps the engine reports for a restore, in order.
 RESTORE_STEPS = ["validate", "pre-rollback snapshot", "restore", "analyze", "smoke test"]
 
@@ -38,7 +45,17 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
 
     ``run`` is the work: given this screen (its ``report`` for the engine's events, its ``locks``, its
     ``set_subject``), it returns the restore's result. Without it the screen only shows what it is told
-    (pictures of the screen in tests)."""
+    (pictures of the screen in tests). ``aftermath`` (an emergency rollback's): given the result, the
+    preview of restoring its pre-rollback snapshot over the database now, i.e. what the rollback undid."""
+
+    DEFAULT_CSS = """
+    #undone {
+        display: none;
+        margin: 0 0 1 0;
+        padding: 0 1;
+        border-left: thick $warning;
+    }
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "cancel_or_close", "Stop / close",
@@ -49,13 +66,16 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
     def __init__(self, title: str, subject: str, *, emergency: bool, audit_path: str,
                  run: Callable[[OperationScreen], Awaitable[RestoreResult]] | None = None,
                  done: dict[str, tuple[str, str]] | None = None, locks: LockPolicy | None = None,
-                 also_to: MessagePump | None = None) -> None:
+                 also_to: MessagePump | None = None,
+                 aftermath: Callable[[RestoreResult], Awaitable[Preview]] | None = None) -> None:
         super().__init__(classes="-emergency" if emergency else "")
         self.done = done or {}  # steps already done before the work started (validated before asking)
         self.title_text = title
         self.subject = subject
         self.emergency = emergency
         self.run = run
+        self.aftermath = aftermath
+        self.job: Worker | None = None  # the restore's worker (the other one tells what a rollback undid)
         #: The engine's events go to this screen and to ``also_to`` (the main screen's log).
         self.report = bridge(self, *([also_to] if also_to else []))
         self.audit_path = audit_path
@@ -73,6 +93,7 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
             yield Static("", id="blocked", markup=False)
             yield StepList(steps, initial=self.done, id="steps")
             yield Static("", id="summary")
+            yield Static("", id="undone", markup=False)
             yield ActivityLog(id="op-activity")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel", variant="warning", compact=True)
@@ -83,7 +104,7 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         self.query_one(ActivityLog).start("starting…")
         self.query_one("#blocked").display = False  # shown only while sessions are in the way
         if self.run is not None:
-            self.run_work()
+            self.job = self.run_work()
 
     @work(exclusive=True, group="work", exit_on_error=False, description="Restoring a snapshot")
     async def run_work(self) -> RestoreResult:
@@ -91,6 +112,8 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
 
     @on(Worker.StateChanged)
     def _work_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is not self.job:
+            return
         if event.state == WorkerState.SUCCESS:
             self.finish(event.worker.result)
         elif event.state == WorkerState.ERROR:
@@ -169,6 +192,24 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         lines.append(Content(f"• Check your application. The restore is recorded in {self.audit_path}."))
         self.set_class(not ok, "-failed")
         self._done(Content("\n").join(lines))
+        if self.emergency and result.pre_snapshot is not None and self.aftermath is not None:
+            self.show_undone(result)
+
+    @work(exclusive=True, group="undone", exit_on_error=False, description="Telling what the rollback undid")
+    async def show_undone(self, result: RestoreResult) -> None:
+        """What the rollback undid, worked out after it: the recovery status is already on screen, and
+        stays whether or not this comparison succeeds."""
+        box = self.query_one("#undone", Static)
+        box.update(f"Rollback undid: comparing {result.pre_snapshot.filename} with the database…")
+        box.display = True
+        try:
+            preview = await self.aftermath(result)
+        except Exception as exc:  # noqa: BLE001 - the rollback is done; say why its changes are not told
+            text, _ = failure_text(exc)
+            box.update(f"What the rollback undid is not known: {text}")
+            return
+        box.update(Content("\n").join(undone_lines(preview)))
+        self.call_after_refresh(self._show_end)
 
     def fail(self, message: str) -> None:
         self.query_one(StepList).end_running("failed", "")
@@ -209,6 +250,12 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         self.query_one("#summary", Static).update(summary)
         self.add_class("-done")
         self.query_one("#close", Button).focus()
+        self.call_after_refresh(self._show_end)
+
+    def _show_end(self) -> None:
+        """The outcome and Close in view: on a short terminal (80x24) the steps scroll up out of sight,
+        the status, what a rollback undid and the buttons stay together on screen."""
+        self.query_one("#dialog", VerticalScroll).scroll_end(animate=False, immediate=True)
 
     # -- keys and buttons ------------------------------------------------------------------------------
     @on(Button.Pressed, "#cancel")
@@ -238,3 +285,33 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         if stop and self.running:
             self.notify("Stopping…", severity="warning")
             self.workers.cancel_node(self)
+
+
+#: Items listed under the rollback's headline (more are counted), so that it fits 80x24 with the status.
+UNDONE_ITEMS = 3
+
+
+def undone_lines(p: Preview, limit: int = UNDONE_ITEMS) -> list[Content]:
+    """What an emergency rollback undid, from ``p``: the preview of restoring its pre-rollback snapshot
+    over the database after it. What that restore would bring back, the rollback removed ("gone"); what it
+    would remove, the rollback brought back ("back"); rows go from the snapshot's counts (before the
+    rollback) to the database's (now). One headline, then the first ``limit`` items."""
+    moved = [r for r in p.rows if r.delta]
+    items = [*(f"gone: {c.kind.replace('_', ' ')} {c.name}" for c in p.back),
+             *(f"back: {c.kind.replace('_', ' ')} {c.name}" for c in p.gone),
+             *(f"redefined: {c.kind.replace('_', ' ')} {c.name}" for c in p.changed),
+             *(_rows_undone(r) for r in moved)]
+    if not items:
+        return [Content.assemble(("Rollback undid: ", "bold"), "nothing (schema and row counts as before it).")]
+    head = (f"{len(p.back)} gone · {len(p.gone)} back · {len(p.changed)} redefined · "
+            f"rows in {len(moved)} of {len(p.rows)} tables")
+    shown = items if len(items) <= limit else [*items[:limit - 1], f"… and {len(items) - limit + 1} more"]
+    return [Content.assemble(("Rollback undid: ", "bold"), head), *(Content("  " + i) for i in shown)]
+
+
+def _rows_undone(r: TableRows) -> str:
+    """``rows public.items: 20 → 30 (+10)``: before the rollback (the snapshot) → now; ``~`` an estimate."""
+    before = "-" if r.snapshot is None else f"{r.snapshot:,}"
+    approx = "" if r.exact else "~"
+    after = "-" if r.now is None else f"{approx}{r.now:,}"
+    return f"rows {r.table}: {before} → {after} ({approx}{-r.delta:+,})"

@@ -17,6 +17,7 @@ from services.snapshots.validation import Validation
 if TYPE_CHECKING:
     from app.screens.operation import OperationScreen
     from app.screens.restore import RestoreRequest
+    from services.server.preview import Preview
     from services.server.restore import RestoreResult
 
 
@@ -57,15 +58,16 @@ class Recovery:
             return
         self.activity.start("emergency rollback…")
         self._open_operation("EMERGENCY ROLLBACK", "Choosing the snapshot to restore…", self.emergency_job,
-                             emergency=True)
+                             emergency=True, aftermath=self.undone_job)
 
     def _open_operation(self, title: str, subject: str, run: Callable[[OperationScreen], Awaitable[RestoreResult]],
-                        emergency: bool, done: dict[str, tuple[str, str]] | None = None) -> None:
+                        emergency: bool, done: dict[str, tuple[str, str]] | None = None,
+                        aftermath: Callable[[RestoreResult], Awaitable[Preview]] | None = None) -> None:
         """The operation screen runs the work and shows how it ended; the list is re-read when it closes."""
         from app.screens.operation import OperationScreen
         op = OperationScreen(title, subject, emergency=emergency, run=run, also_to=self,
                              audit_path=str(self.ws.store.directory / AUDIT_NAME), done=done,
-                             locks=LockPolicy(timeout=self.lock_timeout))
+                             locks=LockPolicy(timeout=self.lock_timeout), aftermath=aftermath)
         self.app.push_screen(op, self._operation_closed)
 
     def _operation_closed(self, _result: RestoreResult | None) -> None:
@@ -89,3 +91,9 @@ class Recovery:
             op.set_subject(f"Restoring {snap.filename} ({why}) into {self.ws.target_label}")
         return await restore.emergency_rollback(self.ws.require_conn(), self.ws.store, report=op.report,
                                                 locks=op.locks, chosen=chosen)
+
+    async def undone_job(self, result: RestoreResult) -> Preview:
+        """After an emergency rollback, run by the operation screen: its pre-rollback snapshot compared
+        with the database now (the comparison ``restore --dry-run`` makes), i.e. what the rollback undid."""
+        from services.server.preview import preview_restore
+        return await preview_restore(self.ws.require_conn(), self.ws.store, result.pre_snapshot)
