@@ -67,8 +67,10 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
                  run: Callable[[OperationScreen], Awaitable[RestoreResult]] | None = None,
                  done: dict[str, tuple[str, str]] | None = None, locks: LockPolicy | None = None,
                  also_to: MessagePump | None = None,
-                 aftermath: Callable[[RestoreResult], Awaitable[Preview]] | None = None) -> None:
+                 aftermath: Callable[[RestoreResult], Awaitable[Preview]] | None = None,
+                 command: str = "dbsage-tui") -> None:
         super().__init__(classes="-emergency" if emergency else "")
+        self.command = command  # how the user runs dbsage-tui on this database (``--demo`` included)
         self.done = done or {}  # steps already done before the work started (validated before asking)
         self.title_text = title
         self.subject = subject
@@ -182,7 +184,7 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         if result.pre_snapshot is not None:
             name = result.pre_snapshot.filename
             lines.append(Content(f"• To undo, restore {name}: highlight it and press r "
-                                 f"(or run: dbsage-tui restore {name})."))
+                                 f"(or run: {self.command} restore {name})."))
         else:
             lines.append(Content("• No pre-rollback snapshot was taken: this restore cannot be undone "
                                  "from here."))

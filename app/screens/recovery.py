@@ -67,7 +67,8 @@ class Recovery:
         from app.screens.operation import OperationScreen
         op = OperationScreen(title, subject, emergency=emergency, run=run, also_to=self,
                              audit_path=str(self.ws.store.directory / AUDIT_NAME), done=done,
-                             locks=LockPolicy(timeout=self.lock_timeout), aftermath=aftermath)
+                             locks=LockPolicy(timeout=self.lock_timeout), aftermath=aftermath,
+                             command=self.ws.conn.command if self.ws.conn else "dbsage-tui")
         self.app.push_screen(op, self._operation_closed)
 
     def _operation_closed(self, _result: RestoreResult | None) -> None:
