@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import asyncpg
 import pytest
+from textual.widgets import RichLog
 
 from app.screens.main import MainScreen
 from app.screens.restore import RestoreModal
@@ -251,6 +252,11 @@ def write_snapshot(store: SnapshotStore, label: str, when: dt.datetime, *, purpo
 
 def main_screen(app) -> MainScreen:
     return next(s for s in app.screen_stack if isinstance(s, MainScreen))
+
+
+def log_text(app) -> str:
+    """What the main screen's log pane holds, as plain text."""
+    return "\n".join(strip.text for strip in main_screen(app).query_one("#log", RichLog).lines)
 
 
 def cli(conn: ConnInfo, snapdir, *args: str):

@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import yaml
-from textual.widgets import DataTable, Input, RadioButton, RichLog, Static, Tree
+from textual.widgets import DataTable, Input, RadioButton, Static, Tree
 
 from app.screens.cleanup import CleanupModal
 from app.screens.confirm import ConfirmModal
@@ -35,7 +35,18 @@ from services.server.catalog import connect_kwargs
 from services.snapshots.listing import directory_signature
 from services.snapshots.store import SnapshotStore, suggest_label
 from services.workspace import Workspace
-from tests.helpers import NOW, SERVER, listed, main_screen, open_restore, run_cli, seed_items, until, write_snapshot
+from tests.helpers import (
+    NOW,
+    SERVER,
+    listed,
+    log_text,
+    main_screen,
+    open_restore,
+    run_cli,
+    seed_items,
+    until,
+    write_snapshot,
+)
 from widgets.snapshot_table import SnapshotTable
 
 SIZE = (120, 36)
@@ -52,10 +63,6 @@ def sql_files(directory: Path) -> list[str]:
 
 def notices(app) -> list[str]:
     return [n.message for n in app._notifications]
-
-
-def log_text(app) -> str:
-    return "\n".join(strip.text for strip in main_screen(app).query_one("#log", RichLog).lines)
 
 
 def keys_of(table: SnapshotTable) -> list[str]:

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from textual.widgets import Footer, RichLog, Static
+from textual.widgets import Footer, Static
 
 from app.common import failure_text
 from app.screens.cleanup import CleanupModal
@@ -33,7 +33,7 @@ from services.snapshots.meta import load_meta
 from services.snapshots.retention import policy_text
 from services.snapshots.store import SnapshotStore
 from services.workspace import Workspace
-from tests.helpers import NOW, SERVER, TARGET, seed_store, settle, write_snapshot
+from tests.helpers import NOW, SERVER, TARGET, log_text, main_screen, seed_store, settle, until, write_snapshot
 from widgets.snapshot_table import SnapshotTable
 
 UTC = dt.UTC
@@ -72,23 +72,6 @@ def footer_keys(app) -> dict[str, bool]:
     assert app.screen.query_one(Footer).display  # each screen has a footer of its own
     return {key: ab.enabled for key, ab in app.screen.active_bindings.items()
             if ab.binding.show and ab.node is not app}
-
-
-async def until(pilot, condition, timeout: float = 10.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
-
-
-def main_of(app) -> MainScreen:
-    return next(s for s in app.screen_stack if isinstance(s, MainScreen))
-
-
-def log_text(app) -> str:
-    return "\n".join(strip.text for strip in main_of(app).query_one("#log", RichLog).lines)
 
 
 def visible_numbers(table: SnapshotTable) -> list[int]:
@@ -199,7 +182,7 @@ async def test_each_screen_shows_its_own_keys_and_q_closes_every_dialog():
             await pilot.pause()
             keys = footer_keys(app)
             assert own in keys and "n" not in keys and "r" not in keys, (dialog, keys)  # not the main keys
-            assert main_of(app).query_one(Footer).visible is False                  # the one under it is hidden
+            assert main_screen(app).query_one(Footer).visible is False                  # the one under it is hidden
             if dialog is CreateSnapshotModal:
                 await pilot.press("escape")                                   # q types into the label
             else:
@@ -375,7 +358,7 @@ async def test_a_refused_restore_is_not_called_cancelled_and_escape_asks_before_
     snap.path.write_bytes(bytes(data))
     app = make_app(Workspace(conn=db18, store=store))
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: main_of(app).query_one(SnapshotTable).row_count == 1, what="the listing")
+        await until(pilot, lambda: main_screen(app).query_one(SnapshotTable).row_count == 1, what="the listing")
         await pilot.press("r")
         await until(pilot, lambda: isinstance(app.screen, RestoreModal), what="the refusal")
         await pilot.press("escape")

@@ -44,6 +44,7 @@ class SnapshotList(Vertical):
         self.filter_text = ""
         #: The whole listing (newest first), the marked snapshot's file name, and what the empty list says.
         self._snapshots: Sequence[Snapshot] = ()
+        self._on_disk = ""
         self._marked: str | None = None
         self._hint = ""
         self._filter_timer: Timer | None = None
@@ -73,6 +74,7 @@ class SnapshotList(Vertical):
         """Show ``snapshots`` (the whole listing, newest first) through the filter. ``hint``: what an
         empty directory says."""
         self._snapshots, self._marked, self._hint = snapshots, marked, hint
+        self._on_disk = human_size(disk_use(snapshots)[0]) if snapshots else ""  # once per listing, not per keystroke
         self._render_rows()
 
     def _render_rows(self) -> None:
@@ -87,8 +89,8 @@ class SnapshotList(Vertical):
         self.set_class(not entries, "-empty")
         total = len(self._snapshots)
         count = f"{len(entries)} of {total} match “{self.filter_text}”" if self.filter_text else str(total)
-        on_disk = human_size(disk_use(self._snapshots)[0]) if self._snapshots else ""
-        self.border_title = f"Snapshots ({count}) · " + (f"{on_disk} · " if on_disk else "") + str(self.directory)
+        on_disk = f"{self._on_disk} · " if self._on_disk else ""
+        self.border_title = f"Snapshots ({count}) · {on_disk}{self.directory}"
 
     # -- the filter ----------------------------------------------------------------------------------
     def open_filter(self) -> None:
