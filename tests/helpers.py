@@ -157,11 +157,13 @@ def watch_cmdlines():
         per look instead of a walk of every process on the machine (a psql of 50 ms was missed that way)."""
         found, todo = [], [os.getpid()]
         while todo:
-            for children in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
-                with contextlib.suppress(OSError, ValueError):
-                    kids = [int(k) for k in children.read_text().split()]
-                    found += kids
-                    todo += kids
+            pid = todo.pop()
+            with contextlib.suppress(OSError):  # the process ended while we looked
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with contextlib.suppress(OSError, ValueError):
+                        kids = [int(k) for k in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+                        found += kids
+                        todo += kids
         return found
 
     def watch():
