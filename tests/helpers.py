@@ -304,13 +304,15 @@ def seed_store(directory: Path) -> SnapshotStore:
 
 
 async def settle(pilot) -> None:
-    """Wait until the listing (a thread worker) and any validation have finished and been shown."""
+    """Wait until the listing (a thread worker) and any validation have finished and been shown, and the
+    log has scrolled to its last line (RichLog scrolls after the refresh that follows a write)."""
+    from textual.widgets import RichLog
     for _ in range(100):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
-        if pilot.app.screen.query("SnapshotTable") and pilot.app.screen.query_one("SnapshotTable").row_count:
-            break
-        if not pilot.app.screen.query("SnapshotTable"):
+        tables = pilot.app.screen.query("SnapshotTable")
+        logs = pilot.app.query(RichLog)
+        if (not tables or tables.first().row_count) and all(log.scroll_y >= log.max_scroll_y for log in logs):
             break
     await pilot.pause()
 
