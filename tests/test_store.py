@@ -166,7 +166,7 @@ def test_the_signature_a_listing_returns_is_the_directorys(tmp_path, how):
 
 
 def test_a_listing_from_names_alone_opens_no_file(tmp_path, monkeypatch):
-    """``read=False`` (a large directory's first paint): the same snapshots in the same order, pending,
+    """``list_names`` (a large directory's first paint): the same snapshots in the same order, pending,
     no metadata read; the next listing that reads is not served from it."""
     store = SnapshotStore(tmp_path / "s")
     t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -174,7 +174,7 @@ def test_a_listing_from_names_alone_opens_no_file(tmp_path, monkeypatch):
     real_open = os.open
     with monkeypatch.context() as m:
         m.setattr(os, "open", lambda *a, **k: (_ for _ in ()).throw(AssertionError(f"opened {a[0]}")))
-        snaps, _ = store.list_signed(sign=False, read=False)
+        snaps = store.list_names()
     assert os.open is real_open
     assert [s.filename for s in snaps] == names[::-1]
     assert all(s.pending and s.meta is None and s.valid and s.file_size == len(DUMP) for s in snaps)

@@ -31,7 +31,10 @@ class Housekeeping:
     _verdicts: tuple[tuple, dict[str, str]] = ((), {})
 
     def verdict(self, snap: Snapshot) -> str | None:
-        """What a cleanup now would do with ``snap``, and why (``retention``'s reason)."""
+        """What a cleanup now would do with ``snap``, and why (``retention``'s reason); None until the
+        listing has read the metadata the plan is made from."""
+        if snap.pending:
+            return None
         from services.snapshots import retention
         now = self.clock()
         key = (id(self.snapshots), len(self.snapshots), now.replace(minute=0, second=0, microsecond=0))

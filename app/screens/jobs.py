@@ -138,10 +138,11 @@ class Jobs:
         if not force and last is not None and directory_signature(directory) == last.signature:
             self.post_message(Scanned(Scan(last.signature, mtime, now, None)))
             return
-        if last is None:
-            names, _ = self.ws.store.list_signed(sign=False, read=False)
-            if len(names) >= NAMES_FIRST:
-                self.post_message(Scanned(Scan({}, None, now, names)))
+        if last is None and len(names := self.ws.store.list_names()) >= NAMES_FIRST:
+            # Shown first; the screen asks for the listing that reads once these are painted, so that the
+            # two do not take turns on one interpreter.
+            self.post_message(Scanned(Scan({}, None, now, names)))
+            return
         snapshots, signature = self.ws.store.list_signed()
         self.post_message(Scanned(Scan(signature, mtime, now, snapshots)))
 

@@ -208,6 +208,8 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
             # moved out of the collector's sight (the standard ``gc.freeze``), its full passes, which
             # run on the event loop, no longer walk every snapshot's metadata again.
             gc.freeze()
+        if self.snapshots and self.snapshots[0].pending:
+            self.call_after_refresh(self.scan, force=True)
         if self._select_next:
             self.table.select_key(self._select_next)
             self._select_next = None

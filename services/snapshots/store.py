@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
+import gc
 import getpass
 import json
 import os
@@ -83,7 +84,7 @@ class Snapshot:
     meta: dict | None = None
     problem: str | None = None  # why the quick check fails; None when it passes
     file_size: int = 0
-    #: Listed from its name and ``stat`` alone (``list_signed(read=False)``): its files are not read yet.
+    #: Listed from its name and ``stat`` alone (``list_names``): its files are not read yet.
     pending: bool = False
 
     @property
@@ -174,12 +175,35 @@ class SnapshotStore:
         listing is not read again; ``validate`` always reads afresh."""
         return self.list_signed(False)[0]
 
-    def list_signed(self, sign: bool = True, read: bool = True) -> tuple[list[Snapshot], Signature | None]:
-        """``list``, and the directory's ``listing.directory_signature`` as the listing saw it (each stamp taken
-        before its file was read): a caller that keeps the listing knows when to list again.
-
-        ``read=False`` opens no file: each snapshot is ``pending``, known by its name and size only, so
+    def list_names(self) -> list[Snapshot]:
+        """Snapshots newest first, each ``pending``: known by its name and size alone, no file opened, so
         that a large directory can be shown at once and filled in by a listing that reads."""
+        snaps = []
+        for entry in self._entries():
+            if m := FILENAME_RE.match(entry.name):
+                try:
+                    size = entry.stat(follow_symlinks=False).st_size
+                except OSError:
+                    size = 0
+                snaps.append(Snapshot(self.directory / entry.name, m.group(2), name_ts(m.group(1)),
+                                      file_size=size, pending=True))
+        snaps.sort(key=order_key, reverse=True)
+        return snaps
+
+    def list_signed(self, sign: bool = True) -> tuple[list[Snapshot], Signature | None]:
+        """``list``, and the directory's ``listing.directory_signature`` as the listing saw it (each stamp taken
+        before its file was read): a caller that keeps the listing knows when to list again."""
+        # A listing allocates some fifty containers per snapshot and makes no reference cycles: the cyclic
+        # collector's passes over them, many per thousand snapshots, would find nothing to free.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._list_signed(sign)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _list_signed(self, sign: bool) -> tuple[list[Snapshot], Signature | None]:
         entries = {e.name: e for e in self._entries()}
         signature: Signature | None = {} if sign else None
         memo, fresh = self._memo, {}
@@ -190,22 +214,18 @@ class SnapshotStore:
                 continue
             stamp = stamp_of(entry, entries.get(name + META_SUFFIX))
             known = memo.get(name)
-            if not read:
-                snap = Snapshot(self.directory / name, m.group(2), name_ts(m.group(1)),
-                                file_size=stamp[0] if stamp else 0, pending=True)
-            elif stamp is not None and known is not None and known[0] == stamp:
+            if stamp is not None and known is not None and known[0] == stamp:
                 snap = Snapshot(self.directory / name, m.group(2), name_ts(m.group(1)), *known[1:])
             else:
                 snap = self._load(self.directory / name, m, None if stamp is None else stamp[0])
-            if stamp is not None and read:
+            if stamp is not None:
                 fresh[name] = (stamp, snap.meta, snap.problem, snap.file_size)
-            if stamp is not None and signature is not None:
-                signature[name] = stamp[0:2]
-                if stamp[3] is not None:
-                    signature[name + META_SUFFIX] = stamp[3:5]
+                if signature is not None:
+                    signature[name] = stamp[0:2]
+                    if stamp[3] is not None:
+                        signature[name + META_SUFFIX] = stamp[3:5]
             snaps.append(snap)
-        if read:
-            self._memo = fresh
+        self._memo = fresh
         if signature is not None:
             sign_rest(signature, entries)
         snaps.sort(key=order_key, reverse=True)
