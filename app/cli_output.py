@@ -10,10 +10,11 @@ import sys
 from app.common import progress_text
 from services.display import compact_age, human_size
 from services.events import Event, Log, Progress, Step
+from services.snapshots.listing import format_ts
 from services.snapshots.meta import migration_text
 from services.snapshots.record import facts
 from services.snapshots.retention import is_protected
-from services.snapshots.store import Snapshot, format_ts
+from services.snapshots.store import Snapshot
 
 
 class Printer:

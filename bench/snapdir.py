@@ -14,8 +14,9 @@ import datetime as dt
 import os
 from pathlib import Path
 
+from services.snapshots.listing import format_ts
 from services.snapshots.meta import meta_text
-from services.snapshots.store import META_SUFFIX, TS_FORMAT, format_ts, load_meta
+from services.snapshots.store import META_SUFFIX, TS_FORMAT, load_meta
 
 LABELS = ["before-migration", "nightly", "pre-rollback", "release-2.4.1", "add-rls-to-todos", "manual",
           "hotfix-billing", "weekly", "before-bulk-update", "emergency-backup"]

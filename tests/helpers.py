@@ -26,8 +26,9 @@ from app.screens.restore import RestoreModal
 from services.config import ConnInfo
 from services.display import human_size
 from services.server.catalog import ServerInfo, connect_kwargs
+from services.snapshots.listing import format_ts
 from services.snapshots.record import restore_instructions
-from services.snapshots.store import TS_FORMAT, SnapshotStore, format_ts
+from services.snapshots.store import TS_FORMAT, SnapshotStore
 from widgets.snapshot_table import SnapshotTable
 
 #: ../shared/fixtures beside the repository (CI clones main next to a copy of shared/).

@@ -6,7 +6,8 @@ import datetime as dt
 import json
 import shutil
 
-from services.snapshots.store import SnapshotStore, format_ts, load_meta, utcnow
+from services.snapshots.listing import format_ts
+from services.snapshots.store import SnapshotStore, load_meta, utcnow
 from tests.helpers import assert_clean_error, run_cli, url, write_snapshot
 
 

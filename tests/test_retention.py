@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from services.errors import BadInput
 from services.snapshots import retention
+from services.snapshots.listing import format_ts
 from services.snapshots.retention import Item, Policy, is_protected_label, items_from_snapshots, plan
-from services.snapshots.store import TS_FORMAT, SnapshotStore, format_ts
+from services.snapshots.store import TS_FORMAT, SnapshotStore
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 

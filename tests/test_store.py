@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from services.errors import LockHeld
-from services.snapshots.listing import directory_signature
-from services.snapshots.store import META_SUFFIX, SnapshotStore, format_ts, load_meta
+from services.snapshots.listing import directory_signature, format_ts
+from services.snapshots.store import META_SUFFIX, SnapshotStore, load_meta
 
 DUMP = (b"--\n-- PostgreSQL database dump\n--\n\nCOPY public.t (x) FROM stdin;\n1\n2\n\\.\n\n"
         b"--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict k\n\n")

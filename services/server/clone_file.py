@@ -15,12 +15,12 @@ from pathlib import Path
 from services.config import ConnInfo
 from services.errors import BadInput, OperationFailed
 from services.server import catalog
+from services.snapshots.listing import format_ts
 from services.snapshots.store import (
     META_SUFFIX,
     PARTIAL_SUFFIX,
     TS_FORMAT,
     Snapshot,
-    format_ts,
     fsync_dir,
     write_atomic,
 )

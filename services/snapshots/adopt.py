@@ -21,10 +21,11 @@ from services.config import ConnInfo
 from services.display import utcnow
 from services.errors import BadInput, InvalidSnapshot
 from services.snapshots import compression
+from services.snapshots.listing import format_ts
 from services.snapshots.meta import check_meta
 from services.snapshots.record import restore_instructions, snapshot_record
 from services.snapshots.scanner import TOC_RE, DumpScanner, ScanResult
-from services.snapshots.store import Snapshot, SnapshotStore, format_ts
+from services.snapshots.store import Snapshot, SnapshotStore
 
 #: The problem ``SnapshotStore`` reports for a snapshot file whose ``.meta.yaml`` does not exist.
 _NO_META = "metadata file is missing"

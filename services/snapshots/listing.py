@@ -66,6 +66,11 @@ def name_ts(stamp: str) -> dt.datetime:
         return dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+def format_ts(ts: dt.datetime) -> str:
+    """``ts`` to the second, UTC: the metadata's ``timestamp``, the audit log's ``time``."""
+    return ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def precise_ts(ts: dt.datetime | None = None) -> str:
     """``ts`` (now by default) to the microsecond, UTC, at one fixed width, so that its text sorts as its
     time: the metadata's ``created``."""

@@ -11,9 +11,10 @@ from services import __version__
 from services.config import ConnInfo
 from services.display import age_text, human_size
 from services.snapshots import compression
-from services.snapshots.listing import precise_ts
+from services.snapshots.journal import os_user
+from services.snapshots.listing import format_ts, precise_ts
 from services.snapshots.meta import scope_facts
-from services.snapshots.store import Snapshot, format_ts, os_user
+from services.snapshots.store import Snapshot
 
 
 def restore_instructions(filename: str, server_major: int, tools_major: int, conn: ConnInfo) -> str:

@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
-import fcntl
 import gc
-import getpass
-import json
 import os
 import re
-import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.display import utcnow
-from services.errors import BadInput, InvalidSnapshot, LockHeld, OperationFailed
-from services.snapshots import compression, validation
+from services.errors import BadInput, InvalidSnapshot, OperationFailed
+from services.snapshots import compression, journal, validation
 from services.snapshots.listing import Signature, name_ts, order_key, sign_rest, stamp_of
 from services.snapshots.meta import check_meta, load_meta, meta_text
 
@@ -53,10 +47,6 @@ def check_label(label: str) -> str:
                        "starting with a letter, digit or '_'.",
                        f"Try: {suggest_label(label or '')}")
     return label
-
-
-def format_ts(ts: dt.datetime) -> str:
-    return ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def free_name(directory: Path, label: str, suffix: str) -> tuple[dt.datetime, Path]:
@@ -193,38 +183,33 @@ class SnapshotStore:
     def list_signed(self, sign: bool = True) -> tuple[list[Snapshot], Signature | None]:
         """``list``, and the directory's ``listing.directory_signature`` as the listing saw it (each stamp taken
         before its file was read): a caller that keeps the listing knows when to list again."""
-        # A listing allocates some fifty containers per snapshot and makes no reference cycles: the cyclic
-        # collector's passes over them, many per thousand snapshots, would find nothing to free.
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return self._list_signed(sign)
-        finally:
-            if was_enabled:
-                gc.enable()
-
-    def _list_signed(self, sign: bool) -> tuple[list[Snapshot], Signature | None]:
         entries = {e.name: e for e in self._entries()}
         signature: Signature | None = {} if sign else None
-        memo, fresh = self._memo, {}
-        snaps = []
-        for name, entry in entries.items():
-            m = FILENAME_RE.match(name)
-            if m is None:
-                continue
-            stamp = stamp_of(entry, entries.get(name + META_SUFFIX))
-            known = memo.get(name)
-            if stamp is not None and known is not None and known[0] == stamp:
-                snap = Snapshot(self.directory / name, m.group(2), name_ts(m.group(1)), *known[1:])
-            else:
-                snap = self._load(self.directory / name, m, None if stamp is None else stamp[0])
-            if stamp is not None:
-                fresh[name] = (stamp, snap.meta, snap.problem, snap.file_size)
-                if signature is not None:
-                    signature[name] = stamp[0:2]
-                    if stamp[3] is not None:
-                        signature[name + META_SUFFIX] = stamp[3:5]
-            snaps.append(snap)
+        fresh, snaps = {}, []
+        # A listing allocates some fifty containers per snapshot and makes no reference cycles: the cyclic
+        # collector's passes over them, many per thousand snapshots, would find nothing to free.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for name, entry in entries.items():
+                if (m := FILENAME_RE.match(name)) is None:
+                    continue
+                stamp = stamp_of(entry, entries.get(name + META_SUFFIX))
+                known = self._memo.get(name)
+                if stamp is not None and known is not None and known[0] == stamp:
+                    snap = Snapshot(self.directory / name, m.group(2), name_ts(m.group(1)), *known[1:])
+                else:
+                    snap = self._load(self.directory / name, m, None if stamp is None else stamp[0])
+                if stamp is not None:
+                    fresh[name] = (stamp, snap.meta, snap.problem, snap.file_size)
+                    if signature is not None:
+                        signature[name] = stamp[0:2]
+                        if stamp[3] is not None:
+                            signature[name + META_SUFFIX] = stamp[3:5]
+                snaps.append(snap)
+        finally:
+            if collecting:
+                gc.enable()
         self._memo = fresh
         if signature is not None:
             sign_rest(signature, entries)
@@ -255,7 +240,7 @@ class SnapshotStore:
         snap.problem = check_meta(snap.meta, path, snap.label, ts) or validation.quick_check(snap)
         return snap
 
-    def validate(self, snap: Snapshot, report=None) -> validation.Validation:
+    def validate(self, snap: Snapshot) -> validation.Validation:
         """Full check (``validation.full_check``) against the metadata as it is on disk now."""
         fresh = self._load(snap.path, FILENAME_RE.match(snap.filename))
         return validation.full_check(snap, fresh)
@@ -302,8 +287,7 @@ class SnapshotStore:
     def write_meta(self, sql_path: Path, meta: dict) -> None:
         """Write ``{file}.meta.yaml`` atomically (temp file, fsync, rename), mode 0600."""
         target = sql_path.with_name(sql_path.name + META_SUFFIX)
-        tmp = target.with_name(target.name + ".tmp")
-        write_atomic(target, meta_text(meta).encode("utf-8"), tmp)
+        write_atomic(target, meta_text(meta).encode("utf-8"), target.with_name(target.name + ".tmp"))
 
     def set_protected(self, snap: Snapshot, protected: bool) -> None:
         if snap.meta is None:
@@ -320,77 +304,17 @@ class SnapshotStore:
         snap.path.unlink(missing_ok=True)
         fsync_dir(self.directory)
 
-    # -- lock and audit --------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self, operation: str, target: str) -> Iterator[None]:
-        """An exclusive flock on the directory's lock file. The kernel drops it when the holder dies, so a
-        ``kill -9`` never leaves a stale lock; the file names the holder for whoever is refused."""
+    # -- lock and audit (``journal``) -------------------------------------------------------------------
+    def lock(self, operation: str, target: str) -> contextlib.AbstractContextManager[None]:
         self.ensure_dir()
-        path = self.directory / LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                    raise
-                holder = _read_holder(path)
-                raise LockHeld(f"Another dbsage-tui is busy here: {holder}.",
-                               "Wait for it to finish, then try again.") from None
-            info = {"pid": os.getpid(), "host": socket.gethostname(), "user": os_user(),
-                    "operation": operation, "target": target, "since": format_ts(utcnow())}
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(info).encode(), 0)
-            try:
-                yield
-            finally:
-                os.ftruncate(fd, 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        return journal.lock(self.directory / LOCK_NAME, operation, target)
 
     def audit(self, action: str, outcome: str, **fields) -> None:
-        """Append one JSON line to the audit log (never a password: callers pass masked targets)."""
-        entry = {"time": format_ts(utcnow()), "action": action, "outcome": outcome, "os_user": os_user(),
-                 "host": socket.gethostname(), **fields}
-        try:
-            self.ensure_dir()
-            fd = os.open(self.directory / AUDIT_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(fd, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(entry, default=str) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError:
-            pass  # the audit log must never turn a good restore into a failure
+        self.ensure_dir()
+        journal.audit(self.directory / AUDIT_NAME, action, outcome, **fields)
 
     def read_audit(self) -> list[dict]:
-        try:
-            lines = (self.directory / AUDIT_NAME).read_text(encoding="utf-8").splitlines()
-        except OSError:
-            return []
-        out = []
-        for line in lines:
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(line))
-        return out
-
-
-def _read_holder(path: Path) -> str:
-    try:
-        info = json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
-        info = {}
-    if not info:
-        return "another process holds the lock"
-    return (f"pid {info.get('pid')} on {info.get('host')} ({info.get('user')}) is running "
-            f"{info.get('operation')} on {info.get('target')} since {info.get('since')}")
-
-
-def os_user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - getpass raises various errors without a passwd entry
-        return str(os.getuid())
+        return journal.read_audit(self.directory / AUDIT_NAME)
 
 
 def write_atomic(path: Path, data: bytes, tmp: Path) -> None:
