@@ -39,7 +39,7 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
     """The plan: keep / delete / invalid rows with reasons. Space toggles a deletable row."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "cancel", "Cancel", tooltip="Close without deleting anything"),
+        Binding("escape,q", "dismiss", "Cancel", tooltip="Close without deleting anything"),
         Binding("space", "toggle", "Toggle", tooltip="Keep or delete the highlighted row"),
         Binding("ctrl+d", "confirm", "Delete", tooltip="Delete the rows marked for deletion"),
     ]
@@ -159,6 +159,3 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
             self.action_confirm()
         else:
             self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

@@ -48,7 +48,7 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
     """Label, type and purpose of a new snapshot; the fields, labels and defaults come from the workflow."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "cancel", "Cancel", tooltip="Close without taking a snapshot")]
+        Binding("escape,q", "dismiss", "Cancel", tooltip="Close without taking a snapshot")]
 
     def __init__(self, operation: Operation, target: str, compression: str = "none") -> None:
         super().__init__()
@@ -169,6 +169,3 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
                                    purpose=str(values.get("purpose") or "").strip(),
                                    compression=str(values.get("compression") or "none"),
                                    clone=values["snapshot_type"] == "clone"))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

@@ -27,7 +27,7 @@ class DiffScreen(ModalScreen[None]):
 
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "close", "Close", tooltip="Back to the snapshot list"),
+        Binding("escape,q", "dismiss", "Close", tooltip="Back to the snapshot list"),
     ]
 
     def __init__(self, result: DiffResult) -> None:
@@ -80,6 +80,3 @@ class DiffScreen(ModalScreen[None]):
             table.add_row(row.table, "-" if row.before is None else f"{row.before:,}",
                           "-" if row.after is None else f"{row.after:,}", delta)
         tree.focus()
-
-    def action_close(self) -> None:
-        self.dismiss(None)

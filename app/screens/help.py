@@ -25,7 +25,7 @@ def key_name(binding: Binding) -> str:
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q,question_mark", "close", "Close", tooltip="Close the help")]
+        Binding("escape,q,question_mark", "dismiss", "Close", tooltip="Close the help")]
 
     def __init__(self, bindings: list[Binding], workflow: Workflow, policy: Policy) -> None:
         super().__init__()
@@ -59,5 +59,3 @@ class HelpScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#dialog").focus()  # its scroll keys work at once
-    def action_close(self) -> None:
-        self.dismiss(None)

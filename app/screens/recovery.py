@@ -37,7 +37,7 @@ class Recovery:
             return
         from app.screens.restore import RestoreModal
         modal = RestoreModal(self.workflow.operation("restore"), snap, validation, self.ws.target_label,
-                             self.clock(), self._index(snap), self.ws.require_conn(), self.lock_timeout)
+                             self.clock(), self._by_name.get(snap.filename), self.ws.require_conn(), self.lock_timeout)
         self.app.push_screen(modal, lambda request: self._restore_answered(request, validation))
 
     def _restore_answered(self, request: RestoreRequest | None, validation: Validation) -> None:

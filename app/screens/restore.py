@@ -40,7 +40,7 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
     """Metadata, validation verdict, schema-only warning, pre-rollback option, and Yes/No."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "cancel", "Cancel", tooltip="Close without restoring")]
+        Binding("escape,q", "dismiss", "Cancel", tooltip="Close without restoring")]
     #: Shorter terminals get shorter metadata and preview boxes (styles/modals.tcss), so that the whole
     #: dialog fits and the question and the answers stay in view.
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall"), (44, "-roomy")]
@@ -141,6 +141,3 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
             self.dismiss(RestoreRequest(self.snap, self.query_one("#pre-snapshot", Checkbox).value))
         else:
             self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
