@@ -185,8 +185,15 @@ async def cmd_restore(ws: Workspace, args) -> int:
     (restore.quick_check_or_refuse if quick else restore.validate_or_refuse)(ws.store, snap, printer)
     if snap.type == "schema-only" and not args.json:
         print("\n*** WARNING: this is a SCHEMA-ONLY snapshot. Every row in its tables will be lost. ***\n")
-    if args.dry_run:
-        return await _dry_run(ws, snap, args.json)
+    if args.dry_run:  # against the live database; nothing is changed
+        from services.server.preview import preview_restore, summary_lines
+        result = await preview_restore(conn, ws.store, snap)
+        if args.json:
+            print_json(result.to_json())
+        else:
+            print("\nDry run: nothing was changed. Restoring it would, compared with the database now:")
+            print("\n".join(summary_lines(result, limit=50)))
+        return EXIT_OK
     locks = lock_policy(ws, args)
     if not args.yes:
         if not sys.stdin.isatty():
@@ -205,18 +212,6 @@ async def cmd_restore(ws: Workspace, args) -> int:
     result = await restore.restore(conn, ws.store, snap, pre_snapshot=not args.no_pre_snapshot, report=printer,
                                    validated=True, locks=locks)
     return finish_restore(result, args.json, "restore", _again(ws, args))
-
-
-async def _dry_run(ws: Workspace, snap, json_mode: bool) -> int:
-    """``restore --dry-run``: what the restore would do, against the live database; nothing is changed."""
-    from services.server.preview import preview_restore, summary_lines
-    result = await preview_restore(ws.require_conn(), ws.store, snap)
-    if json_mode:
-        print_json(result.to_json())
-    else:
-        print("\nDry run: nothing was changed. Restoring it would, compared with the database now:")
-        print("\n".join(summary_lines(result, limit=50)))
-    return EXIT_OK
 
 
 async def _print_preview(ws: Workspace, snap) -> None:
@@ -274,7 +269,6 @@ async def cmd_psql(ws: Workspace, args) -> int:
 
 
 async def cmd_protect(ws: Workspace, args) -> int:
-    from services.snapshots import maintenance
     print(maintenance.set_protected(ws.store, ws.store.resolve(args.snapshot), args.command == "protect"))
     return EXIT_OK
 

@@ -71,10 +71,8 @@ class DiffScreen(ModalScreen[None]):
             tree.root.add_leaf(Text("no schema changes", style="dim"))
         table = self.query_one(DataTable)
         table.add_columns("table", "before", "after", "delta")
-        if not r.data:
-            table.add_row(Text("schema-only: no rows", style="dim"), "", "", "")
-        elif not r.rows:
-            table.add_row(Text("no row count changed", style="dim"), "", "", "")
+        if not r.data or not r.rows:
+            table.add_row(Text("no row count changed" if r.data else "schema-only: no rows", style="dim"), "", "", "")
         for row in r.rows:
             delta = Text(f"{row.delta:+,}", style="green" if row.delta > 0 else "red" if row.delta < 0 else "")
             table.add_row(row.table, "-" if row.before is None else f"{row.before:,}",

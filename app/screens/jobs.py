@@ -25,7 +25,6 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 from app.common import failure_text
 from app.screens.messages import (
     DiffReady,
-    Scan,
     Scanned,
     ServerProbed,
     SnapshotTaken,
@@ -82,10 +81,6 @@ class Jobs:
     """Mixed into the main screen, which provides ``ws``, ``report``, ``say`` and handles the messages the
     jobs post. Work that changes the database is in the group "work": one at a time, app-wide."""
 
-    @property
-    def lock_timeout(self) -> float:
-        return self.ws.settings.lock_timeout
-
     # -- bookkeeping -------------------------------------------------------------------------------------
     def _busy(self) -> bool:
         return any(w.group == "work" and not w.is_finished for w in self.app.workers)
@@ -136,14 +131,14 @@ class Jobs:
                 now - last.at < max(FULL_CHECK_EVERY, len(last.signature) / ENTRIES_PER_SECOND):
             return
         if not force and last is not None and directory_signature(directory) == last.signature:
-            self.post_message(Scanned(Scan(last.signature, mtime, now, None)))
+            self.post_message(Scanned(last.signature, mtime, now, None))
             return
         if last is None:
             names, _ = self.ws.store.list_signed(sign=False, read=False)
             if len(names) >= NAMES_FIRST:
-                self.post_message(Scanned(Scan({}, None, now, names)))
+                self.post_message(Scanned({}, None, now, names))
         snapshots, signature = self.ws.store.list_signed()
-        self.post_message(Scanned(Scan(signature, mtime, now, snapshots)))
+        self.post_message(Scanned(signature, mtime, now, snapshots))
 
     @work(exclusive=True, group="probe", name="probe", exit_on_error=False,
           description="Connecting to read the server version")
@@ -163,7 +158,7 @@ class Jobs:
             snap = await dump.snapshot(self.ws.require_conn(), self.ws.store, request.label,
                                        schema_only=request.schema_only, purpose=request.purpose,
                                        compress=request.compression, report=self.report,
-                                       locks=LockPolicy(timeout=self.lock_timeout))
+                                       locks=LockPolicy(timeout=self.ws.settings.lock_timeout))
         self.post_message(SnapshotTaken(snap))
 
     @work(thread=True, exclusive=True, group="validate", name="validate", exit_on_error=False,

@@ -31,7 +31,6 @@ from app.screens.messages import (
     EngineLog,
     EngineProgress,
     EngineStep,
-    Scan,
     Scanned,
     ServerProbed,
     SnapshotTaken,
@@ -89,7 +88,7 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
         #: Full validation results by file name, with the file's (size, mtime) when it was validated.
         self.validations: dict[str, tuple[Validation, tuple]] = {}
         self.marked: str | None = None
-        self._last_scan: Scan | None = None
+        self._last_scan: Scanned | None = None
         self._select_next: str | None = None
         self._last_scan_error: str | None = None
         #: The log pane opened or closed with ``l`` (None: by the terminal's height).
@@ -178,8 +177,8 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
             self.scan()
 
     @on(Scanned)
-    def _scanned(self, message: Scanned) -> None:
-        self._last_scan = scan = message.scan
+    def _scanned(self, scan: Scanned) -> None:
+        self._last_scan = scan
         if scan.snapshots is None:
             return
         self._last_scan_error = None

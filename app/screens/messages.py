@@ -57,32 +57,24 @@ def bridge(*targets: MessagePump) -> Reporter:
     """A ``report`` callable for the engine that posts each event to every target (thread-safe)."""
 
     def report(event: Event) -> None:
-        wrap = _WRAP.get(type(event))
-        if wrap is None:
-            return
-        for target in targets:
-            target.post_message(wrap(event))
+        if wrap := _WRAP.get(type(event)):
+            for target in targets:
+                target.post_message(wrap(event))
 
     return report
-
-
-@dataclass
-class Scan:
-    """One look at the directory: per-entry (size, mtime) (``listing.directory_signature``), the
-    directory's mtime, when, and the new listing when something changed (None when nothing did)."""
-
-    signature: Signature
-    dir_mtime: int | None
-    at: float
-    snapshots: list[Snapshot] | None
 
 
 # -- what the main screen's workers found: one message each, handled with @on -----------------------------
 
 @dataclass
 class Scanned(Message):
-    """The directory was looked at (``scan.snapshots`` is None when nothing changed)."""
-    scan: Scan
+    """One look at the directory: per-entry (size, mtime) (``listing.directory_signature``), the
+    directory's mtime, when, and the new listing when something changed (None when nothing did). The
+    main screen keeps the last one, to tell whether the next look must read the directory again."""
+    signature: Signature
+    dir_mtime: int | None
+    at: float
+    snapshots: list[Snapshot] | None
 
 
 @dataclass

@@ -102,42 +102,36 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
 
     @work(exclusive=True, exit_on_error=False, description="Looking at the database the restore replaces")
     async def inspect_database(self, conn: ConnInfo, cost: bool) -> None:
-        """The other sessions, then (``cost``) what the restore changes: in this order, so that the
-        preview's own connections are not listed as others."""
-        if await self.list_sessions(conn) and cost:
-            await self.show_cost(conn)
-
-    async def list_sessions(self, conn: ConnInfo) -> bool:
-        """Who else is connected: the restore waits for their locks. Shown when there are any; the question
-        does not wait for this (an unreachable server is reported by the restore itself). False when the
-        database cannot be reached."""
+        """Who else is connected (the restore waits for their locks), shown when there are any; then
+        (``cost``) what the restore will remove, bring back, change and undo, against the database now. In
+        this order, so that the preview's own connections are not listed as others. The question does not
+        wait for this (an unreachable server is reported by the restore itself)."""
         from services.server.locks import sessions_now
+        from services.server.preview import preview_restore, summary_lines
+        body = self.query_one("#cost-body", Static)
         try:
             sessions = await sessions_now(conn)
         except DbsageError as exc:
-            self.query_one("#cost-body", Static).update(f"What the restore changes is not known: {exc.message}")
-            return False
+            body.update(f"What the restore changes is not known: {exc.message}")
+            return
         if sessions:
             wait = f"up to {self.lock_timeout:g} s" if self.lock_timeout else "as long as they hold them"
-            lines = [f"{len(sessions)} other session{'s' if len(sessions) != 1 else ''} connected "
-                     f"(the restore waits for their locks, {wait}):", *(f"  {b.text()}" for b in sessions)]
-            self.query_one("#sessions", Static).update("\n".join(lines))
-            self.query_one("#sessions").display = True
-        return True
-
-    async def show_cost(self, conn: ConnInfo) -> None:
-        """What the restore will remove, bring back, change and undo, against the database now."""
-        from services.server.preview import preview_restore, summary_lines
+            box = self.query_one("#sessions", Static)
+            box.update("\n".join([f"{len(sessions)} other session{'s' if len(sessions) != 1 else ''} connected "
+                                  f"(the restore waits for their locks, {wait}):",
+                                  *(f"  {b.text()}" for b in sessions)]))
+            box.display = True
+        if not cost:
+            return
         try:
             result = await preview_restore(conn, SnapshotStore(self.snap.path.parent), self.snap)
         except Exception as exc:  # noqa: BLE001 - the question stands without the preview; say why it is missing
-            text, _ = failure_text(exc)
-            self.query_one("#cost-body", Static).update(f"What the restore changes is not known: {text}")
+            body.update(f"What the restore changes is not known: {failure_text(exc)[0]}")
             return
-        self.query_one("#cost-body", Static).update("\n".join(summary_lines(result, self.COST_ITEMS)))
+        body.update("\n".join(summary_lines(result, self.COST_ITEMS)))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "answer-yes" and self.validation.ok:
+        if event.button.id == "answer-yes":  # (an invalid snapshot's dialog has no such button)
             self.dismiss(RestoreRequest(self.snap, self.query_one("#pre-snapshot", Checkbox).value))
         else:
             self.dismiss(None)
