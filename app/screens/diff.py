@@ -38,10 +38,9 @@ class DiffScreen(ModalScreen[None]):
         r = self.result
         with Vertical(id="dialog", classes="dialog -full"):
             yield Label(f"Diff: {r.a} → {r.b}", classes="dialog-title", markup=False)
-            n = len(r.added) + len(r.removed) + len(r.changed)
-            summary = (f"Schema: {len(r.added)} added, {len(r.removed)} removed, {len(r.changed)} changed"
-                       if n else "Schema: no changes")
-            yield Static(summary, id="diff-summary", markup=False)
+            summary = f"Schema: {len(r.added)} added, {len(r.removed)} removed, {len(r.changed)} changed"
+            yield Static(summary if r.added or r.removed or r.changed else "Schema: no changes", id="diff-summary",
+                         markup=False)
             with Horizontal(id="diff-body"):
                 yield Tree("schema changes", id="diff-tree")
                 yield DataTable(id="diff-rows", cursor_type="row", zebra_stripes=True)

@@ -34,19 +34,16 @@ class HelpScreen(ModalScreen[None]):
         self.policy = policy
 
     def compose(self) -> ComposeResult:
-        lines = [Content.styled("Keys", "bold")]
-        for b in self.bindings:
-            lines.append(Content.assemble((f"  {key_name(b):<8}", "bold $text-accent"),
-                                          f"{b.description:<11}", (b.tooltip, "$text-muted")))
-        lines.append(Content.assemble(("  ↑ ↓ j k", "bold $text-accent"), " move   ",
-                                      ("g G", "bold $text-accent"), " first, last   ",
-                                      ("12 or :12", "bold $text-accent"), " go to #12   ",
-                                      ("ctrl+p", "bold $text-accent"), " palette"))
-        lines += [Content(""), Content.styled("Palette commands (ctrl+p)", "bold")]
-        for op in self.workflow.operations:
-            if op.palette:
-                lines.append(Content.assemble((f"  {op.palette:<18}", "bold $text-accent"),
-                                              (op.help, "$text-muted")))
+        lines = [Content.styled("Keys", "bold"),
+                 *(Content.assemble((f"  {key_name(b):<8}", "bold $text-accent"), f"{b.description:<11}",
+                                    (b.tooltip, "$text-muted")) for b in self.bindings),
+                 Content.assemble(("  ↑ ↓ j k", "bold $text-accent"), " move   ",
+                                  ("g G", "bold $text-accent"), " first, last   ",
+                                  ("12 or :12", "bold $text-accent"), " go to #12   ",
+                                  ("ctrl+p", "bold $text-accent"), " palette"),
+                 Content(""), Content.styled("Palette commands (ctrl+p)", "bold"),
+                 *(Content.assemble((f"  {op.palette:<18}", "bold $text-accent"), (op.help, "$text-muted"))
+                   for op in self.workflow.operations if op.palette)]
         lines += [Content(""), Content.styled("Marks", "bold"), Content("  " + LEGEND), Content(""),
                   Content.styled("Cleanup (c) keeps", "bold"), Content("  " + policy_text(self.policy)),
                   Content(""),

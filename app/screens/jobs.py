@@ -53,13 +53,6 @@ ENTRIES_PER_SECOND = 2000
 NAMES_FIRST = 1000
 
 
-def dir_mtime(directory: Path) -> int | None:
-    try:
-        return os.stat(directory).st_mtime_ns
-    except OSError:
-        return None
-
-
 def file_stamp(signature: Signature, filename: str) -> tuple:
     """What identifies one version of a snapshot: its file's and its metadata's (size, mtime)."""
     return signature.get(filename), signature.get(filename + META_SUFFIX)
@@ -99,23 +92,21 @@ class Jobs:
         if worker.group == "work":
             self.activity.stop()
             self.refresh_bindings()
-        if event.state == WorkerState.ERROR:
-            self._failed(worker.name, worker.error)
-        elif event.state == WorkerState.CANCELLED and worker.name == "dump":
+        if event.state == WorkerState.CANCELLED and worker.name == "dump":
             self.say("Snapshot cancelled: pg_dump was stopped and the partial file removed.", "warning")
             self.notify("Snapshot cancelled: nothing was saved.", severity="warning")
-
-    def _failed(self, name: str, error: BaseException | None) -> None:
-        text, detail = failure_text(error)
-        if name == "scan":
+        if event.state != WorkerState.ERROR:
+            return
+        text, detail = failure_text(worker.error)
+        if worker.name == "scan":
             if text == self._last_scan_error:
                 return  # the directory is checked every second: say it once
             self._last_scan_error = text
-        self.notify(text, title=TITLES.get(name, "Error"), severity="error", timeout=12, markup=False)
+        self.notify(text, title=TITLES.get(worker.name, "Error"), severity="error", timeout=12, markup=False)
         self.say(text, "error")
         if detail:
             self.say(detail.strip(), "error")
-        if name == "probe":
+        if worker.name == "probe":
             self._show_header(problem="not reachable (see the log)")
 
     # -- the jobs ----------------------------------------------------------------------------------------
@@ -125,7 +116,9 @@ class Jobs:
         """Re-list the directory when it changed (or when forced)."""
         directory = self.ws.store.directory
         last = self._last_scan
-        mtime = dir_mtime(directory)
+        mtime = None
+        with contextlib.suppress(OSError):
+            mtime = os.stat(directory).st_mtime_ns
         now = time.monotonic()
         if not force and last is not None and mtime == last.dir_mtime and \
                 now - last.at < max(FULL_CHECK_EVERY, len(last.signature) / ENTRIES_PER_SECOND):

@@ -205,6 +205,7 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
                             else f"{where} Taking one needs a database: see the log.")
         self._update_preview()
 
+    @on(SnapshotTable.Highlighted)
     def _update_preview(self) -> None:
         snap = self._highlighted()
         cached = self.validations.get(snap.filename) if snap else None
@@ -212,10 +213,6 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
             snap, self.clock(), cached[0] if cached else None, self._by_name.get(snap.filename) if snap else None,
             verdict=self.verdict(snap) if snap else None, empty="No snapshot selected." if self.snapshots else
             "No snapshot here yet." + (" Press n to take one." if self.ws.conn else ""))
-
-    @on(SnapshotTable.Highlighted)
-    def _row_highlighted(self) -> None:
-        self._update_preview()
 
     # -- engine events ---------------------------------------------------------------------------------
     def on_engine_log(self, message: EngineLog) -> None:

@@ -144,13 +144,12 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         self.query_one(ActivityLog).write_event(message.event)
 
     def on_engine_blocked(self, message: EngineBlocked) -> None:
-        self.blocked = message.event
-        who = "; ".join(b.text() for b in message.event.blockers)
+        self.blocked = ev = message.event
         box = self.query_one("#blocked", Static)
         box.display = True
-        box.update(
-            f"Waiting {message.event.waited:.0f} s (gives up at {self.locks.timeout:g} s) for a lock held by "
-            f"{who}. k terminates {'it' if len(message.event.blockers) == 1 else 'them'}.")
+        who = "; ".join(b.text() for b in ev.blockers)
+        box.update(f"Waiting {ev.waited:.0f} s (gives up at {self.locks.timeout:g} s) for a lock held by {who}. "
+                   f"k terminates {'it' if len(ev.blockers) == 1 else 'them'}.")
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -191,8 +190,7 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
             lines.append(Content("• Some checks failed: compare the counts above with what you expect "
                                  "before using the database."))
         lines.append(Content(f"• Check your application. The restore is recorded in {self.audit_path}."))
-        self.set_class(not ok, "-failed")
-        self._done(lines)
+        self._done(lines, "-ok" if ok else "-failed")
         if self.emergency and result.pre_snapshot is not None and self.aftermath is not None:
             self.show_undone(result)
 
@@ -222,32 +220,29 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         if self.emergency:
             lines.append(Content("• Pick another snapshot in the list and press r, or fix the cause and "
                                  "press E again."))
-        self.add_class("-failed")
-        self._done(lines)
+        self._done(lines, "-failed")
 
     def cancelled(self) -> None:
         self.query_one(StepList).end_running("cancelled", "cancelled")
-        if self._committed():
-            text = ("Cancelled after the restore committed: the database holds the snapshot; the checks "
-                    "did not run.")
-        else:
-            text = "Cancelled: nothing was committed, the database is as it was. Partial files were removed."
-        self.add_class("-cancelled")
-        self._done([Content.styled("CANCELLED", "bold $text-warning"), Content(text)])
+        text = ("Cancelled after the restore committed: the database holds the snapshot; the checks did not run."
+                if self._committed() else
+                "Cancelled: nothing was committed, the database is as it was. Partial files were removed.")
+        self._done([Content.styled("CANCELLED", "bold $text-warning"), Content(text)], "-cancelled")
 
     def _committed(self) -> bool:
         step = self.query_one(StepList).get("restore")
         return step is not None and step.status == "ok"
 
-    def _done(self, summary: list[Content]) -> None:
+    def _done(self, summary: list[Content], outcome: str) -> None:
         """Show the outcome: ``-done`` swaps progress, output and Cancel for the summary and Close (the
-        log pane behind keeps every line of output)."""
+        log pane behind keeps every line of output); ``outcome`` (``-ok``, ``-failed``, ``-cancelled``)
+        colours the summary's edge."""
         self.running = False
         blocked = self.query_one("#blocked", Static)
         blocked.update("\n".join(f"Terminated {b.text()}: it blocked the restore." for b in self.locks.terminated))
         blocked.display = bool(self.locks.terminated)
         self.query_one("#summary", Static).update(Content("\n").join(summary))
-        self.add_class("-done")
+        self.add_class("-done", outcome)
         self.query_one("#close", Button).focus()
         self.call_after_refresh(self._show_end)
 

@@ -36,8 +36,8 @@ class Recovery:
             self.say("The restore dialog was not opened: another dialog is open. Press r again.", "warning")
             return
         from app.screens.restore import RestoreModal
-        modal = RestoreModal(self.workflow.operation("restore"), snap, validation, self.ws.target_label, self.clock(),
-                             self._by_name.get(snap.filename), self.ws.require_conn(), self.ws.settings.lock_timeout)
+        modal = RestoreModal(self.workflow.operation("restore"), snap, validation, self.ws, self.clock(),
+                             self._by_name.get(snap.filename))
         self.app.push_screen(modal, lambda request: self._restore_answered(request, validation))
 
     def _restore_answered(self, request: RestoreRequest | None, validation: Validation) -> None:

@@ -25,8 +25,9 @@ from app.common import failure_text
 from app.workflow import Operation
 from services.config import ConnInfo
 from services.errors import DbsageError
-from services.snapshots.store import Snapshot, SnapshotStore
+from services.snapshots.store import Snapshot
 from services.snapshots.validation import Validation
+from services.workspace import Workspace
 from widgets.preview import SnapshotPreview
 
 
@@ -47,25 +48,22 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
     #: Items per section of the preview (more are counted, not listed).
     COST_ITEMS = 4
 
-    def __init__(self, operation: Operation, snap: Snapshot, validation: Validation, target: str,
-                 now: dt.datetime, index: int | None = None, conn: ConnInfo | None = None,
-                 lock_timeout: float | None = None) -> None:
+    def __init__(self, operation: Operation, snap: Snapshot, validation: Validation, ws: Workspace,
+                 now: dt.datetime, index: int | None) -> None:
         super().__init__()
         self.operation = operation
         self.snap = snap
         self.validation = validation
-        self.target = target
+        self.ws = ws
         self.now = now
         self.index = index
-        self.conn = conn
-        self.lock_timeout = lock_timeout
 
     def compose(self) -> ComposeResult:
         confirm = self.operation.confirm
         pre = self.operation.field("pre_snapshot")
         with VerticalScroll(id="dialog", classes="dialog -wide", can_focus=False):
             yield Label(f"{self.operation.label}: {self.snap.label}", classes="dialog-title", markup=False)
-            yield Static(f"Target database: {self.target}", classes="dialog-target", markup=False)
+            yield Static(f"Target database: {self.ws.target_label}", classes="dialog-target", markup=False)
             yield Static(id="sessions", markup=False)
             yield SnapshotPreview(id="restore-preview")
             with VerticalScroll(id="cost", can_focus=False):
@@ -92,11 +90,11 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
     def on_mount(self) -> None:
         self.query_one(SnapshotPreview).show(self.snap, self.now, self.validation, self.index)
         cost = self.query_one("#cost")
-        cost.display = self.validation.ok and self.conn is not None and not self.snap.is_clone
+        cost.display = self.validation.ok and not self.snap.is_clone
         if cost.display:
             self.query_one("#cost-body", Static).update("Comparing the snapshot with the database now…")
-        if self.validation.ok and self.conn is not None:
-            self.inspect_database(self.conn, cost.display)
+        if self.validation.ok:
+            self.inspect_database(self.ws.require_conn(), cost.display)
         default = self.operation.confirm.default if self.validation.ok else "no"
         self.query_one(f"#answer-{default}", Button).focus()
 
@@ -115,16 +113,15 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
             body.update(f"What the restore changes is not known: {exc.message}")
             return
         if sessions:
-            wait = f"up to {self.lock_timeout:g} s" if self.lock_timeout else "as long as they hold them"
             box = self.query_one("#sessions", Static)
             box.update("\n".join([f"{len(sessions)} other session{'s' if len(sessions) != 1 else ''} connected "
-                                  f"(the restore waits for their locks, {wait}):",
+                                  f"(the restore waits for their locks, up to {self.ws.settings.lock_timeout:g} s):",
                                   *(f"  {b.text()}" for b in sessions)]))
             box.display = True
         if not cost:
             return
         try:
-            result = await preview_restore(conn, SnapshotStore(self.snap.path.parent), self.snap)
+            result = await preview_restore(conn, self.ws.store, self.snap)
         except Exception as exc:  # noqa: BLE001 - the question stands without the preview; say why it is missing
             body.update(f"What the restore changes is not known: {failure_text(exc)[0]}")
             return
