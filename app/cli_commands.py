@@ -18,7 +18,7 @@ from app.cli_output import (
     snapshot_json,
 )
 from services.display import human_size, utcnow
-from services.errors import EXIT_FAILED, EXIT_OK, BadInput
+from services.errors import EXIT_FAILED, EXIT_OK, BadInput, DbsageError
 from services.snapshots import maintenance
 from services.snapshots.adopt import adoptable
 from services.workspace import Workspace
@@ -172,6 +172,7 @@ async def cmd_validate(ws: Workspace, args) -> int:
 
 async def cmd_restore(ws: Workspace, args) -> int:
     from services.server import restore
+    from services.server.preview import preview_restore, summary_lines
     conn = ws.require_conn()
     snap = ws.store.resolve(args.snapshot)
     printer = Printer(args.json)
@@ -185,14 +186,24 @@ async def cmd_restore(ws: Workspace, args) -> int:
     (restore.quick_check_or_refuse if quick else restore.validate_or_refuse)(ws.store, snap, printer)
     if snap.type == "schema-only" and not args.json:
         print("\n*** WARNING: this is a SCHEMA-ONLY snapshot. Every row in its tables will be lost. ***\n")
-    if args.dry_run:
-        return await _dry_run(ws, snap, args.json)
+    if args.dry_run:  # against the live database; nothing is changed
+        result = await preview_restore(conn, ws.store, snap)
+        if args.json:
+            print_json(result.to_json())
+        else:
+            print("\nDry run: nothing was changed. Restoring it would, compared with the database now:")
+            print("\n".join(summary_lines(result, limit=50)))
+        return EXIT_OK
     locks = lock_policy(ws, args)
     if not args.yes:
         if not sys.stdin.isatty():
             raise BadInput("Refusing to restore without confirmation: no terminal to ask on.",
                            "Pass --yes to confirm in scripts.")
-        await _print_preview(ws, snap)
+        try:  # what the restore will remove, bring back and undo; without it, the question is asked all the same
+            print("Compared with the database now:\n  "
+                  + "\n  ".join(summary_lines(await preview_restore(conn, ws.store, snap))))
+        except DbsageError as exc:
+            print(f"Preview:   not available ({exc.one_line()})")
         from services.server.locks import sessions_now
         others = await sessions_now(conn)
         print(f"Sessions:  {len(others) or 'no'} other session{'s' if len(others) != 1 else ''} connected"
@@ -205,31 +216,6 @@ async def cmd_restore(ws: Workspace, args) -> int:
     result = await restore.restore(conn, ws.store, snap, pre_snapshot=not args.no_pre_snapshot, report=printer,
                                    validated=True, locks=locks)
     return finish_restore(result, args.json, "restore", _again(ws, args))
-
-
-async def _dry_run(ws: Workspace, snap, json_mode: bool) -> int:
-    """``restore --dry-run``: what the restore would do, against the live database; nothing is changed."""
-    from services.server.preview import preview_restore, summary_lines
-    result = await preview_restore(ws.require_conn(), ws.store, snap)
-    if json_mode:
-        print_json(result.to_json())
-    else:
-        print("\nDry run: nothing was changed. Restoring it would, compared with the database now:")
-        print("\n".join(summary_lines(result, limit=50)))
-    return EXIT_OK
-
-
-async def _print_preview(ws: Workspace, snap) -> None:
-    """Before the question: what the restore will remove, bring back and undo. A preview that cannot be
-    made is one line; the question is asked all the same."""
-    from services.errors import DbsageError
-    from services.server.preview import preview_restore, summary_lines
-    try:
-        result = await preview_restore(ws.require_conn(), ws.store, snap)
-    except DbsageError as exc:
-        print(f"Preview:   not available ({exc.one_line()})")
-        return
-    print("Compared with the database now:\n  " + "\n  ".join(summary_lines(result)))
 
 
 def finish_restore(result, json_mode: bool, action: str, again: str) -> int:
@@ -274,7 +260,6 @@ async def cmd_psql(ws: Workspace, args) -> int:
 
 
 async def cmd_protect(ws: Workspace, args) -> int:
-    from services.snapshots import maintenance
     print(maintenance.set_protected(ws.store, ws.store.resolve(args.snapshot), args.command == "protect"))
     return EXIT_OK
 

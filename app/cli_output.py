@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import sys
 
-from app.common import progress_text
+from app.common import cut, progress_text
 from services.display import compact_age, human_size
 from services.events import Event, Log, Progress, Step
 from services.snapshots.listing import format_ts
@@ -18,36 +18,29 @@ from services.snapshots.store import Snapshot
 
 
 class Printer:
-    """Turns engine events into terminal output: a live progress line on a TTY, log lines otherwise."""
+    """Turns engine events into terminal output: a live progress line on a TTY, log lines otherwise. The
+    tools' own lines (pg_dump's, psql's) are shown when they are errors."""
 
-    def __init__(self, json_mode: bool, verbose: bool = False) -> None:
-        self.json_mode = json_mode
-        self.tty = sys.stderr.isatty()
-        self.verbose = verbose
+    def __init__(self, json_mode: bool) -> None:
+        self.live = sys.stderr.isatty() and not json_mode
         self._progress_shown = False
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Progress):
-            if self.tty and not self.json_mode:
+            if self.live:
                 sys.stderr.write("\r\x1b[2K" + progress_text(event))
                 sys.stderr.flush()
                 self._progress_shown = True
             return
-        self._clear()
-        if isinstance(event, Log):
-            if event.source != "dbsage" and not (self.verbose or event.level == "error"):
-                return
-            prefix = "" if event.source == "dbsage" else f"{event.source}: "
-            sys.stderr.write(f"{prefix}{event.text}\n")
-        elif isinstance(event, Step):
-            if event.status != "running":
-                mark = {"ok": "✔", "skipped": "–", "failed": "✘", "warning": "!"}.get(event.status, "·")
-                sys.stderr.write(f"{mark} {event.name}: {event.detail}\n")
-
-    def _clear(self) -> None:
         if self._progress_shown:
             sys.stderr.write("\r\x1b[2K")
             self._progress_shown = False
+        if isinstance(event, Log) and (event.source == "dbsage" or event.level == "error"):
+            prefix = "" if event.source == "dbsage" else f"{event.source}: "
+            sys.stderr.write(f"{prefix}{event.text}\n")
+        elif isinstance(event, Step) and event.status != "running":
+            mark = {"ok": "✔", "skipped": "–", "failed": "✘", "warning": "!"}.get(event.status, "·")
+            sys.stderr.write(f"{mark} {event.name}: {event.detail}\n")
 
 
 def snapshot_json(snap: Snapshot, index: int | None = None) -> dict:
@@ -64,11 +57,6 @@ def snapshot_json(snap: Snapshot, index: int | None = None) -> dict:
 def print_json(data, compact: bool = False) -> None:
     """JSON on stdout; ``compact`` for long lists (the C encoder, one line)."""
     print(json.dumps(data, indent=None if compact else 2, default=str))
-
-
-def cut(text: str, width: int) -> str:
-    """``text`` in at most ``width`` characters, a ``…`` where it is cut."""
-    return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
 
 
 def table_width(widths: list[int]) -> int:

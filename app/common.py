@@ -1,5 +1,5 @@
-"""What the two faces, the CLI and the TUI, show alike: progress lines and the file an unexpected error
-leaves for a bug report."""
+"""What the two faces, the CLI and the TUI, show alike: progress lines, text cut to a column, and the file
+an unexpected error leaves for a bug report."""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ def progress_text(p: Progress) -> str:
     if moving:
         text += f" at {human_size(int(p.rate))}/s"
     return text
+
+
+def cut(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, a ``…`` where it is cut."""
+    return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
 
 
 def debug_log(exc: BaseException) -> Path | None:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import events
-from textual.app import App
+from textual.app import App, SystemCommand
+from textual.screen import Screen
 
 from app.screens.main import MainScreen
 from app.workflow import Workflow, load_workflow
@@ -53,6 +55,22 @@ class DbsageApp(App[int]):
 
     def get_default_screen(self) -> MainScreen:
         return MainScreen(self.ws, self.workflow, self.clock, self.server_info)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette: Textual's commands and, on the main screen, the workflow file's ``*snapshot``-style
+        commands and every key binding with an id (the footer and the help describe the same actions);
+        each runs exactly what its key runs."""
+        yield from super().get_system_commands(screen)
+        if not isinstance(screen, MainScreen):
+            return
+        from app.screens.help import key_name
+        for op in self.workflow.operations:
+            if op.palette:
+                yield SystemCommand(op.palette, f"{op.label}: {op.help}" if op.help else op.label,
+                                    partial(screen.run_action, op.action))
+        for b in screen.keys():
+            if b.action != "cancel":
+                yield SystemCommand(f"{b.description} ({key_name(b)})", b.tooltip, partial(screen.run_action, b.action))
 
     # -- keys typed ahead ----------------------------------------------------------------------------------
     # A key goes to what has focus when it arrives, and its binding runs once it has bubbled back up here.

@@ -9,7 +9,7 @@ is a clear error at start instead of a form that silently lost a field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -77,12 +77,10 @@ class Operation:
 
 @dataclass(frozen=True)
 class Workflow:
-    id: str
+    """The file's ``id``, ``description``, ``version`` and ``question`` are checked, not used."""
+
     name: str
-    description: str
-    version: str
-    question: str
-    operations: tuple[Operation, ...] = field(default_factory=tuple)
+    operations: tuple[Operation, ...]
 
     def operation(self, op_id: str) -> Operation:
         return next(op for op in self.operations if op.id == op_id)
@@ -100,9 +98,7 @@ def load_workflow(path: Path | None = None) -> Workflow:
     """Read and check the workflow file; a missing or broken file raises BadInput naming the problem."""
     path = Path(path) if path is not None else default_path()
     try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-        return _parse(data)
+        return _parse(yaml.safe_load(path.read_text(encoding="utf-8")))
     except OSError as exc:
         problem = f"it cannot be read ({exc.strerror or 'an I/O error'})"
     except UnicodeDecodeError:
@@ -169,7 +165,7 @@ def _field(raw, where: str) -> Field:
     elif "options" in m:
         raise _Broken(f"{where} has options but is not a choice")
     elif ftype == "boolean":
-        default = bool(default) if default is None else default
+        default = False if default is None else default
         if not isinstance(default, bool):
             raise _Broken(f"{where} default must be true or false")
     else:
@@ -210,17 +206,16 @@ def _parse(data) -> Workflow:
     if not isinstance(w["operations"], list):
         raise _Broken("workflow operations must be a list")
     ops = tuple(_operation(raw, i) for i, raw in enumerate(w["operations"], 1))
-    ids = [op.id for op in ops]
-    if len(set(ids)) != len(ids):
+    by_id = {op.id: op for op in ops}
+    if len(by_id) != len(ops):
         raise _Broken("two operations share an id")
     for op_id, needed in REQUIRED.items():
-        if op_id not in ids:
+        if op_id not in by_id:
             raise _Broken(f"the operation {op_id!r} is missing")
-        op = ops[ids.index(op_id)]
         for name, ftype in needed.items():
-            if not any(f.name == name and f.type == ftype for f in op.fields):
+            if not any(f.name == name and f.type == ftype for f in by_id[op_id].fields):
                 raise _Broken(f"operation {op_id!r} needs a {ftype} field {name!r}")
-    snap = ops[ids.index("snapshot")]
+    snap = by_id["snapshot"]
     if not {"full", "schema"} <= {o.value for o in snap.field("snapshot_type").options} <= {"full", "schema", "clone"}:
         raise _Broken("field 'snapshot_type' options must be 'full' and 'schema' (and optionally 'clone')")
     comp = [f for f in snap.fields if f.name == "compression"]
@@ -230,11 +225,10 @@ def _parse(data) -> Workflow:
         check_label(str(snap.field("label").default))
     except BadInput as exc:
         raise _Broken(f"field 'label' default: {exc.message}") from None
-    if ops[ids.index("restore")].confirm is None:
+    if by_id["restore"].confirm is None:
         raise _Broken("operation 'restore' needs a confirm question")
     palettes = [op.palette for op in ops if op.palette]
     if len(set(palettes)) != len(palettes):
         raise _Broken("two operations share a palette command")
-    return Workflow(_text(w["id"], "workflow id"), _text(w["name"], "workflow name"),
-                    _text(w["description"], "workflow description"), _text(w["version"], "workflow version"),
-                    _text(w["question"], "workflow question"), ops)
+    texts = {key: _text(w[key], f"workflow {key}") for key in ("id", "name", "description", "version", "question")}
+    return Workflow(texts["name"], ops)

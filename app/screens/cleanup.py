@@ -23,7 +23,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
-from app.common import failure_text
+from app.common import cut, failure_text
 from services.snapshots.maintenance import CleanupPlan, CleanupResult
 from services.workspace import Workspace
 
@@ -31,15 +31,11 @@ from services.workspace import Workspace
 MAX_WIDTH, MAX_LABEL = 140, 24
 
 
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 class CleanupModal(ModalScreen[CleanupResult | None]):
     """The plan: keep / delete / invalid rows with reasons. Space toggles a deletable row."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "cancel", "Cancel", tooltip="Close without deleting anything"),
+        Binding("escape,q", "dismiss", "Cancel", tooltip="Close without deleting anything"),
         Binding("space", "toggle", "Toggle", tooltip="Keep or delete the highlighted row"),
         Binding("ctrl+d", "confirm", "Delete", tooltip="Delete the rows marked for deletion"),
     ]
@@ -49,7 +45,6 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
         self.planned = planned
         self.plan = planned.plan
         self.ws = ws
-        self.directory = str(ws.store.directory)
         #: Why each row is listed; leftovers get a reason of their own.
         self.reasons = {d.filename: d.reason for d in self.plan.delete + self.plan.invalid}
         self.reasons.update({p.name: "invalid: leftover, not a snapshot" for p in planned.leftovers})
@@ -60,7 +55,7 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog -wide"):
             yield Label("Cleanup: retention plan", classes="dialog-title")
-            yield Static(f"Directory: {self.directory}", classes="dialog-target", markup=False)
+            yield Static(f"Directory: {self.ws.store.directory}", classes="dialog-target", markup=False)
             yield DataTable(id="plan", cursor_type="row", zebra_stripes=True)
             yield Static("", id="plan-detail", markup=False)
             yield Static("", id="plan-summary")
@@ -82,8 +77,8 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
         table.add_column("Taken (UTC)", key="taken", width=16)
         table.add_column("Snapshot", key="label", width=label_width)
         table.add_column("Why", key="reason", width=self.widths["reason"])
-        for name, reason in self.reasons.items():
-            table.add_row(*self._cells(name, reason), key=name)
+        for name in self.reasons:
+            table.add_row(*self._cells(name), key=name)
         self._refresh_summary()
         (self.query_one("#cancel", Button) if not self.chosen else table).focus()
 
@@ -93,15 +88,13 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
             return "kept by you: " + reason
         return reason
 
-    def _cells(self, filename: str, reason: str) -> tuple:
-        if filename not in self.chosen:
-            action = Text("keep", style="green")
-        elif self.chosen[filename]:
-            action = Text("DELETE", style="bold red")
-        else:
-            action = Text("keep", style="yellow")
+    def _cells(self, filename: str) -> tuple:
+        """keep (green: the policy's), DELETE, or keep (yellow: deletable, kept by the user)."""
+        chosen = self.chosen.get(filename)
+        action = Text("DELETE", style="bold red") if chosen else \
+            Text("keep", style="green" if chosen is None else "yellow")
         taken, label = self.labels[filename]
-        return action, taken, _cut(label, self.widths["label"]), _cut(self._reason(filename), self.widths["reason"])
+        return action, taken, cut(label, self.widths["label"]), cut(self._reason(filename), self.widths["reason"])
 
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -128,7 +121,7 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
                         severity="warning")
             return
         self.chosen[key] = not self.chosen[key]
-        action, _, _, why = self._cells(key, self.reasons[key])
+        action, _, _, why = self._cells(key)
         table.update_cell(key, "action", action)
         table.update_cell(key, "reason", why)
         self.query_one("#plan-detail", Static).update(f"{key}: {self._reason(key)}")
@@ -159,6 +152,3 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
             self.action_confirm()
         else:
             self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

@@ -15,7 +15,7 @@ class ConfirmModal(ModalScreen[bool | None]):
     """Returns True for yes, False for no, None for escape."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "cancel", "Cancel", tooltip="Close without doing anything")]
+        Binding("escape,q", "dismiss", "Cancel", tooltip="Close without doing anything")]
 
     def __init__(self, title: str, question: str, yes: str = "Yes", no: str = "No") -> None:
         super().__init__()
@@ -35,6 +35,3 @@ class ConfirmModal(ModalScreen[bool | None]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

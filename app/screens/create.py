@@ -48,7 +48,7 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
     """Label, type and purpose of a new snapshot; the fields, labels and defaults come from the workflow."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "cancel", "Cancel", tooltip="Close without taking a snapshot")]
+        Binding("escape,q", "dismiss", "Cancel", tooltip="Close without taking a snapshot")]
 
     def __init__(self, operation: Operation, target: str, compression: str = "none") -> None:
         super().__init__()
@@ -112,9 +112,8 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
         if event.input.id == "field-label":
             self._show_label_check(event.value)
 
-    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
-        if event.radio_set.id in ("field-compression", "field-snapshot_type"):  # the hint shows the suffix
-            self._show_label_check(self.query_one("#field-label", Input).value)
+    def on_radio_set_changed(self) -> None:  # the type and the compression change the suffix in the hint
+        self._show_label_check(self.query_one("#field-label", Input).value)
 
     def _choice(self, name: str) -> str | None:
         """The value chosen in a choice field (its default before any choice), None if there is no field."""
@@ -125,20 +124,17 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
         return fields[0].options[idx].value if idx >= 0 else fields[0].default
 
     def _show_label_check(self, value: str) -> None:
-        hint = self.query_one("#label-hint", Static)
-        button = self.query_one("#use-suggestion", Button)
         try:
             check_label(value)
+            suffix = ".clone" if self._choice("snapshot_type") == "clone" else \
+                SUFFIXES.get(self._choice("compression") or "none", ".sql")
+            text, invalid = f"✔ saved as <timestamp>_{value}{suffix}", False
         except BadInput as exc:
-            hint.update(exc.one_line())
-            hint.set_class(True, "-invalid")
-            button.display = True
-            return
-        suffix = ".clone" if self._choice("snapshot_type") == "clone" else \
-            SUFFIXES.get(self._choice("compression") or "none", ".sql")
-        hint.update(f"✔ saved as <timestamp>_{value}{suffix}")
-        hint.set_class(False, "-invalid")
-        button.display = False
+            text, invalid = exc.one_line(), True
+        hint = self.query_one("#label-hint", Static)
+        hint.update(text)
+        hint.set_class(invalid, "-invalid")
+        self.query_one("#use-suggestion", Button).display = invalid
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":
@@ -155,20 +151,13 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
         self._submit()
 
     def _submit(self) -> None:
-        values = {}
-        for f in self.operation.fields:
-            widget = self.query_one(f"#field-{f.name}")
-            values[f.name] = self._choice(f.name) if isinstance(widget, RadioSet) else widget.value
-        label = str(values["label"])
+        box = self.query_one("#field-label", Input)
         try:
-            check_label(label)
+            check_label(box.value)
         except BadInput:
-            self.query_one("#field-label", Input).focus()
+            box.focus()
             return
-        self.dismiss(CreateRequest(label=label, schema_only=values["snapshot_type"] == "schema",
-                                   purpose=str(values.get("purpose") or "").strip(),
-                                   compression=str(values.get("compression") or "none"),
-                                   clone=values["snapshot_type"] == "clone"))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+        kind = self._choice("snapshot_type")
+        self.dismiss(CreateRequest(label=box.value, schema_only=kind == "schema", clone=kind == "clone",
+                                   purpose=self.query_one("#field-purpose", Input).value.strip(),
+                                   compression=self._choice("compression") or "none"))

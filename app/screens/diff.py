@@ -27,7 +27,7 @@ class DiffScreen(ModalScreen[None]):
 
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "close", "Close", tooltip="Back to the snapshot list"),
+        Binding("escape,q", "dismiss", "Close", tooltip="Back to the snapshot list"),
     ]
 
     def __init__(self, result: DiffResult) -> None:
@@ -38,10 +38,9 @@ class DiffScreen(ModalScreen[None]):
         r = self.result
         with Vertical(id="dialog", classes="dialog -full"):
             yield Label(f"Diff: {r.a} → {r.b}", classes="dialog-title", markup=False)
-            n = len(r.added) + len(r.removed) + len(r.changed)
-            summary = (f"Schema: {len(r.added)} added, {len(r.removed)} removed, {len(r.changed)} changed"
-                       if n else "Schema: no changes")
-            yield Static(summary, id="diff-summary", markup=False)
+            summary = f"Schema: {len(r.added)} added, {len(r.removed)} removed, {len(r.changed)} changed"
+            yield Static(summary if r.added or r.removed or r.changed else "Schema: no changes", id="diff-summary",
+                         markup=False)
             with Horizontal(id="diff-body"):
                 yield Tree("schema changes", id="diff-tree")
                 yield DataTable(id="diff-rows", cursor_type="row", zebra_stripes=True)
@@ -71,15 +70,10 @@ class DiffScreen(ModalScreen[None]):
             tree.root.add_leaf(Text("no schema changes", style="dim"))
         table = self.query_one(DataTable)
         table.add_columns("table", "before", "after", "delta")
-        if not r.data:
-            table.add_row(Text("schema-only: no rows", style="dim"), "", "", "")
-        elif not r.rows:
-            table.add_row(Text("no row count changed", style="dim"), "", "", "")
+        if not r.data or not r.rows:
+            table.add_row(Text("no row count changed" if r.data else "schema-only: no rows", style="dim"), "", "", "")
         for row in r.rows:
             delta = Text(f"{row.delta:+,}", style="green" if row.delta > 0 else "red" if row.delta < 0 else "")
             table.add_row(row.table, "-" if row.before is None else f"{row.before:,}",
                           "-" if row.after is None else f"{row.after:,}", delta)
         tree.focus()
-
-    def action_close(self) -> None:
-        self.dismiss(None)

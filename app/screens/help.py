@@ -25,7 +25,7 @@ def key_name(binding: Binding) -> str:
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q,question_mark", "close", "Close", tooltip="Close the help")]
+        Binding("escape,q,question_mark", "dismiss", "Close", tooltip="Close the help")]
 
     def __init__(self, bindings: list[Binding], workflow: Workflow, policy: Policy) -> None:
         super().__init__()
@@ -34,19 +34,16 @@ class HelpScreen(ModalScreen[None]):
         self.policy = policy
 
     def compose(self) -> ComposeResult:
-        lines = [Content.styled("Keys", "bold")]
-        for b in self.bindings:
-            lines.append(Content.assemble((f"  {key_name(b):<8}", "bold $text-accent"),
-                                          f"{b.description:<11}", (b.tooltip, "$text-muted")))
-        lines.append(Content.assemble(("  ↑ ↓ j k", "bold $text-accent"), " move   ",
-                                      ("g G", "bold $text-accent"), " first, last   ",
-                                      ("12 or :12", "bold $text-accent"), " go to #12   ",
-                                      ("ctrl+p", "bold $text-accent"), " palette"))
-        lines += [Content(""), Content.styled("Palette commands (ctrl+p)", "bold")]
-        for op in self.workflow.operations:
-            if op.palette:
-                lines.append(Content.assemble((f"  {op.palette:<18}", "bold $text-accent"),
-                                              (op.help, "$text-muted")))
+        lines = [Content.styled("Keys", "bold"),
+                 *(Content.assemble((f"  {key_name(b):<8}", "bold $text-accent"), f"{b.description:<11}",
+                                    (b.tooltip, "$text-muted")) for b in self.bindings),
+                 Content.assemble(("  ↑ ↓ j k", "bold $text-accent"), " move   ",
+                                  ("g G", "bold $text-accent"), " first, last   ",
+                                  ("12 or :12", "bold $text-accent"), " go to #12   ",
+                                  ("ctrl+p", "bold $text-accent"), " palette"),
+                 Content(""), Content.styled("Palette commands (ctrl+p)", "bold"),
+                 *(Content.assemble((f"  {op.palette:<18}", "bold $text-accent"), (op.help, "$text-muted"))
+                   for op in self.workflow.operations if op.palette)]
         lines += [Content(""), Content.styled("Marks", "bold"), Content("  " + LEGEND), Content(""),
                   Content.styled("Cleanup (c) keeps", "bold"), Content("  " + policy_text(self.policy)),
                   Content(""),
@@ -59,5 +56,3 @@ class HelpScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#dialog").focus()  # its scroll keys work at once
-    def action_close(self) -> None:
-        self.dismiss(None)

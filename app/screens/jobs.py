@@ -25,7 +25,6 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 from app.common import failure_text
 from app.screens.messages import (
     DiffReady,
-    Scan,
     Scanned,
     ServerProbed,
     SnapshotTaken,
@@ -54,13 +53,6 @@ ENTRIES_PER_SECOND = 2000
 NAMES_FIRST = 1000
 
 
-def dir_mtime(directory: Path) -> int | None:
-    try:
-        return os.stat(directory).st_mtime_ns
-    except OSError:
-        return None
-
-
 def file_stamp(signature: Signature, filename: str) -> tuple:
     """What identifies one version of a snapshot: its file's and its metadata's (size, mtime)."""
     return signature.get(filename), signature.get(filename + META_SUFFIX)
@@ -82,10 +74,6 @@ class Jobs:
     """Mixed into the main screen, which provides ``ws``, ``report``, ``say`` and handles the messages the
     jobs post. Work that changes the database is in the group "work": one at a time, app-wide."""
 
-    @property
-    def lock_timeout(self) -> float:
-        return self.ws.settings.lock_timeout
-
     # -- bookkeeping -------------------------------------------------------------------------------------
     def _busy(self) -> bool:
         return any(w.group == "work" and not w.is_finished for w in self.app.workers)
@@ -104,23 +92,21 @@ class Jobs:
         if worker.group == "work":
             self.activity.stop()
             self.refresh_bindings()
-        if event.state == WorkerState.ERROR:
-            self._failed(worker.name, worker.error)
-        elif event.state == WorkerState.CANCELLED and worker.name == "dump":
+        if event.state == WorkerState.CANCELLED and worker.name == "dump":
             self.say("Snapshot cancelled: pg_dump was stopped and the partial file removed.", "warning")
             self.notify("Snapshot cancelled: nothing was saved.", severity="warning")
-
-    def _failed(self, name: str, error: BaseException | None) -> None:
-        text, detail = failure_text(error)
-        if name == "scan":
+        if event.state != WorkerState.ERROR:
+            return
+        text, detail = failure_text(worker.error)
+        if worker.name == "scan":
             if text == self._last_scan_error:
                 return  # the directory is checked every second: say it once
             self._last_scan_error = text
-        self.notify(text, title=TITLES.get(name, "Error"), severity="error", timeout=12, markup=False)
+        self.notify(text, title=TITLES.get(worker.name, "Error"), severity="error", timeout=12, markup=False)
         self.say(text, "error")
         if detail:
             self.say(detail.strip(), "error")
-        if name == "probe":
+        if worker.name == "probe":
             self._show_header(problem="not reachable (see the log)")
 
     # -- the jobs ----------------------------------------------------------------------------------------
@@ -130,21 +116,23 @@ class Jobs:
         """Re-list the directory when it changed (or when forced)."""
         directory = self.ws.store.directory
         last = self._last_scan
-        mtime = dir_mtime(directory)
+        mtime = None
+        with contextlib.suppress(OSError):
+            mtime = os.stat(directory).st_mtime_ns
         now = time.monotonic()
         if not force and last is not None and mtime == last.dir_mtime and \
                 now - last.at < max(FULL_CHECK_EVERY, len(last.signature) / ENTRIES_PER_SECOND):
             return
         if not force and last is not None and directory_signature(directory) == last.signature:
-            self.post_message(Scanned(Scan(last.signature, mtime, now, None)))
+            self.post_message(Scanned(last.signature, mtime, now, None))
             return
         if last is None and len(names := self.ws.store.list_names()) >= NAMES_FIRST:
             # Shown first; the screen asks for the listing that reads once these are painted, so that the
             # two do not take turns on one interpreter.
-            self.post_message(Scanned(Scan({}, None, now, names)))
+            self.post_message(Scanned({}, None, now, names))
             return
         snapshots, signature = self.ws.store.list_signed()
-        self.post_message(Scanned(Scan(signature, mtime, now, snapshots)))
+        self.post_message(Scanned(signature, mtime, now, snapshots))
 
     @work(exclusive=True, group="probe", name="probe", exit_on_error=False,
           description="Connecting to read the server version")
@@ -164,7 +152,7 @@ class Jobs:
             snap = await dump.snapshot(self.ws.require_conn(), self.ws.store, request.label,
                                        schema_only=request.schema_only, purpose=request.purpose,
                                        compress=request.compression, report=self.report,
-                                       locks=LockPolicy(timeout=self.lock_timeout))
+                                       locks=LockPolicy(timeout=self.ws.settings.lock_timeout))
         self.post_message(SnapshotTaken(snap))
 
     @work(thread=True, exclusive=True, group="validate", name="validate", exit_on_error=False,

@@ -5,37 +5,28 @@ from __future__ import annotations
 
 from textual.binding import Binding
 
+
+def _key(key: str, action: str, description: str, tooltip: str, show: bool = True) -> Binding:
+    """A binding whose id is its action's name with ``-`` for ``_`` (``new-snapshot``)."""
+    return Binding(key, action, description, id=action.replace("_", "-"), show=show, tooltip=tooltip)
+
+
 BINDINGS = [
-    Binding("n", "new_snapshot", "New", id="new-snapshot",
-            tooltip="Take a labeled snapshot of the database"),
-    Binding("r", "restore", "Restore", id="restore",
-            tooltip="Restore the highlighted snapshot (validates, then asks)"),
-    Binding("E", "emergency", "Emergency", id="emergency",
-            tooltip="Roll back to the newest valid full snapshot at once, no question asked"),
-    Binding("v", "validate", "Validate", id="validate",
-            tooltip="Full check of the highlighted snapshot (sha256)"),
-    Binding("p", "protect", "Protect", id="protect", show=False,
-            tooltip="Protect or unprotect the highlighted snapshot"),
-    Binding("slash", "filter", "Filter", id="filter",
-            tooltip="Filter the list by label, purpose, file name or type"),
-    Binding("space", "mark", "Mark", id="mark", show=False,
-            tooltip="Mark the highlighted snapshot for a diff"),
-    Binding("d", "diff", "Diff", id="diff", show=False,
-            tooltip="Compare the marked snapshot with the highlighted one"),
-    Binding("c", "cleanup", "Cleanup", id="cleanup", show=False,
-            tooltip="Delete snapshots past the retention policy"),
-    Binding("delete", "delete", "Delete", id="delete", show=False,
-            tooltip="Delete the highlighted snapshot (asks first)"),
-    Binding("s", "psql", "psql", id="psql", show=False,
-            tooltip="Open psql on the database (the app waits until you quit psql with \\q)"),
-    Binding("l", "toggle_log", "Log", id="toggle-log", show=False,
-            tooltip="Open or close the log pane (closed to its last line on short terminals)"),
-    Binding("ctrl+r", "refresh", "Refresh", id="refresh", show=False,
-            tooltip="Re-read the snapshot directory now"),
-    Binding("escape", "cancel", "Cancel", id="cancel",
-            tooltip="Cancel the running work, or close the filter"),
-    Binding("question_mark", "help", "Help", id="help", tooltip="Keys, commands and marks"),
-    Binding("q", "quit", "Quit", id="quit", tooltip="Quit dbsage-tui"),
+    _key("n", "new_snapshot", "New", "Take a labeled snapshot of the database"),
+    _key("r", "restore", "Restore", "Restore the highlighted snapshot (validates, then asks)"),
+    _key("E", "emergency", "Emergency", "Roll back to the newest valid full snapshot at once, no question asked"),
+    _key("v", "validate", "Validate", "Full check of the highlighted snapshot (sha256)"),
+    _key("p", "protect", "Protect", "Protect or unprotect the highlighted snapshot", show=False),
+    _key("slash", "filter", "Filter", "Filter the list by label, purpose, file name or type"),
+    _key("space", "mark", "Mark", "Mark the highlighted snapshot for a diff", show=False),
+    _key("d", "diff", "Diff", "Compare the marked snapshot with the highlighted one", show=False),
+    _key("c", "cleanup", "Cleanup", "Delete snapshots past the retention policy", show=False),
+    _key("delete", "delete", "Delete", "Delete the highlighted snapshot (asks first)", show=False),
+    _key("s", "psql", "psql", "Open psql on the database (the app waits until you quit psql with \\q)", show=False),
+    _key("l", "toggle_log", "Log", "Open or close the log pane (closed to its last line on short terminals)",
+         show=False),
+    _key("ctrl+r", "refresh", "Refresh", "Re-read the snapshot directory now", show=False),
+    _key("escape", "cancel", "Cancel", "Cancel the running work, or close the filter"),
+    _key("question_mark", "help", "Help", "Keys, commands and marks"),
+    _key("q", "quit", "Quit", "Quit dbsage-tui"),
 ]
-
-

@@ -31,7 +31,6 @@ from app.screens.messages import (
     EngineLog,
     EngineProgress,
     EngineStep,
-    Scan,
     Scanned,
     ServerProbed,
     SnapshotTaken,
@@ -65,11 +64,6 @@ LOG_OPEN_FROM = 32
 #: Actions that need a database: dimmed in the footer without one.
 NEEDS_DB = frozenset({"new_snapshot", "restore", "emergency", "psql"})
 
-def _commands() -> type:
-    """The command palette's provider, loaded when the palette first opens."""
-    from app.screens.commands import DbsageCommands
-    return DbsageCommands
-
 
 class MainScreen(Recovery, Housekeeping, Jobs, Screen):
     """List, preview, log; every action of the app starts here."""
@@ -77,7 +71,6 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (130, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-tiny"), (20, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = BINDINGS
-    COMMANDS: ClassVar[set] = {_commands}
 
     def __init__(self, ws: Workspace, workflow: Workflow, clock: Callable[[], dt.datetime],
                  server_info: ServerInfo | None = None) -> None:
@@ -95,7 +88,7 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
         #: Full validation results by file name, with the file's (size, mtime) when it was validated.
         self.validations: dict[str, tuple[Validation, tuple]] = {}
         self.marked: str | None = None
-        self._last_scan: Scan | None = None
+        self._last_scan: Scanned | None = None
         self._select_next: str | None = None
         self._last_scan_error: str | None = None
         #: The log pane opened or closed with ``l`` (None: by the terminal's height).
@@ -151,9 +144,6 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
         index = self._by_name.get(self.table.highlighted_key)
         return self.snapshots[index - 1] if index else None
 
-    def _index(self, snap: Snapshot) -> int | None:
-        return self._by_name.get(snap.filename)
-
     def _can_run(self, conn: bool = False, idle: bool = False) -> bool:
         """Whether an action may start; when not, a notice says why (and what to do)."""
         if idle and self._busy():
@@ -187,10 +177,7 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
             self.scan()
 
     @on(Scanned)
-    def _scanned(self, message: Scanned) -> None:
-        self._show_scan(message.scan)
-
-    def _show_scan(self, scan: Scan) -> None:
+    def _scanned(self, scan: Scanned) -> None:
         self._last_scan = scan
         if scan.snapshots is None:
             return
@@ -220,17 +207,14 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
                             else f"{where} Taking one needs a database: see the log.")
         self._update_preview()
 
+    @on(SnapshotTable.Highlighted)
     def _update_preview(self) -> None:
         snap = self._highlighted()
         cached = self.validations.get(snap.filename) if snap else None
         self.query_one(SnapshotPreview).show(
-            snap, self.clock(), cached[0] if cached else None, self._index(snap) if snap else None,
+            snap, self.clock(), cached[0] if cached else None, self._by_name.get(snap.filename) if snap else None,
             verdict=self.verdict(snap) if snap else None, empty="No snapshot selected." if self.snapshots else
             "No snapshot here yet." + (" Press n to take one." if self.ws.conn else ""))
-
-    @on(SnapshotTable.Highlighted)
-    def _row_highlighted(self) -> None:
-        self._update_preview()
 
     # -- engine events ---------------------------------------------------------------------------------
     def on_engine_log(self, message: EngineLog) -> None:
@@ -263,11 +247,9 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
     def _create_answered(self, request: CreateRequest | None) -> None:
         if request is None:
             return
-        if request.clone:
-            self.activity.start(f"clone snapshot “{request.label}”: copying the database on the server…")
-        else:
-            kind = "schema-only" if request.schema_only else "full"
-            self.activity.start(f"{kind} snapshot “{request.label}”: starting pg_dump…")
+        kind = "clone" if request.clone else "schema-only" if request.schema_only else "full"
+        start = "copying the database on the server" if request.clone else "starting pg_dump"
+        self.activity.start(f"{kind} snapshot “{request.label}”: {start}…")
         self.take_snapshot(request)
         self.refresh_bindings()
 

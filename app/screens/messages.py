@@ -23,39 +23,31 @@ if TYPE_CHECKING:
     from services.snapshots.validation import Validation
 
 
+@dataclass
 class EngineLog(Message):
     """A line for the log pane."""
-
-    def __init__(self, event: Log) -> None:
-        super().__init__()
-        self.event = event
+    event: Log
 
 
+@dataclass
 class EngineStep(Message):
     """A step of a multi-step operation changed status."""
-
-    def __init__(self, event: Step) -> None:
-        super().__init__()
-        self.event = event
+    event: Step
 
 
+@dataclass
 class EngineProgress(Message):
     """Bytes moved so far; a newer one replaces an older one still in the queue."""
-
-    def __init__(self, event: Progress) -> None:
-        super().__init__()
-        self.event = event
+    event: Progress
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, EngineProgress)
 
 
+@dataclass
 class EngineBlocked(Message):
     """The work has waited a while for locks other sessions hold: who they are."""
-
-    def __init__(self, event: Blocked) -> None:
-        super().__init__()
-        self.event = event
+    event: Blocked
 
 
 _WRAP = {Log: EngineLog, Step: EngineStep, Progress: EngineProgress, Blocked: EngineBlocked}
@@ -65,77 +57,58 @@ def bridge(*targets: MessagePump) -> Reporter:
     """A ``report`` callable for the engine that posts each event to every target (thread-safe)."""
 
     def report(event: Event) -> None:
-        wrap = _WRAP.get(type(event))
-        if wrap is None:
-            return
-        for target in targets:
-            target.post_message(wrap(event))
+        if wrap := _WRAP.get(type(event)):
+            for target in targets:
+                target.post_message(wrap(event))
 
     return report
 
 
-@dataclass
-class Scan:
-    """One look at the directory: per-entry (size, mtime) (``listing.directory_signature``), the
-    directory's mtime, when, and the new listing when something changed (None when nothing did)."""
+# -- what the main screen's workers found: one message each, handled with @on -----------------------------
 
+@dataclass
+class Scanned(Message):
+    """One look at the directory: per-entry (size, mtime) (``listing.directory_signature``), the
+    directory's mtime, when, and the new listing when something changed (None when nothing did). The
+    main screen keeps the last one, to tell whether the next look must read the directory again."""
     signature: Signature
     dir_mtime: int | None
     at: float
     snapshots: list[Snapshot] | None
 
 
-# -- what the main screen's workers found: one message each, handled with @on -----------------------------
-
-class Scanned(Message):
-    """The directory was looked at (``scan.snapshots`` is None when nothing changed)."""
-
-    def __init__(self, scan: Scan) -> None:
-        super().__init__()
-        self.scan = scan
-
-
+@dataclass
 class ServerProbed(Message):
     """The server answered: its version and what kind it is."""
-
-    def __init__(self, info: ServerInfo) -> None:
-        super().__init__()
-        self.info = info
+    info: ServerInfo
 
 
+@dataclass
 class SnapshotTaken(Message):
-    def __init__(self, snapshot: Snapshot) -> None:
-        super().__init__()
-        self.snapshot = snapshot
+    snapshot: Snapshot
 
 
+@dataclass
 class Validated(Message):
     """A full check ended; ``stamp`` identifies the version of the files checked; ``then_restore`` when
     the check was the first step of a restore."""
-
-    def __init__(self, snapshot: Snapshot, validation: Validation, stamp: tuple, then_restore: bool) -> None:
-        super().__init__()
-        self.snapshot = snapshot
-        self.validation = validation
-        self.stamp = stamp
-        self.then_restore = then_restore
+    snapshot: Snapshot
+    validation: Validation
+    stamp: tuple
+    then_restore: bool
 
 
+@dataclass
 class FilesChanged(Message):
     """A snapshot was deleted, protected or cleaned up: the sentence that says what happened."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+    text: str
 
 
+@dataclass
 class CleanupPlanned(Message):
-    def __init__(self, planned: CleanupPlan) -> None:
-        super().__init__()
-        self.planned = planned
+    planned: CleanupPlan
 
 
+@dataclass
 class DiffReady(Message):
-    def __init__(self, result: DiffResult) -> None:
-        super().__init__()
-        self.result = result
+    result: DiffResult

@@ -144,12 +144,12 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         self.query_one(ActivityLog).write_event(message.event)
 
     def on_engine_blocked(self, message: EngineBlocked) -> None:
-        self.blocked = message.event
-        who = "; ".join(b.text() for b in message.event.blockers)
-        self.query_one("#blocked").display = True
-        self.query_one("#blocked", Static).update(
-            f"Waiting {message.event.waited:.0f} s (gives up at {self.locks.timeout:g} s) for a lock held by "
-            f"{who}. k terminates {'it' if len(message.event.blockers) == 1 else 'them'}.")
+        self.blocked = ev = message.event
+        box = self.query_one("#blocked", Static)
+        box.display = True
+        who = "; ".join(b.text() for b in ev.blockers)
+        box.update(f"Waiting {ev.waited:.0f} s (gives up at {self.locks.timeout:g} s) for a lock held by {who}. "
+                   f"k terminates {'it' if len(ev.blockers) == 1 else 'them'}.")
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -174,13 +174,11 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         else:
             head = "RESTORE OK" if ok else "RESTORED, BUT THE SMOKE TEST FAILED"
         lines = [Content.styled(head, "bold $text-success" if ok else "bold $text-error"),
-                 Content(f"{result.snapshot.filename} restored in {result.duration:.1f}s.")]
-        for c in result.checks:
-            mark = ("✔ ", "$text-success") if c.ok else ("✘ ", "$text-error")
-            lines.append(Content.assemble(mark, f"{c.name}: {c.detail}"))
-        for w in result.warnings:
-            lines.append(Content.styled(f"! {w}", "$text-warning"))
-        lines.append(Content.styled("Next:", "bold"))
+                 Content(f"{result.snapshot.filename} restored in {result.duration:.1f}s."),
+                 *(Content.assemble(("✔ ", "$text-success") if c.ok else ("✘ ", "$text-error"),
+                                    f"{c.name}: {c.detail}") for c in result.checks),
+                 *(Content.styled(f"! {w}", "$text-warning") for w in result.warnings),
+                 Content.styled("Next:", "bold")]
         if result.pre_snapshot is not None:
             name = result.pre_snapshot.filename
             lines.append(Content(f"• To undo, restore {name}: highlight it and press r "
@@ -192,8 +190,7 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
             lines.append(Content("• Some checks failed: compare the counts above with what you expect "
                                  "before using the database."))
         lines.append(Content(f"• Check your application. The restore is recorded in {self.audit_path}."))
-        self.set_class(not ok, "-failed")
-        self._done(Content("\n").join(lines))
+        self._done(lines, "-ok" if ok else "-failed")
         if self.emergency and result.pre_snapshot is not None and self.aftermath is not None:
             self.show_undone(result)
 
@@ -216,41 +213,36 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
     def fail(self, message: str) -> None:
         self.query_one(StepList).end_running("failed", "")
         head = "RECOVERY STATUS: FAILED" if self.emergency else "RESTORE FAILED"
-        committed = self._committed()
         lines = [Content.styled(head, "bold $text-error"), Content(message)]
-        if committed:
+        if self._committed():
             lines.append(Content("The restore itself was committed; only the checks after it failed."))
-        lines.append(Content.styled("Next:", "bold"))
-        lines.append(Content("• The log pane holds the full output."))
+        lines += [Content.styled("Next:", "bold"), Content("• The log pane holds the full output.")]
         if self.emergency:
             lines.append(Content("• Pick another snapshot in the list and press r, or fix the cause and "
                                  "press E again."))
-        self.add_class("-failed")
-        self._done(Content("\n").join(lines))
+        self._done(lines, "-failed")
 
     def cancelled(self) -> None:
         self.query_one(StepList).end_running("cancelled", "cancelled")
-        if self._committed():
-            text = ("Cancelled after the restore committed: the database holds the snapshot; the checks "
-                    "did not run.")
-        else:
-            text = "Cancelled: nothing was committed, the database is as it was. Partial files were removed."
-        self.add_class("-cancelled")
-        self._done(Content.assemble(("CANCELLED\n", "bold $text-warning"), text))
+        text = ("Cancelled after the restore committed: the database holds the snapshot; the checks did not run."
+                if self._committed() else
+                "Cancelled: nothing was committed, the database is as it was. Partial files were removed.")
+        self._done([Content.styled("CANCELLED", "bold $text-warning"), Content(text)], "-cancelled")
 
     def _committed(self) -> bool:
         step = self.query_one(StepList).get("restore")
         return step is not None and step.status == "ok"
 
-    def _done(self, summary: Content) -> None:
+    def _done(self, summary: list[Content], outcome: str) -> None:
         """Show the outcome: ``-done`` swaps progress, output and Cancel for the summary and Close (the
-        log pane behind keeps every line of output)."""
+        log pane behind keeps every line of output); ``outcome`` (``-ok``, ``-failed``, ``-cancelled``)
+        colours the summary's edge."""
         self.running = False
         blocked = self.query_one("#blocked", Static)
         blocked.update("\n".join(f"Terminated {b.text()}: it blocked the restore." for b in self.locks.terminated))
         blocked.display = bool(self.locks.terminated)
-        self.query_one("#summary", Static).update(summary)
-        self.add_class("-done")
+        self.query_one("#summary", Static).update(Content("\n").join(summary))
+        self.add_class("-done", outcome)
         self.query_one("#close", Button).focus()
         self.call_after_refresh(self._show_end)
 
@@ -260,13 +252,10 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         self.query_one("#dialog", VerticalScroll).scroll_end(animate=False, immediate=True)
 
     # -- keys and buttons ------------------------------------------------------------------------------
-    @on(Button.Pressed, "#cancel")
-    def _cancel_pressed(self) -> None:
+    @on(Button.Pressed)
+    def _pressed(self) -> None:
+        """Cancel (shown while the work runs) or Close (shown after it): what escape does then."""
         self.action_cancel_or_close()
-
-    @on(Button.Pressed, "#close")
-    def _close_pressed(self) -> None:
-        self.dismiss(self.result)
 
     def action_cancel_or_close(self) -> None:
         if not self.running:

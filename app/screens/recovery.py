@@ -36,8 +36,8 @@ class Recovery:
             self.say("The restore dialog was not opened: another dialog is open. Press r again.", "warning")
             return
         from app.screens.restore import RestoreModal
-        modal = RestoreModal(self.workflow.operation("restore"), snap, validation, self.ws.target_label,
-                             self.clock(), self._index(snap), self.ws.require_conn(), self.lock_timeout)
+        modal = RestoreModal(self.workflow.operation("restore"), snap, validation, self.ws, self.clock(),
+                             self._by_name.get(snap.filename))
         self.app.push_screen(modal, lambda request: self._restore_answered(request, validation))
 
     def _restore_answered(self, request: RestoreRequest | None, validation: Validation) -> None:
@@ -67,7 +67,7 @@ class Recovery:
         from app.screens.operation import OperationScreen
         op = OperationScreen(title, subject, emergency=emergency, run=run, also_to=self,
                              audit_path=str(self.ws.store.directory / AUDIT_NAME), done=done,
-                             locks=LockPolicy(timeout=self.lock_timeout), aftermath=aftermath,
+                             locks=LockPolicy(timeout=self.ws.settings.lock_timeout), aftermath=aftermath,
                              command=self.ws.conn.command if self.ws.conn else "dbsage-tui")
         self.app.push_screen(op, self._operation_closed)
 

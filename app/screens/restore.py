@@ -25,8 +25,9 @@ from app.common import failure_text
 from app.workflow import Operation
 from services.config import ConnInfo
 from services.errors import DbsageError
-from services.snapshots.store import Snapshot, SnapshotStore
+from services.snapshots.store import Snapshot
 from services.snapshots.validation import Validation
+from services.workspace import Workspace
 from widgets.preview import SnapshotPreview
 
 
@@ -40,32 +41,29 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
     """Metadata, validation verdict, schema-only warning, pre-rollback option, and Yes/No."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "cancel", "Cancel", tooltip="Close without restoring")]
+        Binding("escape,q", "dismiss", "Cancel", tooltip="Close without restoring")]
     #: Shorter terminals get shorter metadata and preview boxes (styles/modals.tcss), so that the whole
     #: dialog fits and the question and the answers stay in view.
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall"), (44, "-roomy")]
     #: Items per section of the preview (more are counted, not listed).
     COST_ITEMS = 4
 
-    def __init__(self, operation: Operation, snap: Snapshot, validation: Validation, target: str,
-                 now: dt.datetime, index: int | None = None, conn: ConnInfo | None = None,
-                 lock_timeout: float | None = None) -> None:
+    def __init__(self, operation: Operation, snap: Snapshot, validation: Validation, ws: Workspace,
+                 now: dt.datetime, index: int | None) -> None:
         super().__init__()
         self.operation = operation
         self.snap = snap
         self.validation = validation
-        self.target = target
+        self.ws = ws
         self.now = now
         self.index = index
-        self.conn = conn
-        self.lock_timeout = lock_timeout
 
     def compose(self) -> ComposeResult:
         confirm = self.operation.confirm
         pre = self.operation.field("pre_snapshot")
         with VerticalScroll(id="dialog", classes="dialog -wide", can_focus=False):
             yield Label(f"{self.operation.label}: {self.snap.label}", classes="dialog-title", markup=False)
-            yield Static(f"Target database: {self.target}", classes="dialog-target", markup=False)
+            yield Static(f"Target database: {self.ws.target_label}", classes="dialog-target", markup=False)
             yield Static(id="sessions", markup=False)
             yield SnapshotPreview(id="restore-preview")
             with VerticalScroll(id="cost", can_focus=False):
@@ -92,55 +90,45 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
     def on_mount(self) -> None:
         self.query_one(SnapshotPreview).show(self.snap, self.now, self.validation, self.index)
         cost = self.query_one("#cost")
-        cost.display = self.validation.ok and self.conn is not None and not self.snap.is_clone
+        cost.display = self.validation.ok and not self.snap.is_clone
         if cost.display:
             self.query_one("#cost-body", Static).update("Comparing the snapshot with the database now…")
-        if self.validation.ok and self.conn is not None:
-            self.inspect_database(self.conn, cost.display)
+        if self.validation.ok:
+            self.inspect_database(self.ws.require_conn(), cost.display)
         default = self.operation.confirm.default if self.validation.ok else "no"
         self.query_one(f"#answer-{default}", Button).focus()
 
     @work(exclusive=True, exit_on_error=False, description="Looking at the database the restore replaces")
     async def inspect_database(self, conn: ConnInfo, cost: bool) -> None:
-        """The other sessions, then (``cost``) what the restore changes: in this order, so that the
-        preview's own connections are not listed as others."""
-        if await self.list_sessions(conn) and cost:
-            await self.show_cost(conn)
-
-    async def list_sessions(self, conn: ConnInfo) -> bool:
-        """Who else is connected: the restore waits for their locks. Shown when there are any; the question
-        does not wait for this (an unreachable server is reported by the restore itself). False when the
-        database cannot be reached."""
+        """Who else is connected (the restore waits for their locks), shown when there are any; then
+        (``cost``) what the restore will remove, bring back, change and undo, against the database now. In
+        this order, so that the preview's own connections are not listed as others. The question does not
+        wait for this (an unreachable server is reported by the restore itself)."""
         from services.server.locks import sessions_now
+        from services.server.preview import preview_restore, summary_lines
+        body = self.query_one("#cost-body", Static)
         try:
             sessions = await sessions_now(conn)
         except DbsageError as exc:
-            self.query_one("#cost-body", Static).update(f"What the restore changes is not known: {exc.message}")
-            return False
-        if sessions:
-            wait = f"up to {self.lock_timeout:g} s" if self.lock_timeout else "as long as they hold them"
-            lines = [f"{len(sessions)} other session{'s' if len(sessions) != 1 else ''} connected "
-                     f"(the restore waits for their locks, {wait}):", *(f"  {b.text()}" for b in sessions)]
-            self.query_one("#sessions", Static).update("\n".join(lines))
-            self.query_one("#sessions").display = True
-        return True
-
-    async def show_cost(self, conn: ConnInfo) -> None:
-        """What the restore will remove, bring back, change and undo, against the database now."""
-        from services.server.preview import preview_restore, summary_lines
-        try:
-            result = await preview_restore(conn, SnapshotStore(self.snap.path.parent), self.snap)
-        except Exception as exc:  # noqa: BLE001 - the question stands without the preview; say why it is missing
-            text, _ = failure_text(exc)
-            self.query_one("#cost-body", Static).update(f"What the restore changes is not known: {text}")
+            body.update(f"What the restore changes is not known: {exc.message}")
             return
-        self.query_one("#cost-body", Static).update("\n".join(summary_lines(result, self.COST_ITEMS)))
+        if sessions:
+            box = self.query_one("#sessions", Static)
+            box.update("\n".join([f"{len(sessions)} other session{'s' if len(sessions) != 1 else ''} connected "
+                                  f"(the restore waits for their locks, up to {self.ws.settings.lock_timeout:g} s):",
+                                  *(f"  {b.text()}" for b in sessions)]))
+            box.display = True
+        if not cost:
+            return
+        try:
+            result = await preview_restore(conn, self.ws.store, self.snap)
+        except Exception as exc:  # noqa: BLE001 - the question stands without the preview; say why it is missing
+            body.update(f"What the restore changes is not known: {failure_text(exc)[0]}")
+            return
+        body.update("\n".join(summary_lines(result, self.COST_ITEMS)))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "answer-yes" and self.validation.ok:
+        if event.button.id == "answer-yes":  # (an invalid snapshot's dialog has no such button)
             self.dismiss(RestoreRequest(self.snap, self.query_one("#pre-snapshot", Checkbox).value))
         else:
             self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
