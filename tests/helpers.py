@@ -307,12 +307,11 @@ def seed_store(directory: Path) -> SnapshotStore:
 async def settle(pilot) -> None:
     """Wait until the listing (a thread worker) and any validation have finished and been shown, and the
     log has scrolled to its last line (RichLog scrolls after the refresh that follows a write)."""
-    from textual.widgets import RichLog
     for _ in range(100):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
         tables = pilot.app.screen.query("SnapshotTable")
-        logs = pilot.app.query(RichLog)
+        logs = [log for screen in pilot.app.screen_stack for log in screen.query(RichLog)]  # under dialogs too
         if (not tables or tables.first().row_count) and all(log.scroll_y >= log.max_scroll_y for log in logs):
             break
     await pilot.pause()

@@ -22,7 +22,7 @@ from services.server.catalog import ServerInfo
 from services.server.restore import RestoreResult, SmokeCheck
 from services.snapshots.store import Snapshot, SnapshotStore
 from services.workspace import Workspace
-from tests.helpers import NOW, SERVER, TARGET, seed_store, settle, write_snapshot
+from tests.helpers import NOW, SERVER, TARGET, seed_store, settle, until, write_snapshot
 
 UTC = dt.UTC
 
@@ -115,6 +115,8 @@ def test_restore_modal(snap_compare, tmp_path, label):
     async def run(pilot):
         await go_to(label)(pilot)
         await pilot.press("r")
+        # The dialog (or the refusal) opens once the validation's lines are in the log.
+        await until(pilot, lambda: len(pilot.app.screen_stack) > 1, what="the restore dialog or the refusal")
         await settle(pilot)
     assert snap_compare(app_for(tmp_path), terminal_size=(120, 40), run_before=run)
 

@@ -275,8 +275,9 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
         for name, ok, detail in validation.checks:
             self.say(f"{'✔' if ok else '✘'} {name}: {detail}", "info" if ok else "error")
         self._update_preview()
-        if then_restore:
-            self._ask_restore(snap, validation)
+        if then_restore:  # once the log is painted scrolled to the checks (one refresh to scroll, one to paint),
+            # which then stay in sight behind the dialog
+            self.call_after_refresh(self.call_after_refresh, self._ask_restore, snap, validation)
         elif validation.ok:
             self.notify(f"{snap.filename} is valid: size, sha256 and structure match.", title="Valid",
                         markup=False)
