@@ -83,26 +83,16 @@ def git_facts(cwd: Path) -> dict | None:
             "dirty": None if status is None else bool(status)}
 
 
-def database_url(conn: ConnInfo) -> str:
-    """``conn`` as a URL with its password: the one the user gave when it came from the environment."""
-    if conn.source in ("SUPABASE_DB_URL", "DATABASE_URL") and os.environ.get(conn.source):
-        return os.environ[conn.source]
-    auth = quote(conn.user, safe="") + (":" + quote(conn.password, safe="") if conn.password else "")
-    params = [("host", conn.host)] if not conn.uses_tcp else []
-    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in [*params, *conn.params])
-    host = conn.host if conn.uses_tcp else ""
-    return f"postgresql://{auth}@{host}:{conn.port}/{quote(conn.dbname, safe='')}" + (f"?{query}" if query else "")
-
-
 def command_env(conn: ConnInfo) -> dict[str, str]:
     """The command's environment: ours, with the database we resolved in every variable a migration tool
-    reads (the URL variables and libpq's), so that it cannot work on another one than the snapshot's."""
+    reads (the URL variables and libpq's), so that it cannot work on another one than the snapshot's. The
+    URL is the one the user gave when it came from the environment."""
     env = conn.child_env()
     for key, var in (("application_name", "PGAPPNAME"), ("connect_timeout", "PGCONNECT_TIMEOUT")):
         if key not in dict(conn.params) and var not in os.environ:
             env.pop(var, None)  # our own defaults for pg_dump, not the user's
-    url = database_url(conn)
-    env["DATABASE_URL"] = env["SUPABASE_DB_URL"] = url
+    given = os.environ.get(conn.source) if conn.source in ("SUPABASE_DB_URL", "DATABASE_URL") else None
+    env["DATABASE_URL"] = env["SUPABASE_DB_URL"] = given or conn.url(reveal=True)
     return env
 
 
@@ -115,25 +105,21 @@ def check_command(argv: list[str]) -> None:
                        "Check the name and PATH; nothing was snapshotted or run.")
 
 
-def run_command(argv: list[str], env: dict[str, str]) -> int:
-    """Run ``argv`` in this terminal until it exits; its exit code (128 + N when signal N ended it).
-    While it runs, Ctrl-C is the command's (a handler, not SIG_IGN, so that the command starts with the
-    default disposition) and a SIGTERM sent to us is passed on to it."""
+def run_guarded(conn: ConnInfo, argv: list[str]) -> tuple[int, float]:
+    """Run ``argv`` in this terminal (``command_env``) until it exits: its exit code (128 + N when signal N
+    ended it) and how long it ran. While it runs, Ctrl-C is the command's (a handler, not SIG_IGN, so that
+    the command starts with the default disposition) and a SIGTERM sent to us is passed on to it."""
     proc: subprocess.Popen | None = None
-
-    def pass_on(signum, _frame) -> None:
-        if proc is not None:
-            proc.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig, handler in
-                ((signal.SIGINT, lambda *_: None), (signal.SIGTERM, pass_on))}
+    previous = {sig: signal.signal(sig, handler) for sig, handler in (
+        (signal.SIGINT, lambda *_: None), (signal.SIGTERM, lambda sig, _: proc and proc.send_signal(sig)))}
+    started = time.monotonic()
     try:
-        proc = subprocess.Popen(argv, env=env)
+        proc = subprocess.Popen(argv, env=command_env(conn))
         rc = proc.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 128 - rc if rc < 0 else rc
+    return 128 - rc if rc < 0 else rc, time.monotonic() - started
 
 
 @dataclass
@@ -203,10 +189,3 @@ async def finish(conn: ConnInfo, store: SnapshotStore, guarded: Guarded, exit_co
     store.audit("guard", outcome, snapshot=snap.filename, command=guarded.command, exit_code=exit_code,
                 duration_seconds=round(duration, 3), rollback_error=guarded.rollback_error)
     return guarded
-
-
-def run_guarded(conn: ConnInfo, argv: list[str]) -> tuple[int, float]:
-    """The command's exit code and how long it ran."""
-    started = time.monotonic()
-    code = run_command(argv, command_env(conn))
-    return code, time.monotonic() - started
