@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from services.config import Policy
 from services.errors import OperationFailed
@@ -61,7 +61,6 @@ class Item:
 @dataclass(frozen=True)
 class Decision:
     filename: str
-    keep: bool
     reason: str
 
 
@@ -78,9 +77,7 @@ class Plan:
         return {d.filename: d.reason for d in self.keep + self.delete + self.invalid}
 
     def to_json(self) -> dict:
-        def rows(decisions: list[Decision]) -> list[dict]:
-            return [{"filename": d.filename, "reason": d.reason} for d in decisions]
-        return {"keep": rows(self.keep), "delete": rows(self.delete), "invalid": rows(self.invalid)}
+        return {key: [asdict(d) for d in getattr(self, key)] for key in ("keep", "delete", "invalid")}
 
 
 def policy_text(policy: Policy) -> str:
@@ -103,12 +100,8 @@ def is_protected(snap: Snapshot) -> bool:
 
 def items_from_snapshots(snaps: Iterable[Snapshot]) -> list[Item]:
     """Items for ``plan``: the metadata timestamp when there is one (the file name's otherwise)."""
-    items = []
-    for s in snaps:
-        ts = parse_ts(s.meta.get("timestamp")) if s.meta else None
-        items.append(Item(filename=s.filename, label=s.label, timestamp=ts or s.timestamp,
-                          protected_meta=s.protected, valid=s.valid, full=s.is_full, problem=s.problem))
-    return items
+    return [Item(s.filename, s.label, (s.meta and parse_ts(s.meta.get("timestamp"))) or s.timestamp,
+                 protected_meta=s.protected, valid=s.valid, full=s.is_full, problem=s.problem) for s in snaps]
 
 
 def _utc(ts: dt.datetime) -> dt.datetime:
@@ -148,36 +141,25 @@ def plan(items: Iterable[Item], now: dt.datetime, policy: Policy | None = None) 
     for item in order:
         protection = _protection(item)
         if not item.valid:
-            if protection:
-                result.keep.append(Decision(item.filename, True, f"{protection} (invalid: {item.problem})"))
-            else:
-                reason = f"invalid ({item.problem or 'unknown'}): removed only when asked"
-                result.invalid.append(Decision(item.filename, False, reason))
-            continue
-        if protection:
-            result.keep.append(Decision(item.filename, True, protection))
-            continue
-        if item.label == PRE_ROLLBACK:
+            verdict, why = ("keep", f"{protection} (invalid: {item.problem})") if protection else \
+                ("invalid", f"invalid ({item.problem or 'unknown'}): removed only when asked")
+        elif protection:
+            verdict, why = "keep", protection
+        elif item.label == PRE_ROLLBACK:
             pre_rollbacks += 1
-            if pre_rollbacks <= policy.pre_rollback or item.filename == newest_full:
-                why = f"one of the {policy.pre_rollback} newest pre-rollback snapshots" \
-                    if pre_rollbacks <= policy.pre_rollback else "newest valid full snapshot"
-                result.keep.append(Decision(item.filename, True, f"kept: {why}"))
-            else:
-                result.delete.append(Decision(item.filename, False, "delete: pre-rollback snapshot older than "
-                                                                    f"the newest {policy.pre_rollback}"))
-            continue
-        bucket = _bucket(_utc(item.timestamp), now, policy)
-        if bucket is None:
-            result.keep.append(Decision(item.filename, True, f"kept: < {policy.keep_all_days} days"))
+            verdict, why = ("keep", f"kept: one of the {policy.pre_rollback} newest pre-rollback snapshots") \
+                if pre_rollbacks <= policy.pre_rollback else \
+                ("delete", f"delete: pre-rollback snapshot older than the newest {policy.pre_rollback}")
+        elif (bucket := _bucket(_utc(item.timestamp), now, policy)) is None:
+            verdict, why = "keep", f"kept: < {policy.keep_all_days} days"
         elif bucket not in winners:
             winners[bucket] = item.filename
-            result.keep.append(Decision(item.filename, True, f"kept: newest of {bucket}"))
-        elif item.filename == newest_full:
-            result.keep.append(Decision(item.filename, True, "kept: newest valid full snapshot"))
+            verdict, why = "keep", f"kept: newest of {bucket}"
         else:
-            result.delete.append(Decision(item.filename, False, f"delete: older snapshot of {bucket} "
-                                                                f"superseded by {winners[bucket]}"))
+            verdict, why = "delete", f"delete: older snapshot of {bucket} superseded by {winners[bucket]}"
+        if verdict == "delete" and item.filename == newest_full:
+            verdict, why = "keep", "kept: newest valid full snapshot"
+        getattr(result, verdict).append(Decision(item.filename, why))
     return result
 
 
