@@ -93,8 +93,6 @@ def demo_snapshot_dir() -> Path:
 def ensure_demo() -> tuple[ConnInfo, bool]:
     """Start (or reuse) the sandbox server and create + seed the demo database once; also whether this
     call started the server (then this process stops it: ``release_demo``)."""
-    root = demo_root()
-    root.mkdir(parents=True, exist_ok=True)
     server = _server()
     started = not server.is_running()
     server.ensure_running()
