@@ -16,20 +16,13 @@ from typing import BinaryIO
 CHUNK = 1 << 20
 METHODS = ("none", "gzip", "zstd")
 SUFFIXES = {"none": ".sql", "gzip": ".sql.gz", "zstd": ".sql.zst"}
-#: Levels are the command-line tools' defaults, so a snapshot compresses as ``gzip``/``zstd`` would.
-LEVELS = {"gzip": 6, "zstd": 3}
 MAGIC = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd"}
 #: What turns the file back into SQL on a shell, for the restore instructions.
 BY_HAND = {"gzip": "gunzip -c", "zstd": "zstd -dc"}
 
 
 def method_of(name: str) -> str:
-    """The compression of a snapshot file, from its name."""
-    if name.endswith(".sql.gz"):
-        return "gzip"
-    if name.endswith(".sql.zst"):
-        return "zstd"
-    return "none"
+    return next((m for m in ("gzip", "zstd") if name.endswith(SUFFIXES[m])), "none")
 
 
 def check_method(method: str) -> str:
@@ -39,24 +32,19 @@ def check_method(method: str) -> str:
 
 
 class Compressor:
-    """``compress(plain) -> bytes`` and ``flush() -> bytes`` for one snapshot."""
+    """``compress(plain) -> bytes`` and ``flush() -> bytes`` for one gzip or zstd snapshot, at the command-line
+    tools' default levels, so that a snapshot compresses as ``gzip``/``zstd`` would."""
 
     def __init__(self, method: str) -> None:
-        self.method = check_method(method)
         if method == "gzip":
-            self._obj = zlib.compressobj(LEVELS["gzip"], zlib.DEFLATED, 31)  # 31: a gzip header and trailer
+            obj = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
         elif method == "zstd":
             import zstandard
             # A content checksum in the frame, as the zstd tool writes it, so `zstd -t` can check a file.
-            self._obj = zstandard.ZstdCompressor(level=LEVELS["zstd"], write_checksum=True).compressobj()
+            obj = zstandard.ZstdCompressor(level=3, write_checksum=True).compressobj()
         else:
-            self._obj = None
-
-    def compress(self, data: bytes) -> bytes:
-        return self._obj.compress(data) if self._obj is not None else data
-
-    def flush(self) -> bytes:
-        return self._obj.flush() if self._obj is not None else b""
+            raise ValueError(f"no compressor for {method!r}: write plain SQL as it is")
+        self.compress, self.flush = obj.compress, obj.flush
 
 
 class HashingReader:
@@ -74,9 +62,6 @@ class HashingReader:
             self.digest.update(data)
         self.read_bytes += len(data)
         return data
-
-    def readable(self) -> bool:
-        return True
 
 
 class CorruptCompressedData(ValueError):
