@@ -106,8 +106,7 @@ def _refusal(read: _Read) -> str | None:
 
 
 def _major(version: str) -> int:
-    m = re.match(r"\d+", version)
-    return int(m.group()) if m else 0
+    return int(re.match(r"\d*", version).group() or 0)
 
 
 def _record(snap: Snapshot, read: _Read, conn: ConnInfo) -> dict:

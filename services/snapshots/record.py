@@ -27,13 +27,10 @@ def restore_instructions(filename: str, server_major: int, tools_major: int, con
         f'"${conn.source}" ' if conn.source.endswith("_URL") else '"$SUPABASE_DB_URL" '
     psql = f"psql {url}--single-transaction -v ON_ERROR_STOP=1"
     method = compression.method_of(filename)
-    source = f"{compression.BY_HAND[method]} {filename} | " if method != "none" else ""
-    if server_major < 17 <= tools_major:
-        # pg_dump 17+ writes SET transaction_timeout, which servers before 17 reject.
-        strip = "sed '/^SET transaction_timeout = 0;$/d'"
-        by_hand = (f"{source}{strip} | {psql} -f -" if source else f"{strip} {filename} | {psql} -f -")
-    else:
-        by_hand = f"{source}{psql} -f -" if source else f"{psql} -f {filename}"
+    steps = [f"{compression.BY_HAND[method]} {filename}"] if method != "none" else []
+    if server_major < 17 <= tools_major:  # pg_dump 17+ writes SET transaction_timeout, which servers before 17 reject
+        steps.append("sed '/^SET transaction_timeout = 0;$/d'" + ("" if steps else f" {filename}"))
+    by_hand = " | ".join([*steps, f"{psql} -f -"]) if steps else f"{psql} -f {filename}"
     return f"{ours}# or by hand (does not drop objects created after the snapshot):\n{by_hand}\n"
 
 
