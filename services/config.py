@@ -170,10 +170,9 @@ def check_target(conn: ConnInfo) -> None:
 def ipv6_only_advice(conn: ConnInfo) -> OperationFailed | None:
     """When a host that has IPv6 addresses only cannot be reached (Supabase's direct host on many plans,
     seen from a network without IPv6), the sentence that says so; None otherwise."""
-    if not conn.uses_tcp:
-        return None
     try:
-        families = {info[0] for info in socket.getaddrinfo(conn.host, conn.port, type=socket.SOCK_STREAM)}
+        families = {info[0] for info in socket.getaddrinfo(conn.host, conn.port, type=socket.SOCK_STREAM)
+                    if conn.uses_tcp}
     except OSError:
         return None
     if families != {socket.AF_INET6}:
