@@ -110,15 +110,12 @@ def _utc(ts: dt.datetime) -> dt.datetime:
 
 def _bucket(ts: dt.datetime, now: dt.datetime, policy: Policy) -> str | None:
     """The bucket an unprotected snapshot competes in, or None inside the keep-all window."""
-    age = now - ts
-    if age < dt.timedelta(days=policy.keep_all_days):
+    days = (now - ts).days
+    if days < policy.keep_all_days:
         return None
-    if age < dt.timedelta(days=policy.daily_days):
+    if days < policy.daily_days:
         return ts.strftime("%Y-%m-%d")
-    if age < dt.timedelta(days=policy.weekly_days):
-        year, week, _ = ts.isocalendar()
-        return f"{year}-W{week:02d}"
-    return ts.strftime("%Y-%m")
+    return ts.strftime("%G-W%V" if days < policy.weekly_days else "%Y-%m")  # ISO year and week
 
 
 def _protection(item: Item) -> str | None:
