@@ -44,9 +44,8 @@ _OPT_PASSWORD = re.compile(r"(--password(?:\s+|=))(\S+)", re.IGNORECASE)
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     """``text`` with every password in it replaced by ``****``: the ones we know (``secrets``), those in
     URLs (``postgresql://user:PASSWORD@host``) and after ``password=`` / ``--password``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "****").replace(quote(secret, safe=""), "****")
+    for secret in filter(None, secrets):
+        text = text.replace(secret, "****").replace(quote(secret, safe=""), "****")
     text = _URL_PASSWORD.sub(r"\1****\2", text)
     text = _KEY_PASSWORD.sub(r"\1****", text)
     return _OPT_PASSWORD.sub(r"\1****", text)
@@ -55,9 +54,8 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
 def default_label(argv: list[str]) -> str:
     """``before-db-push`` for ``supabase db push``: the program and the words up to its first option or
     path, without wrappers, at most three words."""
-    words = [Path(argv[0]).name] + argv[1:]
     kept = []
-    for word in words:
+    for word in [Path(argv[0]).name, *argv[1:]]:
         if word.startswith("-") or "/" in word or "=" in word or len(kept) == 3:
             break
         if word not in _WRAPPERS:

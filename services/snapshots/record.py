@@ -99,11 +99,9 @@ def guard_facts(meta: dict | None) -> list[tuple[str, str]]:
     else:
         took = f", {seconds:.1f}s" if isinstance(seconds, int | float) else ""
         facts.append(("Outcome", f"{guard.get('outcome', '?')} (exit {code}{took})"))
-    heads = guard.get("migrations")
-    if isinstance(heads, dict) and heads:
+    if isinstance(heads := guard.get("migrations"), dict) and heads:
         facts.append(("Heads", "; ".join(f"{tool} {_head_text(h)}" for tool, h in heads.items())))
-    git = guard.get("git")
-    if isinstance(git, dict) and git.get("commit"):
+    if isinstance(git := guard.get("git"), dict) and git.get("commit"):
         facts.append(("Git", f"{git.get('branch') or '?'} {str(git['commit'])[:12]}"
                       + (" (uncommitted changes)" if git.get("dirty") else "")))
     return facts
