@@ -125,8 +125,7 @@ def audit_failure(audit: Callable[..., None], action: str, *, report: Reporter |
     try:
         yield fields
     except BaseException as exc:
-        cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
-        outcome = "cancelled" if cancelled else "failed"
+        outcome = "cancelled" if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt) else "failed"
         msg = in_words(exc)
         if step and report:
             report(Step(step, outcome, msg))

@@ -72,12 +72,10 @@ def iter_plain(raw: HashingReader | BinaryIO, method: str, chunk_size: int = CHU
     """The SQL inside ``raw`` in chunks of at most ``chunk_size`` bytes. Reads ``raw`` to its end (so a
     HashingReader has hashed the whole file) and raises CorruptCompressedData on a damaged or truncated
     stream."""
-    if method == "none":
-        while chunk := raw.read(chunk_size):
-            yield chunk
-        return
     damaged: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error)
-    if method == "gzip":
+    if method == "none":
+        reader, damaged = raw, ()  # plain SQL: a read error is the file's, not damaged data
+    elif method == "gzip":
         import gzip  # only for reading .sql.gz: not part of every command's start-up
         reader = gzip.GzipFile(fileobj=raw, mode="rb")
     else:

@@ -168,11 +168,9 @@ def apply(store: SnapshotStore, plan: Plan, snapshots: Iterable[Snapshot], *,
     clone snapshots stop the cleanup. Stops at the first snapshot that cannot be removed; what was deleted
     before it is in the audit log."""
     by_name = {s.filename: s for s in snapshots}
-    todo = plan.delete + (plan.invalid if include_invalid else [])
     deleted: list[str] = []
-    for decision in todo:
-        snap = by_name.get(decision.filename)
-        if snap is None:
+    for decision in plan.delete + (plan.invalid if include_invalid else []):
+        if (snap := by_name.get(decision.filename)) is None:
             continue  # gone since the plan was made: nothing to do
         if snap.is_clone and snap.meta is not None:
             if drop_clone is None:
