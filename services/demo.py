@@ -39,8 +39,7 @@ def ensure_demo() -> tuple[ConnInfo, bool]:
     server = _server()
     started = not server.is_running()
     server.ensure_running()
-    exists = server.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{DEMO_DB}'").strip() == "1"
-    if not exists:
+    if server.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{DEMO_DB}'").strip() == "0":
         server.psql(f"CREATE DATABASE {DEMO_DB}")
         server.psql(SEED_SQL.read_text(encoding="utf-8"), DEMO_DB)
     return dataclasses.replace(server.conninfo(DEMO_DB), source="--demo"), started
@@ -60,6 +59,4 @@ def release_demo() -> None:
 
 
 def stop_demo() -> None:
-    server = _server()
-    if server.is_running():
-        server.stop()
+    _server().stop()

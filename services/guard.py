@@ -122,12 +122,10 @@ def run_guarded(conn: ConnInfo, argv: list[str]) -> tuple[int, float]:
 
 @dataclass
 class Guarded:
-    """A guarded command's outcome: its snapshot, exit code and duration, and the rollback if one ran."""
+    """A guarded command's snapshot and command line (secrets redacted), and the rollback if one ran."""
 
     snapshot: Snapshot
     command: str
-    exit_code: int | None = None
-    duration: float = 0.0
     rollback: RestoreResult | None = None
     rollback_error: str | None = None
 
@@ -170,7 +168,6 @@ async def finish(conn: ConnInfo, store: SnapshotStore, guarded: Guarded, exit_co
                  rollback: bool, locks: LockPolicy | None, report: Reporter = null_reporter) -> Guarded:
     """After the command: its outcome in the metadata and the audit log; on failure with ``rollback``,
     the restore of the snapshot (which takes a pre-rollback snapshot of the failed state first)."""
-    guarded.exit_code, guarded.duration = exit_code, duration
     snap = guarded.snapshot
     outcome, more = ("succeeded" if exit_code == 0 else "failed"), {}
     if exit_code != 0 and rollback:
