@@ -151,9 +151,8 @@ async def take_snapshot(conn: ConnInfo, store: SnapshotStore, argv: list[str], *
                                notes="Taken by dbsage-tui guard before running the command.", compress=compress,
                                report=report, locks=locks)
     cwd = cwd or Path.cwd()
-    record = guard_record(command=command, cwd=str(cwd), git=await asyncio.to_thread(git_facts, cwd),
-                          migrations=heads)
-    _rewrite(store, snap, record)
+    _rewrite(store, snap, guard_record(command=command, cwd=str(cwd), migrations=heads,
+                                       git=await asyncio.to_thread(git_facts, cwd)))
     return Guarded(snapshot=snap, command=command)
 
 

@@ -118,14 +118,6 @@ def _bucket(ts: dt.datetime, now: dt.datetime, policy: Policy) -> str | None:
     return ts.strftime("%G-W%V" if days < policy.weekly_days else "%Y-%m")  # ISO year and week
 
 
-def _protection(item: Item) -> str | None:
-    if item.protected_meta:
-        return "kept: protected (metadata)"
-    if is_protected_label(item.label):
-        return f"kept: protected label {item.label}"
-    return None
-
-
 def plan(items: Iterable[Item], now: dt.datetime, policy: Policy | None = None) -> Plan:
     """Decide every item's fate. Pure: same items, same ``now``, same plan."""
     policy = policy or Policy()
@@ -136,7 +128,8 @@ def plan(items: Iterable[Item], now: dt.datetime, policy: Policy | None = None) 
     winners: dict[str, str] = {}  # bucket -> filename of its newest snapshot (the first seen)
     pre_rollbacks = 0
     for item in order:
-        protection = _protection(item)
+        protection = "kept: protected (metadata)" if item.protected_meta else \
+            f"kept: protected label {item.label}" if is_protected_label(item.label) else None
         if not item.valid:
             verdict, why = ("keep", f"{protection} (invalid: {item.problem})") if protection else \
                 ("invalid", f"invalid ({item.problem or 'unknown'}): removed only when asked")
