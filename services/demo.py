@@ -56,7 +56,3 @@ def release_demo() -> None:
                          "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
     if others.strip() == "0":
         server.stop()
-
-
-def stop_demo() -> None:
-    _server().stop()

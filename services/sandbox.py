@@ -179,6 +179,3 @@ class LocalServer:
         if res.returncode != 0:
             raise OperationFailed(f"psql failed on {dbname}: {res.stderr.strip()}")
         return res.stdout
-
-    def version_major(self) -> int:
-        return int((self.datadir / "PG_VERSION").read_text().strip())
