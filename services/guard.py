@@ -94,15 +94,6 @@ def command_env(conn: ConnInfo) -> dict[str, str]:
     return env
 
 
-def check_command(argv: list[str]) -> None:
-    """Refuse, before any snapshot, a command that cannot start."""
-    if not argv:
-        raise BadInput("No command to guard.", "Give it after --, e.g. dbsage-tui guard -- supabase db push.")
-    if shutil.which(argv[0]) is None:
-        raise BadInput(f"{argv[0]}: command not found (or not executable).",
-                       "Check the name and PATH; nothing was snapshotted or run.")
-
-
 def run_guarded(conn: ConnInfo, argv: list[str]) -> tuple[int, float]:
     """Run ``argv`` in this terminal (``command_env``) until it exits: its exit code (128 + N when signal N
     ended it) and how long it ran. While it runs, Ctrl-C is the command's (a handler, not SIG_IGN, so that
@@ -138,8 +129,12 @@ async def take_snapshot(conn: ConnInfo, store: SnapshotStore, argv: list[str], *
                         purpose: str | None, schema_only: bool, compress: str, locks: LockPolicy | None,
                         report: Reporter = null_reporter, cwd: Path | None = None) -> Guarded:
     """The snapshot before the command, its metadata saying what it guards (the migration heads read
-    just before the dump)."""
-    check_command(argv)
+    just before the dump). A command that cannot start is refused before any snapshot."""
+    if not argv:
+        raise BadInput("No command to guard.", "Give it after --, e.g. dbsage-tui guard -- supabase db push.")
+    if shutil.which(argv[0]) is None:
+        raise BadInput(f"{argv[0]}: command not found (or not executable).",
+                       "Check the name and PATH; nothing was snapshotted or run.")
     command = redact(shlex.join(argv), (conn.password or "",))
     label = check_label(label) if label else default_label(argv)
     con = await catalog.connect(conn)

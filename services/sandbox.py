@@ -45,14 +45,6 @@ def _service_user() -> str | None:
     return "dbsage-pg"
 
 
-def _allow_traverse(path: Path) -> None:
-    """Let the service user reach ``path``: add o+x (search, not read) to each parent that lacks it."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            parent.chmod(mode | 0o001)
-
-
 class LocalServer:
     """One cluster in ``datadir``. Safe to call ``ensure_running`` again: it reuses a running server."""
 
@@ -91,7 +83,9 @@ class LocalServer:
         tmp_pw = self.datadir.parent / f".{self.datadir.name}.initpw"
         tmp_pw.write_text(self.password)
         if self.run_as:
-            _allow_traverse(self.datadir.parent)
+            for parent in self.datadir.parents:  # o+x (search, not read) where missing: the service user gets in
+                if not (mode := parent.stat().st_mode) & 0o001:
+                    parent.chmod(mode | 0o001)
             shutil.chown(self.datadir, self.run_as)
             shutil.chown(tmp_pw, self.run_as)
         try:
