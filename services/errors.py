@@ -27,9 +27,7 @@ class DbsageError(Exception):
 
     def __init__(self, message: str, hint: str | None = None, detail: str | None = None) -> None:
         super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.detail = detail
+        self.message, self.hint, self.detail = message, hint, detail
         #: Facts for ``--json`` output beside the message (e.g. the sessions in the way).
         self.extra: dict = {}
 

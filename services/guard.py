@@ -64,21 +64,20 @@ def default_label(argv: list[str]) -> str:
 
 
 def git_facts(cwd: Path) -> dict | None:
-    """The project's commit, branch and whether its tree has uncommitted changes; None outside a git
-    repository (or without git)."""
-    def git(*args: str) -> str | None:
-        try:
-            res = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return res.stdout.strip() if res.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
+    """The project's commit, branch and whether its tree has uncommitted changes, from one ``git status``;
+    None outside a git repository, before its first commit, or without git."""
+    try:
+        res = subprocess.run(["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"], cwd=cwd,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
         return None
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
-            "dirty": None if status is None else bool(status)}
+    lines = res.stdout.splitlines()
+    head = dict(line[2:].split(" ", 1) for line in lines if line.startswith("# "))
+    if res.returncode != 0 or head.get("branch.oid", "(initial)") == "(initial)":
+        return None
+    branch = head.get("branch.head")
+    return {"commit": head["branch.oid"], "branch": "HEAD" if branch == "(detached)" else branch,
+            "dirty": any(not line.startswith("# ") for line in lines)}
 
 
 def command_env(conn: ConnInfo) -> dict[str, str]:
