@@ -81,9 +81,7 @@ def guard_outcome(record: dict, *, exit_code: int, duration: float, outcome: str
 
 
 def _head_text(head) -> str:
-    if not isinstance(head, dict):
-        return "none"
-    return " ".join(str(x) for x in (head.get("version"), head.get("name")) if x)
+    return " ".join(str(x) for x in (head.get("version"), head.get("name")) if x) if isinstance(head, dict) else "none"
 
 
 def guard_facts(meta: dict | None) -> list[tuple[str, str]]:
