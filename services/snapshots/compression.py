@@ -52,9 +52,7 @@ class HashingReader:
     compressed or not: progress and integrity are about the file on disk."""
 
     def __init__(self, fh: BinaryIO, digest=None) -> None:
-        self.fh = fh
-        self.digest = digest
-        self.read_bytes = 0
+        self.fh, self.digest, self.read_bytes = fh, digest, 0
 
     def read(self, n: int = -1) -> bytes:
         data = self.fh.read(n)
