@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from services.errors import BadInput, OperationFailed
+from services.snapshots.compression import METHODS
 
 DEFAULT_SNAPSHOT_DIR = Path("supabase/snapshots")
 #: Seconds to wait for a connection before giving up (libpq's connect_timeout, asyncpg's timeout).
@@ -34,7 +35,7 @@ _LIBPQ_ENV = {
 @dataclass(frozen=True)
 class ConnInfo:
     """One PostgreSQL connection target. ``password`` never leaves this object except into a child's
-    environment or asyncpg's connect call; ``display`` and ``masked_url`` are what may be shown."""
+    environment or asyncpg's connect call; ``display`` and ``url()`` are what may be shown."""
 
     host: str = "localhost"
     port: int = 5432
@@ -65,14 +66,14 @@ class ConnInfo:
         """``user@host:port/dbname`` — safe to print anywhere."""
         return f"{self.user}@{self.host}:{self.port}/{self.dbname}"
 
-    def masked_url(self) -> str:
-        pw = ":****" if self.password else ""
-        host = self.host if not self.host.startswith("/") else ""
-        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in self.params)
-        if self.host.startswith("/"):
-            query = "&".join(filter(None, [f"host={quote(self.host, safe='')}", query]))
-        url = f"postgresql://{quote(self.user, safe='')}{pw}@{host}:{self.port}/{quote(self.dbname, safe='')}"
-        return f"{url}?{query}" if query else url
+    def url(self, reveal: bool = False) -> str:
+        """The target as a ``postgresql://`` URL, its password as ``****`` unless ``reveal`` (only for a
+        child's environment: the command ``guard`` runs)."""
+        secret = self.password and (quote(self.password, safe="") if reveal else "****")
+        auth = quote(self.user, safe="") + (f":{secret}" if secret else "")
+        host, extra = (self.host, []) if self.uses_tcp else ("", [("host", self.host)])
+        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in [*extra, *self.params])
+        return f"postgresql://{auth}@{host}:{self.port}/{quote(self.dbname, safe='')}" + (f"?{query}" if query else "")
 
     def with_dbname(self, dbname: str) -> ConnInfo:
         return replace(self, dbname=dbname)
@@ -80,19 +81,13 @@ class ConnInfo:
     def child_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for pg_dump/psql: every connection setting as a PG* variable, so that argv (which
         ``ps`` shows to every user) carries none of it, the password least of all."""
-        env = dict(os.environ if base is None else base)
-        for key in list(env):
-            if key.startswith("PG") and key not in ("PGTZ",):
-                del env[key]
+        env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("PG") or k == "PGTZ"}
         env.update({"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user, "PGDATABASE": self.dbname})
         if self.password is not None:
             env["PGPASSWORD"] = self.password
-        params = dict(self.params)
-        params.setdefault("connect_timeout", str(DEFAULT_CONNECT_TIMEOUT))
-        params.setdefault("application_name", "dbsage-tui")
-        for key, value in params.items():
-            if key in _LIBPQ_ENV:
-                env[_LIBPQ_ENV[key]] = value
+        params = {"connect_timeout": str(DEFAULT_CONNECT_TIMEOUT), "application_name": "dbsage-tui",
+                  **dict(self.params)}
+        env.update({_LIBPQ_ENV[k]: v for k, v in params.items() if k in _LIBPQ_ENV})
         return env
 
     @property
@@ -102,24 +97,18 @@ class ConnInfo:
 
 def parse_url(url: str, source: str = "--db-url") -> ConnInfo:
     """Parse a ``postgresql://`` URL (percent-encoded user and password, ``?sslmode=...`` and friends)."""
-    url = url.strip()
-    parts = urlsplit(url)
+    parts = urlsplit(url.strip())
     if parts.scheme not in ("postgres", "postgresql"):
         raise BadInput(f"The database URL from {source} is not a postgresql:// URL.",
                        "Use the form postgresql://user:password@host:5432/dbname.")
     if "," in parts.netloc:
         raise BadInput(f"The database URL from {source} names several hosts.", "Give a single host.")
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
     try:
-        port = parts.port or 5432
+        port = int(params.pop("port")) if "port" in params else parts.port or 5432
     except ValueError:
         raise BadInput(f"The database URL from {source} has an invalid port.", "Use a number such as 5432.") from None
-    params = dict(parse_qsl(parts.query, keep_blank_values=True))
     host = params.pop("host", None) or (unquote(parts.hostname) if parts.hostname else "localhost")
-    if "port" in params:
-        try:
-            port = int(params.pop("port"))
-        except ValueError:
-            raise BadInput(f"The database URL from {source} has an invalid port.", "Use a number.") from None
     user = unquote(parts.username) if parts.username else params.pop("user", None) or os.environ.get("USER", "postgres")
     password = unquote(parts.password) if parts.password is not None else params.pop("password", None)
     dbname = unquote(parts.path.lstrip("/")) or params.pop("dbname", None) or user
@@ -143,20 +132,15 @@ def from_pg_env(env: dict[str, str]) -> ConnInfo:
 
 def resolve_target(db_url: str | None, env: dict[str, str] | None = None) -> ConnInfo | None:
     """The database to work on, by the layering above; None when nothing at all is configured."""
-    env = dict(os.environ if env is None else env)
-    conn = None
-    if db_url:
-        conn = parse_url(db_url, "--db-url")
+    env = os.environ if env is None else env
+    name = next((n for n in ("SUPABASE_DB_URL", "DATABASE_URL") if env.get(n)), None)
+    if db_url or name:
+        conn = parse_url(db_url or env[name], "--db-url" if db_url else name)
+    elif any(env.get(v) for v in ("PGHOST", "PGDATABASE", "PGUSER", "PGPORT", "PGSERVICE")):
+        conn = from_pg_env(env)
     else:
-        for name in ("SUPABASE_DB_URL", "DATABASE_URL"):
-            if env.get(name):
-                conn = parse_url(env[name], name)
-                break
-        else:
-            if any(env.get(v) for v in ("PGHOST", "PGDATABASE", "PGUSER", "PGPORT", "PGSERVICE")):
-                conn = from_pg_env(env)
-    if conn is not None:
-        check_target(conn)
+        return None
+    check_target(conn)
     return conn
 
 
@@ -186,10 +170,9 @@ def check_target(conn: ConnInfo) -> None:
 def ipv6_only_advice(conn: ConnInfo) -> OperationFailed | None:
     """When a host that has IPv6 addresses only cannot be reached (Supabase's direct host on many plans,
     seen from a network without IPv6), the sentence that says so; None otherwise."""
-    if not conn.uses_tcp:
-        return None
     try:
-        families = {info[0] for info in socket.getaddrinfo(conn.host, conn.port, type=socket.SOCK_STREAM)}
+        families = {info[0] for info in socket.getaddrinfo(conn.host, conn.port, type=socket.SOCK_STREAM)
+                    if conn.uses_tcp}
     except OSError:
         return None
     if families != {socket.AF_INET6}:
@@ -201,17 +184,11 @@ def ipv6_only_advice(conn: ConnInfo) -> OperationFailed | None:
     return OperationFailed(f"{conn.host} has IPv6 addresses only, and none of them answered from this machine.", hint)
 
 
-def config_file(env: dict[str, str] | None = None) -> Path:
-    env = dict(os.environ if env is None else env)
-    if env.get("DBSAGE_CONFIG"):
-        return Path(env["DBSAGE_CONFIG"])
-    base = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "dbsage-tui" / "config.yaml"
-
-
 def load_config(env: dict[str, str] | None = None) -> dict:
     """The config file's mapping, or {} when there is none. A broken file is bad input, not a traceback."""
-    path = config_file(env)
+    env = os.environ if env is None else env
+    path = Path(env.get("DBSAGE_CONFIG")
+                or Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "dbsage-tui" / "config.yaml")
     if not path.exists():
         return {}
     import yaml  # only with a config file
@@ -247,9 +224,6 @@ class Policy:
                            "Use increasing values, e.g. keep all 7, daily 30, weekly 365.")
 
 
-COMPRESSIONS = ("none", "gzip", "zstd")
-
-
 @dataclass(frozen=True)
 class Settings:
     """The config file, checked once: every value typed, a bad one named in one sentence.
@@ -270,44 +244,35 @@ class Settings:
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     raw = load_config(env)
-    compress = str(raw.get("compress") or "none")
-    if compress not in COMPRESSIONS:
+    compress, timeout = str(raw.get("compress") or "none"), raw.get("lock_timeout", DEFAULT_LOCK_TIMEOUT)
+    tiers, keymap, directory = raw.get("retention") or {}, raw.get("keymap") or {}, raw.get("snapshot_dir")
+    if compress not in METHODS:
         raise BadInput(f"The config file's compress is {compress!r}.", "Use none, gzip or zstd.")
-    timeout = raw.get("lock_timeout", DEFAULT_LOCK_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         raise BadInput(f"The config file's lock_timeout is {timeout!r}.", "Use a number of seconds, e.g. 30.")
-    tiers = raw.get("retention") or {}
-    keymap = raw.get("keymap") or {}
     if not isinstance(tiers, dict):
         raise BadInput("The config file's retention: is not a mapping.", "Fix or remove it.")
     if not isinstance(keymap, dict) or not all(isinstance(v, str) for v in keymap.values()):
         raise BadInput("The config file's keymap: is not a mapping of binding ids to keys.",
                        "Write e.g. keymap: {new-snapshot: ctrl+n}.")
     try:
-        retention = Policy(**{k: int(v) for k, v in tiers.items()
-                              if k in ("keep_all_days", "daily_days", "weekly_days", "pre_rollback")})
+        retention = Policy(**{k: int(v) for k, v in tiers.items() if k in Policy.__dataclass_fields__})
     except (TypeError, ValueError):
         raise BadInput("The config file's retention values are not whole numbers of days.",
                        "Fix or remove them.") from None
-    directory = raw.get("snapshot_dir")
     return Settings(snapshot_dir=Path(directory) if directory else None, compress=compress,
                     lock_timeout=float(timeout), retention=retention, keymap={str(k): v for k, v in keymap.items()})
 
 
 def resolve_snapshot_dir(cli_dir: str | None, env: dict[str, str] | None = None,
                          settings: Settings | None = None) -> Path:
-    env = dict(os.environ if env is None else env)
-    if cli_dir:
-        return Path(cli_dir)
-    if env.get("DBSAGE_SNAPSHOT_DIR"):
-        return Path(env["DBSAGE_SNAPSHOT_DIR"])
-    return (settings or load_settings(env)).snapshot_dir or DEFAULT_SNAPSHOT_DIR
+    env = os.environ if env is None else env
+    return Path(cli_dir or env.get("DBSAGE_SNAPSHOT_DIR")
+                or (settings or load_settings(env)).snapshot_dir or DEFAULT_SNAPSHOT_DIR)
 
 
 def data_dir(env: dict[str, str] | None = None) -> Path:
     """Per-user data directory (the demo server and its snapshots live here)."""
-    env = dict(os.environ if env is None else env)
-    if env.get("DBSAGE_DATA_DIR"):
-        return Path(env["DBSAGE_DATA_DIR"])
-    base = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "dbsage-tui"
+    env = os.environ if env is None else env
+    return Path(env.get("DBSAGE_DATA_DIR")
+                or Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "dbsage-tui")

@@ -17,65 +17,8 @@ from services.sandbox import LocalServer
 
 DEMO_DB = "shop"
 
-SEED_SQL = r"""
-BEGIN;
-CREATE TABLE customers (
-    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    email       text NOT NULL UNIQUE,
-    name        text NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    updated_at  timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE products (
-    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    sku         text NOT NULL UNIQUE,
-    title       text NOT NULL,
-    price       numeric(10,2) NOT NULL CHECK (price >= 0),
-    attributes  jsonb NOT NULL DEFAULT '{}'::jsonb
-);
-CREATE TABLE orders (
-    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    customer_id bigint NOT NULL REFERENCES customers(id),
-    status      text NOT NULL DEFAULT 'new' CHECK (status IN ('new','paid','shipped','cancelled')),
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    updated_at  timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE order_items (
-    order_id    bigint NOT NULL REFERENCES orders(id) ON DELETE CASCADE,
-    product_id  bigint NOT NULL REFERENCES products(id),
-    quantity    integer NOT NULL CHECK (quantity > 0),
-    unit_price  numeric(10,2) NOT NULL,
-    PRIMARY KEY (order_id, product_id)
-);
-CREATE INDEX orders_customer_idx ON orders (customer_id);
-
-CREATE FUNCTION touch_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.updated_at := now();
-    RETURN NEW;
-END $$;
-CREATE TRIGGER customers_touch BEFORE UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
-CREATE TRIGGER orders_touch BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
-
-CREATE FUNCTION order_total(p_order bigint) RETURNS numeric LANGUAGE sql STABLE AS $$
-    SELECT coalesce(sum(quantity * unit_price), 0) FROM order_items WHERE order_id = p_order
-$$;
-CREATE VIEW order_totals AS
-    SELECT o.id, c.email, o.status, order_total(o.id) AS total, o.created_at
-    FROM orders o JOIN customers c ON c.id = o.customer_id;
-
-INSERT INTO customers (email, name)
-SELECT format('customer%s@example.com', i), format('Customer %s', i) FROM generate_series(1, 200) i;
-INSERT INTO products (sku, title, price, attributes)
-SELECT format('SKU-%s', lpad(i::text, 4, '0')), format('Product %s', i), (i % 50) + 0.99,
-       jsonb_build_object('color', (ARRAY['red','green','blue'])[1 + i % 3], 'weight_g', 100 + i)
-FROM generate_series(1, 100) i;
-INSERT INTO orders (customer_id, status)
-SELECT 1 + (i % 200), (ARRAY['new','paid','shipped','cancelled'])[1 + i % 4] FROM generate_series(1, 1000) i;
-INSERT INTO order_items (order_id, product_id, quantity, unit_price)
-SELECT o.id, 1 + ((o.id * 7 + k) % 100), 1 + (k % 3), 9.99 FROM orders o, generate_series(0, 2) k;
-COMMIT;
-"""
+#: The shop database: tables, a trigger, a function and a view, and rows enough to page through.
+SEED_SQL = Path(__file__).with_name("demo_seed.sql")
 
 
 def demo_root() -> Path:
@@ -93,15 +36,12 @@ def demo_snapshot_dir() -> Path:
 def ensure_demo() -> tuple[ConnInfo, bool]:
     """Start (or reuse) the sandbox server and create + seed the demo database once; also whether this
     call started the server (then this process stops it: ``release_demo``)."""
-    root = demo_root()
-    root.mkdir(parents=True, exist_ok=True)
     server = _server()
     started = not server.is_running()
     server.ensure_running()
-    exists = server.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{DEMO_DB}'").strip() == "1"
-    if not exists:
+    if server.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{DEMO_DB}'").strip() == "0":
         server.psql(f"CREATE DATABASE {DEMO_DB}")
-        server.psql(SEED_SQL, DEMO_DB)
+        server.psql(SEED_SQL.read_text(encoding="utf-8"), DEMO_DB)
     return dataclasses.replace(server.conninfo(DEMO_DB), source="--demo"), started
 
 
@@ -115,10 +55,4 @@ def release_demo() -> None:
     others = server.psql("SELECT count(*) FROM pg_stat_activity "
                          "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
     if others.strip() == "0":
-        server.stop()
-
-
-def stop_demo() -> None:
-    server = _server()
-    if server.is_running():
         server.stop()

@@ -34,13 +34,10 @@ def compact_age(ts: dt.datetime, now: dt.datetime) -> str:
     seconds = int((now - ts).total_seconds())
     if seconds < 0:
         return "now"
-    for below, per, unit in ((60, 1, "s"), (3600, 60, "m"), (_DAY, 3600, "h")):
+    for below, per, unit in ((60, 1, "s"), (3600, 60, "m"), (_DAY, 3600, "h"), (31 * _DAY, _DAY, "d")):
         if seconds < below:
             return f"{seconds // per}{unit}"
-    days = seconds // _DAY
-    if days < 31:
-        return f"{days}d"
-    months = days * 12 // 365
+    months = seconds // _DAY * 12 // 365
     if months < 12:
         return f"{max(months, 1)}mo"
     years, months = divmod(months, 12)

@@ -27,9 +27,7 @@ class DbsageError(Exception):
 
     def __init__(self, message: str, hint: str | None = None, detail: str | None = None) -> None:
         super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.detail = detail
+        self.message, self.hint, self.detail = message, hint, detail
         #: Facts for ``--json`` output beside the message (e.g. the sessions in the way).
         self.extra: dict = {}
 
@@ -125,8 +123,7 @@ def audit_failure(audit: Callable[..., None], action: str, *, report: Reporter |
     try:
         yield fields
     except BaseException as exc:
-        cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
-        outcome = "cancelled" if cancelled else "failed"
+        outcome = "cancelled" if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt) else "failed"
         msg = in_words(exc)
         if step and report:
             report(Step(step, outcome, msg))
@@ -140,12 +137,14 @@ def explain_tool_failure(stderr: str, action: str, source: str = "SUPABASE_DB_UR
     """Turn a pg_dump/psql failure into one clear sentence; the raw stderr stays in ``detail``. ``source``:
     where the connection settings came from (``ConnInfo.source``), named in the advice."""
     for pattern, message, hint in _KNOWN_ERRORS:
-        m = pattern.search(stderr)
-        if m:
+        if m := pattern.search(stderr):
             return OperationFailed(f"{action} failed: {message.format(*m.groups())}",
                                    hint.format(**_where(source)), detail=stderr)
-    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
-    last = first_error_line(stderr) or (lines[-1] if lines else "the tool exited with an error")
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    # The first line that reads like an error, without the tool-name prefix; else the last line.
+    first = next((ln for ln in lines if "ERROR:" in ln or "error:" in ln or "FATAL:" in ln), None)
+    last = re.sub(r"^(pg_dump|psql|pg_restore)(:[^:]*:\d+)?: (error: )?", "", first).strip() if first \
+        else lines[-1] if lines else "the tool exited with an error"
     return OperationFailed(f"{action} failed: {last}", "See the log for the full output.", detail=stderr)
 
 
@@ -156,11 +155,3 @@ def _where(source: str) -> dict[str, str]:
     named = {"--db-url": "the URL given with --db-url", "PG* environment": "the PG* variables",
              "sandbox": "the demo server (dbsage-tui --demo starts it)"}
     return {"where": named.get(source, "SUPABASE_DB_URL / DATABASE_URL"), "test": ""}
-
-
-def first_error_line(stderr: str) -> str | None:
-    """The first line that reads like an error, without the tool-name prefix."""
-    for line in stderr.splitlines():
-        if "ERROR:" in line or "error:" in line or "FATAL:" in line:
-            return re.sub(r"^(pg_dump|psql|pg_restore)(:[^:]*:\d+)?: (error: )?", "", line).strip()
-    return None

@@ -7,7 +7,7 @@ dataclasses; the callable must not block (the TUI posts a message, the CLI write
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,7 @@ class Progress:
 
     @property
     def eta(self) -> float | None:
-        frac = self.fraction
-        if frac is None or frac <= 0 or self.rate <= 0 or not self.total:
+        if not self.fraction or not self.rate:
             return None
         return max(self.total - self.done, 0) / self.rate
 
@@ -79,9 +78,7 @@ class Blocker:
         return f"pid {self.pid} ({self.role}{app}, from {self.client}) {self.state}{since}{query}"
 
     def as_dict(self) -> dict:
-        return {"pid": self.pid, "role": self.role, "application": self.application, "client": self.client,
-                "state": self.state, "seconds": None if self.seconds is None else round(self.seconds, 1),
-                "query": self.query}
+        return {**asdict(self), "seconds": None if self.seconds is None else round(self.seconds, 1)}
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,8 @@ _OPT_PASSWORD = re.compile(r"(--password(?:\s+|=))(\S+)", re.IGNORECASE)
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     """``text`` with every password in it replaced by ``****``: the ones we know (``secrets``), those in
     URLs (``postgresql://user:PASSWORD@host``) and after ``password=`` / ``--password``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "****").replace(quote(secret, safe=""), "****")
+    for secret in filter(None, secrets):
+        text = text.replace(secret, "****").replace(quote(secret, safe=""), "****")
     text = _URL_PASSWORD.sub(r"\1****\2", text)
     text = _KEY_PASSWORD.sub(r"\1****", text)
     return _OPT_PASSWORD.sub(r"\1****", text)
@@ -55,9 +54,8 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
 def default_label(argv: list[str]) -> str:
     """``before-db-push`` for ``supabase db push``: the program and the words up to its first option or
     path, without wrappers, at most three words."""
-    words = [Path(argv[0]).name] + argv[1:]
     kept = []
-    for word in words:
+    for word in [Path(argv[0]).name, *argv[1:]]:
         if word.startswith("-") or "/" in word or "=" in word or len(kept) == 3:
             break
         if word not in _WRAPPERS:
@@ -66,84 +64,58 @@ def default_label(argv: list[str]) -> str:
 
 
 def git_facts(cwd: Path) -> dict | None:
-    """The project's commit, branch and whether its tree has uncommitted changes; None outside a git
-    repository (or without git)."""
-    def git(*args: str) -> str | None:
-        try:
-            res = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return res.stdout.strip() if res.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
+    """The project's commit, branch and whether its tree has uncommitted changes, from one ``git status``;
+    None outside a git repository, before its first commit, or without git."""
+    try:
+        res = subprocess.run(["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"], cwd=cwd,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
         return None
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
-            "dirty": None if status is None else bool(status)}
-
-
-def database_url(conn: ConnInfo) -> str:
-    """``conn`` as a URL with its password: the one the user gave when it came from the environment."""
-    if conn.source in ("SUPABASE_DB_URL", "DATABASE_URL") and os.environ.get(conn.source):
-        return os.environ[conn.source]
-    auth = quote(conn.user, safe="") + (":" + quote(conn.password, safe="") if conn.password else "")
-    params = [("host", conn.host)] if not conn.uses_tcp else []
-    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in [*params, *conn.params])
-    host = conn.host if conn.uses_tcp else ""
-    return f"postgresql://{auth}@{host}:{conn.port}/{quote(conn.dbname, safe='')}" + (f"?{query}" if query else "")
+    lines = res.stdout.splitlines()
+    head = dict(line[2:].split(" ", 1) for line in lines if line.startswith("# "))
+    if res.returncode != 0 or head.get("branch.oid", "(initial)") == "(initial)":
+        return None
+    branch = head.get("branch.head")
+    return {"commit": head["branch.oid"], "branch": "HEAD" if branch == "(detached)" else branch,
+            "dirty": any(not line.startswith("# ") for line in lines)}
 
 
 def command_env(conn: ConnInfo) -> dict[str, str]:
     """The command's environment: ours, with the database we resolved in every variable a migration tool
-    reads (the URL variables and libpq's), so that it cannot work on another one than the snapshot's."""
+    reads (the URL variables and libpq's), so that it cannot work on another one than the snapshot's. The
+    URL is the one the user gave when it came from the environment."""
     env = conn.child_env()
     for key, var in (("application_name", "PGAPPNAME"), ("connect_timeout", "PGCONNECT_TIMEOUT")):
         if key not in dict(conn.params) and var not in os.environ:
             env.pop(var, None)  # our own defaults for pg_dump, not the user's
-    url = database_url(conn)
-    env["DATABASE_URL"] = env["SUPABASE_DB_URL"] = url
+    given = os.environ.get(conn.source) if conn.source in ("SUPABASE_DB_URL", "DATABASE_URL") else None
+    env["DATABASE_URL"] = env["SUPABASE_DB_URL"] = given or conn.url(reveal=True)
     return env
 
 
-def check_command(argv: list[str]) -> None:
-    """Refuse, before any snapshot, a command that cannot start."""
-    if not argv:
-        raise BadInput("No command to guard.", "Give it after --, e.g. dbsage-tui guard -- supabase db push.")
-    if shutil.which(argv[0]) is None:
-        raise BadInput(f"{argv[0]}: command not found (or not executable).",
-                       "Check the name and PATH; nothing was snapshotted or run.")
-
-
-def run_command(argv: list[str], env: dict[str, str]) -> int:
-    """Run ``argv`` in this terminal until it exits; its exit code (128 + N when signal N ended it).
-    While it runs, Ctrl-C is the command's (a handler, not SIG_IGN, so that the command starts with the
-    default disposition) and a SIGTERM sent to us is passed on to it."""
+def run_guarded(conn: ConnInfo, argv: list[str]) -> tuple[int, float]:
+    """Run ``argv`` in this terminal (``command_env``) until it exits: its exit code (128 + N when signal N
+    ended it) and how long it ran. While it runs, Ctrl-C is the command's (a handler, not SIG_IGN, so that
+    the command starts with the default disposition) and a SIGTERM sent to us is passed on to it."""
     proc: subprocess.Popen | None = None
-
-    def pass_on(signum, _frame) -> None:
-        if proc is not None:
-            proc.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig, handler in
-                ((signal.SIGINT, lambda *_: None), (signal.SIGTERM, pass_on))}
+    previous = {sig: signal.signal(sig, handler) for sig, handler in (
+        (signal.SIGINT, lambda *_: None), (signal.SIGTERM, lambda sig, _: proc and proc.send_signal(sig)))}
+    started = time.monotonic()
     try:
-        proc = subprocess.Popen(argv, env=env)
+        proc = subprocess.Popen(argv, env=command_env(conn))
         rc = proc.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 128 - rc if rc < 0 else rc
+    return 128 - rc if rc < 0 else rc, time.monotonic() - started
 
 
 @dataclass
 class Guarded:
-    """A guarded command's outcome: its snapshot, exit code and duration, and the rollback if one ran."""
+    """A guarded command's snapshot and command line (secrets redacted), and the rollback if one ran."""
 
     snapshot: Snapshot
     command: str
-    exit_code: int | None = None
-    duration: float = 0.0
     rollback: RestoreResult | None = None
     rollback_error: str | None = None
 
@@ -156,8 +128,12 @@ async def take_snapshot(conn: ConnInfo, store: SnapshotStore, argv: list[str], *
                         purpose: str | None, schema_only: bool, compress: str, locks: LockPolicy | None,
                         report: Reporter = null_reporter, cwd: Path | None = None) -> Guarded:
     """The snapshot before the command, its metadata saying what it guards (the migration heads read
-    just before the dump)."""
-    check_command(argv)
+    just before the dump). A command that cannot start is refused before any snapshot."""
+    if not argv:
+        raise BadInput("No command to guard.", "Give it after --, e.g. dbsage-tui guard -- supabase db push.")
+    if shutil.which(argv[0]) is None:
+        raise BadInput(f"{argv[0]}: command not found (or not executable).",
+                       "Check the name and PATH; nothing was snapshotted or run.")
     command = redact(shlex.join(argv), (conn.password or "",))
     label = check_label(label) if label else default_label(argv)
     con = await catalog.connect(conn)
@@ -169,9 +145,8 @@ async def take_snapshot(conn: ConnInfo, store: SnapshotStore, argv: list[str], *
                                notes="Taken by dbsage-tui guard before running the command.", compress=compress,
                                report=report, locks=locks)
     cwd = cwd or Path.cwd()
-    record = guard_record(command=command, cwd=str(cwd), git=await asyncio.to_thread(git_facts, cwd),
-                          migrations=heads)
-    _rewrite(store, snap, record)
+    _rewrite(store, snap, guard_record(command=command, cwd=str(cwd), migrations=heads,
+                                       git=await asyncio.to_thread(git_facts, cwd)))
     return Guarded(snapshot=snap, command=command)
 
 
@@ -186,7 +161,6 @@ async def finish(conn: ConnInfo, store: SnapshotStore, guarded: Guarded, exit_co
                  rollback: bool, locks: LockPolicy | None, report: Reporter = null_reporter) -> Guarded:
     """After the command: its outcome in the metadata and the audit log; on failure with ``rollback``,
     the restore of the snapshot (which takes a pre-rollback snapshot of the failed state first)."""
-    guarded.exit_code, guarded.duration = exit_code, duration
     snap = guarded.snapshot
     outcome, more = ("succeeded" if exit_code == 0 else "failed"), {}
     if exit_code != 0 and rollback:
@@ -203,10 +177,3 @@ async def finish(conn: ConnInfo, store: SnapshotStore, guarded: Guarded, exit_co
     store.audit("guard", outcome, snapshot=snap.filename, command=guarded.command, exit_code=exit_code,
                 duration_seconds=round(duration, 3), rollback_error=guarded.rollback_error)
     return guarded
-
-
-def run_guarded(conn: ConnInfo, argv: list[str]) -> tuple[int, float]:
-    """The command's exit code and how long it ran."""
-    started = time.monotonic()
-    code = run_command(argv, command_env(conn))
-    return code, time.monotonic() - started

@@ -8,6 +8,7 @@ runs as the ``postgres`` system user (created as ``dbsage-pg`` when absent).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
@@ -37,22 +38,11 @@ def _service_user() -> str | None:
     if os.geteuid() != 0:
         return None
     for name in ("postgres", "dbsage-pg"):
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            continue
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name).pw_name
     subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "dbsage-pg"],
                    check=True, capture_output=True)
     return "dbsage-pg"
-
-
-def _allow_traverse(path: Path) -> None:
-    """Let the service user reach ``path``: add o+x (search, not read) to each parent that lacks it."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            parent.chmod(mode | 0o001)
 
 
 class LocalServer:
@@ -75,9 +65,8 @@ class LocalServer:
     # -- lifecycle -------------------------------------------------------------------------------------
     def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
         # Drop to the service user entirely: with root's group kept, group bits (not "other") would apply.
-        ids = {}
-        if self.run_as:
-            ids = {"user": self.run_as, "group": pwd.getpwnam(self.run_as).pw_gid, "extra_groups": []}
+        ids = ({"user": self.run_as, "group": pwd.getpwnam(self.run_as).pw_gid, "extra_groups": []}
+               if self.run_as else {})
         return subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd="/",
                               stdin=subprocess.DEVNULL, **ids)
 
@@ -94,7 +83,9 @@ class LocalServer:
         tmp_pw = self.datadir.parent / f".{self.datadir.name}.initpw"
         tmp_pw.write_text(self.password)
         if self.run_as:
-            _allow_traverse(self.datadir.parent)
+            for parent in self.datadir.parents:  # o+x (search, not read) where missing: the service user gets in
+                if not (mode := parent.stat().st_mode) & 0o001:
+                    parent.chmod(mode | 0o001)
             shutil.chown(self.datadir, self.run_as)
             shutil.chown(tmp_pw, self.run_as)
         try:
@@ -106,24 +97,20 @@ class LocalServer:
         if res.returncode != 0:
             raise OperationFailed("initdb failed for the sandbox server.", "See the log.", detail=res.stderr)
 
-    def _read_pid_file(self) -> tuple[int, int] | None:
+    def is_running(self) -> bool:
+        """Whether the server ``postmaster.pid`` names runs; its port is then ours."""
         try:
             lines = (self.datadir / "postmaster.pid").read_text().splitlines()
-            return int(lines[0]), int(lines[3])
+            pid, port = int(lines[0]), int(lines[3])
         except (OSError, ValueError, IndexError):
-            return None
-
-    def is_running(self) -> bool:
-        info = self._read_pid_file()
-        if not info:
             return False
         try:
-            os.kill(info[0], 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
-            pass
-        self.port = info[1]
+            pass  # it runs, as the service user
+        self.port = port
         return True
 
     def start(self) -> None:
@@ -186,6 +173,3 @@ class LocalServer:
         if res.returncode != 0:
             raise OperationFailed(f"psql failed on {dbname}: {res.stderr.strip()}")
         return res.stdout
-
-    def version_major(self) -> int:
-        return int((self.datadir / "PG_VERSION").read_text().strip())

@@ -72,6 +72,11 @@ def load_fixture(server, conn: ConnInfo, path: Path) -> None:
     copy_template(server, conn, digest, lambda template: load_sql(server, template, path))
 
 
+def server_major(server) -> int:
+    """The major version of a ``LocalServer``'s cluster."""
+    return int((server.datadir / "PG_VERSION").read_text())
+
+
 def has_extension(server, name: str) -> bool:
     return server.psql(f"SELECT count(*) FROM pg_available_extensions WHERE name = '{name}'").strip() == "1"
 

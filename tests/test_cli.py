@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.snapshots.store import SnapshotStore
-from tests.helpers import assert_clean_error, full_dump, run_cli, url, wait_for, watch_cmdlines
+from tests.helpers import assert_clean_error, full_dump, run_cli, server_major, url, wait_for, watch_cmdlines
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_snapshot_files_metadata_and_permissions(pg, db, snapdir, cli):
     assert meta["size_bytes"] == path.stat().st_size
     import hashlib
     assert meta["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert meta["database_version"].startswith(f"PostgreSQL {pg.version_major()}")
+    assert meta["database_version"].startswith(f"PostgreSQL {server_major(pg)}")
     assert meta["supabase_version"] is None and meta["protected"] is False
     assert meta["schemas"] == ["public"] and meta["database"] == db.dbname
     for key in ("label", "purpose", "size_human", "restore_instructions", "notes", "pg_dump_version",

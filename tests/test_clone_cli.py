@@ -67,7 +67,7 @@ def test_clone_snapshot_round_trip_from_the_cli(pg18, db18, snapdir):
 
     # Deleting a clone snapshot (cleanup's apply) drops its database first; without a connection it stops.
     pre = snaps[0]
-    plan = retention.Plan(keep=[], delete=[retention.Decision(pre.filename, False, "test")])
+    plan = retention.Plan(keep=[], delete=[retention.Decision(pre.filename, "test")])
     store = SnapshotStore(snapdir)
     with pytest.raises(OperationFailed, match="needs the database connection"):
         retention.apply(store, plan, store.list())

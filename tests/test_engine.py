@@ -68,8 +68,7 @@ def test_demo_sandbox_end_to_end(tmp_path):
         assert res.returncode == 0, res.stderr
         assert server.is_running() and pid.read_text().split()[0] == running
     finally:
-        from services.demo import stop_demo
-        stop_demo()
+        server.stop()
 
 
 @pytest.mark.pg
@@ -133,5 +132,4 @@ def test_the_demo_app_on_a_terminal_hands_it_to_psql_and_quits_stopping_its_serv
             proc.kill()
             proc.wait()
         os.close(main)
-        from services.demo import stop_demo
-        stop_demo()
+        server.stop()

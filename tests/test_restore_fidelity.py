@@ -11,7 +11,7 @@ import pytest
 
 from services.server import dump, restore
 from services.snapshots.store import SnapshotStore
-from tests.helpers import FIXTURES, SQL, assert_same, comparable, full_dump, has_extension, load_fixture
+from tests.helpers import FIXTURES, SQL, assert_same, comparable, full_dump, has_extension, load_fixture, server_major
 
 #: Restore fidelity depends on the server version (and the bundled tools' against it): each test runs on each.
 pytestmark = pytest.mark.every_version
@@ -53,7 +53,7 @@ def pagila_for(server, tmp_path):
     becomes real[], the hnsw index goes and PostgreSQL 18's uuidv7() and VIRTUAL columns become 15's equivalents, so
     partitions, domains and triggers are still covered there."""
     src = FIXTURES / "pagila-schema.sql"
-    if has_extension(server, "vector") and server.version_major() >= 18:
+    if has_extension(server, "vector") and server_major(server) >= 18:
         return src
     text = src.read_text()
     for line in ("CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public;",

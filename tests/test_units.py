@@ -33,7 +33,7 @@ def test_url_with_percent_encoded_password_and_masking():
     assert (conn.user, conn.password, conn.host, conn.port, conn.dbname) == (
         "app@user", "p@ss:w/ord", "db.example.com", 6543, "my db")
     assert conn.sslmode == "require"
-    assert "p@ss" not in conn.masked_url() and "****" in conn.masked_url()
+    assert "p@ss" not in conn.url() and "****" in conn.url()
     assert "p@ss" not in conn.display and "p@ss" not in repr(conn)
     env = conn.child_env({"PATH": "/bin", "PGPASSWORD": "stale", "PGSERVICE": "x"})
     assert env["PGPASSWORD"] == "p@ss:w/ord" and env["PGSSLMODE"] == "require" and "PGSERVICE" not in env

@@ -37,18 +37,19 @@ def adoptable(snap: Snapshot) -> bool:
 
 
 @dataclass
-class _Survey:
-    """What the dump's TOC comments say beyond the scanner's counts: its schemas and its tables."""
+class _Read:
+    """One read of the file: the scanner's result, the file's size and sha256, and what the dump's TOC
+    comments say beyond the scanner's counts (its schemas and its tables)."""
 
+    scan: ScanResult | None = None
+    size: int = 0
+    sha256: str = ""
     schemas: set[str] = field(default_factory=set)
     tables: int = 0
     creates_database: bool = False  # pg_dump --create: CREATE DATABASE and \connect, not ours to replay
 
     def on_line(self, line: bytes) -> None:
-        if not line.startswith(b"-- Name: "):
-            return
-        m = TOC_RE.match(line.decode("utf-8", "replace"))
-        if m is None:
+        if not line.startswith(b"-- Name: ") or not (m := TOC_RE.match(line.decode("utf-8", "replace"))):
             return
         if m["type"] == "SCHEMA":
             self.schemas.add(m["name"])
@@ -58,19 +59,11 @@ class _Survey:
         self.creates_database |= m["type"] == "DATABASE"
 
 
-@dataclass
-class _Read:
-    scan: ScanResult
-    survey: _Survey
-    size: int
-    sha256: str
-
-
 def _read(snap: Snapshot) -> _Read:
     """One pass over the file: its sha256 and size, and the SQL inside scanned. Refuses (exit 3) what is
     not a complete plain pg_dump; a file that changes while it is read is refused too."""
-    survey, digest = _Survey(), hashlib.sha256()
-    scanner = DumpScanner(on_line=survey.on_line)
+    read, digest = _Read(), hashlib.sha256()
+    scanner = DumpScanner(on_line=read.on_line)
     try:
         fd = os.open(snap.path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as fh:
@@ -87,7 +80,8 @@ def _read(snap: Snapshot) -> _Read:
         raise BadInput(f"{snap.filename} cannot be read ({exc.strerror}).", "Check the file.") from None
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
         raise InvalidSnapshot(f"{snap.filename} changed while it was read.", "Adopt it once it is written.")
-    return _Read(scanner.finish(), survey, raw.read_bytes, digest.hexdigest())
+    read.scan, read.size, read.sha256 = scanner.finish(), raw.read_bytes, digest.hexdigest()
+    return read
 
 
 def _refusal(read: _Read) -> str | None:
@@ -99,33 +93,32 @@ def _refusal(read: _Read) -> str | None:
         return "the pg_dump header names no server or pg_dump version"
     if scan.in_copy_at_end or not scan.has_trailer:
         return "truncated: the dump-complete trailer is missing"
-    if read.survey.creates_database:
+    if read.creates_database:
         return "made with pg_dump --create (it creates the database itself); dump without --create"
-    if scan.copies and not read.survey.tables:
+    if scan.copies and not read.tables:
         return "a data-only dump (it creates no tables), which cannot restore a database"
     return None
 
 
 def _major(version: str) -> int:
-    m = re.match(r"\d+", version)
-    return int(m.group()) if m else 0
+    return int(re.match(r"\d*", version).group() or 0)
 
 
 def _record(snap: Snapshot, read: _Read, conn: ConnInfo) -> dict:
     """The metadata of the adopted file, built as a new snapshot's is (``snapshot_record``)."""
     scan, name = read.scan, snap.filename
-    kind = "schema-only" if read.survey.tables and not scan.copies else "full"
+    kind = "schema-only" if read.tables and not scan.copies else "full"
     now = utcnow()
     return snapshot_record(
         label=snap.label, purpose="", ts=snap.timestamp, kind=kind, filename=name, size=read.size,
         notes=f"Adopted by dbsage-tui: a pg_dump {scan.dumped_by} file made outside it.",
         sha256=read.sha256, database_version=f"PostgreSQL {scan.dumped_from}", database="unknown",
-        host="unknown", tables=read.survey.tables,
+        host="unknown", tables=read.tables,
         row_counts=None if kind == "schema-only" else dict(sorted(scan.row_counts.items())),
         instructions=restore_instructions(name, _major(scan.dumped_from), _major(scan.dumped_by), conn),
         duration=0.0, protected=False, details={
             "compression": compression.method_of(name), "sql_bytes": scan.bytes_scanned,
-            "pg_dump_version": scan.dumped_by, "schemas": sorted(read.survey.schemas), "scope": {"mode": "only"},
+            "pg_dump_version": scan.dumped_by, "schemas": sorted(read.schemas), "scope": {"mode": "only"},
             "outside_dependents": [], "outside_owners": [], "adopted": True, "adopted_at": format_ts(now)})
 
 

@@ -16,20 +16,13 @@ from typing import BinaryIO
 CHUNK = 1 << 20
 METHODS = ("none", "gzip", "zstd")
 SUFFIXES = {"none": ".sql", "gzip": ".sql.gz", "zstd": ".sql.zst"}
-#: Levels are the command-line tools' defaults, so a snapshot compresses as ``gzip``/``zstd`` would.
-LEVELS = {"gzip": 6, "zstd": 3}
 MAGIC = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd"}
 #: What turns the file back into SQL on a shell, for the restore instructions.
 BY_HAND = {"gzip": "gunzip -c", "zstd": "zstd -dc"}
 
 
 def method_of(name: str) -> str:
-    """The compression of a snapshot file, from its name."""
-    if name.endswith(".sql.gz"):
-        return "gzip"
-    if name.endswith(".sql.zst"):
-        return "zstd"
-    return "none"
+    return next((m for m in ("gzip", "zstd") if name.endswith(SUFFIXES[m])), "none")
 
 
 def check_method(method: str) -> str:
@@ -39,24 +32,19 @@ def check_method(method: str) -> str:
 
 
 class Compressor:
-    """``compress(plain) -> bytes`` and ``flush() -> bytes`` for one snapshot."""
+    """``compress(plain) -> bytes`` and ``flush() -> bytes`` for one gzip or zstd snapshot, at the command-line
+    tools' default levels, so that a snapshot compresses as ``gzip``/``zstd`` would."""
 
     def __init__(self, method: str) -> None:
-        self.method = check_method(method)
         if method == "gzip":
-            self._obj = zlib.compressobj(LEVELS["gzip"], zlib.DEFLATED, 31)  # 31: a gzip header and trailer
+            obj = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
         elif method == "zstd":
             import zstandard
             # A content checksum in the frame, as the zstd tool writes it, so `zstd -t` can check a file.
-            self._obj = zstandard.ZstdCompressor(level=LEVELS["zstd"], write_checksum=True).compressobj()
+            obj = zstandard.ZstdCompressor(level=3, write_checksum=True).compressobj()
         else:
-            self._obj = None
-
-    def compress(self, data: bytes) -> bytes:
-        return self._obj.compress(data) if self._obj is not None else data
-
-    def flush(self) -> bytes:
-        return self._obj.flush() if self._obj is not None else b""
+            raise ValueError(f"no compressor for {method!r}: write plain SQL as it is")
+        self.compress, self.flush = obj.compress, obj.flush
 
 
 class HashingReader:
@@ -64,9 +52,7 @@ class HashingReader:
     compressed or not: progress and integrity are about the file on disk."""
 
     def __init__(self, fh: BinaryIO, digest=None) -> None:
-        self.fh = fh
-        self.digest = digest
-        self.read_bytes = 0
+        self.fh, self.digest, self.read_bytes = fh, digest, 0
 
     def read(self, n: int = -1) -> bytes:
         data = self.fh.read(n)
@@ -74,9 +60,6 @@ class HashingReader:
             self.digest.update(data)
         self.read_bytes += len(data)
         return data
-
-    def readable(self) -> bool:
-        return True
 
 
 class CorruptCompressedData(ValueError):
@@ -87,12 +70,10 @@ def iter_plain(raw: HashingReader | BinaryIO, method: str, chunk_size: int = CHU
     """The SQL inside ``raw`` in chunks of at most ``chunk_size`` bytes. Reads ``raw`` to its end (so a
     HashingReader has hashed the whole file) and raises CorruptCompressedData on a damaged or truncated
     stream."""
-    if method == "none":
-        while chunk := raw.read(chunk_size):
-            yield chunk
-        return
     damaged: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error)
-    if method == "gzip":
+    if method == "none":
+        reader, damaged = raw, ()  # plain SQL: a read error is the file's, not damaged data
+    elif method == "gzip":
         import gzip  # only for reading .sql.gz: not part of every command's start-up
         reader = gzip.GzipFile(fileobj=raw, mode="rb")
     else:

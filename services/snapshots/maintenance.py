@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable, Collection
+import functools
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,28 +21,22 @@ from services.snapshots import retention
 from services.snapshots.store import Snapshot, SnapshotStore
 
 
-def _clone_dropper(conn: ConnInfo | None) -> Callable[[Snapshot], None] | None:
-    """Dropping a clone snapshot's database needs the server: None without a target (the cleanup then
-    stops at the first clone, saying so)."""
-    if conn is None:
-        return None
-
-    def drop(snap: Snapshot) -> None:
-        from services.server import clone
-        asyncio.run(clone.drop_clone(conn, snap))
-    return drop
+def _drop_clone(conn: ConnInfo, snap: Snapshot) -> None:
+    """A clone snapshot's database goes with it, which needs the server: without a target, deleting a clone
+    stops, saying so."""
+    from services.server import clone
+    asyncio.run(clone.drop_clone(conn, snap))
 
 
 def delete(store: SnapshotStore, snap: Snapshot, conn: ConnInfo | None, target: str) -> None:
     """Delete one snapshot (a clone's database first), under the directory's lock, audited."""
     with store.lock("delete", target):
         if snap.is_clone and snap.meta is not None:
-            drop = _clone_dropper(conn)
-            if drop is None:
+            if conn is None:
                 raise BadInput(f"Deleting {snap.filename} means dropping its clone database "
                                f"{snap.get('clone_database')}, which needs the database connection.",
                                "Set SUPABASE_DB_URL or DATABASE_URL, or pass --db-url.")
-            drop(snap)
+            _drop_clone(conn, snap)
         store.delete(snap)
     store.audit("delete", "ok", snapshot=snap.filename)
 
@@ -103,13 +98,12 @@ def cleanup(store: SnapshotStore, planned: CleanupPlan, conn: ConnInfo | None, *
                             invalid=[d for d in plan.invalid if d.filename in remove])
     with store.lock("cleanup", str(store.directory)):
         deleted = retention.apply(store, chosen, planned.snapshots, include_invalid=True,
-                                  drop_clone=_clone_dropper(conn))
-        removed_snapshots = len(deleted)
+                                  drop_clone=functools.partial(_drop_clone, conn) if conn else None)
+        kept = len(planned.snapshots) - len(deleted)
         for path in planned.leftovers:
             if path.name in remove and path.exists():
                 path.unlink()
                 store.audit("delete", "ok", snapshot=path.name, reason="leftover")
                 deleted.append(path.name)
-        kept = len(planned.snapshots) - removed_snapshots
         store.audit("cleanup", "ok", deleted=deleted, kept=kept)
     return CleanupResult(deleted, kept)

@@ -28,13 +28,10 @@ def restore_instructions(filename: str, server_major: int, tools_major: int, con
         f'"${conn.source}" ' if conn.source.endswith("_URL") else '"$SUPABASE_DB_URL" '
     psql = f"psql {url}--single-transaction -v ON_ERROR_STOP=1"
     method = compression.method_of(filename)
-    source = f"{compression.BY_HAND[method]} {filename} | " if method != "none" else ""
-    if server_major < 17 <= tools_major:
-        # pg_dump 17+ writes SET transaction_timeout, which servers before 17 reject.
-        strip = "sed '/^SET transaction_timeout = 0;$/d'"
-        by_hand = (f"{source}{strip} | {psql} -f -" if source else f"{strip} {filename} | {psql} -f -")
-    else:
-        by_hand = f"{source}{psql} -f -" if source else f"{psql} -f {filename}"
+    steps = [f"{compression.BY_HAND[method]} {filename}"] if method != "none" else []
+    if server_major < 17 <= tools_major:  # pg_dump 17+ writes SET transaction_timeout, which servers before 17 reject
+        steps.append("sed '/^SET transaction_timeout = 0;$/d'" + ("" if steps else f" {filename}"))
+    by_hand = " | ".join([*steps, f"{psql} -f -"]) if steps else f"{psql} -f {filename}"
     return f"{ours}# or by hand (does not drop objects created after the snapshot):\n{by_hand}\n"
 
 
@@ -85,9 +82,7 @@ def guard_outcome(record: dict, *, exit_code: int, duration: float, outcome: str
 
 
 def _head_text(head) -> str:
-    if not isinstance(head, dict):
-        return "none"
-    return " ".join(str(x) for x in (head.get("version"), head.get("name")) if x)
+    return " ".join(str(x) for x in (head.get("version"), head.get("name")) if x) if isinstance(head, dict) else "none"
 
 
 def guard_facts(meta: dict | None) -> list[tuple[str, str]]:
@@ -103,11 +98,9 @@ def guard_facts(meta: dict | None) -> list[tuple[str, str]]:
     else:
         took = f", {seconds:.1f}s" if isinstance(seconds, int | float) else ""
         facts.append(("Outcome", f"{guard.get('outcome', '?')} (exit {code}{took})"))
-    heads = guard.get("migrations")
-    if isinstance(heads, dict) and heads:
+    if isinstance(heads := guard.get("migrations"), dict) and heads:
         facts.append(("Heads", "; ".join(f"{tool} {_head_text(h)}" for tool, h in heads.items())))
-    git = guard.get("git")
-    if isinstance(git, dict) and git.get("commit"):
+    if isinstance(git := guard.get("git"), dict) and git.get("commit"):
         facts.append(("Git", f"{git.get('branch') or '?'} {str(git['commit'])[:12]}"
                       + (" (uncommitted changes)" if git.get("dirty") else "")))
     return facts

@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from services.config import Policy
 from services.errors import OperationFailed
@@ -61,7 +61,6 @@ class Item:
 @dataclass(frozen=True)
 class Decision:
     filename: str
-    keep: bool
     reason: str
 
 
@@ -78,9 +77,7 @@ class Plan:
         return {d.filename: d.reason for d in self.keep + self.delete + self.invalid}
 
     def to_json(self) -> dict:
-        def rows(decisions: list[Decision]) -> list[dict]:
-            return [{"filename": d.filename, "reason": d.reason} for d in decisions]
-        return {"keep": rows(self.keep), "delete": rows(self.delete), "invalid": rows(self.invalid)}
+        return {key: [asdict(d) for d in getattr(self, key)] for key in ("keep", "delete", "invalid")}
 
 
 def policy_text(policy: Policy) -> str:
@@ -103,12 +100,8 @@ def is_protected(snap: Snapshot) -> bool:
 
 def items_from_snapshots(snaps: Iterable[Snapshot]) -> list[Item]:
     """Items for ``plan``: the metadata timestamp when there is one (the file name's otherwise)."""
-    items = []
-    for s in snaps:
-        ts = parse_ts(s.meta.get("timestamp")) if s.meta else None
-        items.append(Item(filename=s.filename, label=s.label, timestamp=ts or s.timestamp,
-                          protected_meta=s.protected, valid=s.valid, full=s.is_full, problem=s.problem))
-    return items
+    return [Item(s.filename, s.label, (s.meta and parse_ts(s.meta.get("timestamp"))) or s.timestamp,
+                 protected_meta=s.protected, valid=s.valid, full=s.is_full, problem=s.problem) for s in snaps]
 
 
 def _utc(ts: dt.datetime) -> dt.datetime:
@@ -117,23 +110,12 @@ def _utc(ts: dt.datetime) -> dt.datetime:
 
 def _bucket(ts: dt.datetime, now: dt.datetime, policy: Policy) -> str | None:
     """The bucket an unprotected snapshot competes in, or None inside the keep-all window."""
-    age = now - ts
-    if age < dt.timedelta(days=policy.keep_all_days):
+    days = (now - ts).days
+    if days < policy.keep_all_days:
         return None
-    if age < dt.timedelta(days=policy.daily_days):
+    if days < policy.daily_days:
         return ts.strftime("%Y-%m-%d")
-    if age < dt.timedelta(days=policy.weekly_days):
-        year, week, _ = ts.isocalendar()
-        return f"{year}-W{week:02d}"
-    return ts.strftime("%Y-%m")
-
-
-def _protection(item: Item) -> str | None:
-    if item.protected_meta:
-        return "kept: protected (metadata)"
-    if is_protected_label(item.label):
-        return f"kept: protected label {item.label}"
-    return None
+    return ts.strftime("%G-W%V" if days < policy.weekly_days else "%Y-%m")  # ISO year and week
 
 
 def plan(items: Iterable[Item], now: dt.datetime, policy: Policy | None = None) -> Plan:
@@ -146,38 +128,28 @@ def plan(items: Iterable[Item], now: dt.datetime, policy: Policy | None = None) 
     winners: dict[str, str] = {}  # bucket -> filename of its newest snapshot (the first seen)
     pre_rollbacks = 0
     for item in order:
-        protection = _protection(item)
+        protection = "kept: protected (metadata)" if item.protected_meta else \
+            f"kept: protected label {item.label}" if is_protected_label(item.label) else None
         if not item.valid:
-            if protection:
-                result.keep.append(Decision(item.filename, True, f"{protection} (invalid: {item.problem})"))
-            else:
-                reason = f"invalid ({item.problem or 'unknown'}): removed only when asked"
-                result.invalid.append(Decision(item.filename, False, reason))
-            continue
-        if protection:
-            result.keep.append(Decision(item.filename, True, protection))
-            continue
-        if item.label == PRE_ROLLBACK:
+            verdict, why = ("keep", f"{protection} (invalid: {item.problem})") if protection else \
+                ("invalid", f"invalid ({item.problem or 'unknown'}): removed only when asked")
+        elif protection:
+            verdict, why = "keep", protection
+        elif item.label == PRE_ROLLBACK:
             pre_rollbacks += 1
-            if pre_rollbacks <= policy.pre_rollback or item.filename == newest_full:
-                why = f"one of the {policy.pre_rollback} newest pre-rollback snapshots" \
-                    if pre_rollbacks <= policy.pre_rollback else "newest valid full snapshot"
-                result.keep.append(Decision(item.filename, True, f"kept: {why}"))
-            else:
-                result.delete.append(Decision(item.filename, False, "delete: pre-rollback snapshot older than "
-                                                                    f"the newest {policy.pre_rollback}"))
-            continue
-        bucket = _bucket(_utc(item.timestamp), now, policy)
-        if bucket is None:
-            result.keep.append(Decision(item.filename, True, f"kept: < {policy.keep_all_days} days"))
+            verdict, why = ("keep", f"kept: one of the {policy.pre_rollback} newest pre-rollback snapshots") \
+                if pre_rollbacks <= policy.pre_rollback else \
+                ("delete", f"delete: pre-rollback snapshot older than the newest {policy.pre_rollback}")
+        elif (bucket := _bucket(_utc(item.timestamp), now, policy)) is None:
+            verdict, why = "keep", f"kept: < {policy.keep_all_days} days"
         elif bucket not in winners:
             winners[bucket] = item.filename
-            result.keep.append(Decision(item.filename, True, f"kept: newest of {bucket}"))
-        elif item.filename == newest_full:
-            result.keep.append(Decision(item.filename, True, "kept: newest valid full snapshot"))
+            verdict, why = "keep", f"kept: newest of {bucket}"
         else:
-            result.delete.append(Decision(item.filename, False, f"delete: older snapshot of {bucket} "
-                                                                f"superseded by {winners[bucket]}"))
+            verdict, why = "delete", f"delete: older snapshot of {bucket} superseded by {winners[bucket]}"
+        if verdict == "delete" and item.filename == newest_full:
+            verdict, why = "keep", "kept: newest valid full snapshot"
+        getattr(result, verdict).append(Decision(item.filename, why))
     return result
 
 
@@ -189,11 +161,9 @@ def apply(store: SnapshotStore, plan: Plan, snapshots: Iterable[Snapshot], *,
     clone snapshots stop the cleanup. Stops at the first snapshot that cannot be removed; what was deleted
     before it is in the audit log."""
     by_name = {s.filename: s for s in snapshots}
-    todo = plan.delete + (plan.invalid if include_invalid else [])
     deleted: list[str] = []
-    for decision in todo:
-        snap = by_name.get(decision.filename)
-        if snap is None:
+    for decision in plan.delete + (plan.invalid if include_invalid else []):
+        if (snap := by_name.get(decision.filename)) is None:
             continue  # gone since the plan was made: nothing to do
         if snap.is_clone and snap.meta is not None:
             if drop_clone is None:
