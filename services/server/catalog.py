@@ -6,6 +6,7 @@ The SQL that clears a scope before a replay is in ``services.server.clearing``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from services.config import ConnInfo, ipv6_only_advice
-from services.errors import explain_tool_failure
+from services.errors import BadInput, explain_tool_failure
 from services.server.tls import TLS_REQUIRED, client_context, tls_failure
 
 SYSTEM_SCHEMA_RE = re.compile(r"^(pg_catalog|information_schema|pg_toast.*|pg_temp_.*)$")
@@ -30,6 +31,15 @@ SUPABASE_MANAGED = (
 SUPABASE_MANAGED_PREFIXES = ("timescaledb_",)
 #: The Supabase CLI's migration history (``schema_migrations``, ``seed_files``).
 HISTORY_SCHEMA = "supabase_migrations"
+
+
+def quote_ident(name: str) -> str:
+    """Always quoted: also the pg_dump name pattern matching exactly ``name`` (``*``, ``?`` and case literal)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def is_managed(schema: str) -> bool:
@@ -66,6 +76,12 @@ async def connect(conn: ConnInfo, settings: dict[str, str] | None = None) -> asy
         raise explain_tool_failure(text, f"Connecting to {conn.display}", conn.source) from None
     await con.execute("SET search_path = pg_catalog")
     return con
+
+
+async def close_quietly(con: asyncpg.Connection) -> None:
+    """Close without waiting long or raising: for cleanup paths, where the connection may be broken."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(con.close(), 5)
 
 
 @dataclass
@@ -151,27 +167,31 @@ class Scope:
             return []
         if not (self.supabase and HISTORY_SCHEMA in self.schemas):
             return ["--schema-only"]
-        return [f"--exclude-table-data={_pattern(s)}.*" for s in self.schemas if s != HISTORY_SCHEMA]
+        return [f"--exclude-table-data={quote_ident(s)}.*" for s in self.schemas if s != HISTORY_SCHEMA]
 
     def _scope_args(self, tools_major: int) -> list[str]:
         if self.mode == "only":
-            return [f"--schema={_pattern(s)}" for s in self.schemas]
-        args = [f"--exclude-schema={_pattern(s)}" for s in self.excluded]
+            return [f"--schema={quote_ident(s)}" for s in self.schemas]
+        args = [f"--exclude-schema={quote_ident(s)}" for s in self.excluded]
         if self.supabase:
             # As `supabase db dump` does: naming the extensions to dump (plpgsql, built in, when none is in
             # scope) also leaves out the platform's event triggers, casts and database-wide default
             # privileges, which belong to supabase_admin and which the postgres role cannot restore.
             # Publications and subscriptions belong to the realtime service.
-            args += [f"--extension={_pattern(e)}" for e in (self.extensions or ["plpgsql"])]
+            args += [f"--extension={quote_ident(e)}" for e in (self.extensions or ["plpgsql"])]
             args += ["--no-publications", "--no-subscriptions"]
         elif tools_major >= 17:
-            args += [f"--exclude-extension={_pattern(e)}" for e in self.excluded_extensions]
+            args += [f"--exclude-extension={quote_ident(e)}" for e in self.excluded_extensions]
         return args
 
     def to_meta(self) -> dict:
         return {"mode": self.mode, "excluded": list(self.excluded),
                 "excluded_extensions": list(self.excluded_extensions), "supabase": self.supabase,
                 "owned_by_others": dict(self.owned_by_others)}
+
+    @classmethod
+    def of_snapshot(cls, snap) -> Scope:
+        return cls.from_meta(snap.get("schemas") or [], snap.get("scope"))
 
     @classmethod
     def from_meta(cls, schemas: list[str], data: dict | None) -> Scope:
@@ -197,11 +217,6 @@ class Scope:
         return [f"{', '.join(names)} ({why})" for why, names in groups.items()]
 
 
-def _pattern(name: str) -> str:
-    """A pg_dump name pattern matching exactly ``name`` (quoted, so ``*``/``?``/case are literal)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 async def resolve_scope(con: asyncpg.Connection, supabase: bool, only: list[str] | None) -> Scope:
     rows = await con.fetch(
         "SELECT nspname, has_schema_privilege(oid, 'USAGE') AS usable, pg_get_userbyid(nspowner) AS owner, "
@@ -211,7 +226,6 @@ async def resolve_scope(con: asyncpg.Connection, supabase: bool, only: list[str]
     if only:
         missing = [s for s in only if s not in names]
         if missing:
-            from services.errors import BadInput
             raise BadInput(f"Schema {', '.join(missing)} does not exist in this database.",
                            f"Choose from: {', '.join(sorted(names))}.")
         return Scope(mode="only", schemas=sorted(only), supabase=supabase)
@@ -278,10 +292,6 @@ async def estimate_dump_bytes(con: asyncpg.Connection, schemas: list[str], schem
            LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
            WHERE c.relkind = 'r' AND n.nspname = ANY($1::text[])""", schemas)
     return int(val) if val else None
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 async def table_names(con: asyncpg.Connection, schemas: list[str]) -> list[str]:

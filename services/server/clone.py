@@ -29,7 +29,6 @@ Errors and exit codes (services.errors):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import hashlib
@@ -78,11 +77,6 @@ def _write_snapshot(store: SnapshotStore, pointer: Path, ts: dt.datetime, label:
     return Snapshot(path=pointer, label=label, timestamp=ts, meta=meta, file_size=len(data))
 
 
-async def _close(con: asyncpg.Connection) -> None:
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(con.close(), 5)
-
-
 # -- create -----------------------------------------------------------------------------------------------
 
 @dataclass
@@ -119,7 +113,7 @@ async def create_clone(conn: ConnInfo, store: SnapshotStore, label: str, *, purp
         except asyncpg.PostgresError as exc:
             raise clone_db.explain(exc, conn.dbname, "take a clone snapshot") from None
         finally:
-            await _close(con)
+            await catalog.close_quietly(con)
 
 
 async def _take(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore, label: str, made: _Made,
@@ -184,8 +178,7 @@ async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *,
     renamed away, becomes the pre-rollback clone snapshot (``pre_snapshot``) or is dropped after COMMIT.
     Until COMMIT, any failure or cancellation leaves the target database exactly as it was."""
     started = time.monotonic()
-    problem = check_pointer(snap)
-    if problem:
+    if problem := check_pointer(snap):
         raise InvalidSnapshot(f"Snapshot {snap.filename} is invalid: {problem}.",
                               "The database was not touched. Choose another snapshot (`dbsage-tui list`).")
     check_local(conn)
@@ -204,7 +197,7 @@ async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *,
         except asyncpg.PostgresError as exc:
             raise clone_db.explain(exc, conn.dbname, "restore") from None
         finally:
-            await _close(con)
+            await catalog.close_quietly(con)
         report(Step("restore", "ok", f"{snap.filename} swapped in"))
         report(Step("analyze", "skipped", "the clone's statistics came with it"))
         if pre_snapshot:
@@ -302,9 +295,6 @@ async def _drop_replaced(conn: ConnInfo, old: str, result: RestoreResult, report
         report(Log("WARNING: " + warn, level="warning"))
 
 
-
-# -- drop -------------------------------------------------------------------------------------------------
-
 # -- drop -------------------------------------------------------------------------------------------------
 
 async def drop_clone(conn: ConnInfo, snap: Snapshot) -> bool:
@@ -330,4 +320,4 @@ async def drop_clone(conn: ConnInfo, snap: Snapshot) -> bool:
         except asyncpg.PostgresError as exc:
             raise clone_db.explain(exc, name, f"drop the clone database {name}") from None
     finally:
-        await _close(con)
+        await catalog.close_quietly(con)

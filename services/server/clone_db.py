@@ -29,18 +29,14 @@ class DatabaseBusy(OperationFailed):
 
 async def connect_maintenance(conn: ConnInfo) -> asyncpg.Connection:
     """A connection to ``postgres`` (or ``template1`` when that is missing or is the target itself)."""
-    last: DbsageError | None = None
-    for name in MAINTENANCE_DBS:
-        if name == conn.dbname:
-            continue
+    *first, last = [name for name in MAINTENANCE_DBS if name != conn.dbname]
+    for name in first:
         try:
             return await catalog.connect(conn.with_dbname(name))
         except OperationFailed as exc:
             if "does not exist" not in exc.one_line():
                 raise
-            last = exc
-    assert last is not None
-    raise last
+    return await catalog.connect(conn.with_dbname(last))
 
 
 async def read_server_id(con: asyncpg.Connection) -> str | None:
@@ -139,27 +135,24 @@ async def create_copy(con: asyncpg.Connection, new: str, template: str, major: i
     if major >= 18:
         with contextlib.suppress(asyncpg.PostgresError):
             await con.execute("SET file_copy_method = clone")
-    strategy = " STRATEGY FILE_COPY" if major >= 15 else ""
     await con.execute(f"CREATE DATABASE {catalog.quote_ident(new)} TEMPLATE {catalog.quote_ident(template)}"
-                      f"{strategy} ALLOW_CONNECTIONS false IS_TEMPLATE true")
+                      " STRATEGY FILE_COPY ALLOW_CONNECTIONS false IS_TEMPLATE true")
 
 
-async def settle(conn: ConnInfo, con: asyncpg.Connection | None) -> asyncpg.Connection:
+async def settle(conn: ConnInfo, con: asyncpg.Connection) -> asyncpg.Connection:
     """After a failure or a cancellation: close our working connection, cancel what its backend may still
     be running (a CREATE DATABASE in flight, a transaction holding locks) and wait until that backend has
     exited, so that nothing of ours can still commit; return a fresh maintenance connection for the
     cleanup. Only our own backend is ever cancelled."""
-    pid = con.get_server_pid() if con is not None else None
-    if con is not None:
-        con.terminate()
+    pid = con.get_server_pid()
+    con.terminate()
     fresh = await connect_maintenance(conn)
-    if pid is not None:
-        with contextlib.suppress(asyncpg.PostgresError):
-            await fresh.execute("SELECT pg_cancel_backend($1)", pid)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and \
-                await fresh.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
-            await asyncio.sleep(0.05)
+    with contextlib.suppress(asyncpg.PostgresError):
+        await fresh.execute("SELECT pg_cancel_backend($1)", pid)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and \
+            await fresh.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+        await asyncio.sleep(0.05)
     return fresh
 
 
@@ -178,7 +171,6 @@ async def drop_database(con: asyncpg.Connection, name: str, oid: int | None = No
             await con.execute(f"ALTER DATABASE {q} IS_TEMPLATE true")
         raise
     return True
-
 
 
 def check_same_server(conn: ConnInfo, snap: Snapshot, server_id: str | None) -> None:

@@ -14,7 +14,6 @@ in the way by itself); each termination is written to the audit log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import asyncpg
 from services.config import DEFAULT_LOCK_TIMEOUT, ConnInfo
 from services.errors import DbsageError, OperationFailed
 from services.events import Blocked, Blocker, Log, Reporter
-from services.server.catalog import connect
+from services.server.catalog import close_quietly, connect
 
 #: Seconds of waiting before the blockers are reported.
 REPORT_AFTER = 2.0
@@ -137,8 +136,7 @@ class LockWatch:
             return  # the watch is a help, never a reason to fail: the server's timeout still holds
         finally:
             if self.con is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.con.close(), 5)
+                await close_quietly(self.con)
 
     async def _watch(self) -> None:
         assert self.con is not None

@@ -47,8 +47,7 @@ class Target:
         return {"protocol": protocols[-1], "sslmode": self.conn.sslmode}
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.con.close(), 5)
+        await catalog.close_quietly(self.con)
         if self.relay:
             await asyncio.to_thread(self.relay.close)
 
