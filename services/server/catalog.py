@@ -113,12 +113,10 @@ async def server_info(con: asyncpg.Connection) -> ServerInfo:
                   to_regclass('supabase_migrations.schema_migrations') IS NOT NULL AS has_migrations,
                   (SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl) AS tls""")
     head = None
-    if row["has_migrations"]:
-        try:  # older CLIs made the table without a name column
+    if row["has_migrations"]:  # (older CLIs made the table without a name column: to_jsonb reads it as NULL)
+        with contextlib.suppress(asyncpg.PostgresError):
             head = await con.fetchrow("SELECT version::text, to_jsonb(m) ->> 'name' AS name "
                                       "FROM supabase_migrations.schema_migrations m ORDER BY version DESC LIMIT 1")
-        except asyncpg.PostgresError:
-            head = None
     version = row["v"].split(" ")[0]
     return ServerInfo(version=f"PostgreSQL {version}", version_num=row["n"], current_user=row["u"],
                       superuser=bool(row["su"]), supabase=bool(row["supabase"]),
@@ -257,19 +255,22 @@ async def current_scope_schemas(con: asyncpg.Connection, scope: Scope) -> list[s
     return [s for s in present if s not in scope.excluded]
 
 
-_USER_TABLES = """
-    SELECT n.nspname, c.relname, c.relkind
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind::text = ANY($2::text[]) AND n.nspname = ANY($1::text[])
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                      AND d.deptype = 'e')
-    ORDER BY 1, 2"""
+async def user_tables(con: asyncpg.Connection, schemas: list[str], relkinds: list[str]) -> list[asyncpg.Record]:
+    """The scope's relations of ``relkinds`` (``nspname``, ``relname``, the planner's row ``estimate``), in
+    name order; extension-owned ones excluded, as pg_dump skips them."""
+    return await con.fetch(
+        """SELECT n.nspname, c.relname, c.reltuples::bigint AS estimate
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind::text = ANY($2::text[]) AND n.nspname = ANY($1::text[])
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                             AND d.deptype = 'e')
+           ORDER BY 1, 2""", schemas, relkinds)
 
 
 async def analyze(con: asyncpg.Connection, schemas: list[str]) -> int:
     """ANALYZE the scope's tables (a restore leaves no statistics: the planner and our progress estimates
     need them); the number of tables."""
-    rows = await con.fetch(_USER_TABLES, schemas, ["r", "p", "m"])
+    rows = await user_tables(con, schemas, ["r", "p", "m"])
     if rows:
         await con.execute("ANALYZE " + ", ".join(f"{quote_ident(r['nspname'])}.{quote_ident(r['relname'])}"
                                                  for r in rows))
@@ -277,8 +278,8 @@ async def analyze(con: asyncpg.Connection, schemas: list[str]) -> int:
 
 
 async def tables_count(con: asyncpg.Connection, schemas: list[str]) -> int:
-    """Tables of relkind r or p in the scope (extension-owned tables excluded: pg_dump skips them)."""
-    return len(await con.fetch(_USER_TABLES, schemas, ["r", "p"]))
+    """Tables of relkind r or p in the scope."""
+    return len(await user_tables(con, schemas, ["r", "p"]))
 
 
 async def estimate_dump_bytes(con: asyncpg.Connection, schemas: list[str], schema_only: bool) -> int | None:
@@ -296,4 +297,4 @@ async def estimate_dump_bytes(con: asyncpg.Connection, schemas: list[str], schem
 
 async def table_names(con: asyncpg.Connection, schemas: list[str]) -> list[str]:
     """``schema.table`` of every ordinary table in the scope (the keys of a snapshot's row_counts)."""
-    return [f"{r['nspname']}.{r['relname']}" for r in await con.fetch(_USER_TABLES, schemas, ["r"])]
+    return [f"{r['nspname']}.{r['relname']}" for r in await user_tables(con, schemas, ["r"])]
