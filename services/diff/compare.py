@@ -134,11 +134,6 @@ def _has_data(meta: dict | None, model: Model) -> bool:
     return model.has_copy or not any(kind == "table" for kind, _ in model.objects)
 
 
-def compare_rows(a: dict[str, int], b: dict[str, int]) -> list[RowChange]:
-    """Tables whose count changed, appeared or disappeared (an unchanged count is not news)."""
-    return [RowChange(t, a.get(t), b.get(t)) for t in sorted(a.keys() | b.keys()) if a.get(t) != b.get(t)]
-
-
 def diff(path_a: Path | str, path_b: Path | str, meta_a: dict | None = None, meta_b: dict | None = None, *,
          report: Reporter = null_reporter) -> DiffResult:
     """Compare snapshot ``a`` (before) with ``b`` (after): each file read once, COPY data never held."""
@@ -180,7 +175,9 @@ def diff(path_a: Path | str, path_b: Path | str, meta_a: dict | None = None, met
         result.rows_source = "metadata"
     else:
         counts_a, counts_b, result.rows_source = ma.row_counts, mb.row_counts, "scan"
-    result.rows = compare_rows(counts_a, counts_b)
+    # Tables whose count changed, appeared or disappeared (an unchanged count is not news).
+    result.rows = [RowChange(t, counts_a.get(t), counts_b.get(t)) for t in sorted(counts_a.keys() | counts_b.keys())
+                   if counts_a.get(t) != counts_b.get(t)]
     return result
 
 

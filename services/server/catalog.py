@@ -155,22 +155,19 @@ class Scope:
         return self.mode == "all-except" and not self.supabase
 
     def pg_dump_args(self, tools_major: int, schema_only: bool = False) -> list[str]:
-        return self._data_args(schema_only) + self._scope_args(tools_major)
-
-    def _data_args(self, schema_only: bool) -> list[str]:
-        """A schema snapshot of a Supabase project keeps the migration history's rows: restoring the
-        structure of some day with the history of today (or none) would have ``supabase db push`` re-apply,
-        or skip, the wrong migrations. So it is a full dump without the other schemas' table data."""
+        """pg_dump's arguments for the data and the scope. A schema snapshot of a Supabase project keeps the
+        migration history's rows: restoring the structure of some day with the history of today (or none)
+        would have ``supabase db push`` re-apply, or skip, the wrong migrations. So it is a full dump without
+        the other schemas' table data."""
         if not schema_only:
-            return []
-        if not (self.supabase and HISTORY_SCHEMA in self.schemas):
-            return ["--schema-only"]
-        return [f"--exclude-table-data={quote_ident(s)}.*" for s in self.schemas if s != HISTORY_SCHEMA]
-
-    def _scope_args(self, tools_major: int) -> list[str]:
+            args = []
+        elif self.supabase and HISTORY_SCHEMA in self.schemas:
+            args = [f"--exclude-table-data={quote_ident(s)}.*" for s in self.schemas if s != HISTORY_SCHEMA]
+        else:
+            args = ["--schema-only"]
         if self.mode == "only":
-            return [f"--schema={quote_ident(s)}" for s in self.schemas]
-        args = [f"--exclude-schema={quote_ident(s)}" for s in self.excluded]
+            return args + [f"--schema={quote_ident(s)}" for s in self.schemas]
+        args += [f"--exclude-schema={quote_ident(s)}" for s in self.excluded]
         if self.supabase:
             # As `supabase db dump` does: naming the extensions to dump (plpgsql, built in, when none is in
             # scope) also leaves out the platform's event triggers, casts and database-wide default
@@ -295,6 +292,3 @@ async def estimate_dump_bytes(con: asyncpg.Connection, schemas: list[str], schem
     return int(val) if val else None
 
 
-async def table_names(con: asyncpg.Connection, schemas: list[str]) -> list[str]:
-    """``schema.table`` of every ordinary table in the scope (the keys of a snapshot's row_counts)."""
-    return [f"{r['nspname']}.{r['relname']}" for r in await user_tables(con, schemas, ["r"])]

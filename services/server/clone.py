@@ -60,8 +60,7 @@ def _write_snapshot(store: SnapshotStore, pointer: Path, ts: dt.datetime, label:
                     duration: float) -> Snapshot:
     """Pointer file, then metadata (each atomic): the snapshot lists only once both are complete."""
     server = f"{conn.host}:{conn.port}"
-    text = clone_file.pointer_text(clone_db, conn.dbname, server, server_id, ts, pointer.name)
-    data = clone_file.write_pointer(pointer, text)
+    data = clone_file.write_pointer(pointer, clone_db, conn.dbname, server, server_id, ts)
     meta = snapshot_record(
         label=label, purpose=purpose, notes=notes, ts=ts, kind="clone", filename=pointer.name, size=len(data),
         sha256=hashlib.sha256(data).hexdigest(), database_version=info.version, database=conn.dbname,

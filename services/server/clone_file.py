@@ -61,17 +61,18 @@ def clone_name(dbname: str, ts: dt.datetime, taken: Collection[str] = (), tag: s
     raise OperationFailed("No free database name for the clone.", "Drop old clone databases, then retry.")
 
 
-def pointer_text(clone_db: str, source_db: str, server: str, server_id: str | None, ts: dt.datetime,
-                 filename: str) -> str:
+def write_pointer(path: Path, clone_db: str, source_db: str, server: str, server_id: str | None,
+                  ts: dt.datetime) -> bytes:
+    """Write the pointer file atomically (temp, fsync, rename), mode 0600; returns the bytes written."""
     q = catalog.quote_ident(clone_db)
-    return "\n".join([
+    data = "\n".join([
         POINTER_HEADER,
         f"-- The data of this snapshot is not in this file: it is the database {q} on the PostgreSQL server",
         f"-- at {server}, a copy of database {json.dumps(source_db)} taken at {format_ts(ts)}.",
         "-- Do not drop that database by hand while this snapshot is listed: delete the snapshot with",
         "-- dbsage-tui, which drops the database too.",
         "--",
-        f"-- Restore: dbsage-tui restore {filename}",
+        f"-- Restore: dbsage-tui restore {path.name}",
         f"-- Inspect: psql -d postgres -c 'ALTER DATABASE {q} ALLOW_CONNECTIONS true', then psql -d {clone_db}",
         "--          (and set it back to false after: what you change there, a restore brings back).",
         "--",
@@ -81,7 +82,9 @@ def pointer_text(clone_db: str, source_db: str, server: str, server_id: str | No
         f"-- server_id: {server_id or ''}",
         f"-- created: {format_ts(ts)}",
         "",
-    ])
+    ]).encode("utf-8")
+    write_atomic(path, data, path.with_name(path.name + PARTIAL_SUFFIX))
+    return data
 
 
 def read_pointer(path: Path) -> dict[str, str]:
@@ -117,13 +120,6 @@ def check_pointer(snap: Snapshot) -> str | None:
     if fields["clone_database"] != snap.meta["clone_database"]:
         return "pointer file and metadata name different clone databases"
     return None
-
-
-def write_pointer(path: Path, text: str) -> bytes:
-    """Write atomically (temp, fsync, rename), mode 0600; returns the bytes written."""
-    data = text.encode("utf-8")
-    write_atomic(path, data, path.with_name(path.name + PARTIAL_SUFFIX))
-    return data
 
 
 def remove_files(pointer: Path) -> None:

@@ -105,8 +105,11 @@ async def preview_restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot,
     result = Preview(snapshot=snap.filename)
     target = await open_target(conn, LockPolicy(timeout=LOCK_WAIT))
     try:
-        scope = await _live_scope(target, snap)
-        schemas = await catalog.current_scope_schemas(target.con, catalog.Scope.of_snapshot(snap))
+        recorded = catalog.Scope.of_snapshot(snap)
+        # The scope a snapshot taken now would have (the snapshot's own schemas when it named them).
+        scope = recorded if recorded.mode == "only" else \
+            await catalog.resolve_scope(target.con, target.info.supabase, None)
+        schemas = await catalog.current_scope_schemas(target.con, recorded)
         dumping = asyncio.ensure_future(_live_model(target, scope))
         try:
             now = await _live_rows(target.con, schemas)
@@ -147,14 +150,6 @@ def schema_model(snap: Snapshot):
                 out.write(data[:first + 1])
                 out.write(data[last + 4:])
             return load_model(path)
-
-
-async def _live_scope(target: Target, snap: Snapshot) -> catalog.Scope:
-    """The scope a snapshot taken now would have (the snapshot's own schemas when it named them)."""
-    recorded = catalog.Scope.of_snapshot(snap)
-    if recorded.mode == "only":
-        return recorded
-    return await catalog.resolve_scope(target.con, target.info.supabase, None)
 
 
 async def _live_model(target: Target, scope: catalog.Scope):
