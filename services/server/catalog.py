@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import re
 import ssl
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -82,6 +83,16 @@ async def close_quietly(con: asyncpg.Connection) -> None:
     """Close without waiting long or raising: for cleanup paths, where the connection may be broken."""
     with contextlib.suppress(Exception):
         await asyncio.wait_for(con.close(), 5)
+
+
+@contextlib.asynccontextmanager
+async def closing(connecting: Awaitable[asyncpg.Connection]) -> AsyncIterator[asyncpg.Connection]:
+    """``async with closing(connect(conn)) as con``: the connection, closed quietly on the way out."""
+    con = await connecting
+    try:
+        yield con
+    finally:
+        await close_quietly(con)
 
 
 @dataclass

@@ -48,14 +48,6 @@ async def read_server_id(con: asyncpg.Connection) -> str | None:
     return str(val) if val is not None else None
 
 
-def _busy(dbname: str, sessions: list[str], what: str) -> DatabaseBusy:
-    shown = "; ".join(sessions[:5]) + (f"; and {len(sessions) - 5} more" if len(sessions) > 5 else "")
-    return DatabaseBusy(f"Cannot {what}: {len(sessions)} other session(s) are connected to database {dbname}: "
-                        f"{shown}.",
-                        "Close them (psql, your app, the IDE), then try again; dbsage-tui never terminates "
-                        "sessions.")
-
-
 async def check_clone_allowed(conn: ConnInfo, con_maint: asyncpg.Connection, *,
                               what: str = "take a clone snapshot") -> catalog.ServerInfo:
     """Refuse, with one sentence and a hint, whatever would make cloning ``conn.dbname`` fail or unsafe:
@@ -88,22 +80,20 @@ async def check_clone_allowed(conn: ConnInfo, con_maint: asyncpg.Connection, *,
         raise CloneNotAllowed(f"Role {info.current_user} {why}, which clone snapshots need.",
                               f"Connect as a superuser or as the database's owner with CREATEDB (ALTER ROLE "
                               f"{info.current_user} CREATEDB), or take a file snapshot instead.")
-    sessions = [b.text() for b in await other_sessions(con_maint, conn.dbname)]
-    if sessions:
-        raise _busy(conn.dbname, sessions, what)
+    if sessions := [b.text() for b in await other_sessions(con_maint, conn.dbname)]:
+        shown = "; ".join(sessions[:5]) + (f"; and {len(sessions) - 5} more" if len(sessions) > 5 else "")
+        raise DatabaseBusy(f"Cannot {what}: {len(sessions)} other session(s) are connected to database "
+                           f"{conn.dbname}: {shown}.", "Close them (psql, your app, the IDE), then try again; "
+                           "dbsage-tui never terminates sessions.")
     return dataclasses.replace(info, database=conn.dbname)
 
 
 async def probe_tables(conn: ConnInfo, con_maint: asyncpg.Connection) -> int:
     """Tables in the database's schemas, counted over a short connection of its own that is fully gone
     (out of pg_stat_activity) before we return, so that it never blocks the copy or the rename."""
-    con = await catalog.connect(conn)
-    try:
+    async with catalog.closing(catalog.connect(conn)) as con:
         pid = con.get_server_pid()
-        scope = await catalog.resolve_scope(con, False, None)
-        tables = await catalog.tables_count(con, scope.schemas)
-    finally:
-        await con.close()
+        tables = await catalog.tables_count(con, (await catalog.resolve_scope(con, False, None)).schemas)
     deadline = time.monotonic() + SESSION_GONE_TIMEOUT
     while await con_maint.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
         if time.monotonic() > deadline:

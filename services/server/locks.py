@@ -23,7 +23,7 @@ import asyncpg
 from services.config import DEFAULT_LOCK_TIMEOUT, ConnInfo
 from services.errors import DbsageError, OperationFailed
 from services.events import Blocked, Blocker, Log, Reporter
-from services.server.catalog import close_quietly, connect
+from services.server.catalog import close_quietly, closing, connect
 
 #: Seconds of waiting before the blockers are reported.
 REPORT_AFTER = 2.0
@@ -76,11 +76,8 @@ async def other_sessions(con: asyncpg.Connection, dbname: str) -> list[Blocker]:
 
 async def sessions_now(conn: ConnInfo) -> list[Blocker]:
     """The sessions connected to the database besides ours: who a restore might wait for."""
-    con = await connect(conn)
-    try:
+    async with closing(connect(conn)) as con:
         return await other_sessions(con, conn.dbname)
-    finally:
-        await con.close()
 
 
 class LockTimeout(OperationFailed):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from services.server.catalog import SYSTEM_SCHEMA_RE, quote_ident
+from services.server.catalog import HISTORY_SCHEMA, SYSTEM_SCHEMA_RE, quote_ident
 
 #: tool -> (history table name, the command that applies what is pending).
 TOOLS = {
@@ -49,12 +49,9 @@ async def history_tables(con: asyncpg.Connection) -> dict[str, str]:
         "ORDER BY n.nspname", [table for table, _ in TOOLS.values()])
     found: dict[str, str] = {}
     for r in rows:
-        if SYSTEM_SCHEMA_RE.match(r["nspname"]):
-            continue
-        for tool, (table, _) in TOOLS.items():
-            if r["relname"] == table and tool not in found and (tool != "supabase"
-                                                                 or r["nspname"] == "supabase_migrations"):
-                found[tool] = f"{quote_ident(r['nspname'])}.{quote_ident(r['relname'])}"
+        tool = next(tool for tool, (table, _) in TOOLS.items() if table == r["relname"])
+        if not SYSTEM_SCHEMA_RE.match(r["nspname"]) and (tool != "supabase" or r["nspname"] == HISTORY_SCHEMA):
+            found.setdefault(tool, f"{quote_ident(r['nspname'])}.{quote_ident(r['relname'])}")
     return found
 
 
