@@ -230,8 +230,7 @@ async def resolve_scope(con: asyncpg.Connection, supabase: bool, only: list[str]
     rows = [r for r in rows if not SYSTEM_SCHEMA_RE.match(r["nspname"])]
     names = {r["nspname"]: r["usable"] for r in rows}
     if only:
-        missing = [s for s in only if s not in names]
-        if missing:
+        if missing := [s for s in only if s not in names]:
             raise BadInput(f"Schema {', '.join(missing)} does not exist in this database.",
                            f"Choose from: {', '.join(sorted(names))}.")
         return Scope(mode="only", schemas=sorted(only), supabase=supabase)

@@ -169,8 +169,7 @@ async def _reset_default_acls(con: asyncpg.Connection, schemas: list[str],
             prelude.append(f"{head} REVOKE ALL ON {kind} FROM {', '.join(r['grantees'])};")
         prelude += [f"{head} GRANT {grant.replace(' TO ', f' ON {kind} TO ', 1)};" for grant in r["defaults"]]
         if r["nsp"] is None and not dumped_global:
-            default_grantees = sorted({g.partition(" TO ")[2] for g in r["defaults"]})
-            if default_grantees:
+            if default_grantees := sorted({g.partition(" TO ")[2] for g in r["defaults"]}):
                 postlude.append(f"{head} REVOKE ALL ON {kind} FROM {', '.join(default_grantees)};")
             postlude += [f"{head} GRANT {grant.replace(' TO ', f' ON {kind} TO ', 1)};" for grant in r["current"]]
     return prelude, postlude

@@ -87,21 +87,6 @@ def write_pointer(path: Path, clone_db: str, source_db: str, server: str, server
     return data
 
 
-def read_pointer(path: Path) -> dict[str, str]:
-    """The ``-- key: value`` fields of a pointer file; raises ValueError when it is not one."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else (exc.strerror or str(exc))
-        raise ValueError(f"pointer file unreadable ({why})") from None
-    if not text.startswith(POINTER_HEADER + "\n"):
-        raise ValueError("not a clone pointer file (header missing)")
-    fields = {m.group(1): m.group(2) for line in text.splitlines() if (m := _POINTER_FIELD.match(line))}
-    if not fields.get("clone_database"):
-        raise ValueError("pointer file names no clone database")
-    return fields
-
-
 def check_pointer(snap: Snapshot) -> str | None:
     """Why this clone snapshot's files cannot be trusted, or None: size and sha256 of the pointer match
     the metadata, and pointer and metadata name the same database. (The database itself is checked
@@ -112,9 +97,16 @@ def check_pointer(snap: Snapshot) -> str | None:
         return "metadata does not describe a clone snapshot"
     try:
         data = snap.path.read_bytes()
-        fields = read_pointer(snap.path)
-    except (OSError, ValueError) as exc:
+        text = data.decode("utf-8")
+    except OSError as exc:
         return str(exc)
+    except UnicodeDecodeError:
+        return "pointer file unreadable (not UTF-8 text)"
+    if not text.startswith(POINTER_HEADER + "\n"):
+        return "not a clone pointer file (header missing)"
+    fields = {m.group(1): m.group(2) for line in text.splitlines() if (m := _POINTER_FIELD.match(line))}
+    if not fields.get("clone_database"):
+        return "pointer file names no clone database"
     if len(data) != snap.meta.get("size_bytes") or hashlib.sha256(data).hexdigest() != snap.meta.get("sha256"):
         return "pointer file does not match its metadata (size or sha256)"
     if fields["clone_database"] != snap.meta["clone_database"]:

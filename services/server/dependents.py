@@ -69,8 +69,7 @@ async def _trigger(con: asyncpg.Connection, oid: int) -> tuple[str, list[str], l
                   t.tgrelid::regclass::text AS tbl, obj_description(t.oid, 'pg_trigger') AS cmt
            FROM pg_trigger t WHERE t.oid = $1""", oid)
     create = [f"DROP TRIGGER IF EXISTS {t['name']} ON {t['tbl']};", t["def"] + ";"]
-    state = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}.get(t["en"])
-    if state:
+    if state := {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}.get(t["en"]):
         create.append(f"ALTER TABLE {t['tbl']} {state} TRIGGER {t['name']};")
     if t["cmt"] is not None:
         create.append(f"COMMENT ON TRIGGER {t['name']} ON {t['tbl']} IS {quote_literal(t['cmt'])};")

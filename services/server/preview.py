@@ -212,8 +212,7 @@ async def _migrations(con: asyncpg.Connection, snap: Snapshot, result: Preview) 
         recorded["supabase"] = snap.get("migration")
     now = await migrations.heads(con)
     for tool in sorted(set(now) if isinstance(guard, dict) else set(now) & set(recorded)):
-        undone = await migrations.applied_after(con, tool, recorded.get(tool))
-        if undone:
+        if undone := await migrations.applied_after(con, tool, recorded.get(tool)):
             result.undone[tool] = undone
             result.heads[tool] = (recorded.get(tool), now[tool])
 
@@ -285,8 +284,7 @@ def summary_lines(p: Preview, limit: int = 6) -> list[str]:
                                                    + (f": {c.detail}" if c.detail else "") for c in items], limit)]
     if not (p.gone or p.back or p.changed):
         out.append("Schema: the same as now.")
-    moved = _moved(p)
-    if moved:
+    if moved := _moved(p):
         out.append(f"Rows, now → after ({len(moved)} of {len(p.rows)} tables change):")
         out += ["  " + line for line in _more([_rows_text(r) for r in moved], limit)]
     else:

@@ -49,10 +49,7 @@ class _Feeder:
         self.psql_stopped = False
 
     def run(self) -> None:
-        try:
-            write_all(self.dst, self.prelude)
-        except BrokenPipeError:
-            self.psql_stopped = True
+        self._send(self.prelude)
         sql = ReplayFilter(self.server_major)
         with open(self.snap.path, "rb") as fh:
             raw = compression.HashingReader(fh, self.digest)
@@ -263,8 +260,7 @@ def _per_table(copies: list[tuple[str, int]], tags: list[int]) -> dict[str, int]
 
 def _restore_failure(stderr: str, prelude_lines: int, snap: Snapshot) -> OperationFailed:
     err = explain_tool_failure(stderr, "Restore")
-    m = re.search(r"psql:<stdin>:(\d+): (?:ERROR|FATAL):\s*(.*)", stderr)
-    if m:
+    if m := re.search(r"psql:<stdin>:(\d+): (?:ERROR|FATAL):\s*(.*)", stderr):
         line = int(m.group(1))
         where = " while clearing the current objects" if line <= prelude_lines \
             else f" at line {line - prelude_lines} of {snap.filename}"
