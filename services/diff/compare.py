@@ -203,8 +203,7 @@ def format_text(result: DiffResult) -> str:
         out.append("Changes from the older snapshot to the newer"
                    + (" (given newest first, so shown the other way round)." if result.swapped else "."))
     out.append("")
-    n_schema = len(result.added) + len(result.removed) + len(result.changed)
-    if not n_schema:
+    if not (result.added or result.removed or result.changed):
         out.append("Schema: no changes.")
     else:
         out.append(f"Schema: {len(result.added)} added, {len(result.removed)} removed, "

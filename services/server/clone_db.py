@@ -41,11 +41,9 @@ async def connect_maintenance(conn: ConnInfo) -> asyncpg.Connection:
 
 async def read_server_id(con: asyncpg.Connection) -> str | None:
     """The cluster's system identifier (proves a later connection reaches the same server), if readable."""
-    try:
-        val = await con.fetchval("SELECT system_identifier::text FROM pg_control_system()")
-    except asyncpg.PostgresError:
-        return None
-    return str(val) if val is not None else None
+    with contextlib.suppress(asyncpg.PostgresError):
+        return await con.fetchval("SELECT system_identifier::text FROM pg_control_system()")
+    return None
 
 
 async def check_clone_allowed(conn: ConnInfo, con_maint: asyncpg.Connection, *,

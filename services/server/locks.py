@@ -120,9 +120,8 @@ class LockWatch:
         # A flag as well as the cancel: asyncio.wait_for (in connect) can swallow a cancellation that
         # lands as the connection completes, and the watch must end all the same.
         self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=5)
+        self._task.cancel()
+        await asyncio.wait({self._task}, timeout=5)
 
     async def _run(self) -> None:
         try:

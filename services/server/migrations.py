@@ -8,6 +8,8 @@ project that keeps Alembic's table outside ``public`` is read too.
 
 from __future__ import annotations
 
+import contextlib
+
 import asyncpg
 
 from services.server.catalog import HISTORY_SCHEMA, SYSTEM_SCHEMA_RE, quote_ident
@@ -64,10 +66,8 @@ async def heads(con: asyncpg.Connection) -> dict[str, dict | None]:
     each tool whose history table exists. A table that cannot be read as expected is left out."""
     out: dict[str, dict | None] = {}
     for tool, table in (await history_tables(con)).items():
-        try:
+        with contextlib.suppress(asyncpg.PostgresError):
             out[tool] = _head(await con.fetchrow(_HEAD[tool].format(t=table)))
-        except asyncpg.PostgresError:
-            continue
     return out
 
 
@@ -90,6 +90,4 @@ async def applied_after(con: asyncpg.Connection, tool: str, head: dict | None) -
 
 def text(head: dict | None) -> str:
     """``20261102090000 messages``, or ``none`` for an empty history."""
-    if not head:
-        return "none"
-    return " ".join(str(x) for x in (head.get("version"), head.get("name")) if x)
+    return " ".join(str(x) for x in (head.get("version"), head.get("name")) if x) if head else "none"
