@@ -285,7 +285,6 @@ async def analyze(con: asyncpg.Connection, schemas: list[str]) -> int:
 
 
 async def tables_count(con: asyncpg.Connection, schemas: list[str]) -> int:
-    """Tables of relkind r or p in the scope."""
     return len(await user_tables(con, schemas, ["r", "p"]))
 
 

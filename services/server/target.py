@@ -76,7 +76,7 @@ async def open_target(conn: ConnInfo, locks: LockPolicy | None = None) -> Target
 
 
 @contextlib.asynccontextmanager
-async def database_lock(target: Target, operation: str):
+async def database_lock(target: Target):
     """Session advisory lock: a second dbsage-tui working on the same database is refused at once."""
     got = await target.con.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_KEY)
     if not got:
@@ -99,7 +99,7 @@ async def opened(conn: ConnInfo, locks: LockPolicy | None, operation: str):
     """A standalone operation's target: connected, under the database lock, closed on the way out."""
     target = await open_target(conn, locks)
     try:
-        async with database_lock(target, operation):
+        async with database_lock(target):
             yield target
     finally:
         await target.close()
