@@ -92,12 +92,8 @@ def _kind_order(change: Change) -> tuple:
 
 
 def _tokens(keys) -> set[str]:
-    out = set()
-    for kind, name in keys:
-        out.add(f"{kind}:{name}")
-        if kind in RELATION_KINDS:
-            out.add(f"rel:{name}")
-    return out
+    """The parent tokens (``Obj.parent``) that name these objects."""
+    return {f"{kind}:{name}" for kind, name in keys} | {f"rel:{name}" for kind, name in keys if kind in RELATION_KINDS}
 
 
 def _detail(a: Obj, b: Obj) -> str:

@@ -149,9 +149,8 @@ async def _reset_default_acls(con: asyncpg.Connection, schemas: list[str],
                         SELECT format('%s TO %s', a.privilege_type,
                                       CASE WHEN a.grantee = 0 THEN 'PUBLIC'
                                       ELSE quote_ident(a.grantee::regrole::text) END)
-                        FROM aclexplode(acldefault(CASE d.defaclobjtype WHEN 'S' THEN 's' WHEN 'T' THEN 'T'
-                                        WHEN 'r' THEN 'r' WHEN 'f' THEN 'f' WHEN 'n' THEN 'n' ELSE 'L' END::"char",
-                                        d.defaclrole)) a) ELSE '{}' END AS defaults
+                        FROM aclexplode(acldefault(CASE d.defaclobjtype WHEN 'S' THEN 's' ELSE d.defaclobjtype END,
+                                                   d.defaclrole)) a) ELSE '{}' END AS defaults
            FROM pg_default_acl d
            WHERE pg_has_role(d.defaclrole, 'USAGE')
              AND (d.defaclnamespace = 0 OR d.defaclnamespace::regnamespace::text = 'public'
