@@ -155,8 +155,7 @@ def diff(path_a: Path | str, path_b: Path | str, meta_a: dict | None = None, met
     for side, name, model in (("A", result.a, ma), ("B", result.b, mb)):
         if model.unparsed:
             n = len(model.unparsed)
-            what = "1 entry pglast could not parse was" if n == 1 else \
-                f"{n} entries pglast could not parse were"
+            what = "1 entry pglast could not parse was" if n == 1 else f"{n} entries pglast could not parse were"
             result.notes.append(f"{side} ({name}): {what} compared as text: {', '.join(model.unparsed[:5])}"
                                 + (", …" if n > 5 else ""))
     data_a, data_b = _has_data(meta_a, ma), _has_data(meta_b, mb)

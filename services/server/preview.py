@@ -122,7 +122,11 @@ async def preview_restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot,
         if not loading.done():
             await asyncio.wait({loading})
     result.back, result.gone, result.changed = compare_schema(live, snap_model)
-    after = _snapshot_rows(snap, snap_model)
+    # Rows per table after the restore: the metadata's counts (a full snapshot), else what the file's COPY
+    # blocks hold (a schema snapshot keeps the migration history's rows); every other table empty.
+    counts = snap.get("row_counts")
+    after = {name: 0 for kind, name in snap_model.objects if kind == "table"} | (
+        counts if isinstance(counts, dict) else snap_model.row_counts)
     result.rows = [TableRows(t, *now.get(t, (None, True)), after.get(t)) for t in sorted(now.keys() | after.keys())]
     result.local_files = local_files_undone(project_dir or Path.cwd(), result.undone.get("supabase") or [])
     result.estimate_seconds, result.estimate_basis = estimate_duration(store, snap)
@@ -171,17 +175,6 @@ async def _live_model(target: Target, scope: catalog.Scope):
         if proc.returncode != 0:
             raise explain_tool_failure(err.decode("utf-8", "replace"), "Reading the database's schema")
         return await asyncio.to_thread(load_model, path)
-
-
-def _snapshot_rows(snap: Snapshot, model) -> dict[str, int]:
-    """Rows per table after the restore: the metadata's counts (a full snapshot), else what the file's
-    COPY blocks hold (a schema snapshot keeps the migration history's rows); every other table empty."""
-    counts = snap.get("row_counts")
-    counts = dict(counts) if isinstance(counts, dict) else dict(model.row_counts)
-    for kind, name in model.objects:
-        if kind == "table":
-            counts.setdefault(name, 0)
-    return counts
 
 
 async def _live_rows(con: asyncpg.Connection, schemas: list[str]) -> dict[str, tuple[int | None, bool]]:
