@@ -92,12 +92,8 @@ def _kind_order(change: Change) -> tuple:
 
 
 def _tokens(keys) -> set[str]:
-    out = set()
-    for kind, name in keys:
-        out.add(f"{kind}:{name}")
-        if kind in RELATION_KINDS:
-            out.add(f"rel:{name}")
-    return out
+    """The parent tokens (``Obj.parent``) that name these objects."""
+    return {f"{kind}:{name}" for kind, name in keys} | {f"rel:{name}" for kind, name in keys if kind in RELATION_KINDS}
 
 
 def _detail(a: Obj, b: Obj) -> str:
@@ -134,11 +130,6 @@ def _has_data(meta: dict | None, model: Model) -> bool:
     return model.has_copy or not any(kind == "table" for kind, _ in model.objects)
 
 
-def compare_rows(a: dict[str, int], b: dict[str, int]) -> list[RowChange]:
-    """Tables whose count changed, appeared or disappeared (an unchanged count is not news)."""
-    return [RowChange(t, a.get(t), b.get(t)) for t in sorted(a.keys() | b.keys()) if a.get(t) != b.get(t)]
-
-
 def diff(path_a: Path | str, path_b: Path | str, meta_a: dict | None = None, meta_b: dict | None = None, *,
          report: Reporter = null_reporter) -> DiffResult:
     """Compare snapshot ``a`` (before) with ``b`` (after): each file read once, COPY data never held."""
@@ -164,8 +155,7 @@ def diff(path_a: Path | str, path_b: Path | str, meta_a: dict | None = None, met
     for side, name, model in (("A", result.a, ma), ("B", result.b, mb)):
         if model.unparsed:
             n = len(model.unparsed)
-            what = "1 entry pglast could not parse was" if n == 1 else \
-                f"{n} entries pglast could not parse were"
+            what = "1 entry pglast could not parse was" if n == 1 else f"{n} entries pglast could not parse were"
             result.notes.append(f"{side} ({name}): {what} compared as text: {', '.join(model.unparsed[:5])}"
                                 + (", …" if n > 5 else ""))
     data_a, data_b = _has_data(meta_a, ma), _has_data(meta_b, mb)
@@ -180,7 +170,9 @@ def diff(path_a: Path | str, path_b: Path | str, meta_a: dict | None = None, met
         result.rows_source = "metadata"
     else:
         counts_a, counts_b, result.rows_source = ma.row_counts, mb.row_counts, "scan"
-    result.rows = compare_rows(counts_a, counts_b)
+    # Tables whose count changed, appeared or disappeared (an unchanged count is not news).
+    result.rows = [RowChange(t, counts_a.get(t), counts_b.get(t)) for t in sorted(counts_a.keys() | counts_b.keys())
+                   if counts_a.get(t) != counts_b.get(t)]
     return result
 
 
@@ -206,8 +198,7 @@ def format_text(result: DiffResult) -> str:
         out.append("Changes from the older snapshot to the newer"
                    + (" (given newest first, so shown the other way round)." if result.swapped else "."))
     out.append("")
-    n_schema = len(result.added) + len(result.removed) + len(result.changed)
-    if not n_schema:
+    if not (result.added or result.removed or result.changed):
         out.append("Schema: no changes.")
     else:
         out.append(f"Schema: {len(result.added)} added, {len(result.removed)} removed, "

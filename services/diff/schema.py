@@ -62,7 +62,7 @@ class Obj:
 
 @dataclass
 class Model:
-    """What one dump holds: schema objects by (kind, name), COPY row counts, and scan statistics."""
+    """What one dump holds: schema objects by (kind, name), COPY row counts, and what the scan found."""
 
     objects: dict[tuple[str, str], Obj] = field(default_factory=dict)
     row_counts: dict[str, int] = field(default_factory=dict)
@@ -70,8 +70,6 @@ class Model:
     complete: bool = False
     has_header: bool = False
     unparsed: list[str] = field(default_factory=list)  # TOC names compared as text
-    ddl_bytes: int = 0  # DDL handed to the parser, in total
-    max_entry_bytes: int = 0  # the largest single TOC entry held at once
 
 
 # -- building a model from one dump ------------------------------------------------------------------------
@@ -83,7 +81,6 @@ class _Builder:
         self.model = model
         self.on_sql = on_sql
         self.lines: list[str] = []
-        self.size = 0
         self.toc: tuple[str, str, str] | None = None  # (type, schema, name) of the entry being gathered
 
     def on_line(self, line: bytes) -> None:
@@ -95,17 +92,13 @@ class _Builder:
         if _META_RE.match(line) or (line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;")):
             return
         self.lines.append(line.decode("utf-8", "replace"))
-        self.size += len(line) + 1
 
     def flush(self) -> None:
         text, self.lines = "\n".join(self.lines), []
-        self.model.max_entry_bytes = max(self.model.max_entry_bytes, self.size)
-        self.size = 0
         if not text.strip():
             return
         if self.on_sql is not None:
             self.on_sql(text)
-        self.model.ddl_bytes += len(text.encode())
         try:
             stmts = parse_sql(text)
         except ParseError:
@@ -122,15 +115,11 @@ class _Builder:
         self.set(kind.lower().replace(" ", "_"), full, "sql", " ".join(body), append=True)
 
     # -- objects ---------------------------------------------------------------------------------------
-    def obj(self, kind: str, name: str, parent: str | None = None) -> Obj:
+    def set(self, kind: str, name: str, prop: str, value: str | None, *, parent: str | None = None,
+            append: bool = False) -> None:
         o = self.model.objects.setdefault((kind, name), Obj())
         if parent is not None:
             o.parent = parent
-        return o
-
-    def set(self, kind: str, name: str, prop: str, value: str | None, *, parent: str | None = None,
-            append: bool = False) -> None:
-        o = self.obj(kind, name, parent)
         if value is None:
             o.props.pop(prop, None)
         elif append:
@@ -141,16 +130,24 @@ class _Builder:
     def statement(self, n) -> None:
         if isinstance(n, _SKIP):
             return
-        getattr(self, _HANDLERS.get(type(n).__name__, "_other"))(n)
+        if whole := _WHOLE.get(type(n)):
+            kind, name = whole
+            self.set(kind, name(n), "definition", canon(n))
+        elif on := _ON_RELATION.get(type(n)):
+            kind, relation, name = on
+            rel = rv_name(relation(n))
+            self.set(kind, f"{rel}.{name(n)}", "definition", canon(n), parent=f"rel:{rel}")
+        else:
+            _HANDLERS.get(type(n), _Builder.other)(self, n)
 
-    def _other(self, n) -> None:
+    def other(self, n) -> None:
         """Anything we have no model for (publications, operators, text search...): by its TOC name."""
         kind, schema, name = self.toc or ("OTHER", "-", type(n).__name__)
         self.set(kind.lower().replace(" ", "_"), name if schema == "-" else f"{schema}.{name}",
                  "definition", canon(n), append=True)
 
     # -- tables and columns ----------------------------------------------------------------------------
-    def _create_table(self, n: ast.CreateStmt) -> None:
+    def create_table(self, n: ast.CreateStmt) -> None:
         table = rv_name(n.relation)
         self.set("table", table, "definition", canon_without(n, tableElts=None))
         self.set("table", table, "row level security", "disabled")
@@ -163,8 +160,8 @@ class _Builder:
             else:
                 self.set("table", table, "elements", canon(elt), append=True)
 
-    def _create_foreign_table(self, n: ast.CreateForeignTableStmt) -> None:
-        self._create_table(n.base)
+    def create_foreign_table(self, n: ast.CreateForeignTableStmt) -> None:
+        self.create_table(n.base)
         self.set("table", rv_name(n.base.relation), "definition", canon_without(n, n.base, tableElts=None))
 
     def _column(self, table: str, col: ast.ColumnDef) -> None:
@@ -187,7 +184,7 @@ class _Builder:
             else:
                 self.set("column", name, "constraints", canon(c), append=True)
 
-    def _alter_table(self, n: ast.AlterTableStmt) -> None:
+    def alter_table(self, n: ast.AlterTableStmt) -> None:
         if n.missing_ok:  # ALTER TABLE IF EXISTS ... DROP CONSTRAINT: the --clean preamble
             return
         n.cmds = without_server_stamps(n.cmds)
@@ -223,21 +220,15 @@ class _Builder:
                 self.set("table", rel, "alter", canon(n), append=True)
 
     # -- relations that are not tables -----------------------------------------------------------------
-    def _index(self, n: ast.IndexStmt) -> None:
+    def index(self, n: ast.IndexStmt) -> None:
         self.set("index", f"{n.relation.schemaname}.{n.idxname}", "definition", canon(n),
                  parent=f"rel:{rv_name(n.relation)}")
 
-    def _view(self, n: ast.ViewStmt) -> None:
-        self.set("view", rv_name(n.view), "definition", canon(n))  # a later CREATE OR REPLACE wins
-
-    def _create_table_as(self, n: ast.CreateTableAsStmt) -> None:
+    def create_table_as(self, n: ast.CreateTableAsStmt) -> None:
         kind = "materialized_view" if n.objtype == enums.ObjectType.OBJECT_MATVIEW else "table"
         self.set(kind, rv_name(n.into.rel), "definition", canon(n))
 
-    def _create_seq(self, n: ast.CreateSeqStmt) -> None:
-        self.set("sequence", rv_name(n.sequence), "definition", canon(n))
-
-    def _alter_seq(self, n: ast.AlterSeqStmt) -> None:
+    def alter_seq(self, n: ast.AlterSeqStmt) -> None:
         seq = rv_name(n.sequence)
         for opt in n.options or ():
             if opt.defname == "owned_by":
@@ -248,7 +239,7 @@ class _Builder:
                 self.set("sequence", seq, "alter", canon(opt), append=True)
 
     # -- routines and types ----------------------------------------------------------------------------
-    def _create_function(self, n: ast.CreateFunctionStmt) -> None:
+    def create_function(self, n: ast.CreateFunctionStmt) -> None:
         kind = "procedure" if n.is_procedure else "function"
         name = signature(n.funcname, n.parameters)
         body = next((o for o in n.options or () if o.defname == "as"), None)
@@ -262,7 +253,7 @@ class _Builder:
         self.set(kind, name, "returns", canon(n.returnType) if n.returnType else None)
         self.set(kind, name, "body", text)
 
-    def _define(self, n: ast.DefineStmt) -> None:
+    def define(self, n: ast.DefineStmt) -> None:
         ot = enums.ObjectType
         if n.kind == ot.OBJECT_AGGREGATE:
             params = n.args[0] if n.args and isinstance(n.args[0], tuple) else ()
@@ -271,63 +262,46 @@ class _Builder:
             if n.definition:  # a shell type ("CREATE TYPE x;") is only a forward declaration
                 self.set("type", dotted(n.defnames), "definition", canon(n))
         else:
-            self._other(n)
+            self.other(n)
 
-    def _create_enum(self, n: ast.CreateEnumStmt) -> None:
-        self.set("type", dotted(n.typeName), "definition", canon(n))
-
-    def _create_range(self, n: ast.CreateRangeStmt) -> None:
-        self.set("type", dotted(n.typeName), "definition", canon(n))
-
-    def _composite_type(self, n: ast.CompositeTypeStmt) -> None:
-        self.set("type", rv_name(n.typevar), "definition", canon(n))
-
-    def _create_domain(self, n: ast.CreateDomainStmt) -> None:
-        self.set("type", dotted(n.domainname), "definition", canon(n))
-
-    def _alter_domain(self, n: ast.AlterDomainStmt) -> None:
+    def alter_domain(self, n: ast.AlterDomainStmt) -> None:
         self.set("type", dotted(n.typeName), "alter", canon(n), append=True)
 
-    # -- everything else with a name ---------------------------------------------------------------------
-    def _create_schema(self, n: ast.CreateSchemaStmt) -> None:
-        self.set("schema", n.schemaname, "definition", canon(n))
-
-    def _create_extension(self, n: ast.CreateExtensionStmt) -> None:
-        self.set("extension", n.extname, "definition", canon(n))
-
-    def _create_trig(self, n: ast.CreateTrigStmt) -> None:
-        rel = rv_name(n.relation)
-        self.set("trigger", f"{rel}.{n.trigname}", "definition", canon(n), parent=f"rel:{rel}")
-
-    def _create_policy(self, n: ast.CreatePolicyStmt) -> None:
-        rel = rv_name(n.table)
-        self.set("policy", f"{rel}.{n.policy_name}", "definition", canon(n), parent=f"rel:{rel}")
-
-    def _rule(self, n: ast.RuleStmt) -> None:
-        rel = rv_name(n.relation)
-        self.set("rule", f"{rel}.{n.rulename}", "definition", canon(n), parent=f"rel:{rel}")
-
-    def _comment(self, n: ast.CommentStmt) -> None:
+    # -- what belongs to another object ---------------------------------------------------------------
+    def comment(self, n: ast.CommentStmt) -> None:
         word, name, token = object_target(n.objtype, n.object)
         self.set("comment", f"{word} {name}", "text", n.comment, parent=token)
 
-    def _grant(self, n: ast.GrantStmt) -> None:
+    def grant(self, n: ast.GrantStmt) -> None:
         for obj in n.objects or ():
             word, name, token = object_target(n.objtype, obj)
             self.set("grant", f"{word} {name}", "privileges", canon(n), parent=token, append=True)
 
 
-#: Statement node -> the _Builder method that models it; anything else goes to ``_other``.
+#: Statements that define one object, whole: node type -> (kind, its name). A later CREATE OR REPLACE wins.
+_WHOLE = {
+    ast.ViewStmt: ("view", lambda n: rv_name(n.view)),
+    ast.CreateSeqStmt: ("sequence", lambda n: rv_name(n.sequence)),
+    ast.CreateEnumStmt: ("type", lambda n: dotted(n.typeName)),
+    ast.CreateRangeStmt: ("type", lambda n: dotted(n.typeName)),
+    ast.CompositeTypeStmt: ("type", lambda n: rv_name(n.typevar)),
+    ast.CreateDomainStmt: ("type", lambda n: dotted(n.domainname)),
+    ast.CreateSchemaStmt: ("schema", lambda n: n.schemaname),
+    ast.CreateExtensionStmt: ("extension", lambda n: n.extname),
+}
+#: Statements that define an object on a relation, named after it: node type -> (kind, relation, name).
+_ON_RELATION = {
+    ast.CreateTrigStmt: ("trigger", lambda n: n.relation, lambda n: n.trigname),
+    ast.CreatePolicyStmt: ("policy", lambda n: n.table, lambda n: n.policy_name),
+    ast.RuleStmt: ("rule", lambda n: n.relation, lambda n: n.rulename),
+}
+#: The statements modelled by a _Builder method; any other goes to ``_Builder.other``.
 _HANDLERS = {
-    "CreateStmt": "_create_table", "CreateForeignTableStmt": "_create_foreign_table",
-    "AlterTableStmt": "_alter_table", "IndexStmt": "_index", "ViewStmt": "_view",
-    "CreateTableAsStmt": "_create_table_as", "CreateSeqStmt": "_create_seq", "AlterSeqStmt": "_alter_seq",
-    "CreateFunctionStmt": "_create_function", "DefineStmt": "_define", "CreateEnumStmt": "_create_enum",
-    "CreateRangeStmt": "_create_range", "CompositeTypeStmt": "_composite_type",
-    "CreateDomainStmt": "_create_domain", "AlterDomainStmt": "_alter_domain",
-    "CreateSchemaStmt": "_create_schema", "CreateExtensionStmt": "_create_extension",
-    "CreateTrigStmt": "_create_trig", "CreatePolicyStmt": "_create_policy", "RuleStmt": "_rule",
-    "CommentStmt": "_comment", "GrantStmt": "_grant",
+    ast.CreateStmt: _Builder.create_table, ast.CreateForeignTableStmt: _Builder.create_foreign_table,
+    ast.AlterTableStmt: _Builder.alter_table, ast.IndexStmt: _Builder.index,
+    ast.CreateTableAsStmt: _Builder.create_table_as, ast.AlterSeqStmt: _Builder.alter_seq,
+    ast.CreateFunctionStmt: _Builder.create_function, ast.DefineStmt: _Builder.define,
+    ast.AlterDomainStmt: _Builder.alter_domain, ast.CommentStmt: _Builder.comment, ast.GrantStmt: _Builder.grant,
 }
 
 
@@ -339,15 +313,14 @@ def load_model(path: Path | str, *, on_sql: Callable[[str], None] | None = None,
     builder = _Builder(model, on_sql)
     scanner = DumpScanner(on_line=builder.on_line)
     path = Path(path)
-    total, done, started, last = path.stat().st_size, 0, time.monotonic(), 0.0
+    total, started, last = path.stat().st_size, time.monotonic(), 0.0
     with open(path, "rb") as fh:
         raw = compression.HashingReader(fh)
         for chunk in compression.iter_plain(raw, compression.method_of(path.name)):
             scanner.feed(chunk)
-            done = raw.read_bytes
             if (now := time.monotonic()) - last >= 0.1:
                 last = now
-                report(Progress("diff", done, total, now - started))
+                report(Progress("diff", raw.read_bytes, total, now - started))
     result = scanner.finish()
     builder.flush()
     model.row_counts = result.row_counts

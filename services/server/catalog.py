@@ -6,14 +6,16 @@ The SQL that clears a scope before a replay is in ``services.server.clearing``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
 import asyncpg
 
 from services.config import ConnInfo, ipv6_only_advice
-from services.errors import explain_tool_failure
+from services.errors import BadInput, explain_tool_failure
 from services.server.tls import TLS_REQUIRED, client_context, tls_failure
 
 SYSTEM_SCHEMA_RE = re.compile(r"^(pg_catalog|information_schema|pg_toast.*|pg_temp_.*)$")
@@ -30,6 +32,15 @@ SUPABASE_MANAGED = (
 SUPABASE_MANAGED_PREFIXES = ("timescaledb_",)
 #: The Supabase CLI's migration history (``schema_migrations``, ``seed_files``).
 HISTORY_SCHEMA = "supabase_migrations"
+
+
+def quote_ident(name: str) -> str:
+    """Always quoted: also the pg_dump name pattern matching exactly ``name`` (``*``, ``?`` and case literal)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def is_managed(schema: str) -> bool:
@@ -68,6 +79,22 @@ async def connect(conn: ConnInfo, settings: dict[str, str] | None = None) -> asy
     return con
 
 
+async def close_quietly(con: asyncpg.Connection) -> None:
+    """Close without waiting long or raising: for cleanup paths, where the connection may be broken."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(con.close(), 5)
+
+
+@contextlib.asynccontextmanager
+async def closing(connecting: Awaitable[asyncpg.Connection]) -> AsyncIterator[asyncpg.Connection]:
+    """``async with closing(connect(conn)) as con``: the connection, closed quietly on the way out."""
+    con = await connecting
+    try:
+        yield con
+    finally:
+        await close_quietly(con)
+
+
 @dataclass
 class ServerInfo:
     version: str  # e.g. "PostgreSQL 18.6"
@@ -97,12 +124,10 @@ async def server_info(con: asyncpg.Connection) -> ServerInfo:
                   to_regclass('supabase_migrations.schema_migrations') IS NOT NULL AS has_migrations,
                   (SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl) AS tls""")
     head = None
-    if row["has_migrations"]:
-        try:  # older CLIs made the table without a name column
+    if row["has_migrations"]:  # (older CLIs made the table without a name column: to_jsonb reads it as NULL)
+        with contextlib.suppress(asyncpg.PostgresError):
             head = await con.fetchrow("SELECT version::text, to_jsonb(m) ->> 'name' AS name "
                                       "FROM supabase_migrations.schema_migrations m ORDER BY version DESC LIMIT 1")
-        except asyncpg.PostgresError:
-            head = None
     version = row["v"].split(" ")[0]
     return ServerInfo(version=f"PostgreSQL {version}", version_num=row["n"], current_user=row["u"],
                       superuser=bool(row["su"]), supabase=bool(row["supabase"]),
@@ -141,37 +166,38 @@ class Scope:
         return self.mode == "all-except" and not self.supabase
 
     def pg_dump_args(self, tools_major: int, schema_only: bool = False) -> list[str]:
-        return self._data_args(schema_only) + self._scope_args(tools_major)
-
-    def _data_args(self, schema_only: bool) -> list[str]:
-        """A schema snapshot of a Supabase project keeps the migration history's rows: restoring the
-        structure of some day with the history of today (or none) would have ``supabase db push`` re-apply,
-        or skip, the wrong migrations. So it is a full dump without the other schemas' table data."""
+        """pg_dump's arguments for the data and the scope. A schema snapshot of a Supabase project keeps the
+        migration history's rows: restoring the structure of some day with the history of today (or none)
+        would have ``supabase db push`` re-apply, or skip, the wrong migrations. So it is a full dump without
+        the other schemas' table data."""
         if not schema_only:
-            return []
-        if not (self.supabase and HISTORY_SCHEMA in self.schemas):
-            return ["--schema-only"]
-        return [f"--exclude-table-data={_pattern(s)}.*" for s in self.schemas if s != HISTORY_SCHEMA]
-
-    def _scope_args(self, tools_major: int) -> list[str]:
+            args = []
+        elif self.supabase and HISTORY_SCHEMA in self.schemas:
+            args = [f"--exclude-table-data={quote_ident(s)}.*" for s in self.schemas if s != HISTORY_SCHEMA]
+        else:
+            args = ["--schema-only"]
         if self.mode == "only":
-            return [f"--schema={_pattern(s)}" for s in self.schemas]
-        args = [f"--exclude-schema={_pattern(s)}" for s in self.excluded]
+            return args + [f"--schema={quote_ident(s)}" for s in self.schemas]
+        args += [f"--exclude-schema={quote_ident(s)}" for s in self.excluded]
         if self.supabase:
             # As `supabase db dump` does: naming the extensions to dump (plpgsql, built in, when none is in
             # scope) also leaves out the platform's event triggers, casts and database-wide default
             # privileges, which belong to supabase_admin and which the postgres role cannot restore.
             # Publications and subscriptions belong to the realtime service.
-            args += [f"--extension={_pattern(e)}" for e in (self.extensions or ["plpgsql"])]
+            args += [f"--extension={quote_ident(e)}" for e in (self.extensions or ["plpgsql"])]
             args += ["--no-publications", "--no-subscriptions"]
         elif tools_major >= 17:
-            args += [f"--exclude-extension={_pattern(e)}" for e in self.excluded_extensions]
+            args += [f"--exclude-extension={quote_ident(e)}" for e in self.excluded_extensions]
         return args
 
     def to_meta(self) -> dict:
         return {"mode": self.mode, "excluded": list(self.excluded),
                 "excluded_extensions": list(self.excluded_extensions), "supabase": self.supabase,
                 "owned_by_others": dict(self.owned_by_others)}
+
+    @classmethod
+    def of_snapshot(cls, snap) -> Scope:
+        return cls.from_meta(snap.get("schemas") or [], snap.get("scope"))
 
     @classmethod
     def from_meta(cls, schemas: list[str], data: dict | None) -> Scope:
@@ -197,11 +223,6 @@ class Scope:
         return [f"{', '.join(names)} ({why})" for why, names in groups.items()]
 
 
-def _pattern(name: str) -> str:
-    """A pg_dump name pattern matching exactly ``name`` (quoted, so ``*``/``?``/case are literal)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 async def resolve_scope(con: asyncpg.Connection, supabase: bool, only: list[str] | None) -> Scope:
     rows = await con.fetch(
         "SELECT nspname, has_schema_privilege(oid, 'USAGE') AS usable, pg_get_userbyid(nspowner) AS owner, "
@@ -209,9 +230,7 @@ async def resolve_scope(con: asyncpg.Connection, supabase: bool, only: list[str]
     rows = [r for r in rows if not SYSTEM_SCHEMA_RE.match(r["nspname"])]
     names = {r["nspname"]: r["usable"] for r in rows}
     if only:
-        missing = [s for s in only if s not in names]
-        if missing:
-            from services.errors import BadInput
+        if missing := [s for s in only if s not in names]:
             raise BadInput(f"Schema {', '.join(missing)} does not exist in this database.",
                            f"Choose from: {', '.join(sorted(names))}.")
         return Scope(mode="only", schemas=sorted(only), supabase=supabase)
@@ -243,19 +262,22 @@ async def current_scope_schemas(con: asyncpg.Connection, scope: Scope) -> list[s
     return [s for s in present if s not in scope.excluded]
 
 
-_USER_TABLES = """
-    SELECT n.nspname, c.relname, c.relkind
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind::text = ANY($2::text[]) AND n.nspname = ANY($1::text[])
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                      AND d.deptype = 'e')
-    ORDER BY 1, 2"""
+async def user_tables(con: asyncpg.Connection, schemas: list[str], relkinds: list[str]) -> list[asyncpg.Record]:
+    """The scope's relations of ``relkinds`` (``nspname``, ``relname``, the planner's row ``estimate``), in
+    name order; extension-owned ones excluded, as pg_dump skips them."""
+    return await con.fetch(
+        """SELECT n.nspname, c.relname, c.reltuples::bigint AS estimate
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind::text = ANY($2::text[]) AND n.nspname = ANY($1::text[])
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                             AND d.deptype = 'e')
+           ORDER BY 1, 2""", schemas, relkinds)
 
 
 async def analyze(con: asyncpg.Connection, schemas: list[str]) -> int:
     """ANALYZE the scope's tables (a restore leaves no statistics: the planner and our progress estimates
     need them); the number of tables."""
-    rows = await con.fetch(_USER_TABLES, schemas, ["r", "p", "m"])
+    rows = await user_tables(con, schemas, ["r", "p", "m"])
     if rows:
         await con.execute("ANALYZE " + ", ".join(f"{quote_ident(r['nspname'])}.{quote_ident(r['relname'])}"
                                                  for r in rows))
@@ -263,8 +285,7 @@ async def analyze(con: asyncpg.Connection, schemas: list[str]) -> int:
 
 
 async def tables_count(con: asyncpg.Connection, schemas: list[str]) -> int:
-    """Tables of relkind r or p in the scope (extension-owned tables excluded: pg_dump skips them)."""
-    return len(await con.fetch(_USER_TABLES, schemas, ["r", "p"]))
+    return len(await user_tables(con, schemas, ["r", "p"]))
 
 
 async def estimate_dump_bytes(con: asyncpg.Connection, schemas: list[str], schema_only: bool) -> int | None:
@@ -280,10 +301,3 @@ async def estimate_dump_bytes(con: asyncpg.Connection, schemas: list[str], schem
     return int(val) if val else None
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-async def table_names(con: asyncpg.Connection, schemas: list[str]) -> list[str]:
-    """``schema.table`` of every ordinary table in the scope (the keys of a snapshot's row_counts)."""
-    return [f"{r['nspname']}.{r['relname']}" for r in await con.fetch(_USER_TABLES, schemas, ["r"])]

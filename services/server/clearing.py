@@ -56,18 +56,14 @@ async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumped_global_
       dropped, as the dump's own ``--clean`` drops those it re-creates, so that one made after the
       snapshot is gone too. (Subscriptions are left alone: dropping one drops its slot on the publisher.)
     """
-    prelude = await _drop_publications(con) if dumped_publications else []
+    prelude = [f"DROP PUBLICATION {r['name']};" for r in await con.fetch(
+        "SELECT quote_ident(pubname) AS name FROM pg_publication ORDER BY pubname")] if dumped_publications else []
     aside, postlude, preserved = await _set_aside(con, schemas, dumped_publications, recorded)
     prelude += aside
     for schema in schemas:
         prelude += await _empty_public(con) if schema == "public" else [f"DROP SCHEMA {quote_ident(schema)} CASCADE;"]
     acl_prelude, acl_postlude = await _reset_default_acls(con, schemas, dumped_global_default_acls)
     return ClearPlan(prelude=prelude + acl_prelude, postlude=postlude + acl_postlude, preserved=preserved)
-
-
-async def _drop_publications(con: asyncpg.Connection) -> list[str]:
-    pubs = await con.fetch("SELECT quote_ident(pubname) AS name FROM pg_publication ORDER BY pubname")
-    return [f"DROP PUBLICATION {r['name']};" for r in pubs]
 
 
 async def _set_aside(con: asyncpg.Connection, schemas: list[str], dumped_publications: bool,
@@ -94,14 +90,12 @@ async def _empty_public(con: asyncpg.Connection) -> list[str]:
              AND d.deptype = 'n'
              AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = d.classid AND e.objid = d.objid
                              AND e.deptype = 'e')""")
-    sql = []
-    unknown = sorted({r["kind"] for r in rows if r["kind"] not in _DROP_RANK})
-    if unknown:
+    if unknown := sorted({r["kind"] for r in rows if r["kind"] not in _DROP_RANK}):
         raise OperationFailed(f"Cannot clear schema public: it holds objects of kind {', '.join(unknown)}.",
                               "Please report this; restore by hand with psql meanwhile.")
     keyword = dict(_DROP_ORDER)
-    for r in sorted(rows, key=lambda r: (_DROP_RANK[r["kind"]], r["ident"])):
-        sql.append(f"DROP {keyword[r['kind']]} IF EXISTS {r['ident']} CASCADE;")
+    sql = [f"DROP {keyword[r['kind']]} IF EXISTS {r['ident']} CASCADE;"
+           for r in sorted(rows, key=lambda r: (_DROP_RANK[r["kind"]], r["ident"]))]
     # Reset the schema's ACL to the state pg_dump measures its GRANT/REVOKE commands from: the initial
     # privileges initdb recorded (pg_init_privs), with pg_database_owner standing for the owner.
     acl = await con.fetchrow(
@@ -122,10 +116,8 @@ async def _empty_public(con: asyncpg.Connection) -> list[str]:
            FROM pg_namespace n WHERE n.nspname = 'public'""")
     # pg_dump omits public's comment when it is initdb's; it emits COMMENT ... IS NULL when there is none.
     sql.append("COMMENT ON SCHEMA public IS 'standard public schema';")
-    if acl is not None:
-        sql += [f"REVOKE ALL ON SCHEMA public FROM {g} CASCADE;" for g in acl["grantees"]]
-        sql += [g + ";" for g in acl["grants"]]
-    return sql
+    sql += [f"REVOKE ALL ON SCHEMA public FROM {g} CASCADE;" for g in acl["grantees"]]
+    return sql + [g + ";" for g in acl["grants"]]
 
 
 _DEFACL_KIND = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS",
@@ -157,9 +149,8 @@ async def _reset_default_acls(con: asyncpg.Connection, schemas: list[str],
                         SELECT format('%s TO %s', a.privilege_type,
                                       CASE WHEN a.grantee = 0 THEN 'PUBLIC'
                                       ELSE quote_ident(a.grantee::regrole::text) END)
-                        FROM aclexplode(acldefault(CASE d.defaclobjtype WHEN 'S' THEN 's' WHEN 'T' THEN 'T'
-                                        WHEN 'r' THEN 'r' WHEN 'f' THEN 'f' WHEN 'n' THEN 'n' ELSE 'L' END::"char",
-                                        d.defaclrole)) a) ELSE '{}' END AS defaults
+                        FROM aclexplode(acldefault(CASE d.defaclobjtype WHEN 'S' THEN 's' ELSE d.defaclobjtype END,
+                                                   d.defaclrole)) a) ELSE '{}' END AS defaults
            FROM pg_default_acl d
            WHERE pg_has_role(d.defaclrole, 'USAGE')
              AND (d.defaclnamespace = 0 OR d.defaclnamespace::regnamespace::text = 'public'
@@ -175,15 +166,10 @@ async def _reset_default_acls(con: asyncpg.Connection, schemas: list[str],
         head = f"ALTER DEFAULT PRIVILEGES FOR ROLE {r['role']}{where}"
         if r["grantees"]:
             prelude.append(f"{head} REVOKE ALL ON {kind} FROM {', '.join(r['grantees'])};")
-        for grant in r["defaults"]:
-            priv, _, grantee = grant.partition(" TO ")
-            prelude.append(f"{head} GRANT {priv} ON {kind} TO {grantee};")
+        prelude += [f"{head} GRANT {grant.replace(' TO ', f' ON {kind} TO ', 1)};" for grant in r["defaults"]]
         if r["nsp"] is None and not dumped_global:
-            default_grantees = sorted({g.partition(" TO ")[2] for g in r["defaults"]})
-            if default_grantees:
+            if default_grantees := sorted({g.partition(" TO ")[2] for g in r["defaults"]}):
                 postlude.append(f"{head} REVOKE ALL ON {kind} FROM {', '.join(default_grantees)};")
-            for grant in r["current"]:
-                priv, _, grantee = grant.partition(" TO ")
-                postlude.append(f"{head} GRANT {priv} ON {kind} TO {grantee};")
+            postlude += [f"{head} GRANT {grant.replace(' TO ', f' ON {kind} TO ', 1)};" for grant in r["current"]]
     return prelude, postlude
 

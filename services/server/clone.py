@@ -29,7 +29,6 @@ Errors and exit codes (services.errors):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import hashlib
@@ -61,8 +60,7 @@ def _write_snapshot(store: SnapshotStore, pointer: Path, ts: dt.datetime, label:
                     duration: float) -> Snapshot:
     """Pointer file, then metadata (each atomic): the snapshot lists only once both are complete."""
     server = f"{conn.host}:{conn.port}"
-    text = clone_file.pointer_text(clone_db, conn.dbname, server, server_id, ts, pointer.name)
-    data = clone_file.write_pointer(pointer, text)
+    data = clone_file.write_pointer(pointer, clone_db, conn.dbname, server, server_id, ts)
     meta = snapshot_record(
         label=label, purpose=purpose, notes=notes, ts=ts, kind="clone", filename=pointer.name, size=len(data),
         sha256=hashlib.sha256(data).hexdigest(), database_version=info.version, database=conn.dbname,
@@ -76,11 +74,6 @@ def _write_snapshot(store: SnapshotStore, pointer: Path, ts: dt.datetime, label:
                  "clone_size_human": human_size(clone_bytes), "server_id": server_id})
     store.write_meta(pointer, meta)
     return Snapshot(path=pointer, label=label, timestamp=ts, meta=meta, file_size=len(data))
-
-
-async def _close(con: asyncpg.Connection) -> None:
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(con.close(), 5)
 
 
 # -- create -----------------------------------------------------------------------------------------------
@@ -104,22 +97,20 @@ async def create_clone(conn: ConnInfo, store: SnapshotStore, label: str, *, purp
     store.ensure_dir()
     started = time.monotonic()
     with store.lock("snapshot", conn.display):
-        con = await clone_db.connect_maintenance(conn)
         made = _Made()
-        try:
-            with audit_failure(store.audit, "snapshot", snapshot=None, type="clone",
-                               target=conn.display) as fields:
-                try:
-                    return await _take(conn, con, store, label, made, started, report,
-                                       purpose=purpose, notes=notes, protected=protected)
-                except BaseException:
-                    fields["snapshot"] = made.pointer.name if made.pointer else None
-                    await _unmake(conn, con, made)
-                    raise
-        except asyncpg.PostgresError as exc:
-            raise clone_db.explain(exc, conn.dbname, "take a clone snapshot") from None
-        finally:
-            await _close(con)
+        async with catalog.closing(clone_db.connect_maintenance(conn)) as con:
+            try:
+                with audit_failure(store.audit, "snapshot", snapshot=None, type="clone",
+                                   target=conn.display) as fields:
+                    try:
+                        return await _take(conn, con, store, label, made, started, report,
+                                           purpose=purpose, notes=notes, protected=protected)
+                    except BaseException:
+                        fields["snapshot"] = made.pointer.name if made.pointer else None
+                        await _unmake(conn, con, made)
+                        raise
+            except asyncpg.PostgresError as exc:
+                raise clone_db.explain(exc, conn.dbname, "take a clone snapshot") from None
 
 
 async def _take(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore, label: str, made: _Made,
@@ -157,11 +148,8 @@ async def _unmake(conn: ConnInfo, con: asyncpg.Connection, made: _Made) -> None:
         clone_file.remove_files(made.pointer)
     if made.clone is not None:
         with contextlib.suppress(Exception):
-            fresh = await clone_db.settle(conn, con)
-            try:
+            async with catalog.closing(clone_db.settle(conn, con)) as fresh:
                 await clone_db.drop_database(fresh, made.clone, made.oid)
-            finally:
-                await fresh.close()
 
 
 # -- restore ----------------------------------------------------------------------------------------------
@@ -184,27 +172,24 @@ async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *,
     renamed away, becomes the pre-rollback clone snapshot (``pre_snapshot``) or is dropped after COMMIT.
     Until COMMIT, any failure or cancellation leaves the target database exactly as it was."""
     started = time.monotonic()
-    problem = check_pointer(snap)
-    if problem:
+    if problem := check_pointer(snap):
         raise InvalidSnapshot(f"Snapshot {snap.filename} is invalid: {problem}.",
                               "The database was not touched. Choose another snapshot (`dbsage-tui list`).")
     check_local(conn)
     result = RestoreResult(snapshot=snap, pre_snapshot=None)
     with store.lock(action, conn.display):
-        con = await clone_db.connect_maintenance(conn)
         swap = _Swap()
-        try:
-            with audit_failure(store.audit, action, report=report, step="restore", started=started,
-                               snapshot=snap.filename, type="clone", target=conn.display):
-                try:
-                    await _swap_in(conn, con, store, snap, swap, result, report, action, pre_snapshot, started)
-                except BaseException:
-                    await _undo_swap(conn, con, swap, result)
-                    raise
-        except asyncpg.PostgresError as exc:
-            raise clone_db.explain(exc, conn.dbname, "restore") from None
-        finally:
-            await _close(con)
+        async with catalog.closing(clone_db.connect_maintenance(conn)) as con:
+            try:
+                with audit_failure(store.audit, action, report=report, step="restore", started=started,
+                                   snapshot=snap.filename, type="clone", target=conn.display):
+                    try:
+                        await _swap_in(conn, con, store, snap, swap, result, report, action, pre_snapshot, started)
+                    except BaseException:
+                        await _undo_swap(conn, con, swap, result)
+                        raise
+            except asyncpg.PostgresError as exc:
+                raise clone_db.explain(exc, conn.dbname, "restore") from None
         report(Step("restore", "ok", f"{snap.filename} swapped in"))
         report(Step("analyze", "skipped", "the clone's statistics came with it"))
         if pre_snapshot:
@@ -228,7 +213,18 @@ async def _swap_in(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore
         ts, swap.pointer = free_name(store.directory, "pre-rollback", CLONE_SUFFIX)
     swap.old = clone_name(conn.dbname, ts, names)
     swap.tmp = clone_name(conn.dbname, ts, names | {swap.old}, tag="dbsage_new")
-    await _copy_clone(con, snap, swap, info.major, report, started)
+    report(Step("restore", "running", snap.filename))
+    source = snap.get("clone_database")
+    total = snap.get("clone_bytes") if isinstance(snap.get("clone_bytes"), int) else None
+    report(Log(f"Copying clone {source} into {swap.tmp} (STRATEGY FILE_COPY)"))
+    report(Progress("restore", 0, total, 0.0))
+    try:
+        await clone_db.create_copy(con, swap.tmp, source, info.major)
+    except asyncpg.PostgresError as exc:
+        swap.tmp = None
+        raise clone_db.explain(exc, str(source), "restore") from None
+    swap.tmp_oid = await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", swap.tmp)
+    report(Progress("restore", total or 0, total, time.monotonic() - started))
     commands = await carry_over_commands(con, conn.dbname, swap.tmp)
     if pre_snapshot:
         size = await con.fetchval("SELECT pg_database_size($1)", conn.dbname)
@@ -251,36 +247,18 @@ async def _swap_in(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore
     swap.tmp = None  # it is the target now
 
 
-async def _copy_clone(con: asyncpg.Connection, snap: Snapshot, swap: _Swap, major: int, report: Reporter,
-                      started: float) -> None:
-    report(Step("restore", "running", snap.filename))
-    report(Log(f"Copying clone {snap.get('clone_database')} into {swap.tmp} (STRATEGY FILE_COPY)"))
-    total = snap.get("clone_bytes") if isinstance(snap.get("clone_bytes"), int) else None
-    report(Progress("restore", 0, total, 0.0))
-    try:
-        await clone_db.create_copy(con, swap.tmp, snap.get("clone_database"), major)
-    except asyncpg.PostgresError as exc:
-        swap.tmp = None
-        raise clone_db.explain(exc, str(snap.get("clone_database")), "restore") from None
-    swap.tmp_oid = await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", swap.tmp)
-    report(Progress("restore", total or 0, total, time.monotonic() - started))
-
-
 async def _undo_swap(conn: ConnInfo, con: asyncpg.Connection, swap: _Swap, result: RestoreResult) -> None:
     """After a failure or a cancellation: drop the copy and the pre-rollback files, unless the swap
     committed after all."""
     committed = False
     if swap.tmp is not None or swap.pointer is not None:
         with contextlib.suppress(Exception):
-            fresh = await clone_db.settle(conn, con)
-            try:
+            async with catalog.closing(clone_db.settle(conn, con)) as fresh:
                 # A cancellation can land after COMMIT reached the server: then the swap stands.
                 committed = swap.tmp_oid is not None and swap.tmp_oid == await fresh.fetchval(
                     "SELECT oid FROM pg_database WHERE datname = $1", conn.dbname)
                 if not committed and swap.tmp is not None:
                     await clone_db.drop_database(fresh, swap.tmp, swap.tmp_oid)
-            finally:
-                await fresh.close()
     if swap.pointer is not None and not committed:
         clone_file.remove_files(swap.pointer)
         result.pre_snapshot = None
@@ -289,11 +267,8 @@ async def _undo_swap(conn: ConnInfo, con: asyncpg.Connection, swap: _Swap, resul
 async def _drop_replaced(conn: ConnInfo, old: str, result: RestoreResult, report: Reporter) -> None:
     """Without a pre-rollback snapshot, the database swapped out is dropped; failing that is a warning."""
     try:
-        con = await clone_db.connect_maintenance(conn)
-        try:
+        async with catalog.closing(clone_db.connect_maintenance(conn)) as con:
             await clone_db.drop_database(con, old)
-        finally:
-            await con.close()
         report(Log(f"Dropped the replaced database {old}"))
     except (DbsageError, asyncpg.PostgresError, OSError) as exc:
         warn = (f"The replaced database {old} could not be dropped ({in_words(exc)}); drop it by hand: "
@@ -301,9 +276,6 @@ async def _drop_replaced(conn: ConnInfo, old: str, result: RestoreResult, report
         result.warnings.append(warn)
         report(Log("WARNING: " + warn, level="warning"))
 
-
-
-# -- drop -------------------------------------------------------------------------------------------------
 
 # -- drop -------------------------------------------------------------------------------------------------
 
@@ -315,8 +287,7 @@ async def drop_clone(conn: ConnInfo, snap: Snapshot) -> bool:
     if snap.get("type") != "clone" or not isinstance(name, str) or not name:
         raise InvalidSnapshot(f"{snap.filename} is not a clone snapshot.")
     check_local(conn)
-    con = await clone_db.connect_maintenance(conn)
-    try:
+    async with catalog.closing(clone_db.connect_maintenance(conn)) as con:
         clone_db.check_same_server(conn, snap, await clone_db.read_server_id(con))
         oid = snap.get("clone_oid")
         found = await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", name)
@@ -329,5 +300,3 @@ async def drop_clone(conn: ConnInfo, snap: Snapshot) -> bool:
             return await clone_db.drop_database(con, name, found)
         except asyncpg.PostgresError as exc:
             raise clone_db.explain(exc, name, f"drop the clone database {name}") from None
-    finally:
-        await _close(con)

@@ -29,35 +29,21 @@ class DatabaseBusy(OperationFailed):
 
 async def connect_maintenance(conn: ConnInfo) -> asyncpg.Connection:
     """A connection to ``postgres`` (or ``template1`` when that is missing or is the target itself)."""
-    last: DbsageError | None = None
-    for name in MAINTENANCE_DBS:
-        if name == conn.dbname:
-            continue
+    *first, last = [name for name in MAINTENANCE_DBS if name != conn.dbname]
+    for name in first:
         try:
             return await catalog.connect(conn.with_dbname(name))
         except OperationFailed as exc:
             if "does not exist" not in exc.one_line():
                 raise
-            last = exc
-    assert last is not None
-    raise last
+    return await catalog.connect(conn.with_dbname(last))
 
 
 async def read_server_id(con: asyncpg.Connection) -> str | None:
     """The cluster's system identifier (proves a later connection reaches the same server), if readable."""
-    try:
-        val = await con.fetchval("SELECT system_identifier::text FROM pg_control_system()")
-    except asyncpg.PostgresError:
-        return None
-    return str(val) if val is not None else None
-
-
-def _busy(dbname: str, sessions: list[str], what: str) -> DatabaseBusy:
-    shown = "; ".join(sessions[:5]) + (f"; and {len(sessions) - 5} more" if len(sessions) > 5 else "")
-    return DatabaseBusy(f"Cannot {what}: {len(sessions)} other session(s) are connected to database {dbname}: "
-                        f"{shown}.",
-                        "Close them (psql, your app, the IDE), then try again; dbsage-tui never terminates "
-                        "sessions.")
+    with contextlib.suppress(asyncpg.PostgresError):
+        return await con.fetchval("SELECT system_identifier::text FROM pg_control_system()")
+    return None
 
 
 async def check_clone_allowed(conn: ConnInfo, con_maint: asyncpg.Connection, *,
@@ -92,22 +78,20 @@ async def check_clone_allowed(conn: ConnInfo, con_maint: asyncpg.Connection, *,
         raise CloneNotAllowed(f"Role {info.current_user} {why}, which clone snapshots need.",
                               f"Connect as a superuser or as the database's owner with CREATEDB (ALTER ROLE "
                               f"{info.current_user} CREATEDB), or take a file snapshot instead.")
-    sessions = [b.text() for b in await other_sessions(con_maint, conn.dbname)]
-    if sessions:
-        raise _busy(conn.dbname, sessions, what)
+    if sessions := [b.text() for b in await other_sessions(con_maint, conn.dbname)]:
+        shown = "; ".join(sessions[:5]) + (f"; and {len(sessions) - 5} more" if len(sessions) > 5 else "")
+        raise DatabaseBusy(f"Cannot {what}: {len(sessions)} other session(s) are connected to database "
+                           f"{conn.dbname}: {shown}.", "Close them (psql, your app, the IDE), then try again; "
+                           "dbsage-tui never terminates sessions.")
     return dataclasses.replace(info, database=conn.dbname)
 
 
 async def probe_tables(conn: ConnInfo, con_maint: asyncpg.Connection) -> int:
     """Tables in the database's schemas, counted over a short connection of its own that is fully gone
     (out of pg_stat_activity) before we return, so that it never blocks the copy or the rename."""
-    con = await catalog.connect(conn)
-    try:
+    async with catalog.closing(catalog.connect(conn)) as con:
         pid = con.get_server_pid()
-        scope = await catalog.resolve_scope(con, False, None)
-        tables = await catalog.tables_count(con, scope.schemas)
-    finally:
-        await con.close()
+        tables = await catalog.tables_count(con, (await catalog.resolve_scope(con, False, None)).schemas)
     deadline = time.monotonic() + SESSION_GONE_TIMEOUT
     while await con_maint.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
         if time.monotonic() > deadline:
@@ -139,27 +123,24 @@ async def create_copy(con: asyncpg.Connection, new: str, template: str, major: i
     if major >= 18:
         with contextlib.suppress(asyncpg.PostgresError):
             await con.execute("SET file_copy_method = clone")
-    strategy = " STRATEGY FILE_COPY" if major >= 15 else ""
     await con.execute(f"CREATE DATABASE {catalog.quote_ident(new)} TEMPLATE {catalog.quote_ident(template)}"
-                      f"{strategy} ALLOW_CONNECTIONS false IS_TEMPLATE true")
+                      " STRATEGY FILE_COPY ALLOW_CONNECTIONS false IS_TEMPLATE true")
 
 
-async def settle(conn: ConnInfo, con: asyncpg.Connection | None) -> asyncpg.Connection:
+async def settle(conn: ConnInfo, con: asyncpg.Connection) -> asyncpg.Connection:
     """After a failure or a cancellation: close our working connection, cancel what its backend may still
     be running (a CREATE DATABASE in flight, a transaction holding locks) and wait until that backend has
     exited, so that nothing of ours can still commit; return a fresh maintenance connection for the
     cleanup. Only our own backend is ever cancelled."""
-    pid = con.get_server_pid() if con is not None else None
-    if con is not None:
-        con.terminate()
+    pid = con.get_server_pid()
+    con.terminate()
     fresh = await connect_maintenance(conn)
-    if pid is not None:
-        with contextlib.suppress(asyncpg.PostgresError):
-            await fresh.execute("SELECT pg_cancel_backend($1)", pid)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and \
-                await fresh.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
-            await asyncio.sleep(0.05)
+    with contextlib.suppress(asyncpg.PostgresError):
+        await fresh.execute("SELECT pg_cancel_backend($1)", pid)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and \
+            await fresh.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+        await asyncio.sleep(0.05)
     return fresh
 
 
@@ -178,7 +159,6 @@ async def drop_database(con: asyncpg.Connection, name: str, oid: int | None = No
             await con.execute(f"ALTER DATABASE {q} IS_TEMPLATE true")
         raise
     return True
-
 
 
 def check_same_server(conn: ConnInfo, snap: Snapshot, server_id: str | None) -> None:

@@ -61,17 +61,18 @@ def clone_name(dbname: str, ts: dt.datetime, taken: Collection[str] = (), tag: s
     raise OperationFailed("No free database name for the clone.", "Drop old clone databases, then retry.")
 
 
-def pointer_text(clone_db: str, source_db: str, server: str, server_id: str | None, ts: dt.datetime,
-                 filename: str) -> str:
+def write_pointer(path: Path, clone_db: str, source_db: str, server: str, server_id: str | None,
+                  ts: dt.datetime) -> bytes:
+    """Write the pointer file atomically (temp, fsync, rename), mode 0600; returns the bytes written."""
     q = catalog.quote_ident(clone_db)
-    return "\n".join([
+    data = "\n".join([
         POINTER_HEADER,
         f"-- The data of this snapshot is not in this file: it is the database {q} on the PostgreSQL server",
         f"-- at {server}, a copy of database {json.dumps(source_db)} taken at {format_ts(ts)}.",
         "-- Do not drop that database by hand while this snapshot is listed: delete the snapshot with",
         "-- dbsage-tui, which drops the database too.",
         "--",
-        f"-- Restore: dbsage-tui restore {filename}",
+        f"-- Restore: dbsage-tui restore {path.name}",
         f"-- Inspect: psql -d postgres -c 'ALTER DATABASE {q} ALLOW_CONNECTIONS true', then psql -d {clone_db}",
         "--          (and set it back to false after: what you change there, a restore brings back).",
         "--",
@@ -81,22 +82,9 @@ def pointer_text(clone_db: str, source_db: str, server: str, server_id: str | No
         f"-- server_id: {server_id or ''}",
         f"-- created: {format_ts(ts)}",
         "",
-    ])
-
-
-def read_pointer(path: Path) -> dict[str, str]:
-    """The ``-- key: value`` fields of a pointer file; raises ValueError when it is not one."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else (exc.strerror or str(exc))
-        raise ValueError(f"pointer file unreadable ({why})") from None
-    if not text.startswith(POINTER_HEADER + "\n"):
-        raise ValueError("not a clone pointer file (header missing)")
-    fields = {m.group(1): m.group(2) for line in text.splitlines() if (m := _POINTER_FIELD.match(line))}
-    if not fields.get("clone_database"):
-        raise ValueError("pointer file names no clone database")
-    return fields
+    ]).encode("utf-8")
+    write_atomic(path, data, path.with_name(path.name + PARTIAL_SUFFIX))
+    return data
 
 
 def check_pointer(snap: Snapshot) -> str | None:
@@ -109,21 +97,21 @@ def check_pointer(snap: Snapshot) -> str | None:
         return "metadata does not describe a clone snapshot"
     try:
         data = snap.path.read_bytes()
-        fields = read_pointer(snap.path)
-    except (OSError, ValueError) as exc:
+        text = data.decode("utf-8")
+    except OSError as exc:
         return str(exc)
+    except UnicodeDecodeError:
+        return "pointer file unreadable (not UTF-8 text)"
+    if not text.startswith(POINTER_HEADER + "\n"):
+        return "not a clone pointer file (header missing)"
+    fields = {m.group(1): m.group(2) for line in text.splitlines() if (m := _POINTER_FIELD.match(line))}
+    if not fields.get("clone_database"):
+        return "pointer file names no clone database"
     if len(data) != snap.meta.get("size_bytes") or hashlib.sha256(data).hexdigest() != snap.meta.get("sha256"):
         return "pointer file does not match its metadata (size or sha256)"
     if fields["clone_database"] != snap.meta["clone_database"]:
         return "pointer file and metadata name different clone databases"
     return None
-
-
-def write_pointer(path: Path, text: str) -> bytes:
-    """Write atomically (temp, fsync, rename), mode 0600; returns the bytes written."""
-    data = text.encode("utf-8")
-    write_atomic(path, data, path.with_name(path.name + PARTIAL_SUFFIX))
-    return data
 
 
 def remove_files(pointer: Path) -> None:

@@ -4,44 +4,22 @@ database (a clone snapshot and its restore) does not bring them along."""
 
 from __future__ import annotations
 
+import re
+
 import asyncpg
 
-from services.server.catalog import quote_ident
-from services.snapshots.scanner import read_quoted
+from services.server.catalog import quote_ident, quote_literal
 
 #: Settings whose values are lists of identifiers (pg_dump's variable_is_guc_list_quote).
 _GUC_LIST_QUOTE = frozenset({"local_preload_libraries", "search_path", "session_preload_libraries",
                              "shared_preload_libraries", "temp_tablespaces", "unix_socket_directories"})
+_GUC_ITEM = re.compile(r'"((?:[^"]|"")*)"|[^\s,]+')
 
 
 def split_guc_list(value: str) -> list[str]:
     """A list setting as stored in pg_db_role_setting (``"$user", public``) -> its elements
     (PostgreSQL's SplitGUCList: double-quoted or bare, comma-separated; no case folding)."""
-    out: list[str] = []
-    i, n = 0, len(value)
-    while i < n:
-        while i < n and value[i].isspace():
-            i += 1
-        if i >= n:
-            break
-        if value[i] == '"':
-            item, i = read_quoted(value, i)
-            out.append(item)
-        else:
-            j = i
-            while j < n and value[j] != "," and not value[j].isspace():
-                j += 1
-            out.append(value[i:j])
-            i = j
-        while i < n and value[i].isspace():
-            i += 1
-        if i < n and value[i] == ",":
-            i += 1
-    return out
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return [m[1].replace('""', '"') if m[1] is not None else m[0] for m in _GUC_ITEM.finditer(value)]
 
 
 def set_command(database: str, role: str | None, item: str) -> str:
@@ -49,9 +27,9 @@ def set_command(database: str, role: str | None, item: str) -> str:
     name, _, value = item.partition("=")
     if name.lower() in _GUC_LIST_QUOTE:
         parts = split_guc_list(value)
-        rhs = ", ".join(_literal(p) for p in parts) if parts else "''"
+        rhs = ", ".join(quote_literal(p) for p in parts) if parts else "''"
     else:
-        rhs = _literal(value)
+        rhs = quote_literal(value)
     head = f"ALTER ROLE {role} IN DATABASE" if role else "ALTER DATABASE"
     return f"{head} {quote_ident(database)} SET {quote_ident(name)} = {rhs}"
 
@@ -74,13 +52,13 @@ async def carry_over_commands(con: asyncpg.Connection, source: str, dest: str) -
     sql = [f"ALTER DATABASE {q} OWNER TO {d['owner']}"]
     if d["has_acl"]:
         sql.append(f"REVOKE ALL ON DATABASE {q} FROM PUBLIC, {d['owner']} CASCADE")
-        sql += [f"GRANT {g.split(' TO ', 1)[0]} ON DATABASE {q} TO {g.split(' TO ', 1)[1]}" for g in d["grants"]]
+        sql += [f"GRANT {g.replace(' TO ', f' ON DATABASE {q} TO ', 1)}" for g in d["grants"]]
     for r in await con.fetch(
             """SELECT CASE WHEN setrole = 0 THEN NULL ELSE setrole::regrole::text END AS role, setconfig
                FROM pg_db_role_setting WHERE setdatabase = $1 ORDER BY setrole""", d["oid"]):
         sql += [set_command(dest, r["role"], item) for item in r["setconfig"] or []]
     if d["comment"] is not None:
-        sql.append(f"COMMENT ON DATABASE {q} IS {_literal(d['comment'])}")
+        sql.append(f"COMMENT ON DATABASE {q} IS {quote_literal(d['comment'])}")
     sql.append(f"ALTER DATABASE {q} WITH CONNECTION LIMIT {int(d['datconnlimit'])} "
                f"ALLOW_CONNECTIONS {str(d['datallowconn']).lower()} IS_TEMPLATE {str(d['datistemplate']).lower()}")
     return sql

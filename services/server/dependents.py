@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.errors import OperationFailed
+from services.server.catalog import quote_literal
 from services.snapshots.scanner import APPENDIX_BEGIN, APPENDIX_END
 
 _OBJ_NS = """
@@ -62,21 +63,16 @@ class Dependent:
     create: list[str]
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 async def _trigger(con: asyncpg.Connection, oid: int) -> tuple[str, list[str], list[str]]:
     t = await con.fetchrow(
         """SELECT pg_get_triggerdef(t.oid) AS def, t.tgenabled::text AS en, quote_ident(t.tgname) AS name,
                   t.tgrelid::regclass::text AS tbl, obj_description(t.oid, 'pg_trigger') AS cmt
            FROM pg_trigger t WHERE t.oid = $1""", oid)
     create = [f"DROP TRIGGER IF EXISTS {t['name']} ON {t['tbl']};", t["def"] + ";"]
-    state = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}.get(t["en"])
-    if state:
+    if state := {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}.get(t["en"]):
         create.append(f"ALTER TABLE {t['tbl']} {state} TRIGGER {t['name']};")
     if t["cmt"] is not None:
-        create.append(f"COMMENT ON TRIGGER {t['name']} ON {t['tbl']} IS {_literal(t['cmt'])};")
+        create.append(f"COMMENT ON TRIGGER {t['name']} ON {t['tbl']} IS {quote_literal(t['cmt'])};")
     return t["tbl"], [f"DROP TRIGGER {t['name']} ON {t['tbl']};"], create
 
 
@@ -111,7 +107,7 @@ async def _policy(con: asyncpg.Connection, oid: int) -> tuple[str, list[str], li
         sql += f" WITH CHECK ({p['chk']})"
     create = [f"DROP POLICY IF EXISTS {p['name']} ON {p['tbl']};", sql + ";"]
     if p["cmt"] is not None:
-        create.append(f"COMMENT ON POLICY {p['name']} ON {p['tbl']} IS {_literal(p['cmt'])};")
+        create.append(f"COMMENT ON POLICY {p['name']} ON {p['tbl']} IS {quote_literal(p['cmt'])};")
     return p["tbl"], [f"DROP POLICY {p['name']} ON {p['tbl']};"], create
 
 
@@ -166,25 +162,25 @@ async def publication_members(con: asyncpg.Connection, schemas: list[str], *,
     found = []
     for r in rows:
         target = r["tbl"] + (f" ({r['cols']})" if r["cols"] else "") + (f" WHERE ({r['qual']})" if r["qual"] else "")
-        sql = f"ALTER PUBLICATION {r['pub']} ADD TABLE ONLY {target};"
-        if if_present:
-            sql = (f"DO $dbsage$ BEGIN IF to_regclass({_literal(r['tbl'])}) IS NOT NULL THEN {sql} END IF; "
-                   "END $dbsage$;")
-        found.append(Dependent(f"table {r['tbl']} in publication {r['pubname']}", f"publication {r['pubname']}",
-                               [], [sql]))
+        found.append(_member(r, f"table {r['tbl']}", f"ADD TABLE ONLY {target}",
+                             f"to_regclass({quote_literal(r['tbl'])})" if if_present else None))
     if new:
         for r in await con.fetch(
                 """SELECT quote_ident(p.pubname) AS pub, p.pubname, n.nspname, quote_ident(n.nspname) AS nsp
                    FROM pg_publication_namespace pn
                    JOIN pg_publication p ON p.oid = pn.pnpubid JOIN pg_namespace n ON n.oid = pn.pnnspid
                    WHERE n.nspname = ANY($1::text[]) AND n.nspname <> 'public' ORDER BY 2, 3""", schemas):
-            sql = f"ALTER PUBLICATION {r['pub']} ADD TABLES IN SCHEMA {r['nsp']};"
-            if if_present:
-                sql = (f"DO $dbsage$ BEGIN IF to_regnamespace({_literal(r['nsp'])}) IS NOT NULL "
-                       f"THEN {sql} END IF; END $dbsage$;")
-            found.append(Dependent(f"schema {r['nspname']} in publication {r['pubname']}",
-                                   f"publication {r['pubname']}", [], [sql]))
+            found.append(_member(r, f"schema {r['nspname']}", f"ADD TABLES IN SCHEMA {r['nsp']}",
+                                 f"to_regnamespace({quote_literal(r['nsp'])})" if if_present else None))
     return found
+
+
+def _member(r, what: str, action: str, exists: str | None) -> Dependent:
+    """``what`` put back into publication ``r["pub"]``; with ``exists``, only if that expression is not null."""
+    sql = f"ALTER PUBLICATION {r['pub']} {action};"
+    if exists:
+        sql = f"DO $dbsage$ BEGIN IF {exists} IS NOT NULL THEN {sql} END IF; END $dbsage$;"
+    return Dependent(f"{what} in publication {r['pubname']}", f"publication {r['pubname']}", [], [sql])
 
 
 def appendix(found: list[Dependent]) -> bytes:

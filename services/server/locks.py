@@ -14,7 +14,6 @@ in the way by itself); each termination is written to the audit log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import asyncpg
 from services.config import DEFAULT_LOCK_TIMEOUT, ConnInfo
 from services.errors import DbsageError, OperationFailed
 from services.events import Blocked, Blocker, Log, Reporter
-from services.server.catalog import connect
+from services.server.catalog import closing, connect
 
 #: Seconds of waiting before the blockers are reported.
 REPORT_AFTER = 2.0
@@ -77,11 +76,8 @@ async def other_sessions(con: asyncpg.Connection, dbname: str) -> list[Blocker]:
 
 async def sessions_now(conn: ConnInfo) -> list[Blocker]:
     """The sessions connected to the database besides ours: who a restore might wait for."""
-    con = await connect(conn)
-    try:
+    async with closing(connect(conn)) as con:
         return await other_sessions(con, conn.dbname)
-    finally:
-        await con.close()
 
 
 class LockTimeout(OperationFailed):
@@ -108,7 +104,6 @@ class LockWatch:
     report: Reporter
     audit: Callable[..., None]  # SnapshotStore.audit: (action, outcome, **fields)
     app: str = ""
-    con: asyncpg.Connection | None = None
     blockers: tuple[Blocker, ...] = ()
     _stopped: bool = False
     _task: asyncio.Task | None = None
@@ -124,28 +119,22 @@ class LockWatch:
         # A flag as well as the cancel: asyncio.wait_for (in connect) can swallow a cancellation that
         # lands as the connection completes, and the watch must end all the same.
         self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=5)
+        self._task.cancel()
+        await asyncio.wait({self._task}, timeout=5)
 
     async def _run(self) -> None:
         try:
-            self.con = await connect(self.conn)
-            if not self._stopped:
-                await self._watch()
+            async with closing(connect(self.conn)) as con:
+                if not self._stopped:
+                    await self._watch(con)
         except (DbsageError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             return  # the watch is a help, never a reason to fail: the server's timeout still holds
-        finally:
-            if self.con is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.con.close(), 5)
 
-    async def _watch(self) -> None:
-        assert self.con is not None
+    async def _watch(self, con: asyncpg.Connection) -> None:
         reported: frozenset[int] = frozenset()
         while not self._stopped:
             await asyncio.sleep(POLL)
-            rows = await self.con.fetch(_BLOCKERS, self.app)
+            rows = await con.fetch(_BLOCKERS, self.app)
             self.blockers = tuple(Blocker(**{k: r[k] for k in r.keys() if k != "waited"}) for r in rows)
             waited = max((r["waited"] or 0.0 for r in rows), default=0.0)
             pids = frozenset(b.pid for b in self.blockers)
@@ -155,16 +144,15 @@ class LockWatch:
                 for b in self.blockers:
                     self.report(Log(f"waiting {waited:.0f} s for a lock held by {b.text()}", level="warning"))
             if pids and self.policy.terminate:
-                await self._terminate()
+                await self._terminate(con)
 
-    async def _terminate(self) -> None:
-        assert self.con is not None
+    async def _terminate(self, con: asyncpg.Connection) -> None:
         refused = self.policy.refused
         for b in self.blockers:
             if b.pid in refused:
                 continue
             try:
-                done = await self.con.fetchval("SELECT pg_terminate_backend($1)", b.pid)
+                done = await con.fetchval("SELECT pg_terminate_backend($1)", b.pid)
             except asyncpg.PostgresError as exc:
                 refused[b.pid] = str(exc).rstrip(".")
                 self.report(Log(f"cannot terminate pid {b.pid} ({b.role}): {refused[b.pid]}", level="error"))

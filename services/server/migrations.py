@@ -8,9 +8,11 @@ project that keeps Alembic's table outside ``public`` is read too.
 
 from __future__ import annotations
 
+import contextlib
+
 import asyncpg
 
-from services.server.catalog import SYSTEM_SCHEMA_RE, quote_ident
+from services.server.catalog import HISTORY_SCHEMA, SYSTEM_SCHEMA_RE, quote_ident
 
 #: tool -> (history table name, the command that applies what is pending).
 TOOLS = {
@@ -49,12 +51,9 @@ async def history_tables(con: asyncpg.Connection) -> dict[str, str]:
         "ORDER BY n.nspname", [table for table, _ in TOOLS.values()])
     found: dict[str, str] = {}
     for r in rows:
-        if SYSTEM_SCHEMA_RE.match(r["nspname"]):
-            continue
-        for tool, (table, _) in TOOLS.items():
-            if r["relname"] == table and tool not in found and (tool != "supabase"
-                                                                 or r["nspname"] == "supabase_migrations"):
-                found[tool] = f"{quote_ident(r['nspname'])}.{quote_ident(r['relname'])}"
+        tool = next(tool for tool, (table, _) in TOOLS.items() if table == r["relname"])
+        if not SYSTEM_SCHEMA_RE.match(r["nspname"]) and (tool != "supabase" or r["nspname"] == HISTORY_SCHEMA):
+            found.setdefault(tool, f"{quote_ident(r['nspname'])}.{quote_ident(r['relname'])}")
     return found
 
 
@@ -67,10 +66,8 @@ async def heads(con: asyncpg.Connection) -> dict[str, dict | None]:
     each tool whose history table exists. A table that cannot be read as expected is left out."""
     out: dict[str, dict | None] = {}
     for tool, table in (await history_tables(con)).items():
-        try:
+        with contextlib.suppress(asyncpg.PostgresError):
             out[tool] = _head(await con.fetchrow(_HEAD[tool].format(t=table)))
-        except asyncpg.PostgresError:
-            continue
     return out
 
 
@@ -93,6 +90,4 @@ async def applied_after(con: asyncpg.Connection, tool: str, head: dict | None) -
 
 def text(head: dict | None) -> str:
     """``20261102090000 messages``, or ``none`` for an empty history."""
-    if not head:
-        return "none"
-    return " ".join(str(x) for x in (head.get("version"), head.get("name")) if x)
+    return " ".join(str(x) for x in (head.get("version"), head.get("name")) if x) if head else "none"

@@ -28,6 +28,7 @@ import asyncpg
 from services.config import ConnInfo
 from services.diff.compare import Change, compare_schema
 from services.diff.schema import load_model
+from services.display import human_size
 from services.errors import BadInput, explain_tool_failure
 from services.server import catalog, migrations
 from services.server.locks import LockPolicy
@@ -49,8 +50,8 @@ class TableRows:
 
     table: str
     now: int | None
+    exact: bool  # False: ``now`` is the planner's estimate
     snapshot: int | None
-    exact: bool = True  # False: ``now`` is the planner's estimate
 
     @property
     def delta(self) -> int:
@@ -104,8 +105,11 @@ async def preview_restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot,
     result = Preview(snapshot=snap.filename)
     target = await open_target(conn, LockPolicy(timeout=LOCK_WAIT))
     try:
-        scope = await _live_scope(target, snap)
-        schemas = await catalog.current_scope_schemas(target.con, _scope_of(snap))
+        recorded = catalog.Scope.of_snapshot(snap)
+        # The scope a snapshot taken now would have (the snapshot's own schemas when it named them).
+        scope = recorded if recorded.mode == "only" else \
+            await catalog.resolve_scope(target.con, target.info.supabase, None)
+        schemas = await catalog.current_scope_schemas(target.con, recorded)
         dumping = asyncio.ensure_future(_live_model(target, scope))
         try:
             now = await _live_rows(target.con, schemas)
@@ -118,7 +122,12 @@ async def preview_restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot,
         if not loading.done():
             await asyncio.wait({loading})
     result.back, result.gone, result.changed = compare_schema(live, snap_model)
-    result.rows = _combine(now, _snapshot_rows(snap, snap_model))
+    # Rows per table after the restore: the metadata's counts (a full snapshot), else what the file's COPY
+    # blocks hold (a schema snapshot keeps the migration history's rows); every other table empty.
+    counts = snap.get("row_counts")
+    after = {name: 0 for kind, name in snap_model.objects if kind == "table"} | (
+        counts if isinstance(counts, dict) else snap_model.row_counts)
+    result.rows = [TableRows(t, *now.get(t, (None, True)), after.get(t)) for t in sorted(now.keys() | after.keys())]
     result.local_files = local_files_undone(project_dir or Path.cwd(), result.undone.get("supabase") or [])
     result.estimate_seconds, result.estimate_basis = estimate_duration(store, snap)
     if snap.type == "schema-only":
@@ -147,18 +156,6 @@ def schema_model(snap: Snapshot):
             return load_model(path)
 
 
-def _scope_of(snap: Snapshot) -> catalog.Scope:
-    return catalog.Scope.from_meta(snap.get("schemas") or [], snap.get("scope"))
-
-
-async def _live_scope(target: Target, snap: Snapshot) -> catalog.Scope:
-    """The scope a snapshot taken now would have (the snapshot's own schemas when it named them)."""
-    recorded = _scope_of(snap)
-    if recorded.mode == "only":
-        return recorded
-    return await catalog.resolve_scope(target.con, target.info.supabase, None)
-
-
 async def _live_model(target: Target, scope: catalog.Scope):
     """The schema of the database now, read from a schema-only pg_dump of ``scope`` into a private
     temporary file (our connection is not used: it counts rows meanwhile)."""
@@ -180,33 +177,11 @@ async def _live_model(target: Target, scope: catalog.Scope):
         return await asyncio.to_thread(load_model, path)
 
 
-def _snapshot_rows(snap: Snapshot, model) -> dict[str, int]:
-    """Rows per table after the restore: the metadata's counts (a full snapshot), else what the file's
-    COPY blocks hold (a schema snapshot keeps the migration history's rows); every other table empty."""
-    counts = snap.get("row_counts")
-    counts = dict(counts) if isinstance(counts, dict) else dict(model.row_counts)
-    for kind, name in model.objects:
-        if kind == "table":
-            counts.setdefault(name, 0)
-    return counts
-
-
 async def _live_rows(con: asyncpg.Connection, schemas: list[str]) -> dict[str, tuple[int | None, bool]]:
     """Each table's rows now, and whether the count is exact (below ``EXACT_ROWS``)."""
-    found = await con.fetch(
-        "SELECT n.nspname || '.' || c.relname AS name, format('%I.%I', n.nspname, c.relname) AS quoted, "
-        "c.reltuples::bigint AS estimate FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind = 'r' AND n.nspname = ANY($1::text[]) AND NOT EXISTS (SELECT 1 FROM pg_depend d "
-        "WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')", schemas)
-    return {r["name"]: await _count(con, r["quoted"], r["estimate"]) for r in found}
-
-
-def _combine(now: dict[str, tuple[int | None, bool]], after: dict[str, int]) -> list[TableRows]:
-    out = []
-    for table in sorted(now.keys() | after.keys()):
-        rows, exact = now.get(table, (None, True))
-        out.append(TableRows(table, rows, after.get(table), exact))
-    return out
+    return {f"{r['nspname']}.{r['relname']}": await _count(
+        con, f"{catalog.quote_ident(r['nspname'])}.{catalog.quote_ident(r['relname'])}", r["estimate"])
+        for r in await catalog.user_tables(con, schemas, ["r"])}
 
 
 async def _count(con: asyncpg.Connection, quoted: str, estimate: int) -> tuple[int | None, bool]:
@@ -230,8 +205,7 @@ async def _migrations(con: asyncpg.Connection, snap: Snapshot, result: Preview) 
         recorded["supabase"] = snap.get("migration")
     now = await migrations.heads(con)
     for tool in sorted(set(now) if isinstance(guard, dict) else set(now) & set(recorded)):
-        undone = await migrations.applied_after(con, tool, recorded.get(tool))
-        if undone:
+        if undone := await migrations.applied_after(con, tool, recorded.get(tool)):
             result.undone[tool] = undone
             result.heads[tool] = (recorded.get(tool), now[tool])
 
@@ -250,7 +224,6 @@ def local_files_undone(project_dir: Path, undone: list[dict]) -> list[str]:
 def estimate_duration(store: SnapshotStore, snap: Snapshot) -> tuple[float | None, str | None]:
     """Seconds a restore of ``snap`` may take, scaled from the newest earlier restore in the audit log
     whose snapshot is still listed (its size known), and what the figure is based on."""
-    from services.display import human_size
     sizes = {s.filename: s.size_bytes for s in store.list()}
     for entry in reversed(store.read_audit()):
         size = sizes.get(str(entry.get("snapshot")))
@@ -283,8 +256,12 @@ def headline(p: Preview) -> str:
              f"rows differ in {len(_moved(p))} of {len(p.rows)} tables",
              f"{undone or 'no'} migration{'s' if undone != 1 else ''} undone"]
     if p.estimate_seconds is not None:
-        parts.append(f"~{p.estimate_seconds:.{0 if p.estimate_seconds >= 10 else 1}f}s")
+        parts.append(_seconds(p))
     return " · ".join(parts)
+
+
+def _seconds(p: Preview) -> str:
+    return f"~{p.estimate_seconds:.{0 if p.estimate_seconds >= 10 else 1}f}s"
 
 
 def summary_lines(p: Preview, limit: int = 6) -> list[str]:
@@ -300,8 +277,7 @@ def summary_lines(p: Preview, limit: int = 6) -> list[str]:
                                                    + (f": {c.detail}" if c.detail else "") for c in items], limit)]
     if not (p.gone or p.back or p.changed):
         out.append("Schema: the same as now.")
-    moved = _moved(p)
-    if moved:
+    if moved := _moved(p):
         out.append(f"Rows, now → after ({len(moved)} of {len(p.rows)} tables change):")
         out += ["  " + line for line in _more([_rows_text(r) for r in moved], limit)]
     else:
@@ -314,7 +290,6 @@ def summary_lines(p: Preview, limit: int = 6) -> list[str]:
     if p.local_files:
         out.append("Local files no longer applied: " + ", ".join(_more(p.local_files, 3)))
     if p.estimate_seconds is not None:
-        digits = 0 if p.estimate_seconds >= 10 else 1
-        out.append(f"Expected duration: ~{p.estimate_seconds:.{digits}f}s ({p.estimate_basis})")
+        out.append(f"Expected duration: {_seconds(p)} ({p.estimate_basis})")
     out += [f"Note: {n}" for n in p.notes]
     return out

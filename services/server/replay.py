@@ -17,7 +17,6 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from services.errors import InvalidSnapshot, OperationFailed, explain_tool_failure
 from services.events import Committing, Log, Progress, Reporter
@@ -50,10 +49,7 @@ class _Feeder:
         self.psql_stopped = False
 
     def run(self) -> None:
-        try:
-            write_all(self.dst, self.prelude)
-        except BrokenPipeError:
-            self.psql_stopped = True
+        self._send(self.prelude)
         sql = ReplayFilter(self.server_major)
         with open(self.snap.path, "rb") as fh:
             raw = compression.HashingReader(fh, self.digest)
@@ -78,19 +74,6 @@ class _Feeder:
     def intact(self) -> bool:
         return (self.damaged is None and self.moved == self.snap.get("size_bytes")
                 and self.digest.hexdigest() == self.snap.get("sha256"))
-
-
-@dataclass
-class _Fed:
-    """What feeding psql left: its exit code and stderr, the ``COPY n`` tags, what followed the marker."""
-
-    rc: int
-    stderr: str
-    tags: list[int]
-    after_marker: list[bytes]
-    feeder: _Feeder
-    scan: ScanResult
-    mismatch: str | None
 
 
 class PsqlSession:
@@ -131,7 +114,10 @@ class PsqlSession:
         self.out_task.cancel()
         await asyncio.wait({self.err_task, self.out_task})
 
-    async def run(self, snap: Snapshot, prelude: bytes, postlude: bytes, marker: str) -> _Fed:
+    async def run(self, snap: Snapshot, prelude: bytes, postlude: bytes,
+                  marker: str) -> tuple[int, _Feeder, ScanResult, str | None]:
+        """Feed psql and end its input; its exit code, the feeder, the scan, and why the rows disagree (if
+        they do). psql's ``stderr``, ``COPY n`` ``tags`` and what followed the marker stay on the session."""
         self.snap, self.marker = snap, marker.encode()
         feeder = _Feeder(self.pipe_w, snap, prelude, self.target.info.major)
         feeding = asyncio.ensure_future(asyncio.to_thread(feeder.run))
@@ -149,7 +135,7 @@ class PsqlSession:
             raise
         finally:
             await self.close()
-        return _Fed(rc, "\n".join(self.stderr), self.tags, self.after_marker, feeder, scan, mismatch)
+        return rc, feeder, scan, mismatch
 
     def _close_input(self) -> None:
         if self.pipe_w >= 0:
@@ -215,30 +201,28 @@ async def replay(target: Target, snap: Snapshot, prelude: list[str], postlude: l
                "in one transaction"))
     session = session or await start_psql(target, report, audit)
     async with session.watch as watch:
-        fed = await session.run(snap, head, tail, marker)
+        rc, feeder, scan, mismatch = await session.run(snap, head, tail, marker)
     rolled_back = "Nothing was committed: the database is unchanged. Choose another snapshot."
-    if fed.feeder.damaged:
-        raise InvalidSnapshot(f"Snapshot {snap.filename} is damaged: {fed.feeder.damaged}.", rolled_back)
-    if not fed.feeder.intact:
+    if feeder.damaged:
+        raise InvalidSnapshot(f"Snapshot {snap.filename} is damaged: {feeder.damaged}.", rolled_back)
+    if not feeder.intact:
         raise InvalidSnapshot(f"Snapshot {snap.filename} does not match its metadata (sha256 or size): it is "
                               "corrupt or changed after it was taken.", rolled_back)
-    if not fed.scan.complete:
+    if not scan.complete:
         raise InvalidSnapshot(f"Snapshot {snap.filename} is incomplete: its SQL has no dump-complete trailer.",
                               rolled_back)
-    if fed.rc != 0:
-        if "lock timeout" in fed.stderr:
+    if rc != 0:
+        stderr = "\n".join(session.stderr)
+        if "lock timeout" in stderr:
             raise watch.timed_out("The restore")
-        raise _restore_failure(fed.stderr, head.count(b"\n"), snap)
-    if fed.mismatch is not None:
-        raise OperationFailed(f"Restore failed: {fed.mismatch}. The transaction was rolled back: the database is "
+        raise _restore_failure(stderr, head.count(b"\n"), snap)
+    if mismatch is not None:
+        raise OperationFailed(f"Restore failed: {mismatch}. The transaction was rolled back: the database is "
                               "unchanged.", "Validate the snapshot (`dbsage-tui validate`) and check its metadata.")
-    if b"COMMIT" not in fed.after_marker:
+    if b"COMMIT" not in session.after_marker:
         raise OperationFailed("Restore failed: psql ended without committing. The transaction was rolled back: "
                               "the database is unchanged.", "See the log for psql's output.")
-    loaded: dict[str, int] = {}
-    for (table, _), rows in zip(fed.scan.copies, fed.tags, strict=True):
-        loaded[table] = loaded.get(table, 0) + rows
-    return loaded
+    return _per_table(scan.copies, session.tags)
 
 
 def recorded_rows(snap: Snapshot) -> dict | None:
@@ -254,26 +238,29 @@ def loaded_mismatch(copies: list[tuple[str, int]], tags: list[int], snap: Snapsh
     if len(tags) != len(copies):
         return f"psql reported {len(tags)} COPY results for the {len(copies)} tables of data in the file"
     recorded = recorded_rows(snap)
-    loaded: dict[str, int] = {}
-    for (table, in_file), rows in zip(copies, tags, strict=True):
-        if recorded is None and rows != in_file:
-            return f"the server loaded {rows} rows into {table}, the file holds {in_file}"
-        loaded[table] = loaded.get(table, 0) + rows
-    if recorded is not None:
-        for table, want in sorted(recorded.items()):
-            if loaded.get(table, 0) != want:
-                return (f"the server loaded {loaded.get(table, 0)} rows into {table}, the snapshot's metadata "
-                        f"records {want}")
-        extra = sorted(set(loaded) - set(recorded))
-        if extra:
-            return f"the file loads {extra[0]}, which the snapshot's metadata does not list"
+    if recorded is None:
+        return next((f"the server loaded {rows} rows into {table}, the file holds {in_file}"
+                     for (table, in_file), rows in zip(copies, tags, strict=True) if rows != in_file), None)
+    loaded = _per_table(copies, tags)
+    for table, want in sorted(recorded.items()):
+        if loaded.get(table, 0) != want:
+            return f"the server loaded {loaded.get(table, 0)} rows into {table}, the snapshot's metadata records {want}"
+    if extra := sorted(set(loaded) - set(recorded)):
+        return f"the file loads {extra[0]}, which the snapshot's metadata does not list"
     return None
+
+
+def _per_table(copies: list[tuple[str, int]], tags: list[int]) -> dict[str, int]:
+    """The rows loaded per table: the ``COPY n`` tags summed over the table's COPY blocks."""
+    loaded: dict[str, int] = {}
+    for (table, _), rows in zip(copies, tags, strict=True):
+        loaded[table] = loaded.get(table, 0) + rows
+    return loaded
 
 
 def _restore_failure(stderr: str, prelude_lines: int, snap: Snapshot) -> OperationFailed:
     err = explain_tool_failure(stderr, "Restore")
-    m = re.search(r"psql:<stdin>:(\d+): (?:ERROR|FATAL):\s*(.*)", stderr)
-    if m:
+    if m := re.search(r"psql:<stdin>:(\d+): (?:ERROR|FATAL):\s*(.*)", stderr):
         line = int(m.group(1))
         where = " while clearing the current objects" if line <= prelude_lines \
             else f" at line {line - prelude_lines} of {snap.filename}"

@@ -38,11 +38,7 @@ class ReplayFilter:
         if self._passthrough:
             return chunk
         data = self._carry + chunk if self._carry else chunk
-        if data.startswith(b"COPY "):  # the held-back line was a COPY's
-            at = 0
-        else:
-            at = data.find(b"\nCOPY ")
-            at = at + 1 if at >= 0 else -1
+        at = (b"\n" + data).find(b"\nCOPY ")  # where the first COPY line starts in data, its first line too
         if at >= 0:
             self._passthrough, self._carry = True, b""
             return self._fix(data[:at]) + data[at:]

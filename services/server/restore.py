@@ -63,16 +63,12 @@ def quick_check_or_refuse(store: SnapshotStore, snap: Snapshot, report: Reporter
 
 async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, pre_snapshot: bool = True,
                        pre_timeout: float | None = None, report: Reporter = null_reporter,
-                       action: str = "restore", validated: bool = False) -> RestoreResult:
-    """Restore with the locks already held (see ``restore``)."""
+                       action: str = "restore") -> RestoreResult:
+    """Restore a validated snapshot with the locks already held (see ``restore``)."""
     started = time.monotonic()
     result = RestoreResult(snapshot=snap, pre_snapshot=None)
-    if not validated:
-        # With a pre-rollback snapshot to take first, a full read up front is cheap by comparison and
-        # spares that dump when the file is bad; without one, the inline check is enough.
-        (validate_or_refuse if pre_snapshot else quick_check_or_refuse)(store, snap, report)
     _warn_schema_only(snap, result, report)
-    scope = catalog.Scope.from_meta(snap.get("schemas") or [], snap.get("scope"))
+    scope = catalog.Scope.of_snapshot(snap)
     committing: list[Committing] = []
 
     def noting_commit(event: Event) -> None:
@@ -194,22 +190,23 @@ async def _preflight(target: Target, store: SnapshotStore, snap: Snapshot, scope
 
 
 async def restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *, validated: bool = False,
-                  locks: LockPolicy | None = None, **kwargs) -> RestoreResult:
+                  locks: LockPolicy | None = None, pre_snapshot: bool = True, report: Reporter = null_reporter,
+                  action: str = "restore", pre_timeout: float | None = None) -> RestoreResult:
     """The standalone operation: validate, lock, (pre-snapshot), replay, smoke test, audit.
     ``validated``: the caller has just run ``validate_or_refuse`` (the CLI does, before asking).
     A clone snapshot is restored by ``clone.restore_clone`` (a server-side copy and a rename swap)."""
     if snap.is_clone:
         from services.server.clone import restore_clone  # clone snapshots need no pg tools: loaded only for them
-        return await restore_clone(conn, store, snap, pre_snapshot=kwargs.get("pre_snapshot", True),
-                                   report=kwargs.get("report", null_reporter),
-                                   action=kwargs.get("action", "restore"))
-    # Refuse an invalid snapshot before even connecting.
+        return await restore_clone(conn, store, snap, pre_snapshot=pre_snapshot, report=report, action=action)
+    # Refuse an invalid snapshot before even connecting. With a pre-rollback snapshot to take first, a full
+    # read up front is cheap by comparison and spares that dump when the file is bad; without one, the
+    # inline check is enough.
     if not validated:
-        check = validate_or_refuse if kwargs.get("pre_snapshot", True) else quick_check_or_refuse
-        check(store, snap, kwargs.get("report", null_reporter))
-    with store.lock(kwargs.get("action", "restore"), conn.display):
+        (validate_or_refuse if pre_snapshot else quick_check_or_refuse)(store, snap, report)
+    with store.lock(action, conn.display):
         async with opened(conn, locks, "restore") as target:
-            return await restore_into(target, store, snap, validated=True, **kwargs)
+            return await restore_into(target, store, snap, pre_snapshot=pre_snapshot, pre_timeout=pre_timeout,
+                                      report=report, action=action)
 
 
 def emergency_candidate(store: SnapshotStore) -> tuple[Snapshot, str]:

@@ -61,7 +61,7 @@ async def _row_counts(con, snap: Snapshot, schemas: list[str], loaded: dict[str,
     want_rows = snap.get("row_counts")
     if not (snap.is_full and isinstance(want_rows, dict)):
         return SmokeCheck("row counts", True, "schema-only snapshot: tables are empty by design")
-    present = set(await catalog.table_names(con, schemas))
+    present = {f"{r['nspname']}.{r['relname']}" for r in await catalog.user_tables(con, schemas, ["r"])}
     missing = sorted(set(want_rows) - present)
     extra = sorted(present - set(want_rows))
     bad = [f"{t}: {loaded.get(t, 0)} rows loaded, snapshot {n}" for t, n in want_rows.items()
@@ -76,15 +76,6 @@ async def _row_counts(con, snap: Snapshot, schemas: list[str], loaded: dict[str,
     return SmokeCheck("row counts", not bad and not missing and not extra, detail)
 
 
-def report_checks(result: RestoreResult, report: Reporter) -> None:
-    """The smoke test's checks as log lines, then its step: ok, or failed."""
-    for c in result.checks:
-        report(Log(f"{'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}", source="check",
-                   level="info" if c.ok else "error"))
-    report(Step("smoke test", "ok" if result.smoke_ok else "failed",
-                "all checks passed" if result.smoke_ok else "some checks failed"))
-
-
 async def seal_restore(store: SnapshotStore, conn: ConnInfo, result: RestoreResult, report: Reporter, *,
                        action: str, started: float, loaded: dict[str, int] | None = None,
                        **fields) -> RestoreResult:
@@ -92,7 +83,11 @@ async def seal_restore(store: SnapshotStore, conn: ConnInfo, result: RestoreResu
     "smoke-test-failed"); ``fields`` go into that line."""
     report(Step("smoke test", "running", ""))
     result.checks = await smoke_test(conn, result.snapshot, loaded)
-    report_checks(result, report)
+    for c in result.checks:
+        report(Log(f"{'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}", source="check",
+                   level="info" if c.ok else "error"))
+    report(Step("smoke test", "ok" if result.smoke_ok else "failed",
+                "all checks passed" if result.smoke_ok else "some checks failed"))
     result.duration = round(time.monotonic() - started, 3)
     store.audit(action, "ok" if result.smoke_ok else "smoke-test-failed", snapshot=result.snapshot.filename,
                 **fields, target=conn.display,

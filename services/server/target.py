@@ -47,8 +47,7 @@ class Target:
         return {"protocol": protocols[-1], "sslmode": self.conn.sslmode}
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.con.close(), 5)
+        await catalog.close_quietly(self.con)
         if self.relay:
             await asyncio.to_thread(self.relay.close)
 
@@ -77,7 +76,7 @@ async def open_target(conn: ConnInfo, locks: LockPolicy | None = None) -> Target
 
 
 @contextlib.asynccontextmanager
-async def database_lock(target: Target, operation: str):
+async def database_lock(target: Target):
     """Session advisory lock: a second dbsage-tui working on the same database is refused at once."""
     got = await target.con.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_KEY)
     if not got:
@@ -100,7 +99,7 @@ async def opened(conn: ConnInfo, locks: LockPolicy | None, operation: str):
     """A standalone operation's target: connected, under the database lock, closed on the way out."""
     target = await open_target(conn, locks)
     try:
-        async with database_lock(target, operation):
+        async with database_lock(target):
             yield target
     finally:
         await target.close()

@@ -231,7 +231,11 @@ class TlsRelay:
             try:
                 server_r, server_w = await self._open_server()
             except (OSError, ssl.SSLError, TimeoutError) as exc:
-                await self._refuse(client_r, client_w, self._describe(exc))
+                text = self._describe(exc)
+                with contextlib.suppress(OSError, TimeoutError):
+                    await asyncio.wait_for(client_r.read(CHUNK), 5)  # the startup packet: read before answering
+                    client_w.write(_error_message(text))
+                    await client_w.drain()
                 return
             # Either side ending ends the session (a client's Terminate, a server's FATAL): no half-open
             # TLS session may keep a backend waiting.
@@ -297,13 +301,6 @@ class TlsRelay:
             text = f"could not connect to {self.conn.host}:{self.conn.port}: {_reason(exc)}"
         self.failures.append(text)
         return text
-
-    @staticmethod
-    async def _refuse(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, text: str) -> None:
-        with contextlib.suppress(OSError, TimeoutError):
-            await asyncio.wait_for(client_r.read(CHUNK), 5)  # the startup packet: read before answering
-            client_w.write(_error_message(text))
-            await client_w.drain()
 
     @classmethod
     async def _copy_from_server(cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
