@@ -22,16 +22,11 @@ from services.errors import EXIT_FAILED, DbsageError
 from services.workspace import open_workspace
 
 
-def _terminate(_signum, _frame) -> None:
-    """SIGTERM cancels like Ctrl-C: the running operation stops its child and removes partial files."""
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _terminate)
-    parser = build_parser()
+    # SIGTERM cancels like Ctrl-C: the running operation stops its child and removes partial files.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     argv, psql_args = split_psql_args(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     args.psql_args = psql_args
     json_mode = bool(getattr(args, "json", False))
     ws = None
@@ -73,14 +68,12 @@ def _fail(message: str, code: int, json_mode: bool, extra: dict | None = None) -
 def entry() -> None:
     """The console script: ``main``, then a quick exit. Everything that matters is done when ``main``
     returns (files fsynced, children reaped, locks released, the terminal restored), so the interpreter's
-    own teardown, which frees every object one by one, is skipped; only
-    what is still buffered on stdout and stderr is written first."""
+    own teardown, which frees every object one by one, is skipped; only what is still buffered on stdout
+    and stderr is written first."""
     code = main()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (``| head``): nothing more can reach it
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe (``| head``): nothing more can reach it
-            pass
     os._exit(code)
 
 

@@ -22,7 +22,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from services.config import ConnInfo
@@ -30,7 +30,7 @@ from services.display import human_size
 from services.errors import OperationFailed, audit_failure, explain_tool_failure
 from services.events import Log, Progress, Reporter, null_reporter
 from services.server import catalog, dependents
-from services.server.locks import LockPolicy, LockWatch, watching
+from services.server.locks import LockPolicy, watching
 from services.server.processes import (
     CHUNK,
     PROGRESS_EVERY,
@@ -57,24 +57,14 @@ from services.snapshots.store import (
 
 __all__ = ["Target", "create_snapshot", "database_lock", "open_target", "snapshot"]
 
-#: Bytes of snapshot between two requests to start writing them to disk (``start_writeback``).
+#: Bytes of snapshot between two requests to start writing them to disk (``SnapshotPump._write``).
 WRITEBACK_EVERY = 8 << 20
 
 
-def start_writeback(fd: int, start: int, length: int) -> None:
-    """Ask the kernel to start writing ``length`` bytes from ``start`` to disk, without waiting: on Linux,
-    POSIX_FADV_DONTNEED starts the writeback of the range's dirty pages (and drops only pages already
-    clean). The final fsync then waits for the last few MiB instead of the whole dump."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.posix_fadvise(fd, start, length, os.POSIX_FADV_DONTNEED)
-
-
 class SnapshotPump:
-    """In a worker thread: reads pg_dump's SQL from a pipe, scans it (COPY row counts, trailer, lines to
-    rewrite), compresses it when asked, hashes and writes the file, and starts its writeback as it goes
-    (``start_writeback``), so that the final fsync is short. pg_dump's own writes go to a 1 MiB pipe
-    instead of a file, which takes them off its path. ``moved`` counts SQL bytes (progress), ``written``
-    file bytes (size and sha256 are of the file).
+    """The thread of the module docstring: scan, rewrite, compress, hash, write, start the writeback. pg_dump's
+    own writes go to a 1 MiB pipe instead of a file, which takes them off its path. ``moved`` counts SQL bytes
+    (progress), ``written`` file bytes (size and sha256 are of the file).
 
     A line the scanner rewrites (``DumpScanner.edits``) is written as rewritten: while a statement line is
     incomplete at the end of a chunk it is held back (DDL lines are short; COPY data is never held)."""
@@ -82,9 +72,7 @@ class SnapshotPump:
     def __init__(self, src: int, dst: int, digest, scanner: DumpScanner,
                  compressor: compression.Compressor | None = None) -> None:
         self.src, self.dst, self.digest, self.scanner, self.compressor = src, dst, digest, scanner, compressor
-        self.moved = 0
-        self.written = 0
-        self._flushed = 0
+        self.moved = self.written = self._flushed = 0
         self._held = b""
 
     def run(self) -> None:
@@ -93,8 +81,7 @@ class SnapshotPump:
 
     def finish(self, tail: bytes) -> None:
         """After pg_dump's output: ``tail`` (the appendix), what was held back, the compressor's end."""
-        if tail:
-            self.feed(tail)
+        self.feed(tail)
         self._put(self._held)
         self._held = b""
         if self.compressor is not None:
@@ -128,7 +115,11 @@ class SnapshotPump:
         self.written += len(data)
         write_all(self.dst, data)
         if self.written - self._flushed >= WRITEBACK_EVERY:
-            start_writeback(self.dst, self._flushed, self.written - self._flushed)
+            # Start the writeback without waiting: on Linux, POSIX_FADV_DONTNEED starts writing the range's
+            # dirty pages (and drops only pages already clean). The final fsync then waits for the last
+            # few MiB instead of the whole dump.
+            with contextlib.suppress(AttributeError, OSError):
+                os.posix_fadvise(self.dst, self._flushed, self.written - self._flushed, os.POSIX_FADV_DONTNEED)
             self._flushed = self.written
 
 
@@ -139,12 +130,11 @@ def others_default_privileges(roles: list[str], seen: set[str]):
     heads = {f"ALTER DEFAULT PRIVILEGES FOR ROLE {r} ".encode(): r for r in roles}
 
     def rewrite(line: bytes) -> bytes | None:
-        if not line.startswith(b"ALTER DEFAULT PRIVILEGES FOR ROLE "):
-            return None
-        for head, role in heads.items():
-            if line.startswith(head):
-                seen.add(role)
-                return b"-- dbsage-tui: another role's, left as it is: " + line
+        if line.startswith(b"ALTER DEFAULT PRIVILEGES FOR ROLE "):
+            for head, role in heads.items():
+                if line.startswith(head):
+                    seen.add(role)
+                    return b"-- dbsage-tui: another role's, left as it is: " + line
         return None
 
     return rewrite
@@ -161,19 +151,12 @@ class _Plan:
     final: Path
     args: list[str]
     scanner: DumpScanner
-    left_alone: set[str] = field(default_factory=set)  # roles whose default privileges were commented out
+    left_alone: set[str]  # roles whose default privileges were commented out
     renamed: bool = False
 
     @property
     def partial(self) -> Path:
         return self.final.with_name(self.final.name + PARTIAL_SUFFIX)
-
-    def discard(self) -> None:
-        """After a failure: nothing of this snapshot stays on disk."""
-        self.partial.unlink(missing_ok=True)
-        if self.renamed:
-            self.final.unlink(missing_ok=True)
-            self.final.with_name(self.final.name + META_SUFFIX).unlink(missing_ok=True)
 
 
 @dataclass
@@ -189,47 +172,34 @@ class _Streamed:
 async def _plan(target: Target, store: SnapshotStore, label: str, schema_only: bool, schemas: list[str] | None,
                 compress: str, report: Reporter) -> _Plan:
     """The scope, the file name and pg_dump's arguments; refuses an empty scope."""
-    info = target.info
-    scope = await catalog.resolve_scope(target.con, info.supabase, schemas)
+    scope = await catalog.resolve_scope(target.con, target.info.supabase, schemas)
     if not scope.schemas:
         raise OperationFailed("There is nothing to snapshot: no schema in scope.",
                               "Check the connection's role can use the schemas, or name them with --schema.")
-    others = [] if info.superuser else await catalog.roles_not_ours(target.con)
+    others = [] if target.info.superuser else await catalog.roles_not_ours(target.con)
     ts, final = free_name(store.directory, label, compression.SUFFIXES[compress])
     kind = "schema-only" if schema_only else "full"
     args = [target.tools.pg_dump, "--clean", "--if-exists", "--no-owner", "--verbose", "--no-password",
             *scope.pg_dump_args(target.tools.major, schema_only)]
-    plan = _Plan(scope, kind, compress, ts, final, args, DumpScanner())
-    if others:
-        plan.scanner = DumpScanner(rewrite=others_default_privileges(others, plan.left_alone))
+    left_alone: set[str] = set()
+    scanner = DumpScanner(rewrite=others_default_privileges(others, left_alone) if others else None)
     report(Log(f"Taking a {kind} snapshot of {target.conn.display} with pg_dump {target.tools.version}"
                + (f", {compress}-compressed" if compress != "none" else "")))
     report(Log("scope: " + ", ".join(scope.schemas)
                + (f" (excluded: {', '.join(scope.excluded)})" if scope.excluded else "")))
-    return plan
+    return _Plan(scope, kind, compress, ts, final, args, scanner, left_alone)
 
 
 async def _run(target: Target, plan: _Plan, fd: int, report: Reporter, started: float,
                audit: Callable[..., None]) -> tuple[SnapshotPump, _Streamed]:
-    """pg_dump into the partial file ``fd`` (closed here), fsynced."""
-    rfd, wfd = make_pipe()  # _stream closes the write end, whatever happens
+    """pg_dump into the pump's pipe, the pump into the partial file ``fd`` (closed here, fsynced), then
+    the appendix: what the snapshot records of the world outside its scope. Any failure or cancellation
+    kills pg_dump."""
+    rfd, wfd = make_pipe()
+    proc = pumping = None
     try:
         compressor = compression.Compressor(plan.compress) if plan.compress != "none" else None
         pump = SnapshotPump(rfd, fd, hashlib.sha256(), plan.scanner, compressor)
-        streamed = await _stream(target, plan, pump, wfd, report, started, audit)
-        await asyncio.to_thread(os.fsync, fd)  # can take a while for a large dump: keep the loop free
-        return pump, streamed
-    finally:
-        os.close(fd)
-        os.close(rfd)
-
-
-async def _stream(target: Target, plan: _Plan, pump: SnapshotPump, wfd: int, report: Reporter, started: float,
-                  audit: Callable[..., None]) -> _Streamed:
-    """Run pg_dump into the pump's pipe (``wfd``: its write end, closed here), then append what the
-    snapshot records of the world outside its scope. Any failure or cancellation kills pg_dump."""
-    proc = pumping = None
-    try:
         async with watching(target.conn, "snapshot", target.locks, report, audit) as watch:
             spawned = time.monotonic()
             proc = await asyncio.create_subprocess_exec(
@@ -245,8 +215,17 @@ async def _stream(target: Target, plan: _Plan, pump: SnapshotPump, wfd: int, rep
             rc = await _wait(proc, pumping, pump, estimate, report, started)
             pg_dump_seconds = round(time.monotonic() - spawned, 3)
             await err_task
-        _check_exit(rc, stderr_lines, watch)
-        return _Streamed(tables, await _finish(pump, pumping, outside), outside, pg_dump_seconds)
+        if rc < 0:
+            raise OperationFailed(f"pg_dump failed: it was killed by signal {-rc}.",
+                                  "Nothing was saved; take the snapshot again.")
+        if rc != 0:
+            # --lock-wait-timeout is a statement_timeout around pg_dump's LOCK TABLE statements.
+            if "due to statement timeout" in "\n".join(stderr_lines):
+                raise watch.timed_out("The snapshot", can_terminate=False)
+            raise explain_tool_failure("\n".join(stderr_lines), "pg_dump")
+        streamed = _Streamed(tables, await _finish(pump, pumping, outside), outside, pg_dump_seconds)
+        await asyncio.to_thread(os.fsync, fd)  # can take a while for a large dump: keep the loop free
+        return pump, streamed
     except BaseException:
         if proc is not None:
             await kill_process(proc)
@@ -256,19 +235,29 @@ async def _stream(target: Target, plan: _Plan, pump: SnapshotPump, wfd: int, rep
                 pumping.exception()  # retrieved: the error that matters is being handled here
         raise
     finally:
-        if wfd >= 0:
-            os.close(wfd)
+        for end in (wfd, fd, rfd):
+            if end >= 0:
+                os.close(end)
 
 
 async def _survey(target: Target, plan: _Plan, report: Reporter) -> tuple[int, int | None, list]:
     """Asked while pg_dump starts (round trips before it count on a hosted database): the tables, the
-    size to expect, the objects outside the scope that depend on it."""
-    tables = await catalog.tables_count(target.con, plan.scope.schemas)
-    estimate = await catalog.estimate_dump_bytes(target.con, plan.scope.schemas, plan.kind == "schema-only")
+    size to expect, the objects outside the scope that depend on it (and, when the dump has no
+    publications, the scope's publication memberships), as they are now: the file's appendix."""
+    schemas = plan.scope.schemas
+    tables = await catalog.tables_count(target.con, schemas)
+    estimate = await catalog.estimate_dump_bytes(target.con, schemas, plan.kind == "schema-only")
     if estimate:
         report(Log(f"about {human_size(estimate)} of table data to dump"))
     report(Progress("dump", 0, estimate, 0.0))
-    return tables, estimate, await _outside(target, plan.scope, report)
+    outside, blocked = await dependents.read(target.con, schemas)
+    for why in blocked:
+        report(Log(f"WARNING: {why}; a restore will refuse while it exists", level="warning"))
+    if not plan.scope.dumps_everything:
+        outside += await dependents.publication_members(target.con, schemas)
+    for dep in outside:
+        report(Log(f"recorded outside the scope: {dep.what}"))
+    return tables, estimate, outside
 
 
 async def _wait(proc: asyncio.subprocess.Process, pumping: asyncio.Future, pump: SnapshotPump,
@@ -284,17 +273,6 @@ async def _wait(proc: asyncio.subprocess.Process, pumping: asyncio.Future, pump:
     return exited.result()
 
 
-def _check_exit(rc: int, stderr_lines: list[str], watch: LockWatch) -> None:
-    if rc < 0:
-        raise OperationFailed(f"pg_dump failed: it was killed by signal {-rc}.",
-                              "Nothing was saved; take the snapshot again.")
-    if rc != 0:
-        # --lock-wait-timeout is a statement_timeout around pg_dump's LOCK TABLE statements.
-        if "due to statement timeout" in "\n".join(stderr_lines):
-            raise watch.timed_out("The snapshot", can_terminate=False)
-        raise explain_tool_failure("\n".join(stderr_lines), "pg_dump")
-
-
 async def _finish(pump: SnapshotPump, pumping: asyncio.Future, outside: list[dependents.Dependent]) -> ScanResult:
     """The pump's last bytes and the appendix; the dump must end with pg_dump's trailer."""
     try:
@@ -308,18 +286,6 @@ async def _finish(pump: SnapshotPump, pumping: asyncio.Future, outside: list[dep
                               "Check the server log; nothing was saved.")
     return scan
 
-
-async def _outside(target: Target, scope: catalog.Scope, report: Reporter) -> list[dependents.Dependent]:
-    """Objects outside the scope that depend on it (and, when the dump has no publications, the scope's
-    publication memberships), as they are now: the file's appendix."""
-    found, blocked = await dependents.read(target.con, scope.schemas)
-    for why in blocked:
-        report(Log(f"WARNING: {why}; a restore will refuse while it exists", level="warning"))
-    if not scope.dumps_everything:
-        found += await dependents.publication_members(target.con, scope.schemas)
-    for dep in found:
-        report(Log(f"recorded outside the scope: {dep.what}"))
-    return found
 
 def _seal(target: Target, store: SnapshotStore, plan: _Plan, pump: SnapshotPump, streamed: _Streamed,
           started: float, report: Reporter, *, label: str, purpose: str, notes: str, protected: bool) -> Snapshot:
@@ -369,8 +335,11 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
                 pump, streamed = await _run(target, plan, fd, report, started, store.audit)
                 return _seal(target, store, plan, pump, streamed, started, report, label=label, purpose=purpose,
                              notes=notes, protected=protected)
-            except BaseException:
-                plan.discard()
+            except BaseException:  # nothing of this snapshot stays on disk
+                plan.partial.unlink(missing_ok=True)
+                if plan.renamed:
+                    plan.final.unlink(missing_ok=True)
+                    plan.final.with_name(plan.final.name + META_SUFFIX).unlink(missing_ok=True)
                 raise
     except OSError as exc:
         raise explain_tool_failure(str(exc), "Writing the snapshot") from None

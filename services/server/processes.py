@@ -69,46 +69,29 @@ def probe(bindir: Path) -> PgTools | None:
         return None
     # "pg_dump (PostgreSQL) 18.6", "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)", "... 19beta1"
     m = re.search(r"(\d+)(?:\.\d+)?\S*", out)
-    if not m:
-        return None
-    return PgTools(bindir=bindir, major=int(m.group(1)), version=m.group(0))
+    return PgTools(bindir=bindir, major=int(m.group(1)), version=m.group(0)) if m else None
 
 
 def candidate_bindirs() -> list[Path]:
-    dirs: list[Path] = []
-    if os.environ.get("DBSAGE_PG_BINDIR"):
-        return [Path(os.environ["DBSAGE_PG_BINDIR"])]
-    emb = embedded_bindir()
-    if emb:
-        dirs.append(emb)
-    on_path = shutil.which("pg_dump")
-    if on_path:
+    if bindir := os.environ.get("DBSAGE_PG_BINDIR"):
+        return [Path(bindir)]
+    dirs = [d for d in (embedded_bindir(),) if d]
+    if on_path := shutil.which("pg_dump"):
         dirs.append(Path(os.path.realpath(on_path)).parent)
     for root in (Path("/usr/lib/postgresql"), Path("/usr/pgsql")):
-        if root.is_dir():
-            for sub in sorted(root.iterdir(), key=lambda p: _num(p.name), reverse=True):
-                dirs.append(sub / "bin")
-    seen: list[Path] = []
-    for d in dirs:
-        if d not in seen:
-            seen.append(d)
-    return seen
-
-
-def _num(name: str) -> int:
-    return int(name) if name.isdigit() else 0
+        if root.is_dir():  # newest major first
+            subs = sorted(root.iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else 0, reverse=True)
+            dirs += [sub / "bin" for sub in subs]
+    return list(dict.fromkeys(dirs))
 
 
 def find_tools(server_major: int) -> PgTools:
     """The first suitable pg_dump/psql pair, or a clear error naming the version needed."""
     found: list[PgTools] = []
-    for d in candidate_bindirs():
-        tools = probe(d)
-        if tools is None:
-            continue
-        found.append(tools)
+    for tools in filter(None, map(probe, candidate_bindirs())):
         if tools.major >= server_major:
             return tools
+        found.append(tools)
     have = ", ".join(f"{t.version} in {t.bindir}" for t in found) or "none found"
     raise OperationFailed(
         f"No pg_dump/psql {server_major} or newer is available (have: {have}).",
@@ -127,15 +110,12 @@ def run_psql(argv: list[str], conn: ConnInfo, relay: TlsRelay | None) -> int:
     """Run ``psql_command``'s psql in this terminal until it exits; its exit code. The connection goes
     in PG* variables (``ConnInfo.child_env``): ``psql "$URL"`` would show the password to every user in
     ``ps``."""
-    import signal
-
     # Ctrl-C is psql's (it cancels the query); ours would only cut psql off. A handler, not SIG_IGN,
     # so that psql starts with the default disposition.
     previous = signal.signal(signal.SIGINT, lambda *_: None)
     try:
         with relay or contextlib.nullcontext():
-            env = relay.child_env() if relay else conn.child_env()
-            return subprocess.run(argv, env=env).returncode
+            return subprocess.run(argv, env=relay.child_env() if relay else conn.child_env()).returncode
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -153,11 +133,9 @@ KILL_GRACE = 3
 def _die_with_parent() -> None:
     """In the child before exec: get SIGKILL when dbsage-tui dies, so that a ``kill -9`` of us never
     leaves a pg_dump waiting on a lock or a psql holding a half-fed transaction (Linux only)."""
-    try:
-        import ctypes
+    import ctypes
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def child_kwargs() -> dict:
@@ -196,10 +174,7 @@ async def kill_process(proc: asyncio.subprocess.Process) -> None:
 
 async def pump_stderr(stream: asyncio.StreamReader, source: str, report: Reporter, keep: list[str]) -> None:
     """Forward a child's stderr line by line to the reporter; keep the lines for error messages."""
-    while True:
-        line = await stream.readline()
-        if not line:
-            return
+    while line := await stream.readline():
         text = line.decode("utf-8", "replace").rstrip()
         keep.append(text)
         if len(keep) > 400:
