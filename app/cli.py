@@ -54,8 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if ws is not None and ws.demo_started:
             from services.demo import release_demo
-            with contextlib.suppress(Exception):  # the command's own outcome is what the user needs
+            try:
                 release_demo()
+            except Exception as exc:  # noqa: BLE001 - the command's own outcome stands; say what is left
+                where, why = debug_log(exc), (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                print(f"warning: the sandbox server may still be running: {why}"
+                      + (f" (details in {where})" if where else ""), file=sys.stderr)
 
 
 def _fail(message: str, code: int, json_mode: bool, extra: dict | None = None) -> int:

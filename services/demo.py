@@ -10,6 +10,7 @@ project's ``supabase/snapshots``.
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 from services.config import ConnInfo, data_dir
@@ -52,7 +53,10 @@ def release_demo() -> None:
     if not server.is_running():
         return
     server.load_password()
-    others = server.psql("SELECT count(*) FROM pg_stat_activity "
-                         "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
-    if others.strip() == "0":
-        server.stop()
+    for _ in range(20):  # the backend of a session that just closed (ours) lingers for a moment
+        others = server.psql("SELECT count(*) FROM pg_stat_activity "
+                             "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
+        if others.strip() == "0":
+            server.stop()
+            return
+        time.sleep(0.1)

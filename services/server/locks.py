@@ -132,8 +132,7 @@ class LockWatch:
 
     async def _watch(self, con: asyncpg.Connection) -> None:
         reported: frozenset[int] = frozenset()
-        while not self._stopped:
-            await asyncio.sleep(POLL)
+        while not self._stopped:  # a first look at once: a short lock timeout may end before the second
             rows = await con.fetch(_BLOCKERS, self.app)
             self.blockers = tuple(Blocker(**{k: r[k] for k in r.keys() if k != "waited"}) for r in rows)
             waited = max((r["waited"] or 0.0 for r in rows), default=0.0)
@@ -145,6 +144,7 @@ class LockWatch:
                     self.report(Log(f"waiting {waited:.0f} s for a lock held by {b.text()}", level="warning"))
             if pids and self.policy.terminate:
                 await self._terminate(con)
+            await asyncio.sleep(POLL)
 
     async def _terminate(self, con: asyncpg.Connection) -> None:
         refused = self.policy.refused
