@@ -172,7 +172,6 @@ async def cmd_validate(ws: Workspace, args) -> int:
 
 async def cmd_restore(ws: Workspace, args) -> int:
     from services.server import restore
-    from services.server.preview import preview_restore, summary_lines
     conn = ws.require_conn()
     snap = ws.store.resolve(args.snapshot)
     printer = Printer(args.json)
@@ -186,6 +185,8 @@ async def cmd_restore(ws: Workspace, args) -> int:
     (restore.quick_check_or_refuse if quick else restore.validate_or_refuse)(ws.store, snap, printer)
     if snap.type == "schema-only" and not args.json:
         print("\n*** WARNING: this is a SCHEMA-ONLY snapshot. Every row in its tables will be lost. ***\n")
+    if not args.yes or args.dry_run:  # the diff machinery only when a preview is shown
+        from services.server.preview import preview_restore, summary_lines
     if args.dry_run:  # against the live database; nothing is changed
         result = await preview_restore(conn, ws.store, snap)
         if args.json:
