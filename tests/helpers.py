@@ -258,6 +258,14 @@ def write_snapshot(store: SnapshotStore, label: str, when: dt.datetime, *, purpo
 
 # -- shared by several test modules: the lock tests' base snapshot, the TUI tests' pilots --------------
 
+def tamper(path: Path, old: bytes, new: bytes) -> None:
+    """Replace the first ``old`` in the file by ``new`` of the same length: the size stays, the sha256 does not."""
+    assert len(old) == len(new)
+    data = path.read_bytes()
+    i = data.index(old)
+    path.write_bytes(data[:i] + new + data[i + len(old):])
+
+
 def main_screen(app) -> MainScreen:
     return next(s for s in app.screen_stack if isinstance(s, MainScreen))
 

@@ -14,6 +14,7 @@ import yaml
 from services.errors import LockHeld
 from services.snapshots.listing import directory_signature, format_ts
 from services.snapshots.store import META_SUFFIX, SnapshotStore, load_meta
+from tests.helpers import tamper
 
 DUMP = (b"--\n-- PostgreSQL database dump\n--\n\nCOPY public.t (x) FROM stdin;\n1\n2\n\\.\n\n"
         b"--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict k\n\n")
@@ -52,9 +53,7 @@ def test_listing_follows_changes(tmp_path):
     # validate() reads everything afresh: a byte flipped without changing size or mtime is still caught.
     path = store.directory / b
     st = os.stat(path)
-    data = bytearray(path.read_bytes())
-    data[data.index(b"1\n")] = ord("7")
-    path.write_bytes(bytes(data))
+    tamper(path, b"1\n", b"7\n")
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert store.resolve(b).valid, "the quick check cannot see it ..."
     assert "sha256 mismatch" in store.validate(store.resolve(b)).reason, "... the full validation does"

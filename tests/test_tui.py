@@ -44,6 +44,7 @@ from tests.helpers import (
     open_restore,
     run_cli,
     seed_items,
+    tamper,
     until,
     write_snapshot,
 )
@@ -410,10 +411,7 @@ async def test_a_corrupt_snapshot_cannot_be_restored(pg18, db18, snapdir):
     seed_items(pg18, db18, 20)
     store = SnapshotStore(snapdir)
     snap = await dump.snapshot(db18, store, "tampered")
-    data = bytearray(snap.path.read_bytes())
-    i = data.index(b"item 7")
-    data[i:i + 6] = b"item X"
-    snap.path.write_bytes(bytes(data))
+    tamper(snap.path, b"item 7", b"item X")
     pg18.psql("DELETE FROM items", db18.dbname)
     app = make_app(Workspace(conn=db18, store=store))
     async with app.run_test(size=SIZE) as pilot:

@@ -33,7 +33,7 @@ from services.snapshots.meta import load_meta
 from services.snapshots.retention import policy_text
 from services.snapshots.store import SnapshotStore
 from services.workspace import Workspace
-from tests.helpers import NOW, SERVER, TARGET, log_text, main_screen, seed_store, settle, until, write_snapshot
+from tests.helpers import NOW, SERVER, TARGET, log_text, main_screen, seed_store, settle, tamper, until, write_snapshot
 from widgets.snapshot_table import SnapshotTable
 
 UTC = dt.UTC
@@ -352,10 +352,7 @@ async def test_a_refused_restore_is_not_called_cancelled_and_escape_asks_before_
               db18.dbname)
     store = SnapshotStore(snapdir)
     snap = await dump.snapshot(db18, store, "tampered")
-    data = bytearray(snap.path.read_bytes())
-    i = data.index(b"\n1\n")
-    data[i:i + 3] = b"\n9\n"
-    snap.path.write_bytes(bytes(data))
+    tamper(snap.path, b"\n1\n", b"\n9\n")
     app = make_app(Workspace(conn=db18, store=store))
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: main_screen(app).query_one(SnapshotTable).row_count == 1, what="the listing")
