@@ -40,6 +40,9 @@ class LockPolicy:
     #: What the watch did under this policy: sessions terminated, and those it could not (pid -> why).
     terminated: list[Blocker] = field(default_factory=list)
     refused: dict[int, str] = field(default_factory=dict)
+    #: Every pid asked to end, asked once whatever the answer: a terminated backend stays in the way
+    #: until it has exited, and one ``pg_terminate_backend`` per session is what the audit log records.
+    asked: set[int] = field(default_factory=set)
 
     @property
     def timeout_ms(self) -> int:
@@ -147,10 +150,11 @@ class LockWatch:
             await asyncio.sleep(POLL)
 
     async def _terminate(self, con: asyncpg.Connection) -> None:
-        refused = self.policy.refused
+        refused, asked = self.policy.refused, self.policy.asked
         for b in self.blockers:
-            if b.pid in refused:
+            if b.pid in asked:
                 continue
+            asked.add(b.pid)
             try:
                 done = await con.fetchval("SELECT pg_terminate_backend($1)", b.pid)
             except asyncpg.PostgresError as exc:
