@@ -168,8 +168,9 @@ class SnapshotTable(ScrollView, can_focus=True):
             if row is None:
                 row = self._known[key] = _Row()
             row.index = index
-            if not row.current(snap, key == marked, now):
-                self._update(row, key, snap, now)
+            shown = _shown(snap, key == marked)
+            if now >= row.age_until or shown != row.shown:  # else only its number may have changed
+                self._update(row, key, snap, now, shown)
             order.append(key)
         self._order = order
         if len(self._known) > 2 * len(order) + 10_000:  # snapshots long gone
@@ -189,18 +190,18 @@ class SnapshotTable(ScrollView, can_focus=True):
             when, key = heapq.heappop(self._due)
             row = self._known.get(key)
             if row is not None and row.age_until == when and row.snap is not None:
-                self._update(row, key, row.snap, now)
+                self._update(row, key, row.snap, now, row.shown)
                 changed = True
         if changed:
             self._fit()  # "9m" -> "10m" widens the age column
 
-    def _update(self, row: _Row, key: str, snap: Snapshot, now: dt.datetime) -> None:
-        """Bring ``row`` up to date with ``snap`` at ``now``."""
+    def _update(self, row: _Row, key: str, snap: Snapshot, now: dt.datetime, shown: tuple) -> None:
+        """Bring ``row`` up to date with ``snap`` (``_shown`` of it) at ``now``."""
         if row.age_until <= now or row.snap is None or row.snap.timestamp != snap.timestamp:
             row.age = compact_age(snap.timestamp, now)
             row.age_until = next_change(snap.timestamp, now)
             heapq.heappush(self._due, (row.age_until, key))
-        row.snap, row.shown = snap, _shown(snap, key == self._marked)
+        row.snap, row.shown = snap, shown
         marked, label, valid, protected, guard, ts, kind, size, purpose, problem = row.shown
         recent = now - ts < RECENT
         # Each column's inputs, in COLUMNS order, but the number's (read from ``row.index`` when drawn).
@@ -327,7 +328,3 @@ class _Row:
         self.widths: tuple[int, ...] = ()
         self.age = ""
         self.age_until = dt.datetime.min.replace(tzinfo=dt.UTC)
-
-    def current(self, snap: Snapshot, marked: bool, now: dt.datetime) -> bool:
-        """Whether the row already shows this but its number (one comparison of values per row)."""
-        return now < self.age_until and _shown(snap, marked) == self.shown

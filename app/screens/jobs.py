@@ -30,7 +30,6 @@ from app.screens.messages import (
     SnapshotTaken,
     Validated,
 )
-from services.server.locks import LockPolicy
 from services.snapshots.listing import Signature, directory_signature
 from services.snapshots.store import META_SUFFIX, Snapshot
 
@@ -99,6 +98,8 @@ class Jobs:
             return
         text, detail = failure_text(worker.error)
         if worker.name == "scan":
+            if self._last_scan is None and self._last_scan_error is None:
+                self.probe_later()
             if text == self._last_scan_error:
                 return  # the directory is checked every second: say it once
             self._last_scan_error = text
@@ -145,6 +146,7 @@ class Jobs:
     @work(exclusive=True, group="work", name="dump", exit_on_error=False, description="Taking a snapshot")
     async def take_snapshot(self, request: CreateRequest) -> None:
         from services.server import clone, dump
+        from services.server.locks import LockPolicy
         if request.clone:
             snap = await clone.create_clone(self.ws.require_conn(), self.ws.store, request.label,
                                             purpose=request.purpose, report=self.report)

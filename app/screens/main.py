@@ -111,8 +111,6 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
             self.say("No database is configured: the list works, snapshots and restores need one. Set "
                      "SUPABASE_DB_URL or DATABASE_URL, pass --db-url, or try the sandbox with --demo.",
                      "warning")
-        elif self.server_info is None:
-            self.probe_server()
         self.scan(force=True)
         self.set_interval(SCAN_EVERY, self._tick)
         self.query_one(SnapshotTable).focus()
@@ -178,6 +176,8 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
 
     @on(Scanned)
     def _scanned(self, scan: Scanned) -> None:
+        if self._last_scan is None:
+            self.probe_later()
         self._last_scan = scan
         if scan.snapshots is None:
             return
@@ -200,6 +200,12 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
         if self._select_next:
             self.table.select_key(self._select_next)
             self._select_next = None
+
+    def probe_later(self) -> None:
+        """Read the server's version once the first listing is on the screen (or failed): connecting, and
+        loading the driver, would hold up its first paint."""
+        if self.ws.conn is not None and self.server_info is None:
+            self.call_after_refresh(self.probe_server)
 
     def _render_rows(self) -> None:
         where = f"No snapshots in {self.ws.store.directory} yet."

@@ -28,6 +28,7 @@ so a day that straddles the 7-day edge keeps its recent snapshots *and* the newe
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -88,6 +89,7 @@ def policy_text(policy: Policy) -> str:
             "v1.0, before-migration, baseline) forever; the newest valid full snapshot always")
 
 
+@functools.lru_cache(maxsize=1024)  # a listing asks once per snapshot; labels repeat
 def is_protected_label(label: str) -> bool:
     """A version marker (``v1``, ``v1.0``, ``release-2.3.1``) or a label such as ``before-migration``."""
     return bool(_VERSION_RE.search(label)) or label.lower().replace("_", "-") in PROTECTED_LABELS

@@ -90,7 +90,8 @@ class Snapshot:
         return self.problem is None
 
     def get(self, key: str, default=None):
-        return (self.meta or {}).get(key, default)
+        meta = self.meta
+        return meta.get(key, default) if meta else default
 
     @property
     def type(self) -> str:
@@ -169,7 +170,8 @@ class SnapshotStore:
         """Snapshots newest first, each ``pending``: known by its name and size alone, no file opened, so
         that a large directory can be shown at once and filled in by a listing that reads."""
         snaps = []
-        for entry in self._entries():
+        # Sorted by name, which is ``order_key`` of a snapshot not read yet.
+        for entry in sorted(self._entries(), key=lambda e: e.name, reverse=True):
             if m := FILENAME_RE.match(entry.name):
                 try:
                     size = entry.stat(follow_symlinks=False).st_size
@@ -177,7 +179,6 @@ class SnapshotStore:
                     size = 0
                 snaps.append(Snapshot(self.directory / entry.name, m.group(2), name_ts(m.group(1)),
                                       file_size=size, pending=True))
-        snaps.sort(key=order_key, reverse=True)
         return snaps
 
     def list_signed(self, sign: bool = True) -> tuple[list[Snapshot], Signature | None]:
