@@ -9,6 +9,7 @@ message pump, which a mixin is not.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 from textual import work
@@ -18,29 +19,33 @@ from app.screens.messages import CleanupPlanned, FilesChanged
 from services.snapshots.store import Snapshot
 
 if TYPE_CHECKING:
-    import datetime as dt
-
     from services.snapshots.maintenance import CleanupResult
+
+
+def _hour(now: dt.datetime) -> dt.datetime:
+    return now.replace(minute=0, second=0, microsecond=0)
 
 
 class Housekeeping:
     """``p``, ``delete`` and ``c``, and what ``c`` would do with the highlighted snapshot."""
 
-    #: (the listing, the policy's day) -> file name -> the retention verdict: planned once per listing and
-    #: per hour, not on every cursor move.
-    _verdicts: tuple[tuple, dict[str, str]] = ((), {})
+    #: The hour the shown listing's retention verdicts were planned for, and the verdicts by file name.
+    _verdicts: tuple[dt.datetime | None, dict[str, str]] = (None, {})
 
-    def verdict(self, snap: Snapshot) -> str | None:
-        """What a cleanup now would do with ``snap``, and why (``retention``'s reason); None until the
-        listing has read the metadata the plan is made from."""
-        if snap.pending:
-            return None
+    def plan_verdicts(self, snapshots: list[Snapshot]) -> tuple[dt.datetime, dict[str, str]]:
+        """What a cleanup this hour would do with each snapshot, and why (``retention``'s reasons). The
+        listing's worker plans them with the listing: for a large directory, too long for the event loop."""
         from services.snapshots import retention
         now = self.clock()
-        key = (id(self.snapshots), len(self.snapshots), now.replace(minute=0, second=0, microsecond=0))
-        if self._verdicts[0] != key:
-            items = retention.items_from_snapshots(self.snapshots)
-            self._verdicts = (key, retention.plan(items, now, self.ws.settings.retention).verdicts())
+        plan = retention.plan(retention.items_from_snapshots(snapshots), now, self.ws.settings.retention)
+        return _hour(now), plan.verdicts()
+
+    def verdict(self, snap: Snapshot) -> str | None:
+        """``plan_verdicts`` of ``snap``; None until the listing has read the metadata a plan is made from."""
+        if snap.pending:
+            return None
+        if self._verdicts[0] != _hour(self.clock()):  # ages moved on: planned again, once an hour
+            self._verdicts = self.plan_verdicts(self.snapshots)
         return self._verdicts[1].get(snap.filename)
 
     def action_protect(self) -> None:

@@ -133,7 +133,7 @@ class Jobs:
             self.post_message(Scanned({}, None, now, names))
             return
         snapshots, signature = self.ws.store.list_signed()
-        self.post_message(Scanned(signature, mtime, now, snapshots))
+        self.post_message(Scanned(signature, mtime, now, snapshots, self.plan_verdicts(snapshots)))
 
     @work(exclusive=True, group="probe", name="probe", exit_on_error=False,
           description="Connecting to read the server version")

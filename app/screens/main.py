@@ -186,6 +186,7 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
             if file_stamp(scan.signature, name) != stamp:
                 del self.validations[name]
         self.snapshots = scan.snapshots
+        self._verdicts = scan.verdicts or (None, {})
         self._by_name = {s.filename: i for i, s in enumerate(self.snapshots, 1)}
         if self.marked and self.marked not in self._by_name:
             self.marked = None

@@ -15,6 +15,8 @@ from textual.message_pump import MessagePump
 from services.events import Blocked, Event, Log, Progress, Reporter, Step
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from services.diff.compare import DiffResult
     from services.server.catalog import ServerInfo
     from services.snapshots.listing import Signature
@@ -69,12 +71,14 @@ def bridge(*targets: MessagePump) -> Reporter:
 @dataclass
 class Scanned(Message):
     """One look at the directory: per-entry (size, mtime) (``listing.directory_signature``), the
-    directory's mtime, when, and the new listing when something changed (None when nothing did). The
+    directory's mtime, when, and the new listing when something changed (None when nothing did), with
+    the retention verdicts of its snapshots (``Housekeeping.plan_verdicts``) once they are read. The
     main screen keeps the last one, to tell whether the next look must read the directory again."""
     signature: Signature
     dir_mtime: int | None
     at: float
     snapshots: list[Snapshot] | None
+    verdicts: tuple[dt.datetime, dict[str, str]] | None = None
 
 
 @dataclass
