@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from services.server.locks import LockPolicy
 from services.snapshots.store import AUDIT_NAME, Snapshot
 from services.snapshots.validation import Validation
 
@@ -65,6 +64,7 @@ class Recovery:
                         aftermath: Callable[[RestoreResult], Awaitable[Preview]] | None = None) -> None:
         """The operation screen runs the work and shows how it ended; the list is re-read when it closes."""
         from app.screens.operation import OperationScreen
+        from services.server.locks import LockPolicy
         op = OperationScreen(title, subject, emergency=emergency, run=run, also_to=self,
                              audit_path=str(self.ws.store.directory / AUDIT_NAME), done=done,
                              locks=LockPolicy(timeout=self.ws.settings.lock_timeout), aftermath=aftermath,
