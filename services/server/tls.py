@@ -163,10 +163,7 @@ class TlsRelay:
 
     def __init__(self, conn: ConnInfo) -> None:
         self.conn = conn
-        context = client_context(conn)
-        if context is None:
-            raise ValueError("no TLS relay under sslmode=disable")
-        self.context = context
+        self.context = client_context(conn)  # never None: no relay is made under sslmode=disable
         self.protocols: list[str] = []
         self.failures: list[str] = []
         self.dir = ""
@@ -212,9 +209,9 @@ class TlsRelay:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def child_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+    def child_env(self) -> dict[str, str]:
         """pg_dump/psql's environment: the connection settings of ``conn``, the host being our socket."""
-        env = self.conn.child_env(base)
+        env = self.conn.child_env()
         env["PGHOST"] = self.dir
         env["PGSSLMODE"] = "disable"  # the relay does TLS; a client without OpenSSL rejects other modes
         for name in ("PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"):
