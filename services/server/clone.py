@@ -14,17 +14,10 @@ by the database's OID. The database renamed away becomes the pre-rollback snapsh
 Only for local development servers: hosted databases (and Supabase) must use file snapshots. Every
 statement runs over a connection to the *maintenance* database (``postgres``, else ``template1``):
 ``CREATE DATABASE ... TEMPLATE`` and ``RENAME`` both require that nobody is connected to the database, us
-included. Other sessions are listed in the refusal, never terminated. The server-side checks and
-database operations are ``services.server.clone_db``; the pointer file, ``services.server.clone_file``.
-
-Errors and exit codes (services.errors):
-  * ``CloneNotAllowed`` (BadInput, exit 2): not a local server, a Supabase server, a role that may not
-    create databases or does not own the database, a server before 15 or a template database. Retrying
-    will not help; use a file snapshot.
-  * ``DatabaseBusy`` (OperationFailed, exit 1): other sessions are connected; close them and retry.
-  * ``InvalidSnapshot`` (exit 3): the pointer or metadata is damaged, or its clone database is gone or is
-    not the one it names.
-  * ``OperationFailed`` (exit 1): anything else; the target database is left as it was.
+included. Other sessions are listed in the refusal (``DatabaseBusy``), never terminated. The server-side
+checks (``CloneNotAllowed``: use a file snapshot) and database operations are ``services.server.clone_db``;
+the pointer file, ``services.server.clone_file``. A damaged pointer, or a clone database gone or replaced,
+is an ``InvalidSnapshot``; any other failure leaves the target database as it was.
 """
 
 from __future__ import annotations
