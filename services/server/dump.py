@@ -1,16 +1,8 @@
-"""Taking a snapshot: pg_dump writes into a pipe; one thread turns its SQL into ``NAME.partial``.
-
-The thread (``SnapshotPump``) reads the pipe a chunk at a time, scans it (COPY row counts,
-trailer), comments out the lines no restore as this role could run (another role's default privileges),
-compresses it when asked, hashes and writes it, and starts its writeback as it goes: memory stays flat
-whatever the database size, the sha256 is of the bytes in the file, and the fsync before the rename is
-short. After pg_dump's trailer comes the appendix: the objects outside the scope that depend on it
+"""Taking a snapshot: pg_dump writes into a pipe; one thread (``SnapshotPump``) turns its SQL into
+``NAME.partial``. After pg_dump's trailer comes the appendix: the objects outside the scope that depend on it
 (``services.server.dependents``). Only a dump that pg_dump finished with exit 0 *and* whose trailer is present
 becomes ``NAME.sql`` (``.sql.gz``, ``.sql.zst``); its metadata is written after the rename. Any failure or
 cancellation kills pg_dump and removes what was written.
-
-In three steps: plan (scope, name, arguments), run (pg_dump into the partial file), seal (fsync, rename,
-metadata, audit).
 """
 
 from __future__ import annotations
@@ -30,7 +22,7 @@ from services.display import human_size
 from services.errors import OperationFailed, audit_failure, explain_tool_failure
 from services.events import Log, Progress, Reporter, null_reporter
 from services.server import catalog, dependents
-from services.server.locks import LockPolicy, watching
+from services.server.locks import LockPolicy, LockWatch
 from services.server.processes import (
     CHUNK,
     PROGRESS_EVERY,
@@ -62,9 +54,11 @@ WRITEBACK_EVERY = 8 << 20
 
 
 class SnapshotPump:
-    """The thread of the module docstring: scan, rewrite, compress, hash, write, start the writeback. pg_dump's
-    own writes go to a 1 MiB pipe instead of a file, which takes them off its path. ``moved`` counts SQL bytes
-    (progress), ``written`` file bytes (size and sha256 are of the file).
+    """Reads the pipe a chunk at a time; scans it (COPY row counts, trailer), comments out the lines no restore
+    as this role could run (``others_default_privileges``), compresses, hashes and writes it, and starts its
+    writeback as it goes: memory stays flat whatever the database size, the sha256 is of the bytes in the file,
+    and the fsync before the rename is short. pg_dump's own writes go to a 1 MiB pipe instead of a file, which
+    takes them off its path. ``moved`` counts SQL bytes (progress), ``written`` file bytes.
 
     A line the scanner rewrites (``DumpScanner.edits``) is written as rewritten: while a statement line is
     incomplete at the end of a chunk it is held back (DDL lines are short; COPY data is never held)."""
@@ -200,7 +194,7 @@ async def _run(target: Target, plan: _Plan, fd: int, report: Reporter, started: 
     try:
         compressor = compression.Compressor(plan.compress) if plan.compress != "none" else None
         pump = SnapshotPump(rfd, fd, hashlib.sha256(), plan.scanner, compressor)
-        async with watching(target.conn, "snapshot", target.locks, report, audit) as watch:
+        async with LockWatch(target.conn, "snapshot", target.locks, report, audit) as watch:
             spawned = time.monotonic()
             proc = await asyncio.create_subprocess_exec(
                 *plan.args, f"--lock-wait-timeout={target.locks.timeout_ms}", stdin=asyncio.subprocess.DEVNULL,

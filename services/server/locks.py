@@ -91,15 +91,10 @@ class LockTimeout(OperationFailed):
         self.extra = {"blockers": [b.as_dict() for b in blockers]}
 
 
-def watching(conn: ConnInfo, operation: str, policy: LockPolicy, report: Reporter, audit) -> LockWatch:
-    """``async with watching(...) as watch``: the sessions named ``watch.app`` are watched on a connection
-    of the watch's own (the operation's may be busy), opened in the background: nothing waits for it."""
-    return LockWatch(conn, operation, policy, report, audit)
-
-
 @dataclass
 class LockWatch:
-    """Watches the sessions named ``app`` while an operation runs (``async with``)."""
+    """Watches the sessions named ``app`` while an operation runs (``async with``), on a connection of its
+    own (the operation's may be busy), opened in the background: nothing waits for it."""
 
     conn: ConnInfo
     operation: str
