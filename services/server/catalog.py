@@ -34,6 +34,12 @@ SUPABASE_MANAGED_PREFIXES = ("timescaledb_",)
 HISTORY_SCHEMA = "supabase_migrations"
 
 
+#: An ``aclexplode(...) a`` row's grantee as GRANT names it, and the row as "PRIVILEGE TO grantee[ WITH GRANT OPTION]".
+GRANTEE_SQL = "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END"
+GRANT_SQL = (f"format('%s TO %s%s', a.privilege_type, {GRANTEE_SQL}, "
+             "CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)")
+
+
 def quote_ident(name: str) -> str:
     """Always quoted: also the pg_dump name pattern matching exactly ``name`` (``*``, ``?`` and case literal)."""
     return '"' + name.replace('"', '""') + '"'

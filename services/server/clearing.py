@@ -14,7 +14,7 @@ import asyncpg
 
 from services.errors import OperationFailed
 from services.server import dependents
-from services.server.catalog import quote_ident
+from services.server.catalog import GRANT_SQL, GRANTEE_SQL, quote_ident
 
 # Object kinds as pg_identify_object names them -> the DROP command for them. Order matters: extensions
 # first (their members cannot be dropped alone), then relations, then what relations use.
@@ -40,8 +40,8 @@ class ClearPlan:
     preserved: list[str]  # descriptions of outside objects dropped and re-created around the replay
 
 
-async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumped_global_default_acls: bool,
-                     dumped_publications: bool = False, recorded: list[str] | None = None) -> ClearPlan:
+async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumps_everything: bool,
+                     recorded: list[str] | None = None) -> ClearPlan:
     """Empty ``schemas`` so that replaying a ``--clean`` dump yields exactly the dump's state.
 
     * Schemas other than ``public`` are dropped with CASCADE (the dump re-creates them).
@@ -52,17 +52,17 @@ async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumped_global_
       re-creates them from its appendix, as they were when it was taken; for an older snapshot they are
       put back after the replay as they are now. Dependents that cannot be re-created (a view or a
       column type outside the scope) stop the restore before it starts.
-    * Publications, when the dump has them all (a whole-database, non-Supabase scope): every one is
-      dropped, as the dump's own ``--clean`` drops those it re-creates, so that one made after the
-      snapshot is gone too. (Subscriptions are left alone: dropping one drops its slot on the publisher.)
+    * Publications, when the dump has them all (``dumps_everything``: a whole-database, non-Supabase scope):
+      every one is dropped, as the dump's own ``--clean`` drops those it re-creates, so that one made after
+      the snapshot is gone too. (Subscriptions are left alone: dropping one drops its slot on the publisher.)
     """
     prelude = [f"DROP PUBLICATION {r['name']};" for r in await con.fetch(
-        "SELECT quote_ident(pubname) AS name FROM pg_publication ORDER BY pubname")] if dumped_publications else []
-    aside, postlude, preserved = await _set_aside(con, schemas, dumped_publications, recorded)
+        "SELECT quote_ident(pubname) AS name FROM pg_publication ORDER BY pubname")] if dumps_everything else []
+    aside, postlude, preserved = await _set_aside(con, schemas, dumps_everything, recorded)
     prelude += aside
     for schema in schemas:
         prelude += await _empty_public(con) if schema == "public" else [f"DROP SCHEMA {quote_ident(schema)} CASCADE;"]
-    acl_prelude, acl_postlude = await _reset_default_acls(con, schemas, dumped_global_default_acls)
+    acl_prelude, acl_postlude = await _reset_default_acls(con, schemas, dumps_everything)
     return ClearPlan(prelude=prelude + acl_prelude, postlude=postlude + acl_postlude, preserved=preserved)
 
 
@@ -99,25 +99,19 @@ async def _empty_public(con: asyncpg.Connection) -> list[str]:
     # Reset the schema's ACL to the state pg_dump measures its GRANT/REVOKE commands from: the initial
     # privileges initdb recorded (pg_init_privs), with pg_database_owner standing for the owner.
     acl = await con.fetchrow(
-        """SELECT n.nspowner::regrole::text AS owner,
-                  ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                             ELSE quote_ident(a.grantee::regrole::text) END
-                        FROM aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a) AS grantees,
-                  ARRAY(SELECT format('GRANT %s ON SCHEMA public TO %s%s', a.privilege_type,
-                                      CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                           WHEN a.grantee = 'pg_database_owner'::regrole
-                                                THEN quote_ident(n.nspowner::regrole::text)
-                                           ELSE quote_ident(a.grantee::regrole::text) END,
-                                      CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-                        FROM aclexplode(coalesce(
-                             (SELECT initprivs FROM pg_init_privs WHERE classoid = 'pg_namespace'::regclass
-                              AND objoid = n.oid AND objsubid = 0),
-                             acldefault('n', n.nspowner))) a) AS grants
-           FROM pg_namespace n WHERE n.nspname = 'public'""")
+        f"""SELECT ARRAY(SELECT DISTINCT {GRANTEE_SQL}
+                         FROM aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a) AS grantees,
+                   ARRAY(SELECT replace({GRANT_SQL}, ' TO pg_database_owner',
+                                        ' TO ' || quote_ident(n.nspowner::regrole::text))
+                         FROM aclexplode(coalesce(
+                              (SELECT initprivs FROM pg_init_privs WHERE classoid = 'pg_namespace'::regclass
+                               AND objoid = n.oid AND objsubid = 0),
+                              acldefault('n', n.nspowner))) a) AS grants
+            FROM pg_namespace n WHERE n.nspname = 'public'""")
     # pg_dump omits public's comment when it is initdb's; it emits COMMENT ... IS NULL when there is none.
     sql.append("COMMENT ON SCHEMA public IS 'standard public schema';")
     sql += [f"REVOKE ALL ON SCHEMA public FROM {g} CASCADE;" for g in acl["grantees"]]
-    return sql + [g + ";" for g in acl["grants"]]
+    return sql + [f"GRANT {g.replace(' TO ', ' ON SCHEMA public TO ', 1)};" for g in acl["grants"]]
 
 
 _DEFACL_KIND = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS",
@@ -134,23 +128,16 @@ async def _reset_default_acls(con: asyncpg.Connection, schemas: list[str],
     of public are reset here and re-created by the dump. Database-wide entries are re-created by the dump when
     it holds them (``dumped_global``: a whole-database, non-Supabase scope); otherwise they are set aside and
     put back exactly as they were in the postlude. Only roles we may act for are touched."""
+    # (acldefault's entries never carry a grant option: GRANT_SQL reads them as they are.)
     rows = await con.fetch(
-        """SELECT quote_ident(d.defaclrole::regrole::text) AS role, d.defaclobjtype::text AS kind,
+        f"""SELECT quote_ident(d.defaclrole::regrole::text) AS role, d.defaclobjtype::text AS kind,
                   CASE WHEN d.defaclnamespace = 0 THEN NULL ELSE d.defaclnamespace::regnamespace::text END AS nsp,
-                  ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                        ELSE quote_ident(a.grantee::regrole::text) END
-                        FROM aclexplode(d.defaclacl) a) AS grantees,
-                  ARRAY(SELECT format('%s TO %s%s', a.privilege_type,
-                                      CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                      ELSE quote_ident(a.grantee::regrole::text) END,
-                                      CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-                        FROM aclexplode(d.defaclacl) a) AS current,
+                  ARRAY(SELECT DISTINCT {GRANTEE_SQL} FROM aclexplode(d.defaclacl) a) AS grantees,
+                  ARRAY(SELECT {GRANT_SQL} FROM aclexplode(d.defaclacl) a) AS current,
                   CASE WHEN d.defaclnamespace = 0 THEN ARRAY(
-                        SELECT format('%s TO %s', a.privilege_type,
-                                      CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                      ELSE quote_ident(a.grantee::regrole::text) END)
-                        FROM aclexplode(acldefault(CASE d.defaclobjtype WHEN 'S' THEN 's' ELSE d.defaclobjtype END,
-                                                   d.defaclrole)) a) ELSE '{}' END AS defaults
+                        SELECT {GRANT_SQL} FROM aclexplode(acldefault(
+                            CASE d.defaclobjtype WHEN 'S' THEN 's' ELSE d.defaclobjtype END, d.defaclrole)) a)
+                       ELSE '{{}}' END AS defaults
            FROM pg_default_acl d
            WHERE pg_has_role(d.defaclrole, 'USAGE')
              AND (d.defaclnamespace = 0 OR d.defaclnamespace::regnamespace::text = 'public'

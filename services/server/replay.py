@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from services.errors import InvalidSnapshot, OperationFailed, explain_tool_failure
 from services.events import Committing, Log, Progress, Reporter
-from services.server.locks import LockWatch, watching
+from services.server.locks import LockWatch
 from services.server.processes import PROGRESS_EVERY, child_kwargs, kill_process, make_pipe, pump_stderr, write_all
 from services.server.replay_filter import ReplayFilter
 from services.server.target import Target
@@ -89,6 +89,7 @@ class PsqlSession:
         self.tags: list[int] = []
         self.after_marker: list[bytes] = []
         self.echoed = asyncio.Event()
+        self.committing = False  # COMMIT was sent (or is being sent): the restore may have happened
         self.pipe_w = -1
 
     async def start(self) -> PsqlSession:
@@ -177,6 +178,7 @@ class PsqlSession:
             return None
         mismatch = loaded_mismatch(scan.copies, self.tags, self.snap)
         if mismatch is None:
+            self.committing = True
             self.report(Committing())
             with contextlib.suppress(BrokenPipeError):
                 write_all(self.pipe_w, b"COMMIT;\n")
@@ -185,21 +187,20 @@ class PsqlSession:
 
 async def start_psql(target: Target, report: Reporter, audit: Callable[..., None]) -> PsqlSession:
     """A restore's psql, started now, idle until ``replay`` feeds it (the caller ``close``s it if not)."""
-    return await PsqlSession(target, watching(target.conn, "restore", target.locks, report, audit), report).start()
+    return await PsqlSession(target, LockWatch(target.conn, "restore", target.locks, report, audit), report).start()
 
 
 async def replay(target: Target, snap: Snapshot, prelude: list[str], postlude: list[str], report: Reporter,
-                 audit: Callable[..., None], session: PsqlSession | None = None) -> dict[str, int]:
-    """Feed psql (``session``, started early, or one started now) the clearing ``prelude``, the snapshot
-    and the ``postlude``; COMMIT only when the bytes matched the metadata and the server loaded exactly the
-    rows the snapshot holds. Returns the rows loaded per table (psql's ``COPY n`` tags)."""
+                 session: PsqlSession) -> dict[str, int]:
+    """Feed ``session``'s psql the clearing ``prelude``, the snapshot and the ``postlude``; COMMIT only when
+    the bytes matched the metadata and the server loaded exactly the rows the snapshot holds. Returns the
+    rows loaded per table (psql's ``COPY n`` tags)."""
     marker = f"dbsage-fed-{secrets.token_hex(8)}"
     head = "\n".join(["BEGIN;", "SET LOCAL client_min_messages = warning;",
                       f"SET LOCAL lock_timeout = {target.locks.timeout_ms};", *prelude, ""]).encode()
     tail = "\n".join(["", "SET search_path = pg_catalog;", *postlude, f"\\echo {marker}", ""]).encode()
     report(Log(f"Replaying {snap.filename} into {target.conn.display} with psql {target.tools.version} "
                "in one transaction"))
-    session = session or await start_psql(target, report, audit)
     async with session.watch as watch:
         rc, feeder, scan, mismatch = await session.run(snap, head, tail, marker)
     rolled_back = "Nothing was committed: the database is unchanged. Choose another snapshot."

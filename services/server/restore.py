@@ -18,7 +18,7 @@ import asyncpg
 
 from services.config import ConnInfo
 from services.errors import DbsageError, InvalidSnapshot, OperationFailed, audit_failure
-from services.events import Committing, Event, Log, Reporter, Step, null_reporter
+from services.events import Log, Reporter, Step, null_reporter
 from services.server import catalog, dependents
 from services.server.clearing import plan_clear
 from services.server.dump import create_snapshot
@@ -69,14 +69,8 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
     result = RestoreResult(snapshot=snap, pre_snapshot=None)
     _warn_schema_only(snap, result, report)
     scope = catalog.Scope.of_snapshot(snap)
-    committing: list[Committing] = []
-
-    def noting_commit(event: Event) -> None:
-        if isinstance(event, Committing):
-            committing.append(event)
-        report(event)
     # psql connects while the checks run (after the pre-rollback snapshot, if any); a refusal closes it.
-    psql = None if pre_snapshot else await start_psql(target, noting_commit, store.audit)
+    psql = None if pre_snapshot else await start_psql(target, report, store.audit)
     try:
         await _preflight(target, store, snap, scope, report, action)
         if pre_snapshot:
@@ -87,10 +81,10 @@ async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, 
         with audit_failure(store.audit, action, report=report, step="restore", started=started,
                            snapshot=snap.filename, target=target.conn.display) as fields:
             fields["pre_snapshot"] = result.pre_snapshot.filename if result.pre_snapshot else None
-            psql = psql or await start_psql(target, noting_commit, store.audit)
-            loaded = await _replace(target, store, snap, scope, result, noting_commit, psql)
+            psql = psql or await start_psql(target, report, store.audit)
+            loaded = await _replace(target, snap, scope, result, report, psql)
     except BaseException:
-        if result.pre_snapshot and not committing:
+        if result.pre_snapshot and not (psql and psql.committing):
             _drop_pre_snapshot(store, result.pre_snapshot, report)
         raise
     finally:
@@ -156,16 +150,15 @@ async def _pre_rollback_snapshot(target: Target, store: SnapshotStore, snap: Sna
         report(Step("pre-rollback snapshot", "warning", warn))
 
 
-async def _replace(target: Target, store: SnapshotStore, snap: Snapshot, scope: catalog.Scope,
-                   result: RestoreResult, report: Reporter, psql: PsqlSession) -> dict[str, int]:
+async def _replace(target: Target, snap: Snapshot, scope: catalog.Scope, result: RestoreResult, report: Reporter,
+                   psql: PsqlSession) -> dict[str, int]:
     """Clear the scope as it is now and replay the snapshot, in one transaction; the rows loaded."""
     schemas = await catalog.current_scope_schemas(target.con, scope)
-    plan = await plan_clear(target.con, schemas, dumped_global_default_acls=scope.dumps_everything,
-                            dumped_publications=scope.dumps_everything, recorded=snap.get("outside_dependents"))
+    plan = await plan_clear(target.con, schemas, scope.dumps_everything, recorded=snap.get("outside_dependents"))
     for p in plan.preserved:
         report(Log(f"re-created outside the scope: {p}"))
     result.preserved = plan.preserved
-    return await replay(target, snap, plan.prelude, plan.postlude, report, store.audit, psql)
+    return await replay(target, snap, plan.prelude, plan.postlude, report, psql)
 
 
 async def _preflight(target: Target, store: SnapshotStore, snap: Snapshot, scope: catalog.Scope,
