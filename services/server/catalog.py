@@ -1,7 +1,5 @@
-"""Catalog inspection over asyncpg: connecting, server facts, a snapshot's scope, counts.
-
-The SQL that clears a scope before a replay is in ``services.server.clearing``.
-"""
+"""Catalog inspection over asyncpg: connecting, server facts, a snapshot's scope, counts (the SQL that clears a
+scope before a replay is ``services.server.clearing``)."""
 
 from __future__ import annotations
 
@@ -134,12 +132,10 @@ async def server_info(con: asyncpg.Connection) -> ServerInfo:
         with contextlib.suppress(asyncpg.PostgresError):
             head = await con.fetchrow("SELECT version::text, to_jsonb(m) ->> 'name' AS name "
                                       "FROM supabase_migrations.schema_migrations m ORDER BY version DESC LIMIT 1")
-    version = row["v"].split(" ")[0]
-    return ServerInfo(version=f"PostgreSQL {version}", version_num=row["n"], current_user=row["u"],
+    return ServerInfo(version=f"PostgreSQL {row['v'].split(' ')[0]}", version_num=row["n"], current_user=row["u"],
                       superuser=bool(row["su"]), supabase=bool(row["supabase"]),
                       supabase_version=head["version"] if head else None, database=row["db"],
-                      migration={"version": head["version"], "name": head["name"]} if head else None,
-                      tls=row["tls"])
+                      migration=dict(head) if head else None, tls=row["tls"])
 
 
 async def roles_not_ours(con: asyncpg.Connection) -> list[str]:
@@ -269,15 +265,16 @@ async def current_scope_schemas(con: asyncpg.Connection, scope: Scope) -> list[s
 
 
 async def user_tables(con: asyncpg.Connection, schemas: list[str], relkinds: list[str]) -> list[asyncpg.Record]:
-    """The scope's relations of ``relkinds`` (``nspname``, ``relname``, the planner's row ``estimate``), in
-    name order; extension-owned ones excluded, as pg_dump skips them."""
+    """The scope's relations of ``relkinds`` (``name``: schema.table, ``quoted`` for SQL, the planner's row
+    ``estimate``), in name order; extension-owned ones excluded, as pg_dump skips them."""
     return await con.fetch(
-        """SELECT n.nspname, c.relname, c.reltuples::bigint AS estimate
+        """SELECT n.nspname || '.' || c.relname AS name, format('%I.%I', n.nspname, c.relname) AS quoted,
+                  c.reltuples::bigint AS estimate
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE c.relkind::text = ANY($2::text[]) AND n.nspname = ANY($1::text[])
              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                              AND d.deptype = 'e')
-           ORDER BY 1, 2""", schemas, relkinds)
+           ORDER BY n.nspname, c.relname""", schemas, relkinds)
 
 
 async def analyze(con: asyncpg.Connection, schemas: list[str]) -> int:
@@ -285,8 +282,7 @@ async def analyze(con: asyncpg.Connection, schemas: list[str]) -> int:
     need them); the number of tables."""
     rows = await user_tables(con, schemas, ["r", "p", "m"])
     if rows:
-        await con.execute("ANALYZE " + ", ".join(f"{quote_ident(r['nspname'])}.{quote_ident(r['relname'])}"
-                                                 for r in rows))
+        await con.execute("ANALYZE " + ", ".join(r["quoted"] for r in rows))
     return len(rows)
 
 

@@ -343,6 +343,5 @@ async def snapshot(conn: ConnInfo, store: SnapshotStore, label: str, *, locks: L
                    **kwargs) -> Snapshot:
     """The standalone operation: connect, take both locks, dump."""
     check_label(label)
-    with store.lock("snapshot", conn.display):
-        async with opened(conn, locks, "snapshot") as target:
-            return await create_snapshot(target, store, label, **kwargs)
+    async with opened(conn, store, "snapshot", locks) as target:
+        return await create_snapshot(target, store, label, **kwargs)

@@ -179,9 +179,8 @@ async def _live_model(target: Target, scope: catalog.Scope):
 
 async def _live_rows(con: asyncpg.Connection, schemas: list[str]) -> dict[str, tuple[int | None, bool]]:
     """Each table's rows now, and whether the count is exact (below ``EXACT_ROWS``)."""
-    return {f"{r['nspname']}.{r['relname']}": await _count(
-        con, f"{catalog.quote_ident(r['nspname'])}.{catalog.quote_ident(r['relname'])}", r["estimate"])
-        for r in await catalog.user_tables(con, schemas, ["r"])}
+    return {r["name"]: await _count(con, r["quoted"], r["estimate"])
+            for r in await catalog.user_tables(con, schemas, ["r"])}
 
 
 async def _count(con: asyncpg.Connection, quoted: str, estimate: int) -> tuple[int | None, bool]:

@@ -196,10 +196,9 @@ async def restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *, valid
     # inline check is enough.
     if not validated:
         (validate_or_refuse if pre_snapshot else quick_check_or_refuse)(store, snap, report)
-    with store.lock(action, conn.display):
-        async with opened(conn, locks, "restore") as target:
-            return await restore_into(target, store, snap, pre_snapshot=pre_snapshot, pre_timeout=pre_timeout,
-                                      report=report, action=action)
+    async with opened(conn, store, action, locks) as target:
+        return await restore_into(target, store, snap, pre_snapshot=pre_snapshot, pre_timeout=pre_timeout,
+                                  report=report, action=action)
 
 
 def emergency_candidate(store: SnapshotStore) -> tuple[Snapshot, str]:

@@ -61,7 +61,7 @@ async def _row_counts(con, snap: Snapshot, schemas: list[str], loaded: dict[str,
     want_rows = snap.get("row_counts")
     if not (snap.is_full and isinstance(want_rows, dict)):
         return SmokeCheck("row counts", True, "schema-only snapshot: tables are empty by design")
-    present = {f"{r['nspname']}.{r['relname']}" for r in await catalog.user_tables(con, schemas, ["r"])}
+    present = {r["name"] for r in await catalog.user_tables(con, schemas, ["r"])}
     missing = sorted(set(want_rows) - present)
     extra = sorted(present - set(want_rows))
     # The rows loaded per table were matched with the metadata before COMMIT (``replay.loaded_mismatch``).
