@@ -158,7 +158,7 @@ async def _replace(target: Target, snap: Snapshot, scope: catalog.Scope, result:
     for p in plan.preserved:
         report(Log(f"re-created outside the scope: {p}"))
     result.preserved = plan.preserved
-    return await replay(target, snap, plan.prelude, plan.postlude, report, psql)
+    return await replay(psql, snap, plan.prelude, plan.postlude)
 
 
 async def _preflight(target: Target, store: SnapshotStore, snap: Snapshot, scope: catalog.Scope,
