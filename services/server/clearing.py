@@ -1,9 +1,6 @@
-"""The SQL that clears a snapshot's scope before a ``pg_dump --clean`` file is replayed into it.
-
-The restore is only exact if the target scope is emptied first (objects made after the snapshot would
-survive otherwise) without touching anything outside the scope. Each catalog has its handler here: the
-publications, the outside objects that depend on the scope, the schemas (``public`` object by object),
-the default privileges.
+"""The SQL that clears a snapshot's scope before a ``pg_dump --clean`` file is replayed into it: the restore is
+only exact if the scope is emptied first (objects made after the snapshot would survive otherwise) without
+touching anything outside it.
 """
 
 from __future__ import annotations
@@ -47,14 +44,13 @@ async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumps_everythi
     * Schemas other than ``public`` are dropped with CASCADE (the dump re-creates them).
     * ``public`` cannot be dropped (pg_dump never re-creates it; its initial privileges would be lost), so its
       objects are dropped one by one, its ACL reset to what pg_dump assumes, its default ACLs cleared.
-    * Objects outside the scope that depend on objects inside it (``services.server.dependents``) are dropped
-      first. A snapshot that recorded them (``recorded``: their descriptions, from its metadata)
-      re-creates them from its appendix, as they were when it was taken; for an older snapshot they are
-      put back after the replay as they are now. Dependents that cannot be re-created (a view or a
-      column type outside the scope) stop the restore before it starts.
-    * Publications, when the dump has them all (``dumps_everything``: a whole-database, non-Supabase scope):
-      every one is dropped, as the dump's own ``--clean`` drops those it re-creates, so that one made after
-      the snapshot is gone too. (Subscriptions are left alone: dropping one drops its slot on the publisher.)
+    * Objects outside the scope that depend on it (``services.server.dependents``) are dropped first. A snapshot
+      that recorded them (``recorded``: their descriptions) re-creates them from its appendix; for an older
+      snapshot they are put back after the replay as they are now. Dependents that cannot be re-created (a
+      view or a column type outside the scope) stop the restore before it starts.
+    * Publications, when the dump has them all (``dumps_everything``): every one is dropped, as the dump's own
+      ``--clean`` drops those it re-creates, so that one made after the snapshot is gone too. (Subscriptions
+      are left alone: dropping one drops its slot on the publisher.)
     """
     prelude = [f"DROP PUBLICATION {r['name']};" for r in await con.fetch(
         "SELECT quote_ident(pubname) AS name FROM pg_publication ORDER BY pubname")] if dumps_everything else []
@@ -120,14 +116,12 @@ _DEFACL_KIND = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES",
 
 async def _reset_default_acls(con: asyncpg.Connection, schemas: list[str],
                               dumped_global: bool) -> tuple[list[str], list[str]]:
-    """ALTER DEFAULT PRIVILEGES commands (prelude, postlude) around the replay.
-
-    Default privileges apply to every object the replay creates, but pg_dump writes each object's grants
-    relative to the built-in defaults and its own default-privilege commands last. So they are all brought
-    back to the built-in defaults first. Schema-specific entries of dropped schemas vanish with them; those
-    of public are reset here and re-created by the dump. Database-wide entries are re-created by the dump when
-    it holds them (``dumped_global``: a whole-database, non-Supabase scope); otherwise they are set aside and
-    put back exactly as they were in the postlude. Only roles we may act for are touched."""
+    """ALTER DEFAULT PRIVILEGES commands (prelude, postlude) around the replay. Default privileges apply to every
+    object the replay creates, but pg_dump writes each object's grants relative to the built-in defaults and its
+    own default-privilege commands last: so all are brought back to the built-in defaults first. Entries of
+    dropped schemas vanish with them; public's are reset here and re-created by the dump. Database-wide entries
+    are re-created by the dump when it holds them (``dumped_global``), else put back as they were in the
+    postlude. Only roles we may act for are touched."""
     # (acldefault's entries never carry a grant option: GRANT_SQL reads them as they are.)
     rows = await con.fetch(
         f"""SELECT quote_ident(d.defaclrole::regrole::text) AS role, d.defaclobjtype::text AS kind,
