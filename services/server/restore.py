@@ -29,7 +29,7 @@ from services.server.target import Target, opened
 from services.snapshots.store import Snapshot, SnapshotStore
 
 __all__ = ["EMERGENCY_PRE_TIMEOUT", "OperationFailed", "RestoreResult", "SmokeCheck", "emergency_candidate",
-           "emergency_rollback", "quick_check_or_refuse", "restore", "restore_into", "validate_or_refuse"]
+           "emergency_rollback", "quick_check_or_refuse", "restore", "validate_or_refuse"]
 
 #: Seconds the emergency rollback gives its pre-rollback snapshot of a possibly broken database.
 EMERGENCY_PRE_TIMEOUT = 120
@@ -59,41 +59,6 @@ def quick_check_or_refuse(store: SnapshotStore, snap: Snapshot, report: Reporter
                               "The database was not touched. Choose another snapshot (`dbsage-tui list`).")
     snap.meta, snap.problem, snap.file_size = fresh.meta, None, fresh.file_size
     report(Step("validate", "ok", "metadata, size, header and trailer match; sha256 is checked while restoring"))
-
-
-async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, pre_snapshot: bool = True,
-                       pre_timeout: float | None = None, report: Reporter = null_reporter,
-                       action: str = "restore") -> RestoreResult:
-    """Restore a validated snapshot with the locks already held (see ``restore``)."""
-    started = time.monotonic()
-    result = RestoreResult(snapshot=snap, pre_snapshot=None)
-    _warn_schema_only(snap, result, report)
-    scope = catalog.Scope.of_snapshot(snap)
-    # psql connects while the checks run (after the pre-rollback snapshot, if any); a refusal closes it.
-    psql = None if pre_snapshot else await start_psql(target, report, store.audit)
-    try:
-        await _preflight(target, store, snap, scope, report, action)
-        if pre_snapshot:
-            await _pre_rollback_snapshot(target, store, snap, result, report, action, pre_timeout)
-        else:
-            report(Step("pre-rollback snapshot", "skipped", "--no-pre-snapshot"))
-        report(Step("restore", "running", snap.filename))
-        with audit_failure(store.audit, action, report=report, step="restore", started=started,
-                           snapshot=snap.filename, target=target.conn.display) as fields:
-            fields["pre_snapshot"] = result.pre_snapshot.filename if result.pre_snapshot else None
-            psql = psql or await start_psql(target, report, store.audit)
-            loaded = await _replace(target, snap, scope, result, report, psql)
-    except BaseException:
-        if result.pre_snapshot and not (psql and psql.committing):
-            _drop_pre_snapshot(store, result.pre_snapshot, report)
-        raise
-    finally:
-        if psql is not None:
-            await psql.close()
-    report(Step("restore", "ok", f"{snap.filename} committed"))
-    result.terminated = target.locks.terminated
-    await _analyze(target, scope, report)
-    return await seal_restore(store, target.conn, result, report, action=action, started=started, loaded=loaded)
 
 
 def _drop_pre_snapshot(store: SnapshotStore, pre: Snapshot, report: Reporter) -> None:
@@ -197,8 +162,35 @@ async def restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *, valid
     if not validated:
         (validate_or_refuse if pre_snapshot else quick_check_or_refuse)(store, snap, report)
     async with opened(conn, store, action, locks) as target:
-        return await restore_into(target, store, snap, pre_snapshot=pre_snapshot, pre_timeout=pre_timeout,
-                                  report=report, action=action)
+        started = time.monotonic()
+        result = RestoreResult(snapshot=snap, pre_snapshot=None)
+        _warn_schema_only(snap, result, report)
+        scope = catalog.Scope.of_snapshot(snap)
+        # psql connects while the checks run (after the pre-rollback snapshot, if any); a refusal closes it.
+        psql = None if pre_snapshot else await start_psql(target, report, store.audit)
+        try:
+            await _preflight(target, store, snap, scope, report, action)
+            if pre_snapshot:
+                await _pre_rollback_snapshot(target, store, snap, result, report, action, pre_timeout)
+            else:
+                report(Step("pre-rollback snapshot", "skipped", "--no-pre-snapshot"))
+            report(Step("restore", "running", snap.filename))
+            with audit_failure(store.audit, action, report=report, step="restore", started=started,
+                               snapshot=snap.filename, target=target.conn.display) as fields:
+                fields["pre_snapshot"] = result.pre_snapshot.filename if result.pre_snapshot else None
+                psql = psql or await start_psql(target, report, store.audit)
+                loaded = await _replace(target, snap, scope, result, report, psql)
+        except BaseException:
+            if result.pre_snapshot and not (psql and psql.committing):
+                _drop_pre_snapshot(store, result.pre_snapshot, report)
+            raise
+        finally:
+            if psql is not None:
+                await psql.close()
+        report(Step("restore", "ok", f"{snap.filename} committed"))
+        result.terminated = target.locks.terminated
+        await _analyze(target, scope, report)
+        return await seal_restore(store, target.conn, result, report, action=action, started=started, loaded=loaded)
 
 
 def emergency_candidate(store: SnapshotStore) -> tuple[Snapshot, str]:
