@@ -92,13 +92,9 @@ def _load_client_cert(ctx: ssl.SSLContext, params: dict[str, str]) -> None:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        text = exc.verify_message or exc.reason or str(exc)
-    elif isinstance(exc, ssl.SSLError):
-        text = exc.reason or exc.strerror or str(exc)
-    else:
-        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return text.rstrip(".")
+    """What went wrong, in the words of the most specific attribute the error has."""
+    text = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or getattr(exc, "strerror", None)
+    return (text or str(exc)).rstrip(".")
 
 
 def tls_failure(exc: ssl.SSLError, conn: ConnInfo) -> OperationFailed:
