@@ -6,10 +6,9 @@ false IS_TEMPLATE true`` so that nobody can change what was captured while any C
 it. In the snapshot directory it is a small pointer file ``{YYYYmmddHHMMSS}_{label}.clone`` (it names the
 database and says how to restore it) plus the usual ``{file}.meta.yaml``.
 
-Restoring copies the clone to a new database and swaps names in one transaction (ALTER DATABASE ... RENAME
-is transactional: verified on PostgreSQL 15 and 18), carrying over the database-level properties of the
-current database (owner, grants, settings, comment, connection limit), which live in shared catalogs keyed
-by the database's OID. The database renamed away becomes the pre-rollback snapshot, at no cost.
+Restoring copies the clone to a new database and swaps names in one transaction (ALTER DATABASE ... RENAME is
+transactional: verified on PostgreSQL 15 and 18), carrying over the current database's properties
+(``db_properties``). The database renamed away becomes the pre-rollback snapshot, at no cost.
 
 Only for local development servers: hosted databases (and Supabase) must use file snapshots. Every
 statement runs over a connection to the *maintenance* database (``postgres``, else ``template1``):
@@ -103,9 +102,8 @@ async def _undo(conn: ConnInfo, con: asyncpg.Connection, made: _Made) -> bool:
 
 async def create_clone(conn: ConnInfo, store: SnapshotStore, label: str, *, purpose: str = "", notes: str = "",
                        protected: bool = False, report: Reporter = null_reporter) -> Snapshot:
-    """Take a clone snapshot of ``conn.dbname``: the server copies the database into a new database that
-    nobody can connect to, then the pointer file and metadata are written. A failure or cancellation at
-    any point drops the half-made database and removes the files. Holds the directory lock throughout."""
+    """Take a clone snapshot of ``conn.dbname`` under the directory lock: the database copy, then the pointer
+    file and metadata. A failure or cancellation at any point drops the copy and removes the files."""
     check_label(label)
     check_local(conn)
     store.ensure_dir()
@@ -159,10 +157,9 @@ async def _take(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore, l
 
 async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *, pre_snapshot: bool = True,
                         report: Reporter = null_reporter, action: str = "restore") -> RestoreResult:
-    """Make ``conn.dbname`` exactly the clone snapshot ``snap``: copy the clone to a new database, then in
-    one transaction give it the current database's properties and swap the names. The current database,
-    renamed away, becomes the pre-rollback clone snapshot (``pre_snapshot``) or is dropped after COMMIT.
-    Until COMMIT, any failure or cancellation leaves the target database exactly as it was."""
+    """Make ``conn.dbname`` exactly the clone snapshot ``snap`` (a copy swapped in: see the module docstring);
+    the database renamed away becomes the pre-rollback snapshot, or is dropped after COMMIT. Until COMMIT, any
+    failure or cancellation leaves the target database exactly as it was."""
     started = time.monotonic()
     if problem := check_pointer(snap):
         raise InvalidSnapshot(f"Snapshot {snap.filename} is invalid: {problem}.",

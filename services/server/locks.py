@@ -1,14 +1,13 @@
 """Lock waits: a restore or a snapshot never waits silently, and never forever, behind another session.
 
-Each pg_dump/psql an operation starts carries an ``application_name`` of its own (``LockWatch.app``). While
-it runs, ``LockWatch`` looks on a connection of its own every half second for that session waiting on a
-lock and, past ``REPORT_AFTER`` seconds, reports who is in the way (``Blocked``: pid, role, application,
-client, state and for how long, the query shortened). The server gives up on its own at the policy's
-timeout (``lock_timeout`` for psql, ``--lock-wait-timeout`` for pg_dump), which rolls the restore back;
+Each pg_dump/psql an operation starts carries an ``application_name`` of its own (``LockWatch.app``). While it
+runs, ``LockWatch`` looks every ``POLL`` seconds for that session waiting on a lock and, past ``REPORT_AFTER``
+seconds, reports who is in the way (``Blocked``). The server gives up on its own at the policy's timeout
+(``lock_timeout`` for psql, ``--lock-wait-timeout`` for pg_dump), which rolls the restore back;
 ``LockWatch.timed_out`` turns that into one sentence naming the blockers. When the policy says so
-(``--terminate-blockers``, the TUI's key), exactly the sessions ``pg_blocking_pids`` names are
-terminated, re-read on every look, never our own nor an autovacuum worker (the server cancels one that is
-in the way by itself); each termination is written to the audit log.
+(``--terminate-blockers``, the TUI's key), exactly the sessions ``pg_blocking_pids`` names are terminated,
+re-read on every look, never our own nor an autovacuum worker (the server cancels one in the way by itself);
+each termination is written to the audit log.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """What a restore will cost, worked out against the live database before it runs, touching nothing.
 
-- **Schema**: a schema-only pg_dump of the database as it is now (the scope a snapshot taken now would
-  have), compared with the snapshot file by the offline diff (``services.diff``): what exists now and
-  will be gone, what will come back, what will be defined differently.
-- **Rows**: per table, rows now against rows in the snapshot. Counted exactly up to ``EXACT_ROWS``
-  (by the planner's estimate); above, or when a count would wait for another session's lock, the
-  estimate, marked ``~``.
+- **Schema**: a schema-only pg_dump of the database now (the scope a snapshot taken now would have), compared
+  with the snapshot file by the offline diff (``services.diff``): what will be gone, back, defined differently.
+- **Rows**: per table, rows now against rows in the snapshot (``_count``).
 - **Migrations**: the history rows newer than the snapshot's recorded head (``services.server.migrations``),
   and the project's ``supabase/migrations`` files the database will no longer have applied.
 - **Duration**: from the audit log's earlier restores, scaled by size.
@@ -136,11 +133,10 @@ async def preview_restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot,
 
 
 def schema_model(snap: Snapshot):
-    """The snapshot's schema (``diff.schema.Model``), read without its table data when that is safe: in a
-    plain dump, everything before the first ``-- Data for Name:`` entry and after the last COPY block's
-    end is the whole schema (pg_dump writes pre-data, data, post-data), so only those two ends of the file
-    are read, through a small temporary copy. A compressed file, or one whose row counts the metadata
-    does not hold (the model's COPY counts then stand in), is read whole."""
+    """The snapshot's schema (``diff.schema.Model``), read without its table data when that is safe: pg_dump
+    writes pre-data, data, post-data, so in a plain dump what precedes the first ``-- Data for Name:`` and
+    follows the last COPY block is the whole schema, read through a small temporary copy. A compressed file,
+    or one whose metadata has no row counts (the model's COPY counts then stand in), is read whole."""
     if compression.method_of(snap.filename) != "none" or not isinstance(snap.get("row_counts"), dict):
         return load_model(snap.path)
     with open(snap.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
@@ -264,9 +260,8 @@ def _seconds(p: Preview) -> str:
 
 
 def summary_lines(p: Preview, limit: int = 6) -> list[str]:
-    """The preview as short lines (at most ``limit`` items per section), for the CLI's confirmation and
-    the restore dialog: the headline, schema changes, the tables whose rows change, the migrations
-    undone and what re-applies them, the duration to expect."""
+    """The preview as short lines (at most ``limit`` items per section), for the CLI's confirmation and the
+    restore dialog."""
     out = [headline(p)]
     for title, items in (("Gone after the restore", p.gone), ("Back from the snapshot", p.back),
                          ("Defined differently", p.changed)):
