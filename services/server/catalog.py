@@ -290,11 +290,9 @@ async def tables_count(con: asyncpg.Connection, schemas: list[str]) -> int:
     return len(await user_tables(con, schemas, ["r", "p"]))
 
 
-async def estimate_dump_bytes(con: asyncpg.Connection, schemas: list[str], schema_only: bool) -> int | None:
+async def estimate_dump_bytes(con: asyncpg.Connection, schemas: list[str]) -> int | None:
     """A rough size of the text dump, for progress: heap+TOAST pages of the tables (indexes are not dumped).
     Read from pg_class statistics, not pg_table_size(), which would wait behind other sessions' locks."""
-    if schema_only:
-        return None
     val = await con.fetchval(
         """SELECT sum((c.relpages::bigint + coalesce(t.relpages, 0)) * current_setting('block_size')::bigint)
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

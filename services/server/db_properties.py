@@ -37,8 +37,7 @@ def set_command(database: str, role: str | None, item: str) -> str:
 async def carry_over_commands(con: asyncpg.Connection, source: str, dest: str) -> list[str]:
     """SQL that gives database ``dest`` the database-level properties of ``source``: owner, privileges,
     per-database and per-role-in-database settings, comment, connection limit, ALLOW_CONNECTIONS and
-    IS_TEMPLATE. They live in shared catalogs keyed by OID, so a copy of the files does not carry them.
-    (Not carried: security labels, the tablespace.)"""
+    IS_TEMPLATE (not security labels nor the tablespace)."""
     d = await con.fetchrow(
         f"""SELECT oid, datdba::regrole::text AS owner, datconnlimit, datallowconn, datistemplate,
                    datacl IS NOT NULL AS has_acl, shobj_description(oid, 'pg_database') AS comment,

@@ -234,7 +234,7 @@ async def _survey(target: Target, plan: _Plan, report: Reporter) -> int | None:
     publication memberships), as they are now: the file's appendix. Returns the size to expect."""
     schemas = plan.scope.schemas
     plan.tables = await catalog.tables_count(target.con, schemas)
-    estimate = await catalog.estimate_dump_bytes(target.con, schemas, plan.kind == "schema-only")
+    estimate = None if plan.kind == "schema-only" else await catalog.estimate_dump_bytes(target.con, schemas)
     if estimate:
         report(Log(f"about {human_size(estimate)} of table data to dump"))
     report(Progress("dump", 0, estimate, 0.0))

@@ -1,11 +1,11 @@
 """Restoring a snapshot exactly, in one transaction, and the emergency rollback built on it.
 
-The snapshot is validated (sha256 and structure) before the database is touched. psql then receives, on
-stdin, inside one BEGIN ... COMMIT with ``ON_ERROR_STOP``: our prelude (empty the snapshot's scope,
-set aside outside objects that depend on it), the snapshot's bytes, and our postlude (put those outside
-objects back). Either all of it commits or nothing does: a failure, a kill of psql or of us, or a server
-crash leaves the database as it was. The psql session and its verified COMMIT are ``services.server.replay``;
-the smoke test and the result, shared with clone snapshots, ``services.server.smoke``.
+The snapshot is validated (sha256 and structure) before the database is touched. psql then receives, inside
+one BEGIN ... COMMIT with ``ON_ERROR_STOP``: our prelude (empty the snapshot's scope, set aside outside objects
+that depend on it), the snapshot's bytes, and our postlude (put those objects back). Either all of it commits
+or nothing does: a failure, a kill of psql or of us, or a server crash leaves the database as it was. The psql
+session and its verified COMMIT are ``services.server.replay``; the smoke test and the result,
+``services.server.smoke``.
 """
 
 from __future__ import annotations
@@ -211,11 +211,10 @@ def emergency_candidate(store: SnapshotStore) -> tuple[Snapshot, str]:
 async def emergency_rollback(conn: ConnInfo, store: SnapshotStore, report: Reporter = null_reporter,
                              pre_timeout: float = EMERGENCY_PRE_TIMEOUT, locks: LockPolicy | None = None,
                              chosen: Callable[[Snapshot, str], None] | None = None) -> RestoreResult:
-    """Restore the newest valid full snapshot (``emergency_candidate``), with a pre-rollback snapshot that
-    may fail or time out (``pre_timeout``) without stopping the rollback. The choice reads every byte of
-    the candidates it checks, so it runs in a thread, between ``Step("choose snapshot", "running")`` and
-    ``Step("choose snapshot", "ok", <filename>)`` (or "failed"); ``chosen(snap, why)`` is then called,
-    before the database is touched, for a caller that names the restore (the TUI's subject line)."""
+    """Restore the newest valid full snapshot (``emergency_candidate``), with a pre-rollback snapshot that may
+    fail or time out (``pre_timeout``) without stopping the rollback. The choice reads every byte of the
+    candidates it checks, so it runs in a thread, within a "choose snapshot" step; ``chosen(snap, why)`` is then
+    called, before the database is touched, for a caller that names the restore (the TUI's subject line)."""
     report(Step("choose snapshot", "running", "newest valid full snapshot (checking sha256)"))
     try:
         snap, why = await asyncio.to_thread(emergency_candidate, store)
