@@ -82,14 +82,6 @@ async def sessions_now(conn: ConnInfo) -> list[Blocker]:
         return await other_sessions(con, conn.dbname)
 
 
-class LockTimeout(OperationFailed):
-    """The server gave up waiting for a lock; ``blockers`` are who held it (for --json)."""
-
-    def __init__(self, message: str, hint: str, blockers: tuple[Blocker, ...]) -> None:
-        super().__init__(message, hint)
-        self.extra = {"blockers": [b.as_dict() for b in blockers]}
-
-
 @dataclass
 class LockWatch:
     """Watches the sessions named ``app`` while an operation runs (``async with``), on a connection of its
@@ -164,15 +156,18 @@ class LockWatch:
                            client=b.client, state=b.state, query=b.query, target=self.conn.display,
                            reason=f"blocked dbsage-tui {self.operation}")
 
-    def timed_out(self, what: str, can_terminate: bool = True) -> LockTimeout:
-        """The server gave up waiting: one sentence naming who was in the way, and the ways forward."""
+    def timed_out(self, what: str, can_terminate: bool = True) -> OperationFailed:
+        """The server gave up waiting: one sentence naming who was in the way, and the ways forward; the
+        blockers also in ``extra`` (for --json)."""
         who = "; ".join(b.text() for b in self.blockers) or "another session"
         refused = [f"pid {pid}: {why}" for pid, why in self.policy.refused.items()]
-        return LockTimeout(
+        err = OperationFailed(
             f"{what} gave up after waiting {self.policy.timeout:g} s for a lock held by {who}"
             + (f" (could not terminate {'; '.join(refused)})" if refused else "")
             + ". Nothing was changed.",
             "Stop that session, or run again with --terminate-blockers (in the app: k while it waits), "
             "or allow longer with --lock-timeout." if can_terminate else
             "Let that session finish (a migration holds its locks until it commits), or allow longer with "
-            "--lock-timeout.", blockers=self.blockers)
+            "--lock-timeout.")
+        err.extra = {"blockers": [b.as_dict() for b in self.blockers]}
+        return err
