@@ -66,7 +66,7 @@ class Preview:
     rows: list[TableRows] = field(default_factory=list)
     #: tool -> the history rows the restore undoes (``{"version", "name"}``), newest last.
     undone: dict[str, list[dict]] = field(default_factory=dict)
-    #: tool -> (head in the snapshot, head now).
+    #: tool -> (head in the snapshot, head now), for every tool in ``undone``.
     heads: dict[str, tuple[dict | None, dict | None]] = field(default_factory=dict)
     local_files: list[str] = field(default_factory=list)  # supabase/migrations files no longer applied
     estimate_seconds: float | None = None
@@ -80,9 +80,8 @@ class Preview:
                 "schema": {"gone": changes(self.gone), "back": changes(self.back), "changed": changes(self.changed)},
                 "rows": [{"table": r.table, "now": r.now, "snapshot": r.snapshot, "delta": r.delta, "exact": r.exact}
                          for r in self.rows],
-                "migrations": {tool: {"snapshot_head": self.heads.get(tool, (None, None))[0],
-                                      "head_now": self.heads.get(tool, (None, None))[1], "undone": rows,
-                                      "reapply_with": migrations.TOOLS[tool][1]}
+                "migrations": {tool: {"snapshot_head": self.heads[tool][0], "head_now": self.heads[tool][1],
+                                      "undone": rows, "reapply_with": migrations.TOOLS[tool][1]}
                                for tool, rows in self.undone.items()},
                 "local_migration_files": self.local_files,
                 "estimate_seconds": self.estimate_seconds, "estimate_basis": self.estimate_basis,
@@ -277,8 +276,7 @@ def summary_lines(p: Preview, limit: int = 6) -> list[str]:
     else:
         out.append(f"Rows: the same in all {len(p.rows)} tables.")
     for tool, rows in p.undone.items():
-        before, _ = p.heads.get(tool, (None, None))
-        out.append(f"Migrations undone ({tool}, back to {migrations.text(before)}):")
+        out.append(f"Migrations undone ({tool}, back to {migrations.text(p.heads[tool][0])}):")
         out += ["  " + line for line in _more([migrations.text(r) for r in rows], limit)]
         out.append(f"  re-apply afterwards with: {migrations.TOOLS[tool][1]}")
     if p.local_files:
