@@ -1,7 +1,5 @@
-"""Catalog inspection over asyncpg: connecting, server facts, a snapshot's scope, counts.
-
-The SQL that clears a scope before a replay is in ``services.server.clearing``.
-"""
+"""Catalog inspection over asyncpg: connecting, server facts, a snapshot's scope, counts (the SQL that clears a
+scope before a replay is ``services.server.clearing``)."""
 
 from __future__ import annotations
 
@@ -32,6 +30,12 @@ SUPABASE_MANAGED = (
 SUPABASE_MANAGED_PREFIXES = ("timescaledb_",)
 #: The Supabase CLI's migration history (``schema_migrations``, ``seed_files``).
 HISTORY_SCHEMA = "supabase_migrations"
+
+
+#: An ``aclexplode(...) a`` row's grantee as GRANT names it, and the row as "PRIVILEGE TO grantee[ WITH GRANT OPTION]".
+GRANTEE_SQL = "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END"
+GRANT_SQL = (f"format('%s TO %s%s', a.privilege_type, {GRANTEE_SQL}, "
+             "CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)")
 
 
 def quote_ident(name: str) -> str:
@@ -128,12 +132,10 @@ async def server_info(con: asyncpg.Connection) -> ServerInfo:
         with contextlib.suppress(asyncpg.PostgresError):
             head = await con.fetchrow("SELECT version::text, to_jsonb(m) ->> 'name' AS name "
                                       "FROM supabase_migrations.schema_migrations m ORDER BY version DESC LIMIT 1")
-    version = row["v"].split(" ")[0]
-    return ServerInfo(version=f"PostgreSQL {version}", version_num=row["n"], current_user=row["u"],
+    return ServerInfo(version=f"PostgreSQL {row['v'].split(' ')[0]}", version_num=row["n"], current_user=row["u"],
                       superuser=bool(row["su"]), supabase=bool(row["supabase"]),
                       supabase_version=head["version"] if head else None, database=row["db"],
-                      migration={"version": head["version"], "name": head["name"]} if head else None,
-                      tls=row["tls"])
+                      migration=dict(head) if head else None, tls=row["tls"])
 
 
 async def roles_not_ours(con: asyncpg.Connection) -> list[str]:
@@ -263,15 +265,16 @@ async def current_scope_schemas(con: asyncpg.Connection, scope: Scope) -> list[s
 
 
 async def user_tables(con: asyncpg.Connection, schemas: list[str], relkinds: list[str]) -> list[asyncpg.Record]:
-    """The scope's relations of ``relkinds`` (``nspname``, ``relname``, the planner's row ``estimate``), in
-    name order; extension-owned ones excluded, as pg_dump skips them."""
+    """The scope's relations of ``relkinds`` (``name``: schema.table, ``quoted`` for SQL, the planner's row
+    ``estimate``), in name order; extension-owned ones excluded, as pg_dump skips them."""
     return await con.fetch(
-        """SELECT n.nspname, c.relname, c.reltuples::bigint AS estimate
+        """SELECT n.nspname || '.' || c.relname AS name, format('%I.%I', n.nspname, c.relname) AS quoted,
+                  c.reltuples::bigint AS estimate
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE c.relkind::text = ANY($2::text[]) AND n.nspname = ANY($1::text[])
              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                              AND d.deptype = 'e')
-           ORDER BY 1, 2""", schemas, relkinds)
+           ORDER BY n.nspname, c.relname""", schemas, relkinds)
 
 
 async def analyze(con: asyncpg.Connection, schemas: list[str]) -> int:
@@ -279,8 +282,7 @@ async def analyze(con: asyncpg.Connection, schemas: list[str]) -> int:
     need them); the number of tables."""
     rows = await user_tables(con, schemas, ["r", "p", "m"])
     if rows:
-        await con.execute("ANALYZE " + ", ".join(f"{quote_ident(r['nspname'])}.{quote_ident(r['relname'])}"
-                                                 for r in rows))
+        await con.execute("ANALYZE " + ", ".join(r["quoted"] for r in rows))
     return len(rows)
 
 
@@ -288,11 +290,9 @@ async def tables_count(con: asyncpg.Connection, schemas: list[str]) -> int:
     return len(await user_tables(con, schemas, ["r", "p"]))
 
 
-async def estimate_dump_bytes(con: asyncpg.Connection, schemas: list[str], schema_only: bool) -> int | None:
+async def estimate_dump_bytes(con: asyncpg.Connection, schemas: list[str]) -> int | None:
     """A rough size of the text dump, for progress: heap+TOAST pages of the tables (indexes are not dumped).
     Read from pg_class statistics, not pg_table_size(), which would wait behind other sessions' locks."""
-    if schema_only:
-        return None
     val = await con.fetchval(
         """SELECT sum((c.relpages::bigint + coalesce(t.relpages, 0)) * current_setting('block_size')::bigint)
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

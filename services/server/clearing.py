@@ -1,9 +1,6 @@
-"""The SQL that clears a snapshot's scope before a ``pg_dump --clean`` file is replayed into it.
-
-The restore is only exact if the target scope is emptied first (objects made after the snapshot would
-survive otherwise) without touching anything outside the scope. Each catalog has its handler here: the
-publications, the outside objects that depend on the scope, the schemas (``public`` object by object),
-the default privileges.
+"""The SQL that clears a snapshot's scope before a ``pg_dump --clean`` file is replayed into it: the restore is
+only exact if the scope is emptied first (objects made after the snapshot would survive otherwise) without
+touching anything outside it.
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ import asyncpg
 
 from services.errors import OperationFailed
 from services.server import dependents
-from services.server.catalog import quote_ident
+from services.server.catalog import GRANT_SQL, GRANTEE_SQL, quote_ident
 
 # Object kinds as pg_identify_object names them -> the DROP command for them. Order matters: extensions
 # first (their members cannot be dropped alone), then relations, then what relations use.
@@ -40,29 +37,28 @@ class ClearPlan:
     preserved: list[str]  # descriptions of outside objects dropped and re-created around the replay
 
 
-async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumped_global_default_acls: bool,
-                     dumped_publications: bool = False, recorded: list[str] | None = None) -> ClearPlan:
+async def plan_clear(con: asyncpg.Connection, schemas: list[str], dumps_everything: bool,
+                     recorded: list[str] | None = None) -> ClearPlan:
     """Empty ``schemas`` so that replaying a ``--clean`` dump yields exactly the dump's state.
 
     * Schemas other than ``public`` are dropped with CASCADE (the dump re-creates them).
     * ``public`` cannot be dropped (pg_dump never re-creates it; its initial privileges would be lost), so its
       objects are dropped one by one, its ACL reset to what pg_dump assumes, its default ACLs cleared.
-    * Objects outside the scope that depend on objects inside it (``services.server.dependents``) are dropped
-      first. A snapshot that recorded them (``recorded``: their descriptions, from its metadata)
-      re-creates them from its appendix, as they were when it was taken; for an older snapshot they are
-      put back after the replay as they are now. Dependents that cannot be re-created (a view or a
-      column type outside the scope) stop the restore before it starts.
-    * Publications, when the dump has them all (a whole-database, non-Supabase scope): every one is
-      dropped, as the dump's own ``--clean`` drops those it re-creates, so that one made after the
-      snapshot is gone too. (Subscriptions are left alone: dropping one drops its slot on the publisher.)
+    * Objects outside the scope that depend on it (``services.server.dependents``) are dropped first. A snapshot
+      that recorded them (``recorded``: their descriptions) re-creates them from its appendix; for an older
+      snapshot they are put back after the replay as they are now. Dependents that cannot be re-created (a
+      view or a column type outside the scope) stop the restore before it starts.
+    * Publications, when the dump has them all (``dumps_everything``): every one is dropped, as the dump's own
+      ``--clean`` drops those it re-creates, so that one made after the snapshot is gone too. (Subscriptions
+      are left alone: dropping one drops its slot on the publisher.)
     """
     prelude = [f"DROP PUBLICATION {r['name']};" for r in await con.fetch(
-        "SELECT quote_ident(pubname) AS name FROM pg_publication ORDER BY pubname")] if dumped_publications else []
-    aside, postlude, preserved = await _set_aside(con, schemas, dumped_publications, recorded)
+        "SELECT quote_ident(pubname) AS name FROM pg_publication ORDER BY pubname")] if dumps_everything else []
+    aside, postlude, preserved = await _set_aside(con, schemas, dumps_everything, recorded)
     prelude += aside
     for schema in schemas:
         prelude += await _empty_public(con) if schema == "public" else [f"DROP SCHEMA {quote_ident(schema)} CASCADE;"]
-    acl_prelude, acl_postlude = await _reset_default_acls(con, schemas, dumped_global_default_acls)
+    acl_prelude, acl_postlude = await _reset_default_acls(con, schemas, dumps_everything)
     return ClearPlan(prelude=prelude + acl_prelude, postlude=postlude + acl_postlude, preserved=preserved)
 
 
@@ -99,25 +95,19 @@ async def _empty_public(con: asyncpg.Connection) -> list[str]:
     # Reset the schema's ACL to the state pg_dump measures its GRANT/REVOKE commands from: the initial
     # privileges initdb recorded (pg_init_privs), with pg_database_owner standing for the owner.
     acl = await con.fetchrow(
-        """SELECT n.nspowner::regrole::text AS owner,
-                  ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                             ELSE quote_ident(a.grantee::regrole::text) END
-                        FROM aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a) AS grantees,
-                  ARRAY(SELECT format('GRANT %s ON SCHEMA public TO %s%s', a.privilege_type,
-                                      CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                           WHEN a.grantee = 'pg_database_owner'::regrole
-                                                THEN quote_ident(n.nspowner::regrole::text)
-                                           ELSE quote_ident(a.grantee::regrole::text) END,
-                                      CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-                        FROM aclexplode(coalesce(
-                             (SELECT initprivs FROM pg_init_privs WHERE classoid = 'pg_namespace'::regclass
-                              AND objoid = n.oid AND objsubid = 0),
-                             acldefault('n', n.nspowner))) a) AS grants
-           FROM pg_namespace n WHERE n.nspname = 'public'""")
+        f"""SELECT ARRAY(SELECT DISTINCT {GRANTEE_SQL}
+                         FROM aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a) AS grantees,
+                   ARRAY(SELECT replace({GRANT_SQL}, ' TO pg_database_owner',
+                                        ' TO ' || quote_ident(n.nspowner::regrole::text))
+                         FROM aclexplode(coalesce(
+                              (SELECT initprivs FROM pg_init_privs WHERE classoid = 'pg_namespace'::regclass
+                               AND objoid = n.oid AND objsubid = 0),
+                              acldefault('n', n.nspowner))) a) AS grants
+            FROM pg_namespace n WHERE n.nspname = 'public'""")
     # pg_dump omits public's comment when it is initdb's; it emits COMMENT ... IS NULL when there is none.
     sql.append("COMMENT ON SCHEMA public IS 'standard public schema';")
     sql += [f"REVOKE ALL ON SCHEMA public FROM {g} CASCADE;" for g in acl["grantees"]]
-    return sql + [g + ";" for g in acl["grants"]]
+    return sql + [f"GRANT {g.replace(' TO ', ' ON SCHEMA public TO ', 1)};" for g in acl["grants"]]
 
 
 _DEFACL_KIND = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS",
@@ -126,31 +116,22 @@ _DEFACL_KIND = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES",
 
 async def _reset_default_acls(con: asyncpg.Connection, schemas: list[str],
                               dumped_global: bool) -> tuple[list[str], list[str]]:
-    """ALTER DEFAULT PRIVILEGES commands (prelude, postlude) around the replay.
-
-    Default privileges apply to every object the replay creates, but pg_dump writes each object's grants
-    relative to the built-in defaults and its own default-privilege commands last. So they are all brought
-    back to the built-in defaults first. Schema-specific entries of dropped schemas vanish with them; those
-    of public are reset here and re-created by the dump. Database-wide entries are re-created by the dump when
-    it holds them (``dumped_global``: a whole-database, non-Supabase scope); otherwise they are set aside and
-    put back exactly as they were in the postlude. Only roles we may act for are touched."""
+    """ALTER DEFAULT PRIVILEGES commands (prelude, postlude) around the replay. Default privileges apply to every
+    object the replay creates, but pg_dump writes each object's grants relative to the built-in defaults and its
+    own default-privilege commands last: so all are brought back to the built-in defaults first. Entries of
+    dropped schemas vanish with them; public's are reset here and re-created by the dump. Database-wide entries
+    are re-created by the dump when it holds them (``dumped_global``), else put back as they were in the
+    postlude. Only roles we may act for are touched."""
+    # (acldefault's entries never carry a grant option: GRANT_SQL reads them as they are.)
     rows = await con.fetch(
-        """SELECT quote_ident(d.defaclrole::regrole::text) AS role, d.defaclobjtype::text AS kind,
+        f"""SELECT quote_ident(d.defaclrole::regrole::text) AS role, d.defaclobjtype::text AS kind,
                   CASE WHEN d.defaclnamespace = 0 THEN NULL ELSE d.defaclnamespace::regnamespace::text END AS nsp,
-                  ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                        ELSE quote_ident(a.grantee::regrole::text) END
-                        FROM aclexplode(d.defaclacl) a) AS grantees,
-                  ARRAY(SELECT format('%s TO %s%s', a.privilege_type,
-                                      CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                      ELSE quote_ident(a.grantee::regrole::text) END,
-                                      CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-                        FROM aclexplode(d.defaclacl) a) AS current,
+                  ARRAY(SELECT DISTINCT {GRANTEE_SQL} FROM aclexplode(d.defaclacl) a) AS grantees,
+                  ARRAY(SELECT {GRANT_SQL} FROM aclexplode(d.defaclacl) a) AS current,
                   CASE WHEN d.defaclnamespace = 0 THEN ARRAY(
-                        SELECT format('%s TO %s', a.privilege_type,
-                                      CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                      ELSE quote_ident(a.grantee::regrole::text) END)
-                        FROM aclexplode(acldefault(CASE d.defaclobjtype WHEN 'S' THEN 's' ELSE d.defaclobjtype END,
-                                                   d.defaclrole)) a) ELSE '{}' END AS defaults
+                        SELECT {GRANT_SQL} FROM aclexplode(acldefault(
+                            CASE d.defaclobjtype WHEN 'S' THEN 's' ELSE d.defaclobjtype END, d.defaclrole)) a)
+                       ELSE '{{}}' END AS defaults
            FROM pg_default_acl d
            WHERE pg_has_role(d.defaclrole, 'USAGE')
              AND (d.defaclnamespace = 0 OR d.defaclnamespace::regnamespace::text = 'public'

@@ -6,25 +6,17 @@ false IS_TEMPLATE true`` so that nobody can change what was captured while any C
 it. In the snapshot directory it is a small pointer file ``{YYYYmmddHHMMSS}_{label}.clone`` (it names the
 database and says how to restore it) plus the usual ``{file}.meta.yaml``.
 
-Restoring copies the clone to a new database and swaps names in one transaction (ALTER DATABASE ... RENAME
-is transactional: verified on PostgreSQL 15 and 18), carrying over the database-level properties of the
-current database (owner, grants, settings, comment, connection limit), which live in shared catalogs keyed
-by the database's OID. The database renamed away becomes the pre-rollback snapshot, at no cost.
+Restoring copies the clone to a new database and swaps names in one transaction (ALTER DATABASE ... RENAME is
+transactional: verified on PostgreSQL 15 and 18), carrying over the current database's properties
+(``db_properties``). The database renamed away becomes the pre-rollback snapshot, at no cost.
 
 Only for local development servers: hosted databases (and Supabase) must use file snapshots. Every
 statement runs over a connection to the *maintenance* database (``postgres``, else ``template1``):
 ``CREATE DATABASE ... TEMPLATE`` and ``RENAME`` both require that nobody is connected to the database, us
-included. Other sessions are listed in the refusal, never terminated. The server-side checks and
-database operations are ``services.server.clone_db``; the pointer file, ``services.server.clone_file``.
-
-Errors and exit codes (services.errors):
-  * ``CloneNotAllowed`` (BadInput, exit 2): not a local server, a Supabase server, a role that may not
-    create databases or does not own the database, a server before 15 or a template database. Retrying
-    will not help; use a file snapshot.
-  * ``DatabaseBusy`` (OperationFailed, exit 1): other sessions are connected; close them and retry.
-  * ``InvalidSnapshot`` (exit 3): the pointer or metadata is damaged, or its clone database is gone or is
-    not the one it names.
-  * ``OperationFailed`` (exit 1): anything else; the target database is left as it was.
+included. Other sessions are listed in the refusal (``DatabaseBusy``), never terminated. The server-side
+checks (``CloneNotAllowed``: use a file snapshot) and database operations are ``services.server.clone_db``;
+the pointer file, ``services.server.clone_file``. A damaged pointer, or a clone database gone or replaced,
+is an ``InvalidSnapshot``; any other failure leaves the target database as it was.
 """
 
 from __future__ import annotations
@@ -76,22 +68,42 @@ def _write_snapshot(store: SnapshotStore, pointer: Path, ts: dt.datetime, label:
     return Snapshot(path=pointer, label=label, timestamp=ts, meta=meta, file_size=len(data))
 
 
-# -- create -----------------------------------------------------------------------------------------------
-
 @dataclass
 class _Made:
-    """What a clone snapshot in the making has left on disk and on the server so far."""
+    """What a clone snapshot or restore in the making has left on disk and on the server so far: the pointer
+    file (of the snapshot, or of the restore's pre-rollback snapshot), the database being made and its OID,
+    and the name the current database goes to (a restore)."""
 
     pointer: Path | None = None
-    clone: str | None = None
+    db: str | None = None
     oid: int | None = None
+    old: str = ""
+
+
+async def _undo(conn: ConnInfo, con: asyncpg.Connection, made: _Made) -> bool:
+    """After a failure or a cancellation: drop the database being made and remove the pointer files, unless
+    a restore's swap committed after all (a cancellation can land after COMMIT reached the server): True
+    then."""
+    committed = False
+    if made.db is not None or made.pointer is not None:
+        with contextlib.suppress(Exception):
+            async with catalog.closing(clone_db.settle(conn, con)) as fresh:
+                committed = made.oid is not None and made.oid == await fresh.fetchval(
+                    "SELECT oid FROM pg_database WHERE datname = $1", conn.dbname)
+                if not committed and made.db is not None:
+                    await clone_db.drop_database(fresh, made.db, made.oid)
+    if made.pointer is not None and not committed:
+        clone_file.remove_files(made.pointer)
+    return committed
+
+
+# -- create -----------------------------------------------------------------------------------------------
 
 
 async def create_clone(conn: ConnInfo, store: SnapshotStore, label: str, *, purpose: str = "", notes: str = "",
                        protected: bool = False, report: Reporter = null_reporter) -> Snapshot:
-    """Take a clone snapshot of ``conn.dbname``: the server copies the database into a new database that
-    nobody can connect to, then the pointer file and metadata are written. A failure or cancellation at
-    any point drops the half-made database and removes the files. Holds the directory lock throughout."""
+    """Take a clone snapshot of ``conn.dbname`` under the directory lock: the database copy, then the pointer
+    file and metadata. A failure or cancellation at any point drops the copy and removes the files."""
     check_label(label)
     check_local(conn)
     store.ensure_dir()
@@ -107,7 +119,7 @@ async def create_clone(conn: ConnInfo, store: SnapshotStore, label: str, *, purp
                                            purpose=purpose, notes=notes, protected=protected)
                     except BaseException:
                         fields["snapshot"] = made.pointer.name if made.pointer else None
-                        await _unmake(conn, con, made)
+                        await _undo(conn, con, made)
                         raise
             except asyncpg.PostgresError as exc:
                 raise clone_db.explain(exc, conn.dbname, "take a clone snapshot") from None
@@ -119,17 +131,16 @@ async def _take(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore, l
     server_id = await clone_db.read_server_id(con)
     tables = await clone_db.probe_tables(conn, con)
     ts, made.pointer = free_name(store.directory, label, CLONE_SUFFIX)
-    made.clone = clone = clone_name(conn.dbname, ts, await clone_db.database_names(con))
+    made.db = clone = clone_name(conn.dbname, ts, await clone_db.database_names(con))
     size = await con.fetchval("SELECT pg_database_size($1)", conn.dbname)
     report(Log(f"Cloning database {conn.dbname} ({human_size(size)}) into {clone} on "
                f"{conn.host}:{conn.port} (CREATE DATABASE ... TEMPLATE, STRATEGY FILE_COPY)"))
     report(Progress("dump", 0, size, 0.0))
     try:
-        await clone_db.create_copy(con, clone, conn.dbname, info.major)
+        made.oid = await clone_db.create_copy(con, clone, conn.dbname, info.major)
     except asyncpg.PostgresError as exc:
-        made.clone = None  # not made: nothing to drop
+        made.db = None  # not made: nothing to drop
         raise clone_db.explain(exc, conn.dbname, "take a clone snapshot") from None
-    made.oid = await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", clone)
     clone_bytes = await con.fetchval("SELECT pg_database_size($1::oid)", made.oid)
     duration = round(time.monotonic() - started, 3)
     report(Progress("dump", size, size, time.monotonic() - started))
@@ -142,35 +153,13 @@ async def _take(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore, l
     return snap
 
 
-async def _unmake(conn: ConnInfo, con: asyncpg.Connection, made: _Made) -> None:
-    """After a failure or a cancellation: the files go, and the half-made database is dropped."""
-    if made.pointer is not None:
-        clone_file.remove_files(made.pointer)
-    if made.clone is not None:
-        with contextlib.suppress(Exception):
-            async with catalog.closing(clone_db.settle(conn, con)) as fresh:
-                await clone_db.drop_database(fresh, made.clone, made.oid)
-
-
 # -- restore ----------------------------------------------------------------------------------------------
-
-@dataclass
-class _Swap:
-    """A restore in progress: the copy being made (``tmp``), the name the current database goes to
-    (``old``), and the pre-rollback pointer file."""
-
-    tmp: str | None = None
-    tmp_oid: int | None = None
-    pointer: Path | None = None
-    old: str = ""
-
 
 async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *, pre_snapshot: bool = True,
                         report: Reporter = null_reporter, action: str = "restore") -> RestoreResult:
-    """Make ``conn.dbname`` exactly the clone snapshot ``snap``: copy the clone to a new database, then in
-    one transaction give it the current database's properties and swap the names. The current database,
-    renamed away, becomes the pre-rollback clone snapshot (``pre_snapshot``) or is dropped after COMMIT.
-    Until COMMIT, any failure or cancellation leaves the target database exactly as it was."""
+    """Make ``conn.dbname`` exactly the clone snapshot ``snap`` (a copy swapped in: see the module docstring);
+    the database renamed away becomes the pre-rollback snapshot, or is dropped after COMMIT. Until COMMIT, any
+    failure or cancellation leaves the target database exactly as it was."""
     started = time.monotonic()
     if problem := check_pointer(snap):
         raise InvalidSnapshot(f"Snapshot {snap.filename} is invalid: {problem}.",
@@ -178,7 +167,7 @@ async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *,
     check_local(conn)
     result = RestoreResult(snapshot=snap, pre_snapshot=None)
     with store.lock(action, conn.display):
-        swap = _Swap()
+        swap = _Made()
         async with catalog.closing(clone_db.connect_maintenance(conn)) as con:
             try:
                 with audit_failure(store.audit, action, report=report, step="restore", started=started,
@@ -186,7 +175,8 @@ async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *,
                     try:
                         await _swap_in(conn, con, store, snap, swap, result, report, action, pre_snapshot, started)
                     except BaseException:
-                        await _undo_swap(conn, con, swap, result)
+                        if not await _undo(conn, con, swap):
+                            result.pre_snapshot = None
                         raise
             except asyncpg.PostgresError as exc:
                 raise clone_db.explain(exc, conn.dbname, "restore") from None
@@ -200,7 +190,7 @@ async def restore_clone(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *,
     return await seal_restore(store, conn, result, report, action=action, started=started, type="clone")
 
 
-async def _swap_in(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore, snap: Snapshot, swap: _Swap,
+async def _swap_in(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore, snap: Snapshot, swap: _Made,
                    result: RestoreResult, report: Reporter, action: str, pre_snapshot: bool, started: float) -> None:
     report(Step("validate", "running", snap.filename))
     info = await clone_db.check_clone_allowed(conn, con, what="restore")
@@ -212,20 +202,19 @@ async def _swap_in(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore
     if pre_snapshot:
         ts, swap.pointer = free_name(store.directory, "pre-rollback", CLONE_SUFFIX)
     swap.old = clone_name(conn.dbname, ts, names)
-    swap.tmp = clone_name(conn.dbname, ts, names | {swap.old}, tag="dbsage_new")
+    swap.db = clone_name(conn.dbname, ts, names | {swap.old}, tag="dbsage_new")
     report(Step("restore", "running", snap.filename))
     source = snap.get("clone_database")
     total = snap.get("clone_bytes") if isinstance(snap.get("clone_bytes"), int) else None
-    report(Log(f"Copying clone {source} into {swap.tmp} (STRATEGY FILE_COPY)"))
+    report(Log(f"Copying clone {source} into {swap.db} (STRATEGY FILE_COPY)"))
     report(Progress("restore", 0, total, 0.0))
     try:
-        await clone_db.create_copy(con, swap.tmp, source, info.major)
+        swap.oid = await clone_db.create_copy(con, swap.db, source, info.major)
     except asyncpg.PostgresError as exc:
-        swap.tmp = None
+        swap.db = None
         raise clone_db.explain(exc, str(source), "restore") from None
-    swap.tmp_oid = await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", swap.tmp)
     report(Progress("restore", total or 0, total, time.monotonic() - started))
-    commands = await carry_over_commands(con, conn.dbname, swap.tmp)
+    commands = await carry_over_commands(con, conn.dbname, swap.db)
     if pre_snapshot:
         size = await con.fetchval("SELECT pg_database_size($1)", conn.dbname)
         old_oid = await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", conn.dbname)
@@ -234,34 +223,17 @@ async def _swap_in(conn: ConnInfo, con: asyncpg.Connection, store: SnapshotStore
             clone_oid=old_oid, clone_bytes=size, tables=tables, purpose=f"before restoring {snap.filename}",
             notes=f"Taken automatically by dbsage-tui {action} (the database as it was, renamed away).",
             protected=False, duration=0.0)
-    qt, qo, qn = (catalog.quote_ident(x) for x in (conn.dbname, swap.old, swap.tmp))
+    qt, qo, qn = (catalog.quote_ident(x) for x in (conn.dbname, swap.old, swap.db))
     commands += [f"ALTER DATABASE {qt} RENAME TO {qo}", f"ALTER DATABASE {qn} RENAME TO {qt}",
                  f"ALTER DATABASE {qo} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true"]
-    report(Log(f"Swapping in one transaction: {conn.dbname} -> {swap.old}, {swap.tmp} -> {conn.dbname}"))
+    report(Log(f"Swapping in one transaction: {conn.dbname} -> {swap.old}, {swap.db} -> {conn.dbname}"))
     try:
         async with con.transaction():
             for stmt in commands:
                 await con.execute(stmt)
     except asyncpg.PostgresError as exc:
         raise clone_db.explain(exc, conn.dbname, "restore") from None
-    swap.tmp = None  # it is the target now
-
-
-async def _undo_swap(conn: ConnInfo, con: asyncpg.Connection, swap: _Swap, result: RestoreResult) -> None:
-    """After a failure or a cancellation: drop the copy and the pre-rollback files, unless the swap
-    committed after all."""
-    committed = False
-    if swap.tmp is not None or swap.pointer is not None:
-        with contextlib.suppress(Exception):
-            async with catalog.closing(clone_db.settle(conn, con)) as fresh:
-                # A cancellation can land after COMMIT reached the server: then the swap stands.
-                committed = swap.tmp_oid is not None and swap.tmp_oid == await fresh.fetchval(
-                    "SELECT oid FROM pg_database WHERE datname = $1", conn.dbname)
-                if not committed and swap.tmp is not None:
-                    await clone_db.drop_database(fresh, swap.tmp, swap.tmp_oid)
-    if swap.pointer is not None and not committed:
-        clone_file.remove_files(swap.pointer)
-        result.pre_snapshot = None
+    swap.db = None  # it is the target now
 
 
 async def _drop_replaced(conn: ConnInfo, old: str, result: RestoreResult, report: Reporter) -> None:

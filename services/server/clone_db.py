@@ -116,8 +116,8 @@ async def database_names(con: asyncpg.Connection) -> set[str]:
     return {r["datname"] for r in await con.fetch("SELECT datname FROM pg_database")}
 
 
-async def create_copy(con: asyncpg.Connection, new: str, template: str, major: int) -> None:
-    """CREATE DATABASE as a file copy, sealed from the start (no window in which anyone can connect).
+async def create_copy(con: asyncpg.Connection, new: str, template: str, major: int) -> int:
+    """CREATE DATABASE as a file copy, sealed from the start (no window in which anyone can connect); its OID.
     From PostgreSQL 18, ``file_copy_method = clone`` copies with copy_file_range()/copyfile(): a reflink,
     nearly free, on Btrfs, XFS and APFS, an in-kernel copy elsewhere; platforms without it keep ``copy``."""
     if major >= 18:
@@ -125,6 +125,7 @@ async def create_copy(con: asyncpg.Connection, new: str, template: str, major: i
             await con.execute("SET file_copy_method = clone")
     await con.execute(f"CREATE DATABASE {catalog.quote_ident(new)} TEMPLATE {catalog.quote_ident(template)}"
                       " STRATEGY FILE_COPY ALLOW_CONNECTIONS false IS_TEMPLATE true")
+    return await con.fetchval("SELECT oid FROM pg_database WHERE datname = $1", new)
 
 
 async def settle(conn: ConnInfo, con: asyncpg.Connection) -> asyncpg.Connection:

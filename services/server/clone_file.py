@@ -115,7 +115,7 @@ def check_pointer(snap: Snapshot) -> str | None:
 
 
 def remove_files(pointer: Path) -> None:
+    """The pointer and its metadata (``write_atomic`` leaves no temporary file behind, even on failure)."""
     pointer.with_name(pointer.name + META_SUFFIX).unlink(missing_ok=True)
-    pointer.with_name(pointer.name + PARTIAL_SUFFIX).unlink(missing_ok=True)
     pointer.unlink(missing_ok=True)
     fsync_dir(pointer.parent)

@@ -8,7 +8,7 @@ import re
 
 import asyncpg
 
-from services.server.catalog import quote_ident, quote_literal
+from services.server.catalog import GRANT_SQL, quote_ident, quote_literal
 
 #: Settings whose values are lists of identifiers (pg_dump's variable_is_guc_list_quote).
 _GUC_LIST_QUOTE = frozenset({"local_preload_libraries", "search_path", "session_preload_libraries",
@@ -37,17 +37,12 @@ def set_command(database: str, role: str | None, item: str) -> str:
 async def carry_over_commands(con: asyncpg.Connection, source: str, dest: str) -> list[str]:
     """SQL that gives database ``dest`` the database-level properties of ``source``: owner, privileges,
     per-database and per-role-in-database settings, comment, connection limit, ALLOW_CONNECTIONS and
-    IS_TEMPLATE. They live in shared catalogs keyed by OID, so a copy of the files does not carry them.
-    (Not carried: security labels, the tablespace.)"""
+    IS_TEMPLATE (not security labels nor the tablespace)."""
     d = await con.fetchrow(
-        """SELECT oid, datdba::regrole::text AS owner, datconnlimit, datallowconn, datistemplate,
-                  datacl IS NOT NULL AS has_acl, shobj_description(oid, 'pg_database') AS comment,
-                  ARRAY(SELECT format('%s TO %s%s', a.privilege_type,
-                                      CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                           ELSE quote_ident(a.grantee::regrole::text) END,
-                                      CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-                        FROM aclexplode(datacl) WITH ORDINALITY a ORDER BY a.ordinality) AS grants
-           FROM pg_database WHERE datname = $1""", source)
+        f"""SELECT oid, datdba::regrole::text AS owner, datconnlimit, datallowconn, datistemplate,
+                   datacl IS NOT NULL AS has_acl, shobj_description(oid, 'pg_database') AS comment,
+                   ARRAY(SELECT {GRANT_SQL} FROM aclexplode(datacl) WITH ORDINALITY a ORDER BY a.ordinality) AS grants
+            FROM pg_database WHERE datname = $1""", source)
     q = quote_ident(dest)
     sql = [f"ALTER DATABASE {q} OWNER TO {d['owner']}"]
     if d["has_acl"]:

@@ -1,15 +1,11 @@
 """Objects outside a snapshot's scope that depend on objects inside it, and what a restore needs to own.
 
 On Supabase the sign-up trigger on ``auth.users`` calls ``public.handle_new_user()``, storage policies on
-``storage.objects`` call public functions, ``supabase_realtime`` publishes public tables. pg_dump leaves
-them out (their tables are not in the scope), yet a restore that drops and re-creates the scope drops
-them too. So they are read **when the snapshot is taken**, written after pg_dump's output as the file's
-appendix (plain SQL, covered by the snapshot's sha256, each object dropped if it exists and re-created),
-and re-created from there by the restore, even when a migration has destroyed them since
-(``DROP FUNCTION ... CASCADE``). The restore's prelude drops the ones that exist at restore time.
-
-The pre-flight (``check_ownership``) runs before a restore touches anything: the role must be able to
-drop and re-create everything in the scope and the tables those outside objects live on.
+``storage.objects`` call public functions, ``supabase_realtime`` publishes public tables. pg_dump leaves them
+out (their tables are not in the scope), yet a restore that drops and re-creates the scope drops them too. So
+they are read **when the snapshot is taken**, written after pg_dump's output as the file's appendix (plain SQL,
+covered by the sha256, each object dropped if it exists and re-created), and re-created from there by the
+restore, even when a migration has destroyed them since (``DROP FUNCTION ... CASCADE``).
 """
 
 from __future__ import annotations
@@ -144,12 +140,11 @@ async def read(con: asyncpg.Connection, schemas: list[str]) -> tuple[list[Depend
 
 async def publication_members(con: asyncpg.Connection, schemas: list[str], *,
                               if_present: bool = False) -> list[Dependent]:
-    """Memberships of the scope's tables (with column lists and row filters) and schemas in publications.
-    A dump without publications (Supabase's: supabase_realtime is the platform's) has none, and dropping a
-    table takes it out of every publication: realtime would stop for it, silently. ``public`` is emptied,
-    never dropped, so its FOR TABLES IN SCHEMA entries stay as they are. ``if_present``: each is re-added
-    only if its table or schema exists after the replay (memberships read at restore time, for a snapshot
-    that did not record them, include tables made since)."""
+    """Memberships of the scope's tables (with column lists and row filters) and schemas in publications. A dump
+    without publications (Supabase's: supabase_realtime is the platform's) has none, and dropping a table takes
+    it out of every publication: realtime would stop for it, silently. (``public`` is emptied, never dropped:
+    its FOR TABLES IN SCHEMA entries stay.) ``if_present``: each is re-added only if its table or schema exists
+    after the replay (memberships read at restore time include tables made since the snapshot)."""
     new = con.get_server_version().major >= 15  # asyncpg read it at connect: no query
     rows = await con.fetch(
         f"""SELECT quote_ident(p.pubname) AS pub, p.pubname, format('%I.%I', n.nspname, c.relname) AS tbl,
@@ -222,11 +217,10 @@ _NOT_OURS = """
 
 
 async def check_ownership(con: asyncpg.Connection, schemas: list[str], outside: list[str]) -> None:
-    """Refuse, before anything is touched, a restore the connecting role cannot carry out: an object in
-    the scope it cannot drop (its owner is a role it does not belong to), or a table or publication
-    outside it whose triggers, policies or members it must drop and re-create (``outside``: "table X" /
-    "publication P"). Supabase's supautils grants (``drop_trigger_grants``, ``policy_grants``) count as
-    ownership for the tables they name."""
+    """Refuse, before anything is touched, a restore the connecting role cannot carry out: an object in the scope
+    whose owner is a role it does not belong to, or a table or publication outside it whose triggers, policies
+    or members it must drop and re-create (``outside``: "table X" / "publication P"). Supabase's supautils
+    grants (``drop_trigger_grants``, ``policy_grants``) count as ownership for the tables they name."""
     me = await con.fetchval("SELECT current_user")
     row = await con.fetchrow(_NOT_OURS, schemas)
     if row is not None:

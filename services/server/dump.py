@@ -1,16 +1,8 @@
-"""Taking a snapshot: pg_dump writes into a pipe; one thread turns its SQL into ``NAME.partial``.
-
-The thread (``SnapshotPump``) reads the pipe a chunk at a time, scans it (COPY row counts,
-trailer), comments out the lines no restore as this role could run (another role's default privileges),
-compresses it when asked, hashes and writes it, and starts its writeback as it goes: memory stays flat
-whatever the database size, the sha256 is of the bytes in the file, and the fsync before the rename is
-short. After pg_dump's trailer comes the appendix: the objects outside the scope that depend on it
+"""Taking a snapshot: pg_dump writes into a pipe; one thread (``SnapshotPump``) turns its SQL into
+``NAME.partial``. After pg_dump's trailer comes the appendix: the objects outside the scope that depend on it
 (``services.server.dependents``). Only a dump that pg_dump finished with exit 0 *and* whose trailer is present
 becomes ``NAME.sql`` (``.sql.gz``, ``.sql.zst``); its metadata is written after the rename. Any failure or
 cancellation kills pg_dump and removes what was written.
-
-In three steps: plan (scope, name, arguments), run (pg_dump into the partial file), seal (fsync, rename,
-metadata, audit).
 """
 
 from __future__ import annotations
@@ -22,7 +14,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.config import ConnInfo
@@ -30,7 +22,7 @@ from services.display import human_size
 from services.errors import OperationFailed, audit_failure, explain_tool_failure
 from services.events import Log, Progress, Reporter, null_reporter
 from services.server import catalog, dependents
-from services.server.locks import LockPolicy, watching
+from services.server.locks import LockPolicy, LockWatch
 from services.server.processes import (
     CHUNK,
     PROGRESS_EVERY,
@@ -62,9 +54,11 @@ WRITEBACK_EVERY = 8 << 20
 
 
 class SnapshotPump:
-    """The thread of the module docstring: scan, rewrite, compress, hash, write, start the writeback. pg_dump's
-    own writes go to a 1 MiB pipe instead of a file, which takes them off its path. ``moved`` counts SQL bytes
-    (progress), ``written`` file bytes (size and sha256 are of the file).
+    """Reads the pipe a chunk at a time; scans it (COPY row counts, trailer), comments out the lines no restore
+    as this role could run (``others_default_privileges``), compresses, hashes and writes it, and starts its
+    writeback as it goes: memory stays flat whatever the database size, the sha256 is of the bytes in the file,
+    and the fsync before the rename is short. pg_dump's own writes go to a 1 MiB pipe instead of a file, which
+    takes them off its path. ``moved`` counts SQL bytes (progress), ``written`` file bytes.
 
     A line the scanner rewrites (``DumpScanner.edits``) is written as rewritten: while a statement line is
     incomplete at the end of a chunk it is held back (DDL lines are short; COPY data is never held)."""
@@ -142,7 +136,7 @@ def others_default_privileges(roles: list[str], seen: set[str]):
 
 @dataclass
 class _Plan:
-    """What a snapshot will be, decided before pg_dump starts."""
+    """What a snapshot will be, decided before pg_dump starts, then what streaming it measured."""
 
     scope: catalog.Scope
     kind: str  # "full" | "schema-only"
@@ -153,20 +147,14 @@ class _Plan:
     scanner: DumpScanner
     left_alone: set[str]  # roles whose default privileges were commented out
     renamed: bool = False
+    tables: int = 0
+    outside: list[dependents.Dependent] = field(default_factory=list)  # the appendix
+    scan: ScanResult | None = None
+    pg_dump_seconds: float = 0.0
 
     @property
     def partial(self) -> Path:
         return self.final.with_name(self.final.name + PARTIAL_SUFFIX)
-
-
-@dataclass
-class _Streamed:
-    """What streaming a dump into its file measured."""
-
-    tables: int
-    scan: ScanResult
-    outside: list[dependents.Dependent]
-    pg_dump_seconds: float
 
 
 async def _plan(target: Target, store: SnapshotStore, label: str, schema_only: bool, schemas: list[str] | None,
@@ -191,7 +179,7 @@ async def _plan(target: Target, store: SnapshotStore, label: str, schema_only: b
 
 
 async def _run(target: Target, plan: _Plan, fd: int, report: Reporter, started: float,
-               audit: Callable[..., None]) -> tuple[SnapshotPump, _Streamed]:
+               audit: Callable[..., None]) -> SnapshotPump:
     """pg_dump into the pump's pipe, the pump into the partial file ``fd`` (closed here, fsynced), then
     the appendix: what the snapshot records of the world outside its scope. Any failure or cancellation
     kills pg_dump."""
@@ -200,7 +188,7 @@ async def _run(target: Target, plan: _Plan, fd: int, report: Reporter, started: 
     try:
         compressor = compression.Compressor(plan.compress) if plan.compress != "none" else None
         pump = SnapshotPump(rfd, fd, hashlib.sha256(), plan.scanner, compressor)
-        async with watching(target.conn, "snapshot", target.locks, report, audit) as watch:
+        async with LockWatch(target.conn, "snapshot", target.locks, report, audit) as watch:
             spawned = time.monotonic()
             proc = await asyncio.create_subprocess_exec(
                 *plan.args, f"--lock-wait-timeout={target.locks.timeout_ms}", stdin=asyncio.subprocess.DEVNULL,
@@ -211,9 +199,9 @@ async def _run(target: Target, plan: _Plan, fd: int, report: Reporter, started: 
             err_task = asyncio.create_task(pump_stderr(proc.stderr, "pg_dump", report, stderr_lines))
             pumping = asyncio.ensure_future(asyncio.to_thread(pump.run))
             preload_meta_writer()
-            tables, estimate, outside = await _survey(target, plan, report)
+            estimate = await _survey(target, plan, report)
             rc = await _wait(proc, pumping, pump, estimate, report, started)
-            pg_dump_seconds = round(time.monotonic() - spawned, 3)
+            plan.pg_dump_seconds = round(time.monotonic() - spawned, 3)
             await err_task
         if rc < 0:
             raise OperationFailed(f"pg_dump failed: it was killed by signal {-rc}.",
@@ -223,9 +211,9 @@ async def _run(target: Target, plan: _Plan, fd: int, report: Reporter, started: 
             if "due to statement timeout" in "\n".join(stderr_lines):
                 raise watch.timed_out("The snapshot", can_terminate=False)
             raise explain_tool_failure("\n".join(stderr_lines), "pg_dump")
-        streamed = _Streamed(tables, await _finish(pump, pumping, outside), outside, pg_dump_seconds)
+        plan.scan = await _finish(pump, pumping, plan.outside)
         await asyncio.to_thread(os.fsync, fd)  # can take a while for a large dump: keep the loop free
-        return pump, streamed
+        return pump
     except BaseException:
         if proc is not None:
             await kill_process(proc)
@@ -240,24 +228,24 @@ async def _run(target: Target, plan: _Plan, fd: int, report: Reporter, started: 
                 os.close(end)
 
 
-async def _survey(target: Target, plan: _Plan, report: Reporter) -> tuple[int, int | None, list]:
+async def _survey(target: Target, plan: _Plan, report: Reporter) -> int | None:
     """Asked while pg_dump starts (round trips before it count on a hosted database): the tables, the
-    size to expect, the objects outside the scope that depend on it (and, when the dump has no
-    publications, the scope's publication memberships), as they are now: the file's appendix."""
+    objects outside the scope that depend on it (and, when the dump has no publications, the scope's
+    publication memberships), as they are now: the file's appendix. Returns the size to expect."""
     schemas = plan.scope.schemas
-    tables = await catalog.tables_count(target.con, schemas)
-    estimate = await catalog.estimate_dump_bytes(target.con, schemas, plan.kind == "schema-only")
+    plan.tables = await catalog.tables_count(target.con, schemas)
+    estimate = None if plan.kind == "schema-only" else await catalog.estimate_dump_bytes(target.con, schemas)
     if estimate:
         report(Log(f"about {human_size(estimate)} of table data to dump"))
     report(Progress("dump", 0, estimate, 0.0))
-    outside, blocked = await dependents.read(target.con, schemas)
+    plan.outside, blocked = await dependents.read(target.con, schemas)
     for why in blocked:
         report(Log(f"WARNING: {why}; a restore will refuse while it exists", level="warning"))
     if not plan.scope.dumps_everything:
-        outside += await dependents.publication_members(target.con, schemas)
-    for dep in outside:
+        plan.outside += await dependents.publication_members(target.con, schemas)
+    for dep in plan.outside:
         report(Log(f"recorded outside the scope: {dep.what}"))
-    return tables, estimate, outside
+    return estimate
 
 
 async def _wait(proc: asyncio.subprocess.Process, pumping: asyncio.Future, pump: SnapshotPump,
@@ -287,8 +275,8 @@ async def _finish(pump: SnapshotPump, pumping: asyncio.Future, outside: list[dep
     return scan
 
 
-def _seal(target: Target, store: SnapshotStore, plan: _Plan, pump: SnapshotPump, streamed: _Streamed,
-          started: float, report: Reporter, *, label: str, purpose: str, notes: str, protected: bool) -> Snapshot:
+def _seal(target: Target, store: SnapshotStore, plan: _Plan, pump: SnapshotPump, started: float, report: Reporter,
+          *, label: str, purpose: str, notes: str, protected: bool) -> Snapshot:
     """The partial file, fsynced, becomes the snapshot: rename, metadata, audit."""
     os.rename(plan.partial, plan.final)
     plan.renamed = True
@@ -298,21 +286,21 @@ def _seal(target: Target, store: SnapshotStore, plan: _Plan, pump: SnapshotPump,
     meta = snapshot_record(
         label=label, purpose=purpose, notes=notes, ts=plan.ts, kind=plan.kind, filename=name, size=pump.written,
         sha256=pump.digest.hexdigest(), database_version=info.version, database=info.database,
-        host=f"{target.conn.host}:{target.conn.port}", tables=streamed.tables,
-        row_counts=None if plan.kind == "schema-only" else dict(sorted(streamed.scan.row_counts.items())),
+        host=f"{target.conn.host}:{target.conn.port}", tables=plan.tables,
+        row_counts=None if plan.kind == "schema-only" else dict(sorted(plan.scan.row_counts.items())),
         instructions=restore_instructions(name, info.major, target.tools.major, target.conn), duration=duration,
         protected=protected, details={
             "supabase_version": info.supabase_version, "migration": info.migration, "compression": plan.compress,
             "sql_bytes": pump.moved, "pg_dump_version": target.tools.version, "role": info.current_user,
             "tls": target.tls, "schemas": scope.schemas, "scope": scope.to_meta(),
-            "outside_dependents": [dep.what for dep in streamed.outside],
-            "outside_owners": sorted({dep.owner_of for dep in streamed.outside}),
-            "default_privileges_left_alone": sorted(plan.left_alone), "pg_dump_seconds": streamed.pg_dump_seconds})
+            "outside_dependents": [dep.what for dep in plan.outside],
+            "outside_owners": sorted({dep.owner_of for dep in plan.outside}),
+            "default_privileges_left_alone": sorted(plan.left_alone), "pg_dump_seconds": plan.pg_dump_seconds})
     store.write_meta(plan.final, meta)
     report(Progress("dump", pump.written, pump.written, time.monotonic() - started))
-    report(Log(f"Saved {name} ({human_size(pump.written)}, {streamed.tables} tables, {duration:.1f}s)"))
+    report(Log(f"Saved {name} ({human_size(pump.written)}, {plan.tables} tables, {duration:.1f}s)"))
     store.audit("snapshot", "ok", snapshot=name, type=plan.kind, target=target.conn.display,
-                size_bytes=pump.written, duration_seconds=duration, pg_dump_seconds=streamed.pg_dump_seconds)
+                size_bytes=pump.written, duration_seconds=duration, pg_dump_seconds=plan.pg_dump_seconds)
     return Snapshot(path=plan.final, label=label, timestamp=plan.ts, meta=meta, file_size=pump.written)
 
 
@@ -332,8 +320,8 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
         with audit_failure(store.audit, "snapshot", snapshot=plan.final.name, type=plan.kind,
                            target=target.conn.display):
             try:
-                pump, streamed = await _run(target, plan, fd, report, started, store.audit)
-                return _seal(target, store, plan, pump, streamed, started, report, label=label, purpose=purpose,
+                pump = await _run(target, plan, fd, report, started, store.audit)
+                return _seal(target, store, plan, pump, started, report, label=label, purpose=purpose,
                              notes=notes, protected=protected)
             except BaseException:  # nothing of this snapshot stays on disk
                 plan.partial.unlink(missing_ok=True)
@@ -349,6 +337,5 @@ async def snapshot(conn: ConnInfo, store: SnapshotStore, label: str, *, locks: L
                    **kwargs) -> Snapshot:
     """The standalone operation: connect, take both locks, dump."""
     check_label(label)
-    with store.lock("snapshot", conn.display):
-        async with opened(conn, locks, "snapshot") as target:
-            return await create_snapshot(target, store, label, **kwargs)
+    async with opened(conn, store, "snapshot", locks) as target:
+        return await create_snapshot(target, store, label, **kwargs)

@@ -1,14 +1,13 @@
 """Lock waits: a restore or a snapshot never waits silently, and never forever, behind another session.
 
-Each pg_dump/psql an operation starts carries an ``application_name`` of its own (``LockWatch.app``). While
-it runs, ``LockWatch`` looks on a connection of its own every half second for that session waiting on a
-lock and, past ``REPORT_AFTER`` seconds, reports who is in the way (``Blocked``: pid, role, application,
-client, state and for how long, the query shortened). The server gives up on its own at the policy's
-timeout (``lock_timeout`` for psql, ``--lock-wait-timeout`` for pg_dump), which rolls the restore back;
+Each pg_dump/psql an operation starts carries an ``application_name`` of its own (``LockWatch.app``). While it
+runs, ``LockWatch`` looks every ``POLL`` seconds for that session waiting on a lock and, past ``REPORT_AFTER``
+seconds, reports who is in the way (``Blocked``). The server gives up on its own at the policy's timeout
+(``lock_timeout`` for psql, ``--lock-wait-timeout`` for pg_dump), which rolls the restore back;
 ``LockWatch.timed_out`` turns that into one sentence naming the blockers. When the policy says so
-(``--terminate-blockers``, the TUI's key), exactly the sessions ``pg_blocking_pids`` names are
-terminated, re-read on every look, never our own nor an autovacuum worker (the server cancels one that is
-in the way by itself); each termination is written to the audit log.
+(``--terminate-blockers``, the TUI's key), exactly the sessions ``pg_blocking_pids`` names are terminated,
+re-read on every look, never our own nor an autovacuum worker (the server cancels one in the way by itself);
+each termination is written to the audit log.
 """
 
 from __future__ import annotations
@@ -83,23 +82,10 @@ async def sessions_now(conn: ConnInfo) -> list[Blocker]:
         return await other_sessions(con, conn.dbname)
 
 
-class LockTimeout(OperationFailed):
-    """The server gave up waiting for a lock; ``blockers`` are who held it (for --json)."""
-
-    def __init__(self, message: str, hint: str, blockers: tuple[Blocker, ...]) -> None:
-        super().__init__(message, hint)
-        self.extra = {"blockers": [b.as_dict() for b in blockers]}
-
-
-def watching(conn: ConnInfo, operation: str, policy: LockPolicy, report: Reporter, audit) -> LockWatch:
-    """``async with watching(...) as watch``: the sessions named ``watch.app`` are watched on a connection
-    of the watch's own (the operation's may be busy), opened in the background: nothing waits for it."""
-    return LockWatch(conn, operation, policy, report, audit)
-
-
 @dataclass
 class LockWatch:
-    """Watches the sessions named ``app`` while an operation runs (``async with``)."""
+    """Watches the sessions named ``app`` while an operation runs (``async with``), on a connection of its
+    own (the operation's may be busy), opened in the background: nothing waits for it."""
 
     conn: ConnInfo
     operation: str
@@ -170,15 +156,18 @@ class LockWatch:
                            client=b.client, state=b.state, query=b.query, target=self.conn.display,
                            reason=f"blocked dbsage-tui {self.operation}")
 
-    def timed_out(self, what: str, can_terminate: bool = True) -> LockTimeout:
-        """The server gave up waiting: one sentence naming who was in the way, and the ways forward."""
+    def timed_out(self, what: str, can_terminate: bool = True) -> OperationFailed:
+        """The server gave up waiting: one sentence naming who was in the way, and the ways forward; the
+        blockers also in ``extra`` (for --json)."""
         who = "; ".join(b.text() for b in self.blockers) or "another session"
         refused = [f"pid {pid}: {why}" for pid, why in self.policy.refused.items()]
-        return LockTimeout(
+        err = OperationFailed(
             f"{what} gave up after waiting {self.policy.timeout:g} s for a lock held by {who}"
             + (f" (could not terminate {'; '.join(refused)})" if refused else "")
             + ". Nothing was changed.",
             "Stop that session, or run again with --terminate-blockers (in the app: k while it waits), "
             "or allow longer with --lock-timeout." if can_terminate else
             "Let that session finish (a migration holds its locks until it commits), or allow longer with "
-            "--lock-timeout.", blockers=self.blockers)
+            "--lock-timeout.")
+        err.extra = {"blockers": [b.as_dict() for b in self.blockers]}
+        return err

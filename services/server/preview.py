@@ -1,11 +1,8 @@
 """What a restore will cost, worked out against the live database before it runs, touching nothing.
 
-- **Schema**: a schema-only pg_dump of the database as it is now (the scope a snapshot taken now would
-  have), compared with the snapshot file by the offline diff (``services.diff``): what exists now and
-  will be gone, what will come back, what will be defined differently.
-- **Rows**: per table, rows now against rows in the snapshot. Counted exactly up to ``EXACT_ROWS``
-  (by the planner's estimate); above, or when a count would wait for another session's lock, the
-  estimate, marked ``~``.
+- **Schema**: a schema-only pg_dump of the database now (the scope a snapshot taken now would have), compared
+  with the snapshot file by the offline diff (``services.diff``): what will be gone, back, defined differently.
+- **Rows**: per table, rows now against rows in the snapshot (``_count``).
 - **Migrations**: the history rows newer than the snapshot's recorded head (``services.server.migrations``),
   and the project's ``supabase/migrations`` files the database will no longer have applied.
 - **Duration**: from the audit log's earlier restores, scaled by size.
@@ -69,7 +66,7 @@ class Preview:
     rows: list[TableRows] = field(default_factory=list)
     #: tool -> the history rows the restore undoes (``{"version", "name"}``), newest last.
     undone: dict[str, list[dict]] = field(default_factory=dict)
-    #: tool -> (head in the snapshot, head now).
+    #: tool -> (head in the snapshot, head now), for every tool in ``undone``.
     heads: dict[str, tuple[dict | None, dict | None]] = field(default_factory=dict)
     local_files: list[str] = field(default_factory=list)  # supabase/migrations files no longer applied
     estimate_seconds: float | None = None
@@ -83,9 +80,8 @@ class Preview:
                 "schema": {"gone": changes(self.gone), "back": changes(self.back), "changed": changes(self.changed)},
                 "rows": [{"table": r.table, "now": r.now, "snapshot": r.snapshot, "delta": r.delta, "exact": r.exact}
                          for r in self.rows],
-                "migrations": {tool: {"snapshot_head": self.heads.get(tool, (None, None))[0],
-                                      "head_now": self.heads.get(tool, (None, None))[1], "undone": rows,
-                                      "reapply_with": migrations.TOOLS[tool][1]}
+                "migrations": {tool: {"snapshot_head": self.heads[tool][0], "head_now": self.heads[tool][1],
+                                      "undone": rows, "reapply_with": migrations.TOOLS[tool][1]}
                                for tool, rows in self.undone.items()},
                 "local_migration_files": self.local_files,
                 "estimate_seconds": self.estimate_seconds, "estimate_basis": self.estimate_basis,
@@ -136,11 +132,10 @@ async def preview_restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot,
 
 
 def schema_model(snap: Snapshot):
-    """The snapshot's schema (``diff.schema.Model``), read without its table data when that is safe: in a
-    plain dump, everything before the first ``-- Data for Name:`` entry and after the last COPY block's
-    end is the whole schema (pg_dump writes pre-data, data, post-data), so only those two ends of the file
-    are read, through a small temporary copy. A compressed file, or one whose row counts the metadata
-    does not hold (the model's COPY counts then stand in), is read whole."""
+    """The snapshot's schema (``diff.schema.Model``), read without its table data when that is safe: pg_dump
+    writes pre-data, data, post-data, so in a plain dump what precedes the first ``-- Data for Name:`` and
+    follows the last COPY block is the whole schema, read through a small temporary copy. A compressed file,
+    or one whose metadata has no row counts (the model's COPY counts then stand in), is read whole."""
     if compression.method_of(snap.filename) != "none" or not isinstance(snap.get("row_counts"), dict):
         return load_model(snap.path)
     with open(snap.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
@@ -179,9 +174,8 @@ async def _live_model(target: Target, scope: catalog.Scope):
 
 async def _live_rows(con: asyncpg.Connection, schemas: list[str]) -> dict[str, tuple[int | None, bool]]:
     """Each table's rows now, and whether the count is exact (below ``EXACT_ROWS``)."""
-    return {f"{r['nspname']}.{r['relname']}": await _count(
-        con, f"{catalog.quote_ident(r['nspname'])}.{catalog.quote_ident(r['relname'])}", r["estimate"])
-        for r in await catalog.user_tables(con, schemas, ["r"])}
+    return {r["name"]: await _count(con, r["quoted"], r["estimate"])
+            for r in await catalog.user_tables(con, schemas, ["r"])}
 
 
 async def _count(con: asyncpg.Connection, quoted: str, estimate: int) -> tuple[int | None, bool]:
@@ -265,9 +259,8 @@ def _seconds(p: Preview) -> str:
 
 
 def summary_lines(p: Preview, limit: int = 6) -> list[str]:
-    """The preview as short lines (at most ``limit`` items per section), for the CLI's confirmation and
-    the restore dialog: the headline, schema changes, the tables whose rows change, the migrations
-    undone and what re-applies them, the duration to expect."""
+    """The preview as short lines (at most ``limit`` items per section), for the CLI's confirmation and the
+    restore dialog."""
     out = [headline(p)]
     for title, items in (("Gone after the restore", p.gone), ("Back from the snapshot", p.back),
                          ("Defined differently", p.changed)):
@@ -283,8 +276,7 @@ def summary_lines(p: Preview, limit: int = 6) -> list[str]:
     else:
         out.append(f"Rows: the same in all {len(p.rows)} tables.")
     for tool, rows in p.undone.items():
-        before, _ = p.heads.get(tool, (None, None))
-        out.append(f"Migrations undone ({tool}, back to {migrations.text(before)}):")
+        out.append(f"Migrations undone ({tool}, back to {migrations.text(p.heads[tool][0])}):")
         out += ["  " + line for line in _more([migrations.text(r) for r in rows], limit)]
         out.append(f"  re-apply afterwards with: {migrations.TOOLS[tool][1]}")
     if p.local_files:

@@ -1,10 +1,9 @@
 """Replaying a snapshot's SQL into psql, in a transaction of our own that commits only when verified.
 
-The transaction is ours, not psql's --single-transaction: at end of input psql -1 COMMITs, so if we died
-mid-stream a half-restored database would be committed. With our own BEGIN, input that ends before our
-COMMIT leaves psql to exit with the transaction open, and the server rolls it back. The COMMIT is held
-back until psql echoes a marker placed after everything else: by then every COPY has printed its row
-count, which is checked first, and the bytes fed have been hashed against the metadata.
+Not psql's --single-transaction: at end of input psql -1 COMMITs, so if we died mid-stream a half-restored
+database would be committed. With our own BEGIN, input that ends before our COMMIT leaves psql to exit with the
+transaction open, and the server rolls it back. The COMMIT waits until psql echoes a marker placed after
+everything else: by then every COPY has printed its row count, and the bytes fed have been hashed.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from collections.abc import Callable
 
 from services.errors import InvalidSnapshot, OperationFailed, explain_tool_failure
 from services.events import Committing, Log, Progress, Reporter
-from services.server.locks import LockWatch, watching
+from services.server.locks import LockWatch
 from services.server.processes import PROGRESS_EVERY, child_kwargs, kill_process, make_pipe, pump_stderr, write_all
 from services.server.replay_filter import ReplayFilter
 from services.server.target import Target
@@ -32,13 +31,11 @@ _COPY_TAG = re.compile(rb"COPY (\d+)")
 
 
 class _Feeder:
-    """Runs in a worker thread: writes the prelude, then the snapshot's bytes (hashed and scanned on the
-    way, made fit for this server by ``replay_filter.ReplayFilter``), into psql's stdin. Hashing while feeding
-    closes the gap between validation and replay: the COMMIT is only sent if the bytes psql received are
-    the ones the metadata vouches for. The scan lists the COPY blocks in order, to match against the
-    ``COPY n`` tags psql prints. Their rows are counted only when the metadata has no count per table
-    (``counts_rows``): otherwise the bytes, once their sha256 matches, are the ones those counts were
-    taken from, and the tags are held against them."""
+    """Runs in a worker thread: writes the prelude, then the snapshot's bytes (hashed and scanned on the way,
+    made fit for this server by ``ReplayFilter``), into psql's stdin. Hashing while feeding closes the gap
+    between validation and replay: COMMIT is only sent for the bytes the metadata vouches for. The scan lists
+    the COPY blocks, to match with the ``COPY n`` tags psql prints; it counts their rows only when the
+    metadata has no count per table (else the tags are held against those counts)."""
 
     def __init__(self, dst: int, snap: Snapshot, prelude: bytes, server_major: int) -> None:
         self.dst, self.snap, self.prelude, self.server_major = dst, snap, prelude, server_major
@@ -77,18 +74,18 @@ class _Feeder:
 
 
 class PsqlSession:
-    """One psql reading the prelude, the snapshot's bytes and the postlude from a pipe, inside our BEGIN;
-    ``COMMIT`` is written only after the marker came back and the row counts agree. It is started before
-    its input is ready (``start_psql``): it connects while the restore's last checks run, and if they
-    refuse, ``close`` ends its input and it exits having run nothing. Its session is named ``watch.app``."""
+    """One psql reading the prelude, the snapshot's bytes and the postlude from a pipe, inside our BEGIN. It is
+    started before its input is ready (``start_psql``): it connects while the restore's last checks run, and if
+    they refuse, ``close`` ends its input and it exits having run nothing. Its session is named ``watch.app``."""
 
     def __init__(self, target: Target, watch: LockWatch, report: Reporter) -> None:
         self.target, self.watch, self.report = target, watch, report
-        self.marker = b""
+        self.marker = f"dbsage-fed-{secrets.token_hex(8)}".encode()
         self.stderr: list[str] = []
         self.tags: list[int] = []
         self.after_marker: list[bytes] = []
         self.echoed = asyncio.Event()
+        self.committing = False  # COMMIT was sent (or is being sent): the restore may have happened
         self.pipe_w = -1
 
     async def start(self) -> PsqlSession:
@@ -114,11 +111,10 @@ class PsqlSession:
         self.out_task.cancel()
         await asyncio.wait({self.err_task, self.out_task})
 
-    async def run(self, snap: Snapshot, prelude: bytes, postlude: bytes,
-                  marker: str) -> tuple[int, _Feeder, ScanResult, str | None]:
+    async def run(self, snap: Snapshot, prelude: bytes, postlude: bytes) -> tuple[int, _Feeder, ScanResult, str | None]:
         """Feed psql and end its input; its exit code, the feeder, the scan, and why the rows disagree (if
         they do). psql's ``stderr``, ``COPY n`` ``tags`` and what followed the marker stay on the session."""
-        self.snap, self.marker = snap, marker.encode()
+        self.snap = snap
         feeder = _Feeder(self.pipe_w, snap, prelude, self.target.info.major)
         feeding = asyncio.ensure_future(asyncio.to_thread(feeder.run))
         try:
@@ -177,6 +173,7 @@ class PsqlSession:
             return None
         mismatch = loaded_mismatch(scan.copies, self.tags, self.snap)
         if mismatch is None:
+            self.committing = True
             self.report(Committing())
             with contextlib.suppress(BrokenPipeError):
                 write_all(self.pipe_w, b"COMMIT;\n")
@@ -185,23 +182,21 @@ class PsqlSession:
 
 async def start_psql(target: Target, report: Reporter, audit: Callable[..., None]) -> PsqlSession:
     """A restore's psql, started now, idle until ``replay`` feeds it (the caller ``close``s it if not)."""
-    return await PsqlSession(target, watching(target.conn, "restore", target.locks, report, audit), report).start()
+    return await PsqlSession(target, LockWatch(target.conn, "restore", target.locks, report, audit), report).start()
 
 
-async def replay(target: Target, snap: Snapshot, prelude: list[str], postlude: list[str], report: Reporter,
-                 audit: Callable[..., None], session: PsqlSession | None = None) -> dict[str, int]:
-    """Feed psql (``session``, started early, or one started now) the clearing ``prelude``, the snapshot
-    and the ``postlude``; COMMIT only when the bytes matched the metadata and the server loaded exactly the
-    rows the snapshot holds. Returns the rows loaded per table (psql's ``COPY n`` tags)."""
-    marker = f"dbsage-fed-{secrets.token_hex(8)}"
+async def replay(session: PsqlSession, snap: Snapshot, prelude: list[str], postlude: list[str]) -> dict[str, int]:
+    """Feed ``session``'s psql the clearing ``prelude``, the snapshot and the ``postlude``; COMMIT only when
+    the bytes matched the metadata and the server loaded exactly the rows the snapshot holds. Returns the
+    rows loaded per table (psql's ``COPY n`` tags)."""
+    target = session.target
     head = "\n".join(["BEGIN;", "SET LOCAL client_min_messages = warning;",
                       f"SET LOCAL lock_timeout = {target.locks.timeout_ms};", *prelude, ""]).encode()
-    tail = "\n".join(["", "SET search_path = pg_catalog;", *postlude, f"\\echo {marker}", ""]).encode()
-    report(Log(f"Replaying {snap.filename} into {target.conn.display} with psql {target.tools.version} "
+    tail = "\n".join(["", "SET search_path = pg_catalog;", *postlude, f"\\echo {session.marker.decode()}", ""]).encode()
+    session.report(Log(f"Replaying {snap.filename} into {target.conn.display} with psql {target.tools.version} "
                "in one transaction"))
-    session = session or await start_psql(target, report, audit)
     async with session.watch as watch:
-        rc, feeder, scan, mismatch = await session.run(snap, head, tail, marker)
+        rc, feeder, scan, mismatch = await session.run(snap, head, tail)
     rolled_back = "Nothing was committed: the database is unchanged. Choose another snapshot."
     if feeder.damaged:
         raise InvalidSnapshot(f"Snapshot {snap.filename} is damaged: {feeder.damaged}.", rolled_back)

@@ -1,16 +1,16 @@
 """What a snapshot's SQL needs, on its way to psql, to replay on a server other than the one that wrote it.
 
-Two things in a pg_dump's schema part are about the server or the tools, not about the database:
+Two things in a pg_dump's schema part (before the first COPY; table data is never rewritten) are about the
+server or the tools, not about the database:
 
-- pg_dump 17+ always writes ``SET transaction_timeout = 0;`` in its header; servers before 17 do not know
-  the setting, and the single transaction would abort on it.
-- Debian's PostgreSQL 15.20 stamps every new column with an attribute option, ``pg_attver=N``, that it
-  picks itself. pg_dump 18 writes it out (``ALTER TABLE ONLY t ALTER COLUMN c SET (pg_attver=N);``); a
-  server that stamps ignores a SET of it, every other server rejects it ("unrecognized parameter"). So
-  it is never worth sending: a snapshot taken on 15.20 restores on 16, 17 or 18 once it is left out.
+- pg_dump 17+ always writes ``SET transaction_timeout = 0;``; servers before 17 do not know the setting, and
+  the single transaction would abort on it.
+- Debian's PostgreSQL 15.20 stamps every new column with an attribute option, ``pg_attver=N``, that pg_dump 18
+  writes out (``ALTER TABLE ONLY t ALTER COLUMN c SET (pg_attver=N);``); a server that stamps ignores a SET of
+  it, every other rejects it ("unrecognized parameter"). So a snapshot taken on 15.20 restores on 16 to 18
+  once it is left out.
 
-Both live in the schema part, before the first COPY; from there on the bytes pass untouched (table data is
-never rewritten). A line left out becomes an empty line, so psql's line numbers still match the file's.
+A line left out becomes an empty line, so psql's line numbers still match the file's.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Restoring a snapshot exactly, in one transaction, and the emergency rollback built on it.
 
-The snapshot is validated (sha256 and structure) before the database is touched. psql then receives, on
-stdin, inside one BEGIN ... COMMIT with ``ON_ERROR_STOP``: our prelude (empty the snapshot's scope,
-set aside outside objects that depend on it), the snapshot's bytes, and our postlude (put those outside
-objects back). Either all of it commits or nothing does: a failure, a kill of psql or of us, or a server
-crash leaves the database as it was. The psql session and its verified COMMIT are ``services.server.replay``;
-the smoke test and the result, shared with clone snapshots, ``services.server.smoke``.
+The snapshot is validated (sha256 and structure) before the database is touched. psql then receives, inside
+one BEGIN ... COMMIT with ``ON_ERROR_STOP``: our prelude (empty the snapshot's scope, set aside outside objects
+that depend on it), the snapshot's bytes, and our postlude (put those objects back). Either all of it commits
+or nothing does: a failure, a kill of psql or of us, or a server crash leaves the database as it was. The psql
+session and its verified COMMIT are ``services.server.replay``; the smoke test and the result,
+``services.server.smoke``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import asyncpg
 
 from services.config import ConnInfo
 from services.errors import DbsageError, InvalidSnapshot, OperationFailed, audit_failure
-from services.events import Committing, Event, Log, Reporter, Step, null_reporter
+from services.events import Log, Reporter, Step, null_reporter
 from services.server import catalog, dependents
 from services.server.clearing import plan_clear
 from services.server.dump import create_snapshot
@@ -29,7 +29,7 @@ from services.server.target import Target, opened
 from services.snapshots.store import Snapshot, SnapshotStore
 
 __all__ = ["EMERGENCY_PRE_TIMEOUT", "OperationFailed", "RestoreResult", "SmokeCheck", "emergency_candidate",
-           "emergency_rollback", "quick_check_or_refuse", "restore", "restore_into", "validate_or_refuse"]
+           "emergency_rollback", "quick_check_or_refuse", "restore", "validate_or_refuse"]
 
 #: Seconds the emergency rollback gives its pre-rollback snapshot of a possibly broken database.
 EMERGENCY_PRE_TIMEOUT = 120
@@ -59,47 +59,6 @@ def quick_check_or_refuse(store: SnapshotStore, snap: Snapshot, report: Reporter
                               "The database was not touched. Choose another snapshot (`dbsage-tui list`).")
     snap.meta, snap.problem, snap.file_size = fresh.meta, None, fresh.file_size
     report(Step("validate", "ok", "metadata, size, header and trailer match; sha256 is checked while restoring"))
-
-
-async def restore_into(target: Target, store: SnapshotStore, snap: Snapshot, *, pre_snapshot: bool = True,
-                       pre_timeout: float | None = None, report: Reporter = null_reporter,
-                       action: str = "restore") -> RestoreResult:
-    """Restore a validated snapshot with the locks already held (see ``restore``)."""
-    started = time.monotonic()
-    result = RestoreResult(snapshot=snap, pre_snapshot=None)
-    _warn_schema_only(snap, result, report)
-    scope = catalog.Scope.of_snapshot(snap)
-    committing: list[Committing] = []
-
-    def noting_commit(event: Event) -> None:
-        if isinstance(event, Committing):
-            committing.append(event)
-        report(event)
-    # psql connects while the checks run (after the pre-rollback snapshot, if any); a refusal closes it.
-    psql = None if pre_snapshot else await start_psql(target, noting_commit, store.audit)
-    try:
-        await _preflight(target, store, snap, scope, report, action)
-        if pre_snapshot:
-            await _pre_rollback_snapshot(target, store, snap, result, report, action, pre_timeout)
-        else:
-            report(Step("pre-rollback snapshot", "skipped", "--no-pre-snapshot"))
-        report(Step("restore", "running", snap.filename))
-        with audit_failure(store.audit, action, report=report, step="restore", started=started,
-                           snapshot=snap.filename, target=target.conn.display) as fields:
-            fields["pre_snapshot"] = result.pre_snapshot.filename if result.pre_snapshot else None
-            psql = psql or await start_psql(target, noting_commit, store.audit)
-            loaded = await _replace(target, store, snap, scope, result, noting_commit, psql)
-    except BaseException:
-        if result.pre_snapshot and not committing:
-            _drop_pre_snapshot(store, result.pre_snapshot, report)
-        raise
-    finally:
-        if psql is not None:
-            await psql.close()
-    report(Step("restore", "ok", f"{snap.filename} committed"))
-    result.terminated = target.locks.terminated
-    await _analyze(target, scope, report)
-    return await seal_restore(store, target.conn, result, report, action=action, started=started, loaded=loaded)
 
 
 def _drop_pre_snapshot(store: SnapshotStore, pre: Snapshot, report: Reporter) -> None:
@@ -156,16 +115,15 @@ async def _pre_rollback_snapshot(target: Target, store: SnapshotStore, snap: Sna
         report(Step("pre-rollback snapshot", "warning", warn))
 
 
-async def _replace(target: Target, store: SnapshotStore, snap: Snapshot, scope: catalog.Scope,
-                   result: RestoreResult, report: Reporter, psql: PsqlSession) -> dict[str, int]:
+async def _replace(target: Target, snap: Snapshot, scope: catalog.Scope, result: RestoreResult, report: Reporter,
+                   psql: PsqlSession) -> dict[str, int]:
     """Clear the scope as it is now and replay the snapshot, in one transaction; the rows loaded."""
     schemas = await catalog.current_scope_schemas(target.con, scope)
-    plan = await plan_clear(target.con, schemas, dumped_global_default_acls=scope.dumps_everything,
-                            dumped_publications=scope.dumps_everything, recorded=snap.get("outside_dependents"))
+    plan = await plan_clear(target.con, schemas, scope.dumps_everything, recorded=snap.get("outside_dependents"))
     for p in plan.preserved:
         report(Log(f"re-created outside the scope: {p}"))
     result.preserved = plan.preserved
-    return await replay(target, snap, plan.prelude, plan.postlude, report, store.audit, psql)
+    return await replay(psql, snap, plan.prelude, plan.postlude)
 
 
 async def _preflight(target: Target, store: SnapshotStore, snap: Snapshot, scope: catalog.Scope,
@@ -203,10 +161,36 @@ async def restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *, valid
     # inline check is enough.
     if not validated:
         (validate_or_refuse if pre_snapshot else quick_check_or_refuse)(store, snap, report)
-    with store.lock(action, conn.display):
-        async with opened(conn, locks, "restore") as target:
-            return await restore_into(target, store, snap, pre_snapshot=pre_snapshot, pre_timeout=pre_timeout,
-                                      report=report, action=action)
+    async with opened(conn, store, action, locks) as target:
+        started = time.monotonic()
+        result = RestoreResult(snapshot=snap, pre_snapshot=None)
+        _warn_schema_only(snap, result, report)
+        scope = catalog.Scope.of_snapshot(snap)
+        # psql connects while the checks run (after the pre-rollback snapshot, if any); a refusal closes it.
+        psql = None if pre_snapshot else await start_psql(target, report, store.audit)
+        try:
+            await _preflight(target, store, snap, scope, report, action)
+            if pre_snapshot:
+                await _pre_rollback_snapshot(target, store, snap, result, report, action, pre_timeout)
+            else:
+                report(Step("pre-rollback snapshot", "skipped", "--no-pre-snapshot"))
+            report(Step("restore", "running", snap.filename))
+            with audit_failure(store.audit, action, report=report, step="restore", started=started,
+                               snapshot=snap.filename, target=target.conn.display) as fields:
+                fields["pre_snapshot"] = result.pre_snapshot.filename if result.pre_snapshot else None
+                psql = psql or await start_psql(target, report, store.audit)
+                loaded = await _replace(target, snap, scope, result, report, psql)
+        except BaseException:
+            if result.pre_snapshot and not (psql and psql.committing):
+                _drop_pre_snapshot(store, result.pre_snapshot, report)
+            raise
+        finally:
+            if psql is not None:
+                await psql.close()
+        report(Step("restore", "ok", f"{snap.filename} committed"))
+        result.terminated = target.locks.terminated
+        await _analyze(target, scope, report)
+        return await seal_restore(store, target.conn, result, report, action=action, started=started, loaded=loaded)
 
 
 def emergency_candidate(store: SnapshotStore) -> tuple[Snapshot, str]:
@@ -227,11 +211,10 @@ def emergency_candidate(store: SnapshotStore) -> tuple[Snapshot, str]:
 async def emergency_rollback(conn: ConnInfo, store: SnapshotStore, report: Reporter = null_reporter,
                              pre_timeout: float = EMERGENCY_PRE_TIMEOUT, locks: LockPolicy | None = None,
                              chosen: Callable[[Snapshot, str], None] | None = None) -> RestoreResult:
-    """Restore the newest valid full snapshot (``emergency_candidate``), with a pre-rollback snapshot that
-    may fail or time out (``pre_timeout``) without stopping the rollback. The choice reads every byte of
-    the candidates it checks, so it runs in a thread, between ``Step("choose snapshot", "running")`` and
-    ``Step("choose snapshot", "ok", <filename>)`` (or "failed"); ``chosen(snap, why)`` is then called,
-    before the database is touched, for a caller that names the restore (the TUI's subject line)."""
+    """Restore the newest valid full snapshot (``emergency_candidate``), with a pre-rollback snapshot that may
+    fail or time out (``pre_timeout``) without stopping the rollback. The choice reads every byte of the
+    candidates it checks, so it runs in a thread, within a "choose snapshot" step; ``chosen(snap, why)`` is then
+    called, before the database is touched, for a caller that names the restore (the TUI's subject line)."""
     report(Step("choose snapshot", "running", "newest valid full snapshot (checking sha256)"))
     try:
         snap, why = await asyncio.to_thread(emergency_candidate, store)

@@ -61,19 +61,16 @@ async def _row_counts(con, snap: Snapshot, schemas: list[str], loaded: dict[str,
     want_rows = snap.get("row_counts")
     if not (snap.is_full and isinstance(want_rows, dict)):
         return SmokeCheck("row counts", True, "schema-only snapshot: tables are empty by design")
-    present = {f"{r['nspname']}.{r['relname']}" for r in await catalog.user_tables(con, schemas, ["r"])}
+    present = {r["name"] for r in await catalog.user_tables(con, schemas, ["r"])}
     missing = sorted(set(want_rows) - present)
     extra = sorted(present - set(want_rows))
-    bad = [f"{t}: {loaded.get(t, 0)} rows loaded, snapshot {n}" for t, n in want_rows.items()
-           if loaded.get(t, 0) != n]
-    total = sum(loaded.values())
-    detail = (f"{len(want_rows)} tables, {total:,} rows loaded as recorded (checked before COMMIT)"
-              if not bad else "; ".join(bad[:3]))
+    # The rows loaded per table were matched with the metadata before COMMIT (``replay.loaded_mismatch``).
+    detail = f"{len(want_rows)} tables, {sum(loaded.values()):,} rows loaded as recorded (checked before COMMIT)"
     if missing:
         detail += f"; missing after COMMIT: {', '.join(missing[:3])}"
     if extra:
         detail += f"; tables not in snapshot: {', '.join(extra[:3])}"
-    return SmokeCheck("row counts", not bad and not missing and not extra, detail)
+    return SmokeCheck("row counts", not missing and not extra, detail)
 
 
 async def seal_restore(store: SnapshotStore, conn: ConnInfo, result: RestoreResult, report: Reporter, *,

@@ -15,6 +15,7 @@ from services.server import catalog
 from services.server.locks import LockPolicy
 from services.server.processes import PgTools, candidate_bindirs, find_tools, probe
 from services.server.tls import TlsRelay
+from services.snapshots.store import SnapshotStore
 
 #: A key for pg_try_advisory_lock: one dbsage-tui operation per database at a time, whatever the directory.
 ADVISORY_KEY = 0x6462736167  # "dbsag"
@@ -95,11 +96,13 @@ async def database_lock(target: Target):
 
 
 @contextlib.asynccontextmanager
-async def opened(conn: ConnInfo, locks: LockPolicy | None, operation: str):
-    """A standalone operation's target: connected, under the database lock, closed on the way out."""
-    target = await open_target(conn, locks)
-    try:
-        async with database_lock(target):
-            yield target
-    finally:
-        await target.close()
+async def opened(conn: ConnInfo, store: SnapshotStore, operation: str, locks: LockPolicy | None):
+    """A standalone operation's target: under the directory lock, connected, under the database lock, closed
+    on the way out."""
+    with store.lock(operation, conn.display):
+        target = await open_target(conn, locks)
+        try:
+            async with database_lock(target):
+                yield target
+        finally:
+            await target.close()

