@@ -315,8 +315,8 @@ async def create_snapshot(target: Target, store: SnapshotStore, label: str, *, s
     store.ensure_dir()
     started = time.monotonic()
     plan = await _plan(target, store, label, schema_only, schemas, compress, report)
-    fd = os.open(plan.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
+        fd = os.open(plan.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with audit_failure(store.audit, "snapshot", snapshot=plan.final.name, type=plan.kind,
                            target=target.conn.display):
             try:
