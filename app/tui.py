@@ -1,9 +1,5 @@
 """The full-screen app: ``make_app`` builds it (for ``dbsage-tui`` with no command and for the tests),
-``run_tui`` runs it.
-
-The app itself is thin: it loads the workflow file (a broken one stops the start with one clear error),
-applies the styles and shows the main screen, where the work happens.
-"""
+``run_tui`` runs it. The work happens on the main screen; a broken workflow file stops the start."""
 
 from __future__ import annotations
 
@@ -57,9 +53,8 @@ class DbsageApp(App[int]):
         return MainScreen(self.ws, self.workflow, self.clock, self.server_info)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The palette: Textual's commands and, on the main screen, the workflow file's ``*snapshot``-style
-        commands and every key binding with an id (the footer and the help describe the same actions);
-        each runs exactly what its key runs."""
+        """The palette: Textual's, then on the main screen the workflow file's ``*snapshot``-style commands
+        and every key but escape; each runs exactly what its key runs."""
         yield from super().get_system_commands(screen)
         if not isinstance(screen, MainScreen):
             return

@@ -1,9 +1,7 @@
 """The list pane of the main screen: the filter field, the snapshot table and the line shown when no row is.
 
-It decides which snapshots the table shows (the filter matches a snapshot's label, purpose, file name and
-type) and moves the cursor by list number: digits typed on the list (or ``:`` then digits) go to snapshot
-#N as they are typed, as the CLI's ``restore N`` names it. Rendering only: the screen hands it the
-listing.
+Digits typed on the list (or ``:`` then digits) go to snapshot #N as they are typed, as the CLI's
+``restore N`` names it. Rendering only: the screen hands it the listing.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ JUMP_PAUSE = 1.5
 
 
 def matches(snap: Snapshot, needle: str) -> bool:
-    """Whether the filter text (lower case) is in the snapshot's label, purpose, file name or type."""
     return any(needle in text.lower() for text in (snap.label, snap.purpose, snap.filename, snap.type or ""))
 
 
@@ -113,7 +110,6 @@ class SnapshotList(Vertical):
         self.filter_text = event.value
         if self._filter_timer is not None:
             self._filter_timer.stop()
-            self._filter_timer = None
         if len(self._snapshots) < DEBOUNCE_FROM:
             self._render_rows()
         else:  # thousands of rows: re-render once the typing pauses
@@ -145,12 +141,11 @@ class SnapshotList(Vertical):
         event.stop()
         event.prevent_default()
 
-    def go_to(self, number: int) -> bool:
+    def go_to(self, number: int) -> None:
         """Put the cursor on snapshot #``number``; a notice when it is not in the list (or hidden)."""
         if self.table.select_index(number):
-            return True
+            return
         hidden = 0 < number <= len(self._snapshots)
         self.notify(f"Snapshot #{number} is hidden by the filter: escape clears it." if hidden else
                     f"There is no snapshot #{number}: the list has {len(self._snapshots)}.",
                     severity="warning", timeout=3)
-        return False

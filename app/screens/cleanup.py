@@ -1,13 +1,10 @@
 """The cleanup dialog: the retention plan as a table, every row with its reason, rows toggled one by one.
 
-The plan comes from ``services.snapshots.maintenance`` (the policy is ``services.snapshots.retention``);
-this screen only lets the user keep more than the policy would delete, never delete what the policy
+The screen only lets the user keep more than the policy would delete, never delete what the policy
 protects. Invalid snapshots and leftovers (stale partial files, metadata without a file) are listed
-unchecked. Ctrl+D or the button deletes, in this screen's worker, with the same operation as the CLI's
-``cleanup``; the screen closes with its result. The plan is shown even when it deletes nothing.
-
-The table shows each snapshot by its time and label, and its reason cut to the room left; the line under
-the table holds the highlighted row's file name and whole reason, so that nothing is lost at 80 columns.
+unchecked. Ctrl+D or the button deletes with the same operation as the CLI's ``cleanup``. A reason is cut
+to the room left in its row; the line under the table holds the highlighted row's file name and whole
+reason, so that nothing is lost at 80 columns.
 """
 
 from __future__ import annotations

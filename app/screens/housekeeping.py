@@ -2,9 +2,8 @@
 retention cleanup (``c``), each a key, a job in a thread worker and the message its job posts.
 
 Mixed into the main screen, which provides ``ws``, ``say``, ``clock``, ``_chosen``, ``scan`` and the
-handler that sees a job fail (jobs.py). The jobs share the group "files": one change at a time. The
-messages are handled by name (``on_files_changed``): ``@on`` registers handlers only in a class that is a
-message pump, which a mixin is not.
+handler that sees a job fail (jobs.py). The jobs share the group "files": one change at a time. Messages
+are handled by name (``on_files_changed``): ``@on`` works only in a message pump, which a mixin is not.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """What the main screen runs in a worker, and the one handler that sees a worker fail or be cancelled.
 
-Each job calls one engine operation (services/) and posts what it found as a typed message
-(``messages.py``), which the main screen handles with ``@on``. A failure becomes one notice (the engine's
-``one_line()``) with the full detail in the log pane. Async jobs run on the event loop and are cancelled
-by cancelling their worker (the engine then kills pg_dump/psql and cleans up); jobs that read whole files
-run in threads so the screen stays live. Restores run in the operation screen, which owns their worker
-(``recovery.py``).
-
-The engine's operations are imported by the job that runs them: start-up pays only for listing the
-directory.
+Each job calls one engine operation and posts what it found as a typed message (``messages.py``). A
+failure becomes one notice with the full detail in the log pane. Async jobs are cancelled by cancelling
+their worker (the engine then kills pg_dump/psql and cleans up); jobs that read whole files run in threads
+so the screen stays live. The engine's operations are imported by the job that runs them: start-up pays
+only for listing the directory.
 """
 
 from __future__ import annotations
