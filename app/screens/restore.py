@@ -1,11 +1,9 @@
 """The restore confirmation: what will be restored, whether it passed validation, what the restore will
-change in the database as it is now, and the question.
+change in the database as it is now, and the question (its words and default from the workflow file).
 
-The snapshot was fully validated (sha256, size, structure) before this screen opened; an invalid one is
-shown with its reason and the Yes button stays disabled. "No" has the focus, so a stray Enter cancels.
-The workflow file supplies the question, the answers and the pre-rollback option with its default.
-What the restore changes (``services.server.preview``) is worked out by a worker of the dialog's own:
-the question can be answered before it arrives.
+The snapshot was fully validated before this screen opened; an invalid one is shown with its reason and
+no Yes button. "No" has the focus, so a stray Enter cancels. What the restore changes is worked out by a
+worker of the dialog's own: the question can be answered before it arrives.
 """
 
 from __future__ import annotations
@@ -100,10 +98,9 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
 
     @work(exclusive=True, exit_on_error=False, description="Looking at the database the restore replaces")
     async def inspect_database(self, conn: ConnInfo, cost: bool) -> None:
-        """Who else is connected (the restore waits for their locks), shown when there are any; then
-        (``cost``) what the restore will remove, bring back, change and undo, against the database now. In
-        this order, so that the preview's own connections are not listed as others. The question does not
-        wait for this (an unreachable server is reported by the restore itself)."""
+        """Who else is connected (the restore waits for their locks), then (``cost``) what the restore will
+        remove, bring back, change and undo: in this order, so that the preview's own connections are not
+        listed as others. An unreachable server is reported by the restore itself."""
         from services.server.locks import sessions_now
         from services.server.preview import preview_restore, summary_lines
         body = self.query_one("#cost-body", Static)
