@@ -17,7 +17,7 @@ import sys
 
 from app.cli_commands import COMMANDS
 from app.cli_parser import build_parser, split_psql_args
-from app.common import debug_log
+from app.common import debug_log, failure_text
 from services.errors import EXIT_FAILED, DbsageError
 from services.workspace import open_workspace
 
@@ -48,9 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - never a traceback on the user's terminal
-        where = debug_log(exc)
-        return _fail(f"Unexpected error: {str(exc).strip().rstrip('.') or 'no message'}."
-                     + (f" Details in {where}." if where else ""), EXIT_FAILED, json_mode)
+        return _fail(failure_text(exc)[0], EXIT_FAILED, json_mode)
     finally:
         if ws is not None and ws.demo_started:
             from services.demo import release_demo

@@ -99,9 +99,7 @@ class Jobs:
                 return  # the directory is checked every second: say it once
             self._last_scan_error = text
         self.notify(text, title=TITLES.get(worker.name, "Error"), severity="error", timeout=12, markup=False)
-        self.say(text, "error")
-        if detail:
-            self.say(detail.strip(), "error")
+        self.say(text + (f"\n{detail.strip()}" if detail else ""), "error")
         if worker.name == "probe":
             self._show_header(problem="not reachable (see the log)")
 

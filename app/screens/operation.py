@@ -103,7 +103,7 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
                                          report=self.report, validated=True, locks=self.locks)
 
         def chosen(snap: Snapshot, why: str) -> None:
-            self.set_subject(f"Restoring {snap.filename} ({why}) into {self.ws.target_label}")
+            self.query_one("#subject", Static).update(f"Restoring {snap.filename} ({why}) into {self.ws.target_label}")
         return await restore.emergency_rollback(conn, store, report=self.report, locks=self.locks, chosen=chosen)
 
     @on(Worker.StateChanged)
@@ -123,9 +123,6 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
             self.cancelled()
 
     # -- engine events ---------------------------------------------------------------------------------
-    def set_subject(self, text: str) -> None:
-        self.query_one("#subject", Static).update(text)
-
     def on_engine_step(self, message: EngineStep) -> None:
         ev = message.event
         detail = "skipped: you chose not to take one" if ev.status == "skipped" else ev.detail
