@@ -70,10 +70,8 @@ class DbsageApp(App[int]):
     # -- keys typed ahead ----------------------------------------------------------------------------------
     # A key goes to what has focus when it arrives, and its binding runs once it has bubbled back up here.
     # So keys typed (or pasted) right behind "n" or "/" are already on their way through the list when the
-    # create dialog or the filter field opens: they used to come back here, match nothing and vanish (and
-    # an Enter among them took a snapshot under the suggested label). Each key remembers where it was
-    # typed; one that comes back after the focus moved (to a dialog opened since, or another field) is
-    # given to what has focus now, as a terminal application's typed-ahead keys are.
+    # create dialog or the filter field opens: they would come back here, match nothing and vanish. A key
+    # that comes back after the focus moved is given to what has focus now, as typed-ahead keys are.
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key) and event in self.keys_handed_on:

@@ -29,8 +29,6 @@ MAX_WIDTH, MAX_LABEL = 140, 24
 
 
 class CleanupModal(ModalScreen[CleanupResult | None]):
-    """The plan: keep / delete / invalid rows with reasons. Space toggles a deletable row."""
-
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "dismiss", "Cancel", tooltip="Close without deleting anything"),
         Binding("space", "toggle", "Toggle", tooltip="Keep or delete the highlighted row"),

@@ -33,8 +33,6 @@ class CreateRequest:
 
 
 class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
-    """Label, type and purpose of a new snapshot; the fields, labels and defaults come from the workflow."""
-
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "dismiss", "Cancel", tooltip="Close without taking a snapshot")]
 

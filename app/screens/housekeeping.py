@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
 
 class Housekeeping:
-    """``p``, ``delete`` and ``c``, and what ``c`` would do with the highlighted snapshot."""
-
     #: (the listing, the policy's day) -> file name -> the retention verdict: planned once per listing and
     #: per hour, not on every cursor move.
     _verdicts: tuple[tuple, dict[str, str]] = ((), {})

@@ -65,8 +65,6 @@ NEEDS_DB = frozenset({"new_snapshot", "restore", "emergency", "psql"})
 
 
 class MainScreen(Recovery, Housekeeping, Jobs, Screen):
-    """List, preview, log; every action of the app starts here."""
-
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (130, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-tiny"), (20, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = BINDINGS

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 
 
 class Recovery:
-    """``r`` and ``E``: the confirmation dialog, then the operation screen."""
-
     def action_restore(self) -> None:
         snap = self._chosen(conn=True, idle=True)
         if snap:

@@ -36,8 +36,6 @@ class RestoreRequest:
 
 
 class RestoreModal(ModalScreen[RestoreRequest | None]):
-    """Metadata, validation verdict, schema-only warning, pre-rollback option, and Yes/No."""
-
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "dismiss", "Cancel", tooltip="Close without restoring")]
     #: Shorter terminals get shorter metadata and preview boxes (styles/modals.tcss), so that the whole
