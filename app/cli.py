@@ -1,8 +1,7 @@
 """The ``dbsage-tui`` command: the full-screen app with no subcommand, the engine's subcommands otherwise.
 
-Every subcommand is a thin face over ``services``: parse arguments, call the service, print its events and
-its result. Errors become one line on stderr (``error: ...``) and the exit code of the contract:
-0 ok, 1 operation failed (database unchanged), 2 bad input, 3 invalid snapshot.
+Errors become one line on stderr (``error: ...``) and the exit code of the contract: 0 ok, 1 operation
+failed (database unchanged), 2 bad input, 3 invalid snapshot.
 """
 
 from __future__ import annotations

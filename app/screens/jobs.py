@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import work
@@ -52,18 +51,6 @@ NAMES_FIRST = 1000
 def file_stamp(signature: Signature, filename: str) -> tuple:
     """What identifies one version of a snapshot: its file's and its metadata's (size, mtime)."""
     return signature.get(filename), signature.get(filename + META_SUFFIX)
-
-
-def current_stamp(directory: Path, filename: str) -> tuple:
-    """``file_stamp`` read from the disk now (two stats, not a whole directory)."""
-    out = []
-    for name in (filename, filename + META_SUFFIX):
-        try:
-            st = os.stat(directory / name, follow_symlinks=False)
-            out.append((st.st_size, st.st_mtime_ns))
-        except OSError:
-            out.append(None)
-    return tuple(out)
 
 
 class Jobs:
@@ -152,7 +139,9 @@ class Jobs:
     @work(thread=True, exclusive=True, group="validate", name="validate", exit_on_error=False,
           description="Validating a snapshot (full sha256 read)")
     def validate_snapshot(self, snap: Snapshot, then_restore: bool = False) -> None:
-        stamp = current_stamp(self.ws.store.directory, snap.filename)
+        # The version the last look at the directory saw: one changed since, or while it is read, differs
+        # at the next look, which drops this result.
+        stamp = file_stamp(self._last_scan.signature, snap.filename)
         self.post_message(Validated(snap, self.ws.store.validate(snap), stamp, then_restore))
 
     @work(thread=True, exclusive=True, group="diff", name="diff", exit_on_error=False,
