@@ -21,7 +21,7 @@ from textual.widgets import Button, DataTable, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
 from app.common import cut, failure_text
-from services.snapshots.maintenance import CleanupPlan, CleanupResult
+from services.snapshots.maintenance import CleanupPlan, CleanupResult, cleanup
 from services.workspace import Workspace
 
 #: The dialog's widest (styles/maintenance.tcss) and the longest label shown whole in the table.
@@ -131,8 +131,7 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
           description="Deleting the snapshots the cleanup plan chose")
     def delete_chosen(self, names: list[str]) -> CleanupResult:
         """What the user confirmed: a subset of the policy's plan, never more."""
-        from services.snapshots import maintenance
-        return maintenance.cleanup(self.ws.store, self.planned, self.ws.conn, delete=names, remove=names)
+        return cleanup(self.ws.store, self.planned, self.ws.conn, delete=names, remove=names)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.SUCCESS:

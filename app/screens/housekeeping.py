@@ -14,12 +14,11 @@ from textual import work
 
 from app.screens.confirm import ConfirmModal
 from app.screens.messages import CleanupPlanned, FilesChanged
+from services.snapshots import maintenance, retention
 from services.snapshots.store import Snapshot
 
 if TYPE_CHECKING:
     import datetime as dt
-
-    from services.snapshots.maintenance import CleanupResult
 
 
 class Housekeeping:
@@ -32,7 +31,6 @@ class Housekeeping:
         listing has read the metadata the plan is made from."""
         if snap.pending:
             return None
-        from services.snapshots import retention
         now = self.clock()
         key = (id(self.snapshots), len(self.snapshots), now.replace(minute=0, second=0, microsecond=0))
         if self._verdicts[0] != key:
@@ -57,7 +55,6 @@ class Housekeeping:
     @work(thread=True, exclusive=True, group="files", name="files", exit_on_error=False,
           description="Changing a snapshot")
     def change_snapshot(self, snap: Snapshot, what: str) -> None:
-        from services.snapshots import maintenance
         if what == "delete":
             maintenance.delete(self.ws.store, snap, self.ws.conn, self.ws.target_label)
             self.post_message(FilesChanged(f"Deleted {snap.filename}."))
@@ -77,7 +74,6 @@ class Housekeeping:
     @work(thread=True, exclusive=True, group="files", name="cleanup_plan", exit_on_error=False,
           description="Planning a cleanup (retention policy)")
     def plan_cleanup(self, now: dt.datetime) -> None:
-        from services.snapshots import maintenance
         self.post_message(CleanupPlanned(maintenance.plan_cleanup(self.ws.store, now, self.ws.settings.retention)))
 
     def on_cleanup_planned(self, message: CleanupPlanned) -> None:
@@ -85,6 +81,6 @@ class Housekeeping:
         from app.screens.cleanup import CleanupModal
         self.app.push_screen(CleanupModal(message.planned, self.ws), self._cleaned_up)
 
-    def _cleaned_up(self, result: CleanupResult | None) -> None:
+    def _cleaned_up(self, result: maintenance.CleanupResult | None) -> None:
         if result is not None:
             self.post_message(FilesChanged(f"Cleanup: {result.text()}"))

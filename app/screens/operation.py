@@ -22,8 +22,10 @@ from textual.widgets import Button, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
 from app.common import failure_text, progress_text
+from app.screens.confirm import ConfirmModal
 from app.screens.messages import EngineBlocked, EngineLog, EngineProgress, EngineStep, bridge
 from services.events import Blocked, Log
+from services.server import restore
 from services.server.locks import LockPolicy
 from services.server.restore import RestoreResult
 from services.snapshots.store import Snapshot
@@ -96,7 +98,6 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
     async def run_work(self) -> RestoreResult:
         """A restore, validated in full just before its confirmation (as the CLI does), so not read a
         second time; or the emergency rollback, the CLI's ``rollback --emergency``."""
-        from services.server import restore
         conn, store = self.ws.require_conn(), self.ws.store
         if self.request is not None:
             return await restore.restore(conn, store, self.request.snapshot, pre_snapshot=self.request.pre_snapshot,
@@ -261,7 +262,6 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         else:
             question = (f"Stop the {what}? It is safe: the database stays unchanged (the {what} runs in "
                         "one transaction, which is rolled back).")
-        from app.screens.confirm import ConfirmModal
         self.app.push_screen(ConfirmModal(f"Stop the {what}?", question, yes=f"Stop the {what}",
                                           no="Keep going"), self._stop_answered)
 

@@ -23,6 +23,7 @@ from app.common import failure_text
 from app.workflow import Operation
 from services.config import ConnInfo
 from services.errors import DbsageError
+from services.server.locks import sessions_now
 from services.snapshots.store import Snapshot
 from services.snapshots.validation import Validation
 from services.workspace import Workspace
@@ -99,7 +100,6 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
         """Who else is connected (the restore waits for their locks), then (``cost``) what the restore will
         remove, bring back, change and undo: in this order, so that the preview's own connections are not
         listed as others. An unreachable server is reported by the restore itself."""
-        from services.server.locks import sessions_now
         from services.server.preview import preview_restore, summary_lines
         body = self.query_one("#cost-body", Static)
         try:
