@@ -16,7 +16,7 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from app.screens.main import MainScreen
-from app.workflow import Workflow, load_workflow
+from app.workflow import load_workflow
 from services.display import utcnow
 from services.workspace import Workspace
 
@@ -33,13 +33,10 @@ class DbsageApp(App[int]):
     #: Every stylesheet in styles/ (the package ships styles/*.tcss): a new screen's file needs no edit.
     CSS_PATH: ClassVar[list[Path]] = sorted(STYLES.glob("*.tcss"))
 
-    def __init__(self, ws: Workspace, workflow: Workflow, clock: Callable[[], dt.datetime],
-                 server_info: ServerInfo | None = None) -> None:
+    def __init__(self, main: MainScreen) -> None:
         super().__init__()
-        self.ws = ws
-        self.workflow = workflow
-        self.clock = clock
-        self.server_info = server_info
+        self.main = main
+        self.ws = main.ws
         #: Where each key from the terminal was typed (the screen and the focus then), and the keys handed
         #: on to a new focus (see ``on_key``).
         self.key_origins: weakref.WeakKeyDictionary[events.Key, tuple] = weakref.WeakKeyDictionary()
@@ -50,7 +47,7 @@ class DbsageApp(App[int]):
             self.set_keymap(self.ws.settings.keymap)
 
     def get_default_screen(self) -> MainScreen:
-        return MainScreen(self.ws, self.workflow, self.clock, self.server_info)
+        return self.main
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette: Textual's, then on the main screen the workflow file's ``*snapshot``-style commands
@@ -59,7 +56,7 @@ class DbsageApp(App[int]):
         if not isinstance(screen, MainScreen):
             return
         from app.screens.help import key_name
-        for op in self.workflow.operations:
+        for op in screen.workflow.operations:
             if op.palette:
                 yield SystemCommand(op.palette, f"{op.label}: {op.help}" if op.help else op.label,
                                     partial(screen.run_action, op.action))
@@ -101,7 +98,7 @@ def make_app(ws: Workspace, *, clock: Callable[[], dt.datetime] | None = None,
     """The app as users get it. ``clock`` (aware UTC) drives ages and the 24 h highlight; ``server_info``
     stands in for the connection made at start to read the server version (pictures of the screen in
     tests use both so that they never change); ``workflow_path`` replaces the shipped workflow file."""
-    return DbsageApp(ws, load_workflow(workflow_path), clock or utcnow, server_info)
+    return DbsageApp(MainScreen(ws, load_workflow(workflow_path), clock or utcnow, server_info))
 
 
 def run_tui(ws: Workspace) -> int:
