@@ -1,8 +1,7 @@
 """The ``dbsage-tui`` command: the full-screen app with no subcommand, the engine's subcommands otherwise.
 
-Every subcommand is a thin face over ``services``: parse arguments, call the service, print its events and
-its result. Errors become one line on stderr (``error: ...``) and the exit code of the contract:
-0 ok, 1 operation failed (database unchanged), 2 bad input, 3 invalid snapshot.
+Errors become one line on stderr (``error: ...``) and the exit code of the contract: 0 ok, 1 operation
+failed (database unchanged), 2 bad input, 3 invalid snapshot.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import sys
 
 from app.cli_commands import COMMANDS
 from app.cli_parser import build_parser, split_psql_args
-from app.common import debug_log
+from app.common import debug_log, failure_text
 from services.errors import EXIT_FAILED, DbsageError
 from services.workspace import open_workspace
 
@@ -48,9 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - never a traceback on the user's terminal
-        where = debug_log(exc)
-        return _fail(f"Unexpected error: {str(exc).strip().rstrip('.') or 'no message'}."
-                     + (f" Details in {where}." if where else ""), EXIT_FAILED, json_mode)
+        return _fail(failure_text(exc)[0], EXIT_FAILED, json_mode)
     finally:
         if ws is not None and ws.demo_started:
             from services.demo import release_demo

@@ -18,9 +18,9 @@ from app.cli_output import (
     snapshot_json,
 )
 from services.display import human_size, utcnow
-from services.errors import EXIT_FAILED, EXIT_OK, BadInput, DbsageError
+from services.errors import EXIT_FAILED, EXIT_INVALID_SNAPSHOT, EXIT_OK, BadInput, DbsageError
 from services.snapshots import maintenance
-from services.snapshots.adopt import adoptable
+from services.snapshots.adopt import adopt, adoptable
 from services.workspace import Workspace
 
 
@@ -131,7 +131,6 @@ async def cmd_list(ws: Workspace, args) -> int:
 
 
 async def cmd_adopt(ws: Workspace, args) -> int:
-    from services.snapshots.adopt import adopt
     snap = adopt(ws.store, args.file, ws.conn)
     if args.json:
         print_json(snap.meta)
@@ -157,7 +156,6 @@ async def cmd_show(ws: Workspace, args) -> int:
 
 
 async def cmd_validate(ws: Workspace, args) -> int:
-    from services.errors import EXIT_INVALID_SNAPSHOT
     snap = ws.store.resolve(args.snapshot)
     v = ws.store.validate(snap)
     if args.json:

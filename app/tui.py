@@ -1,9 +1,5 @@
 """The full-screen app: ``make_app`` builds it (for ``dbsage-tui`` with no command and for the tests),
-``run_tui`` runs it.
-
-The app itself is thin: it loads the workflow file (a broken one stops the start with one clear error),
-applies the styles and shows the main screen, where the work happens.
-"""
+``run_tui`` runs it. The work happens on the main screen; a broken workflow file stops the start."""
 
 from __future__ import annotations
 
@@ -20,7 +16,7 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from app.screens.main import MainScreen
-from app.workflow import Workflow, load_workflow
+from app.workflow import load_workflow
 from services.display import utcnow
 from services.workspace import Workspace
 
@@ -37,13 +33,10 @@ class DbsageApp(App[int]):
     #: Every stylesheet in styles/ (the package ships styles/*.tcss): a new screen's file needs no edit.
     CSS_PATH: ClassVar[list[Path]] = sorted(STYLES.glob("*.tcss"))
 
-    def __init__(self, ws: Workspace, workflow: Workflow, clock: Callable[[], dt.datetime],
-                 server_info: ServerInfo | None = None) -> None:
+    def __init__(self, main: MainScreen) -> None:
         super().__init__()
-        self.ws = ws
-        self.workflow = workflow
-        self.clock = clock
-        self.server_info = server_info
+        self.main = main
+        self.ws = main.ws
         #: Where each key from the terminal was typed (the screen and the focus then), and the keys handed
         #: on to a new focus (see ``on_key``).
         self.key_origins: weakref.WeakKeyDictionary[events.Key, tuple] = weakref.WeakKeyDictionary()
@@ -54,17 +47,16 @@ class DbsageApp(App[int]):
             self.set_keymap(self.ws.settings.keymap)
 
     def get_default_screen(self) -> MainScreen:
-        return MainScreen(self.ws, self.workflow, self.clock, self.server_info)
+        return self.main
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The palette: Textual's commands and, on the main screen, the workflow file's ``*snapshot``-style
-        commands and every key binding with an id (the footer and the help describe the same actions);
-        each runs exactly what its key runs."""
+        """The palette: Textual's, then on the main screen the workflow file's ``*snapshot``-style commands
+        and every key but escape; each runs exactly what its key runs."""
         yield from super().get_system_commands(screen)
         if not isinstance(screen, MainScreen):
             return
         from app.screens.help import key_name
-        for op in self.workflow.operations:
+        for op in screen.workflow.operations:
             if op.palette:
                 yield SystemCommand(op.palette, f"{op.label}: {op.help}" if op.help else op.label,
                                     partial(screen.run_action, op.action))
@@ -75,10 +67,8 @@ class DbsageApp(App[int]):
     # -- keys typed ahead ----------------------------------------------------------------------------------
     # A key goes to what has focus when it arrives, and its binding runs once it has bubbled back up here.
     # So keys typed (or pasted) right behind "n" or "/" are already on their way through the list when the
-    # create dialog or the filter field opens: they used to come back here, match nothing and vanish (and
-    # an Enter among them took a snapshot under the suggested label). Each key remembers where it was
-    # typed; one that comes back after the focus moved (to a dialog opened since, or another field) is
-    # given to what has focus now, as a terminal application's typed-ahead keys are.
+    # create dialog or the filter field opens: they would come back here, match nothing and vanish. A key
+    # that comes back after the focus moved is given to what has focus now, as typed-ahead keys are.
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key) and event in self.keys_handed_on:
@@ -108,7 +98,7 @@ def make_app(ws: Workspace, *, clock: Callable[[], dt.datetime] | None = None,
     """The app as users get it. ``clock`` (aware UTC) drives ages and the 24 h highlight; ``server_info``
     stands in for the connection made at start to read the server version (pictures of the screen in
     tests use both so that they never change); ``workflow_path`` replaces the shipped workflow file."""
-    return DbsageApp(ws, load_workflow(workflow_path), clock or utcnow, server_info)
+    return DbsageApp(MainScreen(ws, load_workflow(workflow_path), clock or utcnow, server_info))
 
 
 def run_tui(ws: Workspace) -> int:

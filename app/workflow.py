@@ -71,8 +71,8 @@ class Operation:
     fields: tuple[Field, ...] = ()
     confirm: Confirm | None = None
 
-    def field(self, name: str) -> Field:
-        return next(f for f in self.fields if f.name == name)
+    def field(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -218,8 +218,8 @@ def _parse(data) -> Workflow:
     snap = by_id["snapshot"]
     if not {"full", "schema"} <= {o.value for o in snap.field("snapshot_type").options} <= {"full", "schema", "clone"}:
         raise _Broken("field 'snapshot_type' options must be 'full' and 'schema' (and optionally 'clone')")
-    comp = [f for f in snap.fields if f.name == "compression"]
-    if comp and (comp[0].type != "choice" or not {o.value for o in comp[0].options} <= {"none", "gzip", "zstd"}):
+    comp = snap.field("compression")
+    if comp and (comp.type != "choice" or not {o.value for o in comp.options} <= {"none", "gzip", "zstd"}):
         raise _Broken("field 'compression' must be a choice of 'none', 'gzip' and 'zstd'")
     try:
         check_label(str(snap.field("label").default))

@@ -1,8 +1,5 @@
-"""The log pane: pg_dump/psql output and the app's own messages, with a progress bar during long work.
-
-Rendering only. The screen hands it engine ``Log`` events and progress figures; the bar and its caption
-(bytes, rate, ETA) appear while work runs and hide when it ends.
-"""
+"""The log pane: pg_dump/psql output and the app's own messages, with a progress bar and its caption
+(bytes, rate, ETA) while work runs. Rendering only."""
 
 from __future__ import annotations
 

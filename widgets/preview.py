@@ -1,8 +1,5 @@
-"""What one snapshot is: its metadata, its validation status and how to restore it.
-
-Used beside the list on the main screen and inside the restore confirmation, so the user sees the same
-facts in both places. Rendering only: the screen passes the snapshot and any validation result it has.
-"""
+"""What one snapshot is: its metadata, its validation status and how to restore it. Beside the list and in
+the restore confirmation, so the user sees the same facts in both places. Rendering only."""
 
 from __future__ import annotations
 
@@ -27,23 +24,17 @@ def _line(name: str, value: str | Content, style: str = "") -> Content:
     return Content.assemble((f"{name:<{_W - 1}} ", "$text-muted"), value)
 
 
-def status_lines(snap: Snapshot, validation: Validation | None) -> list[Content]:
+def _status(snap: Snapshot, validation: Validation | None) -> Content:
     """The validation verdict: the full check when one ran, else the quick check done when listing."""
     if validation is not None and not validation.ok:
-        return [_line("Status", f"✗ INVALID: {validation.reason}", "bold $text-error")]
+        return _line("Status", f"✗ INVALID: {validation.reason}", "bold $text-error")
     if validation is not None:
-        return [_line("Status", "✔ verified: size, sha256 and structure match", "$text-success")]
+        return _line("Status", "✔ verified: size, sha256 and structure match", "$text-success")
     if not snap.valid:
-        return [_line("Status", f"✗ INVALID: {snap.problem}", "bold $text-error")]
+        return _line("Status", f"✗ INVALID: {snap.problem}", "bold $text-error")
     if snap.pending:
-        return [_line("Status", "… reading its metadata", "$text-muted")]
-    return [_line("Status", "✔ complete (v checks its sha256)", "$text-success")]
-
-
-def _protection(snap: Snapshot) -> str:
-    if snap.protected:
-        return "  ◆ protected"
-    return "  ◆ protected (label)" if is_protected(snap) else ""
+        return _line("Status", "… reading its metadata", "$text-muted")
+    return _line("Status", "✔ complete (v checks its sha256)", "$text-success")
 
 
 def describe(snap: Snapshot, now: dt.datetime, validation: Validation | None = None,
@@ -51,14 +42,15 @@ def describe(snap: Snapshot, now: dt.datetime, validation: Validation | None = N
     """The snapshot's facts (``record.facts``, as ``show`` prints them) as aligned lines, the row counts
     under Tables; ``verdict``: what a cleanup would do with it."""
     m = snap.meta or {}
+    protection = "  ◆ protected" if snap.protected else "  ◆ protected (label)" if is_protected(snap) else ""
     lines = [Content.assemble((snap.label, "bold"), (f"  #{index}" if index else "", "$text-muted"),
-                              (_protection(snap), "$text-warning")),
+                              (protection, "$text-warning")),
              Content.styled(snap.filename, "$text-muted")]
     for name, text in facts(snap, now):
         lines.append(_line(name, text, "$text-warning" if name == "Type" and snap.type == "schema-only" else ""))
         if name == "Tables" and snap.is_full and isinstance(m.get("row_counts"), dict):
             lines.extend(_row_lines(m["row_counts"]))
-    lines.extend(status_lines(snap, validation))
+    lines.append(_status(snap, validation))
     if verdict:
         lines.append(_line("Cleanup", verdict, "$text-error" if verdict.startswith("delete") else ""))
     if snap.meta is not None and snap.valid:

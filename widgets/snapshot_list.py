@@ -1,9 +1,7 @@
 """The list pane of the main screen: the filter field, the snapshot table and the line shown when no row is.
 
-It decides which snapshots the table shows (the filter matches a snapshot's label, purpose, file name and
-type) and moves the cursor by list number: digits typed on the list (or ``:`` then digits) go to snapshot
-#N as they are typed, as the CLI's ``restore N`` names it. Rendering only: the screen hands it the
-listing.
+Digits typed on the list (or ``:`` then digits) go to snapshot #N as they are typed, as the CLI's
+``restore N`` names it. Rendering only: the screen hands it the listing.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ JUMP_PAUSE = 1.5
 
 
 def matches(snap: Snapshot, needle: str) -> bool:
-    """Whether the filter text (lower case) is in the snapshot's label, purpose, file name or type."""
     return any(needle in text.lower() for text in (snap.label, snap.purpose, snap.filename, snap.type or ""))
 
 
@@ -41,7 +38,6 @@ class SnapshotList(Vertical):
         super().__init__(**kwargs)
         self.directory = directory
         self.clock = clock
-        self.filter_text = ""
         #: The whole listing (newest first), the marked snapshot's file name, and what the empty list says.
         self._snapshots: Sequence[Snapshot] = ()
         self._on_disk = ""
@@ -78,17 +74,18 @@ class SnapshotList(Vertical):
         self._render_rows()
 
     def _render_rows(self) -> None:
-        needle = self.filter_text.strip().lower()
+        text = self.query_one("#filter", Input).value
+        needle = text.strip().lower()
         entries = [(i, s) for i, s in enumerate(self._snapshots, 1) if not needle or matches(s, needle)]
         self.table.show(entries, self.clock(), self._marked)
         empty = self.query_one("#empty", Static)
         empty.display = not entries
         if not entries:
-            empty.update(f"No snapshot matches “{self.filter_text}”. Press escape to clear the filter."
+            empty.update(f"No snapshot matches “{text}”. Press escape to clear the filter."
                          if self._snapshots else self._hint)
         self.set_class(not entries, "-empty")
         total = len(self._snapshots)
-        count = f"{len(entries)} of {total} match “{self.filter_text}”" if self.filter_text else str(total)
+        count = f"{len(entries)} of {total} match “{text}”" if text else str(total)
         on_disk = f"{self._on_disk} · " if self._on_disk else ""
         self.border_title = f"Snapshots ({count}) · {on_disk}{self.directory}"
 
@@ -103,25 +100,22 @@ class SnapshotList(Vertical):
         box = self.query_one("#filter", Input)
         box.value = ""
         box.display = False
-        self.filter_text = ""
         self._render_rows()
         self.table.focus()
         self.screen.refresh_bindings()
 
     @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.filter_text = event.value
+    def _filter_changed(self) -> None:
         if self._filter_timer is not None:
             self._filter_timer.stop()
-            self._filter_timer = None
         if len(self._snapshots) < DEBOUNCE_FROM:
             self._render_rows()
         else:  # thousands of rows: re-render once the typing pauses
             self._filter_timer = self.set_timer(DEBOUNCE, self._render_rows)
 
     @on(Input.Submitted, "#filter")
-    def _filter_submitted(self) -> None:
-        if not self.filter_text:
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if not event.value:
             self.query_one("#filter", Input).display = False
             self.screen.refresh_bindings()
         self.table.focus()
@@ -145,12 +139,11 @@ class SnapshotList(Vertical):
         event.stop()
         event.prevent_default()
 
-    def go_to(self, number: int) -> bool:
+    def go_to(self, number: int) -> None:
         """Put the cursor on snapshot #``number``; a notice when it is not in the list (or hidden)."""
         if self.table.select_index(number):
-            return True
+            return
         hidden = 0 < number <= len(self._snapshots)
         self.notify(f"Snapshot #{number} is hidden by the filter: escape clears it." if hidden else
                     f"There is no snapshot #{number}: the list has {len(self._snapshots)}.",
                     severity="warning", timeout=3)
-        return False

@@ -1,7 +1,5 @@
-"""The steps of a multi-step operation (pre-rollback snapshot, restore, smoke test) with live status.
-
-Fed from the engine's ``Step`` events by the screen; a step the engine names that is not listed yet is
-appended, so a new engine step shows up without a UI change."""
+"""The steps of a multi-step operation (pre-rollback snapshot, restore, smoke test) with live status. A step
+the engine names that is not listed yet is appended, so a new engine step shows up without a UI change."""
 
 from __future__ import annotations
 

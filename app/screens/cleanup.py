@@ -1,13 +1,10 @@
 """The cleanup dialog: the retention plan as a table, every row with its reason, rows toggled one by one.
 
-The plan comes from ``services.snapshots.maintenance`` (the policy is ``services.snapshots.retention``);
-this screen only lets the user keep more than the policy would delete, never delete what the policy
+The screen only lets the user keep more than the policy would delete, never delete what the policy
 protects. Invalid snapshots and leftovers (stale partial files, metadata without a file) are listed
-unchecked. Ctrl+D or the button deletes, in this screen's worker, with the same operation as the CLI's
-``cleanup``; the screen closes with its result. The plan is shown even when it deletes nothing.
-
-The table shows each snapshot by its time and label, and its reason cut to the room left; the line under
-the table holds the highlighted row's file name and whole reason, so that nothing is lost at 80 columns.
+unchecked. Ctrl+D or the button deletes with the same operation as the CLI's ``cleanup``. A reason is cut
+to the room left in its row; the line under the table holds the highlighted row's file name and whole
+reason, so that nothing is lost at 80 columns.
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ from textual.widgets import Button, DataTable, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
 from app.common import cut, failure_text
-from services.snapshots.maintenance import CleanupPlan, CleanupResult
+from services.snapshots.maintenance import CleanupPlan, CleanupResult, cleanup
 from services.workspace import Workspace
 
 #: The dialog's widest (styles/maintenance.tcss) and the longest label shown whole in the table.
@@ -32,8 +29,6 @@ MAX_WIDTH, MAX_LABEL = 140, 24
 
 
 class CleanupModal(ModalScreen[CleanupResult | None]):
-    """The plan: keep / delete / invalid rows with reasons. Space toggles a deletable row."""
-
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "dismiss", "Cancel", tooltip="Close without deleting anything"),
         Binding("space", "toggle", "Toggle", tooltip="Keep or delete the highlighted row"),
@@ -136,8 +131,7 @@ class CleanupModal(ModalScreen[CleanupResult | None]):
           description="Deleting the snapshots the cleanup plan chose")
     def delete_chosen(self, names: list[str]) -> CleanupResult:
         """What the user confirmed: a subset of the policy's plan, never more."""
-        from services.snapshots import maintenance
-        return maintenance.cleanup(self.ws.store, self.planned, self.ws.conn, delete=names, remove=names)
+        return cleanup(self.ws.store, self.planned, self.ws.conn, delete=names, remove=names)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.SUCCESS:

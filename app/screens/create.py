@@ -15,7 +15,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Checkbox, Footer, Input, Label, RadioButton, RadioSet, Static
 
 from app.workflow import Field, Operation
@@ -33,20 +32,7 @@ class CreateRequest:
     clone: bool = False
 
 
-class LabelValidator(Validator):
-    """Textual's validator protocol over the engine's label rule."""
-
-    def validate(self, value: str) -> ValidationResult:
-        try:
-            check_label(value)
-        except BadInput as exc:
-            return self.failure(exc.message, value)
-        return self.success()
-
-
 class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
-    """Label, type and purpose of a new snapshot; the fields, labels and defaults come from the workflow."""
-
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "dismiss", "Cancel", tooltip="Close without taking a snapshot")]
 
@@ -80,9 +66,8 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
                 for opt in f.options:
                     yield RadioButton(opt.label, value=opt.value == default)
         else:
-            validators = [LabelValidator()] if f.name == "label" else None
-            yield Input(str(f.default or ""), id=f"field-{f.name}", validators=validators,
-                        validate_on=["changed", "submitted"], compact=True)
+            # validate_on=[]: ``-invalid`` is set with the label's hint (``_show_label_check``)
+            yield Input(str(f.default or ""), id=f"field-{f.name}", validate_on=[], compact=True)
             if f.name == "label":
                 yield Static("", id="label-hint", markup=False)
                 yield Button("Use suggestion", id="use-suggestion", compact=True)
@@ -117,11 +102,11 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
 
     def _choice(self, name: str) -> str | None:
         """The value chosen in a choice field (its default before any choice), None if there is no field."""
-        fields = [f for f in self.operation.fields if f.name == name]
-        if not fields:
+        field = self.operation.field(name)
+        if field is None:
             return None
         idx = self.query_one(f"#field-{name}", RadioSet).pressed_index
-        return fields[0].options[idx].value if idx >= 0 else fields[0].default
+        return field.options[idx].value if idx >= 0 else field.default
 
     def _show_label_check(self, value: str) -> None:
         try:
@@ -134,6 +119,7 @@ class CreateSnapshotModal(ModalScreen[CreateRequest | None]):
         hint = self.query_one("#label-hint", Static)
         hint.update(text)
         hint.set_class(invalid, "-invalid")
+        self.query_one("#field-label", Input).set_class(invalid, "-invalid")
         self.query_one("#use-suggestion", Button).display = invalid
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

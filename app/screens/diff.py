@@ -1,8 +1,5 @@
 """The diff screen: schema changes between two snapshots as a tree grouped by kind, row counts as a table.
-
-The comparison itself is ``services.diff.compare`` (offline, from the two files); the main screen runs it in a
-thread worker and pushes this screen with the result. Escape or q closes it. Below 120 columns the row
-counts go under the tree, so that their after and delta columns are never cut.
+Below 120 columns the row counts go under the tree, so that their after and delta columns are never cut.
 """
 
 from __future__ import annotations
@@ -23,8 +20,6 @@ _SIGNS = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "ye
 
 
 class DiffScreen(ModalScreen[None]):
-    """Read-only view of a ``DiffResult``."""
-
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "dismiss", "Close", tooltip="Back to the snapshot list"),

@@ -2,24 +2,20 @@
 retention cleanup (``c``), each a key, a job in a thread worker and the message its job posts.
 
 Mixed into the main screen, which provides ``ws``, ``say``, ``clock``, ``_chosen``, ``scan`` and the
-handler that sees a job fail (jobs.py). The jobs share the group "files": one change at a time. The
-messages are handled by name (``on_files_changed``): ``@on`` registers handlers only in a class that is a
-message pump, which a mixin is not.
+handler that sees a job fail (jobs.py). The jobs share the group "files": one change at a time. Messages
+are handled by name (``on_files_changed``): ``@on`` works only in a message pump, which a mixin is not.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
 
 from textual import work
 
 from app.screens.confirm import ConfirmModal
 from app.screens.messages import CleanupPlanned, FilesChanged
+from services.snapshots import maintenance, retention
 from services.snapshots.store import Snapshot
-
-if TYPE_CHECKING:
-    from services.snapshots.maintenance import CleanupResult
 
 
 def _hour(now: dt.datetime) -> dt.datetime:
@@ -35,7 +31,6 @@ class Housekeeping:
     def plan_verdicts(self, snapshots: list[Snapshot]) -> tuple[dt.datetime, dict[str, str]]:
         """What a cleanup this hour would do with each snapshot, and why (``retention``'s reasons). The
         listing's worker plans them with the listing: for a large directory, too long for the event loop."""
-        from services.snapshots import retention
         now = self.clock()
         plan = retention.plan(retention.items_from_snapshots(snapshots), now, self.ws.settings.retention)
         return _hour(now), plan.verdicts()
@@ -65,7 +60,6 @@ class Housekeeping:
     @work(thread=True, exclusive=True, group="files", name="files", exit_on_error=False,
           description="Changing a snapshot")
     def change_snapshot(self, snap: Snapshot, what: str) -> None:
-        from services.snapshots import maintenance
         if what == "delete":
             maintenance.delete(self.ws.store, snap, self.ws.conn, self.ws.target_label)
             self.post_message(FilesChanged(f"Deleted {snap.filename}."))
@@ -85,7 +79,6 @@ class Housekeeping:
     @work(thread=True, exclusive=True, group="files", name="cleanup_plan", exit_on_error=False,
           description="Planning a cleanup (retention policy)")
     def plan_cleanup(self, now: dt.datetime) -> None:
-        from services.snapshots import maintenance
         self.post_message(CleanupPlanned(maintenance.plan_cleanup(self.ws.store, now, self.ws.settings.retention)))
 
     def on_cleanup_planned(self, message: CleanupPlanned) -> None:
@@ -93,6 +86,6 @@ class Housekeeping:
         from app.screens.cleanup import CleanupModal
         self.app.push_screen(CleanupModal(message.planned, self.ws), self._cleaned_up)
 
-    def _cleaned_up(self, result: CleanupResult | None) -> None:
+    def _cleaned_up(self, result: maintenance.CleanupResult | None) -> None:
         if result is not None:
             self.post_message(FilesChanged(f"Cleanup: {result.text()}"))

@@ -1,14 +1,10 @@
 """What the main screen runs in a worker, and the one handler that sees a worker fail or be cancelled.
 
-Each job calls one engine operation (services/) and posts what it found as a typed message
-(``messages.py``), which the main screen handles with ``@on``. A failure becomes one notice (the engine's
-``one_line()``) with the full detail in the log pane. Async jobs run on the event loop and are cancelled
-by cancelling their worker (the engine then kills pg_dump/psql and cleans up); jobs that read whole files
-run in threads so the screen stays live. Restores run in the operation screen, which owns their worker
-(``recovery.py``).
-
-The engine's operations are imported by the job that runs them: start-up pays only for listing the
-directory.
+Each job calls one engine operation and posts what it found as a typed message (``messages.py``). A
+failure becomes one notice with the full detail in the log pane. Async jobs are cancelled by cancelling
+their worker (the engine then kills pg_dump/psql and cleans up); jobs that read whole files run in threads
+so the screen stays live. The engine's operations are imported by the job that runs them: start-up pays
+only for listing the directory.
 """
 
 from __future__ import annotations
@@ -16,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import work
@@ -57,18 +52,6 @@ def file_stamp(signature: Signature, filename: str) -> tuple:
     return signature.get(filename), signature.get(filename + META_SUFFIX)
 
 
-def current_stamp(directory: Path, filename: str) -> tuple:
-    """``file_stamp`` read from the disk now (two stats, not a whole directory)."""
-    out = []
-    for name in (filename, filename + META_SUFFIX):
-        try:
-            st = os.stat(directory / name, follow_symlinks=False)
-            out.append((st.st_size, st.st_mtime_ns))
-        except OSError:
-            out.append(None)
-    return tuple(out)
-
-
 class Jobs:
     """Mixed into the main screen, which provides ``ws``, ``report``, ``say`` and handles the messages the
     jobs post. Work that changes the database is in the group "work": one at a time, app-wide."""
@@ -104,9 +87,7 @@ class Jobs:
                 return  # the directory is checked every second: say it once
             self._last_scan_error = text
         self.notify(text, title=TITLES.get(worker.name, "Error"), severity="error", timeout=12, markup=False)
-        self.say(text, "error")
-        if detail:
-            self.say(detail.strip(), "error")
+        self.say(text + (f"\n{detail.strip()}" if detail else ""), "error")
         if worker.name == "probe":
             self._show_header(problem="not reachable (see the log)")
 
@@ -160,7 +141,9 @@ class Jobs:
     @work(thread=True, exclusive=True, group="validate", name="validate", exit_on_error=False,
           description="Validating a snapshot (full sha256 read)")
     def validate_snapshot(self, snap: Snapshot, then_restore: bool = False) -> None:
-        stamp = current_stamp(self.ws.store.directory, snap.filename)
+        # The version the last look at the directory saw: one changed since, or while it is read, differs
+        # at the next look, which drops this result.
+        stamp = file_stamp(self._last_scan.signature, snap.filename)
         self.post_message(Validated(snap, self.ws.store.validate(snap), stamp, then_restore))
 
     @work(thread=True, exclusive=True, group="diff", name="diff", exit_on_error=False,

@@ -1,10 +1,9 @@
 """The main screen: the snapshot list, the preview of the highlighted snapshot, and the log pane.
 
-Keys start work here; the work runs in the workers of ``Jobs`` (jobs.py), of ``Recovery`` (recovery.py: r,
-E) and of ``Housekeeping`` (housekeeping.py: p, delete, c), which post what they found as typed messages.
-The engine's events arrive as messages rendered by the widgets. The directory is re-listed when it
-changes (checked every second), so snapshots taken from another terminal appear, and ages tick.
-Dialogs are imported where they are first opened: the first paint of the list pays only for what it shows.
+Keys start work here; it runs in the workers of ``Jobs`` (jobs.py), ``Recovery`` (r, E) and ``Housekeeping``
+(p, delete, c), which post what they found as typed messages. The directory is checked every second, so
+snapshots taken from another terminal appear, and ages tick. Dialogs are imported where they are first
+opened: the first paint of the list pays only for what it shows.
 """
 
 from __future__ import annotations
@@ -66,8 +65,6 @@ NEEDS_DB = frozenset({"new_snapshot", "restore", "emergency", "psql"})
 
 
 class MainScreen(Recovery, Housekeeping, Jobs, Screen):
-    """List, preview, log; every action of the app starts here."""
-
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (130, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-tiny"), (20, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = BINDINGS
@@ -81,9 +78,8 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
         self.server_info = server_info
         #: The last listing, newest first (the "#" of a snapshot is its position here, as in the CLI).
         self.snapshots: list[Snapshot] = []
-        #: File name -> list number in the same listing: the highlighted row's snapshot is looked up on
-        #: every cursor move and every second, and a scan of 10,000 is felt. Numbers only (no tuple per
-        #: snapshot), so that the dict is nothing for the garbage collector to walk.
+        #: File name -> list number: looked up on every cursor move and every second. Numbers only, so that
+        #: the dict is nothing for the garbage collector to walk.
         self._by_name: dict[str, int] = {}
         #: Full validation results by file name, with the file's (size, mtime) when it was validated.
         self.validations: dict[str, tuple[Validation, tuple]] = {}

@@ -1,8 +1,6 @@
 """Engine events as Textual messages, so that work running in a worker never touches a widget directly.
-
-The engine calls ``report(event)`` synchronously from the worker; ``bridge`` turns each event into a small
-message posted to every screen that shows the work. Progress messages coalesce: when several are queued,
-only the newest is handled, so a fast dump cannot flood the UI."""
+Progress messages coalesce: when several are queued, only the newest is handled, so a fast dump cannot
+flood the UI."""
 
 from __future__ import annotations
 
@@ -70,10 +68,9 @@ def bridge(*targets: MessagePump) -> Reporter:
 
 @dataclass
 class Scanned(Message):
-    """One look at the directory: per-entry (size, mtime) (``listing.directory_signature``), the
-    directory's mtime, when, and the new listing when something changed (None when nothing did), with
-    the retention verdicts of its snapshots (``Housekeeping.plan_verdicts``) once they are read. The
-    main screen keeps the last one, to tell whether the next look must read the directory again."""
+    """One look at the directory: per-entry (size, mtime), the directory's mtime, when, and the new listing
+    when something changed (None when nothing did), with its retention verdicts (``Housekeeping.plan_verdicts``)
+    once its files are read; the next look compares with it."""
     signature: Signature
     dir_mtime: int | None
     at: float

@@ -3,16 +3,12 @@
 The screen runs the work in its own worker and shows how it ended: the engine's events and the worker's
 end arrive through the same message queue, so the outcome is never shown before the last step. Escape
 (or q) while work runs asks once whether to stop it: the restore runs in one transaction, so the database
-stays as it was unless the restore step had already committed.
-
-After an emergency rollback, a second worker tells what the rollback undid (``undone_lines``): its
-pre-rollback snapshot compared with the database now, the comparison ``restore --dry-run`` makes
-(``services.server.preview``), shown under the recovery status once it arrives.
+stays as it was unless the restore step had already committed. After an emergency rollback, a second
+worker tells what the rollback undid (``show_undone``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
@@ -26,14 +22,19 @@ from textual.widgets import Button, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
 from app.common import failure_text, progress_text
+from app.screens.confirm import ConfirmModal
 from app.screens.messages import EngineBlocked, EngineLog, EngineProgress, EngineStep, bridge
 from services.events import Blocked, Log
+from services.server import restore
 from services.server.locks import LockPolicy
 from services.server.restore import RestoreResult
+from services.snapshots.store import Snapshot
+from services.workspace import Workspace
 from widgets.activity_log import ActivityLog
 from widgets.steps import StepList
 
 if TYPE_CHECKING:
+    from app.screens.restore import RestoreRequest
     from services.server.preview import Preview, TableRows
 
 #: The steps the engine reports for a restore, in order.
@@ -41,21 +42,8 @@ RESTORE_STEPS = ["validate", "pre-rollback snapshot", "restore", "analyze", "smo
 
 
 class OperationScreen(ModalScreen[RestoreResult | None]):
-    """Live view of one restore (``emergency=False``) or emergency rollback (``emergency=True``).
-
-    ``run`` is the work: given this screen (its ``report`` for the engine's events, its ``locks``, its
-    ``set_subject``), it returns the restore's result. Without it the screen only shows what it is told
-    (pictures of the screen in tests). ``aftermath`` (an emergency rollback's): given the result, the
-    preview of restoring its pre-rollback snapshot over the database now, i.e. what the rollback undid."""
-
-    DEFAULT_CSS = """
-    #undone {
-        display: none;
-        margin: 0 0 1 0;
-        padding: 0 1;
-        border-left: thick $warning;
-    }
-    """
+    """Live view of one restore (``request``) or emergency rollback (``emergency=True``) on ``ws``. Without
+    ``ws`` the screen only shows what it is told (pictures of the screen in tests)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "cancel_or_close", "Stop / close",
@@ -63,20 +51,18 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         Binding("k", "terminate_blockers", "Terminate blockers",
                 tooltip="Terminate exactly the sessions whose locks the restore waits for (audited)")]
 
-    def __init__(self, title: str, subject: str, *, emergency: bool, audit_path: str,
-                 run: Callable[[OperationScreen], Awaitable[RestoreResult]] | None = None,
-                 done: dict[str, tuple[str, str]] | None = None, locks: LockPolicy | None = None,
-                 also_to: MessagePump | None = None,
-                 aftermath: Callable[[RestoreResult], Awaitable[Preview]] | None = None,
-                 command: str = "dbsage-tui") -> None:
+    def __init__(self, title: str, subject: str, *, emergency: bool, audit_path: str, ws: Workspace | None = None,
+                 request: RestoreRequest | None = None, done: dict[str, tuple[str, str]] | None = None,
+                 also_to: MessagePump | None = None) -> None:
         super().__init__(classes="-emergency" if emergency else "")
-        self.command = command  # how the user runs dbsage-tui on this database (``--demo`` included)
+        self.ws = ws
+        self.request = request
+        #: How the user runs dbsage-tui on this database (``--demo`` included).
+        self.command = ws.conn.command if ws else "dbsage-tui"
         self.done = done or {}  # steps already done before the work started (validated before asking)
         self.title_text = title
         self.subject = subject
         self.emergency = emergency
-        self.run = run
-        self.aftermath = aftermath
         self.job: Worker | None = None  # the restore's worker (the other one tells what a rollback undid)
         #: The engine's events go to this screen and to ``also_to`` (the main screen's log).
         self.report = bridge(self, *([also_to] if also_to else []))
@@ -84,7 +70,7 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         self.result: RestoreResult | None = None
         self.running = True
         #: The restore's lock policy: ``k`` switches on the termination of the sessions in the way.
-        self.locks = locks or LockPolicy()
+        self.locks = LockPolicy(timeout=ws.settings.lock_timeout) if ws else LockPolicy()
         self.blocked: Blocked | None = None
 
     def compose(self) -> ComposeResult:
@@ -105,12 +91,21 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
     def on_mount(self) -> None:
         self.query_one(ActivityLog).start("starting…")
         self.query_one("#blocked").display = False  # shown only while sessions are in the way
-        if self.run is not None:
+        if self.ws is not None:
             self.job = self.run_work()
 
     @work(exclusive=True, group="work", exit_on_error=False, description="Restoring a snapshot")
     async def run_work(self) -> RestoreResult:
-        return await self.run(self)
+        """A restore, validated in full just before its confirmation (as the CLI does), so not read a
+        second time; or the emergency rollback, the CLI's ``rollback --emergency``."""
+        conn, store = self.ws.require_conn(), self.ws.store
+        if self.request is not None:
+            return await restore.restore(conn, store, self.request.snapshot, pre_snapshot=self.request.pre_snapshot,
+                                         report=self.report, validated=True, locks=self.locks)
+
+        def chosen(snap: Snapshot, why: str) -> None:
+            self.query_one("#subject", Static).update(f"Restoring {snap.filename} ({why}) into {self.ws.target_label}")
+        return await restore.emergency_rollback(conn, store, report=self.report, locks=self.locks, chosen=chosen)
 
     @on(Worker.StateChanged)
     def _work_changed(self, event: Worker.StateChanged) -> None:
@@ -129,9 +124,6 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
             self.cancelled()
 
     # -- engine events ---------------------------------------------------------------------------------
-    def set_subject(self, text: str) -> None:
-        self.query_one("#subject", Static).update(text)
-
     def on_engine_step(self, message: EngineStep) -> None:
         ev = message.event
         detail = "skipped: you chose not to take one" if ev.status == "skipped" else ev.detail
@@ -191,18 +183,20 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
                                  "before using the database."))
         lines.append(Content(f"• Check your application. The restore is recorded in {self.audit_path}."))
         self._done(lines, "-ok" if ok else "-failed")
-        if self.emergency and result.pre_snapshot is not None and self.aftermath is not None:
+        if self.emergency and result.pre_snapshot is not None and self.ws is not None:
             self.show_undone(result)
 
     @work(exclusive=True, group="undone", exit_on_error=False, description="Telling what the rollback undid")
     async def show_undone(self, result: RestoreResult) -> None:
-        """What the rollback undid, worked out after it: the recovery status is already on screen, and
+        """What the rollback undid, worked out after it: its pre-rollback snapshot compared with the database
+        now (the comparison ``restore --dry-run`` makes). The recovery status is already on screen, and
         stays whether or not this comparison succeeds."""
+        from services.server.preview import preview_restore
         box = self.query_one("#undone", Static)
         box.update(f"Rollback undid: comparing {result.pre_snapshot.filename} with the database…")
         box.display = True
         try:
-            preview = await self.aftermath(result)
+            preview = await preview_restore(self.ws.require_conn(), self.ws.store, result.pre_snapshot)
         except Exception as exc:  # noqa: BLE001 - the rollback is done; say why its changes are not told
             text, _ = failure_text(exc)
             box.update(f"What the rollback undid is not known: {text}")
@@ -268,7 +262,6 @@ class OperationScreen(ModalScreen[RestoreResult | None]):
         else:
             question = (f"Stop the {what}? It is safe: the database stays unchanged (the {what} runs in "
                         "one transaction, which is rolled back).")
-        from app.screens.confirm import ConfirmModal
         self.app.push_screen(ConfirmModal(f"Stop the {what}?", question, yes=f"Stop the {what}",
                                           no="Keep going"), self._stop_answered)
 

@@ -1,11 +1,9 @@
 """The restore confirmation: what will be restored, whether it passed validation, what the restore will
-change in the database as it is now, and the question.
+change in the database as it is now, and the question (its words and default from the workflow file).
 
-The snapshot was fully validated (sha256, size, structure) before this screen opened; an invalid one is
-shown with its reason and the Yes button stays disabled. "No" has the focus, so a stray Enter cancels.
-The workflow file supplies the question, the answers and the pre-rollback option with its default.
-What the restore changes (``services.server.preview``) is worked out by a worker of the dialog's own:
-the question can be answered before it arrives.
+The snapshot was fully validated before this screen opened; an invalid one is shown with its reason and
+no Yes button. "No" has the focus, so a stray Enter cancels. What the restore changes is worked out by a
+worker of the dialog's own: the question can be answered before it arrives.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ from app.common import failure_text
 from app.workflow import Operation
 from services.config import ConnInfo
 from services.errors import DbsageError
+from services.server.locks import sessions_now
 from services.snapshots.store import Snapshot
 from services.snapshots.validation import Validation
 from services.workspace import Workspace
@@ -38,8 +37,6 @@ class RestoreRequest:
 
 
 class RestoreModal(ModalScreen[RestoreRequest | None]):
-    """Metadata, validation verdict, schema-only warning, pre-rollback option, and Yes/No."""
-
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "dismiss", "Cancel", tooltip="Close without restoring")]
     #: Shorter terminals get shorter metadata and preview boxes (styles/modals.tcss), so that the whole
@@ -100,11 +97,9 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
 
     @work(exclusive=True, exit_on_error=False, description="Looking at the database the restore replaces")
     async def inspect_database(self, conn: ConnInfo, cost: bool) -> None:
-        """Who else is connected (the restore waits for their locks), shown when there are any; then
-        (``cost``) what the restore will remove, bring back, change and undo, against the database now. In
-        this order, so that the preview's own connections are not listed as others. The question does not
-        wait for this (an unreachable server is reported by the restore itself)."""
-        from services.server.locks import sessions_now
+        """Who else is connected (the restore waits for their locks), then (``cost``) what the restore will
+        remove, bring back, change and undo: in this order, so that the preview's own connections are not
+        listed as others. An unreachable server is reported by the restore itself."""
         from services.server.preview import preview_restore, summary_lines
         body = self.query_one("#cost-body", Static)
         try:
