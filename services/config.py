@@ -271,8 +271,7 @@ def resolve_snapshot_dir(cli_dir: str | None, env: dict[str, str] | None = None,
                 or (settings or load_settings(env)).snapshot_dir or DEFAULT_SNAPSHOT_DIR)
 
 
-def data_dir(env: dict[str, str] | None = None) -> Path:
+def data_dir() -> Path:
     """Per-user data directory (the demo server and its snapshots live here)."""
-    env = os.environ if env is None else env
-    return Path(env.get("DBSAGE_DATA_DIR")
-                or Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "dbsage-tui")
+    return Path(os.environ.get("DBSAGE_DATA_DIR")
+                or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "dbsage-tui")

@@ -127,7 +127,7 @@ def _has_data(meta: dict | None, model: Model) -> bool:
     if meta is not None:
         return meta.get("type") != "schema-only"
     # Without metadata: a dump with tables but no COPY block at all was taken --schema-only.
-    return model.has_copy or not any(kind == "table" for kind, _ in model.objects)
+    return bool(model.row_counts) or not any(kind == "table" for kind, _ in model.objects)
 
 
 def diff(path_a: Path | str, path_b: Path | str, meta_a: dict | None = None, meta_b: dict | None = None, *,

@@ -46,46 +46,20 @@ def find_copy_end(data: bytes, pos: int) -> tuple[int, bool]:
     return -1, False
 
 
-def read_quoted(text: str, i: int) -> tuple[str, int]:
-    """The double-quoted identifier starting at ``text[i]`` (a ``"``), unquoted (``""`` is one ``"``), and
-    the index just past its closing quote."""
-    j, n, buf = i + 1, len(text), []
-    while j < n:
-        if text[j] == '"':
-            if j + 1 < n and text[j + 1] == '"':
-                buf.append('"')
-                j += 2
-                continue
-            break
-        buf.append(text[j])
-        j += 1
-    return "".join(buf), j + 1
+#: One part of a qualified name: a double-quoted identifier (``""`` is one ``"``) or a bare word.
+_NAME_PART = re.compile(r'"((?:[^"]|"")*)"?|([^. (\t"]*)')
 
 
 def parse_qualified_name(text: str) -> tuple[list[str], str]:
     """Split ``schema."Table"`` (pg_dump's quoting) into unquoted parts; returns (parts, rest of text)."""
-    parts: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        if text[i] == '"':
-            part, i = read_quoted(text, i)
-            parts.append(part)
-        else:
-            j = i
-            while j < n and text[j] not in '. (\t"':
-                j += 1
-            parts.append(text[i:j])
-            i = j
-        if i < n and text[i] == ".":
-            i += 1
-            continue
-        break
-    return parts, text[i:]
-
-
-def table_key(parts: list[str]) -> str:
-    """The ``schema.table`` key used in metadata row_counts."""
-    return ".".join(parts[-2:]) if len(parts) >= 2 else parts[0]
+    parts, i = [], 0
+    while True:
+        m = _NAME_PART.match(text, i)
+        parts.append(m[2] if m[1] is None else m[1].replace('""', '"'))
+        i = m.end()
+        if not text.startswith(".", i):
+            return parts, text[i:]
+        i += 1
 
 
 @dataclass
@@ -202,7 +176,7 @@ class DumpScanner:
             self._on_line(line)
         if line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
             parts, _ = parse_qualified_name(line[5:].decode("utf-8", "replace"))
-            self._in_copy = table_key(parts)
+            self._in_copy = ".".join(parts[-2:])  # the ``schema.table`` key of metadata row_counts
             self._rows = 0
             self._dense = False
         elif line == TRAILER:
@@ -238,11 +212,8 @@ def trailer_ok(tail: bytes) -> bool:
     of dbsage-tui's appendix, followed by nothing but blank lines, comment dashes or psql's
     ``\\unrestrict KEY`` (PostgreSQL 17.6+/18). (That pg_dump's trailer precedes an appendix is
     checked by ``DumpScanner``, which reads it all.)"""
-    idx = tail.rfind(APPENDIX_END)
-    mark = APPENDIX_END if idx >= 0 else TRAILER
-    if idx < 0:
-        idx = tail.rfind(TRAILER)
-    if idx < 0:
+    mark = APPENDIX_END if APPENDIX_END in tail else TRAILER
+    if (idx := tail.rfind(mark)) < 0:
         return False
     after = tail[idx + len(mark):].split(b"\n")[1:]
     return all(not ln.strip() or ln.strip() == b"--" or ln.startswith(b"\\unrestrict ") for ln in after)
