@@ -136,11 +136,8 @@ async def take_snapshot(conn: ConnInfo, store: SnapshotStore, argv: list[str], *
                        "Check the name and PATH; nothing was snapshotted or run.")
     command = redact(shlex.join(argv), (conn.password or "",))
     label = check_label(label) if label else default_label(argv)
-    con = await catalog.connect(conn)
-    try:
+    async with catalog.closing(catalog.connect(conn)) as con:
         heads = await migrations.heads(con)
-    finally:
-        await con.close()
     snap = await dump.snapshot(conn, store, label, schema_only=schema_only, purpose=purpose or command,
                                notes="Taken by dbsage-tui guard before running the command.", compress=compress,
                                report=report, locks=locks)

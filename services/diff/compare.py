@@ -16,6 +16,7 @@ The result knows nothing of where it is shown: ``to_json`` for ``--json``, ``for
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,21 +200,16 @@ def format_text(result: DiffResult) -> str:
                    + (" (given newest first, so shown the other way round)." if result.swapped else "."))
     out.append("")
     if not (result.added or result.removed or result.changed):
-        out.append("Schema: no changes.")
+        out += ["Schema: no changes.", ""]
     else:
         out.append(f"Schema: {len(result.added)} added, {len(result.removed)} removed, "
                    f"{len(result.changed)} changed")
-        lines = ([(c, "+") for c in result.added] + [(c, "-") for c in result.removed]
-                 + [(c, "~") for c in result.changed])
-        lines.sort(key=lambda cs: (_kind_order(cs[0])[:2], "+-~".index(cs[1]), cs[0].name))
-        kind = None
-        for change, sign in lines:
-            if change.kind != kind and kind is not None:
-                out.append("")
-            kind = change.kind
-            text = f"  {sign} {change.kind.replace('_', ' ')} {change.name}"
-            out.append(text + (f": {change.detail}" if change.detail else ""))
-    out.append("")
+        signed = sorted([(c, "+") for c in result.added] + [(c, "-") for c in result.removed]
+                        + [(c, "~") for c in result.changed],
+                        key=lambda cs: (_kind_order(cs[0])[:2], "+-~".index(cs[1]), cs[0].name))
+        for _, group in itertools.groupby(signed, key=lambda cs: cs[0].kind):  # a blank line after each kind
+            out += [f"  {sign} {c.kind.replace('_', ' ')} {c.name}" + (f": {c.detail}" if c.detail else "")
+                    for c, sign in group] + [""]
     if not result.data:
         out.append("Rows: not compared.")
     elif not result.rows:

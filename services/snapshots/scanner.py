@@ -150,18 +150,14 @@ class DumpScanner:
                     idx = data.find(_NL_COPY_END, pos)
                 else:
                     idx, self._dense = find_copy_end(data, pos)
-                if idx >= 0:
-                    if self.count_rows:
-                        self._rows += data.count(b"\n", pos, idx + 1)
-                    pos = idx + len(_NL_COPY_END)
-                    self._end_copy()
-                    continue
-                last_nl = data.rfind(b"\n", pos)
-                if last_nl >= 0:
-                    if self.count_rows:
-                        self._rows += data.count(b"\n", pos, last_nl + 1)
-                    pos = last_nl + 1
-                break
+                end = idx if idx >= 0 else data.rfind(b"\n", pos)  # the data's end, else its last whole row
+                if self.count_rows:
+                    self._rows += data.count(b"\n", pos, end + 1)
+                if idx < 0:
+                    pos = max(pos, end + 1)
+                    break
+                pos = idx + len(_NL_COPY_END)
+                self._end_copy()
             nl = data.find(b"\n", pos)
             if nl < 0:
                 break
