@@ -1,17 +1,9 @@
-"""What changed between two snapshots, worked out offline from the two files.
-
-Why it is built this way:
-
-- **Two models, compared.** Each file is read once into a ``schema.Model`` (streaming, parsed with
-  PostgreSQL's own parser, objects rather than statements: see there), and the models are compared
-  object by object, so formatting and pg_dump's OIDs never show up as changes.
-- **Folded.** When a table is added or removed, its columns, constraints, indexes, triggers, policies,
-  rules, comments, grants and owned sequences go with it and are not listed again.
-- **Rows.** Per-table row counts come from both metadata files when both have them, else from the COPY
-  blocks counted while scanning. A schema-only side has no data: ``rows`` is empty, ``data`` is false and a
-  note says why. Only tables whose count changed, appeared or disappeared are listed.
-
-The result knows nothing of where it is shown: ``to_json`` for ``--json``, ``format_text`` for humans.
+"""What changed between two snapshots, from the two files alone: each read once into a ``schema.Model``
+(see there), the two compared object by object. A table added or removed carries its parts (columns,
+constraints, indexes, triggers, policies, rules, comments, grants, owned sequences), not listed again. Row
+counts come from both metadata files when both have them, else from the COPY blocks the scans counted; a
+schema-only side has none (``data`` false, and a note says why). The result knows nothing of where it is
+shown: ``to_json`` for ``--json``, ``format_text`` for humans.
 """
 
 from __future__ import annotations

@@ -1,21 +1,16 @@
 """The schema a plain pg_dump file holds, as objects with canonical properties: what ``diff`` compares.
 
-Why it is built this way:
-
-- **Streaming.** The file passes once through ``DumpScanner``. COPY data goes by counted but never kept;
-  the DDL is gathered one pg_dump TOC entry at a time (entries start at the ``-- Name: ...; Type: ...``
-  comments pg_dump writes) and parsed as soon as the entry ends, so memory follows the largest single
-  schema object, not the dump.
-- **Parsed, not textual.** Each entry is parsed with pglast (PostgreSQL's own parser) and every object is
-  kept as its deparsed, canonical SQL, so formatting, ``character varying`` vs ``varchar`` and the
-  OIDs in pg_dump's comments (and column options the server stamps itself, ``pg_attver``) never show up
-  as changes. psql meta-commands (``\\restrict KEY``), COPY
-  statements, the ``--clean`` DROPs, SETs and ``setval`` calls are not schema and are skipped. An entry
-  pglast cannot parse is kept as whitespace-normalised text under its TOC name, and noted.
-- **Objects, not statements.** A column's default set by a later ``ALTER TABLE`` belongs to the column; a
-  constraint added by ``ALTER TABLE`` belongs to its table; a GRANT or COMMENT belongs to its object.
-  Each object records what it belongs to (``Obj.parent``), so that a table added or removed can carry
-  its columns, constraints, indexes, triggers, policies, rules, comments, grants and owned sequences.
+- **Streaming.** The file passes once through ``DumpScanner``: COPY data goes by counted, never kept; the
+  DDL is gathered one pg_dump TOC entry at a time (``-- Name: ...; Type: ...`` starts one) and parsed as
+  the entry ends, so memory follows the largest single schema object, not the dump.
+- **Parsed, not textual.** Each entry is parsed with pglast (PostgreSQL's own parser) and each object kept
+  as canonical SQL (``canonical``), so formatting, ``varchar`` spellings, pg_dump's OIDs and the column
+  options a server stamps itself never show up as changes. psql meta-commands (``\\restrict KEY``), COPY,
+  the ``--clean`` DROPs, SETs and ``setval`` are not schema and are skipped; an entry pglast cannot parse
+  is kept as whitespace-normalised text under its TOC name, and noted.
+- **Objects, not statements.** A default set by a later ``ALTER TABLE`` belongs to its column, a constraint
+  added so to its table, a GRANT or COMMENT to its object: each object records what it belongs to
+  (``Obj.parent``), so that a table added or removed carries its columns, indexes, policies and the rest.
 """
 
 from __future__ import annotations

@@ -28,12 +28,10 @@ _TAIL_KEEP = 4096
 
 def find_copy_end(data: bytes, pos: int) -> tuple[int, bool]:
     """Where ``\\n\\\\.\\n`` (the end of COPY data) starts in ``data[pos:]``, or -1; and whether backslashes
-    were too many for this to pay.
-
-    The marker is the only line of COPY data that starts with a backslash and a dot, and backslashes are
-    rare in most data (``\\N`` for NULL, escapes), so jumping from one to the next with a one-byte ``find``
-    (memchr) costs about half of searching for the four bytes. Past about one backslash per KiB it would
-    cost more, so the four-byte search takes over and the caller uses it for the rest of the table."""
+    were too many for this to pay. The marker is the only line of COPY data that starts with a backslash
+    and a dot, and backslashes are rare in most data (``\\N``, escapes), so hopping between them with a
+    one-byte ``find`` (memchr) beats a four-byte search; past about one backslash per KiB it does not, and
+    the caller takes the four-byte search for the rest of the table."""
     budget = max(64, (len(data) - pos) >> 10)
     j = data.find(b"\\", pos + 1)
     while j >= 0:
@@ -80,19 +78,12 @@ class ScanResult:
 
 
 class DumpScanner:
-    """Feed it the dump's bytes in order; ``finish()`` returns what it saw.
-
-    ``on_line`` (optional) receives each non-COPY-data line (bytes, without the newline): the diff
-    uses it to see the DDL while COPY data passes by uncounted in memory.
-
-    ``rewrite`` (optional) may return a replacement for such a line (bytes without the newline), or None
-    to keep it. Replacements are collected in ``edits`` as (offset, end, replacement), offsets into the
-    bytes fed; COPY data is never rewritten. Bytes before ``settled`` can no longer be edited.
-
-    ``count_rows=False`` finds the COPY blocks without counting their rows (every count is then 0): the
-    count, one ``bytes.count`` over all the data, is most of a scan's cost, and a restore whose file
-    matches its metadata's sha256 has its rows counted already, in that metadata.
-    """
+    """Feed it the dump's bytes in order; ``finish()`` returns what it saw. ``on_line`` receives each line
+    that is not COPY data (bytes, no newline): the diff sees the DDL while COPY data passes by. ``rewrite``
+    may return a replacement for such a line, or None to keep it (COPY data is never rewritten); they
+    collect in ``edits`` as (offset, end, replacement) into the bytes fed, and bytes before ``settled`` can
+    no longer be edited. ``count_rows=False`` finds the COPY blocks without counting their rows (all 0): the
+    count is most of a scan's cost, and a restore of a file matching its metadata's sha256 has them there."""
 
     def __init__(self, on_line: Callable[[bytes], None] | None = None,
                  rewrite: Callable[[bytes], bytes | None] | None = None, count_rows: bool = True) -> None:
