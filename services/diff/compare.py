@@ -84,11 +84,6 @@ def _kind_order(change: Change) -> tuple:
     return (KINDS.index(change.kind) if change.kind in KINDS else len(KINDS), change.kind, change.name)
 
 
-def _tokens(keys) -> set[str]:
-    """The parent tokens (``Obj.parent``) that name these objects."""
-    return {f"{kind}:{name}" for kind, name in keys} | {f"rel:{name}" for kind, name in keys if kind in RELATION_KINDS}
-
-
 def _detail(a: Obj, b: Obj) -> str:
     """``default 3 → 5; nullable NULL → NOT NULL``: both values when short, else ``body changed``."""
     parts = []
@@ -103,17 +98,19 @@ def _detail(a: Obj, b: Obj) -> str:
     return "; ".join(parts)
 
 
+def _only_in(model: Model, other: Model) -> list[Change]:
+    """What ``model`` has and ``other`` lacks, sorted; the parts of an object missing whole (``Obj.parent``)
+    folded into it."""
+    keys = model.objects.keys() - other.objects.keys()
+    whole = {f"{kind}:{name}" for kind, name in keys} | {f"rel:{name}" for kind, name in keys if kind in RELATION_KINDS}
+    return sorted((Change(k, n) for k, n in keys if model.objects[(k, n)].parent not in whole), key=_kind_order)
+
+
 def compare_schema(a: Model, b: Model) -> tuple[list[Change], list[Change], list[Change]]:
     """(added, removed, changed), sorted by kind then name; the parts of added/removed objects folded in."""
-    added_keys = b.objects.keys() - a.objects.keys()
-    removed_keys = a.objects.keys() - b.objects.keys()
-    added_tok, removed_tok = _tokens(added_keys), _tokens(removed_keys)
-    added = [Change(k, n) for k, n in added_keys if b.objects[(k, n)].parent not in added_tok]
-    removed = [Change(k, n) for k, n in removed_keys if a.objects[(k, n)].parent not in removed_tok]
-    common = a.objects.keys() & b.objects.keys()
     changed = [Change(k, n, _detail(a.objects[(k, n)], b.objects[(k, n)]))
-               for k, n in common if a.objects[(k, n)].props != b.objects[(k, n)].props]
-    return sorted(added, key=_kind_order), sorted(removed, key=_kind_order), sorted(changed, key=_kind_order)
+               for k, n in a.objects.keys() & b.objects.keys() if a.objects[(k, n)].props != b.objects[(k, n)].props]
+    return _only_in(b, a), _only_in(a, b), sorted(changed, key=_kind_order)
 
 
 def _has_data(meta: dict | None, model: Model) -> bool:
