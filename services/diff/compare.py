@@ -1,21 +1,14 @@
-"""What changed between two snapshots, worked out offline from the two files.
-
-Why it is built this way:
-
-- **Two models, compared.** Each file is read once into a ``schema.Model`` (streaming, parsed with
-  PostgreSQL's own parser, objects rather than statements: see there), and the models are compared
-  object by object, so formatting and pg_dump's OIDs never show up as changes.
-- **Folded.** When a table is added or removed, its columns, constraints, indexes, triggers, policies,
-  rules, comments, grants and owned sequences go with it and are not listed again.
-- **Rows.** Per-table row counts come from both metadata files when both have them, else from the COPY
-  blocks counted while scanning. A schema-only side has no data: ``rows`` is empty, ``data`` is false and a
-  note says why. Only tables whose count changed, appeared or disappeared are listed.
-
-The result knows nothing of where it is shown: ``to_json`` for ``--json``, ``format_text`` for humans.
+"""What changed between two snapshots, from the two files alone: each read once into a ``schema.Model``
+(see there), the two compared object by object. A table added or removed carries its parts (columns,
+constraints, indexes, triggers, policies, rules, comments, grants, owned sequences), not listed again. Row
+counts come from both metadata files when both have them, else from the COPY blocks the scans counted; a
+schema-only side has none (``data`` false, and a note says why). The result knows nothing of where it is
+shown: ``to_json`` for ``--json``, ``format_text`` for humans.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,11 +84,6 @@ def _kind_order(change: Change) -> tuple:
     return (KINDS.index(change.kind) if change.kind in KINDS else len(KINDS), change.kind, change.name)
 
 
-def _tokens(keys) -> set[str]:
-    """The parent tokens (``Obj.parent``) that name these objects."""
-    return {f"{kind}:{name}" for kind, name in keys} | {f"rel:{name}" for kind, name in keys if kind in RELATION_KINDS}
-
-
 def _detail(a: Obj, b: Obj) -> str:
     """``default 3 → 5; nullable NULL → NOT NULL``: both values when short, else ``body changed``."""
     parts = []
@@ -110,24 +98,26 @@ def _detail(a: Obj, b: Obj) -> str:
     return "; ".join(parts)
 
 
+def _only_in(model: Model, other: Model) -> list[Change]:
+    """What ``model`` has and ``other`` lacks, sorted; the parts of an object missing whole (``Obj.parent``)
+    folded into it."""
+    keys = model.objects.keys() - other.objects.keys()
+    whole = {f"{kind}:{name}" for kind, name in keys} | {f"rel:{name}" for kind, name in keys if kind in RELATION_KINDS}
+    return sorted((Change(k, n) for k, n in keys if model.objects[(k, n)].parent not in whole), key=_kind_order)
+
+
 def compare_schema(a: Model, b: Model) -> tuple[list[Change], list[Change], list[Change]]:
     """(added, removed, changed), sorted by kind then name; the parts of added/removed objects folded in."""
-    added_keys = b.objects.keys() - a.objects.keys()
-    removed_keys = a.objects.keys() - b.objects.keys()
-    added_tok, removed_tok = _tokens(added_keys), _tokens(removed_keys)
-    added = [Change(k, n) for k, n in added_keys if b.objects[(k, n)].parent not in added_tok]
-    removed = [Change(k, n) for k, n in removed_keys if a.objects[(k, n)].parent not in removed_tok]
-    common = a.objects.keys() & b.objects.keys()
     changed = [Change(k, n, _detail(a.objects[(k, n)], b.objects[(k, n)]))
-               for k, n in common if a.objects[(k, n)].props != b.objects[(k, n)].props]
-    return sorted(added, key=_kind_order), sorted(removed, key=_kind_order), sorted(changed, key=_kind_order)
+               for k, n in a.objects.keys() & b.objects.keys() if a.objects[(k, n)].props != b.objects[(k, n)].props]
+    return _only_in(b, a), _only_in(a, b), sorted(changed, key=_kind_order)
 
 
 def _has_data(meta: dict | None, model: Model) -> bool:
     if meta is not None:
         return meta.get("type") != "schema-only"
     # Without metadata: a dump with tables but no COPY block at all was taken --schema-only.
-    return model.has_copy or not any(kind == "table" for kind, _ in model.objects)
+    return bool(model.row_counts) or not any(kind == "table" for kind, _ in model.objects)
 
 
 def diff(path_a: Path | str, path_b: Path | str, meta_a: dict | None = None, meta_b: dict | None = None, *,
@@ -199,21 +189,16 @@ def format_text(result: DiffResult) -> str:
                    + (" (given newest first, so shown the other way round)." if result.swapped else "."))
     out.append("")
     if not (result.added or result.removed or result.changed):
-        out.append("Schema: no changes.")
+        out += ["Schema: no changes.", ""]
     else:
         out.append(f"Schema: {len(result.added)} added, {len(result.removed)} removed, "
                    f"{len(result.changed)} changed")
-        lines = ([(c, "+") for c in result.added] + [(c, "-") for c in result.removed]
-                 + [(c, "~") for c in result.changed])
-        lines.sort(key=lambda cs: (_kind_order(cs[0])[:2], "+-~".index(cs[1]), cs[0].name))
-        kind = None
-        for change, sign in lines:
-            if change.kind != kind and kind is not None:
-                out.append("")
-            kind = change.kind
-            text = f"  {sign} {change.kind.replace('_', ' ')} {change.name}"
-            out.append(text + (f": {change.detail}" if change.detail else ""))
-    out.append("")
+        signed = sorted([(c, "+") for c in result.added] + [(c, "-") for c in result.removed]
+                        + [(c, "~") for c in result.changed],
+                        key=lambda cs: (_kind_order(cs[0])[:2], "+-~".index(cs[1]), cs[0].name))
+        for _, group in itertools.groupby(signed, key=lambda cs: cs[0].kind):  # a blank line after each kind
+            out += [f"  {sign} {c.kind.replace('_', ' ')} {c.name}" + (f": {c.detail}" if c.detail else "")
+                    for c, sign in group] + [""]
     if not result.data:
         out.append("Rows: not compared.")
     elif not result.rows:

@@ -1,21 +1,16 @@
 """The schema a plain pg_dump file holds, as objects with canonical properties: what ``diff`` compares.
 
-Why it is built this way:
-
-- **Streaming.** The file passes once through ``DumpScanner``. COPY data goes by counted but never kept;
-  the DDL is gathered one pg_dump TOC entry at a time (entries start at the ``-- Name: ...; Type: ...``
-  comments pg_dump writes) and parsed as soon as the entry ends, so memory follows the largest single
-  schema object, not the dump.
-- **Parsed, not textual.** Each entry is parsed with pglast (PostgreSQL's own parser) and every object is
-  kept as its deparsed, canonical SQL, so formatting, ``character varying`` vs ``varchar`` and the
-  OIDs in pg_dump's comments (and column options the server stamps itself, ``pg_attver``) never show up
-  as changes. psql meta-commands (``\\restrict KEY``), COPY
-  statements, the ``--clean`` DROPs, SETs and ``setval`` calls are not schema and are skipped. An entry
-  pglast cannot parse is kept as whitespace-normalised text under its TOC name, and noted.
-- **Objects, not statements.** A column's default set by a later ``ALTER TABLE`` belongs to the column; a
-  constraint added by ``ALTER TABLE`` belongs to its table; a GRANT or COMMENT belongs to its object.
-  Each object records what it belongs to (``Obj.parent``), so that a table added or removed can carry
-  its columns, constraints, indexes, triggers, policies, rules, comments, grants and owned sequences.
+- **Streaming.** The file passes once through ``DumpScanner``: COPY data goes by counted, never kept; the
+  DDL is gathered one pg_dump TOC entry at a time (``-- Name: ...; Type: ...`` starts one) and parsed as
+  the entry ends, so memory follows the largest single schema object, not the dump.
+- **Parsed, not textual.** Each entry is parsed with pglast (PostgreSQL's own parser) and each object kept
+  as canonical SQL (``canonical``), so formatting, ``varchar`` spellings, pg_dump's OIDs and the column
+  options a server stamps itself never show up as changes. psql meta-commands (``\\restrict KEY``), COPY,
+  the ``--clean`` DROPs, SETs and ``setval`` are not schema and are skipped; an entry pglast cannot parse
+  is kept as whitespace-normalised text under its TOC name, and noted.
+- **Objects, not statements.** A default set by a later ``ALTER TABLE`` belongs to its column, a constraint
+  added so to its table, a GRANT or COMMENT to its object: each object records what it belongs to
+  (``Obj.parent``), so that a table added or removed carries its columns, indexes, policies and the rest.
 """
 
 from __future__ import annotations
@@ -65,8 +60,7 @@ class Model:
     """What one dump holds: schema objects by (kind, name), COPY row counts, and what the scan found."""
 
     objects: dict[tuple[str, str], Obj] = field(default_factory=dict)
-    row_counts: dict[str, int] = field(default_factory=dict)
-    has_copy: bool = False
+    row_counts: dict[str, int] = field(default_factory=dict)  # every COPY block's table, even of 0 rows
     complete: bool = False
     has_header: bool = False
     unparsed: list[str] = field(default_factory=list)  # TOC names compared as text
@@ -102,17 +96,18 @@ class _Builder:
         try:
             stmts = parse_sql(text)
         except ParseError:
-            self._unparsed(text)
+            body = " ".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("--")).split()
+            self.model.unparsed.append(self._by_toc("sql", " ".join(body), "?"))
             return
         for raw in stmts:
             self.statement(raw.stmt)
 
-    def _unparsed(self, text: str) -> None:
-        kind, schema, name = self.toc or ("OTHER", "-", "?")
-        body = " ".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("--")).split()
+    def _by_toc(self, prop: str, value: str, unnamed: str) -> str:
+        """Keep ``value`` under the TOC entry's name (what we have no model for); returns that name."""
+        kind, schema, name = self.toc or ("OTHER", "-", unnamed)
         full = name if schema == "-" else f"{schema}.{name}"
-        self.model.unparsed.append(f"{kind.lower()} {full}")
-        self.set(kind.lower().replace(" ", "_"), full, "sql", " ".join(body), append=True)
+        self.set(kind.lower().replace(" ", "_"), full, prop, value, append=True)
+        return f"{kind.lower()} {full}"
 
     # -- objects ---------------------------------------------------------------------------------------
     def set(self, kind: str, name: str, prop: str, value: str | None, *, parent: str | None = None,
@@ -142,9 +137,7 @@ class _Builder:
 
     def other(self, n) -> None:
         """Anything we have no model for (publications, operators, text search...): by its TOC name."""
-        kind, schema, name = self.toc or ("OTHER", "-", type(n).__name__)
-        self.set(kind.lower().replace(" ", "_"), name if schema == "-" else f"{schema}.{name}",
-                 "definition", canon(n), append=True)
+        self._by_toc("definition", canon(n), type(n).__name__)
 
     # -- tables and columns ----------------------------------------------------------------------------
     def create_table(self, n: ast.CreateStmt) -> None:
@@ -323,9 +316,7 @@ def load_model(path: Path | str, *, on_sql: Callable[[str], None] | None = None,
                 report(Progress("diff", raw.read_bytes, total, now - started))
     result = scanner.finish()
     builder.flush()
-    model.row_counts = result.row_counts
-    model.has_copy = bool(result.row_counts)
-    model.has_header, model.complete = result.has_header, result.complete
+    model.row_counts, model.has_header, model.complete = result.row_counts, result.has_header, result.complete
     for obj in model.objects.values():  # repeated statements (GRANTs, ALTERs) compare as a set
         for key, value in obj.props.items():
             if isinstance(value, list):

@@ -38,12 +38,10 @@ class Compressor:
     def __init__(self, method: str) -> None:
         if method == "gzip":
             obj = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
-        elif method == "zstd":
+        else:
             import zstandard
             # A content checksum in the frame, as the zstd tool writes it, so `zstd -t` can check a file.
             obj = zstandard.ZstdCompressor(level=3, write_checksum=True).compressobj()
-        else:
-            raise ValueError(f"no compressor for {method!r}: write plain SQL as it is")
         self.compress, self.flush = obj.compress, obj.flush
 
 
@@ -66,10 +64,9 @@ class CorruptCompressedData(ValueError):
     """The compressed stream cannot be decoded (bad data, truncated frame)."""
 
 
-def iter_plain(raw: HashingReader | BinaryIO, method: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
-    """The SQL inside ``raw`` in chunks of at most ``chunk_size`` bytes. Reads ``raw`` to its end (so a
-    HashingReader has hashed the whole file) and raises CorruptCompressedData on a damaged or truncated
-    stream."""
+def iter_plain(raw: HashingReader | BinaryIO, method: str) -> Iterator[bytes]:
+    """The SQL inside ``raw`` in chunks of at most ``CHUNK`` bytes. Reads ``raw`` to its end (so a
+    HashingReader has hashed the whole file); raises CorruptCompressedData on a damaged or truncated stream."""
     damaged: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error)
     if method == "none":
         reader, damaged = raw, ()  # plain SQL: a read error is the file's, not damaged data
@@ -81,7 +78,7 @@ def iter_plain(raw: HashingReader | BinaryIO, method: str, chunk_size: int = CHU
         reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=CHUNK, read_across_frames=True)
         damaged += (zstandard.ZstdError,)
     try:
-        while chunk := reader.read(chunk_size):
+        while chunk := reader.read(CHUNK):
             yield chunk
     except damaged as exc:
         raise CorruptCompressedData(f"the {method} data is damaged ({exc})") from None

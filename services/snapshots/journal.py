@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import getpass
 import json
@@ -25,9 +24,7 @@ def lock(path: Path, operation: str, target: str) -> Iterator[None]:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                raise
+        except (BlockingIOError, PermissionError):  # EWOULDBLOCK, EACCES: another holder
             raise LockHeld(f"Another dbsage-tui is busy here: {_holder(path)}.",
                            "Wait for it to finish, then try again.") from None
         info = {"pid": os.getpid(), "host": socket.gethostname(), "user": os_user(),

@@ -1,19 +1,9 @@
 """The retention policy: which snapshots a cleanup keeps, which it deletes, and why, for each one.
 
-Recent snapshots are the likeliest to be rolled back to, so they are all kept; older ones thin out:
-
-=====================  =============================================
-age (metadata time)    kept
-=====================  =============================================
-< 7 days               every snapshot
-7 to 30 days           the newest of each calendar day (UTC)
-30 to 365 days         the newest of each ISO week
-> 365 days             the newest of each calendar month
-protected              forever (metadata ``protected: true``, a version-like label, ``before-migration``,
-                       ``baseline``)
-pre-rollback           the newest 3 (config ``retention: {pre_rollback: N}``), whatever their age: each
-                       restore takes one, a full copy, so they would pile up
-=====================  =============================================
+Recent snapshots are the likeliest to be rolled back to, so they are all kept; older ones thin out to the
+newest of each calendar day (UTC), then of each ISO week, then of each month (the tiers: ``config.Policy``).
+Protected snapshots (metadata ``protected: true``, a version-like label, ``before-migration``, ``baseline``)
+are kept forever; of the pre-rollback snapshots (a full copy each restore takes) only the newest few.
 
 The newest valid full snapshot is never deleted, even when newer schema-only ones supersede it in its
 bucket: it is the only way back to the data. Snapshots whose quick check fails are never deleted by the

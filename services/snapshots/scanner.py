@@ -28,12 +28,10 @@ _TAIL_KEEP = 4096
 
 def find_copy_end(data: bytes, pos: int) -> tuple[int, bool]:
     """Where ``\\n\\\\.\\n`` (the end of COPY data) starts in ``data[pos:]``, or -1; and whether backslashes
-    were too many for this to pay.
-
-    The marker is the only line of COPY data that starts with a backslash and a dot, and backslashes are
-    rare in most data (``\\N`` for NULL, escapes), so jumping from one to the next with a one-byte ``find``
-    (memchr) costs about half of searching for the four bytes. Past about one backslash per KiB it would
-    cost more, so the four-byte search takes over and the caller uses it for the rest of the table."""
+    were too many for this to pay. The marker is the only line of COPY data that starts with a backslash
+    and a dot, and backslashes are rare in most data (``\\N``, escapes), so hopping between them with a
+    one-byte ``find`` (memchr) beats a four-byte search; past about one backslash per KiB it does not, and
+    the caller takes the four-byte search for the rest of the table."""
     budget = max(64, (len(data) - pos) >> 10)
     j = data.find(b"\\", pos + 1)
     while j >= 0:
@@ -46,46 +44,20 @@ def find_copy_end(data: bytes, pos: int) -> tuple[int, bool]:
     return -1, False
 
 
-def read_quoted(text: str, i: int) -> tuple[str, int]:
-    """The double-quoted identifier starting at ``text[i]`` (a ``"``), unquoted (``""`` is one ``"``), and
-    the index just past its closing quote."""
-    j, n, buf = i + 1, len(text), []
-    while j < n:
-        if text[j] == '"':
-            if j + 1 < n and text[j + 1] == '"':
-                buf.append('"')
-                j += 2
-                continue
-            break
-        buf.append(text[j])
-        j += 1
-    return "".join(buf), j + 1
+#: One part of a qualified name: a double-quoted identifier (``""`` is one ``"``) or a bare word.
+_NAME_PART = re.compile(r'"((?:[^"]|"")*)"?|([^. (\t"]*)')
 
 
 def parse_qualified_name(text: str) -> tuple[list[str], str]:
     """Split ``schema."Table"`` (pg_dump's quoting) into unquoted parts; returns (parts, rest of text)."""
-    parts: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        if text[i] == '"':
-            part, i = read_quoted(text, i)
-            parts.append(part)
-        else:
-            j = i
-            while j < n and text[j] not in '. (\t"':
-                j += 1
-            parts.append(text[i:j])
-            i = j
-        if i < n and text[i] == ".":
-            i += 1
-            continue
-        break
-    return parts, text[i:]
-
-
-def table_key(parts: list[str]) -> str:
-    """The ``schema.table`` key used in metadata row_counts."""
-    return ".".join(parts[-2:]) if len(parts) >= 2 else parts[0]
+    parts, i = [], 0
+    while True:
+        m = _NAME_PART.match(text, i)
+        parts.append(m[2] if m[1] is None else m[1].replace('""', '"'))
+        i = m.end()
+        if not text.startswith(".", i):
+            return parts, text[i:]
+        i += 1
 
 
 @dataclass
@@ -106,19 +78,12 @@ class ScanResult:
 
 
 class DumpScanner:
-    """Feed it the dump's bytes in order; ``finish()`` returns what it saw.
-
-    ``on_line`` (optional) receives each non-COPY-data line (bytes, without the newline): the diff
-    uses it to see the DDL while COPY data passes by uncounted in memory.
-
-    ``rewrite`` (optional) may return a replacement for such a line (bytes without the newline), or None
-    to keep it. Replacements are collected in ``edits`` as (offset, end, replacement), offsets into the
-    bytes fed; COPY data is never rewritten. Bytes before ``settled`` can no longer be edited.
-
-    ``count_rows=False`` finds the COPY blocks without counting their rows (every count is then 0): the
-    count, one ``bytes.count`` over all the data, is most of a scan's cost, and a restore whose file
-    matches its metadata's sha256 has its rows counted already, in that metadata.
-    """
+    """Feed it the dump's bytes in order; ``finish()`` returns what it saw. ``on_line`` receives each line
+    that is not COPY data (bytes, no newline): the diff sees the DDL while COPY data passes by. ``rewrite``
+    may return a replacement for such a line, or None to keep it (COPY data is never rewritten); they
+    collect in ``edits`` as (offset, end, replacement) into the bytes fed, and bytes before ``settled`` can
+    no longer be edited. ``count_rows=False`` finds the COPY blocks without counting their rows (all 0): the
+    count is most of a scan's cost, and a restore of a file matching its metadata's sha256 has them there."""
 
     def __init__(self, on_line: Callable[[bytes], None] | None = None,
                  rewrite: Callable[[bytes], bytes | None] | None = None, count_rows: bool = True) -> None:
@@ -176,18 +141,14 @@ class DumpScanner:
                     idx = data.find(_NL_COPY_END, pos)
                 else:
                     idx, self._dense = find_copy_end(data, pos)
-                if idx >= 0:
-                    if self.count_rows:
-                        self._rows += data.count(b"\n", pos, idx + 1)
-                    pos = idx + len(_NL_COPY_END)
-                    self._end_copy()
-                    continue
-                last_nl = data.rfind(b"\n", pos)
-                if last_nl >= 0:
-                    if self.count_rows:
-                        self._rows += data.count(b"\n", pos, last_nl + 1)
-                    pos = last_nl + 1
-                break
+                end = idx if idx >= 0 else data.rfind(b"\n", pos)  # the data's end, else its last whole row
+                if self.count_rows:
+                    self._rows += data.count(b"\n", pos, end + 1)
+                if idx < 0:
+                    pos = max(pos, end + 1)
+                    break
+                pos = idx + len(_NL_COPY_END)
+                self._end_copy()
             nl = data.find(b"\n", pos)
             if nl < 0:
                 break
@@ -202,7 +163,7 @@ class DumpScanner:
             self._on_line(line)
         if line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
             parts, _ = parse_qualified_name(line[5:].decode("utf-8", "replace"))
-            self._in_copy = table_key(parts)
+            self._in_copy = ".".join(parts[-2:])  # the ``schema.table`` key of metadata row_counts
             self._rows = 0
             self._dense = False
         elif line == TRAILER:
@@ -238,11 +199,8 @@ def trailer_ok(tail: bytes) -> bool:
     of dbsage-tui's appendix, followed by nothing but blank lines, comment dashes or psql's
     ``\\unrestrict KEY`` (PostgreSQL 17.6+/18). (That pg_dump's trailer precedes an appendix is
     checked by ``DumpScanner``, which reads it all.)"""
-    idx = tail.rfind(APPENDIX_END)
-    mark = APPENDIX_END if idx >= 0 else TRAILER
-    if idx < 0:
-        idx = tail.rfind(TRAILER)
-    if idx < 0:
+    mark = APPENDIX_END if APPENDIX_END in tail else TRAILER
+    if (idx := tail.rfind(mark)) < 0:
         return False
     after = tail[idx + len(mark):].split(b"\n")[1:]
     return all(not ln.strip() or ln.strip() == b"--" or ln.startswith(b"\\unrestrict ") for ln in after)
