@@ -168,9 +168,10 @@ class SnapshotTable(ScrollView, can_focus=True):
             if row is None:
                 row = self._known[key] = _Row()
             row.index = index
-            shown = _shown(snap, key == marked)
-            if now >= row.age_until or shown != row.shown:  # else only its number may have changed
-                self._update(row, key, snap, now, shown)
+            basis = _basis(snap, key == marked)
+            if now >= row.age_until or basis != row.basis:  # else only its number may have changed
+                row.basis = basis
+                self._update(row, key, snap, now)
             order.append(key)
         self._order = order
         if len(self._known) > 2 * len(order) + 10_000:  # snapshots long gone
@@ -190,19 +191,19 @@ class SnapshotTable(ScrollView, can_focus=True):
             when, key = heapq.heappop(self._due)
             row = self._known.get(key)
             if row is not None and row.age_until == when and row.snap is not None:
-                self._update(row, key, row.snap, now, row.shown)
+                self._update(row, key, row.snap, now)
                 changed = True
         if changed:
             self._fit()  # "9m" -> "10m" widens the age column
 
-    def _update(self, row: _Row, key: str, snap: Snapshot, now: dt.datetime, shown: tuple) -> None:
-        """Bring ``row`` up to date with ``snap`` (``_shown`` of it) at ``now``."""
+    def _update(self, row: _Row, key: str, snap: Snapshot, now: dt.datetime) -> None:
+        """Bring ``row`` up to date with ``snap`` at ``now``."""
         if row.age_until <= now or row.snap is None or row.snap.timestamp != snap.timestamp:
             row.age = compact_age(snap.timestamp, now)
             row.age_until = next_change(snap.timestamp, now)
             heapq.heappush(self._due, (row.age_until, key))
-        row.snap, row.shown = snap, shown
-        marked, label, valid, protected, guard, ts, kind, size, purpose, problem = row.shown
+        row.snap = snap
+        marked, label, valid, protected, guard, ts, kind, size, purpose, problem = _shown(snap, key == self._marked)
         recent = now - ts < RECENT
         # Each column's inputs, in COLUMNS order, but the number's (read from ``row.index`` when drawn).
         row.inputs = ((label, valid, protected, guard, marked, recent), (ts, recent), (row.age, recent), (kind,),
@@ -307,23 +308,29 @@ class SnapshotTable(ScrollView, can_focus=True):
 
 
 def _shown(snap: Snapshot, marked: bool) -> tuple:
-    """Everything a row shows of a snapshot but its list number and age, as values: the engine updates a
-    Snapshot in place (protect, validate), so the object the row was built from cannot tell whether it
-    changed."""
+    """Everything a row shows of a snapshot but its list number and age."""
     return (marked, snap.label, snap.valid, is_protected(snap), guard_state(snap.meta), snap.timestamp,
             "…" if snap.pending else snap.type if snap.meta else "?", snap.size_bytes, snap.purpose, snap.problem)
 
 
+def _basis(snap: Snapshot, marked: bool) -> tuple:
+    """What ``_shown`` is made from, but the name (the row's key): a row whose basis is unchanged shows the
+    same. The engine updates a Snapshot in place (protect, validate) by replacing its metadata dict, never
+    by changing one, so a row keeps the basis it was built from and compares it, the unchanged dict by
+    identity."""
+    return snap.meta, snap.problem, snap.file_size, snap.pending, marked
+
+
 class _Row:
-    """One row: its list number, the snapshot it shows (and ``_shown`` of it), each column's inputs and
+    """One row: its list number, the snapshot it shows (and ``_basis`` of it), each column's inputs and
     the widths of their cells (``cell_widths``), and its age text until that changes."""
 
-    __slots__ = ("age", "age_until", "index", "inputs", "shown", "snap", "widths")
+    __slots__ = ("age", "age_until", "basis", "index", "inputs", "snap", "widths")
 
     def __init__(self) -> None:
         self.index = 0
         self.snap: Snapshot | None = None
-        self.shown: tuple = ()
+        self.basis: tuple = ()
         self.inputs: tuple = ()
         self.widths: tuple[int, ...] = ()
         self.age = ""
