@@ -214,7 +214,8 @@ class SnapshotTable(ScrollView, can_focus=True):
         """Size each column to its widest cell or header, give the purpose the room left (a horizontal
         scroll would hide it at 80 columns; the preview has the whole text), and repaint."""
         rows = [self._known[key].widths for key in self._order]
-        cells = ((number_width(max(self._known[k].index for k in self._order)),
+        # Rows are shown in the order of their numbers: the last one's is the widest.
+        cells = ((number_width(self._known[self._order[-1]].index),
                   *(max(column) for column in zip(*rows, strict=True))) if rows else EMPTY_WIDTHS)
         widths = [max(header.cell_len, width) for header, width in zip(HEADERS, cells, strict=False)]
         room = (max(self.size.width - sum(widths) - self.styles.scrollbar_size_vertical, MIN_PURPOSE)

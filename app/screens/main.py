@@ -66,6 +66,8 @@ NEEDS_DB = frozenset({"new_snapshot", "restore", "emergency", "psql"})
 
 class MainScreen(Recovery, Housekeeping, Jobs, Screen):
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (130, "-wide")]
+    #: Whether this process has frozen a first listing (once: ``gc.get_freeze_count`` counts it, slowly).
+    froze: ClassVar[bool] = False
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-tiny"), (20, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = BINDINGS
 
@@ -187,11 +189,12 @@ class MainScreen(Recovery, Housekeeping, Jobs, Screen):
         if self.marked and self.marked not in self._by_name:
             self.marked = None
         self._render_rows()  # rows that did not change cost one comparison each
-        if self.snapshots and not self.snapshots[0].pending and not gc.get_freeze_count():
+        if self.snapshots and not self.snapshots[0].pending and not MainScreen.froze:
             # The app and the first listing live as long as the process and make no reference cycles:
             # moved out of the collector's sight (the standard ``gc.freeze``), its full passes, which
             # run on the event loop, no longer walk every snapshot's metadata again.
             gc.freeze()
+            MainScreen.froze = True
         if self.snapshots and self.snapshots[0].pending:
             self.call_after_refresh(self.scan, force=True)
         if self._select_next:

@@ -42,10 +42,14 @@ def delete(store: SnapshotStore, snap: Snapshot, conn: ConnInfo | None, target: 
 
 
 def disk_use(snaps: list[Snapshot]) -> tuple[int, int]:
-    """Bytes the snapshot files take in the directory, and how many of them are pre-rollback snapshots
-    (clone snapshots live on the server and take almost nothing here)."""
-    files = [s for s in snaps if not s.is_clone]
-    return sum(s.size_bytes for s in files), sum(s.size_bytes for s in files if s.label == "pre-rollback")
+    """Bytes the snapshot files take in the directory (as listed: ``stat``), and how many of them are
+    pre-rollback snapshots (clone snapshots live on the server and take almost nothing here)."""
+    total = pre = 0
+    for s in snaps:
+        if not s.is_clone:
+            total += s.file_size
+            pre += s.file_size if s.label == retention.PRE_ROLLBACK else 0
+    return total, pre
 
 
 def set_protected(store: SnapshotStore, snap: Snapshot, on: bool) -> str:

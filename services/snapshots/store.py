@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import gc
 import os
 import re
@@ -77,7 +78,7 @@ class Snapshot:
     #: Listed from its name and ``stat`` alone (``list_names``): its files are not read yet.
     pending: bool = False
 
-    @property
+    @functools.cached_property  # a listing asks for it many times, and ``Path.name`` is computed each time
     def filename(self) -> str:
         return self.path.name
 
@@ -119,14 +120,15 @@ class Snapshot:
 
     @property
     def is_clone(self) -> bool:
-        return self.path.name.endswith(".clone")
+        return self.filename.endswith(".clone")
 
 
 class SnapshotStore:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        #: What the last listing read, by file name: (``listing.stamp_of`` of its files, metadata, problem, size).
-        #: A file whose stamp is unchanged is not read again: the TUI lists after every change it sees.
+        #: What the last listing read, by file name: (``listing.stamp_of`` of its files, the Snapshot). A file
+        #: whose stamp is unchanged is not read again, and lists as the same object (which the engine keeps
+        #: as its files say: it replaces the metadata it rewrites): the TUI lists after every change it sees.
         self._memo: dict[str, tuple] = {}
 
     # -- directory -------------------------------------------------------------------------------------
@@ -198,11 +200,11 @@ class SnapshotStore:
                 stamp = stamp_of(entry, entries.get(name + META_SUFFIX))
                 known = self._memo.get(name)
                 if stamp is not None and known is not None and known[0] == stamp:
-                    snap = Snapshot(self.directory / name, m.group(2), name_ts(m.group(1)), *known[1:])
+                    snap = known[1]
                 else:
                     snap = self._load(self.directory / name, m, None if stamp is None else stamp[0])
                 if stamp is not None:
-                    fresh[name] = (stamp, snap.meta, snap.problem, snap.file_size)
+                    fresh[name] = (stamp, snap)
                     if signature is not None:
                         signature[name] = stamp[0:2]
                         if stamp[3] is not None:
