@@ -104,7 +104,9 @@ def test_adopt_schema_only_and_gzip_then_refuses_what_is_not_a_complete_dump(pg1
     junk = snapdir / "20240101000000_junk.sql"
     junk.write_text("SELECT 1;\n")
     created = dump_by_hand(db18, snapdir, "created", "--create")
-    for path, why in ((truncated, "truncated"), (junk, "not a plain-format pg_dump"), (created, "--create")):
+    archive = dump_by_hand(db18, snapdir, "archive", "-Fc")
+    for path, why in ((truncated, "truncated"), (junk, "not a plain-format pg_dump"), (created, "--create"),
+                      (archive, "pg_restore -f FILE.sql ARCHIVE")):
         assert_clean_error(cli(snapdir, "adopt", path.name), 3, "cannot be adopted", why, "Nothing was written")
         assert not Path(f"{path}.meta.yaml").exists()
     assert_clean_error(cli(snapdir, "adopt", "/etc/passwd"), 2, "not in the snapshot directory")

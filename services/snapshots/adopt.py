@@ -47,8 +47,10 @@ class _Read:
     schemas: set[str] = field(default_factory=set)
     tables: int = 0
     creates_database: bool = False  # pg_dump --create: CREATE DATABASE and \connect, not ours to replay
+    archive: bool = False  # pg_dump -Fc/-Ft: what pg_restore reads, not SQL
 
     def on_line(self, line: bytes) -> None:
+        self.archive = self.archive or line.startswith(b"PGDMP")
         if not line.startswith(b"-- Name: ") or not (m := TOC_RE.match(line.decode("utf-8", "replace"))):
             return
         if m["type"] == "SCHEMA":
@@ -88,7 +90,8 @@ def _refusal(read: _Read) -> str | None:
     """Why the content is not a complete plain pg_dump that can restore a database, or None."""
     scan = read.scan
     if not scan.has_header:
-        return "not a plain-format pg_dump (its header is missing)"
+        return ("a pg_dump archive (-Fc), not SQL: `pg_restore -f FILE.sql ARCHIVE` writes the plain dump to "
+                "adopt") if read.archive else "not a plain-format pg_dump (its header is missing)"
     if not (scan.dumped_from and scan.dumped_by):
         return "the pg_dump header names no server or pg_dump version"
     if scan.in_copy_at_end or not scan.has_trailer:
