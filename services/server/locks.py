@@ -93,6 +93,7 @@ class LockWatch:
     report: Reporter
     audit: Callable[..., None]  # SnapshotStore.audit: (action, outcome, **fields)
     app: str = ""
+    #: Who was last seen in the way: what ``timed_out`` names.
     blockers: tuple[Blocker, ...] = ()
     _stopped: bool = False
     _task: asyncio.Task | None = None
@@ -123,21 +124,23 @@ class LockWatch:
         reported: frozenset[int] = frozenset()
         while not self._stopped:  # a first look at once: a short lock timeout may end before the second
             rows = await con.fetch(_BLOCKERS, self.app)
-            self.blockers = tuple(Blocker(**{k: r[k] for k in r.keys() if k != "waited"}) for r in rows)
+            blockers = tuple(Blocker(**{k: r[k] for k in r.keys() if k != "waited"}) for r in rows)
             waited = max((r["waited"] or 0.0 for r in rows), default=0.0)
-            pids = frozenset(b.pid for b in self.blockers)
+            pids = frozenset(b.pid for b in blockers)
+            if blockers:  # kept when a look finds none: the tool that gave up waiting no longer waits
+                self.blockers = blockers
             if pids and waited >= REPORT_AFTER and pids != reported:
                 reported = pids
-                self.report(Blocked(self.operation, waited, self.blockers))
-                for b in self.blockers:
+                self.report(Blocked(self.operation, waited, blockers))
+                for b in blockers:
                     self.report(Log(f"waiting {waited:.0f} s for a lock held by {b.text()}", level="warning"))
             if pids and self.policy.terminate:
-                await self._terminate(con)
+                await self._terminate(con, blockers)
             await asyncio.sleep(POLL)
 
-    async def _terminate(self, con: asyncpg.Connection) -> None:
+    async def _terminate(self, con: asyncpg.Connection, blockers: tuple[Blocker, ...]) -> None:
         refused, asked = self.policy.refused, self.policy.asked
-        for b in self.blockers:
+        for b in blockers:
             if b.pid in asked:
                 continue
             asked.add(b.pid)
