@@ -36,11 +36,17 @@ async def test_a_restore_that_did_not_happen_leaves_no_pre_rollback_snapshot(pg1
 
 
 async def test_a_restore_leaves_fresh_statistics_and_list_shows_what_pre_rollbacks_take(pg18, db18, snapdir):
+    # Tables without an index too: an index build sets reltuples, only ANALYZE writes column statistics.
+    pg18.psql("CREATE TABLE notes (body text); INSERT INTO notes SELECT 'note ' || i FROM generate_series(1, 30) i;"
+              "CREATE TABLE tags (tag text); INSERT INTO tags VALUES ('a'), ('b');", db18.dbname)
     seed_base_snapshot(pg18, db18, snapdir)
     res = cli(db18, snapdir, "restore", "1", "--yes")
     assert res.returncode == 0, res.stderr
     stats = pg18.psql("SELECT reltuples::int, relpages > 0 FROM pg_class WHERE oid = 'items'::regclass", db18.dbname)
     assert stats.strip() == "200|t", "the planner (and our size estimates) see the restored rows"
+    analyzed = pg18.psql("SELECT string_agg(DISTINCT tablename, ',' ORDER BY tablename) FROM pg_stats "
+                         "WHERE schemaname = 'public'", db18.dbname)
+    assert analyzed.strip() == "items,notes,tags", "every restored table has column statistics"
     sizes = {p.name.split("_", 1)[1]: p.stat().st_size for p in snapdir.iterdir() if p.suffix == ".sql"}
     listed = cli(db18, snapdir, "list").stdout
     assert (f"2 snapshots, {human_size(sum(sizes.values()))} on disk ({human_size(sizes['pre-rollback.sql'])} "
