@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from rich.cells import cell_len
 from rich.text import Text
 
 from services.display import human_size
@@ -60,7 +59,8 @@ def _marks(valid: bool, protected: bool, guard: str | None, marked: bool) -> int
 
 
 def _label_width(label: str, valid: bool, protected: bool, guard: str | None, marked: bool, recent: bool) -> int:
-    return min(1 + 2 * _marks(valid, protected, guard, marked) + cell_len(label), MAX_LABEL + 1)
+    # A label is ASCII (the snapshot file name pattern), one cell a character.
+    return min(1 + 2 * _marks(valid, protected, guard, marked) + len(label), MAX_LABEL + 1)
 
 
 def _index_cell(index: int, colors: dict) -> Text:
@@ -122,5 +122,5 @@ BUILT = tuple(BUILDERS[key] for key in KEYS)
 def cell_widths(label: tuple, age: str, kind: str, size: int) -> tuple[int, ...]:
     """The widths of a row's cells but the number's (``number_width``) and the purpose's (that column gets
     the room left), in COLUMNS order, from the same inputs, without building them."""
-    return (_label_width(*label), 17, cell_len(age) + 1,  # date: " YYYY-mm-dd HH:MM"
+    return (_label_width(*label), 17, len(age) + 1,  # date: " YYYY-mm-dd HH:MM"; an age is ASCII
             len(_TYPES.get(kind, " ?")), len(_size_text(size)))

@@ -322,6 +322,9 @@ def _basis(snap: Snapshot, marked: bool) -> tuple:
     return snap.meta, snap.problem, snap.file_size, snap.pending, marked
 
 
+_LONG_AGO = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
 class _Row:
     """One row: its list number, the snapshot it shows (and ``_basis`` of it), each column's inputs and
     the widths of their cells (``cell_widths``), and its age text until that changes."""
@@ -335,4 +338,4 @@ class _Row:
         self.inputs: tuple = ()
         self.widths: tuple[int, ...] = ()
         self.age = ""
-        self.age_until = dt.datetime.min.replace(tzinfo=dt.UTC)
+        self.age_until = _LONG_AGO
