@@ -83,4 +83,5 @@ def order_key(snap) -> tuple[str, str, str]:
     the order they were taken (``loop-9`` before ``loop-10``); one not read yet, or whose metadata predates
     ``created``, falls back on its name."""
     created = snap.meta.get("created") if snap.meta else None
-    return snap.path.name[:14], created if isinstance(created, str) else "", snap.path.name
+    name = snap.filename
+    return name[:14], created if isinstance(created, str) else "", name

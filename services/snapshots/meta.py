@@ -98,7 +98,7 @@ def check_meta(meta: dict, path: Path, label: str, ts: dt.datetime) -> str | Non
     """Why this metadata does not describe this file, or None."""
     name = path.name
     for key, typ in _META_TYPES.items():
-        if not isinstance(meta.get(key), typ) or isinstance(meta.get(key), bool):
+        if not isinstance(value := meta.get(key), typ) or isinstance(value, bool):
             return f"metadata field {key!r} is missing or not a {typ.__name__}"
     if meta.get("filename") not in (None, name):
         return f"metadata describes another file ({meta.get('filename')})"
