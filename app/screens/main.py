@@ -66,10 +66,10 @@ NEEDS_DB = frozenset({"new_snapshot", "restore", "emergency", "psql"})
 
 class MainScreen(Recovery, Housekeeping, Jobs, Screen):
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (130, "-wide")]
-    #: Whether this process has frozen a first listing (once: ``gc.get_freeze_count`` counts it, slowly).
-    froze: ClassVar[bool] = False
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-tiny"), (20, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = BINDINGS
+    #: Whether this process has frozen a first listing (once: ``gc.get_freeze_count`` counts it, slowly).
+    froze: ClassVar[bool] = False
 
     def __init__(self, ws: Workspace, workflow: Workflow, clock: Callable[[], dt.datetime],
                  server_info: ServerInfo | None = None) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from services.config import ConnInfo, ipv6_only_advice
-from services.errors import BadInput, explain_tool_failure
+from services.errors import BadInput, DbsageError, explain_tool_failure
 from services.server.tls import TLS_REQUIRED, client_context, tls_failure
 
 SYSTEM_SCHEMA_RE = re.compile(r"^(pg_catalog|information_schema|pg_toast.*|pg_temp_.*)$")
@@ -277,14 +277,22 @@ async def user_tables(con: asyncpg.Connection, schemas: list[str], relkinds: lis
            ORDER BY n.nspname, c.relname""", schemas, relkinds)
 
 
-async def analyze(cons: list[asyncpg.Connection], schemas: list[str]) -> int:
+async def analyze(con: asyncpg.Connection, schemas: list[str], conn: ConnInfo) -> int:
     """ANALYZE the scope's tables (a restore leaves no statistics: the planner and our progress estimates
-    need them), dealt out largest first over ``cons``: each connection's backend analyzes its share on a
-    core of its own. The number of tables."""
-    rows = sorted(await user_tables(cons[0], schemas, ["r", "p", "m"]), key=lambda r: r["estimate"], reverse=True)
-    shares = [rows[i::len(cons)] for i in range(len(cons))]
-    await asyncio.gather(*(con.execute("ANALYZE " + ", ".join(r["quoted"] for r in share))
-                           for con, share in zip(cons, shares, strict=True) if share))
+    need them); the number of tables. With two tables or more, a second session to ``conn`` takes every
+    other one, largest first, so that two backends analyze on two cores; without it, ``con`` does all."""
+    rows = sorted(await user_tables(con, schemas, ["r", "p", "m"]), key=lambda r: r["estimate"], reverse=True)
+    second = None
+    if len(rows) > 1:
+        with contextlib.suppress(DbsageError):
+            second = await connect(conn)
+    cons = [con, second] if second else [con]
+    try:
+        await asyncio.gather(*(c.execute("ANALYZE " + ", ".join(r["quoted"] for r in rows[i::len(cons)]))
+                               for i, c in enumerate(cons) if rows[i::len(cons)]))
+    finally:
+        if second:
+            await close_quietly(second)
     return len(rows)
 
 

@@ -78,18 +78,10 @@ async def _analyze(target: Target, scope: catalog.Scope, report: Reporter) -> No
     """Fresh statistics for the restored tables. The restore is committed: a failure here is a warning."""
     report(Step("analyze", "running", "statistics for the planner"))
     try:
-        second = await catalog.connect(target.conn)
-    except DbsageError:  # a second session halves the wait on two cores; one does the same work
-        second = None
-    try:
-        n = await catalog.analyze([target.con, *([second] if second else [])],
-                                  await catalog.current_scope_schemas(target.con, scope))
+        n = await catalog.analyze(target.con, await catalog.current_scope_schemas(target.con, scope), target.conn)
     except asyncpg.PostgresError as exc:
         report(Step("analyze", "warning", f"ANALYZE failed ({exc}); autovacuum will catch up"))
         return
-    finally:
-        if second is not None:
-            await catalog.close_quietly(second)
     report(Step("analyze", "ok", f"{n} tables analyzed"))
 
 
