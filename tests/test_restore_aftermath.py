@@ -1,5 +1,6 @@
-"""What a restore leaves behind: fresh statistics, no pre-rollback snapshot for a restore that did not
-happen, and no pile of pre-rollback snapshots (they have a retention tier of their own)."""
+"""What a restore leaves behind: the planner's statistics (those the snapshot carried on PostgreSQL 18, fresh
+ones for the rest), no pre-rollback snapshot for a restore that did not happen, and no pile of pre-rollback
+snapshots (they have a retention tier of their own)."""
 
 from __future__ import annotations
 
@@ -51,3 +52,38 @@ async def test_a_restore_leaves_fresh_statistics_and_list_shows_what_pre_rollbac
     listed = cli(db18, snapdir, "list").stdout
     assert (f"2 snapshots, {human_size(sum(sizes.values()))} on disk ({human_size(sizes['pre-rollback.sql'])} "
             "in pre-rollback snapshots; cleanup keeps the newest 3)") in listed, listed
+
+
+STATS = ("SELECT tablename, attname, null_frac, n_distinct, most_common_vals::text, histogram_bounds::text "
+         "FROM pg_stats WHERE schemaname = 'public' ORDER BY 1, 2")
+
+
+async def test_a_postgres_18_snapshot_brings_back_the_statistics_it_was_taken_with(pg18, db18, snapdir):
+    pg18.psql("CREATE TABLE facts (n int, kind text);"
+              "INSERT INTO facts SELECT i, 'k' || (i % 7) FROM generate_series(1, 5000) i; ANALYZE facts;"
+              "CREATE TABLE fresh (x int); INSERT INTO fresh VALUES (1), (2);", db18.dbname)
+    at_snapshot = pg18.psql(STATS, db18.dbname)
+    assert cli(db18, snapdir, "snapshot", "--label", "stats").returncode == 0
+    pg18.psql("INSERT INTO facts SELECT i, 'z' FROM generate_series(1, 20000) i; ANALYZE facts;", db18.dbname)
+    assert pg18.psql(STATS, db18.dbname) != at_snapshot
+    res = cli(db18, snapdir, "restore", "1", "--yes", "--no-pre-snapshot")
+    assert res.returncode == 0, res.stderr
+    assert "analyze: 1 table analyzed (the others' statistics came with the snapshot)" in res.stderr
+    restored = pg18.psql(STATS, db18.dbname)
+    # facts: exactly the statistics of the snapshot's moment, not sampled again; fresh had none: analyzed now.
+    assert [ln for ln in restored.splitlines() if ln.startswith("facts|")] == at_snapshot.splitlines()
+    assert {ln.split("|")[0] for ln in restored.splitlines()} == {"facts", "fresh"}
+    assert pg18.psql("SELECT string_agg(relname || ':' || analyze_count, ',' ORDER BY relname) "
+                     "FROM pg_stat_user_tables", db18.dbname).strip() == "facts:0,fresh:1"
+
+
+async def test_an_older_server_s_snapshot_carries_no_statistics_and_its_restore_analyzes(pg15, db15, snapdir):
+    pg15.psql("CREATE TABLE facts (n int); INSERT INTO facts SELECT generate_series(1, 500); ANALYZE facts;",
+              db15.dbname)
+    assert cli(db15, snapdir, "snapshot", "--label", "old").returncode == 0
+    snap = next(snapdir.glob("*_old.sql"))
+    assert b"pg_restore_" not in snap.read_bytes()
+    assert '"statistics": false' in snap.with_name(snap.name + ".meta.yaml").read_text()
+    res = cli(db15, snapdir, "restore", "1", "--yes", "--no-pre-snapshot")
+    assert res.returncode == 0 and "analyze: 1 table analyzed\n" in res.stderr, res.stderr
+    assert pg15.psql("SELECT count(*) > 0 FROM pg_stats WHERE tablename = 'facts'", db15.dbname).strip() == "t"

@@ -78,11 +78,13 @@ class _Builder:
         self.toc: tuple[str, str, str] | None = None  # (type, schema, name) of the entry being gathered
 
     def on_line(self, line: bytes) -> None:
-        if line.startswith((b"-- Name: ", b"-- Data for Name: ")):
+        if line.startswith((b"-- Name: ", b"-- Data for Name: ", b"-- Statistics for Name: ")):
             self.flush()
             m = TOC_RE.match(line.decode("utf-8", "replace"))
             self.toc = (m["type"], m["schema"], m["name"]) if m else None
             return
+        if self.toc and self.toc[0] == "STATISTICS DATA":
+            return  # the planner's statistics (PostgreSQL 18 snapshots) are not part of the schema
         if _META_RE.match(line) or (line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;")):
             return
         self.lines.append(line.decode("utf-8", "replace"))

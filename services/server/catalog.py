@@ -278,10 +278,15 @@ async def user_tables(con: asyncpg.Connection, schemas: list[str], relkinds: lis
 
 
 async def analyze(con: asyncpg.Connection, schemas: list[str], conn: ConnInfo) -> int:
-    """ANALYZE the scope's tables (a restore leaves no statistics: the planner and our progress estimates
-    need them); the number of tables. With two tables or more, a second session to ``conn`` takes every
-    other one, largest first, so that two backends analyze on two cores; without it, ``con`` does all."""
-    rows = sorted(await user_tables(con, schemas, ["r", "p", "m"]), key=lambda r: r["estimate"], reverse=True)
+    """ANALYZE the scope's tables that have no column statistics (after a restore, those its snapshot did
+    not carry: the planner and our progress estimates need them); the number analyzed. With two tables or
+    more, a second session to ``conn`` takes every other one, largest first, so that two backends analyze
+    on two cores; without it, ``con`` does all."""
+    have = {r["name"] for r in await con.fetch(
+        "SELECT DISTINCT schemaname || '.' || tablename AS name FROM pg_stats WHERE schemaname = ANY($1::text[])",
+        schemas)}
+    rows = sorted((r for r in await user_tables(con, schemas, ["r", "p", "m"]) if r["name"] not in have),
+                  key=lambda r: r["estimate"], reverse=True)
     second = None
     if len(rows) > 1:
         with contextlib.suppress(DbsageError):

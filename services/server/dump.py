@@ -167,8 +167,11 @@ async def _plan(target: Target, store: SnapshotStore, label: str, schema_only: b
     others = [] if target.info.superuser else await catalog.roles_not_ours(target.con)
     ts, final = free_name(store.directory, label, compression.SUFFIXES[compress])
     kind = "schema-only" if schema_only else "full"
+    # PostgreSQL 18 can restore the planner's statistics (pg_restore_*_stats): a full snapshot of an 18+
+    # server carries them, and a restore puts them back instead of sampling every table again.
+    statistics = not schema_only and min(target.info.major, target.tools.major) >= 18
     args = [target.tools.pg_dump, "--clean", "--if-exists", "--no-owner", "--verbose", "--no-password",
-            *scope.pg_dump_args(target.tools.major, schema_only)]
+            *scope.pg_dump_args(target.tools.major, schema_only), *(["--statistics"] if statistics else [])]
     left_alone: set[str] = set()
     scanner = DumpScanner(rewrite=others_default_privileges(others, left_alone) if others else None)
     report(Log(f"Taking a {kind} snapshot of {target.conn.display} with pg_dump {target.tools.version}"
@@ -295,7 +298,8 @@ def _seal(target: Target, store: SnapshotStore, plan: _Plan, pump: SnapshotPump,
             "tls": target.tls, "schemas": scope.schemas, "scope": scope.to_meta(),
             "outside_dependents": [dep.what for dep in plan.outside],
             "outside_owners": sorted({dep.owner_of for dep in plan.outside}),
-            "default_privileges_left_alone": sorted(plan.left_alone), "pg_dump_seconds": plan.pg_dump_seconds})
+            "default_privileges_left_alone": sorted(plan.left_alone), "pg_dump_seconds": plan.pg_dump_seconds,
+            "statistics": "--statistics" in plan.args})
     store.write_meta(plan.final, meta)
     report(Progress("dump", pump.written, pump.written, time.monotonic() - started))
     report(Log(f"Saved {name} ({human_size(pump.written)}, {plan.tables} tables, {duration:.1f}s)"))

@@ -19,7 +19,7 @@ APPENDIX_BEGIN = b"-- dbsage-tui appendix:"
 APPENDIX_END = b"-- dbsage-tui appendix complete"
 #: The comment pg_dump writes before each TOC entry: ``-- Name: items; Type: TABLE; Schema: public; Owner: app``
 #: (``-- Data for Name: ...`` before a table's COPY block).
-TOC_RE = re.compile(r"^-- (?:Data for )?Name: (?P<name>.*?); Type: (?P<type>[A-Z ]+); "
+TOC_RE = re.compile(r"^-- (?:Data for |Statistics for )?Name: (?P<name>.*?); Type: (?P<type>[A-Z ]+); "
                     r"Schema: (?P<schema>.*?);")
 _COPY_END = b"\\.\n"
 _NL_COPY_END = b"\n" + _COPY_END

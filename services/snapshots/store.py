@@ -210,13 +210,13 @@ class SnapshotStore:
                         if stamp[3] is not None:
                             signature[name + META_SUFFIX] = stamp[3:5]
                 snaps.append(snap)
+            self._memo = fresh
+            if signature is not None:
+                sign_rest(signature, entries)
+            snaps.sort(key=order_key, reverse=True)
         finally:
             if collecting:
                 gc.enable()
-        self._memo = fresh
-        if signature is not None:
-            sign_rest(signature, entries)
-        snaps.sort(key=order_key, reverse=True)
         return snaps, signature
 
     def _load(self, path: Path, m: re.Match, size: int | None = None) -> Snapshot:
