@@ -277,16 +277,16 @@ async def user_tables(con: asyncpg.Connection, schemas: list[str], relkinds: lis
            ORDER BY n.nspname, c.relname""", schemas, relkinds)
 
 
-async def analyze(con: asyncpg.Connection, schemas: list[str], conn: ConnInfo) -> int:
+async def analyze(con: asyncpg.Connection, schemas: list[str], conn: ConnInfo) -> tuple[int, int]:
     """ANALYZE the scope's tables that have no column statistics (after a restore, those its snapshot did
     not carry: the planner and our progress estimates need them); the number analyzed. With two tables or
     more, a second session to ``conn`` takes every other one, largest first, so that two backends analyze
-    on two cores; without it, ``con`` does all."""
+    on two cores; without it, ``con`` does all. Returns how many were analyzed and how many had statistics."""
     have = {r["name"] for r in await con.fetch(
         "SELECT DISTINCT schemaname || '.' || tablename AS name FROM pg_stats WHERE schemaname = ANY($1::text[])",
         schemas)}
-    rows = sorted((r for r in await user_tables(con, schemas, ["r", "p", "m"]) if r["name"] not in have),
-                  key=lambda r: r["estimate"], reverse=True)
+    tables = await user_tables(con, schemas, ["r", "p", "m"])
+    rows = sorted((r for r in tables if r["name"] not in have), key=lambda r: r["estimate"], reverse=True)
     second = None
     if len(rows) > 1:
         with contextlib.suppress(DbsageError):
@@ -298,7 +298,7 @@ async def analyze(con: asyncpg.Connection, schemas: list[str], conn: ConnInfo) -
     finally:
         if second:
             await close_quietly(second)
-    return len(rows)
+    return len(rows), len(tables) - len(rows)
 
 
 async def tables_count(con: asyncpg.Connection, schemas: list[str]) -> int:

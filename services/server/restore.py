@@ -74,18 +74,19 @@ def _drop_pre_snapshot(store: SnapshotStore, pre: Snapshot, report: Reporter) ->
     report(Log(f"removed {pre.filename}: the restore did not happen, the database is unchanged"))
 
 
-async def _analyze(target: Target, snap: Snapshot, scope: catalog.Scope, report: Reporter) -> None:
+async def _analyze(target: Target, scope: catalog.Scope, report: Reporter) -> None:
     """Statistics for the restored tables that the snapshot did not bring back. The restore is committed:
     a failure here is a warning."""
     report(Step("analyze", "running", "statistics for the planner"))
     try:
-        n = await catalog.analyze(target.con, await catalog.current_scope_schemas(target.con, scope), target.conn)
+        n, kept = await catalog.analyze(target.con, await catalog.current_scope_schemas(target.con, scope),
+                                        target.conn)
     except asyncpg.PostgresError as exc:
         report(Step("analyze", "warning", f"ANALYZE failed ({exc}); autovacuum will catch up"))
         return
-    came = " (the others' statistics came with the snapshot)" if snap.get("statistics") else ""
-    report(Step("analyze", "ok", f"{n} table{'s' * (n != 1)} analyzed{came}" if n or not came else
-                "the statistics came with the snapshot"))
+    came = f"the statistics of {kept} table{'s' * (kept != 1)} came with the snapshot" if kept else ""
+    done = f"{n} table{'s' * (n != 1)} analyzed" if n or not kept else ""
+    report(Step("analyze", "ok", "; ".join(filter(None, (done, came)))))
 
 
 def _warn_schema_only(snap: Snapshot, result: RestoreResult, report: Reporter) -> None:
@@ -192,7 +193,7 @@ async def restore(conn: ConnInfo, store: SnapshotStore, snap: Snapshot, *, valid
                 await psql.close()
         report(Step("restore", "ok", f"{snap.filename} committed"))
         result.terminated = target.locks.terminated
-        await _analyze(target, snap, scope, report)
+        await _analyze(target, scope, report)
         return await seal_restore(store, target.conn, result, report, action=action, started=started, loaded=loaded)
 
 
