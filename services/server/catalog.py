@@ -279,9 +279,9 @@ async def user_tables(con: asyncpg.Connection, schemas: list[str], relkinds: lis
 
 async def analyze(con: asyncpg.Connection, schemas: list[str], conn: ConnInfo) -> tuple[int, int]:
     """ANALYZE the scope's tables that have no column statistics (after a restore, those its snapshot did
-    not carry: the planner and our progress estimates need them); the number analyzed. With two tables or
-    more, a second session to ``conn`` takes every other one, largest first, so that two backends analyze
-    on two cores; without it, ``con`` does all. Returns how many were analyzed and how many had statistics."""
+    not carry: the planner and our progress estimates need them). With two tables or more to analyze, a
+    second session to ``conn`` takes every other one, largest first, so that two backends analyze on two
+    cores; without it, ``con`` does all. Returns how many were analyzed and how many had statistics."""
     have = {r["name"] for r in await con.fetch(
         "SELECT DISTINCT schemaname || '.' || tablename AS name FROM pg_stats WHERE schemaname = ANY($1::text[])",
         schemas)}
