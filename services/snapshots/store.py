@@ -261,10 +261,11 @@ class SnapshotStore:
         return out
 
     def resolve(self, arg: str, snapshots: list[Snapshot] | None = None) -> Snapshot:
-        """A SNAPSHOT argument: a list index (1 = newest) or a file name in the directory."""
+        """A SNAPSHOT argument: a list index (1 = newest) or a file name in the directory. A name is read on
+        its own (the directory is listed for an index only, or when ``snapshots`` is given)."""
         arg = (arg or "").strip()
-        snaps = self.list() if snapshots is None else snapshots
         if re.fullmatch(r"[+-]?\d+", arg) and not FILENAME_RE.match(arg):
+            snaps = self.list() if snapshots is None else snapshots
             idx = int(arg)
             if idx < 1 or idx > len(snaps):
                 count = f"1 to {len(snaps)}" if snaps else "none: the directory has no snapshots"
@@ -276,7 +277,9 @@ class SnapshotStore:
             raise BadInput(f"{arg} is not in the snapshot directory {self.directory}.",
                            "Give a list number or a file name from `dbsage-tui list`.")
         name = name.removesuffix(META_SUFFIX)
-        for s in snaps:
+        if snapshots is None and (m := FILENAME_RE.match(name)) and os.path.lexists(self.directory / name):
+            return self._load(self.directory / name, m)
+        for s in snapshots or []:
             if s.filename == name:
                 return s
         if (self.directory / name).exists() and not FILENAME_RE.match(name):
