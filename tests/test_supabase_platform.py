@@ -60,9 +60,16 @@ def sign_up(platform, conn, uid: str, username: str) -> str:
 
 async def test_restore_as_postgres_is_exact_after_a_destructive_migration(platform, supa, snapdir):
     store = SnapshotStore(snapdir)
+    platform.psql("ANALYZE public.profiles", supa.dbname, "postgres")
+    stats = ("SELECT attname, null_frac, n_distinct, most_common_vals::text FROM pg_stats "
+             "WHERE schemaname = 'public' AND tablename = 'profiles' ORDER BY attname")
+    stats_before = platform.psql(stats, supa.dbname)
     snap = await dump.snapshot(supa, store, "before-migration")
     before = admin_dump(platform, supa)
     meta = snap.meta
+    # PostgreSQL 18: the planner's statistics travel with the snapshot, and postgres puts them back.
+    carried = int(platform.psql("SHOW server_version_num", supa.dbname)) >= 180000
+    assert meta["statistics"] is carried
     assert meta["role"] == "postgres" and meta["schemas"] == ["public", "supabase_migrations"]
     assert meta["migration"] == {"version": "20261102090000", "name": "messages"}
     assert meta["default_privileges_left_alone"] == ["supabase_admin"]
@@ -84,6 +91,9 @@ async def test_restore_as_postgres_is_exact_after_a_destructive_migration(platfo
 
     result = await restore.restore(supa, store, snap)
     assert result.smoke_ok, result.checks
+    assert platform.psql(stats, supa.dbname) == stats_before
+    assert platform.psql("SELECT analyze_count FROM pg_stat_user_tables WHERE relid = 'public.profiles'::regclass",
+                         supa.dbname).strip() == ("0" if carried else "1")
     after = admin_dump(platform, supa, LATER_SCHEMA)
     # The user signed up in between stays in auth (out of scope); their profile row, made by nothing, is
     # absent as at snapshot time. Everything else, every owner and privilege, is as the snapshot captured.
