@@ -87,3 +87,15 @@ async def test_an_older_server_s_snapshot_carries_no_statistics_and_its_restore_
     res = cli(db15, snapdir, "restore", "1", "--yes", "--no-pre-snapshot")
     assert res.returncode == 0 and "analyze: 1 table analyzed\n" in res.stderr, res.stderr
     assert pg15.psql("SELECT count(*) > 0 FROM pg_stats WHERE tablename = 'facts'", db15.dbname).strip() == "t"
+
+
+async def test_a_postgres_18_snapshot_restores_on_an_older_server_without_its_statistics(pg18, db18, pg15, db15,
+                                                                                         snapdir):
+    pg18.psql("CREATE TABLE facts (n int PRIMARY KEY); INSERT INTO facts SELECT generate_series(1, 500); "
+              "ANALYZE facts;", db18.dbname)
+    assert cli(db18, snapdir, "snapshot", "--label", "on-18").returncode == 0
+    assert b"pg_restore_attribute_stats" in next(snapdir.glob("*_on-18.sql")).read_bytes()
+    res = cli(db15, snapdir, "restore", "1", "--yes", "--no-pre-snapshot")
+    assert res.returncode == 0 and "analyze: 1 table analyzed\n" in res.stderr, res.stderr
+    assert pg15.psql("SELECT count(*), max(n) FROM facts", db15.dbname).strip() == "500|500"
+    assert pg15.psql("SELECT count(*) > 0 FROM pg_stats WHERE tablename = 'facts'", db15.dbname).strip() == "t"
