@@ -351,6 +351,7 @@ async def listed(pilot, n: int | None = None) -> SnapshotTable:
     table = main.query_one(SnapshotTable)
     await until(pilot, lambda: main._last_scan is not None and (n is None or table.row_count == n),
                 what=f"{n} rows listed")
+    await pilot.pause()  # and laid out: the empty-list message the rows replace gives the table its lines
     return table
 
 
