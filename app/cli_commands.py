@@ -17,7 +17,7 @@ from app.cli_output import (
     print_snapshot_table,
     snapshot_json,
 )
-from services.display import human_size, utcnow
+from services.display import how_many, human_size, utcnow
 from services.errors import EXIT_FAILED, EXIT_INVALID_SNAPSHOT, EXIT_OK, BadInput, DbsageError
 from services.snapshots import maintenance
 from services.snapshots.adopt import adopt, adoptable
@@ -54,7 +54,7 @@ async def cmd_snapshot(ws: Workspace, args) -> int:
     else:
         m = snap.meta
         size = m.get("clone_size_human", m["size_human"])
-        print(f"Saved {snap.path} ({size}, {m['tables_count']} tables, {m['duration_seconds']:.1f}s)")
+        print(f"Saved {snap.path} ({size}, {how_many(m['tables_count'], 'table')}, {m['duration_seconds']:.1f}s)")
         print(f"Restore with: {_again(ws, args)} restore {snap.filename}")
     return EXIT_OK
 
@@ -137,7 +137,7 @@ async def cmd_adopt(ws: Workspace, args) -> int:
     else:
         m = snap.meta
         rows = f", {sum(m['row_counts'].values()):,} rows" if m["row_counts"] is not None else ""
-        print(f"Adopted {snap.filename}: {m['type']}, {m['size_human']}, {m['tables_count']} tables{rows}, "
+        print(f"Adopted {snap.filename}: {m['type']}, {m['size_human']}, {how_many(m['tables_count'], 'table')}{rows}, "
               f"schemas {', '.join(m['schemas']) or 'none'}; dumped from {m['database_version']}")
         print(f"Restore with: {_again(ws, args)} restore {snap.filename}")
     return EXIT_OK

@@ -16,6 +16,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
+def how_many(n: int, noun: str) -> str:
+    """``n`` things, in words: "1 table", "4,300 rows"."""
+    return f"{n:,} {noun}{'s' * (n != 1)}"
+
+
 def human_size(n: int | None) -> str:
     if n is None:
         return "?"

@@ -163,8 +163,8 @@ def test_emergency_recovery_status(snap_compare, tmp_path):
         op.finish(RestoreResult(
             snapshot=snaps["emergency-backup"], pre_snapshot=pre, duration=2.4,
             checks=[SmokeCheck("connection", True, f"connected to {target}"),
-                    SmokeCheck("tables", True, "1 tables (snapshot: 1)"),
-                    SmokeCheck("row counts", True, "1 tables, 25 rows match")]))
+                    SmokeCheck("tables", True, "1 table (snapshot: 1)"),
+                    SmokeCheck("row counts", True, "1 table, 25 rows match")]))
         await pilot.pause()
     assert snap_compare(app_for(tmp_path), terminal_size=(110, 36), run_before=run)
 

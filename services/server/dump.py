@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.config import ConnInfo
-from services.display import human_size
+from services.display import how_many, human_size
 from services.errors import OperationFailed, audit_failure, explain_tool_failure
 from services.events import Log, Progress, Reporter, null_reporter
 from services.server import catalog, dependents
@@ -302,7 +302,7 @@ def _seal(target: Target, store: SnapshotStore, plan: _Plan, pump: SnapshotPump,
             "statistics": "--statistics" in plan.args})
     store.write_meta(plan.final, meta)
     report(Progress("dump", pump.written, pump.written, time.monotonic() - started))
-    report(Log(f"Saved {name} ({human_size(pump.written)}, {plan.tables} tables, {duration:.1f}s)"))
+    report(Log(f"Saved {name} ({human_size(pump.written)}, {how_many(plan.tables, 'table')}, {duration:.1f}s)"))
     store.audit("snapshot", "ok", snapshot=name, type=plan.kind, target=target.conn.display,
                 size_bytes=pump.written, duration_seconds=duration, pg_dump_seconds=plan.pg_dump_seconds)
     return Snapshot(path=plan.final, label=label, timestamp=plan.ts, meta=meta, file_size=pump.written)

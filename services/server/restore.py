@@ -17,6 +17,7 @@ from collections.abc import Callable
 import asyncpg
 
 from services.config import ConnInfo
+from services.display import how_many
 from services.errors import DbsageError, InvalidSnapshot, OperationFailed, audit_failure
 from services.events import Log, Reporter, Step, null_reporter
 from services.server import catalog, dependents
@@ -84,8 +85,8 @@ async def _analyze(target: Target, scope: catalog.Scope, report: Reporter) -> No
     except asyncpg.PostgresError as exc:
         report(Step("analyze", "warning", f"ANALYZE failed ({exc}); autovacuum will catch up"))
         return
-    came = f"the statistics of {kept} table{'s' * (kept != 1)} came with the snapshot" if kept else ""
-    done = f"{n} table{'s' * (n != 1)} analyzed" if n or not kept else ""
+    came = f"the statistics of {how_many(kept, 'table')} came with the snapshot" if kept else ""
+    done = f"{how_many(n, 'table')} analyzed" if n or not kept else ""
     report(Step("analyze", "ok", "; ".join(filter(None, (done, came)))))
 
 

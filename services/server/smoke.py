@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from services.config import ConnInfo
+from services.display import how_many
 from services.errors import DbsageError
 from services.events import Blocker, Log, Reporter, Step
 from services.server import catalog
@@ -49,7 +50,8 @@ async def smoke_test(conn: ConnInfo, snap: Snapshot, loaded: dict[str, int] | No
             else list(snap.get("schemas") or [])
         want_tables = snap.get("tables_count")
         got_tables = await catalog.tables_count(con, schemas)
-        checks.append(SmokeCheck("tables", got_tables == want_tables, f"{got_tables} tables (snapshot: {want_tables})"))
+        checks.append(SmokeCheck("tables", got_tables == want_tables,
+                                 f"{how_many(got_tables, 'table')} (snapshot: {want_tables})"))
         if loaded is not None:
             checks.append(await _row_counts(con, snap, schemas, loaded))
     finally:
@@ -65,7 +67,8 @@ async def _row_counts(con, snap: Snapshot, schemas: list[str], loaded: dict[str,
     missing = sorted(set(want_rows) - present)
     extra = sorted(present - set(want_rows))
     # The rows loaded per table were matched with the metadata before COMMIT (``replay.loaded_mismatch``).
-    detail = f"{len(want_rows)} tables, {sum(loaded.values()):,} rows loaded as recorded (checked before COMMIT)"
+    detail = (f"{how_many(len(want_rows), 'table')}, {how_many(sum(loaded.values()), 'row')} loaded as recorded "
+              "(checked before COMMIT)")
     if missing:
         detail += f"; missing after COMMIT: {', '.join(missing[:3])}"
     if extra:
