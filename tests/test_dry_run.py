@@ -95,7 +95,7 @@ def test_dry_run_lists_exactly_what_changes_and_touches_nothing(pg, db, snapdir,
     res = dbsage(db, snapdir, "restore", name, "--dry-run", cwd=project)
     assert res.returncode == 0, res.stderr
     for line in ("Gone after the restore (1):", "  table public.added", "  public.items: 290 → 300 (+10)",
-                 "  public.added: 7 → - (-7)", "  function public.total(): body changed",
+                 "  public.added: 7 → gone (-7)", "  function public.total(): body changed",
                  "Migrations undone (supabase, back to 20260101000000 init):", "  20260106000000 prices"):
         assert line in res.stdout.splitlines(), res.stdout
     assert full_dump(db) == before

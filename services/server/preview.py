@@ -234,9 +234,9 @@ def _more(items: list[str], limit: int) -> list[str]:
 
 
 def _rows_text(r: TableRows) -> str:
-    now = "-" if r.now is None else ("" if r.exact else "~") + f"{r.now:,}"
-    after = "-" if r.snapshot is None else f"{r.snapshot:,}"
-    return f"{r.table}: {now} → {after} ({'' if r.exact else '~'}{r.delta:+,})"
+    now = "none" if r.now is None else ("" if r.exact else "~") + f"{r.now:,}"
+    after = "gone" if r.snapshot is None else f"{r.snapshot:,}"
+    return f"{r.table}: {now} → {after}" + (f" ({'' if r.exact else '~'}{r.delta:+,})" if r.delta else "")
 
 
 def _moved(p: Preview) -> list[TableRows]:
