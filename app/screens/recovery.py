@@ -30,7 +30,7 @@ class Recovery:
             self.say("The restore dialog was not opened: another dialog is open. Press r again.", "warning")
             return
         from app.screens.restore import RestoreModal
-        modal = RestoreModal(self.workflow.operation("restore"), snap, validation, self.ws, self.clock(),
+        modal = RestoreModal(self.workflow.operation("restore"), snap, validation, self.ws, self.clock,
                              self._by_name.get(snap.filename))
         self.app.push_screen(modal, lambda request: self._restore_answered(request, validation))
 

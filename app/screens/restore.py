@@ -9,6 +9,7 @@ worker of the dialog's own: the question can be answered before it arrives.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -46,13 +47,13 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
     COST_ITEMS = 4
 
     def __init__(self, operation: Operation, snap: Snapshot, validation: Validation, ws: Workspace,
-                 now: dt.datetime, index: int | None) -> None:
+                 clock: Callable[[], dt.datetime], index: int | None) -> None:
         super().__init__()
         self.operation = operation
         self.snap = snap
         self.validation = validation
         self.ws = ws
-        self.now = now
+        self.clock = clock  # the snapshot's age ticks while the question waits
         self.index = index
 
     def compose(self) -> ComposeResult:
@@ -85,7 +86,8 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one(SnapshotPreview).show(self.snap, self.now, self.validation, self.index)
+        self._show_snapshot()
+        self.set_interval(1.0, self._show_snapshot)
         cost = self.query_one("#cost")
         cost.display = self.validation.ok and not self.snap.is_clone
         if cost.display:
@@ -94,6 +96,9 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
             self.inspect_database(self.ws.require_conn(), cost.display)
         default = self.operation.confirm.default if self.validation.ok else "no"
         self.query_one(f"#answer-{default}", Button).focus()
+
+    def _show_snapshot(self) -> None:
+        self.query_one(SnapshotPreview).show(self.snap, self.clock(), self.validation, self.index)
 
     @work(exclusive=True, exit_on_error=False, description="Looking at the database the restore replaces")
     async def inspect_database(self, conn: ConnInfo, cost: bool) -> None:
