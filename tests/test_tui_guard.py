@@ -98,7 +98,7 @@ async def test_after_an_emergency_rollback_the_screen_tells_what_it_undid(pg18, 
             "Rollback undid: 1 gone · 0 back · 0 redefined · rows in 2 of 2 tables",
             "  gone: table public.junk",
             "  rows public.items: 20 → 30 (+10)",
-            "  rows public.junk: 7 → - (-7)"]
+            "  rows public.junk: 7 → gone (-7)"]
         # The status, what the rollback undid and Close are on the 80x24 screen together (Close replaces
         # "Stop / close" once the end is shown, after a refresh).
         shown = ("RECOVERY STATUS: OK", "gone: table public.junk", " Close ")

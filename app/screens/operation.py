@@ -295,7 +295,7 @@ def undone_lines(p: Preview, limit: int = UNDONE_ITEMS) -> list[Content]:
 
 def _rows_undone(r: TableRows) -> str:
     """``rows public.items: 20 → 30 (+10)``: before the rollback (the snapshot) → now; ``~`` an estimate."""
-    before = "-" if r.snapshot is None else f"{r.snapshot:,}"
+    before = "none" if r.snapshot is None else f"{r.snapshot:,}"
     approx = "" if r.exact else "~"
-    after = "-" if r.now is None else f"{approx}{r.now:,}"
-    return f"rows {r.table}: {before} → {after} ({approx}{-r.delta:+,})"
+    after = "gone" if r.now is None else f"{approx}{r.now:,}"
+    return f"rows {r.table}: {before} → {after}" + (f" ({approx}{-r.delta:+,})" if r.delta else "")
