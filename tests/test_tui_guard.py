@@ -75,13 +75,18 @@ async def test_guarded_snapshots_are_marked_and_a_failed_guard_stands_out(tmp_pa
 
 
 async def test_after_an_emergency_rollback_the_screen_tells_what_it_undid(pg18, db18, snapdir):
-    """A table added and rows deleted after the snapshot: E rolls back, and the operation screen, at
-    80x24, lists the table as gone and the rows as restored (before the rollback → now)."""
+    """A table added, rows deleted and a migration applied after the snapshot: E rolls back, and the
+    operation screen, at 80x24, says which migration it took back (and how to apply it again), lists the
+    table as gone, and counts the rest (the rows, before the rollback → now)."""
     seed_items(pg18, db18, 30)
+    pg18.psql("CREATE SCHEMA supabase_migrations; CREATE TABLE supabase_migrations.schema_migrations "
+              "(version text PRIMARY KEY, name text); INSERT INTO supabase_migrations.schema_migrations "
+              "VALUES ('20261201000000', 'items');", db18.dbname)
     store = SnapshotStore(snapdir)
     await dump.snapshot(db18, store, "emergency-backup")
     pg18.psql("CREATE TABLE junk (x int); INSERT INTO junk SELECT generate_series(1, 7);"
-              "DELETE FROM items WHERE id > 20;", db18.dbname)
+              "DELETE FROM items WHERE id > 20; INSERT INTO supabase_migrations.schema_migrations "
+              "VALUES ('20261202000000', 'junk');", db18.dbname)
     app = make_app(Workspace(conn=db18, store=store))
     async with app.run_test(size=SIZE) as pilot:
         await listed(pilot, 1)
@@ -95,10 +100,11 @@ async def test_after_an_emergency_rollback_the_screen_tells_what_it_undid(pg18, 
                     what="what the rollback undid")
         text = str(undone.render())
         assert text.splitlines() == [
-            "Rollback undid: 1 gone · 0 back · 0 redefined · rows in 2 of 2 tables",
+            "Rollback undid: 1 gone · 0 back · 0 redefined · rows in 3 of 3 tables",
+            "  migrations (supabase): 20261202000000 junk → 20261201000000 items; to apply them again: "
+            "supabase migration up (local) or supabase db push (linked project)",
             "  gone: table public.junk",
-            "  rows public.items: 20 → 30 (+10)",
-            "  rows public.junk: 7 → gone (-7)"]
+            "  … and 3 more"]  # the rows: 20 → 30 in items, 7 → gone in junk, 2 → 1 in the history
         # The status, what the rollback undid and Close are on the 80x24 screen together (Close replaces
         # "Stop / close" once the end is shown, after a refresh).
         shown = ("RECOVERY STATUS: OK", "gone: table public.junk", " Close ")

@@ -25,7 +25,7 @@ from app.common import failure_text, progress_text
 from app.screens.confirm import ConfirmModal
 from app.screens.messages import EngineBlocked, EngineLog, EngineProgress, EngineStep, bridge
 from services.events import Blocked, Log
-from services.server import restore
+from services.server import migrations, restore
 from services.server.locks import LockPolicy
 from services.server.restore import RestoreResult
 from services.snapshots.store import Snapshot
@@ -281,7 +281,9 @@ def undone_lines(p: Preview, limit: int = UNDONE_ITEMS) -> list[Content]:
     would remove, the rollback brought back ("back"); rows go from the snapshot's counts (before the
     rollback) to the database's (now). One headline, then the first ``limit`` items."""
     moved = [r for r in p.rows if r.delta]
-    items = [*(f"gone: {c.kind.replace('_', ' ')} {c.name}" for c in p.back),
+    items = [*(f"migrations ({tool}): {migrations.text(then)} → {migrations.text(now)}; to apply them again: "
+               f"{migrations.TOOLS[tool][1]}" for tool, (then, now) in p.heads.items() if tool not in p.undone),
+             *(f"gone: {c.kind.replace('_', ' ')} {c.name}" for c in p.back),
              *(f"back: {c.kind.replace('_', ' ')} {c.name}" for c in p.gone),
              *(f"redefined: {c.kind.replace('_', ' ')} {c.name}" for c in p.changed),
              *(_rows_undone(r) for r in moved)]

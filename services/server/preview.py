@@ -66,7 +66,7 @@ class Preview:
     rows: list[TableRows] = field(default_factory=list)
     #: tool -> the history rows the restore undoes (``{"version", "name"}``), newest last.
     undone: dict[str, list[dict]] = field(default_factory=dict)
-    #: tool -> (head in the snapshot, head now), for every tool in ``undone``.
+    #: tool -> (head in the snapshot, head now), for every tool whose heads differ (each in ``undone`` too).
     heads: dict[str, tuple[dict | None, dict | None]] = field(default_factory=dict)
     local_files: list[str] = field(default_factory=list)  # supabase/migrations files no longer applied
     estimate_seconds: float | None = None
@@ -199,9 +199,10 @@ async def _migrations(con: asyncpg.Connection, snap: Snapshot, result: Preview) 
         recorded["supabase"] = snap.get("migration")
     now = await migrations.heads(con)
     for tool in sorted(set(now) if isinstance(guard, dict) else set(now) & set(recorded)):
+        if migrations.text(recorded.get(tool)) != migrations.text(now[tool]):
+            result.heads[tool] = (recorded.get(tool), now[tool])
         if undone := await migrations.applied_after(con, tool, recorded.get(tool)):
             result.undone[tool] = undone
-            result.heads[tool] = (recorded.get(tool), now[tool])
 
 
 def local_files_undone(project_dir: Path, undone: list[dict]) -> list[str]:
