@@ -29,24 +29,38 @@ def human_size(n: int | None) -> str:
 
 
 def age_text(ts: dt.datetime, now: dt.datetime | None = None) -> str:
-    import humanize
-    return humanize.naturaltime((now or utcnow()) - ts)
+    """The age in words, as ``compact_age`` counts it (whole units, never rounded up): ``7 minutes ago``,
+    ``1 year, 11 months ago``; the list's ``59m`` is never the preview's ``an hour ago``."""
+    parts = _age_parts(ts, now or utcnow())
+    if not parts or parts[0][0] == 0:
+        return "now"
+    return ", ".join(how_many(n, unit) for n, unit in parts) + " ago"
 
 
 def compact_age(ts: dt.datetime, now: dt.datetime) -> str:
     """The age in one short word for a list column: ``42s``, ``8m``, ``5h``, ``3d``, ``7mo``, ``1y11mo``
     (a month is a twelfth of a year). A timestamp ahead of the clock reads ``now``."""
+    parts = _age_parts(ts, now)
+    return "".join(f"{n}{_SHORT[unit]}" for n, unit in parts) if parts else "now"
+
+
+_SHORT = {"second": "s", "minute": "m", "hour": "h", "day": "d", "month": "mo", "year": "y"}
+
+
+def _age_parts(ts: dt.datetime, now: dt.datetime) -> list[tuple[int, str]]:
+    """(count, unit) of the age: one unit under a year, years and months (if any) from then on; none
+    for a timestamp ahead of the clock."""
     seconds = int((now - ts).total_seconds())
     if seconds < 0:
-        return "now"
-    for below, per, unit in ((60, 1, "s"), (3600, 60, "m"), (_DAY, 3600, "h"), (31 * _DAY, _DAY, "d")):
+        return []
+    for below, per, unit in ((60, 1, "second"), (3600, 60, "minute"), (_DAY, 3600, "hour"), (31 * _DAY, _DAY, "day")):
         if seconds < below:
-            return f"{seconds // per}{unit}"
+            return [(seconds // per, unit)]
     months = seconds // _DAY * 12 // 365
     if months < 12:
-        return f"{max(months, 1)}mo"
+        return [(max(months, 1), "month")]
     years, months = divmod(months, 12)
-    return f"{years}y{months}mo" if months else f"{years}y"
+    return [(years, "year"), *([(months, "month")] if months else [])]
 
 
 def compact_age_changes_at(ts: dt.datetime, now: dt.datetime) -> dt.datetime:
