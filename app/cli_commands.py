@@ -123,7 +123,7 @@ async def cmd_list(ws: Workspace, args) -> int:
             f"{s.filename}: {s.problem}" + (f" (adopt it with `{_again(ws, args)} adopt {s.filename}`)"
                                            if adoptable(s) else "") for s in bad[:5]))
     total, pre = maintenance.disk_use(snaps)
-    print(f"\n{len(snaps)} snapshot{'s' if len(snaps) != 1 else ''}, {human_size(total)} on disk"
+    print(f"\n{how_many(len(snaps), 'snapshot')}, {human_size(total)} on disk"
           + (f" ({human_size(pre)} in pre-rollback snapshots; cleanup keeps the newest "
              f"{ws.settings.retention.pre_rollback})" if pre else ""))
     print(f"Select a snapshot by number or file name, e.g. {_again(ws, args)} restore 1")

@@ -23,6 +23,7 @@ from textual.widgets import Button, Checkbox, Footer, Label, Static
 from app.common import failure_text
 from app.workflow import Operation
 from services.config import ConnInfo
+from services.display import how_many
 from services.errors import DbsageError
 from services.server.locks import sessions_now
 from services.snapshots.store import Snapshot
@@ -114,7 +115,7 @@ class RestoreModal(ModalScreen[RestoreRequest | None]):
             return
         if sessions:
             box = self.query_one("#sessions", Static)
-            box.update("\n".join([f"{len(sessions)} other session{'s' if len(sessions) != 1 else ''} connected "
+            box.update("\n".join([f"{how_many(len(sessions), 'other session')} connected "
                                   f"(the restore waits for their locks, up to {self.ws.settings.lock_timeout:g} s):",
                                   *(f"  {b.text()}" for b in sessions)]))
             box.display = True
